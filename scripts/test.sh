@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command (see README.md). Runs the whole suite on SQLite and Postgres, then checks that
+# every route the app serves was exercised by a test.
+#
+# Postgres: unless BURNCLOUD_TEST_DATABASE_URL points at a server, a throwaway cluster is created
+# from the local installation (initdb/pg_ctl; as the `postgres` user when run as root) on a free
+# port under a temporary directory, and removed afterwards. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${BURNCLOUD_TEST_DATABASE_URL:-}" ]; then
+  # shellcheck source=scripts/throwaway-postgres.sh
+  source scripts/throwaway-postgres.sh
+  start_throwaway_postgres
+  trap stop_throwaway_postgres EXIT
+fi
+echo "test databases: SQLite (one file per test) and Postgres at ${BURNCLOUD_TEST_DATABASE_URL%%\?*}"
+
+export BURNCLOUD_TEST_RUN_ID="run-$(date +%s)-$$"
+cargo test "$@"
+# The route-coverage check reads what the run above recorded; it needs the whole suite to have run.
+if [ "$#" -eq 0 ]; then
+  cargo test --test api -- --ignored --exact route_coverage::every_route_is_exercised --nocapture
+fi

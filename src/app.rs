@@ -1,0 +1,281 @@
+//! Application start-up and shutdown: `Application::build(config)` prepares everything (data
+//! dir, secret key, database and migrations, first admin, bound listener) and
+//! `run_until_stopped` serves until SIGINT/SIGTERM or [`Application::shutdown_token`], then
+//! drains in-flight requests, streams and background tasks within the configured grace period.
+//! Tests bind port 0 and read the real port from [`Application::port`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use url::Url;
+
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::secret_key::{self, Source};
+use crate::services::accounts::{self, RootAdmin};
+use crate::state::AppState;
+use crate::{routes, telemetry};
+
+/// Why the app could not start. Each message names the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("BURNCLOUD_DATA_DIR: cannot create {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    SecretKey(#[from] secret_key::SecretKeyError),
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] db::ConnectError),
+    #[error("DATABASE_URL: migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("BURNCLOUD_ADMIN_EMAIL: creating the first admin failed: {0}")]
+    Admin(#[from] accounts::AccountError),
+    #[error("BURNCLOUD_PUBLIC_URL: cannot derive it from the bound address: {0}")]
+    PublicUrl(url::ParseError),
+    #[error("BURNCLOUD_LISTEN: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A built application, bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    port: u16,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with(config, |router| router).await
+    }
+
+    /// Like [`build`](Self::build), with a hook that may wrap the finished router (tests use it to
+    /// record which routes they exercise).
+    pub async fn build_with(
+        config: Config,
+        customize: impl FnOnce(Router) -> Router,
+    ) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let (secret_key, source) = secret_key::load_or_generate(&config)?;
+        if let Source::Generated(path) = &source {
+            tracing::warn!(
+                path = %path.display(),
+                "BURNCLOUD_SECRET_KEY is not set: generated a new instance key; back this file up, \
+                 channel keys cannot be decrypted without it"
+            );
+        }
+
+        let db = Db::connect(&config.database, config.database_max_connections).await?;
+        db::migrate::run(&db).await?;
+        tracing::info!(backend = db.backend().name(), "database ready");
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let public_url = match config.public_url.clone() {
+            Some(url) => url,
+            None => derived_public_url(local).map_err(StartupError::PublicUrl)?,
+        };
+
+        match accounts::ensure_root_admin(&db, &config.admin_email, config.admin_password.as_ref())
+            .await?
+        {
+            RootAdmin::Existing => {}
+            RootAdmin::Created { email } => tracing::info!(%email, "created the first root admin"),
+            RootAdmin::CreatedWithPassword { email, password } => tracing::warn!(
+                "created the first root admin: email {email} password {password} \
+                 (shown once; sign in and change it, or set BURNCLOUD_ADMIN_PASSWORD)"
+            ),
+        }
+
+        let state = AppState::new(config, db, public_url, secret_key);
+        let router = customize(
+            routes::all()
+                .into_router()
+                .with_state(state.clone())
+                .fallback(not_found),
+        );
+        Ok(Self {
+            router: with_http_layers(router),
+            listener,
+            state,
+            port: local.port(),
+        })
+    }
+
+    /// The port actually bound (useful with `BURNCLOUD_LISTEN=127.0.0.1:0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token starts a graceful shutdown, as SIGTERM would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown().clone()
+    }
+
+    /// Serves until a shutdown signal, then drains within the grace period and closes the pool.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let state = self.state;
+        let shutdown = state.shutdown().clone();
+        tracing::info!(console = %state.public_url(), "BurnCloud is listening; open the console URL");
+
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    () = os_signal() => shutdown.cancel(),
+                    () = shutdown.cancelled() => {}
+                }
+            }
+        };
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+        let mut server = tokio::spawn(async move { server.await });
+
+        let finished = tokio::select! {
+            result = &mut server => Some(result),
+            () = shutdown.cancelled() => None,
+        };
+        if !shutdown.is_cancelled() {
+            // The server stopped on its own: an error, not a shutdown.
+            shutdown.cancel();
+            let result = finished.map(|r| r.map_err(std::io::Error::other).and_then(|r| r));
+            return result.unwrap_or_else(|| Err(std::io::Error::other("server stopped")));
+        }
+
+        let grace = state.config().shutdown_grace;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: no new connections, draining in-flight requests"
+        );
+        let deadline = Instant::now() + grace;
+        if finished.is_none()
+            && tokio::time::timeout_at(deadline, &mut server)
+                .await
+                .is_err()
+        {
+            server.abort();
+            tracing::warn!("grace period over: closing the connections still open");
+        }
+        state.tasks().close();
+        if tokio::time::timeout_at(
+            deadline.max(Instant::now() + Duration::from_millis(100)),
+            state.tasks().wait(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                remaining = state.tasks().len(),
+                "grace period over: background tasks abandoned"
+            );
+        }
+        state.db().close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// With no `BURNCLOUD_PUBLIC_URL`, links point at the bound address (loopback for 0.0.0.0).
+fn derived_public_url(local: SocketAddr) -> Result<Url, url::ParseError> {
+    let host = if local.ip().is_unspecified() {
+        "localhost".to_string()
+    } else if local.is_ipv6() {
+        format!("[{}]", local.ip())
+    } else {
+        local.ip().to_string()
+    };
+    Url::parse(&format!("http://{host}:{}/", local.port()))
+}
+
+/// Request ids, the request span, panic containment: the layers every route gets.
+fn with_http_layers(router: Router) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::map_request(drop_unacceptable_request_id))
+            .layer(SetRequestIdLayer::x_request_id(telemetry::MakeId))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
+            .layer(CatchPanicLayer::custom(panic_response)),
+    )
+}
+
+/// A client may name its request (`x-request-id`), but only with a short, plain id.
+async fn drop_unacceptable_request_id(mut request: Request) -> Request {
+    if let Some(value) = request.headers().get("x-request-id")
+        && !telemetry::is_acceptable_client_id(value)
+    {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"error":{"message":"internal server error","type":"server_error","param":null,"code":null}}"#,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+async fn os_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

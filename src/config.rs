@@ -1,0 +1,480 @@
+//! Typed configuration: defaults, then an optional TOML file, then the environment.
+//!
+//! Every setting has one TOML key and one environment variable (see `SETTINGS`, documented in
+//! `docs/configuration.md`). Loading parses and validates everything up front and fails with a
+//! message naming the setting, so a bad value stops start-up instead of surfacing later.
+//! Secrets are wrapped in [`Secret`] so they never reach a log through `Debug`.
+//! This module reads no files other than the config file and touches no database.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Which database engine a `DATABASE_URL` points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A parsed database URL. The URL may hold a password, so it is a [`Secret`].
+#[derive(Clone, Debug)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    pub url: Secret,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            let parsed = Url::parse(raw).map_err(|e| format!("not a valid postgres URL ({e})"))?;
+            if parsed.host_str().unwrap_or_default().is_empty() && !raw.contains("host=") {
+                return Err("postgres URL has no host".into());
+            }
+            return Ok(Self {
+                backend: Backend::Postgres,
+                url: Secret::new(raw),
+            });
+        }
+        if let Some(rest) = raw.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(
+                    "sqlite URL has no file path (example: sqlite://data/burncloud.db)".into(),
+                );
+            }
+            // Create the file when missing unless the URL chooses a mode itself.
+            let url = if raw.contains("mode=") {
+                raw.to_string()
+            } else if raw.contains('?') {
+                format!("{raw}&mode=rwc")
+            } else {
+                format!("{raw}?mode=rwc")
+            };
+            return Ok(Self {
+                backend: Backend::Sqlite,
+                url: Secret::new(url),
+            });
+        }
+        let scheme = raw.split_once(':').map(|(s, _)| s).unwrap_or(raw);
+        Err(format!(
+            "unsupported database URL scheme {scheme:?} (expected postgres:// or sqlite://)"
+        ))
+    }
+
+    /// The SQLite database file, when this is a file-backed SQLite URL.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let rest = self.url.expose().strip_prefix("sqlite:")?;
+        let path = rest.trim_start_matches("//").split('?').next()?;
+        (path != ":memory:" && !self.url.expose().contains("mode=memory"))
+            .then(|| PathBuf::from(path))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The whole, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the HTTP server binds (`BURNCLOUD_LISTEN`).
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and the generated secret key (`BURNCLOUD_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Database to use (`DATABASE_URL`); defaults to SQLite in the data dir.
+    pub database: DatabaseUrl,
+    /// Pool size (`BURNCLOUD_DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// Externally visible base URL used in emails and redirects (`BURNCLOUD_PUBLIC_URL`).
+    /// `None` means "derive it from the bound address".
+    pub public_url: Option<Url>,
+    /// Encrypts upstream keys at rest (`BURNCLOUD_SECRET_KEY`); generated into the data dir when unset.
+    pub secret_key: Option<Secret>,
+    /// First root admin, created at first boot (`BURNCLOUD_ADMIN_EMAIL`).
+    pub admin_email: String,
+    /// Its password (`BURNCLOUD_ADMIN_PASSWORD`); generated and logged once when unset.
+    pub admin_password: Option<Secret>,
+    /// Root token for the management API (`BURNCLOUD_ADMIN_TOKEN`).
+    pub admin_token: Option<Secret>,
+    /// Log filter in `tracing_subscriber::EnvFilter` syntax (`BURNCLOUD_LOG`).
+    pub log: String,
+    /// `pretty` or `json` (`BURNCLOUD_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// How long in-flight requests and streams may run after a shutdown signal (`BURNCLOUD_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace: Duration,
+}
+
+/// A setting that could not be used; `Display` names it the way the operator wrote it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: &Setting, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.env.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One configuration setting: its TOML key and its environment variable.
+pub struct Setting {
+    pub key: &'static str,
+    pub env: &'static str,
+}
+
+macro_rules! settings {
+    ($($ident:ident => $key:literal, $env:literal;)*) => {
+        $(const $ident: Setting = Setting { key: $key, env: $env };)*
+        /// Every setting, in documentation order.
+        pub const SETTINGS: &[Setting] = &[$($ident),*];
+    };
+}
+
+settings! {
+    LISTEN => "listen", "BURNCLOUD_LISTEN";
+    DATA_DIR => "data_dir", "BURNCLOUD_DATA_DIR";
+    DATABASE_URL => "database_url", "DATABASE_URL";
+    DATABASE_MAX_CONNECTIONS => "database_max_connections", "BURNCLOUD_DATABASE_MAX_CONNECTIONS";
+    PUBLIC_URL => "public_url", "BURNCLOUD_PUBLIC_URL";
+    SECRET_KEY => "secret_key", "BURNCLOUD_SECRET_KEY";
+    ADMIN_EMAIL => "admin_email", "BURNCLOUD_ADMIN_EMAIL";
+    ADMIN_PASSWORD => "admin_password", "BURNCLOUD_ADMIN_PASSWORD";
+    ADMIN_TOKEN => "admin_token", "BURNCLOUD_ADMIN_TOKEN";
+    LOG => "log", "BURNCLOUD_LOG";
+    LOG_FORMAT => "log_format", "BURNCLOUD_LOG_FORMAT";
+    SHUTDOWN_GRACE_SECS => "shutdown_grace_secs", "BURNCLOUD_SHUTDOWN_GRACE_SECS";
+}
+
+/// The smallest accepted length for secret keys and tokens.
+pub const MIN_SECRET_LEN: usize = 32;
+
+impl Config {
+    /// Loads from the optional TOML file, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// Loads with an explicit environment lookup (tests pass a map).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut values = match file {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        for setting in SETTINGS {
+            if let Some(value) = env(setting.env) {
+                values.insert(setting.key, value);
+            }
+        }
+        Self::from_values(&values)
+    }
+
+    fn from_values(values: &BTreeMap<&'static str, String>) -> Result<Self, ConfigError> {
+        let get = |s: &Setting| {
+            values
+                .get(s.key)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        };
+
+        let listen = match get(&LISTEN) {
+            Some(v) => v.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    &LISTEN,
+                    format!("{v:?} is not a socket address (example: 127.0.0.1:3000)"),
+                )
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+        };
+        let data_dir = PathBuf::from(get(&DATA_DIR).unwrap_or("./data"));
+        let database = match get(&DATABASE_URL) {
+            Some(v) => DatabaseUrl::parse(v).map_err(|m| ConfigError::new(&DATABASE_URL, m))?,
+            None => {
+                let file = data_dir.join("burncloud.db");
+                DatabaseUrl::parse(&format!("sqlite://{}", file.display()))
+                    .map_err(|m| ConfigError::new(&DATA_DIR, m))?
+            }
+        };
+        let database_max_connections = match get(&DATABASE_MAX_CONNECTIONS) {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        &DATABASE_MAX_CONNECTIONS,
+                        format!("{v:?} is not a number from 1 to 1000"),
+                    )
+                })?,
+            None => 10,
+        };
+        let public_url = get(&PUBLIC_URL)
+            .map(|v| {
+                let url = Url::parse(v).map_err(|e| {
+                    ConfigError::new(&PUBLIC_URL, format!("{v:?} is not a URL ({e})"))
+                })?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(ConfigError::new(
+                        &PUBLIC_URL,
+                        format!("{v:?} must be an http:// or https:// URL with a host"),
+                    ));
+                }
+                Ok(url)
+            })
+            .transpose()?;
+        let secret_key = secret(get(&SECRET_KEY), &SECRET_KEY)?;
+        let admin_email = get(&ADMIN_EMAIL)
+            .unwrap_or("admin@localhost")
+            .to_lowercase();
+        if !crate::domain::email::looks_like_email(&admin_email) {
+            return Err(ConfigError::new(
+                &ADMIN_EMAIL,
+                format!("{admin_email:?} is not an email address"),
+            ));
+        }
+        let admin_password = match get(&ADMIN_PASSWORD) {
+            Some(v) if v.chars().count() < crate::domain::password::MIN_LEN => {
+                return Err(ConfigError::new(
+                    &ADMIN_PASSWORD,
+                    format!(
+                        "must be at least {} characters",
+                        crate::domain::password::MIN_LEN
+                    ),
+                ));
+            }
+            other => other.map(Secret::new),
+        };
+        let admin_token = secret(get(&ADMIN_TOKEN), &ADMIN_TOKEN)?;
+        let log = get(&LOG).unwrap_or("info").to_string();
+        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+            return Err(ConfigError::new(
+                &LOG,
+                format!("{log:?} is not a valid log filter"),
+            ));
+        }
+        let log_format = match get(&LOG_FORMAT).unwrap_or("pretty") {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::new(
+                    &LOG_FORMAT,
+                    format!("{other:?} must be json or pretty"),
+                ));
+            }
+        };
+        let shutdown_grace = match get(&SHUTDOWN_GRACE_SECS) {
+            Some(v) => {
+                Duration::from_secs(v.parse::<u64>().ok().filter(|n| *n <= 86_400).ok_or_else(
+                    || {
+                        ConfigError::new(
+                            &SHUTDOWN_GRACE_SECS,
+                            format!("{v:?} is not a number of seconds (0 to 86400)"),
+                        )
+                    },
+                )?)
+            }
+            None => Duration::from_secs(30),
+        };
+
+        Ok(Self {
+            listen,
+            data_dir,
+            database,
+            database_max_connections,
+            public_url,
+            secret_key,
+            admin_email,
+            admin_password,
+            admin_token,
+            log,
+            log_format,
+            shutdown_grace,
+        })
+    }
+}
+
+fn secret(value: Option<&str>, setting: &Setting) -> Result<Option<Secret>, ConfigError> {
+    match value {
+        Some(v) if v.len() < MIN_SECRET_LEN => Err(ConfigError::new(
+            setting,
+            format!("must be at least {MIN_SECRET_LEN} characters"),
+        )),
+        other => Ok(other.map(Secret::new)),
+    }
+}
+
+/// Reads the TOML file into setting-key → string value; unknown keys are an error (typos).
+fn read_file(path: &Path) -> Result<BTreeMap<&'static str, String>, ConfigError> {
+    let file_error = |message: String| ConfigError {
+        setting: format!("--config {}", path.display()),
+        message,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_error(format!("invalid TOML: {}", e.message())))?;
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        let setting = SETTINGS
+            .iter()
+            .find(|s| s.key == key)
+            .ok_or_else(|| file_error(format!("unknown setting {key:?}")))?;
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(file_error(format!(
+                    "{key}: unsupported value type {}",
+                    other.type_str()
+                )));
+            }
+        };
+        values.insert(setting.key, value);
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_from(None, |name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_a_local_sqlite_instance() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.database.backend, Backend::Sqlite);
+        assert_eq!(
+            config.database.url.expose(),
+            "sqlite://./data/burncloud.db?mode=rwc"
+        );
+        assert_eq!(
+            config.database.sqlite_file(),
+            Some(PathBuf::from("./data/burncloud.db"))
+        );
+        assert_eq!(config.log_format, LogFormat::Pretty);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases = [
+            ("BURNCLOUD_LISTEN", "nope"),
+            ("DATABASE_URL", "mysql://x"),
+            ("DATABASE_URL", "sqlite://"),
+            ("BURNCLOUD_PUBLIC_URL", "ftp://x"),
+            ("BURNCLOUD_SECRET_KEY", "short"),
+            ("BURNCLOUD_ADMIN_TOKEN", "short"),
+            ("BURNCLOUD_ADMIN_EMAIL", "not-an-email"),
+            ("BURNCLOUD_ADMIN_PASSWORD", "short"),
+            ("BURNCLOUD_LOG_FORMAT", "xml"),
+            ("BURNCLOUD_LOG", "[["),
+            ("BURNCLOUD_SHUTDOWN_GRACE_SECS", "-1"),
+            ("BURNCLOUD_DATABASE_MAX_CONNECTIONS", "0"),
+        ];
+        for (name, value) in cases {
+            let err = load(&[(name, value)]).unwrap_err();
+            assert_eq!(err.setting, name, "{name}={value}: {err}");
+            assert!(err.to_string().starts_with(name));
+        }
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised() {
+        let db = DatabaseUrl::parse("postgresql://u:p@localhost:5432/db").unwrap();
+        assert_eq!(db.backend, Backend::Postgres);
+        assert_eq!(db.sqlite_file(), None);
+        assert!(
+            !format!("{db:?}").contains("u:p"),
+            "the password must not leak through Debug"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("burncloud.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4000\"\nshutdown_grace_secs = 5\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let config = Config::load_from(Some(&path), |name| {
+            (name == "BURNCLOUD_LISTEN").then(|| "127.0.0.1:5000".into())
+        })
+        .unwrap();
+        assert_eq!(config.listen.port(), 5000);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("burncloud.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:4000\"\n").unwrap();
+        let err = Config::load_from(Some(&path), |_| None).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown setting \"lisen\""),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! The database layer: one `sqlx::AnyPool` over Postgres or SQLite, the embedded migrations,
+//! and one module of free functions per table group. All SQL lives under this module and is
+//! written in the subset both engines share (`$n` placeholders, `RETURNING`, `ON CONFLICT`;
+//! BIGINT for money, timestamps and flags). Nothing here knows about HTTP.
+
+pub mod migrate;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+use crate::config::{Backend, DatabaseUrl};
+
+/// A connected, pooled database and which engine it is.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot create the directory for the SQLite file {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the {backend} database: {source}")]
+    Connect {
+        backend: &'static str,
+        source: sqlx::Error,
+    },
+}
+
+impl Db {
+    /// Opens a pool. For SQLite it creates the file's directory, switches the database to WAL
+    /// and sets `synchronous=NORMAL`, foreign keys and a 5 s busy timeout on every connection.
+    pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, ConnectError> {
+        install_default_drivers();
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10));
+        if url.backend == Backend::Sqlite {
+            if let Some(dir) = url.sqlite_file().as_deref().and_then(|f| f.parent())
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|source| ConnectError::CreateDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            if url.sqlite_file().is_none() {
+                // Every connection to an in-memory database is a different database: keep one.
+                options = options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool =
+            options
+                .connect(url.url.expose())
+                .await
+                .map_err(|source| ConnectError::Connect {
+                    backend: url.backend.name(),
+                    source,
+                })?;
+        Ok(Self {
+            pool,
+            backend: url.backend,
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// True when the error is a unique-constraint violation on the named constraint (Postgres) or
+/// on a column of it (SQLite names columns, not constraints, so `columns` is matched there).
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str, columns: &str) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    if !db.is_unique_violation() {
+        return false;
+    }
+    match db.constraint() {
+        Some(name) => name == constraint,
+        None => db.message().contains(columns),
+    }
+}

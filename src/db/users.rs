@@ -1,0 +1,99 @@
+//! Queries on `users`.
+
+use sqlx::{Any, Executor, Row};
+
+use crate::domain::email::Email;
+use crate::domain::time::now_ms;
+
+/// A role, as stored in `users.role`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Root,
+    Admin,
+    Reseller,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Root => "root",
+            Role::Admin => "admin",
+            Role::Reseller => "reseller",
+            Role::User => "user",
+        }
+    }
+}
+
+/// The columns needed to create a user.
+pub struct NewUser<'a> {
+    pub email: &'a Email,
+    pub password_hash: &'a str,
+    pub role: Role,
+    pub group: &'a str,
+    pub invite_code: &'a str,
+    pub email_verified: bool,
+}
+
+/// Inserts a user and returns its id.
+pub async fn insert<'e>(
+    db: impl Executor<'e, Database = Any>,
+    user: &NewUser<'_>,
+) -> Result<i64, sqlx::Error> {
+    let now = now_ms();
+    let verified_at = user.email_verified.then_some(now);
+    sqlx::query(
+        "INSERT INTO users (email, password_hash, role, group_name, invite_code, email_verified_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+    )
+    .bind(user.email.as_str())
+    .bind(user.password_hash)
+    .bind(user.role.as_str())
+    .bind(user.group)
+    .bind(user.invite_code)
+    .bind(verified_at)
+    .bind(now)
+    .fetch_one(db)
+    .await?
+    .try_get(0)
+}
+
+/// The id of the user with this email, if any.
+pub async fn id_by_email<'e>(
+    db: impl Executor<'e, Database = Any>,
+    email: &Email,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("SELECT id FROM users WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(db)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()
+}
+
+/// How many root admins exist.
+pub async fn count_roots<'e>(db: impl Executor<'e, Database = Any>) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'root'")
+        .fetch_one(db)
+        .await?
+        .try_get(0)
+}
+
+/// Makes an existing user an active, verified root admin with a new password.
+pub async fn make_root<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, role = 'root', status = 'active', \
+         email_verified_at = COALESCE(email_verified_at, $2), updated_at = $2 WHERE id = $3",
+    )
+    .bind(password_hash)
+    .bind(now)
+    .bind(id)
+    .execute(db)
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,13 @@
+//! Random tokens: request ids, invite codes and other opaque identifiers.
+
+use rand::distr::{Alphanumeric, SampleString};
+
+/// A random alphanumeric string of `len` characters.
+pub fn random_alphanumeric(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// A user's invitation code: short enough to type, long enough not to guess (≈ 48 bits).
+pub fn invite_code() -> String {
+    random_alphanumeric(8)
+}

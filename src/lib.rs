@@ -1,0 +1,26 @@
+//! BurnCloud: an OpenAI/Anthropic-compatible LLM gateway and multi-tenant console in one binary.
+
+/// Start-up, serving and graceful shutdown.
+pub mod app;
+/// The command line: `serve`, `migrate`, `admin create`, `healthcheck`.
+pub mod cli;
+/// Typed configuration from defaults, a TOML file and the environment.
+pub mod config;
+/// The server-rendered console and its static assets.
+pub mod console;
+/// The database layer: pool, migrations, queries.
+pub mod db;
+/// Pure domain types: email, money, passwords, tokens, time.
+pub mod domain;
+/// Liveness and readiness endpoints.
+pub mod ops;
+/// The route table.
+pub mod routes;
+/// The instance key that encrypts upstream keys at rest.
+pub mod secret_key;
+/// Domain operations shared by console, API and CLI.
+pub mod services;
+/// Shared application state.
+pub mod state;
+/// Logging and request ids.
+pub mod telemetry;

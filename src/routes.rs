@@ -1,0 +1,69 @@
+//! The route table: every route the app serves is registered here, through [`Routes`], which
+//! records `(method, path)` beside building the axum router. The test suite compares that list
+//! with the routes its tests actually called, so an untested route fails the build.
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::routing::{MethodRouter, get, post};
+
+use crate::state::AppState;
+use crate::{console, ops};
+
+/// One served route, e.g. `GET /healthz`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+}
+
+/// A router under construction plus the list of what it serves.
+pub struct Routes {
+    router: Router<AppState>,
+    table: Vec<Route>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    fn add(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        route: MethodRouter<AppState>,
+    ) -> Self {
+        self.router = self.router.route(path, route);
+        self.table.push(Route { method, path });
+        self
+    }
+
+    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("GET", path, get(handler))
+    }
+
+    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("POST", path, post(handler))
+    }
+
+    /// Every `(method, path)` this router serves.
+    pub fn table(&self) -> &[Route] {
+        &self.table
+    }
+
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
+}
+
+/// All routes of the application.
+pub fn all() -> Routes {
+    Routes::new()
+        .get("/healthz", ops::healthz)
+        .get("/readyz", ops::readyz)
+        .get("/", console::pages::landing)
+        .get("/static/{file}", console::assets::serve)
+}

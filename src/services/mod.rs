@@ -1,0 +1,4 @@
+//! Domain operations shared by the console, the management API and the CLI. Services own their
+//! transactions; handlers stay thin and call them.
+
+pub mod accounts;

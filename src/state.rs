@@ -1,0 +1,68 @@
+//! Shared application state: one `Arc` behind a cheap `Clone`, handed to handlers via `State`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::secret_key::SecretKey;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    db: Db,
+    public_url: Url,
+    secret_key: SecretKey,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: Db, public_url: Url, secret_key: SecretKey) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                public_url,
+                secret_key,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The externally visible base URL (configured, or derived from the bound address).
+    pub fn public_url(&self) -> &Url {
+        &self.inner.public_url
+    }
+
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.inner.secret_key
+    }
+
+    /// Cancelled when the server starts shutting down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Background work goes through this tracker so that shutdown waits for it.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+}

@@ -1,0 +1,319 @@
+//! The `burncloud` binary as an operator runs it: start, restart, migrate, admin create,
+//! healthcheck, and one clear line (never a panic) for a bad setting.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Backend, fresh_database_url};
+
+const BIN: &str = env!("CARGO_BIN_EXE_burncloud");
+
+fn command(env: &BTreeMap<&str, String>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn base_env(data_dir: &Path, database_url: &str) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("BURNCLOUD_LISTEN", "127.0.0.1:0".to_string()),
+        ("BURNCLOUD_DATA_DIR", data_dir.display().to_string()),
+        ("DATABASE_URL", database_url.to_string()),
+        ("BURNCLOUD_LOG_FORMAT", "json".to_string()),
+    ])
+}
+
+/// Runs to completion; returns (exit code, stdout, stderr).
+async fn run(
+    env: &BTreeMap<&str, String>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut cmd = command(env, args);
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).await.unwrap();
+        drop(pipe);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `burncloud serve` child and the log lines it wrote until it was listening.
+struct Server {
+    child: Child,
+    port: u16,
+    log: Vec<String>,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+}
+
+async fn start(env: &BTreeMap<&str, String>) -> Server {
+    let mut child = command(env, &["serve"]).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let port = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.push(line.clone());
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let Some(console) = event["fields"]["console"].as_str() {
+                return url::Url::parse(console).unwrap().port().unwrap();
+            }
+        }
+        panic!("the server exited before listening:\n{}", log.join("\n"));
+    })
+    .await
+    .expect("the server did not start listening within 60 s");
+    Server {
+        child,
+        port,
+        log,
+        lines,
+    }
+}
+
+impl Server {
+    /// SIGTERM, then the rest of the log and the exit code.
+    async fn stop(mut self) -> (i32, Vec<String>) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let code = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .code();
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.log.push(line);
+        }
+        (code.unwrap_or(-1), self.log)
+    }
+}
+
+fn mentions_admin_creation(log: &[String]) -> Option<&String> {
+    log.iter()
+        .find(|l| l.contains("created the first root admin"))
+}
+
+db_tests!(
+    serve_creates_then_reuses_the_database,
+    migrate_then_admin_create
+);
+
+async fn serve_creates_then_reuses_the_database(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        // The zero-setup default: no DATABASE_URL at all.
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_database_url(backend, dir.path()).await),
+    };
+    let mut env = base_env(dir.path(), url.as_deref().unwrap_or_default());
+    if url.is_none() {
+        env.remove("DATABASE_URL");
+    }
+
+    let server = start(&env).await;
+    let client = reqwest::Client::new();
+    for path in ["/healthz", "/readyz"] {
+        let res = client
+            .get(format!("http://127.0.0.1:{}{path}", server.port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    let (healthy, _, stderr) = run(
+        &BTreeMap::from([("BURNCLOUD_LISTEN", format!("127.0.0.1:{}", server.port))]),
+        &["healthcheck"],
+        None,
+    )
+    .await;
+    assert_eq!(healthy, 0, "{stderr}");
+
+    let (code, log) = server.stop().await;
+    assert_eq!(code, 0, "graceful SIGTERM exits 0:\n{}", log.join("\n"));
+    let created = mentions_admin_creation(&log)
+        .unwrap_or_else(|| panic!("no admin line:\n{}", log.join("\n")));
+    assert!(
+        created.contains("admin@localhost") && created.contains("password"),
+        "{created}"
+    );
+    assert!(log.iter().any(|l| l.contains("shutdown complete")));
+    if backend == Backend::Sqlite {
+        assert!(dir.path().join("burncloud.db").exists());
+    }
+    assert!(dir.path().join("secret.key").exists());
+
+    // Second start: same database, no new password.
+    let server = start(&env).await;
+    let (code, log) = server.stop().await;
+    assert_eq!(code, 0);
+    assert_eq!(mentions_admin_creation(&log), None, "{}", log.join("\n"));
+}
+
+async fn migrate_then_admin_create(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(backend, dir.path()).await;
+    let env = base_env(dir.path(), &url);
+
+    let (code, _, stderr) = run(&env, &["migrate"], None).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = run(
+        &env,
+        &[
+            "admin",
+            "create",
+            "--email",
+            "Ops@Example.com",
+            "--password-stdin",
+        ],
+        Some("s3cret-password\n"),
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "root admin ops@example.com is ready");
+
+    let (code, _, stderr) = run(
+        &env,
+        &[
+            "admin",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        last_line(&stderr),
+        "burncloud: admin create: the password must be at least 8 characters"
+    );
+
+    let (code, _, stderr) = run(
+        &env,
+        &["admin", "create", "--email", "ops@example.com"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(last_line(&stderr).contains("--password-stdin"), "{stderr}");
+
+    // The account works at the next start: it is the root admin, so none is generated.
+    let server = start(&env).await;
+    let (_, log) = server.stop().await;
+    assert_eq!(mentions_admin_creation(&log), None);
+}
+
+fn last_line(s: &str) -> &str {
+    s.trim_end().lines().last().unwrap_or_default()
+}
+
+/// Asserts a one-line failure naming `setting`, with no panic or backtrace.
+async fn assert_fails_clearly(env: &BTreeMap<&str, String>, expected_code: i32, starts_with: &str) {
+    let (code, _, stderr) = run(env, &["serve"], None).await;
+    assert_eq!(code, expected_code, "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    let line = last_line(&stderr);
+    assert!(
+        line.starts_with(&format!("burncloud: {starts_with}")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_fail_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/x.db", dir.path().display());
+
+    let mut env = base_env(dir.path(), "mysql://localhost/db");
+    assert_fails_clearly(&env, 2, "DATABASE_URL: unsupported database URL scheme").await;
+    let (_, _, stderr) = run(&env, &["serve"], None).await;
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "exactly one line: {stderr}"
+    );
+
+    env.insert("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none".into());
+    assert_fails_clearly(
+        &env,
+        1,
+        "DATABASE_URL: cannot connect to the postgres database",
+    )
+    .await;
+
+    env.insert("DATABASE_URL", sqlite.clone());
+    env.insert("BURNCLOUD_LISTEN", "not-an-address".into());
+    assert_fails_clearly(
+        &env,
+        2,
+        "BURNCLOUD_LISTEN: \"not-an-address\" is not a socket address",
+    )
+    .await;
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    env.insert("BURNCLOUD_LISTEN", taken.local_addr().unwrap().to_string());
+    assert_fails_clearly(&env, 1, "BURNCLOUD_LISTEN: cannot listen on").await;
+
+    env.insert("BURNCLOUD_LISTEN", "127.0.0.1:0".into());
+    let config = dir.path().join("burncloud.toml");
+    std::fs::write(&config, "colour = \"blue\"\n").unwrap();
+    let (code, _, stderr) = run(&env, &["--config", config.to_str().unwrap(), "serve"], None).await;
+    assert_eq!(code, 2);
+    assert!(
+        last_line(&stderr).contains("unknown setting \"colour\""),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_fails_when_nothing_listens() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (code, _, stderr) = run(
+        &BTreeMap::from([("BURNCLOUD_LISTEN", free.to_string())]),
+        &["healthcheck"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        last_line(&stderr).starts_with("burncloud: healthcheck:"),
+        "{stderr}"
+    );
+}

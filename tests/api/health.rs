@@ -1,0 +1,79 @@
+//! Liveness, readiness, request ids and the fallback.
+
+use crate::helpers::{Backend, spawn_app};
+
+db_tests!(
+    healthz_and_readyz_answer,
+    readyz_fails_when_the_database_is_gone
+);
+
+async fn healthz_and_readyz_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let res = app.get("/healthz").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
+
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"], "ok");
+}
+
+async fn readyz_fails_when_the_database_is_gone(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.db.close().await;
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["status"],
+        "unavailable"
+    );
+    // Liveness does not depend on the database.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let first = app.get("/healthz").await;
+    let second = app.get("/healthz").await;
+    let id = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(id(&first).len(), 16);
+    assert_ne!(id(&first), id(&second));
+
+    // A sane client id is kept; one that could pollute the logs is replaced.
+    let kept = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-abc.123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id(&kept), "trace-abc.123");
+    let replaced = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "bad id;{}")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(id(&replaced), "bad id;{}");
+    assert_eq!(id(&replaced).len(), 16);
+
+    // Unknown paths are 404s with a request id too.
+    let missing = app.get("/no/such/page").await;
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers().contains_key("x-request-id"));
+}

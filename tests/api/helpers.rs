@@ -1,0 +1,182 @@
+//! Test helpers: `spawn_app` on 127.0.0.1:0 with its own database, the Postgres database
+//! factory, and the route recorder behind the route-coverage check.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use burncloud::app::Application;
+use burncloud::config::Config;
+use burncloud::db::Db;
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const ADMIN_EMAIL: &str = "root@example.com";
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery";
+const SECRET_KEY: &str = "test-secret-key-0123456789abcdef-0123456789";
+
+/// A running app and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub shutdown: CancellationToken,
+    pub server: JoinHandle<std::io::Result<()>>,
+    /// Holds the data dir (and the SQLite file) for as long as the app lives.
+    pub _data_dir: TempDir,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+}
+
+/// An environment for `Config::load_from`: a test's settings, nothing from the real environment.
+pub fn test_env(data_dir: &Path, database_url: &str) -> BTreeMap<String, String> {
+    [
+        ("BURNCLOUD_LISTEN", "127.0.0.1:0".to_string()),
+        ("BURNCLOUD_DATA_DIR", data_dir.display().to_string()),
+        ("DATABASE_URL", database_url.to_string()),
+        ("BURNCLOUD_SECRET_KEY", SECRET_KEY.to_string()),
+        ("BURNCLOUD_ADMIN_EMAIL", ADMIN_EMAIL.to_string()),
+        ("BURNCLOUD_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
+        ("BURNCLOUD_DATABASE_MAX_CONNECTIONS", "5".to_string()),
+        ("BURNCLOUD_LOG", "warn".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}, |router| router).await
+}
+
+/// Spawns the app with extra settings and an optional wrapper around its router.
+pub async fn spawn_app_with(
+    backend: Backend,
+    settings: impl FnOnce(&mut BTreeMap<String, String>),
+    customize: impl FnOnce(Router) -> Router,
+) -> TestApp {
+    init_test_logging();
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(backend, data_dir.path()).await;
+    let mut env = test_env(data_dir.path(), &database_url);
+    settings(&mut env);
+    let config = Config::load_from(None, |name| env.get(name).cloned()).expect("test config");
+    let app = Application::build_with(config, |router| record_routes(customize(router)))
+        .await
+        .expect("the app failed to start");
+    let port = app.port();
+    let db = app.state().db().clone();
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::new(),
+        db,
+        shutdown,
+        server,
+        _data_dir: data_dir,
+    }
+}
+
+/// `TEST_LOG=1` shows the app's logs while debugging a test.
+fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,sqlx=warn")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A database URL no other test uses: a file in `dir` for SQLite, a new database for Postgres.
+pub async fn fresh_database_url(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}/burncloud.db", dir.display()),
+        Backend::Postgres => {
+            let server = std::env::var("BURNCLOUD_TEST_DATABASE_URL").unwrap_or_else(|_| {
+                panic!(
+                    "BURNCLOUD_TEST_DATABASE_URL is not set. Postgres tests never skip: run the suite with \
+                     scripts/test.sh (it starts a throwaway Postgres), or point the variable at a server, \
+                     e.g. postgres://postgres@127.0.0.1:5432/postgres"
+                )
+            });
+            let name = format!(
+                "bc_test_{}",
+                burncloud::domain::token::random_alphanumeric(16).to_lowercase()
+            );
+            let mut conn = sqlx::postgres::PgConnection::connect(&server)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to BURNCLOUD_TEST_DATABASE_URL: {e}"));
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let _ = conn.close().await;
+            let mut url = url::Url::parse(&server).unwrap();
+            url.set_path(&format!("/{name}"));
+            url.to_string()
+        }
+    }
+}
+
+// ---- route coverage -------------------------------------------------------------------------
+
+static SEEN_ROUTES: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// Where this run's route records go: one file per test process, under the run's id.
+pub fn route_coverage_dir() -> PathBuf {
+    let run = std::env::var("BURNCLOUD_TEST_RUN_ID").unwrap_or_else(|_| "adhoc".into());
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("route-coverage")
+        .join(run)
+}
+
+fn record_routes(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(record_route))
+}
+
+async fn record_route(request: Request, next: Next) -> Response {
+    if let Some(path) = request.extensions().get::<MatchedPath>() {
+        let key = format!("{} {}", request.method(), path.as_str());
+        let new = SEEN_ROUTES.lock().unwrap().insert(key.clone());
+        if new {
+            let dir = route_coverage_dir();
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{}.txt", std::process::id())))
+                .unwrap();
+            writeln!(file, "{key}").unwrap();
+        }
+    }
+    next.run(request).await
+}

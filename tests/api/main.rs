@@ -1,0 +1,30 @@
+//! The integration test suite: one binary, one fresh database per test, every database test run
+//! on both SQLite and Postgres (`db_tests!`). Start it with `scripts/test.sh`, which provides a
+//! throwaway Postgres; see README.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// Generates `<name>::sqlite` and `<name>::postgres` tests calling `async fn <name>(Backend)`.
+macro_rules! db_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+mod helpers;
+
+mod admin;
+mod cli;
+mod console;
+mod health;
+mod route_coverage;
+mod schema;
+mod shutdown;
