@@ -17,8 +17,13 @@ fi
 echo "test databases: SQLite (one file per test) and Postgres at ${BURNCLOUD_TEST_DATABASE_URL%%\?*}"
 
 export BURNCLOUD_TEST_RUN_ID="run-$(date +%s)-$$"
-cargo test "$@"
+results=$(mktemp)
+cargo test "$@" 2>&1 | tee "$results"
 # The route-coverage check reads what the run above recorded; it needs the whole suite to have run.
 if [ "$#" -eq 0 ]; then
-  cargo test --test api -- --ignored --exact route_coverage::every_route_is_exercised --nocapture
+  cargo test --test api -- --ignored --exact route_coverage::every_route_is_exercised --nocapture 2>&1 | tee -a "$results"
 fi
+# One closing line over every test binary and both runs.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"
+rm -f "$results"
