@@ -22,27 +22,18 @@ fn main() {
     for backend in ["sqlite", "postgres"] {
         let dir = root.join("migrations").join(backend);
         println!("cargo:rerun-if-changed={}", dir.display());
-        let _ = writeln!(
-            code,
-            "pub const {}: &[(i64, &str, &str)] = &[",
-            backend.to_uppercase()
-        );
+        let _ = writeln!(code, "pub const {}: &[(i64, &str, &str)] = &[", backend.to_uppercase());
         for path in sorted_files(&dir) {
             let name = file_name(&path);
             let Some(stem) = name.strip_suffix(".sql") else {
                 continue;
             };
-            let (version, description) = stem.split_once('_').unwrap_or_else(|| {
-                panic!("migration {name} must be named <version>_<description>.sql")
-            });
-            let version: i64 = version
-                .parse()
-                .unwrap_or_else(|_| panic!("migration {name}: version must be an integer"));
-            let _ = writeln!(
-                code,
-                "    ({version}, {description:?}, include_str!({:?})),",
-                path.display().to_string()
-            );
+            let (version, description) = stem
+                .split_once('_')
+                .unwrap_or_else(|| panic!("migration {name} must be named <version>_<description>.sql"));
+            let version: i64 =
+                version.parse().unwrap_or_else(|_| panic!("migration {name}: version must be an integer"));
+            let _ = writeln!(code, "    ({version}, {description:?}, include_str!({:?})),", path.display().to_string());
         }
         code.push_str("];\n");
     }
@@ -72,19 +63,13 @@ fn sorted_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
+    let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
     files.sort();
     files
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn write(path: &Path, contents: &str) {
@@ -95,7 +80,5 @@ fn write(path: &Path, contents: &str) {
 
 /// FNV-1a, 64-bit: a stable content hash with no dependency.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }

@@ -18,7 +18,7 @@ echo "test databases: SQLite (one file per test) and Postgres at ${BURNCLOUD_TES
 
 export BURNCLOUD_TEST_RUN_ID="run-$(date +%s)-$$"
 results=$(mktemp)
-cargo test "$@" 2>&1 | tee "$results"
+RUST_BACKTRACE=${RUST_BACKTRACE:-0} cargo test "$@" 2>&1 | tee "$results"
 # The route-coverage check reads what the run above recorded; it needs the whole suite to have run.
 if [ "$#" -eq 0 ]; then
   cargo test --test api -- --ignored --exact route_coverage::every_route_is_exercised --nocapture 2>&1 | tee -a "$results"

@@ -22,8 +22,11 @@ use url::Url;
 
 use crate::config::Config;
 use crate::db::{self, Db};
+use crate::gateway::GatewayState;
+use crate::gateway::routing::{Routing, RoutingTable};
 use crate::secret_key::{self, Source};
 use crate::services::accounts::{self, RootAdmin};
+use crate::services::{bootstrap, channels};
 use crate::state::AppState;
 use crate::{routes, telemetry};
 
@@ -31,10 +34,7 @@ use crate::{routes, telemetry};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("BURNCLOUD_DATA_DIR: cannot create {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     SecretKey(#[from] secret_key::SecretKeyError),
     #[error("DATABASE_URL: {0}")]
@@ -43,13 +43,16 @@ pub enum StartupError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("BURNCLOUD_ADMIN_EMAIL: creating the first admin failed: {0}")]
     Admin(#[from] accounts::AccountError),
+    #[error("DATABASE_URL: loading the routing table failed: {0}")]
+    Routing(sqlx::Error),
+    #[error("cannot create the upstream HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+    #[error(transparent)]
+    Bootstrap(#[from] crate::services::bootstrap::BootstrapError),
     #[error("BURNCLOUD_PUBLIC_URL: cannot derive it from the bound address: {0}")]
     PublicUrl(url::ParseError),
     #[error("BURNCLOUD_LISTEN: cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A built application, bound and ready to serve.
@@ -67,14 +70,9 @@ impl Application {
 
     /// Like [`build`](Self::build), with a hook that may wrap the finished router (tests use it to
     /// record which routes they exercise).
-    pub async fn build_with(
-        config: Config,
-        customize: impl FnOnce(Router) -> Router,
-    ) -> Result<Self, StartupError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
+    pub async fn build_with(config: Config, customize: impl FnOnce(Router) -> Router) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartupError::DataDir { path: config.data_dir.display().to_string(), source })?;
         let (secret_key, source) = secret_key::load_or_generate(&config)?;
         if let Source::Generated(path) = &source {
             tracing::warn!(
@@ -88,25 +86,16 @@ impl Application {
         db::migrate::run(&db).await?;
         tracing::info!(backend = db.backend().name(), "database ready");
 
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartupError::Bind { addr: config.listen, source })?;
+        let local = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen, source })?;
         let public_url = match config.public_url.clone() {
             Some(url) => url,
             None => derived_public_url(local).map_err(StartupError::PublicUrl)?,
         };
 
-        match accounts::ensure_root_admin(&db, &config.admin_email, config.admin_password.as_ref())
-            .await?
-        {
+        match accounts::ensure_root_admin(&db, &config.admin_email, config.admin_password.as_ref()).await? {
             RootAdmin::Existing => {}
             RootAdmin::Created { email } => tracing::info!(%email, "created the first root admin"),
             RootAdmin::CreatedWithPassword { email, password } => tracing::warn!(
@@ -115,19 +104,14 @@ impl Application {
             ),
         }
 
-        let state = AppState::new(config, db, public_url, secret_key);
-        let router = customize(
-            routes::all()
-                .into_router()
-                .with_state(state.clone())
-                .fallback(not_found),
-        );
-        Ok(Self {
-            router: with_http_layers(router),
-            listener,
-            state,
-            port: local.port(),
-        })
+        // reqwest is built without a default crypto provider (to keep aws-lc out): use ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let routing =
+            RoutingTable::load(&db, &secret_key, config.gateway.strategy).await.map_err(StartupError::Routing)?;
+        let gateway = GatewayState::new(&config.gateway, Routing::new(routing)).map_err(StartupError::HttpClient)?;
+        let state = AppState::new(config, db, public_url, secret_key, gateway);
+        let router = customize(routes::all().into_router().with_state(state.clone()).fallback(not_found));
+        Ok(Self { router: with_http_layers(router), listener, state, port: local.port() })
     }
 
     /// The port actually bound (useful with `BURNCLOUD_LISTEN=127.0.0.1:0`).
@@ -144,10 +128,18 @@ impl Application {
         self.state.shutdown().clone()
     }
 
+    /// Applies a bootstrap file (channels, prices, groups, users, keys) before serving.
+    pub async fn bootstrap(&self, file: &std::path::Path) -> Result<(), StartupError> {
+        bootstrap::apply_file(&self.state, file).await?;
+        tracing::info!(file = %file.display(), "bootstrap file applied");
+        Ok(())
+    }
+
     /// Serves until a shutdown signal, then drains within the grace period and closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let state = self.state;
         let shutdown = state.shutdown().clone();
+        spawn_maintenance(&state);
         tracing::info!(console = %state.public_url(), "BurnCloud is listening; open the console URL");
 
         let signal = {
@@ -159,9 +151,7 @@ impl Application {
                 }
             }
         };
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let mut server = tokio::spawn(async move { server.await });
 
@@ -177,36 +167,49 @@ impl Application {
         }
 
         let grace = state.config().shutdown_grace;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down: no new connections, draining in-flight requests"
-        );
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, draining in-flight requests");
         let deadline = Instant::now() + grace;
-        if finished.is_none()
-            && tokio::time::timeout_at(deadline, &mut server)
-                .await
-                .is_err()
-        {
+        if finished.is_none() && tokio::time::timeout_at(deadline, &mut server).await.is_err() {
             server.abort();
             tracing::warn!("grace period over: closing the connections still open");
         }
         state.tasks().close();
-        if tokio::time::timeout_at(
-            deadline.max(Instant::now() + Duration::from_millis(100)),
-            state.tasks().wait(),
-        )
-        .await
-        .is_err()
+        if tokio::time::timeout_at(deadline.max(Instant::now() + Duration::from_millis(100)), state.tasks().wait())
+            .await
+            .is_err()
         {
-            tracing::warn!(
-                remaining = state.tasks().len(),
-                "grace period over: background tasks abandoned"
-            );
+            tracing::warn!(remaining = state.tasks().len(), "grace period over: background tasks abandoned");
         }
         state.db().close().await;
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Periodic background work, stopped by shutdown: refresh the routing snapshot (changes made by
+/// other replicas) and re-test automatically disabled channels.
+fn spawn_maintenance(state: &AppState) {
+    let every = |period: std::time::Duration, job: fn(AppState) -> futures_util::future::BoxFuture<'static, ()>| {
+        if period.is_zero() {
+            return;
+        }
+        let state = state.clone();
+        let shutdown = state.shutdown().clone();
+        state.tasks().clone().spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => job(state.clone()).await,
+                }
+            }
+        });
+    };
+    let config = &state.config().gateway;
+    every(config.cache_ttl, |s| Box::pin(async move { channels::reload_routing(&s).await }));
+    every(config.channel_retest, |s| Box::pin(async move { channels::retest_auto_disabled(&s).await }));
 }
 
 /// With no `BURNCLOUD_PUBLIC_URL`, links point at the bound address (loopback for 0.0.0.0).

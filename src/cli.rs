@@ -17,11 +17,7 @@ use crate::services::accounts;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "burncloud",
-    version,
-    about = "BurnCloud LLM gateway and console"
-)]
+#[command(name = "burncloud", version, about = "BurnCloud LLM gateway and console")]
 pub struct Cli {
     /// TOML configuration file (environment variables override it).
     #[arg(long, global = true, value_name = "FILE")]
@@ -33,7 +29,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve,
+    Serve {
+        /// Apply this bootstrap file (channels, prices, groups, users, keys) before serving.
+        #[arg(long, value_name = "FILE.toml")]
+        bootstrap: Option<PathBuf>,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage admin accounts.
@@ -68,16 +68,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     telemetry::init(&config);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    let result = match cli.command.unwrap_or(Command::Serve { bootstrap: None }) {
+        Command::Serve { bootstrap } => serve(config, bootstrap).await,
         Command::Migrate => migrate(&config).await,
-        Command::Admin {
-            command:
-                AdminCommand::Create {
-                    email,
-                    password_stdin,
-                },
-        } => admin_create(&config, &email, password_stdin).await,
+        Command::Admin { command: AdminCommand::Create { email, password_stdin } } => {
+            admin_create(&config, &email, password_stdin).await
+        }
         Command::Healthcheck => healthcheck(&config).await,
     };
     match result {
@@ -89,22 +85,19 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
-    let app = Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
-    app.run_until_stopped()
-        .await
-        .map_err(|e| format!("server error: {e}"))
+async fn serve(config: Config, bootstrap: Option<PathBuf>) -> Result<(), String> {
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    if let Some(file) = bootstrap {
+        app.bootstrap(&file).await.map_err(|e| e.to_string())?;
+    }
+    app.run_until_stopped().await.map_err(|e| format!("server error: {e}"))
 }
 
 async fn open_migrated(config: &Config) -> Result<Db, String> {
     let db = Db::connect(&config.database, config.database_max_connections)
         .await
         .map_err(|e| format!("DATABASE_URL: {e}"))?;
-    db::migrate::run(&db)
-        .await
-        .map_err(|e| format!("DATABASE_URL: migrating the database failed: {e}"))?;
+    db::migrate::run(&db).await.map_err(|e| format!("DATABASE_URL: migrating the database failed: {e}"))?;
     Ok(db)
 }
 
@@ -117,9 +110,7 @@ async fn migrate(config: &Config) -> Result<(), String> {
 
 async fn admin_create(config: &Config, email: &str, password_stdin: bool) -> Result<(), String> {
     if !password_stdin {
-        return Err(
-            "admin create: pass the password on standard input with --password-stdin".into(),
-        );
+        return Err("admin create: pass the password on standard input with --password-stdin".into());
     }
     let email = Email::parse(email).map_err(|e| format!("admin create: --email: {e}"))?;
     let mut password = String::new();
@@ -147,19 +138,14 @@ async fn healthcheck(config: &Config) -> Result<(), String> {
     }
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await?;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).await?;
         Ok::<_, std::io::Error>(head)
     };
     match tokio::time::timeout(Duration::from_secs(5), probe).await {
         Ok(Ok(head)) if head.starts_with(b"HTTP/1.1 200") => Ok(()),
-        Ok(Ok(head)) => Err(format!(
-            "healthcheck: {addr} answered {:?}",
-            String::from_utf8_lossy(&head)
-        )),
+        Ok(Ok(head)) => Err(format!("healthcheck: {addr} answered {:?}", String::from_utf8_lossy(&head))),
         Ok(Err(e)) => Err(format!("healthcheck: {addr}: {e}")),
         Err(_) => Err(format!("healthcheck: {addr}: no answer within 5 s")),
     }

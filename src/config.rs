@@ -66,18 +66,13 @@ impl DatabaseUrl {
             if parsed.host_str().unwrap_or_default().is_empty() && !raw.contains("host=") {
                 return Err("postgres URL has no host".into());
             }
-            return Ok(Self {
-                backend: Backend::Postgres,
-                url: Secret::new(raw),
-            });
+            return Ok(Self { backend: Backend::Postgres, url: Secret::new(raw) });
         }
         if let Some(rest) = raw.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
             let path = path.split('?').next().unwrap_or_default();
             if path.is_empty() {
-                return Err(
-                    "sqlite URL has no file path (example: sqlite://data/burncloud.db)".into(),
-                );
+                return Err("sqlite URL has no file path (example: sqlite://data/burncloud.db)".into());
             }
             // Create the file when missing unless the URL chooses a mode itself.
             let url = if raw.contains("mode=") {
@@ -87,15 +82,10 @@ impl DatabaseUrl {
             } else {
                 format!("{raw}?mode=rwc")
             };
-            return Ok(Self {
-                backend: Backend::Sqlite,
-                url: Secret::new(url),
-            });
+            return Ok(Self { backend: Backend::Sqlite, url: Secret::new(url) });
         }
         let scheme = raw.split_once(':').map(|(s, _)| s).unwrap_or(raw);
-        Err(format!(
-            "unsupported database URL scheme {scheme:?} (expected postgres:// or sqlite://)"
-        ))
+        Err(format!("unsupported database URL scheme {scheme:?} (expected postgres:// or sqlite://)"))
     }
 
     /// The SQLite database file, when this is a file-backed SQLite URL.
@@ -105,8 +95,7 @@ impl DatabaseUrl {
         }
         let rest = self.url.expose().strip_prefix("sqlite:")?;
         let path = rest.trim_start_matches("//").split('?').next()?;
-        (path != ":memory:" && !self.url.expose().contains("mode=memory"))
-            .then(|| PathBuf::from(path))
+        (path != ":memory:" && !self.url.expose().contains("mode=memory")).then(|| PathBuf::from(path))
     }
 }
 
@@ -144,6 +133,51 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long in-flight requests and streams may run after a shutdown signal (`BURNCLOUD_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace: Duration,
+    /// Gateway behaviour: limits, timeouts, retries, holds.
+    pub gateway: GatewayConfig,
+}
+
+/// How channels are picked inside one priority tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Random, proportional to weight (the default).
+    WeightedRandom,
+    /// Smooth weighted round-robin: proportional to weight, evenly interleaved.
+    RoundRobin,
+    /// Always the first healthy channel, by weight then id; the others only on failure.
+    Failover,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "weighted_random" => Some(Self::WeightedRandom),
+            "round_robin" => Some(Self::RoundRobin),
+            "failover" => Some(Self::Failover),
+            _ => None,
+        }
+    }
+}
+
+/// Gateway settings (see docs/configuration.md).
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub max_body_bytes: usize,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// How many channels one request may try (1 = no failover).
+    pub retry_attempts: usize,
+    pub strategy: Strategy,
+    /// The output tokens assumed for the hold when a request sets no maximum.
+    pub default_max_tokens: i64,
+    /// The largest amount held for one request (nano-units); the exact cost is settled after.
+    pub max_hold: i64,
+    pub allow_unpriced_models: bool,
+    /// How often auto-disabled channels are probed for re-enabling (0 = never).
+    pub channel_retest: Duration,
+    /// How long cached keys and routing data may be stale when another replica changes them.
+    pub cache_ttl: Duration,
 }
 
 /// A setting that could not be used; `Display` names it the way the operator wrote it.
@@ -156,10 +190,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(setting: &Setting, message: impl Into<String>) -> Self {
-        Self {
-            setting: setting.env.to_string(),
-            message: message.into(),
-        }
+        Self { setting: setting.env.to_string(), message: message.into() }
     }
 }
 
@@ -190,6 +221,17 @@ settings! {
     LOG => "log", "BURNCLOUD_LOG";
     LOG_FORMAT => "log_format", "BURNCLOUD_LOG_FORMAT";
     SHUTDOWN_GRACE_SECS => "shutdown_grace_secs", "BURNCLOUD_SHUTDOWN_GRACE_SECS";
+    MAX_BODY_BYTES => "max_body_bytes", "BURNCLOUD_MAX_BODY_BYTES";
+    CONNECT_TIMEOUT_SECS => "upstream_connect_timeout_secs", "BURNCLOUD_UPSTREAM_CONNECT_TIMEOUT_SECS";
+    FIRST_BYTE_TIMEOUT_SECS => "upstream_first_byte_timeout_secs", "BURNCLOUD_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS";
+    IDLE_TIMEOUT_SECS => "upstream_idle_timeout_secs", "BURNCLOUD_UPSTREAM_IDLE_TIMEOUT_SECS";
+    RETRY_ATTEMPTS => "retry_attempts", "BURNCLOUD_RETRY_ATTEMPTS";
+    ROUTING_STRATEGY => "routing_strategy", "BURNCLOUD_ROUTING_STRATEGY";
+    DEFAULT_MAX_TOKENS => "default_max_tokens", "BURNCLOUD_DEFAULT_MAX_TOKENS";
+    MAX_HOLD => "max_hold", "BURNCLOUD_MAX_HOLD";
+    ALLOW_UNPRICED_MODELS => "allow_unpriced_models", "BURNCLOUD_ALLOW_UNPRICED_MODELS";
+    CHANNEL_RETEST_SECS => "channel_retest_secs", "BURNCLOUD_CHANNEL_RETEST_SECS";
+    CACHE_TTL_SECS => "cache_ttl_secs", "BURNCLOUD_CACHE_TTL_SECS";
 }
 
 /// The smallest accepted length for secret keys and tokens.
@@ -202,10 +244,7 @@ impl Config {
     }
 
     /// Loads with an explicit environment lookup (tests pass a map).
-    pub fn load_from(
-        file: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load_from(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut values = match file {
             Some(path) => read_file(path)?,
             None => BTreeMap::new(),
@@ -219,19 +258,11 @@ impl Config {
     }
 
     fn from_values(values: &BTreeMap<&'static str, String>) -> Result<Self, ConfigError> {
-        let get = |s: &Setting| {
-            values
-                .get(s.key)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |s: &Setting| values.get(s.key).map(|v| v.trim()).filter(|v| !v.is_empty());
 
         let listen = match get(&LISTEN) {
             Some(v) => v.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::new(
-                    &LISTEN,
-                    format!("{v:?} is not a socket address (example: 127.0.0.1:3000)"),
-                )
+                ConfigError::new(&LISTEN, format!("{v:?} is not a socket address (example: 127.0.0.1:3000)"))
             })?,
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
         };
@@ -244,24 +275,11 @@ impl Config {
                     .map_err(|m| ConfigError::new(&DATA_DIR, m))?
             }
         };
-        let database_max_connections = match get(&DATABASE_MAX_CONNECTIONS) {
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        &DATABASE_MAX_CONNECTIONS,
-                        format!("{v:?} is not a number from 1 to 1000"),
-                    )
-                })?,
-            None => 10,
-        };
+        let database_max_connections = number(get(&DATABASE_MAX_CONNECTIONS), &DATABASE_MAX_CONNECTIONS, 10, 1..=1000)?;
         let public_url = get(&PUBLIC_URL)
             .map(|v| {
-                let url = Url::parse(v).map_err(|e| {
-                    ConfigError::new(&PUBLIC_URL, format!("{v:?} is not a URL ({e})"))
-                })?;
+                let url =
+                    Url::parse(v).map_err(|e| ConfigError::new(&PUBLIC_URL, format!("{v:?} is not a URL ({e})")))?;
                 if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                     return Err(ConfigError::new(
                         &PUBLIC_URL,
@@ -272,23 +290,15 @@ impl Config {
             })
             .transpose()?;
         let secret_key = secret(get(&SECRET_KEY), &SECRET_KEY)?;
-        let admin_email = get(&ADMIN_EMAIL)
-            .unwrap_or("admin@localhost")
-            .to_lowercase();
+        let admin_email = get(&ADMIN_EMAIL).unwrap_or("admin@localhost").to_lowercase();
         if !crate::domain::email::looks_like_email(&admin_email) {
-            return Err(ConfigError::new(
-                &ADMIN_EMAIL,
-                format!("{admin_email:?} is not an email address"),
-            ));
+            return Err(ConfigError::new(&ADMIN_EMAIL, format!("{admin_email:?} is not an email address")));
         }
         let admin_password = match get(&ADMIN_PASSWORD) {
             Some(v) if v.chars().count() < crate::domain::password::MIN_LEN => {
                 return Err(ConfigError::new(
                     &ADMIN_PASSWORD,
-                    format!(
-                        "must be at least {} characters",
-                        crate::domain::password::MIN_LEN
-                    ),
+                    format!("must be at least {} characters", crate::domain::password::MIN_LEN),
                 ));
             }
             other => other.map(Secret::new),
@@ -296,36 +306,48 @@ impl Config {
         let admin_token = secret(get(&ADMIN_TOKEN), &ADMIN_TOKEN)?;
         let log = get(&LOG).unwrap_or("info").to_string();
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
-            return Err(ConfigError::new(
-                &LOG,
-                format!("{log:?} is not a valid log filter"),
-            ));
+            return Err(ConfigError::new(&LOG, format!("{log:?} is not a valid log filter")));
         }
         let log_format = match get(&LOG_FORMAT).unwrap_or("pretty") {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
             other => {
-                return Err(ConfigError::new(
-                    &LOG_FORMAT,
-                    format!("{other:?} must be json or pretty"),
-                ));
+                return Err(ConfigError::new(&LOG_FORMAT, format!("{other:?} must be json or pretty")));
             }
         };
-        let shutdown_grace = match get(&SHUTDOWN_GRACE_SECS) {
-            Some(v) => {
-                Duration::from_secs(v.parse::<u64>().ok().filter(|n| *n <= 86_400).ok_or_else(
-                    || {
-                        ConfigError::new(
-                            &SHUTDOWN_GRACE_SECS,
-                            format!("{v:?} is not a number of seconds (0 to 86400)"),
-                        )
-                    },
-                )?)
-            }
-            None => Duration::from_secs(30),
+        let shutdown_grace = secs(get(&SHUTDOWN_GRACE_SECS), &SHUTDOWN_GRACE_SECS, 30)?;
+
+        let gateway = GatewayConfig {
+            max_body_bytes: number(get(&MAX_BODY_BYTES), &MAX_BODY_BYTES, 32 * 1024 * 1024, 1024..=1024 * 1024 * 1024)?,
+            connect_timeout: secs(get(&CONNECT_TIMEOUT_SECS), &CONNECT_TIMEOUT_SECS, 10)?,
+            first_byte_timeout: secs(get(&FIRST_BYTE_TIMEOUT_SECS), &FIRST_BYTE_TIMEOUT_SECS, 300)?,
+            idle_timeout: secs(get(&IDLE_TIMEOUT_SECS), &IDLE_TIMEOUT_SECS, 120)?,
+            retry_attempts: number(get(&RETRY_ATTEMPTS), &RETRY_ATTEMPTS, 3, 1..=20)?,
+            strategy: match get(&ROUTING_STRATEGY) {
+                None => Strategy::WeightedRandom,
+                Some(v) => Strategy::parse(v).ok_or_else(|| {
+                    ConfigError::new(
+                        &ROUTING_STRATEGY,
+                        format!("{v:?} must be weighted_random, round_robin or failover"),
+                    )
+                })?,
+            },
+            default_max_tokens: number(get(&DEFAULT_MAX_TOKENS), &DEFAULT_MAX_TOKENS, 4096, 1..=10_000_000)?,
+            max_hold: match get(&MAX_HOLD) {
+                None => 5 * crate::domain::money::NANOS_PER_UNIT,
+                Some(v) => {
+                    crate::domain::money::Money::parse(v).ok().map(|m| m.nanos()).filter(|n| *n > 0).ok_or_else(
+                        || ConfigError::new(&MAX_HOLD, format!("{v:?} must be a positive amount like \"5.00\"")),
+                    )?
+                }
+            },
+            allow_unpriced_models: boolean(get(&ALLOW_UNPRICED_MODELS), &ALLOW_UNPRICED_MODELS, false)?,
+            channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
+            cache_ttl: secs(get(&CACHE_TTL_SECS), &CACHE_TTL_SECS, 30)?,
         };
 
         Ok(Self {
+            gateway,
             listen,
             data_dir,
             database,
@@ -342,42 +364,61 @@ impl Config {
     }
 }
 
+fn number<T>(
+    value: Option<&str>,
+    setting: &Setting,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => v.parse::<T>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            ConfigError::new(setting, format!("{v:?} is not a number from {} to {}", range.start(), range.end()))
+        }),
+    }
+}
+
+fn secs(value: Option<&str>, setting: &Setting, default: u64) -> Result<Duration, ConfigError> {
+    number(value, setting, default, 0..=86_400).map(Duration::from_secs)
+}
+
+fn boolean(value: Option<&str>, setting: &Setting, default: bool) -> Result<bool, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(v) => Err(ConfigError::new(setting, format!("{v:?} must be true or false"))),
+    }
+}
+
 fn secret(value: Option<&str>, setting: &Setting) -> Result<Option<Secret>, ConfigError> {
     match value {
-        Some(v) if v.len() < MIN_SECRET_LEN => Err(ConfigError::new(
-            setting,
-            format!("must be at least {MIN_SECRET_LEN} characters"),
-        )),
+        Some(v) if v.len() < MIN_SECRET_LEN => {
+            Err(ConfigError::new(setting, format!("must be at least {MIN_SECRET_LEN} characters")))
+        }
         other => Ok(other.map(Secret::new)),
     }
 }
 
 /// Reads the TOML file into setting-key → string value; unknown keys are an error (typos).
 fn read_file(path: &Path) -> Result<BTreeMap<&'static str, String>, ConfigError> {
-    let file_error = |message: String| ConfigError {
-        setting: format!("--config {}", path.display()),
-        message,
-    };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| file_error(format!("invalid TOML: {}", e.message())))?;
+    let file_error = |message: String| ConfigError { setting: format!("--config {}", path.display()), message };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| file_error(format!("invalid TOML: {}", e.message())))?;
     let mut values = BTreeMap::new();
     for (key, value) in table {
-        let setting = SETTINGS
-            .iter()
-            .find(|s| s.key == key)
-            .ok_or_else(|| file_error(format!("unknown setting {key:?}")))?;
+        let setting =
+            SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| file_error(format!("unknown setting {key:?}")))?;
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             other => {
-                return Err(file_error(format!(
-                    "{key}: unsupported value type {}",
-                    other.type_str()
-                )));
+                return Err(file_error(format!("{key}: unsupported value type {}", other.type_str())));
             }
         };
         values.insert(setting.key, value);
@@ -390,10 +431,7 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::load_from(None, |name| env.get(name).cloned())
     }
 
@@ -402,14 +440,8 @@ mod tests {
         let config = load(&[]).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
         assert_eq!(config.database.backend, Backend::Sqlite);
-        assert_eq!(
-            config.database.url.expose(),
-            "sqlite://./data/burncloud.db?mode=rwc"
-        );
-        assert_eq!(
-            config.database.sqlite_file(),
-            Some(PathBuf::from("./data/burncloud.db"))
-        );
+        assert_eq!(config.database.url.expose(), "sqlite://./data/burncloud.db?mode=rwc");
+        assert_eq!(config.database.sqlite_file(), Some(PathBuf::from("./data/burncloud.db")));
         assert_eq!(config.log_format, LogFormat::Pretty);
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
     }
@@ -429,6 +461,12 @@ mod tests {
             ("BURNCLOUD_LOG", "[["),
             ("BURNCLOUD_SHUTDOWN_GRACE_SECS", "-1"),
             ("BURNCLOUD_DATABASE_MAX_CONNECTIONS", "0"),
+            ("BURNCLOUD_MAX_BODY_BYTES", "12x"),
+            ("BURNCLOUD_RETRY_ATTEMPTS", "0"),
+            ("BURNCLOUD_ROUTING_STRATEGY", "random"),
+            ("BURNCLOUD_MAX_HOLD", "-1"),
+            ("BURNCLOUD_ALLOW_UNPRICED_MODELS", "maybe"),
+            ("BURNCLOUD_UPSTREAM_IDLE_TIMEOUT_SECS", "forever"),
         ];
         for (name, value) in cases {
             let err = load(&[(name, value)]).unwrap_err();
@@ -442,25 +480,17 @@ mod tests {
         let db = DatabaseUrl::parse("postgresql://u:p@localhost:5432/db").unwrap();
         assert_eq!(db.backend, Backend::Postgres);
         assert_eq!(db.sqlite_file(), None);
-        assert!(
-            !format!("{db:?}").contains("u:p"),
-            "the password must not leak through Debug"
-        );
+        assert!(!format!("{db:?}").contains("u:p"), "the password must not leak through Debug");
     }
 
     #[test]
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("burncloud.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:4000\"\nshutdown_grace_secs = 5\nlog_format = \"json\"\n",
-        )
-        .unwrap();
-        let config = Config::load_from(Some(&path), |name| {
-            (name == "BURNCLOUD_LISTEN").then(|| "127.0.0.1:5000".into())
-        })
-        .unwrap();
+        std::fs::write(&path, "listen = \"127.0.0.1:4000\"\nshutdown_grace_secs = 5\nlog_format = \"json\"\n").unwrap();
+        let config =
+            Config::load_from(Some(&path), |name| (name == "BURNCLOUD_LISTEN").then(|| "127.0.0.1:5000".into()))
+                .unwrap();
         assert_eq!(config.listen.port(), 5000);
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
         assert_eq!(config.log_format, LogFormat::Json);
@@ -472,9 +502,6 @@ mod tests {
         let path = dir.path().join("burncloud.toml");
         std::fs::write(&path, "lisen = \"127.0.0.1:4000\"\n").unwrap();
         let err = Config::load_from(Some(&path), |_| None).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown setting \"lisen\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown setting \"lisen\""), "{err}");
     }
 }

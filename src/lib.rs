@@ -1,19 +1,29 @@
 //! BurnCloud: an OpenAI/Anthropic-compatible LLM gateway and multi-tenant console in one binary.
 
+/// The JSON management API.
+pub mod api;
 /// Start-up, serving and graceful shutdown.
 pub mod app;
+/// Holds, settlement and ledger writes: the only code that moves money.
+pub mod billing;
 /// The command line: `serve`, `migrate`, `admin create`, `healthcheck`.
 pub mod cli;
 /// Typed configuration from defaults, a TOML file and the environment.
 pub mod config;
 /// The server-rendered console and its static assets.
 pub mod console;
+/// AES-256-GCM encryption of upstream keys at rest.
+pub mod crypto;
 /// The database layer: pool, migrations, queries.
 pub mod db;
 /// Pure domain types: email, money, passwords, tokens, time.
 pub mod domain;
+/// The OpenAI-compatible `/v1` gateway.
+pub mod gateway;
 /// Liveness and readiness endpoints.
 pub mod ops;
+/// Upstream protocols and OpenAI-compatible vendor presets.
+pub mod providers;
 /// The route table.
 pub mod routes;
 /// The instance key that encrypts upstream keys at rest.

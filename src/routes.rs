@@ -4,10 +4,10 @@
 
 use axum::Router;
 use axum::handler::Handler;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use crate::state::AppState;
-use crate::{console, ops};
+use crate::{api, console, gateway, ops};
 
 /// One served route, e.g. `GET /healthz`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,18 +24,10 @@ pub struct Routes {
 
 impl Routes {
     fn new() -> Self {
-        Self {
-            router: Router::new(),
-            table: Vec::new(),
-        }
+        Self { router: Router::new(), table: Vec::new() }
     }
 
-    fn add(
-        mut self,
-        method: &'static str,
-        path: &'static str,
-        route: MethodRouter<AppState>,
-    ) -> Self {
+    fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<AppState>) -> Self {
         self.router = self.router.route(path, route);
         self.table.push(Route { method, path });
         self
@@ -47,6 +39,18 @@ impl Routes {
 
     pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
         self.add("POST", path, post(handler))
+    }
+
+    pub fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("PUT", path, put(handler))
+    }
+
+    pub fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("PATCH", path, patch(handler))
+    }
+
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("DELETE", path, delete(handler))
     }
 
     /// Every `(method, path)` this router serves.
@@ -61,9 +65,10 @@ impl Routes {
 
 /// All routes of the application.
 pub fn all() -> Routes {
-    Routes::new()
+    let routes = Routes::new()
         .get("/healthz", ops::healthz)
         .get("/readyz", ops::readyz)
         .get("/", console::pages::landing)
-        .get("/static/{file}", console::assets::serve)
+        .get("/static/{file}", console::assets::serve);
+    api::routes(gateway::routes(routes))
 }

@@ -20,7 +20,7 @@ pub const FILE_NAME: &str = "secret.key";
 pub struct SecretKey([u8; 32]);
 
 impl SecretKey {
-    fn derive(material: &str) -> Self {
+    pub(crate) fn derive(material: &str) -> Self {
         Self(Sha256::digest(material.as_bytes()).into())
     }
 
@@ -57,10 +57,7 @@ pub fn load_or_generate(config: &Config) -> Result<(SecretKey, Source), SecretKe
         Ok(text) => {
             let text = text.trim();
             if text.len() < MIN_SECRET_LEN {
-                return Err(SecretKeyError(format!(
-                    "{} holds fewer than {MIN_SECRET_LEN} characters",
-                    path.display()
-                )));
+                return Err(SecretKeyError(format!("{} holds fewer than {MIN_SECRET_LEN} characters", path.display())));
             }
             Ok((SecretKey::derive(text), Source::File(path)))
         }
@@ -69,10 +66,7 @@ pub fn load_or_generate(config: &Config) -> Result<(SecretKey, Source), SecretKe
             write_new_private_file(&path, &material)?;
             Ok((SecretKey::derive(&material), Source::Generated(path)))
         }
-        Err(e) => Err(SecretKeyError(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(SecretKeyError(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
@@ -87,8 +81,7 @@ fn write_new_private_file(path: &Path, contents: &str) -> Result<(), SecretKeyEr
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(fail)?;
-    file.write_all(format!("{contents}\n").as_bytes())
-        .map_err(fail)?;
+    file.write_all(format!("{contents}\n").as_bytes()).map_err(fail)?;
     file.sync_all().map_err(fail)
 }
 
@@ -119,10 +112,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(FILE_NAME))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::gateway::GatewayState;
 use crate::secret_key::SecretKey;
 
 #[derive(Clone, Debug)]
@@ -21,18 +22,20 @@ struct Inner {
     db: Db,
     public_url: Url,
     secret_key: SecretKey,
+    gateway: GatewayState,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Db, public_url: Url, secret_key: SecretKey) -> Self {
+    pub fn new(config: Config, db: Db, public_url: Url, secret_key: SecretKey, gateway: GatewayState) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 db,
                 public_url,
                 secret_key,
+                gateway,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -54,6 +57,11 @@ impl AppState {
 
     pub fn secret_key(&self) -> &SecretKey {
         &self.inner.secret_key
+    }
+
+    /// The gateway's HTTP client, caches and routing snapshot.
+    pub fn gateway(&self) -> &GatewayState {
+        &self.inner.gateway
     }
 
     /// Cancelled when the server starts shutting down.

@@ -16,11 +16,7 @@ include!(concat!(env!("OUT_DIR"), "/static_assets.rs"));
 
 /// The URL of an asset by its plain file name; a missing asset yields a URL that 404s, never a panic.
 pub fn url(name: &str) -> String {
-    let hashed = ASSETS
-        .iter()
-        .find(|a| a.name == name)
-        .map(|a| a.hashed_name)
-        .unwrap_or(name);
+    let hashed = ASSETS.iter().find(|a| a.name == name).map(|a| a.hashed_name).unwrap_or(name);
     format!("/static/{hashed}")
 }
 

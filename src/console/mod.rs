@@ -12,11 +12,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new() -> Self {
-        Self {
-            site_name: "BurnCloud",
-            css_url: assets::url("app.css"),
-            htmx_url: assets::url("htmx.min.js"),
-        }
+        Self { site_name: "BurnCloud", css_url: assets::url("app.css"), htmx_url: assets::url("htmx.min.js") }
     }
 }
 

@@ -16,13 +16,6 @@ pub struct Landing {
 
 /// `GET /`: what the service is and where its API lives.
 pub async fn landing(State(state): State<AppState>) -> Landing {
-    let api_base = state
-        .public_url()
-        .join("v1")
-        .map(|u| u.to_string())
-        .unwrap_or_default();
-    Landing {
-        layout: Layout::new(),
-        api_base,
-    }
+    let api_base = state.public_url().join("v1").map(|u| u.to_string()).unwrap_or_default();
+    Landing { layout: Layout::new(), api_base }
 }

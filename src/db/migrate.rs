@@ -21,19 +21,10 @@ pub fn migrator(backend: Backend) -> Migrator {
     let migrations = files
         .iter()
         .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*description),
-                MigrationType::Simple,
-                Cow::Borrowed(*sql),
-                false,
-            )
+            Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, Cow::Borrowed(*sql), false)
         })
         .collect::<Vec<_>>();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ..Migrator::DEFAULT
-    }
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
 /// Applies every pending migration. Safe to run from several replicas at once on Postgres
@@ -48,12 +39,7 @@ mod tests {
 
     #[test]
     fn both_engines_have_the_same_migration_versions() {
-        let versions = |b| {
-            migrator(b)
-                .iter()
-                .map(|m| (m.version, m.description.to_string()))
-                .collect::<Vec<_>>()
-        };
+        let versions = |b| migrator(b).iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
         assert!(!versions(Backend::Sqlite).is_empty());
         assert_eq!(versions(Backend::Sqlite), versions(Backend::Postgres));
     }

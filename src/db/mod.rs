@@ -3,7 +3,13 @@
 //! written in the subset both engines share (`$n` placeholders, `RETURNING`, `ON CONFLICT`;
 //! BIGINT for money, timestamps and flags). Nothing here knows about HTTP.
 
+pub mod api_keys;
+pub mod channels;
+pub mod ledger;
 pub mod migrate;
+pub mod prices;
+pub mod request_logs;
+pub mod settings;
 pub mod users;
 
 use std::time::Duration;
@@ -24,15 +30,9 @@ pub struct Db {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot create the directory for the SQLite file {path}: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    CreateDir { path: String, source: std::io::Error },
     #[error("cannot connect to the {backend} database: {source}")]
-    Connect {
-        backend: &'static str,
-        source: sqlx::Error,
-    },
+    Connect { backend: &'static str, source: sqlx::Error },
 }
 
 impl Db {
@@ -40,25 +40,18 @@ impl Db {
     /// and sets `synchronous=NORMAL`, foreign keys and a 5 s busy timeout on every connection.
     pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, ConnectError> {
         install_default_drivers();
-        let mut options = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10));
+        let mut options =
+            AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10));
         if url.backend == Backend::Sqlite {
             if let Some(dir) = url.sqlite_file().as_deref().and_then(|f| f.parent())
                 && !dir.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(dir).map_err(|source| ConnectError::CreateDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| ConnectError::CreateDir { path: dir.display().to_string(), source })?;
             }
             if url.sqlite_file().is_none() {
                 // Every connection to an in-memory database is a different database: keep one.
-                options = options
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None);
+                options = options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
             }
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -71,18 +64,11 @@ impl Db {
                 })
             });
         }
-        let pool =
-            options
-                .connect(url.url.expose())
-                .await
-                .map_err(|source| ConnectError::Connect {
-                    backend: url.backend.name(),
-                    source,
-                })?;
-        Ok(Self {
-            pool,
-            backend: url.backend,
-        })
+        let pool = options
+            .connect(url.url.expose())
+            .await
+            .map_err(|source| ConnectError::Connect { backend: url.backend.name(), source })?;
+        Ok(Self { pool, backend: url.backend })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -95,10 +81,7 @@ impl Db {
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
     pub async fn close(&self) {

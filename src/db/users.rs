@@ -36,10 +36,7 @@ pub struct NewUser<'a> {
 }
 
 /// Inserts a user and returns its id.
-pub async fn insert<'e>(
-    db: impl Executor<'e, Database = Any>,
-    user: &NewUser<'_>,
-) -> Result<i64, sqlx::Error> {
+pub async fn insert<'e>(db: impl Executor<'e, Database = Any>, user: &NewUser<'_>) -> Result<i64, sqlx::Error> {
     let now = now_ms();
     let verified_at = user.email_verified.then_some(now);
     sqlx::query(
@@ -59,10 +56,7 @@ pub async fn insert<'e>(
 }
 
 /// The id of the user with this email, if any.
-pub async fn id_by_email<'e>(
-    db: impl Executor<'e, Database = Any>,
-    email: &Email,
-) -> Result<Option<i64>, sqlx::Error> {
+pub async fn id_by_email<'e>(db: impl Executor<'e, Database = Any>, email: &Email) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query("SELECT id FROM users WHERE email = $1")
         .bind(email.as_str())
         .fetch_optional(db)
@@ -73,10 +67,7 @@ pub async fn id_by_email<'e>(
 
 /// How many root admins exist.
 pub async fn count_roots<'e>(db: impl Executor<'e, Database = Any>) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'root'")
-        .fetch_one(db)
-        .await?
-        .try_get(0)
+    sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'root'").fetch_one(db).await?.try_get(0)
 }
 
 /// Makes an existing user an active, verified root admin with a new password.
@@ -96,4 +87,51 @@ pub async fn make_root<'e>(
     .execute(db)
     .await
     .map(|_| ())
+}
+
+/// The fields the management API shows.
+pub struct UserSummary {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub status: String,
+    pub group: String,
+    pub balance: i64,
+    pub email_verified_at: Option<i64>,
+    pub created_at: i64,
+}
+
+pub async fn summary<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<UserSummary>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, email, display_name, role, status, group_name, balance, email_verified_at, created_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| {
+        Ok(UserSummary {
+            id: r.try_get(0)?,
+            email: r.try_get(1)?,
+            display_name: r.try_get(2)?,
+            role: r.try_get(3)?,
+            status: r.try_get(4)?,
+            group: r.try_get(5)?,
+            balance: r.try_get(6)?,
+            email_verified_at: r.try_get(7)?,
+            created_at: r.try_get(8)?,
+        })
+    })
+    .transpose()
+}
+
+/// Moves a user to another group.
+pub async fn set_group<'e>(db: impl Executor<'e, Database = Any>, id: i64, group: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET group_name = $1, updated_at = $2 WHERE id = $3")
+        .bind(group)
+        .bind(now_ms())
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
 }

@@ -1,7 +1,10 @@
 //! Pure domain types and rules: no axum, no sqlx, no I/O.
 
+pub mod api_key;
 pub mod email;
+pub mod ip_allowlist;
 pub mod money;
 pub mod password;
+pub mod pricing;
 pub mod time;
 pub mod token;

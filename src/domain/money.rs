@@ -50,21 +50,15 @@ pub fn parse_fixed(s: &str, digits: u32) -> Result<i64, String> {
         return Err(invalid());
     }
     let scale = 10i64.pow(digits);
-    let int: i64 = if int_part.is_empty() {
-        0
-    } else {
-        int_part.parse().map_err(|_| invalid())?
-    };
+    let int: i64 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| invalid())? };
     let frac: i64 = if frac_part.is_empty() {
         0
     } else {
         let padded = format!("{frac_part:0<width$}", width = digits as usize);
         padded.parse().map_err(|_| invalid())?
     };
-    let value = int
-        .checked_mul(scale)
-        .and_then(|v| v.checked_add(frac))
-        .ok_or_else(|| format!("{s:?} is too large"))?;
+    let value =
+        int.checked_mul(scale).and_then(|v| v.checked_add(frac)).ok_or_else(|| format!("{s:?} is too large"))?;
     Ok(if negative { -value } else { value })
 }
 
@@ -77,11 +71,7 @@ pub fn format_fixed(value: i64, digits: u32, min_frac: usize) -> String {
         frac.pop();
     }
     let sign = if value < 0 { "-" } else { "" };
-    if frac.is_empty() {
-        format!("{sign}{}", abs / scale)
-    } else {
-        format!("{sign}{}.{frac}", abs / scale)
-    }
+    if frac.is_empty() { format!("{sign}{}", abs / scale) } else { format!("{sign}{}.{frac}", abs / scale) }
 }
 
 #[cfg(test)]
@@ -100,30 +90,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        for bad in [
-            "",
-            ".",
-            "-",
-            "1.0000000001",
-            "1e3",
-            "abc",
-            "1,5",
-            "--1",
-            "99999999999999999999",
-        ] {
+        for bad in ["", ".", "-", "1.0000000001", "1e3", "abc", "1,5", "--1", "99999999999999999999"] {
             assert!(Money::parse(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn formats_round_trip() {
-        for s in [
-            "10.00",
-            "-2.50",
-            "0.000000001",
-            "0.00015",
-            "123456789.123456789",
-        ] {
+        for s in ["10.00", "-2.50", "0.000000001", "0.00015", "123456789.123456789"] {
             assert_eq!(Money::parse(s).unwrap().to_string(), s);
         }
         assert_eq!(format_fixed(800_000, 6, 1), "0.8");

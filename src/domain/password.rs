@@ -13,20 +13,13 @@ pub const MAX_LEN: usize = 256;
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
 pub fn hash(password: &str) -> Result<String, String> {
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 
 /// True when `password` matches the stored PHC hash; false for any malformed hash.
 pub fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
 }
 
@@ -34,9 +27,7 @@ pub fn verify(password: &str, phc: &str) -> bool {
 pub fn validate(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if n < MIN_LEN {
-        return Err(format!(
-            "the password must be at least {MIN_LEN} characters"
-        ));
+        return Err(format!("the password must be at least {MIN_LEN} characters"));
     }
     if password.len() > MAX_LEN {
         return Err(format!("the password must be at most {MAX_LEN} bytes"));

@@ -28,11 +28,7 @@ pub enum RootAdmin {
 /// At first boot (no root admin yet) creates one from the configured email and password,
 /// generating the password when none is configured. Later boots change nothing, so a restart
 /// never resets a password an operator has changed since.
-pub async fn ensure_root_admin(
-    db: &Db,
-    email: &str,
-    configured: Option<&Secret>,
-) -> Result<RootAdmin, AccountError> {
+pub async fn ensure_root_admin(db: &Db, email: &str, configured: Option<&Secret>) -> Result<RootAdmin, AccountError> {
     if users::count_roots(db.pool()).await? > 0 {
         return Ok(RootAdmin::Existing);
     }
@@ -44,28 +40,18 @@ pub async fn ensure_root_admin(
     match create_or_reset_admin(db, &email, &password).await {
         Ok(()) => {}
         // Another replica created it between our check and insert.
-        Err(AccountError::Db(e))
-            if db::is_unique_violation(&e, "users_email_key", "users.email") =>
-        {
+        Err(AccountError::Db(e)) if db::is_unique_violation(&e, "users_email_key", "users.email") => {
             return Ok(RootAdmin::Existing);
         }
         Err(e) => return Err(e),
     }
     let email = email.to_string();
-    Ok(if generated {
-        RootAdmin::CreatedWithPassword { email, password }
-    } else {
-        RootAdmin::Created { email }
-    })
+    Ok(if generated { RootAdmin::CreatedWithPassword { email, password } } else { RootAdmin::Created { email } })
 }
 
 /// Creates a root admin, or makes the existing account with this email an active root admin
 /// with the given password.
-pub async fn create_or_reset_admin(
-    db: &Db,
-    email: &Email,
-    password: &str,
-) -> Result<(), AccountError> {
+pub async fn create_or_reset_admin(db: &Db, email: &Email, password: &str) -> Result<(), AccountError> {
     password::validate(password).map_err(AccountError::Invalid)?;
     let owned = password.to_string();
     let hash = tokio::task::spawn_blocking(move || password::hash(&owned))

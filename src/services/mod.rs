@@ -2,3 +2,7 @@
 //! transactions; handlers stay thin and call them.
 
 pub mod accounts;
+pub mod bootstrap;
+pub mod channels;
+pub mod pricing;
+pub mod users;

@@ -15,13 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_burncloud");
 
 fn command(env: &BTreeMap<&str, String>, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args(args).env_clear().envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     cmd
 }
 
@@ -35,11 +30,7 @@ fn base_env(data_dir: &Path, database_url: &str) -> BTreeMap<&'static str, Strin
 }
 
 /// Runs to completion; returns (exit code, stdout, stderr).
-async fn run(
-    env: &BTreeMap<&str, String>,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (i32, String, String) {
+async fn run(env: &BTreeMap<&str, String>, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut cmd = command(env, args);
     if stdin.is_some() {
         cmd.stdin(Stdio::piped());
@@ -50,10 +41,7 @@ async fn run(
         pipe.write_all(input.as_bytes()).await.unwrap();
         drop(pipe);
     }
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -87,29 +75,16 @@ async fn start(env: &BTreeMap<&str, String>) -> Server {
     })
     .await
     .expect("the server did not start listening within 60 s");
-    Server {
-        child,
-        port,
-        log,
-        lines,
-    }
+    Server { child, port, log, lines }
 }
 
 impl Server {
     /// SIGTERM, then the rest of the log and the exit code.
     async fn stop(mut self) -> (i32, Vec<String>) {
         let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
         assert!(status.success());
-        let code = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .unwrap()
-            .unwrap()
-            .code();
+        let code = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.unwrap().unwrap().code();
         while let Ok(Some(line)) = self.lines.next_line().await {
             self.log.push(line);
         }
@@ -118,14 +93,10 @@ impl Server {
 }
 
 fn mentions_admin_creation(log: &[String]) -> Option<&String> {
-    log.iter()
-        .find(|l| l.contains("created the first root admin"))
+    log.iter().find(|l| l.contains("created the first root admin"))
 }
 
-db_tests!(
-    serve_creates_then_reuses_the_database,
-    migrate_then_admin_create
-);
+db_tests!(serve_creates_then_reuses_the_database, migrate_then_admin_create);
 
 async fn serve_creates_then_reuses_the_database(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -142,29 +113,18 @@ async fn serve_creates_then_reuses_the_database(backend: Backend) {
     let server = start(&env).await;
     let client = reqwest::Client::new();
     for path in ["/healthz", "/readyz"] {
-        let res = client
-            .get(format!("http://127.0.0.1:{}{path}", server.port))
-            .send()
-            .await
-            .unwrap();
+        let res = client.get(format!("http://127.0.0.1:{}{path}", server.port)).send().await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
     }
-    let (healthy, _, stderr) = run(
-        &BTreeMap::from([("BURNCLOUD_LISTEN", format!("127.0.0.1:{}", server.port))]),
-        &["healthcheck"],
-        None,
-    )
-    .await;
+    let (healthy, _, stderr) =
+        run(&BTreeMap::from([("BURNCLOUD_LISTEN", format!("127.0.0.1:{}", server.port))]), &["healthcheck"], None)
+            .await;
     assert_eq!(healthy, 0, "{stderr}");
 
     let (code, log) = server.stop().await;
     assert_eq!(code, 0, "graceful SIGTERM exits 0:\n{}", log.join("\n"));
-    let created = mentions_admin_creation(&log)
-        .unwrap_or_else(|| panic!("no admin line:\n{}", log.join("\n")));
-    assert!(
-        created.contains("admin@localhost") && created.contains("password"),
-        "{created}"
-    );
+    let created = mentions_admin_creation(&log).unwrap_or_else(|| panic!("no admin line:\n{}", log.join("\n")));
+    assert!(created.contains("admin@localhost") && created.contains("password"), "{created}");
     assert!(log.iter().any(|l| l.contains("shutdown complete")));
     if backend == Backend::Sqlite {
         assert!(dir.path().join("burncloud.db").exists());
@@ -186,45 +146,18 @@ async fn migrate_then_admin_create(backend: Backend) {
     let (code, _, stderr) = run(&env, &["migrate"], None).await;
     assert_eq!(code, 0, "{stderr}");
 
-    let (code, stdout, stderr) = run(
-        &env,
-        &[
-            "admin",
-            "create",
-            "--email",
-            "Ops@Example.com",
-            "--password-stdin",
-        ],
-        Some("s3cret-password\n"),
-    )
-    .await;
+    let (code, stdout, stderr) =
+        run(&env, &["admin", "create", "--email", "Ops@Example.com", "--password-stdin"], Some("s3cret-password\n"))
+            .await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "root admin ops@example.com is ready");
 
-    let (code, _, stderr) = run(
-        &env,
-        &[
-            "admin",
-            "create",
-            "--email",
-            "ops@example.com",
-            "--password-stdin",
-        ],
-        Some("short\n"),
-    )
-    .await;
+    let (code, _, stderr) =
+        run(&env, &["admin", "create", "--email", "ops@example.com", "--password-stdin"], Some("short\n")).await;
     assert_eq!(code, 1);
-    assert_eq!(
-        last_line(&stderr),
-        "burncloud: admin create: the password must be at least 8 characters"
-    );
+    assert_eq!(last_line(&stderr), "burncloud: admin create: the password must be at least 8 characters");
 
-    let (code, _, stderr) = run(
-        &env,
-        &["admin", "create", "--email", "ops@example.com"],
-        None,
-    )
-    .await;
+    let (code, _, stderr) = run(&env, &["admin", "create", "--email", "ops@example.com"], None).await;
     assert_eq!(code, 1);
     assert!(last_line(&stderr).contains("--password-stdin"), "{stderr}");
 
@@ -242,15 +175,9 @@ fn last_line(s: &str) -> &str {
 async fn assert_fails_clearly(env: &BTreeMap<&str, String>, expected_code: i32, starts_with: &str) {
     let (code, _, stderr) = run(env, &["serve"], None).await;
     assert_eq!(code, expected_code, "{stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
     let line = last_line(&stderr);
-    assert!(
-        line.starts_with(&format!("burncloud: {starts_with}")),
-        "{stderr}"
-    );
+    assert!(line.starts_with(&format!("burncloud: {starts_with}")), "{stderr}");
 }
 
 #[tokio::test]
@@ -261,28 +188,14 @@ async fn bad_settings_fail_with_one_clear_line() {
     let mut env = base_env(dir.path(), "mysql://localhost/db");
     assert_fails_clearly(&env, 2, "DATABASE_URL: unsupported database URL scheme").await;
     let (_, _, stderr) = run(&env, &["serve"], None).await;
-    assert_eq!(
-        stderr.trim().lines().count(),
-        1,
-        "exactly one line: {stderr}"
-    );
+    assert_eq!(stderr.trim().lines().count(), 1, "exactly one line: {stderr}");
 
     env.insert("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none".into());
-    assert_fails_clearly(
-        &env,
-        1,
-        "DATABASE_URL: cannot connect to the postgres database",
-    )
-    .await;
+    assert_fails_clearly(&env, 1, "DATABASE_URL: cannot connect to the postgres database").await;
 
     env.insert("DATABASE_URL", sqlite.clone());
     env.insert("BURNCLOUD_LISTEN", "not-an-address".into());
-    assert_fails_clearly(
-        &env,
-        2,
-        "BURNCLOUD_LISTEN: \"not-an-address\" is not a socket address",
-    )
-    .await;
+    assert_fails_clearly(&env, 2, "BURNCLOUD_LISTEN: \"not-an-address\" is not a socket address").await;
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     env.insert("BURNCLOUD_LISTEN", taken.local_addr().unwrap().to_string());
@@ -293,27 +206,14 @@ async fn bad_settings_fail_with_one_clear_line() {
     std::fs::write(&config, "colour = \"blue\"\n").unwrap();
     let (code, _, stderr) = run(&env, &["--config", config.to_str().unwrap(), "serve"], None).await;
     assert_eq!(code, 2);
-    assert!(
-        last_line(&stderr).contains("unknown setting \"colour\""),
-        "{stderr}"
-    );
+    assert!(last_line(&stderr).contains("unknown setting \"colour\""), "{stderr}");
 }
 
 #[tokio::test]
 async fn healthcheck_fails_when_nothing_listens() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (code, _, stderr) = run(
-        &BTreeMap::from([("BURNCLOUD_LISTEN", free.to_string())]),
-        &["healthcheck"],
-        None,
-    )
-    .await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (code, _, stderr) =
+        run(&BTreeMap::from([("BURNCLOUD_LISTEN", free.to_string())]), &["healthcheck"], None).await;
     assert_eq!(code, 1);
-    assert!(
-        last_line(&stderr).starts_with("burncloud: healthcheck:"),
-        "{stderr}"
-    );
+    assert!(last_line(&stderr).starts_with("burncloud: healthcheck:"), "{stderr}");
 }

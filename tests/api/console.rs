@@ -7,27 +7,16 @@ async fn landing_page_shows_the_api_base_url_and_links_hashed_assets() {
     let app = spawn_app_with(
         Backend::Sqlite,
         |env| {
-            env.insert(
-                "BURNCLOUD_PUBLIC_URL".into(),
-                "https://llm.example.com".into(),
-            );
+            env.insert("BURNCLOUD_PUBLIC_URL".into(), "https://llm.example.com".into());
         },
         |r| r,
     )
     .await;
     let res = app.get("/").await;
     assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = res.text().await.unwrap();
-    assert!(
-        html.contains("<code id=\"api-base\">https://llm.example.com/v1</code>"),
-        "{html}"
-    );
+    assert!(html.contains("<code id=\"api-base\">https://llm.example.com/v1</code>"), "{html}");
 
     // Every asset the page links is served, with a long immutable cache and the right type.
     let css = extract(&html, "href=\"/static/", "\"");
@@ -37,16 +26,8 @@ async fn landing_page_shows_the_api_base_url_and_links_hashed_assets() {
     for (file, mime) in [(css, "text/css"), (js, "text/javascript")] {
         let res = app.get(&format!("/static/{file}")).await;
         assert_eq!(res.status(), 200, "{file}");
-        assert!(
-            res.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(mime)
-        );
-        assert_eq!(
-            res.headers()["cache-control"],
-            "public, max-age=31536000, immutable"
-        );
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with(mime));
+        assert_eq!(res.headers()["cache-control"], "public, max-age=31536000, immutable");
         assert!(!res.bytes().await.unwrap().is_empty());
     }
     // Unhashed or unknown names are not served (they could be cached forever with stale bytes).
@@ -58,17 +39,11 @@ async fn landing_page_shows_the_api_base_url_and_links_hashed_assets() {
 async fn without_a_public_url_links_use_the_bound_address() {
     let app = spawn_app(Backend::Sqlite).await;
     let html = app.get("/").await.text().await.unwrap();
-    assert!(
-        html.contains(&format!("http://127.0.0.1:{}/v1", app.port)),
-        "{html}"
-    );
+    assert!(html.contains(&format!("http://127.0.0.1:{}/v1", app.port)), "{html}");
 }
 
 fn extract<'a>(haystack: &'a str, start: &str, end: &str) -> &'a str {
-    let from = haystack
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} not in page"))
-        + start.len();
+    let from = haystack.find(start).unwrap_or_else(|| panic!("{start} not in page")) + start.len();
     let len = haystack[from..].find(end).unwrap();
     &haystack[from..from + len]
 }

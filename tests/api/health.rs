@@ -2,20 +2,14 @@
 
 use crate::helpers::{Backend, spawn_app};
 
-db_tests!(
-    healthz_and_readyz_answer,
-    readyz_fails_when_the_database_is_gone
-);
+db_tests!(healthz_and_readyz_answer, readyz_fails_when_the_database_is_gone);
 
 async fn healthz_and_readyz_answer(backend: Backend) {
     let app = spawn_app(backend).await;
 
     let res = app.get("/healthz").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.json::<serde_json::Value>().await.unwrap()["status"],
-        "ok"
-    );
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "ok");
 
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 200);
@@ -29,10 +23,7 @@ async fn readyz_fails_when_the_database_is_gone(backend: Backend) {
     app.db.close().await;
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 503);
-    assert_eq!(
-        res.json::<serde_json::Value>().await.unwrap()["status"],
-        "unavailable"
-    );
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "unavailable");
     // Liveness does not depend on the database.
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
@@ -42,33 +33,14 @@ async fn every_response_carries_a_request_id() {
     let app = spawn_app(Backend::Sqlite).await;
     let first = app.get("/healthz").await;
     let second = app.get("/healthz").await;
-    let id = |r: &reqwest::Response| {
-        r.headers()
-            .get("x-request-id")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string()
-    };
+    let id = |r: &reqwest::Response| r.headers().get("x-request-id").unwrap().to_str().unwrap().to_string();
     assert_eq!(id(&first).len(), 16);
     assert_ne!(id(&first), id(&second));
 
     // A sane client id is kept; one that could pollute the logs is replaced.
-    let kept = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-request-id", "trace-abc.123")
-        .send()
-        .await
-        .unwrap();
+    let kept = app.client.get(app.url("/healthz")).header("x-request-id", "trace-abc.123").send().await.unwrap();
     assert_eq!(id(&kept), "trace-abc.123");
-    let replaced = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-request-id", "bad id;{}")
-        .send()
-        .await
-        .unwrap();
+    let replaced = app.client.get(app.url("/healthz")).header("x-request-id", "bad id;{}").send().await.unwrap();
     assert_ne!(id(&replaced), "bad id;{}");
     assert_eq!(id(&replaced).len(), 16);
 

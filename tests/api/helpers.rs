@@ -13,7 +13,8 @@ use axum::response::Response;
 use burncloud::app::Application;
 use burncloud::config::Config;
 use burncloud::db::Db;
-use sqlx::Connection;
+use serde_json::{Value, json};
+use sqlx::{Connection, Row};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ pub enum Backend {
 
 pub const ADMIN_EMAIL: &str = "root@example.com";
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef-0123456789";
 const SECRET_KEY: &str = "test-secret-key-0123456789abcdef-0123456789";
 
 /// A running app and what a test needs to talk to it.
@@ -47,11 +49,87 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request failed")
+        self.client.get(self.url(path)).send().await.expect("request failed")
+    }
+
+    /// A management API call with the admin token: `(status, JSON body or Null)`.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates a channel through the API; panics unless it is created.
+    pub async fn add_channel(&self, channel: Value) -> i64 {
+        let (status, body) = self.admin("POST", "/api/admin/channels", Some(channel)).await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    pub async fn set_price(&self, model: &str, price: Value) {
+        let (status, body) = self.admin("PUT", &format!("/api/admin/prices/{model}"), Some(price)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// A new user in `group` with `balance` (decimal) and one key: `(user id, key)`.
+    pub async fn user_with_key(&self, balance: &str) -> (i64, String) {
+        self.user_with_key_in("default", balance, json!({})).await
+    }
+
+    pub async fn user_with_key_in(&self, group: &str, balance: &str, key_options: Value) -> (i64, String) {
+        let email = format!("u{}@example.com", burncloud::domain::token::random_alphanumeric(10).to_lowercase());
+        let (status, user) = self
+            .admin(
+                "POST",
+                "/api/admin/users",
+                Some(json!({ "email": email, "password": "password123", "group": group })),
+            )
+            .await;
+        assert_eq!(status, 201, "{user}");
+        let id = user["id"].as_i64().unwrap();
+        if balance != "0" {
+            let (status, body) =
+                self.admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": balance }))).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let (status, key) = self.admin("POST", &format!("/api/admin/users/{id}/keys"), Some(key_options)).await;
+        assert_eq!(status, 201, "{key}");
+        (id, key["key"].as_str().unwrap().to_string())
+    }
+
+    /// The balance in nano-units.
+    pub async fn balance(&self, user_id: i64) -> i64 {
+        burncloud::db::ledger::balance(self.db.pool(), user_id).await.unwrap().unwrap()
+    }
+
+    /// The books: every balance equals the sum of its ledger rows, and none is negative.
+    pub async fn assert_ledger_consistent(&self) {
+        let bad = burncloud::db::ledger::inconsistent_users(self.db.pool()).await.unwrap();
+        assert!(bad.is_empty(), "ledger and balances disagree (user, balance, ledger sum): {bad:?}");
+    }
+
+    /// POSTs a JSON body to a `/v1` path with a key.
+    pub async fn v1(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(key).json(body).send().await.unwrap()
+    }
+
+    /// Waits until the request log has `n` rows (settlement after a disconnect is in the background).
+    pub async fn wait_for_logs(&self, n: i64) {
+        for _ in 0..200 {
+            let count: i64 =
+                sqlx::query("SELECT COUNT(*) FROM request_logs").fetch_one(self.db.pool()).await.unwrap().get(0);
+            if count >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("fewer than {n} request log rows after 5 s");
     }
 }
 
@@ -64,6 +142,7 @@ pub fn test_env(data_dir: &Path, database_url: &str) -> BTreeMap<String, String>
         ("BURNCLOUD_SECRET_KEY", SECRET_KEY.to_string()),
         ("BURNCLOUD_ADMIN_EMAIL", ADMIN_EMAIL.to_string()),
         ("BURNCLOUD_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
+        ("BURNCLOUD_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
         ("BURNCLOUD_DATABASE_MAX_CONNECTIONS", "5".to_string()),
         ("BURNCLOUD_LOG", "warn".to_string()),
     ]
@@ -109,10 +188,7 @@ pub async fn spawn_app_with(
 /// `TEST_LOG=1` shows the app's logs while debugging a test.
 fn init_test_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug,sqlx=warn")
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter("debug,sqlx=warn").with_test_writer().try_init();
     }
 }
 
@@ -128,17 +204,11 @@ pub async fn fresh_database_url(backend: Backend, dir: &Path) -> String {
                      e.g. postgres://postgres@127.0.0.1:5432/postgres"
                 )
             });
-            let name = format!(
-                "bc_test_{}",
-                burncloud::domain::token::random_alphanumeric(16).to_lowercase()
-            );
+            let name = format!("bc_test_{}", burncloud::domain::token::random_alphanumeric(16).to_lowercase());
             let mut conn = sqlx::postgres::PgConnection::connect(&server)
                 .await
                 .unwrap_or_else(|e| panic!("cannot connect to BURNCLOUD_TEST_DATABASE_URL: {e}"));
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
             let _ = conn.close().await;
             let mut url = url::Url::parse(&server).unwrap();
             url.set_path(&format!("/{name}"));
@@ -154,9 +224,7 @@ static SEEN_ROUTES: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::de
 /// Where this run's route records go: one file per test process, under the run's id.
 pub fn route_coverage_dir() -> PathBuf {
     let run = std::env::var("BURNCLOUD_TEST_RUN_ID").unwrap_or_else(|_| "adhoc".into());
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("route-coverage")
-        .join(run)
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("route-coverage").join(run)
 }
 
 fn record_routes(router: Router) -> Router {

@@ -19,12 +19,17 @@ macro_rules! db_tests {
     )*};
 }
 
+mod fake_openai;
 mod helpers;
 
 mod admin;
 mod cli;
 mod console;
+mod gateway;
+mod gateway_billing;
+mod gateway_routing;
 mod health;
+mod management_api;
 mod route_coverage;
 mod schema;
 mod shutdown;

@@ -11,29 +11,15 @@ use crate::helpers::route_coverage_dir;
 fn every_route_is_exercised() {
     let dir = route_coverage_dir();
     let mut seen = BTreeSet::new();
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!(
-            "no route records in {} ({e}): run the whole suite first",
-            dir.display()
-        )
-    }) {
+    for entry in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("no route records in {} ({e}): run the whole suite first", dir.display()))
+    {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         seen.extend(text.lines().map(str::to_string));
     }
     let routes = burncloud::routes::all();
-    let untested: Vec<String> = routes
-        .table()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .filter(|r| !seen.contains(r))
-        .collect();
-    assert!(
-        untested.is_empty(),
-        "routes no test exercised:\n  {}",
-        untested.join("\n  ")
-    );
-    println!(
-        "route coverage: all {} routes exercised",
-        routes.table().len()
-    );
+    let untested: Vec<String> =
+        routes.table().iter().map(|r| format!("{} {}", r.method, r.path)).filter(|r| !seen.contains(r)).collect();
+    assert!(untested.is_empty(), "routes no test exercised:\n  {}", untested.join("\n  "));
+    println!("route coverage: all {} routes exercised", routes.table().len());
 }

@@ -36,11 +36,7 @@ db_tests!(
 );
 
 async fn root_id(db: &Db) -> i64 {
-    sqlx::query("SELECT id FROM users WHERE role = 'root'")
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .get(0)
+    sqlx::query("SELECT id FROM users WHERE role = 'root'").fetch_one(db.pool()).await.unwrap().get(0)
 }
 
 async fn every_table_exists_and_migrations_are_idempotent(backend: Backend) {
@@ -66,26 +62,14 @@ async fn every_table_exists_and_migrations_are_idempotent(backend: Backend) {
 async fn balances_cannot_go_negative(backend: Backend) {
     let app = spawn_app(backend).await;
     let id = root_id(&app.db).await;
-    let err = sqlx::query("UPDATE users SET balance = -1 WHERE id = $1")
-        .bind(id)
-        .execute(app.db.pool())
-        .await
-        .unwrap_err();
+    let err =
+        sqlx::query("UPDATE users SET balance = -1 WHERE id = $1").bind(id).execute(app.db.pool()).await.unwrap_err();
     assert!(err.to_string().to_lowercase().contains("check"), "{err}");
     // 64-bit money: a balance beyond 2^53 survives the round trip exactly.
     let big = 9_007_199_254_740_993_i64;
-    sqlx::query("UPDATE users SET balance = $1 WHERE id = $2")
-        .bind(big)
-        .bind(id)
-        .execute(app.db.pool())
-        .await
-        .unwrap();
-    let back: i64 = sqlx::query("SELECT balance FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get(0);
+    sqlx::query("UPDATE users SET balance = $1 WHERE id = $2").bind(big).bind(id).execute(app.db.pool()).await.unwrap();
+    let back: i64 =
+        sqlx::query("SELECT balance FROM users WHERE id = $1").bind(id).fetch_one(app.db.pool()).await.unwrap().get(0);
     assert_eq!(back, big);
 }
 
@@ -119,12 +103,8 @@ async fn concurrent_conditional_debits_never_overdraw(backend: Backend) {
         }
     }
     assert_eq!(succeeded, 10);
-    let balance: i64 = sqlx::query("SELECT balance FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get(0);
+    let balance: i64 =
+        sqlx::query("SELECT balance FROM users WHERE id = $1").bind(id).fetch_one(app.db.pool()).await.unwrap().get(0);
     assert_eq!(balance, 0);
 }
 
@@ -142,13 +122,6 @@ async fn ledger_idempotency_keys_are_unique(backend: Backend) {
     };
     insert().await.unwrap();
     let err = insert().await.unwrap_err();
-    assert!(
-        db::is_unique_violation(&err, "ledger_idempotency_key_key", "ledger.idempotency_key"),
-        "{err}"
-    );
-    assert!(!db::is_unique_violation(
-        &err,
-        "users_email_key",
-        "users.email"
-    ));
+    assert!(db::is_unique_violation(&err, "ledger_idempotency_key_key", "ledger.idempotency_key"), "{err}");
+    assert!(!db::is_unique_violation(&err, "users_email_key", "users.email"));
 }

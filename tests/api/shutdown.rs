@@ -24,10 +24,7 @@ fn slow_stream() -> Body {
 fn with_test_routes(router: axum::Router) -> axum::Router {
     router
         .route("/test/stream", get(|| async { slow_stream() }))
-        .route(
-            "/test/hang",
-            get(|| async { std::future::pending::<&'static str>().await }),
-        )
+        .route("/test/hang", get(|| async { std::future::pending::<&'static str>().await }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,16 +38,10 @@ async fn in_flight_streams_finish_and_new_connections_are_refused() {
     // The listener closes promptly while the stream is still running.
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-            .await
-            .is_err()
-        {
+        if tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.is_err() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "still accepting connections after shutdown began"
-        );
+        assert!(Instant::now() < deadline, "still accepting connections after shutdown began");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -58,24 +49,14 @@ async fn in_flight_streams_finish_and_new_connections_are_refused() {
     while let Some(chunk) = res.chunk().await.unwrap() {
         body.push_str(std::str::from_utf8(&chunk).unwrap());
     }
-    assert_eq!(
-        body,
-        (0..10).map(|i| format!("chunk{i};")).collect::<String>()
-    );
-    tokio::time::timeout(Duration::from_secs(5), app.server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    assert_eq!(body, (0..10).map(|i| format!("chunk{i};")).collect::<String>());
+    tokio::time::timeout(Duration::from_secs(5), app.server).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_tasks_are_drained_before_exit() {
     let data_dir = tempfile::tempdir().unwrap();
-    let env = crate::helpers::test_env(
-        data_dir.path(),
-        &format!("sqlite://{}/db.sqlite", data_dir.path().display()),
-    );
+    let env = crate::helpers::test_env(data_dir.path(), &format!("sqlite://{}/db.sqlite", data_dir.path().display()));
     let config = burncloud::config::Config::load_from(None, |n| env.get(n).cloned()).unwrap();
     let app = burncloud::app::Application::build(config).await.unwrap();
     let done = Arc::new(AtomicBool::new(false));
@@ -93,10 +74,7 @@ async fn background_tasks_are_drained_before_exit() {
     assert_eq!(body.0["status"], "draining");
 
     app.run_until_stopped().await.unwrap();
-    assert!(
-        done.load(Ordering::SeqCst),
-        "shutdown returned before the background task finished"
-    );
+    assert!(done.load(Ordering::SeqCst), "shutdown returned before the background task finished");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,15 +95,8 @@ async fn the_grace_period_bounds_a_hanging_request() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     app.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), app.server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), app.server).await.unwrap().unwrap().unwrap();
     let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
-        "shutdown took {took:?}"
-    );
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "shutdown took {took:?}");
     hanging.abort();
 }

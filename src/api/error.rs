@@ -1,0 +1,77 @@
+//! Management API errors: `{"error":{"message","code"}}` with a fitting status. Internal details
+//! are logged, never returned.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::services::channels::ChannelError;
+use crate::services::pricing::PricingError;
+use crate::services::users::UserError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized(&'static str),
+    Invalid(String),
+    NotFound,
+    Conflict(String),
+    Internal,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string()),
+            Self::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".to_string()),
+            Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_string()),
+        };
+        (status, axum::Json(json!({ "error": { "message": message, "code": code } }))).into_response()
+    }
+}
+
+fn internal(what: &str, detail: &str) -> ApiError {
+    tracing::error!(error = %detail, "{what}");
+    ApiError::Internal
+}
+
+impl From<ChannelError> for ApiError {
+    fn from(e: ChannelError) -> Self {
+        match e {
+            ChannelError::Invalid(m) => Self::Invalid(m),
+            ChannelError::NotFound => Self::NotFound,
+            ChannelError::Internal(d) => internal("channel operation failed", &d),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Invalid(m) => Self::Invalid(m),
+            UserError::NotFound => Self::NotFound,
+            UserError::EmailTaken | UserError::InsufficientBalance => Self::Conflict(e.to_string()),
+            UserError::Internal(d) => internal("user operation failed", &d),
+        }
+    }
+}
+
+impl From<PricingError> for ApiError {
+    fn from(e: PricingError) -> Self {
+        match e {
+            PricingError::Invalid(m) => Self::Invalid(m),
+            PricingError::Internal(d) => internal("pricing operation failed", &d),
+        }
+    }
+}
+
+/// Parses a JSON body into `T`, with a message naming what is wrong.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("invalid JSON body: {e}")))
+}
+
+/// A numeric id from the path; anything else is a 404.
+pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound)
+}

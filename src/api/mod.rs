@@ -1,0 +1,26 @@
+//! The JSON management API (`/api/*`): the same operations as the console, for scripts and
+//! resellers' tooling. Handlers are thin: they authenticate, parse and call `services`.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+
+use crate::routes::Routes;
+
+/// Adds the `/api` routes.
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .post("/api/admin/channels", admin::create_channel)
+        .get("/api/admin/channels", admin::list_channels)
+        .get("/api/admin/channels/{id}", admin::get_channel)
+        .patch("/api/admin/channels/{id}", admin::update_channel)
+        .delete("/api/admin/channels/{id}", admin::delete_channel)
+        .post("/api/admin/channels/{id}/test", admin::test_channel)
+        .post("/api/admin/users", admin::create_user)
+        .get("/api/admin/users/{id}", admin::get_user)
+        .post("/api/admin/users/{id}/credit", admin::credit_user)
+        .post("/api/admin/users/{id}/keys", admin::create_key)
+        .put("/api/admin/prices/{model}", admin::set_price)
+        .put("/api/admin/groups/{name}", admin::set_group)
+        .put("/api/admin/settings/{key}", admin::set_setting)
+}

@@ -1,0 +1,114 @@
+//! Queries on `api_keys`.
+
+use sqlx::{Any, Executor, Row};
+
+use crate::domain::time::now_ms;
+
+/// What the gateway needs to authorise a request, read in one query (key joined with its user).
+#[derive(Clone, Debug)]
+pub struct KeyGrant {
+    pub key_id: i64,
+    pub user_id: i64,
+    pub key_status: String,
+    pub user_status: String,
+    pub group: String,
+    pub expires_at: Option<i64>,
+    pub spend_limit: Option<i64>,
+    pub allowed_models: Option<String>,
+    pub allowed_ips: Option<String>,
+    pub rate_limit_rpm: Option<i64>,
+}
+
+pub async fn grant_by_hash<'e>(
+    db: impl Executor<'e, Database = Any>,
+    hash: &str,
+) -> Result<Option<KeyGrant>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT k.id, k.user_id, k.status, u.status, u.group_name, k.expires_at, k.spend_limit, k.allowed_models, \
+         k.allowed_ips, k.rate_limit_rpm FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| {
+        Ok(KeyGrant {
+            key_id: r.try_get(0)?,
+            user_id: r.try_get(1)?,
+            key_status: r.try_get(2)?,
+            user_status: r.try_get(3)?,
+            group: r.try_get(4)?,
+            expires_at: r.try_get(5)?,
+            spend_limit: r.try_get(6)?,
+            allowed_models: r.try_get(7)?,
+            allowed_ips: r.try_get(8)?,
+            rate_limit_rpm: r.try_get(9)?,
+        })
+    })
+    .transpose()
+}
+
+/// The optional limits of a key.
+#[derive(Clone, Debug, Default)]
+pub struct KeyLimits {
+    pub spend_limit: Option<i64>,
+    pub expires_at: Option<i64>,
+    /// JSON array of model names.
+    pub allowed_models: Option<String>,
+    /// JSON array of IPs / CIDRs.
+    pub allowed_ips: Option<String>,
+    pub rate_limit_rpm: Option<i64>,
+}
+
+pub async fn insert<'e>(
+    db: impl Executor<'e, Database = Any>,
+    user_id: i64,
+    name: &str,
+    hash: &str,
+    prefix: &str,
+    limits: &KeyLimits,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, spend_limit, expires_at, allowed_models, allowed_ips, \
+         rate_limit_rpm, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(name)
+    .bind(hash)
+    .bind(prefix)
+    .bind(limits.spend_limit)
+    .bind(limits.expires_at)
+    .bind(limits.allowed_models.as_deref())
+    .bind(limits.allowed_ips.as_deref())
+    .bind(limits.rate_limit_rpm)
+    .bind(now_ms())
+    .fetch_one(db)
+    .await?
+    .try_get(0)
+}
+
+/// The id and owner of the key with this hash, if any.
+pub async fn owner_by_hash<'e>(
+    db: impl Executor<'e, Database = Any>,
+    hash: &str,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    sqlx::query("SELECT id, user_id FROM api_keys WHERE key_hash = $1")
+        .bind(hash)
+        .fetch_optional(db)
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+}
+
+pub async fn set_status<'e>(db: impl Executor<'e, Database = Any>, id: i64, status: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE api_keys SET status = $1, updated_at = $2 WHERE id = $3")
+        .bind(status)
+        .bind(now_ms())
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn spent<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT spent FROM api_keys WHERE id = $1").bind(id).fetch_one(db).await?.try_get(0)
+}

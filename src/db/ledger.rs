@@ -1,0 +1,171 @@
+//! The money statements: balance changes and ledger rows. Callers (the billing module) run them
+//! inside one transaction so a balance never changes without its ledger row. Every debit is a
+//! conditional single-statement UPDATE, atomic on both engines, so races cannot overdraw.
+
+use sqlx::{AnyConnection, Executor, Row};
+
+use crate::domain::time::now_ms;
+
+/// The kinds of ledger rows (`ledger.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Topup,
+    Redemption,
+    InvitationReward,
+    WelcomeCredit,
+    Hold,
+    Settle,
+    Refund,
+    Adjustment,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Topup => "topup",
+            Kind::Redemption => "redemption",
+            Kind::InvitationReward => "invitation_reward",
+            Kind::WelcomeCredit => "welcome_credit",
+            Kind::Hold => "hold",
+            Kind::Settle => "settle",
+            Kind::Refund => "refund",
+            Kind::Adjustment => "adjustment",
+        }
+    }
+}
+
+/// One ledger row to write.
+pub struct Entry<'a> {
+    pub user_id: i64,
+    pub kind: Kind,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub reference: Option<&'a str>,
+    pub note: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+}
+
+pub async fn insert(conn: &mut AnyConnection, e: &Entry<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO ledger (user_id, kind, amount, balance_after, reference, note, idempotency_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(e.user_id)
+    .bind(e.kind.as_str())
+    .bind(e.amount)
+    .bind(e.balance_after)
+    .bind(e.reference)
+    .bind(e.note)
+    .bind(e.idempotency_key)
+    .bind(now_ms())
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Debits `amount` only if the balance covers it; the new balance, or `None` when it does not.
+pub async fn debit_if_covered(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("UPDATE users SET balance = balance - $1 WHERE id = $2 AND balance >= $1 RETURNING balance")
+        .bind(amount)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
+/// Credits `amount` (≥ 0); the new balance, or `None` when the user does not exist.
+pub async fn credit(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("UPDATE users SET balance = balance + $1 WHERE id = $2 RETURNING balance")
+        .bind(amount)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
+/// Debits as much of `amount` as the balance holds (never below zero): `(taken, new balance)`.
+pub async fn debit_up_to(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Result<(i64, i64), sqlx::Error> {
+    if let Some(balance) = debit_if_covered(conn, user_id, amount).await? {
+        return Ok((amount, balance));
+    }
+    // Not covered: take what is there. Retried because a concurrent debit may move the balance.
+    for _ in 0..5 {
+        let current: i64 = sqlx::query("SELECT balance FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let take = current.min(amount);
+        if let Some(balance) = debit_if_covered(conn, user_id, take).await? {
+            return Ok((take, balance));
+        }
+    }
+    let current: i64 =
+        sqlx::query("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_one(&mut *conn).await?.try_get(0)?;
+    Ok((0, current))
+}
+
+/// Adds `amount` to a key's spend if it stays within the key's limit; false when it would not.
+pub async fn key_spend_within_limit(conn: &mut AnyConnection, key_id: i64, amount: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET spent = spent + $1 WHERE id = $2 AND (spend_limit IS NULL OR spent + $1 <= spend_limit)",
+    )
+    .bind(amount)
+    .bind(key_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves a key's spend by `delta`, clamped to `[0, spend_limit]`, and stamps its last use.
+pub async fn key_adjust_spent(conn: &mut AnyConnection, key_id: i64, delta: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE api_keys SET last_used_at = $3, spent = CASE \
+           WHEN spent + $1 < 0 THEN 0 \
+           WHEN spend_limit IS NOT NULL AND spent + $1 > spend_limit THEN spend_limit \
+           ELSE spent + $1 END \
+         WHERE id = $2",
+    )
+    .bind(delta)
+    .bind(key_id)
+    .bind(now_ms())
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn balance<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("SELECT balance FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
+/// Users whose ledger does not sum to their balance, or whose balance is negative:
+/// `(user id, balance, ledger sum)`. Empty when the books are right.
+pub async fn inconsistent_users<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.balance, \
+         COALESCE((SELECT CAST(SUM(l.amount) AS BIGINT) FROM ledger l WHERE l.user_id = u.id), 0) FROM users u",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut bad = Vec::new();
+    for r in rows {
+        let (id, balance): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+        let total: i64 = r.try_get(2)?;
+        if balance < 0 || balance != total {
+            bad.push((id, balance, total));
+        }
+    }
+    Ok(bad)
+}

@@ -1,0 +1,75 @@
+//! The OpenAI endpoints the gateway relays, and what each means for streaming and billing.
+
+use crate::domain::pricing::Usage;
+use crate::providers::openai::RequestPeek;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Moderations,
+    ImagesGenerations,
+    AudioSpeech,
+    Responses,
+}
+
+impl Endpoint {
+    /// The client-facing path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/v1/chat/completions",
+            Self::Completions => "/v1/completions",
+            Self::Embeddings => "/v1/embeddings",
+            Self::Moderations => "/v1/moderations",
+            Self::ImagesGenerations => "/v1/images/generations",
+            Self::AudioSpeech => "/v1/audio/speech",
+            Self::Responses => "/v1/responses",
+        }
+    }
+
+    /// The path appended to a channel's base URL (which already ends in its version, `/v1`).
+    pub fn path_after_version(self) -> &'static str {
+        self.path().trim_start_matches("/v1")
+    }
+
+    /// Non-stream answers are JSON (speech answers with audio bytes).
+    pub fn answers_json(self) -> bool {
+        !matches!(self, Self::AudioSpeech)
+    }
+
+    pub fn streams(self) -> bool {
+        matches!(self, Self::ChatCompletions | Self::Completions | Self::Responses)
+    }
+
+    /// Endpoints whose streams report usage only when asked (`stream_options.include_usage`).
+    pub fn injects_stream_usage(self) -> bool {
+        matches!(self, Self::ChatCompletions | Self::Completions)
+    }
+
+    /// The usage assumed for the hold, before the upstream answers.
+    pub fn estimate(self, peek: &RequestPeek<'_>, prompt_tokens: i64, default_max_tokens: i64) -> Usage {
+        let base = Usage { prompt_tokens, ..Usage::default() };
+        match self {
+            Self::ChatCompletions | Self::Completions | Self::Responses => {
+                let n = peek.n.unwrap_or(1).clamp(1, 128);
+                Usage { completion_tokens: peek.max_output().unwrap_or(default_max_tokens).saturating_mul(n), ..base }
+            }
+            Self::Embeddings | Self::Moderations => base,
+            Self::ImagesGenerations => Usage { requests: peek.n.unwrap_or(1).clamp(1, 128), ..base },
+            Self::AudioSpeech => {
+                Usage { prompt_tokens: peek.input_chars().unwrap_or(prompt_tokens), ..Usage::default() }
+            }
+        }
+    }
+
+    /// Adjusts upstream-reported usage to what this endpoint bills: speech bills input characters
+    /// as prompt tokens (priced per 1M characters); images bill per image.
+    pub fn billable(self, usage: Usage, peek: &RequestPeek<'_>) -> Usage {
+        match self {
+            Self::AudioSpeech => Usage { prompt_tokens: peek.input_chars().unwrap_or(0), ..Usage::default() },
+            Self::ImagesGenerations => Usage { requests: peek.n.unwrap_or(1).clamp(1, 128), ..usage },
+            _ => usage,
+        }
+    }
+}

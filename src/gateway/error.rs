@@ -1,0 +1,186 @@
+//! Gateway errors in OpenAI's shape: `{"error":{"message","type","param","code"}}` with OpenAI's
+//! status codes. Messages are safe to show: upstream error bodies are translated, never passed
+//! through raw (they can name the channel's key or base URL).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    InvalidApiKey,
+    BadRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
+    BodyTooLarge {
+        limit: usize,
+    },
+    ModelNotFound(String),
+    ModelNotPriced(String),
+    InsufficientQuota(&'static str),
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    /// An upstream refused the request itself (a 4xx other than auth/quota/rate): its message,
+    /// scrubbed, with its status.
+    UpstreamRejected {
+        status: u16,
+        message: String,
+        kind: Option<String>,
+        code: Option<String>,
+    },
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    NoHealthyChannel(String),
+    Internal,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            Self::ModelNotPriced(_) => StatusCode::FORBIDDEN,
+            Self::InsufficientQuota(_) | Self::RateLimited { .. } | Self::UpstreamRateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::UpstreamRejected { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::NoHealthyChannel(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The error class recorded in request logs.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::BadRequest { .. } => "bad_request",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::ModelNotPriced(_) => "model_not_priced",
+            Self::InsufficientQuota(_) => "insufficient_quota",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::UpstreamRejected { .. } => "upstream_rejected",
+            Self::UpstreamRateLimited => "upstream_rate_limited",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::NoHealthyChannel(_) => "no_channel",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// `(message, type, param, code)` of the OpenAI error object.
+    fn parts(&self) -> (String, String, Option<&'static str>, Option<String>) {
+        let s = |v: &str| Some(v.to_string());
+        match self {
+            Self::InvalidApiKey => (
+                "Incorrect API key provided. You can find your API key in the console.".into(),
+                "invalid_request_error".into(),
+                None,
+                s("invalid_api_key"),
+            ),
+            Self::BadRequest { message, param } => (message.clone(), "invalid_request_error".into(), *param, None),
+            Self::BodyTooLarge { limit } => (
+                format!("The request body is larger than the limit of {limit} bytes."),
+                "invalid_request_error".into(),
+                None,
+                s("request_too_large"),
+            ),
+            Self::ModelNotFound(model) => (
+                format!("The model `{model}` does not exist or you do not have access to it."),
+                "invalid_request_error".into(),
+                Some("model"),
+                s("model_not_found"),
+            ),
+            Self::ModelNotPriced(model) => (
+                format!("The model `{model}` has no price on this site yet, so it cannot be used."),
+                "invalid_request_error".into(),
+                Some("model"),
+                s("model_not_priced"),
+            ),
+            Self::InsufficientQuota(why) => {
+                ((*why).to_string(), "insufficient_quota".into(), None, s("insufficient_quota"))
+            }
+            Self::RateLimited { retry_after_secs } => (
+                format!("Rate limit reached for this key. Try again in {retry_after_secs} s."),
+                "requests".into(),
+                None,
+                s("rate_limit_exceeded"),
+            ),
+            Self::UpstreamRejected { message, kind, code, .. } => {
+                (message.clone(), kind.clone().unwrap_or_else(|| "invalid_request_error".into()), None, code.clone())
+            }
+            Self::UpstreamRateLimited => (
+                "The upstream provider is rate limiting this model. Please retry shortly.".into(),
+                "requests".into(),
+                None,
+                s("rate_limit_exceeded"),
+            ),
+            Self::UpstreamTimeout => (
+                "The upstream provider did not answer in time.".into(),
+                "upstream_error".into(),
+                None,
+                s("upstream_timeout"),
+            ),
+            Self::UpstreamUnavailable => (
+                "The upstream provider failed to answer. Please retry.".into(),
+                "upstream_error".into(),
+                None,
+                s("upstream_error"),
+            ),
+            Self::NoHealthyChannel(model) => (
+                format!("No upstream channel is available for `{model}` right now."),
+                "upstream_error".into(),
+                Some("model"),
+                s("no_available_channel"),
+            ),
+            Self::Internal => {
+                ("The server had an error while processing your request.".into(), "server_error".into(), None, None)
+            }
+        }
+    }
+
+    /// The JSON error object, also used as the final event of a stream that failed mid-way.
+    pub fn body(&self) -> serde_json::Value {
+        let (message, kind, param, code) = self.parts();
+        json!({ "error": { "message": message, "type": kind, "param": param, "code": code } })
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let Self::RateLimited { retry_after_secs } = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_match_openai() {
+        let body = GatewayError::InvalidApiKey.body();
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        assert_eq!(body["error"]["param"], serde_json::Value::Null);
+        assert_eq!(GatewayError::InvalidApiKey.status(), 401);
+        let quota = GatewayError::InsufficientQuota("x");
+        assert_eq!(
+            (quota.status().as_u16(), quota.body()["error"]["type"].as_str()),
+            (429, Some("insufficient_quota"))
+        );
+        let response = GatewayError::RateLimited { retry_after_secs: 7 }.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+    }
+}

@@ -1,0 +1,85 @@
+//! The gateway: the OpenAI-compatible `/v1` API. Authenticates keys, routes each request to a
+//! channel, relays it (passthrough where the protocols match, streaming event by event) and
+//! bills it through `billing`. It must stay fast: no database read on a cache hit, no
+//! re-serialisation of bodies it does not need to change, no stream buffering.
+
+pub mod auth;
+pub mod endpoints;
+pub mod error;
+pub mod models;
+pub mod relay;
+pub mod routing;
+pub mod settlement;
+pub mod sse;
+pub mod stream;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use self::auth::{ApiKeyAuth, KeyCache, RateLimiter};
+use self::endpoints::Endpoint;
+use self::routing::Routing;
+use crate::config::GatewayConfig;
+use crate::routes::Routes;
+use crate::state::AppState;
+
+/// The gateway's shared parts.
+pub struct GatewayState {
+    pub http: reqwest::Client,
+    pub keys: KeyCache,
+    pub rate_limiter: RateLimiter,
+    pub routing: Routing,
+}
+
+impl GatewayState {
+    pub fn new(config: &GatewayConfig, routing: Routing) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // An upstream's redirect is never followed: channels name their exact endpoint.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { http, keys: KeyCache::new(config.cache_ttl), rate_limiter: RateLimiter::default(), routing })
+    }
+}
+
+impl std::fmt::Debug for GatewayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatewayState")
+    }
+}
+
+/// Adds the `/v1` routes.
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .post("/v1/chat/completions", chat_completions)
+        .post("/v1/completions", completions)
+        .post("/v1/embeddings", embeddings)
+        .post("/v1/moderations", moderations)
+        .post("/v1/images/generations", images_generations)
+        .post("/v1/audio/speech", audio_speech)
+        .post("/v1/responses", responses)
+        .get("/v1/models", models::list)
+        .get("/v1/models/{*id}", models::retrieve)
+}
+
+macro_rules! relay_handler {
+    ($($name:ident => $endpoint:expr;)*) => {$(
+        async fn $name(State(state): State<AppState>, auth: ApiKeyAuth, headers: HeaderMap, body: Body) -> Response {
+            relay::relay(state, auth, $endpoint, headers, body).await
+        }
+    )*};
+}
+
+relay_handler! {
+    chat_completions => Endpoint::ChatCompletions;
+    completions => Endpoint::Completions;
+    embeddings => Endpoint::Embeddings;
+    moderations => Endpoint::Moderations;
+    images_generations => Endpoint::ImagesGenerations;
+    audio_speech => Endpoint::AudioSpeech;
+    responses => Endpoint::Responses;
+}

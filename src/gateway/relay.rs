@@ -1,0 +1,417 @@
+//! The relay: one request from an authenticated key to an upstream channel and back.
+//!
+//! Peek (model, stream) → route → price → hold → try channels (priority tiers, strategy, no
+//! channel twice, retry only before any byte reached the client) → pass the answer through →
+//! settle from the upstream's usage. Same-protocol bodies are forwarded as received unless model
+//! mapping or stream usage needs a field changed. Streams are relayed event by event; the status
+//! is committed only after the first upstream chunk, so early failures can still fail over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::auth::ApiKeyAuth;
+use super::endpoints::Endpoint;
+use super::error::GatewayError;
+use super::routing::Channel;
+use super::settlement::Settlement;
+use super::stream::{self, StreamRelay};
+use crate::billing::{self, BillingError};
+use crate::db::request_logs::RequestLog;
+use crate::domain::pricing::{MILLION, Price, Usage};
+use crate::domain::time::now_ms;
+use crate::providers::openai::{self, RequestPeek};
+use crate::providers::vendors::StreamUsage;
+use crate::services;
+use crate::state::AppState;
+
+/// The most we read of an upstream's non-stream answer or error.
+const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
+const MAX_UPSTREAM_ERROR_BODY: usize = 64 * 1024;
+
+/// Relays one request; every failure becomes an OpenAI-shaped error.
+pub async fn relay(state: AppState, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
+    match relay_inner(&state, auth, endpoint, &headers, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn relay_inner(
+    state: &AppState,
+    auth: ApiKeyAuth,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let config = &state.config().gateway;
+    let body = read_body(body, headers, config.max_body_bytes).await?;
+    let peek = RequestPeek::parse(&body).map_err(|message| GatewayError::BadRequest { message, param: None })?;
+    let model = peek.model.as_deref().filter(|m| !m.is_empty()).ok_or_else(|| GatewayError::BadRequest {
+        message: "You must provide a model parameter.".into(),
+        param: Some("model"),
+    })?;
+    let model = model.to_string();
+    let stream = peek.is_stream();
+    if stream && !endpoint.streams() {
+        return Err(GatewayError::BadRequest {
+            message: format!("Streaming is not supported on {}.", endpoint.path()),
+            param: Some("stream"),
+        });
+    }
+    let grant = auth.grant.clone();
+    if !grant.may_use_model(&model) {
+        return Err(GatewayError::ModelNotFound(model));
+    }
+    let table = state.gateway().routing.current();
+    let Some(route) = table.route(&grant.group, &model) else {
+        return Err(GatewayError::ModelNotFound(model));
+    };
+    if route.tiers.is_empty() {
+        return Err(GatewayError::NoHealthyChannel(model));
+    }
+    let (price, multiplier) = match table.price(&grant.group, &model) {
+        Some(priced) => priced,
+        None if config.allow_unpriced_models => (Price::default(), MILLION),
+        None => return Err(GatewayError::ModelNotPriced(model)),
+    };
+
+    // The hold assumes every byte of the body could be prompt; billing without upstream usage
+    // counts only the text the request carries.
+    let estimate = endpoint.estimate(&peek, estimate_tokens(body.len()), config.default_max_tokens);
+    let prompt_estimate = estimate_tokens(openai::event_text_len(&body)).max(1);
+    let mut hold_amount = price.cost(&estimate, multiplier).min(config.max_hold);
+    if price.is_set() && multiplier > 0 {
+        // A priced model never runs on an empty balance.
+        hold_amount = hold_amount.max(1);
+    }
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let hold =
+        billing::hold(state.db(), grant.user_id, grant.key_id, hold_amount, &request_id).await.map_err(
+            |e| match e {
+                BillingError::InsufficientBalance => GatewayError::InsufficientQuota(
+                    "You exceeded your current quota, please check your plan and billing details.",
+                ),
+                BillingError::KeyLimitReached => {
+                    GatewayError::InsufficientQuota("This API key has reached its spend limit.")
+                }
+                other => {
+                    tracing::error!(error = %other, "hold failed");
+                    GatewayError::Internal
+                }
+            },
+        )?;
+    let log = RequestLog {
+        request_id,
+        created_at: now_ms(),
+        user_id: grant.user_id,
+        api_key_id: Some(grant.key_id),
+        endpoint: endpoint.path().to_string(),
+        requested_model: model.clone(),
+        is_stream: stream,
+        client_ip: auth.client_ip.map(|ip| ip.to_string()),
+        ..RequestLog::default()
+    };
+    let mut settlement = Settlement::new(state.clone(), hold, price, multiplier, log);
+    let request = Request { endpoint, body: &body, peek: &peek, model: &model, stream, prompt_estimate };
+
+    let strategy = table.strategy(&grant.group, &model);
+    let mut tried: Vec<i64> = Vec::new();
+    let mut last_error = GatewayError::NoHealthyChannel(model.clone());
+    'tiers: for tier in &route.tiers {
+        while tried.len() < config.retry_attempts {
+            let routing = &state.gateway().routing;
+            let Some(channel) = tier.pick_excluding(strategy, |id| tried.contains(&id) || routing.is_suspended(id))
+            else {
+                continue 'tiers;
+            };
+            tried.push(channel.id);
+            settlement.log.channel_id = Some(channel.id);
+            settlement.log.upstream_model = channel.upstream_model(&model).to_string();
+            settlement.log.attempts = i64::try_from(tried.len()).unwrap_or(i64::MAX);
+            match attempt(state, &channel, &request).await {
+                Attempt::Answered(answer) => {
+                    settlement.log.ttfb_ms = Some(settlement.elapsed_ms());
+                    return Ok(respond(state, answer, settlement, &request).await);
+                }
+                Attempt::Retry(error) => {
+                    tracing::warn!(
+                        channel = channel.id,
+                        error = error.class(),
+                        "upstream attempt failed; trying the next channel"
+                    );
+                    last_error = error;
+                }
+                Attempt::Fail(error) => {
+                    settlement.finish(error.status().as_u16(), Some(error.class())).await;
+                    return Err(error);
+                }
+            }
+        }
+        break;
+    }
+    settlement.finish(last_error.status().as_u16(), Some(last_error.class())).await;
+    Err(last_error)
+}
+
+/// The parsed request, borrowed for the attempts.
+struct Request<'a> {
+    endpoint: Endpoint,
+    body: &'a Bytes,
+    peek: &'a RequestPeek<'a>,
+    model: &'a str,
+    stream: bool,
+    prompt_estimate: i64,
+}
+
+enum Answer {
+    Whole { status: StatusCode, content_type: Option<HeaderValue>, body: Bytes, usage: Option<Usage> },
+    Stream { content_type: Option<HeaderValue>, first: Bytes, rest: BoxStream<'static, reqwest::Result<Bytes>> },
+}
+
+enum Attempt {
+    Answered(Answer),
+    /// Nothing reached the client: another channel may try.
+    Retry(GatewayError),
+    /// The request itself was refused: no other channel would do better.
+    Fail(GatewayError),
+}
+
+async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let config = &state.config().gateway;
+    let upstream_model = channel.upstream_model(request.model);
+    let mapped = (upstream_model != request.model).then_some(upstream_model);
+    let inject_usage = request.stream
+        && request.endpoint.injects_stream_usage()
+        && channel.kind.preset.stream_usage == StreamUsage::OnRequest
+        && !request.peek.wants_stream_usage();
+    let payload = if mapped.is_some() || inject_usage {
+        match openai::rewrite_request(request.body, mapped, inject_usage) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Attempt::Fail(GatewayError::BadRequest {
+                    message: format!("Invalid JSON body ({e})."),
+                    param: None,
+                });
+            }
+        }
+    } else {
+        request.body.clone()
+    };
+    let url = format!("{}{}", channel.base_url, request.endpoint.path_after_version());
+    let sent = state
+        .gateway()
+        .http
+        .post(url)
+        .bearer_auth(channel.key())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload)
+        .send();
+    let response = match tokio::time::timeout(config.first_byte_timeout, sent).await {
+        Err(_) => return Attempt::Retry(GatewayError::UpstreamTimeout),
+        Ok(Err(e)) if e.is_timeout() => return Attempt::Retry(GatewayError::UpstreamTimeout),
+        Ok(Err(e)) => {
+            tracing::warn!(channel = channel.id, error = %e, "upstream request failed");
+            return Attempt::Retry(GatewayError::UpstreamUnavailable);
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    if !status.is_success() {
+        let body = read_limited(response, MAX_UPSTREAM_ERROR_BODY, config.first_byte_timeout).await.unwrap_or_default();
+        return classify_failure(state, channel, status, &body);
+    }
+    if request.stream {
+        let mut rest = response.bytes_stream().boxed();
+        return match tokio::time::timeout(config.first_byte_timeout, rest.next()).await {
+            Err(_) => Attempt::Retry(GatewayError::UpstreamTimeout),
+            Ok(None | Some(Err(_))) => Attempt::Retry(GatewayError::UpstreamUnavailable),
+            Ok(Some(Ok(first))) => Attempt::Answered(Answer::Stream { content_type, first, rest }),
+        };
+    }
+    let Some(body) = read_limited(response, MAX_UPSTREAM_BODY, config.first_byte_timeout).await else {
+        return Attempt::Retry(GatewayError::UpstreamUnavailable);
+    };
+    if !request.endpoint.answers_json() {
+        return Attempt::Answered(Answer::Whole { status, content_type, body, usage: None });
+    }
+    match openai::response_usage(&body) {
+        Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage }),
+        Err(_) => {
+            tracing::warn!(channel = channel.id, "upstream answered 2xx with a body that is not JSON");
+            Attempt::Retry(GatewayError::UpstreamUnavailable)
+        }
+    }
+}
+
+/// Decides what an upstream error means: the channel's fault (disable it, try another), a
+/// passing condition (try another), or the request's fault (tell the client).
+fn classify_failure(state: &AppState, channel: &Channel, status: StatusCode, body: &[u8]) -> Attempt {
+    let text = String::from_utf8_lossy(body);
+    let quota_exhausted = text.contains("insufficient_quota")
+        || text.contains("billing_hard_limit")
+        || status == StatusCode::PAYMENT_REQUIRED;
+    match status.as_u16() {
+        401 | 403 => {
+            services::channels::auto_disable_in_background(
+                state,
+                channel.id,
+                format!("upstream rejected the key (HTTP {})", status.as_u16()),
+            );
+            Attempt::Retry(GatewayError::UpstreamUnavailable)
+        }
+        402 | 429 if quota_exhausted => {
+            services::channels::auto_disable_in_background(
+                state,
+                channel.id,
+                "upstream account has no credit".to_string(),
+            );
+            Attempt::Retry(GatewayError::UpstreamUnavailable)
+        }
+        429 => Attempt::Retry(GatewayError::UpstreamRateLimited),
+        408 | 500..=599 => Attempt::Retry(GatewayError::UpstreamUnavailable),
+        code => Attempt::Fail(translate_rejection(channel, code, body)),
+    }
+}
+
+/// An upstream's 4xx for the request itself, translated: its message (scrubbed of the channel's
+/// key and address), type and code, never its raw body.
+fn translate_rejection(channel: &Channel, status: u16, body: &[u8]) -> GatewayError {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        error: Option<WireError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct WireError {
+        message: Option<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        code: Option<serde_json::Value>,
+    }
+    let parsed = serde_json::from_slice::<Wire>(body).ok().and_then(|w| w.error);
+    let mut message = parsed
+        .as_ref()
+        .and_then(|e| e.message.clone())
+        .unwrap_or_else(|| format!("The upstream provider rejected the request (HTTP {status})."));
+    for key in &channel.keys {
+        if key.len() >= 4 {
+            message = message.replace(key.as_str(), "[redacted]");
+        }
+    }
+    message = message.replace(&channel.base_url, "[upstream]");
+    if let Some(host) = url::Url::parse(&channel.base_url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+        message = message.replace(&host, "[upstream]");
+    }
+    message.truncate(message.floor_char_boundary(1000));
+    let simple = |s: &str| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    let kind = parsed.as_ref().and_then(|e| e.kind.clone()).filter(|k| simple(k));
+    let code = parsed
+        .as_ref()
+        .and_then(|e| e.code.as_ref())
+        .and_then(|c| c.as_str().map(str::to_string))
+        .filter(|c| simple(c));
+    let status = if (400..500).contains(&status) { status } else { 400 };
+    GatewayError::UpstreamRejected { status, message, kind, code }
+}
+
+async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, request: &Request<'_>) -> Response {
+    match answer {
+        Answer::Whole { status, content_type, body, usage } => {
+            settlement.usage = match usage {
+                Some(usage) => request.endpoint.billable(usage, request.peek),
+                // No usage from upstream: count locally (estimated from text length).
+                None => request.endpoint.billable(
+                    Usage {
+                        prompt_tokens: request.prompt_estimate,
+                        completion_tokens: estimate_tokens(openai::event_text_len(&body)),
+                        ..Usage::default()
+                    },
+                    request.peek,
+                ),
+            };
+            settlement.finish(status.as_u16(), None).await;
+            let mut response = (status, body).into_response();
+            if let Some(ct) = content_type {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            response
+        }
+        Answer::Stream { content_type, first, rest } => {
+            settlement.usage = Usage { prompt_tokens: request.prompt_estimate, ..Usage::default() };
+            let strip_usage = !request.peek.wants_stream_usage();
+            let relay = StreamRelay::new(
+                rest,
+                settlement,
+                strip_usage,
+                state.config().gateway.idle_timeout,
+                request.prompt_estimate,
+            );
+            let body = Body::from_stream(stream::relay_events(relay, first));
+            let mut response = Response::new(body);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                content_type.unwrap_or_else(|| HeaderValue::from_static("text/event-stream; charset=utf-8")),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            response
+        }
+    }
+}
+
+/// Reads the client's body up to the limit; 413 as soon as the declared or actual size exceeds it.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut too_large = false;
+        while let Some(err) = source {
+            too_large |= err.is::<http_body_util::LengthLimitError>();
+            source = err.source();
+        }
+        if too_large {
+            GatewayError::BodyTooLarge { limit }
+        } else {
+            GatewayError::BadRequest { message: "The request body could not be read.".into(), param: None }
+        }
+    })
+}
+
+/// Reads an upstream body up to `limit` bytes within `deadline`; `None` on failure.
+async fn read_limited(response: reqwest::Response, limit: usize, deadline: Duration) -> Option<Bytes> {
+    let read = async {
+        let mut stream = response.bytes_stream();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.ok()?;
+            total += chunk.len();
+            if total > limit {
+                return None;
+            }
+            chunks.push(chunk);
+        }
+        Some(match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        })
+    };
+    tokio::time::timeout(deadline, read).await.ok().flatten()
+}
+
+/// A cautious token estimate from a byte count (about 4 bytes per token in English; rounding up).
+pub fn estimate_tokens(bytes: usize) -> i64 {
+    i64::try_from(bytes.div_ceil(4)).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,337 @@
+//! The routing table: an immutable in-memory snapshot of channels, abilities, prices and group
+//! multipliers, swapped whole on every change (and on a timer, for changes made by other
+//! replicas). The hot path reads it without touching the database.
+//!
+//! Selection: the highest priority tier first; inside a tier, a strategy (weighted random,
+//! smooth weighted round-robin or failover order); a channel that failed for this request is
+//! never picked again for it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rand::Rng;
+
+use crate::config::Strategy;
+use crate::crypto;
+use crate::db::{self, Db};
+use crate::domain::pricing::{MILLION, Price};
+use crate::providers::ChannelType;
+use crate::secret_key::SecretKey;
+
+/// A channel ready to be called: keys decrypted, mapping parsed.
+#[derive(Debug)]
+pub struct Channel {
+    pub id: i64,
+    pub name: String,
+    pub kind: ChannelType,
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub keys: Vec<String>,
+    pub model_mapping: HashMap<String, String>,
+}
+
+impl Channel {
+    /// One of the channel's keys (several rotate at random).
+    pub fn key(&self) -> &str {
+        match self.keys.len() {
+            0 => "",
+            1 => &self.keys[0],
+            n => &self.keys[rand::rng().random_range(0..n)],
+        }
+    }
+
+    /// The model name to send upstream for a requested one.
+    pub fn upstream_model<'a>(&'a self, requested: &'a str) -> &'a str {
+        self.model_mapping.get(requested).map_or(requested, String::as_str)
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    channel: Arc<Channel>,
+    weight: i64,
+}
+
+/// The channels of one priority, with the round-robin state.
+#[derive(Debug)]
+pub struct Tier {
+    pub priority: i64,
+    members: Vec<Member>,
+    current: Mutex<Vec<i64>>,
+}
+
+impl Tier {
+    fn new(priority: i64, mut members: Vec<Member>) -> Self {
+        // Failover order: heavier first, then older.
+        members.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.channel.id.cmp(&b.channel.id)));
+        let current = Mutex::new(vec![0; members.len()]);
+        Self { priority, members, current }
+    }
+
+    /// Picks a channel not in `tried`, or `None` when every channel of the tier was tried.
+    pub fn pick(&self, strategy: Strategy, tried: &[i64]) -> Option<Arc<Channel>> {
+        self.pick_excluding(strategy, |id| tried.contains(&id))
+    }
+
+    /// Picks a channel for which `excluded` is false.
+    pub fn pick_excluding(&self, strategy: Strategy, excluded: impl Fn(i64) -> bool) -> Option<Arc<Channel>> {
+        let open: Vec<usize> = (0..self.members.len()).filter(|&i| !excluded(self.members[i].channel.id)).collect();
+        let first = *open.first()?;
+        // Zero weights everywhere mean "equal".
+        let weight = |i: usize| {
+            if open.iter().all(|&j| self.members[j].weight <= 0) { 1 } else { self.members[i].weight.max(0) }
+        };
+        let chosen = match strategy {
+            Strategy::Failover => first,
+            Strategy::WeightedRandom => {
+                let total: i64 = open.iter().map(|&i| weight(i)).sum();
+                let mut ticket = rand::rng().random_range(0..total.max(1));
+                open.iter()
+                    .copied()
+                    .find(|&i| {
+                        ticket -= weight(i);
+                        ticket < 0
+                    })
+                    .unwrap_or(first)
+            }
+            Strategy::RoundRobin => {
+                // nginx's smooth weighted round-robin over the channels still open.
+                let Ok(mut current) = self.current.lock() else {
+                    return Some(self.members[first].channel.clone());
+                };
+                let total: i64 = open.iter().map(|&i| weight(i)).sum();
+                let mut best = first;
+                for &i in &open {
+                    current[i] += weight(i);
+                    if current[i] > current[best] {
+                        best = i;
+                    }
+                }
+                current[best] -= total;
+                best
+            }
+        };
+        Some(self.members[chosen].channel.clone())
+    }
+}
+
+/// Every channel that can serve one group × model, by tier.
+#[derive(Debug)]
+pub struct Route {
+    pub tiers: Vec<Tier>,
+}
+
+/// The whole snapshot.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    routes: HashMap<String, HashMap<String, Route>>,
+    prices: HashMap<String, Price>,
+    group_prices: HashMap<(String, String), Price>,
+    multipliers: HashMap<String, i64>,
+    strategies: HashMap<String, Strategy>,
+    default_strategy: Option<Strategy>,
+}
+
+/// The settings key prefix of per group × model strategies: `routing.strategy.<group>.<model>`.
+pub const STRATEGY_SETTING_PREFIX: &str = "routing.strategy.";
+
+impl RoutingTable {
+    pub fn route(&self, group: &str, model: &str) -> Option<&Route> {
+        self.routes.get(group)?.get(model)
+    }
+
+    /// Models a group can reach now (at least one enabled channel), sorted.
+    pub fn models(&self, group: &str) -> Vec<&str> {
+        let mut models: Vec<&str> = self
+            .routes
+            .get(group)
+            .map(|m| m.iter().filter(|(_, r)| !r.tiers.is_empty()).map(|(k, _)| k.as_str()).collect())
+            .unwrap_or_default();
+        models.sort_unstable();
+        models
+    }
+
+    pub fn strategy(&self, group: &str, model: &str) -> Strategy {
+        self.strategies
+            .get(&format!("{group}.{model}"))
+            .copied()
+            .or(self.default_strategy)
+            .unwrap_or(Strategy::WeightedRandom)
+    }
+
+    /// The price for a group and model, and the multiplier to apply (1.0 for a group's own price).
+    pub fn price(&self, group: &str, model: &str) -> Option<(Price, i64)> {
+        if let Some(p) = self.group_prices.get(&(group.to_string(), model.to_string())) {
+            return Some((*p, MILLION));
+        }
+        let price = self.prices.get(model).filter(|p| p.is_set())?;
+        Some((*price, self.multipliers.get(group).copied().unwrap_or(MILLION)))
+    }
+
+    /// Builds a snapshot from the database.
+    pub async fn load(db: &Db, secret_key: &SecretKey, default_strategy: Strategy) -> Result<Self, sqlx::Error> {
+        let mut channels = HashMap::new();
+        for row in db::channels::list(db.pool()).await? {
+            if row.status != "enabled" {
+                continue;
+            }
+            match channel_from_row(&row, secret_key) {
+                Ok(channel) => {
+                    channels.insert(row.id, Arc::new(channel));
+                }
+                Err(why) => tracing::error!(channel = row.id, name = %row.name, "channel skipped: {why}"),
+            }
+        }
+        let mut grouped: HashMap<(String, String), HashMap<i64, Vec<Member>>> = HashMap::new();
+        for ability in db::channels::abilities(db.pool()).await? {
+            let by_priority = grouped.entry((ability.group, ability.model)).or_default();
+            let Some(channel) = channels.get(&ability.channel_id).filter(|_| ability.enabled) else {
+                // Known model, but this channel cannot serve it now.
+                continue;
+            };
+            by_priority
+                .entry(ability.priority)
+                .or_default()
+                .push(Member { channel: channel.clone(), weight: ability.weight });
+        }
+        let mut routes: HashMap<String, HashMap<String, Route>> = HashMap::new();
+        for ((group, model), by_priority) in grouped {
+            let mut tiers: Vec<Tier> = by_priority.into_iter().map(|(p, m)| Tier::new(p, m)).collect();
+            tiers.sort_by_key(|t| std::cmp::Reverse(t.priority));
+            routes.entry(group).or_default().insert(model, Route { tiers });
+        }
+
+        let prices = db::prices::all_model_prices(db.pool()).await?.into_iter().collect();
+        let group_prices =
+            db::prices::all_group_prices(db.pool()).await?.into_iter().map(|(g, m, p)| ((g, m), p)).collect();
+        let multipliers =
+            db::prices::all_groups(db.pool()).await?.into_iter().map(|g| (g.name, g.multiplier_ppm)).collect();
+        let mut strategies = HashMap::new();
+        for (key, value) in db::settings::with_prefix(db.pool(), STRATEGY_SETTING_PREFIX).await? {
+            if let (Some(target), Some(strategy)) = (key.strip_prefix(STRATEGY_SETTING_PREFIX), Strategy::parse(&value))
+            {
+                strategies.insert(target.to_string(), strategy);
+            }
+        }
+        Ok(Self { routes, prices, group_prices, multipliers, strategies, default_strategy: Some(default_strategy) })
+    }
+}
+
+fn channel_from_row(row: &db::channels::ChannelRow, secret_key: &SecretKey) -> Result<Channel, String> {
+    let kind = ChannelType::parse(&row.kind).ok_or_else(|| format!("unknown type {:?}", row.kind))?;
+    let keys_json = crypto::decrypt(secret_key, &row.keys_encrypted).map_err(|e| e.to_string())?;
+    let keys: Vec<String> = serde_json::from_slice(&keys_json).map_err(|e| format!("keys: {e}"))?;
+    let model_mapping = serde_json::from_str(&row.model_mapping).map_err(|e| format!("model_mapping: {e}"))?;
+    let base =
+        if row.base_url.is_empty() { kind.preset.default_base_url.unwrap_or_default() } else { row.base_url.as_str() };
+    Ok(Channel {
+        id: row.id,
+        name: row.name.clone(),
+        kind,
+        base_url: base.trim_end_matches('/').to_string(),
+        keys,
+        model_mapping,
+    })
+}
+
+/// The current snapshot, swapped atomically, and the channels suspended since it was built
+/// (an upstream refused their key: they get no more traffic even before the next reload).
+pub struct Routing {
+    current: RwLock<Arc<RoutingTable>>,
+    suspended: RwLock<HashSet<i64>>,
+}
+
+impl Routing {
+    pub fn new(table: RoutingTable) -> Self {
+        Self { current: RwLock::new(Arc::new(table)), suspended: RwLock::new(HashSet::new()) }
+    }
+
+    pub fn suspend(&self, channel_id: i64) {
+        if let Ok(mut s) = self.suspended.write() {
+            s.insert(channel_id);
+        }
+    }
+
+    /// Lifts a suspension (the channel was re-enabled or saved again).
+    pub fn resume(&self, channel_id: i64) {
+        if let Ok(mut s) = self.suspended.write() {
+            s.remove(&channel_id);
+        }
+    }
+
+    pub fn is_suspended(&self, channel_id: i64) -> bool {
+        self.suspended.read().is_ok_and(|s| !s.is_empty() && s.contains(&channel_id))
+    }
+
+    pub fn current(&self) -> Arc<RoutingTable> {
+        self.current.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    pub fn replace(&self, table: RoutingTable) {
+        if let Ok(mut current) = self.current.write() {
+            *current = Arc::new(table);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ChannelType;
+
+    fn tier(weights: &[i64]) -> Tier {
+        let kind = ChannelType::parse("openai").unwrap();
+        let members = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Member {
+                channel: Arc::new(Channel {
+                    id: i as i64 + 1,
+                    name: format!("c{i}"),
+                    kind,
+                    base_url: String::new(),
+                    keys: vec![],
+                    model_mapping: HashMap::new(),
+                }),
+                weight: *w,
+            })
+            .collect();
+        Tier::new(0, members)
+    }
+
+    fn shares(t: &Tier, strategy: Strategy, n: usize) -> HashMap<i64, usize> {
+        let mut counts = HashMap::new();
+        for _ in 0..n {
+            *counts.entry(t.pick(strategy, &[]).unwrap().id).or_default() += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn weighted_random_follows_weights() {
+        let counts = shares(&tier(&[1, 3]), Strategy::WeightedRandom, 20_000);
+        let heavy = counts[&2] as f64 / 20_000.0;
+        assert!((heavy - 0.75).abs() < 0.03, "{counts:?}");
+    }
+
+    #[test]
+    fn round_robin_is_exact_and_interleaved() {
+        let t = tier(&[2, 1]);
+        let picks: Vec<i64> = (0..6).map(|_| t.pick(Strategy::RoundRobin, &[]).unwrap().id).collect();
+        assert_eq!(picks, [1, 2, 1, 1, 2, 1]);
+        let equal = tier(&[1, 1, 1]);
+        let picks: Vec<i64> = (0..9).map(|_| equal.pick(Strategy::RoundRobin, &[]).unwrap().id).collect();
+        assert!(picks.windows(2).all(|w| w[0] != w[1]), "{picks:?}");
+    }
+
+    #[test]
+    fn failover_and_exclusion() {
+        let t = tier(&[1, 5, 5]);
+        assert_eq!(t.pick(Strategy::Failover, &[]).unwrap().id, 2);
+        assert_eq!(t.pick(Strategy::Failover, &[2]).unwrap().id, 3);
+        assert_eq!(t.pick(Strategy::WeightedRandom, &[2, 3]).unwrap().id, 1);
+        assert!(t.pick(Strategy::RoundRobin, &[1, 2, 3]).is_none());
+        let zero = tier(&[0, 0]);
+        assert_eq!(shares(&zero, Strategy::WeightedRandom, 100).len(), 2);
+    }
+}

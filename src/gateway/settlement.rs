@@ -1,0 +1,89 @@
+//! Exactly-once settlement of a request's hold. [`Settlement`] owns the hold from the moment it
+//! is taken; `finish` settles it at the known cost. If the request ends any other way (client
+//! disconnect mid-stream, a panic, a dropped future), `Drop` settles it in the background, on the
+//! app's task tracker so shutdown waits for it, at the cost of what was delivered so far.
+
+use std::time::{Duration, Instant};
+
+use crate::billing::{self, Hold};
+use crate::db::request_logs::RequestLog;
+use crate::domain::pricing::{Price, Usage};
+use crate::state::AppState;
+
+pub struct Settlement {
+    state: AppState,
+    hold: Option<Hold>,
+    price: Price,
+    multiplier_ppm: i64,
+    started: Instant,
+    /// The log row written with the settlement; the relay fills it in as it learns more.
+    pub log: RequestLog,
+    /// Usage known so far (from the upstream, or estimated from what was delivered).
+    pub usage: Usage,
+}
+
+impl Settlement {
+    pub fn new(state: AppState, hold: Hold, price: Price, multiplier_ppm: i64, log: RequestLog) -> Self {
+        Self { state, hold: Some(hold), price, multiplier_ppm, started: Instant::now(), log, usage: Usage::default() }
+    }
+
+    /// The cost of the usage recorded so far.
+    pub fn cost(&self) -> i64 {
+        self.price.cost(&self.usage, self.multiplier_ppm)
+    }
+
+    /// Milliseconds since the request started.
+    pub fn elapsed_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Settles at the cost of the recorded usage (0 for a failed request: a full refund).
+    pub async fn finish(mut self, status_code: u16, error_class: Option<&str>) {
+        let Some(hold) = self.hold.take() else { return };
+        let mut log = self.prepared_log(status_code, error_class);
+        let cost = if status_code < 400 || self.usage != Usage::default() { self.cost() } else { 0 };
+        settle_with_retries(&self.state, hold, cost, &mut log).await;
+    }
+
+    fn prepared_log(&self, status_code: u16, error_class: Option<&str>) -> RequestLog {
+        let mut log = self.log.clone();
+        log.usage = self.usage;
+        log.status_code = i64::from(status_code);
+        log.error_class = error_class.map(str::to_string);
+        log.latency_ms = self.elapsed_ms();
+        log
+    }
+}
+
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        let Some(hold) = self.hold.take() else { return };
+        // The request ended without `finish`: bill what was delivered (client disconnect policy).
+        let mut log = self.prepared_log(499, Some("client_closed"));
+        let cost = self.cost();
+        let state = self.state.clone();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            state.tasks().clone().spawn(async move {
+                settle_with_retries(&state, hold, cost, &mut log).await;
+            });
+        } else {
+            tracing::error!(request_id = %log.request_id, amount = hold.amount, "hold dropped outside a runtime: not settled");
+        }
+    }
+}
+
+async fn settle_with_retries(state: &AppState, hold: Hold, cost: i64, log: &mut RequestLog) {
+    let mut hold = hold;
+    for attempt in 1..=5u32 {
+        let retry = Hold { user_id: hold.user_id, key_id: hold.key_id, amount: hold.amount };
+        match billing::settle(state.db(), hold, cost, log).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(request_id = %log.request_id, attempt, error = %e, "settlement failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                hold = retry;
+            }
+        }
+    }
+    tracing::error!(request_id = %log.request_id, amount = hold.amount, user = hold.user_id, "settlement abandoned: hold stays reserved");
+}

@@ -1,0 +1,148 @@
+//! Relaying an SSE stream event by event: usage is read from the events that carry it (never by
+//! parsing every chunk), the usage-only chunk the gateway asked for on the client's behalf is
+//! dropped, an idle upstream is cut after the idle timeout with a final error event, and the
+//! request is settled when the stream ends. If the client goes away, dropping the stream drops
+//! the [`Settlement`], which settles what was delivered.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::{BoxStream, Stream};
+
+use super::error::GatewayError;
+use super::relay::estimate_tokens;
+use super::settlement::Settlement;
+use super::sse::{EventSplitter, data_payload};
+use crate::domain::pricing::Usage;
+use crate::providers::openai;
+
+pub struct StreamRelay {
+    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    splitter: EventSplitter,
+    pending: VecDeque<Bytes>,
+    settlement: Option<Settlement>,
+    strip_usage_only: bool,
+    idle: Duration,
+    prompt_estimate: i64,
+    text_bytes: usize,
+    upstream_usage: bool,
+    failure_class: Option<&'static str>,
+}
+
+impl StreamRelay {
+    pub fn new(
+        upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+        settlement: Settlement,
+        strip_usage_only: bool,
+        idle: Duration,
+        prompt_estimate: i64,
+    ) -> Self {
+        Self {
+            upstream,
+            splitter: EventSplitter::default(),
+            pending: VecDeque::new(),
+            settlement: Some(settlement),
+            strip_usage_only,
+            idle,
+            prompt_estimate,
+            text_bytes: 0,
+            upstream_usage: false,
+            failure_class: None,
+        }
+    }
+
+    fn absorb(&mut self, chunk: Bytes) {
+        let mut events = Vec::new();
+        self.splitter.push(chunk, &mut events);
+        for event in events {
+            if self.keep(&event) {
+                self.pending.push_back(event);
+            }
+        }
+    }
+
+    /// Records what the event says about usage; false when the event is to be dropped.
+    fn keep(&mut self, event: &[u8]) -> bool {
+        let Some(data) = data_payload(event) else { return true };
+        if data == b"[DONE]" {
+            return true;
+        }
+        let Some(settlement) = self.settlement.as_mut() else {
+            return true;
+        };
+        if let Some(reported) = openai::event_usage(data) {
+            // The upstream's figures win, including an explicit 0.
+            settlement.usage = reported.usage;
+            self.upstream_usage = true;
+            return !(reported.usage_only && self.strip_usage_only);
+        }
+        if !self.upstream_usage {
+            self.text_bytes += openai::event_text_len(data);
+            settlement.usage = Usage {
+                prompt_tokens: self.prompt_estimate,
+                completion_tokens: estimate_tokens(self.text_bytes),
+                ..Usage::default()
+            };
+        }
+        true
+    }
+
+    /// The upstream is done (or failed): flush what is left and queue the error event, if any.
+    /// Settlement follows once the client has been sent everything.
+    fn end(&mut self, failure: Option<GatewayError>) {
+        if let Some(tail) = self.splitter.finish()
+            && self.keep(&tail)
+        {
+            self.pending.push_back(tail);
+        }
+        self.failure_class = failure.as_ref().map(|f| match f {
+            GatewayError::UpstreamTimeout => "stream_idle_timeout",
+            _ => "stream_interrupted",
+        });
+        if let Some(error) = failure {
+            let event = format!("data: {}\n\n", error.body());
+            self.pending.push_back(Bytes::from(event));
+        }
+    }
+
+    async fn settle(&mut self) {
+        if let Some(settlement) = self.settlement.take() {
+            settlement.finish(200, self.failure_class).await;
+        }
+    }
+}
+
+/// The client-facing stream: the first chunk (already received), then the rest.
+pub fn relay_events(mut relay: StreamRelay, first: Bytes) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    relay.absorb(first);
+    futures_util::stream::unfold((relay, false), |(mut relay, mut done)| async move {
+        loop {
+            if let Some(event) = relay.pending.pop_front() {
+                return Some((Ok(event), (relay, done)));
+            }
+            if done {
+                relay.settle().await;
+                return None;
+            }
+            match tokio::time::timeout(relay.idle, relay.upstream.next()).await {
+                Ok(Some(Ok(chunk))) => relay.absorb(chunk),
+                Ok(None) => {
+                    relay.end(None);
+                    done = true;
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream stream broke");
+                    relay.end(Some(GatewayError::UpstreamUnavailable));
+                    done = true;
+                }
+                Err(_) => {
+                    tracing::warn!("upstream stream idle past the timeout");
+                    relay.end(Some(GatewayError::UpstreamTimeout));
+                    done = true;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,259 @@
+//! OpenAI's wire format, the parts the gateway reads or changes: a borrowed peek at the request
+//! (model, stream, limits), the minimal rewrite for model mapping and stream usage, and usage
+//! from responses and stream events. Pure functions over bytes; no I/O.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::domain::pricing::Usage;
+
+/// What the gateway needs from a request body; every other field is skipped, not copied.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestPeek<'a> {
+    #[serde(borrow, default)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<i64>,
+    /// Responses API.
+    #[serde(default)]
+    pub max_output_tokens: Option<i64>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub n: Option<i64>,
+    /// Text input of speech, embeddings and moderation requests.
+    #[serde(borrow, default)]
+    pub input: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+impl RequestPeek<'_> {
+    pub fn parse(body: &[u8]) -> Result<RequestPeek<'_>, String> {
+        serde_json::from_slice(body).map_err(|e| format!("We could not parse the JSON body of your request ({e})."))
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
+    }
+
+    /// The output-token ceiling the client set, if any.
+    pub fn max_output(&self) -> Option<i64> {
+        self.max_completion_tokens.or(self.max_tokens).or(self.max_output_tokens).filter(|n| *n > 0)
+    }
+
+    /// Characters of a plain-string `input` (speech is priced per character).
+    pub fn input_chars(&self) -> Option<i64> {
+        let raw = self.input?;
+        let text: String = serde_json::from_str(raw.get()).ok()?;
+        i64::try_from(text.chars().count()).ok()
+    }
+}
+
+/// Rewrites only what must change: the model name and/or `stream_options.include_usage`.
+/// Every other field is copied verbatim (as raw JSON, not re-serialised value by value).
+pub fn rewrite_request(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<Bytes, serde_json::Error> {
+    let mut fields: BTreeMap<Cow<'_, str>, Cow<'_, RawValue>> = serde_json::from_slice(body)?;
+    if let Some(model) = model {
+        fields.insert(Cow::Borrowed("model"), Cow::Owned(serde_json::value::to_raw_value(model)?));
+    }
+    if include_usage {
+        let mut options: BTreeMap<String, Box<RawValue>> = match fields.get("stream_options") {
+            Some(raw) if raw.get() != "null" => serde_json::from_str(raw.get())?,
+            _ => BTreeMap::new(),
+        };
+        options.insert("include_usage".into(), serde_json::value::to_raw_value(&true)?);
+        fields.insert(Cow::Borrowed("stream_options"), Cow::Owned(serde_json::value::to_raw_value(&options)?));
+    }
+    serde_json::to_vec(&fields).map(Bytes::from)
+}
+
+/// Usage in any of OpenAI's shapes: chat/completions/embeddings (`prompt_tokens`,
+/// `completion_tokens`, `…_details`) and the Responses API (`input_tokens`, `output_tokens`).
+#[derive(Debug, Default, Deserialize)]
+pub struct WireUsage {
+    #[serde(default, alias = "input_tokens")]
+    pub prompt_tokens: Option<i64>,
+    #[serde(default, alias = "output_tokens")]
+    pub completion_tokens: Option<i64>,
+    #[serde(default, alias = "input_tokens_details")]
+    pub prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default, alias = "output_tokens_details")]
+    pub completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CompletionDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<i64>,
+}
+
+impl WireUsage {
+    pub fn normalise(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.unwrap_or(0),
+            completion_tokens: self.completion_tokens.unwrap_or(0),
+            cached_tokens: self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: self.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens).unwrap_or(0),
+            requests: 0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageHolder {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    /// Responses API stream events carry it under `response`.
+    #[serde(default)]
+    response: Option<Box<UsageHolder>>,
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// Usage reported in a (non-stream) JSON response body: `Ok(None)` when it reports none,
+/// `Err` when the body is not JSON at all.
+pub fn response_usage(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    let holder: UsageHolder = serde_json::from_slice(body)?;
+    Ok(holder.usage.or_else(|| holder.response.and_then(|r| r.usage)).map(|u| u.normalise()))
+}
+
+/// What one stream event's data says about usage.
+pub struct EventUsage {
+    pub usage: Usage,
+    /// The event only carries usage (`"choices": []`), as OpenAI's `include_usage` chunk does.
+    pub usage_only: bool,
+}
+
+/// Usage in one stream event's `data:` payload. Cheap for the common case: events without the
+/// word `usage` (or with `"usage":null`) are not parsed.
+pub fn event_usage(data: &[u8]) -> Option<EventUsage> {
+    if !contains(data, b"\"usage\"") {
+        return None;
+    }
+    let holder: UsageHolder = serde_json::from_slice(data).ok()?;
+    let usage_only = holder.choices.as_ref().is_some_and(Vec::is_empty);
+    let usage = holder.usage.or_else(|| holder.response.and_then(|r| r.usage))?;
+    Some(EventUsage { usage: usage.normalise(), usage_only })
+}
+
+/// Bytes of generated text in a chat/completions stream event (`"content":"…"`, `"text":"…"`,
+/// `"arguments":"…"`), for estimating output when an upstream reports no usage.
+pub fn event_text_len(data: &[u8]) -> usize {
+    [&b"\"content\":\""[..], b"\"text\":\"", b"\"arguments\":\"", b"\"delta\":\""]
+        .iter()
+        .map(|marker| string_values_len(data, marker))
+        .sum()
+}
+
+fn string_values_len(data: &[u8], marker: &[u8]) -> usize {
+    let mut total = 0;
+    let mut rest = data;
+    while let Some(at) = find(rest, marker) {
+        let value = &rest[at + marker.len()..];
+        let mut escaped = false;
+        let mut len = 0;
+        for &b in value {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                break;
+            }
+            len += 1;
+        }
+        total += len;
+        rest = &value[len.min(value.len())..];
+    }
+    total
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_reads_only_what_it_needs() {
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":50,"stream_options":{"include_usage":true}}"#;
+        let peek = RequestPeek::parse(body).unwrap();
+        assert_eq!(peek.model.as_deref(), Some("gpt-4o"));
+        assert!(peek.is_stream() && peek.wants_stream_usage());
+        assert_eq!(peek.max_output(), Some(50));
+        assert!(RequestPeek::parse(b"not json").is_err());
+        assert_eq!(RequestPeek::parse(r#"{"input":"héllo"}"#.as_bytes()).unwrap().input_chars(), Some(5));
+    }
+
+    #[test]
+    fn rewrite_changes_model_and_usage_only() {
+        let body = r#"{"model":"alias","messages":[{"role":"user","content":"a \"quoted\" ü"}],"temperature":0.25,"stream":true}"#.as_bytes();
+        let out = rewrite_request(body, Some("real-model"), true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "real-model");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["messages"][0]["content"], "a \"quoted\" ü");
+        assert_eq!(v["temperature"], 0.25);
+        let kept = rewrite_request(br#"{"model":"m","stream_options":{"x":1}}"#, None, true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+        assert_eq!(v["stream_options"], serde_json::json!({"x":1,"include_usage":true}));
+    }
+
+    #[test]
+    fn usage_in_every_shape() {
+        let chat = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":2}}}"#;
+        let u = response_usage(chat).unwrap().unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.reasoning_tokens), (10, 5, 4, 2));
+        let responses = br#"{"object":"response","usage":{"input_tokens":7,"output_tokens":3,"input_tokens_details":{"cached_tokens":1}}}"#;
+        let u = response_usage(responses).unwrap().unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens), (7, 3, 1));
+        assert!(response_usage(br#"{"data":[]}"#).unwrap().is_none());
+        assert!(response_usage(b"<html>").is_err());
+
+        let event =
+            event_usage(br#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9}}"#).unwrap();
+        assert!(event.usage_only);
+        assert_eq!(event.usage.completion_tokens, 9);
+        assert!(event_usage(br#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#).is_none());
+        let completed =
+            event_usage(br#"{"type":"response.completed","response":{"usage":{"input_tokens":2,"output_tokens":4}}}"#)
+                .unwrap();
+        assert_eq!(completed.usage.completion_tokens, 4);
+    }
+
+    #[test]
+    fn text_length_of_events() {
+        assert_eq!(event_text_len(br#"{"choices":[{"delta":{"content":"he\"llo"}}]}"#), 7);
+        assert_eq!(event_text_len(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#), 0);
+    }
+}

@@ -1,0 +1,80 @@
+//! OpenAI-compatible vendors as data. Adding a vendor is adding a row.
+
+/// How the upstream wants its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+}
+
+/// Whether a streamed answer carries usage, and how to get it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamUsage {
+    /// Only when asked with `stream_options: {"include_usage": true}` (OpenAI's behaviour).
+    OnRequest,
+    /// Always sent in the last chunk; the vendor rejects or ignores `stream_options`.
+    Always,
+}
+
+#[derive(Debug)]
+pub struct VendorPreset {
+    /// The channel `type` string.
+    pub name: &'static str,
+    /// Human name for the console.
+    pub label: &'static str,
+    /// Base URL including the version segment, used when a channel gives none.
+    pub default_base_url: Option<&'static str>,
+    pub auth: Auth,
+    pub stream_usage: StreamUsage,
+}
+
+const fn preset(
+    name: &'static str,
+    label: &'static str,
+    base: Option<&'static str>,
+    stream_usage: StreamUsage,
+) -> VendorPreset {
+    VendorPreset { name, label, default_base_url: base, auth: Auth::Bearer, stream_usage }
+}
+
+use StreamUsage::{Always, OnRequest};
+
+pub static PRESETS: &[VendorPreset] = &[
+    preset("openai", "OpenAI", Some("https://api.openai.com/v1"), OnRequest),
+    preset("openai-compatible", "Any OpenAI-compatible API", None, OnRequest),
+    preset("deepseek", "DeepSeek", Some("https://api.deepseek.com/v1"), OnRequest),
+    preset(
+        "qwen",
+        "Qwen (DashScope compatible mode)",
+        Some("https://dashscope.aliyuncs.com/compatible-mode/v1"),
+        OnRequest,
+    ),
+    preset("moonshot", "Moonshot (Kimi)", Some("https://api.moonshot.cn/v1"), OnRequest),
+    preset("zhipu", "Zhipu GLM", Some("https://open.bigmodel.cn/api/paas/v4"), Always),
+    preset("mistral", "Mistral", Some("https://api.mistral.ai/v1"), Always),
+    preset("groq", "Groq", Some("https://api.groq.com/openai/v1"), OnRequest),
+    preset("xai", "xAI (Grok)", Some("https://api.x.ai/v1"), OnRequest),
+    preset("openrouter", "OpenRouter", Some("https://openrouter.ai/api/v1"), OnRequest),
+    preset("together", "Together AI", Some("https://api.together.xyz/v1"), OnRequest),
+    preset("siliconflow", "SiliconFlow", Some("https://api.siliconflow.cn/v1"), OnRequest),
+    preset("ollama", "Ollama", Some("http://127.0.0.1:11434/v1"), OnRequest),
+    preset("vllm", "vLLM", Some("http://127.0.0.1:8000/v1"), OnRequest),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_urls_versioned() {
+        let mut names: Vec<_> = PRESETS.iter().map(|p| p.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PRESETS.len());
+        for p in PRESETS {
+            if let Some(url) = p.default_base_url {
+                assert!(url.starts_with("http") && !url.ends_with('/'), "{}", p.name);
+            }
+        }
+    }
+}

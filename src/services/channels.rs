@@ -1,0 +1,415 @@
+//! Channel administration: create, update, delete, probe, automatic disable and re-enable, and
+//! the routing reload that follows every change. Upstream keys are encrypted before they reach
+//! the database and never leave this module in clear except toward the upstream itself.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto;
+use crate::db::channels::{self as db_channels, ChannelRow, ChannelWrite};
+use crate::gateway::routing::RoutingTable;
+use crate::providers::ChannelType;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such channel")]
+    NotFound,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for ChannelError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// A channel as the API accepts it. On update every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelInput {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub base_url: Option<String>,
+    /// One key, or several separated by newlines (used in rotation). Write-only.
+    pub key: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub model_mapping: Option<BTreeMap<String, String>>,
+    pub groups: Option<Vec<String>>,
+    pub priority: Option<i64>,
+    pub weight: Option<i64>,
+    pub config: Option<serde_json::Value>,
+    /// `enabled` or `disabled`.
+    pub status: Option<String>,
+}
+
+/// A channel as the API shows it: never the key, only its last characters.
+#[derive(Debug, Serialize)]
+pub struct ChannelView {
+    pub id: i64,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub base_url: String,
+    pub key_hint: String,
+    pub models: Vec<String>,
+    pub model_mapping: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    pub priority: i64,
+    pub weight: i64,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    pub config: serde_json::Value,
+    pub test_latency_ms: Option<i64>,
+    pub tested_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The validated, complete form of a channel.
+struct Valid {
+    name: String,
+    kind: String,
+    base_url: String,
+    keys: Vec<String>,
+    models: Vec<String>,
+    model_mapping: BTreeMap<String, String>,
+    groups: Vec<String>,
+    priority: i64,
+    weight: i64,
+    config: serde_json::Value,
+    status: String,
+}
+
+fn invalid(message: impl Into<String>) -> ChannelError {
+    ChannelError::Invalid(message.into())
+}
+
+fn clean_list(field: &str, items: Vec<String>) -> Result<Vec<String>, ChannelError> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        let item = item.trim().to_string();
+        if item.is_empty() || item.len() > 200 {
+            return Err(invalid(format!("{field}: entries must be 1 to 200 characters")));
+        }
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+fn validate(input: ChannelInput, existing: Option<(&ChannelRow, Vec<String>)>) -> Result<Valid, ChannelError> {
+    let old = existing.as_ref().map(|(row, _)| *row);
+    let name = input.name.or_else(|| old.map(|r| r.name.clone())).unwrap_or_default().trim().to_string();
+    if name.is_empty() || name.len() > 100 {
+        return Err(invalid("name: required, at most 100 characters"));
+    }
+    let kind = input.kind.or_else(|| old.map(|r| r.kind.clone())).unwrap_or_default();
+    let channel_type = ChannelType::parse(&kind).ok_or_else(|| {
+        invalid(format!(
+            "type: {kind:?} is not a channel type (one of: {})",
+            ChannelType::names().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let base_url = input
+        .base_url
+        .or_else(|| old.map(|r| r.base_url.clone()))
+        .unwrap_or_default()
+        .trim()
+        .trim_end_matches('/')
+        .to_string();
+    if base_url.is_empty() {
+        if channel_type.preset.default_base_url.is_none() {
+            return Err(invalid(format!("base_url: required for type {kind}")));
+        }
+    } else {
+        let url = url::Url::parse(&base_url).map_err(|_| invalid("base_url: not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid("base_url: must be an http:// or https:// URL"));
+        }
+    }
+    let keys = match input.key {
+        Some(k) => k.lines().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect(),
+        None => existing.as_ref().map(|(_, keys)| keys.clone()).unwrap_or_default(),
+    };
+    if keys.is_empty() {
+        return Err(invalid("key: required"));
+    }
+    let models = match input.models {
+        Some(m) => clean_list("models", m)?,
+        None => old.map(|r| serde_json::from_str(&r.models).unwrap_or_default()).unwrap_or_default(),
+    };
+    if models.is_empty() {
+        return Err(invalid("models: list at least one model"));
+    }
+    let model_mapping = match input.model_mapping {
+        Some(m) => m,
+        None => old.map(|r| serde_json::from_str(&r.model_mapping).unwrap_or_default()).unwrap_or_default(),
+    };
+    if model_mapping.iter().any(|(k, v)| k.trim().is_empty() || v.trim().is_empty()) {
+        return Err(invalid("model_mapping: names must not be empty"));
+    }
+    let groups = match input.groups {
+        Some(g) => clean_list("groups", g)?,
+        None => {
+            old.map(|r| serde_json::from_str(&r.groups).unwrap_or_default()).unwrap_or_else(|| vec!["default".into()])
+        }
+    };
+    if groups.is_empty() {
+        return Err(invalid("groups: list at least one group"));
+    }
+    let priority = input.priority.or(old.map(|r| r.priority)).unwrap_or(0);
+    let weight = input.weight.or(old.map(|r| r.weight)).unwrap_or(1);
+    if !(0..=1_000_000).contains(&weight) {
+        return Err(invalid("weight: 0 to 1000000"));
+    }
+    let config = match input.config {
+        Some(c) => c,
+        None => {
+            old.map(|r| serde_json::from_str(&r.config).unwrap_or_default()).unwrap_or_else(|| serde_json::json!({}))
+        }
+    };
+    if !config.is_object() {
+        return Err(invalid("config: must be a JSON object"));
+    }
+    let status = match input.status.as_deref() {
+        None => old.map(|r| r.status.clone()).unwrap_or_else(|| "enabled".into()),
+        Some("enabled") => "enabled".into(),
+        Some("disabled") => "manually_disabled".into(),
+        Some(other) => return Err(invalid(format!("status: {other:?} must be enabled or disabled"))),
+    };
+    Ok(Valid { name, kind, base_url, keys, models, model_mapping, groups, priority, weight, config, status })
+}
+
+fn decrypt_keys(state: &AppState, row: &ChannelRow) -> Vec<String> {
+    crypto::decrypt(state.secret_key(), &row.keys_encrypted)
+        .ok()
+        .and_then(|plain| serde_json::from_slice(&plain).ok())
+        .unwrap_or_default()
+}
+
+fn key_hint(keys: &[String]) -> String {
+    match keys.first() {
+        Some(k) if k.chars().count() >= 12 => {
+            let tail: String = k.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+            format!("…{tail}")
+        }
+        _ => "…".into(),
+    }
+}
+
+fn view(state: &AppState, row: ChannelRow) -> ChannelView {
+    let keys = decrypt_keys(state, &row);
+    ChannelView {
+        id: row.id,
+        key_hint: key_hint(&keys),
+        models: serde_json::from_str(&row.models).unwrap_or_default(),
+        model_mapping: serde_json::from_str(&row.model_mapping).unwrap_or_default(),
+        groups: serde_json::from_str(&row.groups).unwrap_or_default(),
+        config: serde_json::from_str(&row.config).unwrap_or_default(),
+        name: row.name,
+        kind: row.kind,
+        base_url: row.base_url,
+        priority: row.priority,
+        weight: row.weight,
+        status: row.status,
+        disabled_reason: row.disabled_reason,
+        test_latency_ms: row.test_latency_ms,
+        tested_at: row.tested_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+async fn write(state: &AppState, id: Option<i64>, valid: &Valid) -> Result<i64, ChannelError> {
+    let keys_json = serde_json::to_vec(&valid.keys).map_err(|e| ChannelError::Internal(e.to_string()))?;
+    let sealed = crypto::encrypt(state.secret_key(), &keys_json).map_err(|e| ChannelError::Internal(e.to_string()))?;
+    let (models, mapping, groups, config) =
+        (to_json(&valid.models), to_json(&valid.model_mapping), to_json(&valid.groups), valid.config.to_string());
+    let columns = ChannelWrite {
+        name: &valid.name,
+        kind: &valid.kind,
+        base_url: &valid.base_url,
+        keys_encrypted: &sealed,
+        models: &models,
+        model_mapping: &mapping,
+        groups: &groups,
+        priority: valid.priority,
+        weight: valid.weight,
+        status: &valid.status,
+        config: &config,
+    };
+    let mut tx = state.db().pool().begin().await?;
+    let id = match id {
+        Some(id) => {
+            if !db_channels::update(&mut *tx, id, &columns).await? {
+                return Err(ChannelError::NotFound);
+            }
+            id
+        }
+        None => db_channels::insert(&mut *tx, &columns).await?,
+    };
+    db_channels::replace_abilities(
+        &mut tx,
+        id,
+        &valid.groups,
+        &valid.models,
+        valid.priority,
+        valid.weight,
+        valid.status == "enabled",
+    )
+    .await?;
+    tx.commit().await?;
+    state.gateway().routing.resume(id);
+    reload_routing(state).await;
+    Ok(id)
+}
+
+/// JSON text of a list or map column.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+pub async fn create(state: &AppState, input: ChannelInput) -> Result<ChannelView, ChannelError> {
+    let valid = validate(input, None)?;
+    let id = write(state, None, &valid).await?;
+    get(state, id).await
+}
+
+pub async fn update(state: &AppState, id: i64, input: ChannelInput) -> Result<ChannelView, ChannelError> {
+    let row = db_channels::get(state.db().pool(), id).await?.ok_or(ChannelError::NotFound)?;
+    let keys = decrypt_keys(state, &row);
+    let valid = validate(input, Some((&row, keys)))?;
+    write(state, Some(id), &valid).await?;
+    get(state, id).await
+}
+
+/// Creates the channel, or updates the one with the same name (bootstrap files).
+pub async fn upsert_by_name(state: &AppState, input: ChannelInput) -> Result<ChannelView, ChannelError> {
+    let name = input.name.clone().unwrap_or_default();
+    match db_channels::id_by_name(state.db().pool(), name.trim()).await? {
+        Some(id) => update(state, id, input).await,
+        None => create(state, input).await,
+    }
+}
+
+pub async fn get(state: &AppState, id: i64) -> Result<ChannelView, ChannelError> {
+    let row = db_channels::get(state.db().pool(), id).await?.ok_or(ChannelError::NotFound)?;
+    Ok(view(state, row))
+}
+
+pub async fn list(state: &AppState) -> Result<Vec<ChannelView>, ChannelError> {
+    Ok(db_channels::list(state.db().pool()).await?.into_iter().map(|r| view(state, r)).collect())
+}
+
+pub async fn delete(state: &AppState, id: i64) -> Result<(), ChannelError> {
+    if !db_channels::delete(state.db().pool(), id).await? {
+        return Err(ChannelError::NotFound);
+    }
+    reload_routing(state).await;
+    Ok(())
+}
+
+/// Rebuilds the gateway's routing snapshot from the database (after any change).
+pub async fn reload_routing(state: &AppState) {
+    match RoutingTable::load(state.db(), state.secret_key(), state.config().gateway.strategy).await {
+        Ok(table) => state.gateway().routing.replace(table),
+        Err(e) => tracing::error!(error = %e, "reloading the routing table failed; keeping the previous one"),
+    }
+}
+
+/// Disables a channel whose upstream refused its key or credit, without delaying the request.
+pub fn auto_disable_in_background(state: &AppState, channel_id: i64, reason: String) {
+    // Effective at once for every request; the database and the snapshot follow.
+    state.gateway().routing.suspend(channel_id);
+    let state = state.clone();
+    state.tasks().clone().spawn(async move {
+        let result = async {
+            let mut conn = state.db().pool().acquire().await?;
+            db_channels::auto_disable(&mut conn, channel_id, &reason).await
+        }
+        .await;
+        match result {
+            Ok(true) => {
+                tracing::warn!(channel = channel_id, %reason, "channel disabled automatically");
+                reload_routing(&state).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(channel = channel_id, error = %e, "could not disable the channel"),
+        }
+    });
+}
+
+/// The outcome of a channel probe.
+#[derive(Debug, Serialize)]
+pub struct TestResult {
+    pub ok: bool,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+/// Sends one tiny chat completion through the channel and measures it. A passing probe of an
+/// automatically disabled channel re-enables it.
+pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError> {
+    let row = db_channels::get(state.db().pool(), id).await?.ok_or(ChannelError::NotFound)?;
+    let keys = decrypt_keys(state, &row);
+    let channel_type = ChannelType::parse(&row.kind).ok_or_else(|| invalid("unknown channel type"))?;
+    let models: Vec<String> = serde_json::from_str(&row.models).unwrap_or_default();
+    let mapping: BTreeMap<String, String> = serde_json::from_str(&row.model_mapping).unwrap_or_default();
+    let model = models.first().map(|m| mapping.get(m).unwrap_or(m).clone()).unwrap_or_default();
+    let base = if row.base_url.is_empty() {
+        channel_type.preset.default_base_url.unwrap_or_default().to_string()
+    } else {
+        row.base_url.clone()
+    };
+    let body =
+        serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": "ping" }], "max_tokens": 1 });
+    let started = Instant::now();
+    let timeout = state.config().gateway.first_byte_timeout.min(Duration::from_secs(30));
+    let sent = state
+        .gateway()
+        .http
+        .post(format!("{}/chat/completions", base.trim_end_matches('/')))
+        .bearer_auth(keys.first().map(String::as_str).unwrap_or_default())
+        .json(&body)
+        .timeout(timeout)
+        .send()
+        .await;
+    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let error = match sent {
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) => Some(format!("the upstream answered HTTP {}", response.status().as_u16())),
+        Err(e) if e.is_timeout() => Some("the upstream did not answer in time".to_string()),
+        Err(_) => Some("the upstream could not be reached".to_string()),
+    };
+    if error.is_none() {
+        db_channels::record_test(state.db().pool(), id, latency_ms).await?;
+        let mut conn = state.db().pool().acquire().await?;
+        if db_channels::reenable_auto_disabled(&mut conn, id).await? {
+            tracing::info!(channel = id, "channel re-enabled after a passing probe");
+        }
+        state.gateway().routing.resume(id);
+        drop(conn);
+        reload_routing(state).await;
+    }
+    Ok(TestResult { ok: error.is_none(), latency_ms, error })
+}
+
+/// Probes every automatically disabled channel once (the periodic re-test).
+pub async fn retest_auto_disabled(state: &AppState) {
+    let Ok(rows) = db_channels::list(state.db().pool()).await else {
+        return;
+    };
+    for row in rows.into_iter().filter(|r| r.status == "auto_disabled") {
+        if let Err(e) = test(state, row.id).await {
+            tracing::warn!(channel = row.id, error = %e, "re-test failed");
+        }
+    }
+}
