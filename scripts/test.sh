@@ -14,6 +14,17 @@ if [ -z "${BURNCLOUD_TEST_DATABASE_URL:-}" ]; then
   start_throwaway_postgres
   trap stop_throwaway_postgres EXIT
 fi
+# The official SDKs the suite drives (tests/sdk/requirements.txt), in a venv kept between runs.
+SDK_VENV="${BURNCLOUD_SDK_VENV:-$HOME/.cache/burncloud-sdk-venv}"
+if ! cmp -s tests/sdk/requirements.txt "$SDK_VENV/requirements.txt" 2>/dev/null; then
+  echo "preparing the SDK venv in $SDK_VENV"
+  rm -rf "$SDK_VENV"
+  python3 -m venv "$SDK_VENV"
+  "$SDK_VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+  cp tests/sdk/requirements.txt "$SDK_VENV/requirements.txt"
+fi
+export BURNCLOUD_SDK_PYTHON="$SDK_VENV/bin/python"
+
 echo "test databases: SQLite (one file per test) and Postgres at ${BURNCLOUD_TEST_DATABASE_URL%%\?*}"
 
 export BURNCLOUD_TEST_RUN_ID="run-$(date +%s)-$$"

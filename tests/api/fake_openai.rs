@@ -142,7 +142,7 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
             StatusCode::OK.into_response()
         }
         Behavior::Garbage => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "<html>not json").into_response(),
-        _ if uri.path().ends_with("/embeddings") => embeddings(&model, &behavior),
+        _ if uri.path().ends_with("/embeddings") => embeddings(&model, &behavior, &request),
         _ if uri.path().ends_with("/moderations") => axum::Json(json!({
             "id": "modr-fake", "model": model,
             "results": [{ "flagged": false, "categories": { "violence": false }, "category_scores": { "violence": 0.0001 } }]
@@ -217,11 +217,20 @@ fn completion(model: &str, behavior: &Behavior, request: &Value) -> Response {
     axum::Json(body).into_response()
 }
 
-fn embeddings(model: &str, behavior: &Behavior) -> Response {
+fn embeddings(model: &str, behavior: &Behavior, request: &Value) -> Response {
+    use base64::Engine as _;
     let (prompt, _) = tokens(behavior);
+    let vector = [0.0023064255_f32, -0.009327292, 0.015797347];
+    // As OpenAI does: `encoding_format: "base64"` answers little-endian float32 bytes in base64.
+    let embedding = if request["encoding_format"] == "base64" {
+        let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+        json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+    } else {
+        json!(vector)
+    };
     axum::Json(json!({
         "object": "list",
-        "data": [{ "object": "embedding", "index": 0, "embedding": [0.0023064255, -0.009327292, 0.015797347] }],
+        "data": [{ "object": "embedding", "index": 0, "embedding": embedding }],
         "model": model,
         "usage": { "prompt_tokens": prompt, "total_tokens": prompt }
     }))

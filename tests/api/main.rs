@@ -32,4 +32,5 @@ mod health;
 mod management_api;
 mod route_coverage;
 mod schema;
+mod sdk;
 mod shutdown;
