@@ -10,7 +10,10 @@ pub enum Endpoint {
     Embeddings,
     Moderations,
     ImagesGenerations,
+    ImagesEdits,
     AudioSpeech,
+    AudioTranscriptions,
+    AudioTranslations,
     Responses,
 }
 
@@ -23,7 +26,10 @@ impl Endpoint {
             Self::Embeddings => "/v1/embeddings",
             Self::Moderations => "/v1/moderations",
             Self::ImagesGenerations => "/v1/images/generations",
+            Self::ImagesEdits => "/v1/images/edits",
             Self::AudioSpeech => "/v1/audio/speech",
+            Self::AudioTranscriptions => "/v1/audio/transcriptions",
+            Self::AudioTranslations => "/v1/audio/translations",
             Self::Responses => "/v1/responses",
         }
     }
@@ -33,9 +39,15 @@ impl Endpoint {
         self.path().trim_start_matches("/v1")
     }
 
-    /// Non-stream answers are JSON (speech answers with audio bytes).
+    /// Non-stream answers are JSON (speech answers with audio bytes, transcriptions with
+    /// whatever `response_format` asked for).
     pub fn answers_json(self) -> bool {
-        !matches!(self, Self::AudioSpeech)
+        !matches!(self, Self::AudioSpeech | Self::AudioTranscriptions | Self::AudioTranslations)
+    }
+
+    /// The request body is `multipart/form-data` (uploads), not JSON.
+    pub fn multipart(self) -> bool {
+        matches!(self, Self::ImagesEdits | Self::AudioTranscriptions | Self::AudioTranslations)
     }
 
     pub fn streams(self) -> bool {
@@ -56,7 +68,14 @@ impl Endpoint {
                 Usage { completion_tokens: peek.max_output().unwrap_or(default_max_tokens).saturating_mul(n), ..base }
             }
             Self::Embeddings | Self::Moderations => base,
-            Self::ImagesGenerations => Usage { requests: peek.n.unwrap_or(1).clamp(1, 128), ..base },
+            Self::ImagesGenerations | Self::ImagesEdits => {
+                Usage { requests: peek.n.unwrap_or(1).clamp(1, 128), ..base }
+            }
+            // The upload's size says little about tokens: reserve the per-request price and a
+            // default answer's worth of tokens.
+            Self::AudioTranscriptions | Self::AudioTranslations => {
+                Usage { completion_tokens: default_max_tokens, ..Usage::default() }
+            }
             Self::AudioSpeech => {
                 Usage { prompt_tokens: peek.input_chars().unwrap_or(prompt_tokens), ..Usage::default() }
             }
@@ -68,7 +87,9 @@ impl Endpoint {
     pub fn billable(self, usage: Usage, peek: &RequestPeek<'_>) -> Usage {
         match self {
             Self::AudioSpeech => Usage { prompt_tokens: peek.input_chars().unwrap_or(0), ..Usage::default() },
-            Self::ImagesGenerations => Usage { requests: peek.n.unwrap_or(1).clamp(1, 128), ..usage },
+            Self::ImagesGenerations | Self::ImagesEdits => {
+                Usage { requests: peek.n.unwrap_or(1).clamp(1, 128), ..usage }
+            }
             _ => usage,
         }
     }

@@ -60,7 +60,10 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/v1/embeddings", embeddings)
         .post("/v1/moderations", moderations)
         .post("/v1/images/generations", images_generations)
+        .post("/v1/images/edits", images_edits)
         .post("/v1/audio/speech", audio_speech)
+        .post("/v1/audio/transcriptions", audio_transcriptions)
+        .post("/v1/audio/translations", audio_translations)
         .post("/v1/responses", responses)
         .get("/v1/models", models::list)
         .get("/v1/models/{*id}", models::retrieve)
@@ -80,6 +83,9 @@ relay_handler! {
     embeddings => Endpoint::Embeddings;
     moderations => Endpoint::Moderations;
     images_generations => Endpoint::ImagesGenerations;
+    images_edits => Endpoint::ImagesEdits;
     audio_speech => Endpoint::AudioSpeech;
+    audio_transcriptions => Endpoint::AudioTranscriptions;
+    audio_translations => Endpoint::AudioTranslations;
     responses => Endpoint::Responses;
 }

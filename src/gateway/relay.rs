@@ -26,6 +26,7 @@ use crate::billing::{self, BillingError};
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
+use crate::providers::multipart;
 use crate::providers::openai::{self, RequestPeek};
 use crate::providers::vendors::StreamUsage;
 use crate::services;
@@ -52,7 +53,22 @@ async fn relay_inner(
 ) -> Result<Response, GatewayError> {
     let config = &state.config().gateway;
     let body = read_body(body, headers, config.max_body_bytes).await?;
-    let peek = RequestPeek::parse(&body).map_err(|message| GatewayError::BadRequest { message, param: None })?;
+    let form = if endpoint.multipart() {
+        let boundary =
+            headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(multipart::boundary).ok_or_else(
+                || GatewayError::BadRequest {
+                    message: format!("{} expects a multipart/form-data body.", endpoint.path()),
+                    param: None,
+                },
+            )?;
+        Some(boundary.to_string())
+    } else {
+        None
+    };
+    let peek = match &form {
+        Some(boundary) => multipart_peek(&body, boundary),
+        None => RequestPeek::parse(&body).map_err(|message| GatewayError::BadRequest { message, param: None })?,
+    };
     let model = peek.model.as_deref().filter(|m| !m.is_empty()).ok_or_else(|| GatewayError::BadRequest {
         message: "You must provide a model parameter.".into(),
         param: Some("model"),
@@ -119,7 +135,22 @@ async fn relay_inner(
         ..RequestLog::default()
     };
     let mut settlement = Settlement::new(state.clone(), hold, price, multiplier, log);
-    let request = Request { endpoint, body: &body, peek: &peek, model: &model, stream, prompt_estimate };
+    let content_type = match &form {
+        Some(_) => {
+            headers.get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("multipart/form-data"))
+        }
+        None => HeaderValue::from_static("application/json"),
+    };
+    let request = Request {
+        endpoint,
+        body: &body,
+        peek: &peek,
+        model: &model,
+        stream,
+        prompt_estimate,
+        boundary: form.as_deref(),
+        content_type,
+    };
 
     let strategy = table.strategy(&grant.group, &model);
     let mut tried: Vec<i64> = Vec::new();
@@ -168,6 +199,20 @@ struct Request<'a> {
     model: &'a str,
     stream: bool,
     prompt_estimate: i64,
+    /// The multipart boundary, for form bodies.
+    boundary: Option<&'a str>,
+    content_type: HeaderValue,
+}
+
+/// The fields of a multipart request the gateway needs (the model, `n`, `stream`).
+fn multipart_peek<'a>(body: &'a [u8], boundary: &str) -> RequestPeek<'a> {
+    let field = |name| multipart::field(body, boundary, name).map(str::trim);
+    RequestPeek {
+        model: field("model").map(std::borrow::Cow::Borrowed),
+        n: field("n").and_then(|n| n.parse().ok()),
+        stream: field("stream").map(|s| s == "true"),
+        ..RequestPeek::default()
+    }
 }
 
 enum Answer {
@@ -191,7 +236,12 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
         && request.endpoint.injects_stream_usage()
         && channel.kind.preset.stream_usage == StreamUsage::OnRequest
         && !request.peek.wants_stream_usage();
-    let payload = if mapped.is_some() || inject_usage {
+    let payload = if let (Some(boundary), Some(model)) = (request.boundary, mapped) {
+        match multipart::replace_field(request.body, boundary, "model", model) {
+            Some(bytes) => bytes,
+            None => request.body.clone(),
+        }
+    } else if request.boundary.is_none() && (mapped.is_some() || inject_usage) {
         match openai::rewrite_request(request.body, mapped, inject_usage) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -210,7 +260,7 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
         .http
         .post(url)
         .bearer_auth(channel.key())
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, request.content_type.clone())
         .body(payload)
         .send();
     let response = match tokio::time::timeout(config.first_byte_timeout, sent).await {
@@ -240,7 +290,9 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
         return Attempt::Retry(GatewayError::UpstreamUnavailable);
     };
     if !request.endpoint.answers_json() {
-        return Attempt::Answered(Answer::Whole { status, content_type, body, usage: None });
+        // Audio, or text in whatever `response_format` asked for: usage only if it is JSON with some.
+        let usage = openai::response_usage(&body).ok().flatten();
+        return Attempt::Answered(Answer::Whole { status, content_type, body, usage });
     }
     match openai::response_usage(&body) {
         Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage }),

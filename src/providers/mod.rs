@@ -3,6 +3,7 @@
 //! Conversion providers (Anthropic, Gemini, Azure, Bedrock) plug in as new [`Protocol`] variants
 //! with their own modules; the relay dispatches on the protocol and learns no provider details.
 
+pub mod multipart;
 pub mod openai;
 pub mod vendors;
 

@@ -108,6 +108,10 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         headers: headers.clone(),
         body: body.clone(),
     });
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    if let Some(boundary) = burncloud::providers::multipart::boundary(&content_type) {
+        return upload(uri.path(), &body, boundary);
+    }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = request["model"].as_str().unwrap_or("unknown").to_string();
     let stream = request["stream"].as_bool().unwrap_or(false);
@@ -178,6 +182,31 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         }
         _ if stream => stream_response(&model, &behavior, include_usage),
         _ => completion(&model, &behavior, &request),
+    }
+}
+
+/// Image edits and audio transcriptions/translations, as OpenAI answers them.
+fn upload(path: &str, body: &[u8], boundary: &str) -> Response {
+    use burncloud::providers::multipart::field;
+    let has_part = |name: &str| {
+        let needle = format!("name=\"{name}\"");
+        body.windows(needle.len()).any(|w| w == needle.as_bytes())
+    };
+    if !has_part("file") && !has_part("image") {
+        let error = json!({ "error": { "message": "No file was uploaded.", "type": "invalid_request_error", "param": "file", "code": null } });
+        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    }
+    if path.ends_with("/images/edits") {
+        let n: usize = field(body, boundary, "n").and_then(|n| n.parse().ok()).unwrap_or(1);
+        return axum::Json(
+            json!({ "created": 1_700_000_000, "data": vec![json!({ "url": "https://images.example/edit.png" }); n] }),
+        )
+        .into_response();
+    }
+    let text = "The quick brown fox jumped over the lazy dog.";
+    match field(body, boundary, "response_format") {
+        Some("text") => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        _ => axum::Json(json!({ "text": text })).into_response(),
     }
 }
 

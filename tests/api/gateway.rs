@@ -56,6 +56,7 @@ db_tests!(
     a_client_disconnect_settles_what_was_delivered,
     vendors_that_always_report_usage_get_no_stream_options,
     a_garbage_answer_fails_over,
+    uploads_relay_untouched_but_for_the_model,
 );
 
 async fn chat_completion_passes_through_and_bills_exactly(backend: Backend) {
@@ -425,4 +426,79 @@ async fn a_garbage_answer_fails_over(backend: Backend) {
     assert_eq!(response.json::<Value>().await.unwrap()["choices"][0]["message"]["content"], "Hello there!");
     assert_eq!(garbage.received().len(), 1);
     assert_eq!(app.balance(user).await, 1_000_000_000 - COST_12_5);
+}
+
+fn form(boundary: &str, fields: &[(&str, &str)], file: (&str, &[u8])) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"upload.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n", file.0).as_bytes(),
+    );
+    body.extend_from_slice(file.1);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+async fn uploads_relay_untouched_but_for_the_model(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    app.add_channel(json!({ "name": "media", "type": "openai", "base_url": fake.base_url("media"), "key": "k",
+                            "models": ["whisper", "gpt-image-1"], "model_mapping": { "whisper": "whisper-1" } }))
+        .await;
+    app.set_price("whisper", json!({ "per_request": "0.006" })).await;
+    app.set_price("gpt-image-1", json!({ "per_request": "0.04" })).await;
+    let (user, key) = app.user_with_key("1.00").await;
+    let audio: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let boundary = "----burncloud-test-7MA4YWxkTrZu0gW";
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let post = |path: &'static str, body: Vec<u8>| {
+        app.client.post(app.url(path)).bearer_auth(&key).header("content-type", content_type.clone()).body(body).send()
+    };
+
+    let sent = form(boundary, &[("model", "whisper"), ("language", "en")], ("file", &audio));
+    let response = post("/v1/audio/transcriptions", sent.clone()).await.unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    assert_eq!(response.json::<Value>().await.unwrap()["text"], "The quick brown fox jumped over the lazy dog.");
+    let received = fake.received().pop().unwrap();
+    assert_eq!(received.headers["content-type"].to_str().unwrap(), content_type);
+    let expected = String::from_utf8_lossy(&sent).replacen("\r\n\r\nwhisper\r\n", "\r\n\r\nwhisper-1\r\n", 1);
+    assert_eq!(String::from_utf8_lossy(&received.body), expected, "the upload is forwarded byte for byte");
+
+    let text = post(
+        "/v1/audio/translations",
+        form(boundary, &[("model", "whisper"), ("response_format", "text")], ("file", &audio)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(text.status(), 200);
+    assert!(text.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(text.text().await.unwrap(), "The quick brown fox jumped over the lazy dog.");
+
+    let edits = post(
+        "/v1/images/edits",
+        form(boundary, &[("model", "gpt-image-1"), ("n", "2"), ("prompt", "add a hat")], ("image", &audio)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(edits.status(), 200);
+    assert_eq!(edits.json::<Value>().await.unwrap()["data"].as_array().unwrap().len(), 2);
+
+    let not_a_form = app.v1(&key, "/v1/audio/transcriptions", &json!({ "model": "whisper" })).await;
+    assert_eq!(not_a_form.status(), 400);
+    let no_file = post(
+        "/v1/audio/transcriptions",
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper\r\n--{boundary}--\r\n")
+            .into_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(no_file.status(), 400, "the upstream's refusal is passed on");
+
+    // Two transcriptions at $0.006 and two edited images at $0.04; the refused upload is free.
+    assert_eq!(app.balance(user).await, 1_000_000_000 - 2 * 6_000_000 - 2 * 40_000_000);
+    app.assert_ledger_consistent().await;
 }
