@@ -161,7 +161,7 @@ pub async fn set_setting(
     } else {
         return Err(ApiError::Invalid(format!("unknown setting {key:?}")));
     }
-    settings::set(state.db().pool(), &key, &input.value).await.map_err(|e| {
+    settings::set(state.db().writer(), &key, &input.value).await.map_err(|e| {
         tracing::error!(error = %e, "saving a setting failed");
         ApiError::Internal
     })?;

@@ -41,7 +41,7 @@ pub async fn hold(db: &Db, user_id: i64, key_id: i64, amount: i64, reference: &s
     if hold.amount == 0 {
         return Ok(hold);
     }
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.writer().begin().await?;
     let Some(balance) = ledger::debit_if_covered(&mut tx, user_id, hold.amount).await? else {
         tx.rollback().await?;
         return Err(BillingError::InsufficientBalance);
@@ -72,7 +72,7 @@ pub async fn hold(db: &Db, user_id: i64, key_id: i64, amount: i64, reference: &s
 /// `log.cost` is set to what was actually charged, which is returned.
 pub async fn settle(db: &Db, hold: Hold, cost: i64, log: &mut RequestLog) -> Result<i64, BillingError> {
     let cost = cost.max(0);
-    let mut conn = db.pool().acquire().await?;
+    let mut conn = db.writer().acquire().await?;
     let mut tx = conn.begin().await?;
     let delta = hold.amount - cost;
     let charged = if delta > 0 {
@@ -120,7 +120,7 @@ pub async fn adjust(
     note: Option<&str>,
     idempotency_key: Option<&str>,
 ) -> Result<Option<i64>, BillingError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.writer().begin().await?;
     let balance = if amount >= 0 {
         ledger::credit(&mut tx, user_id, amount).await?.ok_or(BillingError::NoSuchUser)?
     } else {
@@ -128,7 +128,7 @@ pub async fn adjust(
             Some(balance) => balance,
             None => {
                 tx.rollback().await?;
-                return match ledger::balance(db.pool(), user_id).await? {
+                return match ledger::balance(db.writer(), user_id).await? {
                     Some(_) => Err(BillingError::InsufficientBalance),
                     None => Err(BillingError::NoSuchUser),
                 };

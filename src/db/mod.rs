@@ -20,9 +20,15 @@ use sqlx::{AnyPool, Executor};
 use crate::config::{Backend, DatabaseUrl};
 
 /// A connected, pooled database and which engine it is.
+///
+/// SQLite allows one writer at a time; letting several pooled connections race for the write lock
+/// makes SQLite's busy handler sleep (milliseconds each time) and collapses throughput. So on
+/// SQLite, writes go through [`Db::writer`], a pool of one connection that queues writers fairly
+/// in the process, while reads use the larger pool. On Postgres both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -64,15 +70,25 @@ impl Db {
                 })
             });
         }
-        let pool = options
-            .connect(url.url.expose())
-            .await
-            .map_err(|source| ConnectError::Connect { backend: url.backend.name(), source })?;
-        Ok(Self { pool, backend: url.backend })
+        let connect_error = |source| ConnectError::Connect { backend: url.backend.name(), source };
+        let writer = if url.backend == Backend::Sqlite && url.sqlite_file().is_some() {
+            Some(options.clone().max_connections(1).connect(url.url.expose()).await.map_err(connect_error)?)
+        } else {
+            None
+        };
+        let pool = options.connect(url.url.expose()).await.map_err(connect_error)?;
+        let writer = writer.unwrap_or_else(|| pool.clone());
+        Ok(Self { pool, writer, backend: url.backend })
     }
 
+    /// For reads (and, on Postgres, everything).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// For writes: the single SQLite writer, or the shared Postgres pool.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     pub fn backend(&self) -> Backend {
@@ -86,6 +102,7 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

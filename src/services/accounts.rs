@@ -59,7 +59,7 @@ pub async fn create_or_reset_admin(db: &Db, email: &Email, password: &str) -> Re
         .map_err(|e| AccountError::Invalid(format!("hashing failed: {e}")))?
         .map_err(AccountError::Invalid)?;
     match users::id_by_email(db.pool(), email).await? {
-        Some(id) => users::make_root(db.pool(), id, &hash).await?,
+        Some(id) => users::make_root(db.writer(), id, &hash).await?,
         None => {
             let user = NewUser {
                 email,
@@ -69,7 +69,7 @@ pub async fn create_or_reset_admin(db: &Db, email: &Email, password: &str) -> Re
                 invite_code: &token::invite_code(),
                 email_verified: true,
             };
-            users::insert(db.pool(), &user).await?;
+            users::insert(db.writer(), &user).await?;
         }
     }
     Ok(())

@@ -124,7 +124,7 @@ pub async fn apply(state: &AppState, file: BootstrapFile) -> Result<(), (String,
         apply_user(state, u).await.map_err(|m| (entry, m))?;
     }
     for (key, value) in &file.settings {
-        settings::set(state.db().pool(), key, value).await.map_err(|e| (format!("settings.{key}"), e.to_string()))?;
+        settings::set(state.db().writer(), key, value).await.map_err(|e| (format!("settings.{key}"), e.to_string()))?;
     }
     channels::reload_routing(state).await;
     state.gateway().keys.invalidate_all();
@@ -140,7 +140,7 @@ async fn apply_user(state: &AppState, u: UserEntry) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("group {group:?} does not exist"))?;
-                db_users::set_group(state.db().pool(), id, group).await.map_err(|e| e.to_string())?;
+                db_users::set_group(state.db().writer(), id, group).await.map_err(|e| e.to_string())?;
             }
             id
         }

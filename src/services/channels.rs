@@ -246,7 +246,7 @@ async fn write(state: &AppState, id: Option<i64>, valid: &Valid) -> Result<i64, 
         status: &valid.status,
         config: &config,
     };
-    let mut tx = state.db().pool().begin().await?;
+    let mut tx = state.db().writer().begin().await?;
     let id = match id {
         Some(id) => {
             if !db_channels::update(&mut *tx, id, &columns).await? {
@@ -310,7 +310,7 @@ pub async fn list(state: &AppState) -> Result<Vec<ChannelView>, ChannelError> {
 }
 
 pub async fn delete(state: &AppState, id: i64) -> Result<(), ChannelError> {
-    if !db_channels::delete(state.db().pool(), id).await? {
+    if !db_channels::delete(state.db().writer(), id).await? {
         return Err(ChannelError::NotFound);
     }
     reload_routing(state).await;
@@ -332,7 +332,7 @@ pub fn auto_disable_in_background(state: &AppState, channel_id: i64, reason: Str
     let state = state.clone();
     state.tasks().clone().spawn(async move {
         let result = async {
-            let mut conn = state.db().pool().acquire().await?;
+            let mut conn = state.db().writer().acquire().await?;
             db_channels::auto_disable(&mut conn, channel_id, &reason).await
         }
         .await;
@@ -390,8 +390,8 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
         Err(_) => Some("the upstream could not be reached".to_string()),
     };
     if error.is_none() {
-        db_channels::record_test(state.db().pool(), id, latency_ms).await?;
-        let mut conn = state.db().pool().acquire().await?;
+        db_channels::record_test(state.db().writer(), id, latency_ms).await?;
+        let mut conn = state.db().writer().acquire().await?;
         if db_channels::reenable_auto_disabled(&mut conn, id).await? {
             tracing::info!(channel = id, "channel re-enabled after a passing probe");
         }

@@ -71,7 +71,7 @@ pub async fn set_price(state: &AppState, model: &str, input: &PriceInput) -> Res
     if !price.is_set() {
         return Err(PricingError::Invalid("give at least input, output or per_request".into()));
     }
-    prices::upsert_model_price(state.db().pool(), model, &price).await?;
+    prices::upsert_model_price(state.db().writer(), model, &price).await?;
     reload_routing(state).await;
     Ok(PriceInput {
         input: shown(price.input_per_mtok),
@@ -108,7 +108,7 @@ pub async fn set_group(state: &AppState, name: &str, input: &GroupInput) -> Resu
     if !(0..=1_000_000_000).contains(&ppm) {
         return Err(PricingError::Invalid("multiplier: from 0 to 1000".into()));
     }
-    prices::upsert_group(state.db().pool(), name, input.description.as_deref(), ppm).await?;
+    prices::upsert_group(state.db().writer(), name, input.description.as_deref(), ppm).await?;
     reload_routing(state).await;
     let row = prices::group(state.db().pool(), name).await?.unwrap_or(GroupRow {
         name: name.into(),

@@ -104,7 +104,7 @@ pub async fn create(state: &AppState, input: NewUserInput) -> Result<UserView, U
         invite_code: &token::invite_code(),
         email_verified: true,
     };
-    let id = match users::insert(state.db().pool(), &user).await {
+    let id = match users::insert(state.db().writer(), &user).await {
         Ok(id) => id,
         Err(e) if db::is_unique_violation(&e, "users_email_key", "users.email") => return Err(UserError::EmailTaken),
         Err(e) => return Err(e.into()),
@@ -182,7 +182,7 @@ pub async fn create_key(state: &AppState, user_id: i64, input: NewKeyInput) -> R
     if name.len() > 100 {
         return Err(UserError::Invalid("name: at most 100 characters".into()));
     }
-    let id = match api_keys::insert(state.db().pool(), user_id, name, &new_key.hash, &new_key.prefix, &limits).await {
+    let id = match api_keys::insert(state.db().writer(), user_id, name, &new_key.hash, &new_key.prefix, &limits).await {
         Ok(id) => id,
         Err(e) if db::is_unique_violation(&e, "api_keys_key_hash_key", "api_keys.key_hash") => {
             return Err(UserError::Invalid("key: this key already exists".into()));
