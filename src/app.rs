@@ -20,6 +20,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use url::Url;
 
+use crate::billing::batch::Batcher;
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::gateway::GatewayState;
@@ -61,6 +62,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     port: u16,
+    billing_stop: CancellationToken,
+    billing_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -109,9 +112,11 @@ impl Application {
         let routing =
             RoutingTable::load(&db, &secret_key, config.gateway.strategy).await.map_err(StartupError::Routing)?;
         let gateway = GatewayState::new(&config.gateway, Routing::new(routing)).map_err(StartupError::HttpClient)?;
-        let state = AppState::new(config, db, public_url, secret_key, gateway);
+        let billing_stop = CancellationToken::new();
+        let (billing, billing_task) = Batcher::start(db.clone(), billing_stop.clone());
+        let state = AppState::new(config, db, public_url, secret_key, gateway, billing);
         let router = customize(routes::all().into_router().with_state(state.clone()).fallback(not_found));
-        Ok(Self { router: with_http_layers(router), listener, state, port: local.port() })
+        Ok(Self { router: with_http_layers(router), listener, state, port: local.port(), billing_stop, billing_task })
     }
 
     /// The port actually bound (useful with `BURNCLOUD_LISTEN=127.0.0.1:0`).
@@ -137,7 +142,7 @@ impl Application {
 
     /// Serves until a shutdown signal, then drains within the grace period and closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let state = self.state;
+        let state = self.state.clone();
         let shutdown = state.shutdown().clone();
         spawn_maintenance(&state);
         tracing::info!(console = %state.public_url(), "BurnCloud is listening; open the console URL");
@@ -180,6 +185,9 @@ impl Application {
         {
             tracing::warn!(remaining = state.tasks().len(), "grace period over: background tasks abandoned");
         }
+        // Last, the billing writer: it commits what is queued, then later settlements go direct.
+        self.billing_stop.cancel();
+        let _ = self.billing_task.await;
         state.db().close().await;
         tracing::info!("shutdown complete");
         Ok(())

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+use crate::billing::batch::Batcher;
 use crate::config::Config;
 use crate::db::Db;
 use crate::gateway::GatewayState;
@@ -23,12 +24,20 @@ struct Inner {
     public_url: Url,
     secret_key: SecretKey,
     gateway: GatewayState,
+    billing: Batcher,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Db, public_url: Url, secret_key: SecretKey, gateway: GatewayState) -> Self {
+    pub fn new(
+        config: Config,
+        db: Db,
+        public_url: Url,
+        secret_key: SecretKey,
+        gateway: GatewayState,
+        billing: Batcher,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -36,6 +45,7 @@ impl AppState {
                 public_url,
                 secret_key,
                 gateway,
+                billing,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -62,6 +72,11 @@ impl AppState {
     /// The gateway's HTTP client, caches and routing snapshot.
     pub fn gateway(&self) -> &GatewayState {
         &self.inner.gateway
+    }
+
+    /// The group-committing writer for holds and settlements.
+    pub fn billing(&self) -> &Batcher {
+        &self.inner.billing
     }
 
     /// Cancelled when the server starts shutting down.

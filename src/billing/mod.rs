@@ -7,6 +7,8 @@
 //! write the request log). This small interface is the seam for a faster implementation later
 //! (batched settlement, balance leases) without touching the relay.
 
+pub mod batch;
+
 use sqlx::Acquire;
 
 use crate::db::Db;

@@ -63,6 +63,47 @@ pub async fn insert(conn: &mut AnyConnection, e: &Entry<'_>) -> Result<(), sqlx:
     .map(|_| ())
 }
 
+/// Inserts many rows in few statements (group commit).
+pub async fn insert_many(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    for chunk in entries.chunks(100) {
+        let mut sql = String::from(
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, reference, note, idempotency_key, created_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        let mut query = sqlx::query(&sql).persistent(false);
+        for e in chunk {
+            query = query
+                .bind(e.user_id)
+                .bind(e.kind.as_str())
+                .bind(e.amount)
+                .bind(e.balance_after)
+                .bind(e.reference)
+                .bind(e.note)
+                .bind(e.idempotency_key)
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Debits `amount` only if the balance covers it; the new balance, or `None` when it does not.
 pub async fn debit_if_covered(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query("UPDATE users SET balance = balance - $1 WHERE id = $2 AND balance >= $1 RETURNING balance")

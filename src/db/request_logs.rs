@@ -26,6 +26,52 @@ pub struct RequestLog {
     pub client_ip: Option<String>,
 }
 
+const COLUMNS: &str = "request_id, created_at, user_id, api_key_id, channel_id, endpoint, requested_model, \
+    upstream_model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost, \
+    status_code, error_class, latency_ms, ttfb_ms, is_stream, attempts, client_ip";
+const WIDTH: usize = 21;
+
+/// Inserts many rows in few statements (group commit).
+pub async fn insert_many(conn: &mut AnyConnection, logs: &[&RequestLog]) -> Result<(), sqlx::Error> {
+    for chunk in logs.chunks(50) {
+        let mut sql = format!("INSERT INTO request_logs ({COLUMNS}) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let placeholders: Vec<String> = (1..=WIDTH).map(|c| format!("${}", i * WIDTH + c)).collect();
+            sql.push_str(&format!("({})", placeholders.join(", ")));
+        }
+        let mut query = sqlx::query(&sql).persistent(false);
+        for log in chunk {
+            query = query
+                .bind(&log.request_id)
+                .bind(log.created_at)
+                .bind(log.user_id)
+                .bind(log.api_key_id)
+                .bind(log.channel_id)
+                .bind(&log.endpoint)
+                .bind(&log.requested_model)
+                .bind(&log.upstream_model)
+                .bind(log.usage.prompt_tokens)
+                .bind(log.usage.completion_tokens)
+                .bind(log.usage.cached_tokens)
+                .bind(log.usage.cache_write_tokens)
+                .bind(log.usage.reasoning_tokens)
+                .bind(log.cost)
+                .bind(log.status_code)
+                .bind(log.error_class.as_deref())
+                .bind(log.latency_ms)
+                .bind(log.ttfb_ms)
+                .bind(i64::from(log.is_stream))
+                .bind(log.attempts)
+                .bind(log.client_ip.as_deref());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 pub async fn insert(conn: &mut AnyConnection, log: &RequestLog) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO request_logs (request_id, created_at, user_id, api_key_id, channel_id, endpoint, requested_model, \

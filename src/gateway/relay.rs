@@ -22,7 +22,7 @@ use super::error::GatewayError;
 use super::routing::Channel;
 use super::settlement::Settlement;
 use super::stream::{self, StreamRelay};
-use crate::billing::{self, BillingError};
+use crate::billing::BillingError;
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
@@ -109,8 +109,8 @@ async fn relay_inner(
     }
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let hold =
-        billing::hold(state.db(), grant.user_id, grant.key_id, hold_amount, &request_id).await.map_err(
-            |e| match e {
+        state.billing().hold(state.db(), grant.user_id, grant.key_id, hold_amount, &request_id).await.map_err(|e| {
+            match e {
                 BillingError::InsufficientBalance => GatewayError::InsufficientQuota(
                     "You exceeded your current quota, please check your plan and billing details.",
                 ),
@@ -121,8 +121,8 @@ async fn relay_inner(
                     tracing::error!(error = %other, "hold failed");
                     GatewayError::Internal
                 }
-            },
-        )?;
+            }
+        })?;
     let log = RequestLog {
         request_id,
         created_at: now_ms(),

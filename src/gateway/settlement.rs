@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::billing::{self, Hold};
+use crate::billing::Hold;
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{Price, Usage};
 use crate::state::AppState;
@@ -76,7 +76,7 @@ async fn settle_with_retries(state: &AppState, hold: Hold, cost: i64, log: &mut 
     let mut hold = hold;
     for attempt in 1..=5u32 {
         let retry = Hold { user_id: hold.user_id, key_id: hold.key_id, amount: hold.amount };
-        match billing::settle(state.db(), hold, cost, log).await {
+        match state.billing().settle(state.db(), hold, cost, log).await {
             Ok(_) => return,
             Err(e) => {
                 tracing::error!(request_id = %log.request_id, attempt, error = %e, "settlement failed; retrying");
