@@ -57,6 +57,9 @@ db_tests!(
     vendors_that_always_report_usage_get_no_stream_options,
     a_garbage_answer_fails_over,
     uploads_relay_untouched_but_for_the_model,
+    a_silent_stream_is_cut_after_the_idle_timeout,
+    disabled_keys_and_users_are_refused_once_the_cache_expires,
+    unpriced_models_are_free_when_allowed,
 );
 
 async fn chat_completion_passes_through_and_bills_exactly(backend: Backend) {
@@ -500,5 +503,80 @@ async fn uploads_relay_untouched_but_for_the_model(backend: Backend) {
 
     // Two transcriptions at $0.006 and two edited images at $0.04; the refused upload is free.
     assert_eq!(app.balance(user).await, 1_000_000_000 - 2 * 6_000_000 - 2 * 40_000_000);
+    app.assert_ledger_consistent().await;
+}
+
+async fn a_silent_stream_is_cut_after_the_idle_timeout(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        |env| {
+            env.insert("BURNCLOUD_UPSTREAM_IDLE_TIMEOUT_SECS".into(), "1".into());
+        },
+        |r| r,
+    )
+    .await;
+    let fake = FakeOpenAi::start(Behavior::Slow { chunks: 3, interval: Duration::from_millis(1600) }).await;
+    priced_channel(&app, &fake, "quiet", "gpt-test", json!({})).await;
+    let (user, key) = app.user_with_key("1.00").await;
+    let mut request = chat("gpt-test");
+    request["stream"] = json!(true);
+    let started = std::time::Instant::now();
+    let response = app.v1(&key, "/v1/chat/completions", &request).await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4), "cut after about 1 s of silence, not at the end");
+    let last = events(&body).pop().unwrap();
+    let error: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "upstream_timeout", "{body}");
+    let class: String =
+        sqlx::query("SELECT error_class FROM request_logs").fetch_one(app.db.pool()).await.unwrap().get(0);
+    assert_eq!(class, "stream_idle_timeout");
+    assert!(app.balance(user).await <= 1_000_000_000);
+    app.assert_ledger_consistent().await;
+}
+
+async fn disabled_keys_and_users_are_refused_once_the_cache_expires(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        |env| {
+            env.insert("BURNCLOUD_CACHE_TTL_SECS".into(), "1".into());
+        },
+        |r| r,
+    )
+    .await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    priced_channel(&app, &fake, "main", "gpt-test", json!({})).await;
+    let (key_owner, key) = app.user_with_key("1.00").await;
+    let (user, other) = app.user_with_key("1.00").await;
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("gpt-test")).await.status(), 200);
+    assert_eq!(app.v1(&other, "/v1/chat/completions", &chat("gpt-test")).await.status(), 200);
+    // Changed behind the gateway's back (another replica): effective within the cache TTL.
+    sqlx::query("UPDATE api_keys SET status = 'disabled' WHERE user_id = $1")
+        .bind(key_owner)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1").bind(user).execute(app.db.pool()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_error(app.v1(&key, "/v1/chat/completions", &chat("gpt-test")).await, 401, Some("invalid_api_key")).await;
+    assert_error(app.v1(&other, "/v1/chat/completions", &chat("gpt-test")).await, 401, Some("invalid_api_key")).await;
+}
+
+async fn unpriced_models_are_free_when_allowed(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        |env| {
+            env.insert("BURNCLOUD_ALLOW_UNPRICED_MODELS".into(), "true".into());
+        },
+        |r| r,
+    )
+    .await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    app.add_channel(json!({ "name": "free", "type": "openai", "base_url": fake.base_url("free"), "key": "k", "models": ["free-model"] })).await;
+    let (user, key) = app.user_with_key("0").await;
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("free-model")).await.status(), 200);
+    assert_eq!(app.balance(user).await, 0);
+    let cost: i64 = sqlx::query("SELECT cost FROM request_logs").fetch_one(app.db.pool()).await.unwrap().get(0);
+    assert_eq!(cost, 0);
     app.assert_ledger_consistent().await;
 }

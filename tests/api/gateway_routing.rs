@@ -52,6 +52,7 @@ db_tests!(
     higher_priority_tiers_win_and_failures_fall_through,
     the_attempt_cap_limits_retries,
     a_refused_key_disables_the_channel_until_a_probe_passes,
+    disabled_channels_are_retested_periodically,
 );
 
 async fn weighted_random_follows_the_weights(backend: Backend) {
@@ -187,4 +188,39 @@ async fn a_refused_key_disables_the_channel_until_a_probe_passes(backend: Backen
     assert_eq!(channel_status(&app, bad).await, ("enabled".to_string(), Value::Null));
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("m")).await.status(), 200);
     assert_eq!(revoked.received().len(), 4, "1 request + 2 probes + 1 request");
+}
+
+async fn disabled_channels_are_retested_periodically(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        |env| {
+            env.insert("BURNCLOUD_CHANNEL_RETEST_SECS".into(), "1".into());
+        },
+        |r| r,
+    )
+    .await;
+    let revoked = FakeOpenAi::start(Behavior::Status(403)).await;
+    let id = app
+        .add_channel(
+            json!({ "name": "r", "type": "openai", "base_url": revoked.base_url("r"), "key": "k", "models": ["m"] }),
+        )
+        .await;
+    let manual = app
+        .add_channel(json!({ "name": "manual", "type": "openai", "base_url": revoked.base_url("manual"), "key": "k", "models": ["m"], "status": "disabled" }))
+        .await;
+    app.set_price("m", json!({ "input": "1.00" })).await;
+    let (_, key) = app.user_with_key("1.00").await;
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("m")).await.status(), 502);
+    revoked.set(Behavior::default());
+    for _ in 0..100 {
+        if channel_status(&app, id).await.0 == "enabled" {
+            assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("m")).await.status(), 200);
+            // Only automatically disabled channels are re-tested; a manual disable stays.
+            assert_eq!(channel_status(&app, manual).await.0, "manually_disabled");
+            assert_eq!(revoked.count("manual"), 0);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the channel was not re-enabled by the periodic re-test");
 }
