@@ -46,21 +46,7 @@ pub struct Entry<'a> {
 }
 
 pub async fn insert(conn: &mut AnyConnection, e: &Entry<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO ledger (user_id, kind, amount, balance_after, reference, note, idempotency_key, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(e.user_id)
-    .bind(e.kind.as_str())
-    .bind(e.amount)
-    .bind(e.balance_after)
-    .bind(e.reference)
-    .bind(e.note)
-    .bind(e.idempotency_key)
-    .bind(now_ms())
-    .execute(conn)
-    .await
-    .map(|_| ())
+    insert_many(conn, std::slice::from_ref(e)).await
 }
 
 /// Rows per INSERT statement. On Postgres, multi-row statements save round trips; a small fixed

@@ -73,34 +73,5 @@ pub async fn insert_many(conn: &mut AnyConnection, logs: &[&RequestLog]) -> Resu
 }
 
 pub async fn insert(conn: &mut AnyConnection, log: &RequestLog) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO request_logs (request_id, created_at, user_id, api_key_id, channel_id, endpoint, requested_model, \
-         upstream_model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost, \
-         status_code, error_class, latency_ms, ttfb_ms, is_stream, attempts, client_ip) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-    )
-    .bind(&log.request_id)
-    .bind(log.created_at)
-    .bind(log.user_id)
-    .bind(log.api_key_id)
-    .bind(log.channel_id)
-    .bind(&log.endpoint)
-    .bind(&log.requested_model)
-    .bind(&log.upstream_model)
-    .bind(log.usage.prompt_tokens)
-    .bind(log.usage.completion_tokens)
-    .bind(log.usage.cached_tokens)
-    .bind(log.usage.cache_write_tokens)
-    .bind(log.usage.reasoning_tokens)
-    .bind(log.cost)
-    .bind(log.status_code)
-    .bind(log.error_class.as_deref())
-    .bind(log.latency_ms)
-    .bind(log.ttfb_ms)
-    .bind(i64::from(log.is_stream))
-    .bind(log.attempts)
-    .bind(log.client_ip.as_deref())
-    .execute(conn)
-    .await
-    .map(|_| ())
+    insert_many(conn, &[log]).await
 }
