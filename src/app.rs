@@ -194,8 +194,8 @@ impl Application {
     }
 }
 
-/// Periodic background work, stopped by shutdown: refresh the routing snapshot (changes made by
-/// other replicas) and re-test automatically disabled channels.
+/// Periodic background work, stopped by shutdown: checkpoint SQLite's write-ahead log, refresh the
+/// routing snapshot (changes made by other replicas) and re-test automatically disabled channels.
 fn spawn_maintenance(state: &AppState) {
     let every = |period: std::time::Duration, job: fn(AppState) -> futures_util::future::BoxFuture<'static, ()>| {
         if period.is_zero() {
@@ -216,6 +216,13 @@ fn spawn_maintenance(state: &AppState) {
         });
     };
     let config = &state.config().gateway;
+    every(Duration::from_secs(1), |s| {
+        Box::pin(async move {
+            if let Err(e) = s.db().checkpoint().await {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        })
+    });
     every(config.cache_ttl, |s| Box::pin(async move { channels::reload_routing(&s).await }));
     every(config.channel_retest, |s| Box::pin(async move { channels::retest_auto_disabled(&s).await }));
 }
