@@ -1,6 +1,7 @@
 //! Shared application state: one `Arc` behind a cheap `Clone`, handed to handlers via `State`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,6 +26,7 @@ struct Inner {
     secret_key: SecretKey,
     gateway: GatewayState,
     billing: Batcher,
+    pending_settlements: AtomicUsize,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -46,6 +48,7 @@ impl AppState {
                 secret_key,
                 gateway,
                 billing,
+                pending_settlements: AtomicUsize::new(0),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -77,6 +80,19 @@ impl AppState {
     /// The group-committing writer for holds and settlements.
     pub fn billing(&self) -> &Batcher {
         &self.inner.billing
+    }
+
+    /// Requests whose hold is taken but not yet settled (settlements run after the answer).
+    pub fn pending_settlements(&self) -> usize {
+        self.inner.pending_settlements.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn settlement_opened(&self) {
+        self.inner.pending_settlements.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn settlement_closed(&self) {
+        self.inner.pending_settlements.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Cancelled when the server starts shutting down.

@@ -388,7 +388,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                     request.peek,
                 ),
             };
-            settlement.finish(status.as_u16(), None).await;
+            settlement.finish_in_background(status.as_u16(), None);
             let mut response = (status, body).into_response();
             if let Some(ct) = content_type {
                 response.headers_mut().insert(header::CONTENT_TYPE, ct);

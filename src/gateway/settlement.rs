@@ -24,6 +24,7 @@ pub struct Settlement {
 
 impl Settlement {
     pub fn new(state: AppState, hold: Hold, price: Price, multiplier_ppm: i64, log: RequestLog) -> Self {
+        state.settlement_opened();
         Self { state, hold: Some(hold), price, multiplier_ppm, started: Instant::now(), log, usage: Usage::default() }
     }
 
@@ -43,6 +44,13 @@ impl Settlement {
         let mut log = self.prepared_log(status_code, error_class);
         let cost = if status_code < 400 || self.usage != Usage::default() { self.cost() } else { 0 };
         settle_with_retries(&self.state, hold, cost, &mut log).await;
+    }
+
+    /// Like `finish`, on the app's task tracker: the answer goes out without waiting for the
+    /// commit, and shutdown still waits for it.
+    pub fn finish_in_background(self, status_code: u16, error_class: Option<&'static str>) {
+        let tasks = self.state.tasks().clone();
+        tasks.spawn(self.finish(status_code, error_class));
     }
 
     fn prepared_log(&self, status_code: u16, error_class: Option<&str>) -> RequestLog {
@@ -68,11 +76,17 @@ impl Drop for Settlement {
             });
         } else {
             tracing::error!(request_id = %log.request_id, amount = hold.amount, "hold dropped outside a runtime: not settled");
+            self.state.settlement_closed();
         }
     }
 }
 
 async fn settle_with_retries(state: &AppState, hold: Hold, cost: i64, log: &mut RequestLog) {
+    settle_attempts(state, hold, cost, log).await;
+    state.settlement_closed();
+}
+
+async fn settle_attempts(state: &AppState, hold: Hold, cost: i64, log: &mut RequestLog) {
     let mut hold = hold;
     for attempt in 1..=5u32 {
         let retry = Hold { user_id: hold.user_id, key_id: hold.key_id, amount: hold.amount };

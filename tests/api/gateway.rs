@@ -88,6 +88,7 @@ async fn chat_completion_passes_through_and_bills_exactly(backend: Backend) {
     assert_eq!(received[0].headers["authorization"], "Bearer sk-upstream-main-secret");
 
     assert_eq!(app.balance(user).await, START - COST_12_5);
+    app.settled().await;
     let log = sqlx::query(
         "SELECT prompt_tokens, completion_tokens, cost, status_code, upstream_model, is_stream, attempts, endpoint \
          FROM request_logs WHERE user_id = $1",
@@ -162,6 +163,7 @@ async fn model_mapping_rewrites_only_the_model(backend: Backend) {
     assert_eq!(upstream["model"], "real-model-2024");
     upstream["model"] = json!("alias");
     assert_eq!(upstream, request, "nothing but the model changed");
+    app.settled().await;
     let logged: String =
         sqlx::query("SELECT upstream_model FROM request_logs").fetch_one(app.db.pool()).await.unwrap().get(0);
     assert_eq!(logged, "real-model-2024");
@@ -299,6 +301,7 @@ async fn every_endpoint_relays(backend: Backend) {
 
     // Each endpoint priced as it should be: tokens from the upstream's usage, images per image,
     // speech per input character (11 at $15 per 1M).
+    app.settled().await;
     let costs: std::collections::BTreeMap<String, i64> = sqlx::query("SELECT endpoint, cost FROM request_logs")
         .fetch_all(app.db.pool())
         .await
@@ -336,6 +339,7 @@ async fn upstream_client_errors_are_translated_and_scrubbed(backend: Backend) {
     // The request itself was at fault: no failover, and a full refund.
     assert_eq!(spare.received().len(), 0);
     assert_eq!(app.balance(user).await, 1_000_000_000);
+    app.settled().await;
     let class: String =
         sqlx::query("SELECT error_class FROM request_logs").fetch_one(app.db.pool()).await.unwrap().get(0);
     assert_eq!(class, "upstream_rejected");
@@ -392,6 +396,7 @@ async fn a_client_disconnect_settles_what_was_delivered(backend: Backend) {
     drop(response);
 
     app.wait_for_logs(1).await;
+    app.settled().await;
     let row =
         sqlx::query("SELECT status_code, error_class, cost FROM request_logs").fetch_one(app.db.pool()).await.unwrap();
     assert_eq!(row.get::<i64, _>(0), 499);
@@ -528,6 +533,7 @@ async fn a_silent_stream_is_cut_after_the_idle_timeout(backend: Backend) {
     let last = events(&body).pop().unwrap();
     let error: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(error["error"]["code"], "upstream_timeout", "{body}");
+    app.settled().await;
     let class: String =
         sqlx::query("SELECT error_class FROM request_logs").fetch_one(app.db.pool()).await.unwrap().get(0);
     assert_eq!(class, "stream_idle_timeout");
@@ -576,6 +582,7 @@ async fn unpriced_models_are_free_when_allowed(backend: Backend) {
     let (user, key) = app.user_with_key("0").await;
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("free-model")).await.status(), 200);
     assert_eq!(app.balance(user).await, 0);
+    app.settled().await;
     let cost: i64 = sqlx::query("SELECT cost FROM request_logs").fetch_one(app.db.pool()).await.unwrap().get(0);
     assert_eq!(cost, 0);
     app.assert_ledger_consistent().await;

@@ -80,6 +80,7 @@ async fn a_key_spend_limit_stops_requests(backend: Backend) {
     assert_eq!(body["error"]["code"], "insufficient_quota");
     assert!(body["error"]["message"].as_str().unwrap().contains("spend limit"));
     assert_eq!(app.balance(user).await, 1_000_000_000 - 2_000_000);
+    app.settled().await;
     let spent: i64 = sqlx::query("SELECT spent FROM api_keys WHERE user_id = $1")
         .bind(user)
         .fetch_one(app.db.pool())
@@ -114,6 +115,7 @@ async fn an_upstream_failure_is_fully_refunded(backend: Backend) {
     assert_eq!((hold.0.as_str(), settle.0.as_str()), ("hold", "settle"));
     assert_eq!(hold.1 + settle.1, 0);
     let (status, class): (i64, String) = {
+        app.settled().await;
         let r =
             sqlx::query("SELECT status_code, error_class FROM request_logs").fetch_one(app.db.pool()).await.unwrap();
         (r.get(0), r.get(1))
@@ -132,6 +134,7 @@ async fn failover_bills_once_for_the_channel_that_served(backend: Backend) {
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("gpt-test")).await.status(), 200);
     assert_eq!((broken.received().len(), healthy.received().len()), (1, 1));
     assert_eq!(app.balance(user).await, 1_000_000_000 - COST_12_5);
+    app.settled().await;
     let row =
         sqlx::query("SELECT channel_id, attempts, cost FROM request_logs").fetch_one(app.db.pool()).await.unwrap();
     assert_eq!((row.get::<i64, _>(0), row.get::<i64, _>(1), row.get::<i64, _>(2)), (served, 2, COST_12_5));
@@ -150,6 +153,7 @@ async fn a_cost_beyond_the_hold_takes_at_most_the_balance(backend: Backend) {
     request["max_tokens"] = json!(10);
     assert_eq!(app.v1(&key, "/v1/chat/completions", &request).await.status(), 200);
     assert_eq!(app.balance(user).await, 0, "charged up to the balance, never below zero");
+    app.settled().await;
     let cost: i64 = sqlx::query("SELECT cost FROM request_logs").fetch_one(app.db.pool()).await.unwrap().get(0);
     assert_eq!(cost, 1_000_000_000, "the log records what was actually charged");
     app.assert_ledger_consistent().await;
@@ -175,6 +179,7 @@ async fn missing_usage_is_counted_locally(backend: Backend) {
     request["stream"] = json!(true);
     let body = app.v1(&key, "/v1/chat/completions", &request).await.text().await.unwrap();
     assert!(body.ends_with("data: [DONE]\n\n"));
+    app.settled().await;
     let rows = sqlx::query("SELECT prompt_tokens, completion_tokens, cost FROM request_logs ORDER BY id")
         .fetch_all(app.db.pool())
         .await

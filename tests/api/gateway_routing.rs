@@ -137,6 +137,7 @@ async fn the_attempt_cap_limits_retries(backend: Backend) {
     let response = app.v1(&key, "/v1/chat/completions", &chat("m")).await;
     assert_eq!(response.status(), 502);
     assert_eq!(broken.received().len(), 2);
+    app.settled().await;
     let attempts: i64 = sqlx::query("SELECT attempts FROM request_logs").fetch_one(app.db.pool()).await.unwrap().get(0);
     assert_eq!(attempts, 2);
     assert_eq!(app.balance(user).await, 1_000_000_000);

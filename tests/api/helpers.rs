@@ -37,6 +37,7 @@ pub struct TestApp {
     pub port: u16,
     pub client: reqwest::Client,
     pub db: Db,
+    pub state: burncloud::state::AppState,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<std::io::Result<()>>,
     /// Holds the data dir (and the SQLite file) for as long as the app lives.
@@ -103,13 +104,26 @@ impl TestApp {
         (id, key["key"].as_str().unwrap().to_string())
     }
 
-    /// The balance in nano-units.
+    /// Waits until every request answered so far is settled (settlement follows the answer).
+    pub async fn settled(&self) {
+        for _ in 0..500 {
+            if self.state.pending_settlements() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("settlements still pending after 5 s");
+    }
+
+    /// The balance in nano-units, once every answered request is settled.
     pub async fn balance(&self, user_id: i64) -> i64 {
+        self.settled().await;
         burncloud::db::ledger::balance(self.db.pool(), user_id).await.unwrap().unwrap()
     }
 
     /// The books: every balance equals the sum of its ledger rows, and none is negative.
     pub async fn assert_ledger_consistent(&self) {
+        self.settled().await;
         let bad = burncloud::db::ledger::inconsistent_users(self.db.pool()).await.unwrap();
         assert!(bad.is_empty(), "ledger and balances disagree (user, balance, ledger sum): {bad:?}");
     }
@@ -172,6 +186,7 @@ pub async fn spawn_app_with(
         .expect("the app failed to start");
     let port = app.port();
     let db = app.state().db().clone();
+    let state = app.state().clone();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -179,6 +194,7 @@ pub async fn spawn_app_with(
         port,
         client: reqwest::Client::new(),
         db,
+        state,
         shutdown,
         server,
         _data_dir: data_dir,
