@@ -86,23 +86,33 @@ pub async fn id_by_name<'e>(db: impl Executor<'e, Database = Any>, name: &str) -
         .transpose()
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the writable columns as `$1`…`$12` (`$12`: now).
+fn bind_columns<'q>(query: AnyQuery<'q>, c: &ChannelWrite<'q>) -> AnyQuery<'q> {
+    query
+        .bind(c.name)
+        .bind(c.kind)
+        .bind(c.base_url)
+        .bind(c.keys_encrypted)
+        .bind(c.models)
+        .bind(c.model_mapping)
+        .bind(c.groups)
+        .bind(c.priority)
+        .bind(c.weight)
+        .bind(c.status)
+        .bind(c.config)
+        .bind(now_ms())
+}
+
 pub async fn insert<'e>(db: impl Executor<'e, Database = Any>, c: &ChannelWrite<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO channels (name, type, base_url, keys_encrypted, models, model_mapping, groups, priority, weight, \
-         status, config, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+    bind_columns(
+        sqlx::query(
+            "INSERT INTO channels (name, type, base_url, keys_encrypted, models, model_mapping, groups, priority, weight, \
+             status, config, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+        ),
+        c,
     )
-    .bind(c.name)
-    .bind(c.kind)
-    .bind(c.base_url)
-    .bind(c.keys_encrypted)
-    .bind(c.models)
-    .bind(c.model_mapping)
-    .bind(c.groups)
-    .bind(c.priority)
-    .bind(c.weight)
-    .bind(c.status)
-    .bind(c.config)
-    .bind(now_ms())
     .fetch_one(db)
     .await?
     .try_get(0)
@@ -114,25 +124,16 @@ pub async fn update<'e>(
     id: i64,
     c: &ChannelWrite<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE channels SET name = $1, type = $2, base_url = $3, keys_encrypted = $4, models = $5, model_mapping = $6, \
-         groups = $7, priority = $8, weight = $9, config = $11, updated_at = $12, \
-         disabled_reason = CASE WHEN $10 = 'enabled' THEN NULL ELSE disabled_reason END, \
-         disabled_at = CASE WHEN $10 = 'enabled' THEN NULL ELSE disabled_at END, \
-         status = $10 WHERE id = $13",
+    let done = bind_columns(
+        sqlx::query(
+            "UPDATE channels SET name = $1, type = $2, base_url = $3, keys_encrypted = $4, models = $5, model_mapping = $6, \
+             groups = $7, priority = $8, weight = $9, config = $11, updated_at = $12, \
+             disabled_reason = CASE WHEN $10 = 'enabled' THEN NULL ELSE disabled_reason END, \
+             disabled_at = CASE WHEN $10 = 'enabled' THEN NULL ELSE disabled_at END, \
+             status = $10 WHERE id = $13",
+        ),
+        c,
     )
-    .bind(c.name)
-    .bind(c.kind)
-    .bind(c.base_url)
-    .bind(c.keys_encrypted)
-    .bind(c.models)
-    .bind(c.model_mapping)
-    .bind(c.groups)
-    .bind(c.priority)
-    .bind(c.weight)
-    .bind(c.status)
-    .bind(c.config)
-    .bind(now_ms())
     .bind(id)
     .execute(db)
     .await?;

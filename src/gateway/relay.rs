@@ -180,14 +180,14 @@ async fn relay_inner(
                     last_error = error;
                 }
                 Attempt::Fail(error) => {
-                    settlement.finish(error.status().as_u16(), Some(error.class())).await;
+                    settlement.finish(error.status().as_u16(), Some(error.class()));
                     return Err(error);
                 }
             }
         }
         break;
     }
-    settlement.finish(last_error.status().as_u16(), Some(last_error.class())).await;
+    settlement.finish(last_error.status().as_u16(), Some(last_error.class()));
     Err(last_error)
 }
 
@@ -388,7 +388,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                     request.peek,
                 ),
             };
-            settlement.finish_in_background(status.as_u16(), None);
+            settlement.finish(status.as_u16(), None);
             let mut response = (status, body).into_response();
             if let Some(ct) = content_type {
                 response.headers_mut().insert(header::CONTENT_TYPE, ct);

@@ -1,5 +1,5 @@
 //! Exactly-once settlement of a request's hold. [`Settlement`] owns the hold from the moment it
-//! is taken; `finish` settles it at the known cost. If the request ends any other way (client
+//! is taken; `finish` settles it at the known cost, in a tracked background task. If the request ends any other way (client
 //! disconnect mid-stream, a panic, a dropped future), `Drop` settles it in the background, on the
 //! app's task tracker so shutdown waits for it, at the cost of what was delivered so far.
 
@@ -38,19 +38,19 @@ impl Settlement {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Settles at the cost of the recorded usage (0 for a failed request: a full refund).
-    pub async fn finish(mut self, status_code: u16, error_class: Option<&str>) {
+    /// Settles at the cost of the recorded usage (0 for a failed request: a full refund), on the
+    /// app's task tracker: the answer never waits for the commit, a client that goes away cannot
+    /// cancel it half-way, and shutdown waits for it.
+    pub fn finish(self, status_code: u16, error_class: Option<&'static str>) {
+        let tasks = self.state.tasks().clone();
+        tasks.spawn(self.settle(status_code, error_class));
+    }
+
+    async fn settle(mut self, status_code: u16, error_class: Option<&str>) {
         let Some(hold) = self.hold.take() else { return };
         let mut log = self.prepared_log(status_code, error_class);
         let cost = if status_code < 400 || self.usage != Usage::default() { self.cost() } else { 0 };
         settle_with_retries(&self.state, hold, cost, &mut log).await;
-    }
-
-    /// Like `finish`, on the app's task tracker: the answer goes out without waiting for the
-    /// commit, and shutdown still waits for it.
-    pub fn finish_in_background(self, status_code: u16, error_class: Option<&'static str>) {
-        let tasks = self.state.tasks().clone();
-        tasks.spawn(self.finish(status_code, error_class));
     }
 
     fn prepared_log(&self, status_code: u16, error_class: Option<&str>) -> RequestLog {

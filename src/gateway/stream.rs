@@ -107,9 +107,9 @@ impl StreamRelay {
         }
     }
 
-    async fn settle(&mut self) {
+    fn settle(&mut self) {
         if let Some(settlement) = self.settlement.take() {
-            settlement.finish(200, self.failure_class).await;
+            settlement.finish(200, self.failure_class);
         }
     }
 }
@@ -123,7 +123,7 @@ pub fn relay_events(mut relay: StreamRelay, first: Bytes) -> impl Stream<Item = 
                 return Some((Ok(event), (relay, done)));
             }
             if done {
-                relay.settle().await;
+                relay.settle();
                 return None;
             }
             match tokio::time::timeout(relay.idle, relay.upstream.next()).await {

@@ -32,15 +32,21 @@ async fn ledger_rows(app: &crate::helpers::TestApp, user: i64) -> Vec<(String, i
         .collect()
 }
 
-async fn concurrent_requests_never_overdraw(backend: Backend) {
+/// An app with the model `flat` at $0.001 per request.
+async fn flat_priced(backend: Backend) -> (crate::helpers::TestApp, FakeOpenAi) {
     let app = spawn_app(backend).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
     app.add_channel(
         json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["flat"] }),
     )
     .await;
-    // A flat price makes the hold equal the cost: the balance covers exactly K requests.
     app.set_price("flat", json!({ "per_request": "0.001" })).await;
+    (app, fake)
+}
+
+async fn concurrent_requests_never_overdraw(backend: Backend) {
+    // A flat price makes the hold equal the cost: the balance covers exactly K requests.
+    let (app, _fake) = flat_priced(backend).await;
     const K: usize = 5;
     let (user, key) = app.user_with_key("0.005").await;
 
@@ -63,13 +69,7 @@ async fn concurrent_requests_never_overdraw(backend: Backend) {
 }
 
 async fn a_key_spend_limit_stops_requests(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let fake = FakeOpenAi::start(Behavior::default()).await;
-    app.add_channel(
-        json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["flat"] }),
-    )
-    .await;
-    app.set_price("flat", json!({ "per_request": "0.001" })).await;
+    let (app, _fake) = flat_priced(backend).await;
     let (user, key) = app.user_with_key_in("default", "1.00", json!({ "spend_limit": "0.002" })).await;
     for _ in 0..2 {
         assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("flat")).await.status(), 200);

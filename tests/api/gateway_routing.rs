@@ -215,7 +215,16 @@ async fn disabled_channels_are_retested_periodically(backend: Backend) {
     revoked.set(Behavior::default());
     for _ in 0..100 {
         if channel_status(&app, id).await.0 == "enabled" {
-            assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("m")).await.status(), 200);
+            // The routing snapshot follows the database within moments.
+            let mut status = 0;
+            for _ in 0..40 {
+                status = app.v1(&key, "/v1/chat/completions", &chat("m")).await.status().as_u16();
+                if status == 200 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(status, 200);
             // Only automatically disabled channels are re-tested; a manual disable stays.
             assert_eq!(channel_status(&app, manual).await.0, "manually_disabled");
             assert_eq!(revoked.count("manual"), 0);
