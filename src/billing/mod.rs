@@ -43,15 +43,16 @@ pub async fn hold(db: &Db, user_id: i64, key_id: i64, amount: i64, reference: &s
     if hold.amount == 0 {
         return Ok(hold);
     }
+    // Key before user, the order the group commit locks them in, so the two never deadlock.
     let mut tx = db.writer().begin().await?;
-    let Some(balance) = ledger::debit_if_covered(&mut tx, user_id, hold.amount).await? else {
-        tx.rollback().await?;
-        return Err(BillingError::InsufficientBalance);
-    };
     if !ledger::key_spend_within_limit(&mut tx, key_id, hold.amount).await? {
         tx.rollback().await?;
         return Err(BillingError::KeyLimitReached);
     }
+    let Some(balance) = ledger::debit_if_covered(&mut tx, user_id, hold.amount).await? else {
+        tx.rollback().await?;
+        return Err(BillingError::InsufficientBalance);
+    };
     ledger::insert(
         &mut tx,
         &Entry {
