@@ -271,7 +271,18 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .into_response()
 }
 
-async fn not_found() -> Response {
+/// Unknown paths: OpenAI's shape under `/v1` (what SDKs parse), JSON under `/api`, text elsewhere.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        let message = format!("Invalid URL ({method} {path})");
+        let body = serde_json::json!({ "error": { "message": message, "type": "invalid_request_error", "param": null, "code": null } });
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    }
+    if path.starts_with("/api/") {
+        let body = serde_json::json!({ "error": { "message": "not found", "code": "not_found" } });
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    }
     (StatusCode::NOT_FOUND, "not found").into_response()
 }
 

@@ -44,8 +44,15 @@ async fn every_response_carries_a_request_id() {
     assert_ne!(id(&replaced), "bad id;{}");
     assert_eq!(id(&replaced).len(), 16);
 
-    // Unknown paths are 404s with a request id too.
+    // Unknown paths are 404s with a request id too, in the shape each surface's clients parse.
     let missing = app.get("/no/such/page").await;
     assert_eq!(missing.status(), 404);
     assert!(missing.headers().contains_key("x-request-id"));
+    let v1 = app.client.post(app.url("/v1/no/such/endpoint")).send().await.unwrap();
+    assert_eq!(v1.status(), 404);
+    let body: serde_json::Value = v1.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "Invalid URL (POST /v1/no/such/endpoint)");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let api: serde_json::Value = app.get("/api/nothing").await.json().await.unwrap();
+    assert_eq!(api["error"]["code"], "not_found");
 }
