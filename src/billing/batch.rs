@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{BillingError, Hold};
+use super::{BillingError, Hold, HoldRequest};
 use crate::db::Db;
 use crate::db::ledger::{self, Entry, Kind};
 use crate::db::request_logs::{self, RequestLog};
@@ -26,6 +26,7 @@ struct HoldOp {
     user_id: i64,
     key_id: i64,
     amount: i64,
+    key_limited: bool,
     reference: String,
     reply: oneshot::Sender<Result<(), BillingError>>,
 }
@@ -57,27 +58,21 @@ impl Batcher {
     }
 
     /// Like [`super::hold`], through the group commit.
-    pub async fn hold(
-        &self,
-        db: &Db,
-        user_id: i64,
-        key_id: i64,
-        amount: i64,
-        reference: &str,
-    ) -> Result<Hold, BillingError> {
+    pub async fn hold(&self, db: &Db, request: HoldRequest<'_>) -> Result<Hold, BillingError> {
+        let HoldRequest { user_id, key_id, amount, key_limited, reference } = request;
         let amount = amount.max(0);
         if amount == 0 {
-            return Ok(Hold { user_id, key_id, amount });
+            return Ok(Hold { user_id, key_id, amount, key_limited });
         }
         let (reply, answer) = oneshot::channel();
-        let op = HoldOp { user_id, key_id, amount, reference: reference.to_string(), reply };
+        let op = HoldOp { user_id, key_id, amount, key_limited, reference: reference.to_string(), reply };
         if self.tx.send(Op::Hold(op)).await.is_err() {
-            return super::hold(db, user_id, key_id, amount, reference).await;
+            return super::hold(db, request).await;
         }
         match answer.await {
-            Ok(result) => result.map(|()| Hold { user_id, key_id, amount }),
+            Ok(result) => result.map(|()| Hold { user_id, key_id, amount, key_limited }),
             // The writer went away mid-batch: its transaction rolled back, so do it directly.
-            Err(_) => super::hold(db, user_id, key_id, amount, reference).await,
+            Err(_) => super::hold(db, request).await,
         }
     }
 
@@ -148,7 +143,14 @@ async fn apply(db: &Db, batch: Vec<Op>) {
         Err(e) => {
             tracing::warn!(error = %e, "group commit failed; applying one operation at a time");
             for op in holds {
-                let result = super::hold(db, op.user_id, op.key_id, op.amount, &op.reference).await.map(|_| ());
+                let request = HoldRequest {
+                    user_id: op.user_id,
+                    key_id: op.key_id,
+                    amount: op.amount,
+                    key_limited: op.key_limited,
+                    reference: &op.reference,
+                };
+                let result = super::hold(db, request).await.map(|_| ());
                 let _ = op.reply.send(result);
             }
             for mut op in settles {
@@ -176,7 +178,8 @@ async fn apply_together(db: &Db, holds: &[HoldOp], settles: &mut [SettleOp]) -> 
 
     // Holds. Keys first: a hold whose key is over its limit never touches the balance.
     let mut results: Vec<Result<(), BillingError>> = holds.iter().map(|_| Ok(())).collect();
-    for (key, idxs) in group_by(0..holds.len(), |i| holds[i].key_id) {
+    let limited = (0..holds.len()).filter(|&i| holds[i].key_limited);
+    for (key, idxs) in group_by(limited, |i| holds[i].key_id) {
         let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
         if !ledger::key_spend_within_limit(&mut tx, key, total).await? {
             for &i in &idxs {
@@ -202,8 +205,10 @@ async fn apply_together(db: &Db, holds: &[HoldOp], settles: &mut [SettleOp]) -> 
                 Some(after) => entries.push((user, Kind::Hold, -holds[i].amount, after, i, true)),
                 None => {
                     results[i] = Err(BillingError::InsufficientBalance);
-                    // Undo the key spend this hold took above.
-                    ledger::key_adjust_spent(&mut tx, holds[i].key_id, -holds[i].amount).await?;
+                    if holds[i].key_limited {
+                        // Undo the key spend this hold took above.
+                        ledger::key_adjust_spent(&mut tx, holds[i].key_id, -holds[i].amount).await?;
+                    }
                 }
             }
         }
@@ -245,7 +250,7 @@ async fn apply_together(db: &Db, holds: &[HoldOp], settles: &mut [SettleOp]) -> 
         }
     }
     for (key, idxs) in group_by(0..settles.len(), |i| settles[i].hold.key_id) {
-        let delta: i64 = idxs.iter().map(|&i| charged[i] - settles[i].hold.amount).sum();
+        let delta: i64 = idxs.iter().map(|&i| settles[i].hold.key_delta(charged[i])).sum();
         ledger::key_adjust_spent(&mut tx, key, delta).await?;
     }
 

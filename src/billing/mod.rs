@@ -34,18 +34,42 @@ pub struct Hold {
     pub user_id: i64,
     pub key_id: i64,
     pub amount: i64,
+    /// The key has a spend limit, so the hold was reserved on the key too. Keys without a limit
+    /// are not touched until settlement (one write less per request).
+    pub key_limited: bool,
 }
 
-/// Reserves `amount` on the user's balance and the key's spend limit, with a ledger row.
+impl Hold {
+    /// How much a settlement at `charged` moves the key's spend.
+    pub(crate) fn key_delta(&self, charged: i64) -> i64 {
+        if self.key_limited { charged - self.amount } else { charged }
+    }
+}
+
+/// What to reserve, for whom.
+#[derive(Clone, Copy, Debug)]
+pub struct HoldRequest<'a> {
+    pub user_id: i64,
+    pub key_id: i64,
+    pub amount: i64,
+    /// The key has a spend limit to check and reserve on.
+    pub key_limited: bool,
+    /// The request id, for the ledger row.
+    pub reference: &'a str,
+}
+
+/// Reserves `amount` on the user's balance (and the key's spend limit, if it has one), with a
+/// ledger row.
 /// A zero amount reserves nothing and touches no table.
-pub async fn hold(db: &Db, user_id: i64, key_id: i64, amount: i64, reference: &str) -> Result<Hold, BillingError> {
-    let hold = Hold { user_id, key_id, amount: amount.max(0) };
+pub async fn hold(db: &Db, request: HoldRequest<'_>) -> Result<Hold, BillingError> {
+    let HoldRequest { user_id, key_id, amount, key_limited, reference } = request;
+    let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited };
     if hold.amount == 0 {
         return Ok(hold);
     }
     // Key before user, the order the group commit locks them in, so the two never deadlock.
     let mut tx = db.writer().begin().await?;
-    if !ledger::key_spend_within_limit(&mut tx, key_id, hold.amount).await? {
+    if key_limited && !ledger::key_spend_within_limit(&mut tx, key_id, hold.amount).await? {
         tx.rollback().await?;
         return Err(BillingError::KeyLimitReached);
     }
@@ -81,19 +105,17 @@ pub async fn settle(db: &Db, hold: Hold, cost: i64, log: &mut RequestLog) -> Res
     let charged = if delta > 0 {
         let balance = ledger::credit(&mut tx, hold.user_id, delta).await?.ok_or(BillingError::NoSuchUser)?;
         ledger::insert(&mut tx, &settle_entry(&hold, delta, balance, &log.request_id)).await?;
-        ledger::key_adjust_spent(&mut tx, hold.key_id, -delta).await?;
         cost
     } else if delta < 0 {
         let (taken, balance) = ledger::debit_up_to(&mut tx, hold.user_id, -delta).await?;
         if taken > 0 {
             ledger::insert(&mut tx, &settle_entry(&hold, -taken, balance, &log.request_id)).await?;
         }
-        ledger::key_adjust_spent(&mut tx, hold.key_id, taken).await?;
         hold.amount + taken
     } else {
-        ledger::key_adjust_spent(&mut tx, hold.key_id, 0).await?;
         cost
     };
+    ledger::key_adjust_spent(&mut tx, hold.key_id, hold.key_delta(charged)).await?;
     log.cost = charged;
     request_logs::insert(&mut tx, log).await?;
     tx.commit().await?;

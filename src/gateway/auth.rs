@@ -28,6 +28,8 @@ pub struct Grant {
     pub allowed_models: Option<HashSet<String>>,
     pub allowed_ips: Option<Vec<IpBlock>>,
     pub rate_limit_rpm: Option<u32>,
+    /// The key has a spend limit (holds reserve on it).
+    pub spend_limited: bool,
 }
 
 impl Grant {
@@ -45,6 +47,7 @@ impl Grant {
             // An unparsable entry denies rather than silently widening access.
             allowed_ips: list(row.allowed_ips).map(|v| v.iter().filter_map(|s| IpBlock::parse(s).ok()).collect()),
             rate_limit_rpm: row.rate_limit_rpm.and_then(|n| u32::try_from(n).ok()),
+            spend_limited: row.spend_limit.is_some(),
         }
     }
 

@@ -22,7 +22,7 @@ use super::error::GatewayError;
 use super::routing::Channel;
 use super::settlement::Settlement;
 use super::stream::{self, StreamRelay};
-use crate::billing::BillingError;
+use crate::billing::{BillingError, HoldRequest};
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
@@ -108,19 +108,29 @@ async fn relay_inner(
         hold_amount = hold_amount.max(1);
     }
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let hold =
-        state.billing().hold(state.db(), grant.user_id, grant.key_id, hold_amount, &request_id).await.map_err(|e| {
-            match e {
-                BillingError::InsufficientBalance => GatewayError::InsufficientQuota(
-                    "You exceeded your current quota, please check your plan and billing details.",
-                ),
-                BillingError::KeyLimitReached => {
-                    GatewayError::InsufficientQuota("This API key has reached its spend limit.")
-                }
-                other => {
-                    tracing::error!(error = %other, "hold failed");
-                    GatewayError::Internal
-                }
+    let hold = state
+        .billing()
+        .hold(
+            state.db(),
+            HoldRequest {
+                user_id: grant.user_id,
+                key_id: grant.key_id,
+                amount: hold_amount,
+                key_limited: grant.spend_limited,
+                reference: &request_id,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            BillingError::InsufficientBalance => GatewayError::InsufficientQuota(
+                "You exceeded your current quota, please check your plan and billing details.",
+            ),
+            BillingError::KeyLimitReached => {
+                GatewayError::InsufficientQuota("This API key has reached its spend limit.")
+            }
+            other => {
+                tracing::error!(error = %other, "hold failed");
+                GatewayError::Internal
             }
         })?;
     let log = RequestLog {

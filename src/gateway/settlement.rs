@@ -89,7 +89,7 @@ async fn settle_with_retries(state: &AppState, hold: Hold, cost: i64, log: &mut 
 async fn settle_attempts(state: &AppState, hold: Hold, cost: i64, log: &mut RequestLog) {
     let mut hold = hold;
     for attempt in 1..=5u32 {
-        let retry = Hold { user_id: hold.user_id, key_id: hold.key_id, amount: hold.amount };
+        let retry = Hold { ..hold };
         match state.billing().settle(state.db(), hold, cost, log).await {
             Ok(_) => return,
             Err(e) => {

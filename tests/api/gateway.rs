@@ -88,7 +88,14 @@ async fn chat_completion_passes_through_and_bills_exactly(backend: Backend) {
     assert_eq!(received[0].headers["authorization"], "Bearer sk-upstream-main-secret");
 
     assert_eq!(app.balance(user).await, START - COST_12_5);
-    app.settled().await;
+    // A key without a spend limit is not written at hold time, but its spend still adds up.
+    let spent: i64 = sqlx::query("SELECT spent FROM api_keys WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(spent, COST_12_5);
     let log = sqlx::query(
         "SELECT prompt_tokens, completion_tokens, cost, status_code, upstream_model, is_stream, attempts, endpoint \
          FROM request_logs WHERE user_id = $1",
