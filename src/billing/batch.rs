@@ -131,17 +131,25 @@ async fn apply(db: &Db, batch: Vec<Op>) {
             Op::Settle(s) => settles.push(*s),
         }
     }
-    match apply_together(db, &holds, &mut settles).await {
-        Ok((hold_results, charged)) => {
-            for (op, result) in holds.into_iter().zip(hold_results) {
+    // Holds commit on their own, first: a request waits for its hold before calling upstream,
+    // while settlements (and their log rows) only delay the books.
+    if !holds.is_empty() {
+        apply_holds(db, holds).await;
+    }
+    if !settles.is_empty() {
+        apply_settles(db, settles).await;
+    }
+}
+
+async fn apply_holds(db: &Db, holds: Vec<HoldOp>) {
+    match apply_together(db, &holds, &mut []).await {
+        Ok((results, _)) => {
+            for (op, result) in holds.into_iter().zip(results) {
                 let _ = op.reply.send(result);
-            }
-            for (op, charged) in settles.into_iter().zip(charged) {
-                let _ = op.reply.send(Ok(charged));
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "group commit failed; applying one operation at a time");
+            tracing::warn!(error = %e, "group commit of holds failed; applying one at a time");
             for op in holds {
                 let request = HoldRequest {
                     user_id: op.user_id,
@@ -153,6 +161,19 @@ async fn apply(db: &Db, batch: Vec<Op>) {
                 let result = super::hold(db, request).await.map(|_| ());
                 let _ = op.reply.send(result);
             }
+        }
+    }
+}
+
+async fn apply_settles(db: &Db, mut settles: Vec<SettleOp>) {
+    match apply_together(db, &[], &mut settles).await {
+        Ok((_, charged)) => {
+            for (op, charged) in settles.into_iter().zip(charged) {
+                let _ = op.reply.send(Ok(charged));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "group commit of settlements failed; applying one at a time");
             for mut op in settles {
                 let result = super::settle(db, op.hold, op.cost, &mut op.log).await;
                 let _ = op.reply.send(result);
