@@ -187,7 +187,14 @@ impl Application {
         }
         // Last, the billing writer: it commits what is queued, then later settlements go direct.
         self.billing_stop.cancel();
-        let _ = self.billing_task.await;
+        let mut billing_task = self.billing_task;
+        let billing_deadline = deadline.max(Instant::now() + Duration::from_secs(5));
+        if tokio::time::timeout_at(billing_deadline, &mut billing_task).await.is_err() {
+            billing_task.abort();
+            tracing::error!(
+                "the billing writer did not finish in time (database unreachable?): queued settlements abandoned"
+            );
+        }
         state.db().close().await;
         tracing::info!("shutdown complete");
         Ok(())
