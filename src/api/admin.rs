@@ -14,7 +14,7 @@ use crate::db::settings;
 use crate::gateway::routing::STRATEGY_SETTING_PREFIX;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
 use crate::services::pricing::{self, GroupInput, GroupView, PriceInput};
-use crate::services::users::{self, NewKeyInput, NewUserInput, UserView};
+use crate::services::users::{self, KeyPatch, NewKeyInput, NewUserInput, UserView};
 use crate::state::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -115,6 +115,37 @@ pub async fn create_key(
     let input: NewKeyInput = if body.is_empty() { NewKeyInput::default() } else { parse_json(&body)? };
     let (key_id, key) = users::create_key(&state, id, input).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": key_id, "key": key }))))
+}
+
+pub async fn update_key(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let patch: KeyPatch = parse_json(&body)?;
+    users::set_key_status(&state, id, &patch).await?;
+    Ok(Json(json!({ "id": id, "status": patch.status })))
+}
+
+pub async fn delete_key(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    users::delete_key(&state, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn set_group_price(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    Path((group, model)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let input: PriceInput = parse_json(&body)?;
+    let price = pricing::set_group_price(&state, &group, &model, &input).await?;
+    let mut shown = serde_json::to_value(price).map_err(|_| ApiError::Internal)?;
+    shown["group"] = json!(group);
+    shown["model"] = json!(model);
+    Ok(Json(shown))
 }
 
 pub async fn set_price(

@@ -20,7 +20,10 @@ pub fn routes(routes: Routes) -> Routes {
         .get("/api/admin/users/{id}", admin::get_user)
         .post("/api/admin/users/{id}/credit", admin::credit_user)
         .post("/api/admin/users/{id}/keys", admin::create_key)
+        .patch("/api/admin/keys/{id}", admin::update_key)
+        .delete("/api/admin/keys/{id}", admin::delete_key)
         .put("/api/admin/prices/{model}", admin::set_price)
         .put("/api/admin/groups/{name}", admin::set_group)
+        .put("/api/admin/groups/{name}/prices/{model}", admin::set_group_price)
         .put("/api/admin/settings/{key}", admin::set_setting)
 }

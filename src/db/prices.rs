@@ -54,6 +54,31 @@ pub async fn upsert_model_price<'e>(
     .map(|_| ())
 }
 
+/// Sets a group's own price for a model (used instead of the model price times the multiplier).
+pub async fn upsert_group_price<'e>(
+    db: impl Executor<'e, Database = Any>,
+    group: &str,
+    model: &str,
+    p: &Price,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO group_model_prices (group_name, model, {PRICE_COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (group_name, model) DO UPDATE SET input_per_mtok = $3, output_per_mtok = $4, cached_input_per_mtok = $5, \
+         cache_write_per_mtok = $6, per_request = $7, updated_at = $8"
+    ))
+    .bind(group)
+    .bind(model)
+    .bind(p.input_per_mtok)
+    .bind(p.output_per_mtok)
+    .bind(p.cached_input_per_mtok)
+    .bind(p.cache_write_per_mtok)
+    .bind(p.per_request)
+    .bind(now_ms())
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
 pub async fn all_group_prices<'e>(
     db: impl Executor<'e, Database = Any>,
 ) -> Result<Vec<(String, String, Price)>, sqlx::Error> {

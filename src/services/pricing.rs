@@ -56,8 +56,7 @@ fn shown(value: Option<i64>) -> Option<String> {
     value.map(|n| Money(n).to_string())
 }
 
-pub async fn set_price(state: &AppState, model: &str, input: &PriceInput) -> Result<PriceInput, PricingError> {
-    let model = model.trim();
+fn validated(model: &str, input: &PriceInput) -> Result<Price, PricingError> {
     if model.is_empty() || model.len() > 200 {
         return Err(PricingError::Invalid("model: 1 to 200 characters".into()));
     }
@@ -71,15 +70,42 @@ pub async fn set_price(state: &AppState, model: &str, input: &PriceInput) -> Res
     if !price.is_set() {
         return Err(PricingError::Invalid("give at least input, output or per_request".into()));
     }
-    prices::upsert_model_price(state.db().writer(), model, &price).await?;
-    reload_routing(state).await;
-    Ok(PriceInput {
+    Ok(price)
+}
+
+fn shown_price(price: &Price) -> PriceInput {
+    PriceInput {
         input: shown(price.input_per_mtok),
         output: shown(price.output_per_mtok),
         cached_input: shown(price.cached_input_per_mtok),
         cache_write: shown(price.cache_write_per_mtok),
         per_request: shown(price.per_request),
-    })
+    }
+}
+
+pub async fn set_price(state: &AppState, model: &str, input: &PriceInput) -> Result<PriceInput, PricingError> {
+    let model = model.trim();
+    let price = validated(model, input)?;
+    prices::upsert_model_price(state.db().writer(), model, &price).await?;
+    reload_routing(state).await;
+    Ok(shown_price(&price))
+}
+
+/// A group's own price for a model: its users pay exactly this (no multiplier on top).
+pub async fn set_group_price(
+    state: &AppState,
+    group: &str,
+    model: &str,
+    input: &PriceInput,
+) -> Result<PriceInput, PricingError> {
+    let model = model.trim();
+    let price = validated(model, input)?;
+    if prices::group(state.db().pool(), group).await?.is_none() {
+        return Err(PricingError::Invalid(format!("group {group:?} does not exist")));
+    }
+    prices::upsert_group_price(state.db().writer(), group, model, &price).await?;
+    reload_routing(state).await;
+    Ok(shown_price(&price))
 }
 
 #[derive(Debug, Deserialize)]

@@ -221,3 +221,30 @@ fn key_limits(input: &NewKeyInput) -> Result<KeyLimits, UserError> {
         rate_limit_rpm: input.rpm,
     })
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    /// `active` or `disabled`.
+    pub status: String,
+}
+
+/// Enables or disables a key; effective at once on this instance (and within the cache TTL on others).
+pub async fn set_key_status(state: &AppState, key_id: i64, patch: &KeyPatch) -> Result<(), UserError> {
+    if !matches!(patch.status.as_str(), "active" | "disabled") {
+        return Err(UserError::Invalid("status: active or disabled".into()));
+    }
+    if !api_keys::set_status(state.db().writer(), key_id, &patch.status).await? {
+        return Err(UserError::NotFound);
+    }
+    state.gateway().keys.invalidate_all();
+    Ok(())
+}
+
+pub async fn delete_key(state: &AppState, key_id: i64) -> Result<(), UserError> {
+    if !api_keys::delete(state.db().writer(), key_id).await? {
+        return Err(UserError::NotFound);
+    }
+    state.gateway().keys.invalidate_all();
+    Ok(())
+}

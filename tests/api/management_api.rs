@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::gateway::chat;
+use crate::gateway::{chat, priced_channel, setup};
 use crate::helpers::{Backend, spawn_app};
 
 db_tests!(
@@ -13,6 +13,8 @@ db_tests!(
     prices_groups_and_settings_validate,
     a_channel_without_credit_is_disabled,
     bootstrap_sets_up_a_working_instance,
+    keys_can_be_disabled_and_deleted,
+    a_group_price_replaces_the_multiplied_price,
 );
 
 const SECRET: &str = "sk-proj-VERY-distinctive-upstream-secret-9f8e7d";
@@ -277,4 +279,52 @@ async fn bootstrap_sets_up_a_working_instance(backend: Backend) {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.trim_end().lines().last().unwrap().contains("channels[0] x: type"), "{stderr}");
+}
+
+async fn keys_can_be_disabled_and_deleted(backend: Backend) {
+    let (app, _fake) = setup(backend, Behavior::default()).await;
+    let (user, key) = app.user_with_key("1.00").await;
+    let id: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT id FROM api_keys WHERE user_id = $1").bind(user).fetch_one(app.db.pool()).await.unwrap(),
+        0,
+    );
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("gpt-test")).await.status(), 200);
+    let (status, body) =
+        app.admin("PATCH", &format!("/api/admin/keys/{id}"), Some(json!({ "status": "disabled" }))).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("disabled")));
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("gpt-test")).await.status(), 401, "effective at once");
+    assert_eq!(app.admin("PATCH", &format!("/api/admin/keys/{id}"), Some(json!({ "status": "active" }))).await.0, 200);
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("gpt-test")).await.status(), 200);
+    assert_eq!(app.admin("PATCH", &format!("/api/admin/keys/{id}"), Some(json!({ "status": "paused" }))).await.0, 400);
+    assert_eq!(app.admin("PATCH", "/api/admin/keys/999999", Some(json!({ "status": "active" }))).await.0, 404);
+    assert_eq!(app.admin("DELETE", &format!("/api/admin/keys/{id}"), None).await.0, 204);
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("gpt-test")).await.status(), 401);
+    assert_eq!(app.admin("DELETE", &format!("/api/admin/keys/{id}"), None).await.0, 404);
+    app.assert_ledger_consistent().await;
+}
+
+async fn a_group_price_replaces_the_multiplied_price(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    priced_channel(&app, &fake, "c", "gpt-test", json!({ "groups": ["default", "vip"] })).await;
+    assert_eq!(app.admin("PUT", "/api/admin/groups/vip", Some(json!({ "multiplier": "0.5" }))).await.0, 200);
+    let (status, price) = app
+        .admin("PUT", "/api/admin/groups/vip/prices/gpt-test", Some(json!({ "input": "1.00", "output": "1.00" })))
+        .await;
+    assert_eq!(status, 200, "{price}");
+    assert_eq!(
+        (price["group"].as_str(), price["model"].as_str(), price["input"].as_str()),
+        (Some("vip"), Some("gpt-test"), Some("1.00"))
+    );
+    assert_eq!(app.admin("PUT", "/api/admin/groups/nope/prices/gpt-test", Some(json!({ "input": "1" }))).await.0, 400);
+    assert_eq!(app.admin("PUT", "/api/admin/groups/vip/prices/gpt-test", Some(json!({}))).await.0, 400);
+
+    let (vip, vip_key) = app.user_with_key_in("vip", "1.00", json!({})).await;
+    let (regular, regular_key) = app.user_with_key("1.00").await;
+    assert_eq!(app.v1(&vip_key, "/v1/chat/completions", &chat("gpt-test")).await.status(), 200);
+    assert_eq!(app.v1(&regular_key, "/v1/chat/completions", &chat("gpt-test")).await.status(), 200);
+    // 12 + 5 tokens at $1/1M each, with no multiplier on top; the default group pays list price.
+    assert_eq!(app.balance(vip).await, 1_000_000_000 - 17_000);
+    assert_eq!(app.balance(regular).await, 1_000_000_000 - crate::gateway::COST_12_5);
+    app.assert_ledger_consistent().await;
 }
