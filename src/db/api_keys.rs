@@ -109,10 +109,6 @@ pub async fn set_status<'e>(db: impl Executor<'e, Database = Any>, id: i64, stat
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn spent<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT spent FROM api_keys WHERE id = $1").bind(id).fetch_one(db).await?.try_get(0)
-}
-
 pub async fn delete<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(db).await?;
     Ok(done.rows_affected() == 1)

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
+use super::AnyQuery;
 use crate::domain::time::now_ms;
 
 /// A channel row as stored (keys still encrypted, JSON columns as text).
@@ -85,8 +86,6 @@ pub async fn id_by_name<'e>(db: impl Executor<'e, Database = Any>, name: &str) -
         .map(|r| r.try_get(0))
         .transpose()
 }
-
-type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds the writable columns as `$1`…`$12` (`$12`: now).
 fn bind_columns<'q>(query: AnyQuery<'q>, c: &ChannelWrite<'q>) -> AnyQuery<'q> {

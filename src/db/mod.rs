@@ -19,6 +19,9 @@ use sqlx::{AnyPool, Executor};
 
 use crate::config::{Backend, DatabaseUrl};
 
+/// A query over the Any driver, for helpers that bind a shared group of columns.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// A connected, pooled database and which engine it is.
 ///
 /// SQLite allows one writer at a time; letting several pooled connections race for the write lock

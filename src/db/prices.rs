@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
+use super::AnyQuery;
 use crate::domain::pricing::Price;
 use crate::domain::time::now_ms;
 
@@ -16,6 +17,17 @@ fn price_at(row: &AnyRow, offset: usize) -> Result<Price, sqlx::Error> {
         cache_write_per_mtok: row.try_get(offset + 3)?,
         per_request: row.try_get(offset + 4)?,
     })
+}
+
+/// Binds the price columns, then the update time, after the key columns already bound.
+fn bind_price<'q>(query: AnyQuery<'q>, p: &Price) -> AnyQuery<'q> {
+    query
+        .bind(p.input_per_mtok)
+        .bind(p.output_per_mtok)
+        .bind(p.cached_input_per_mtok)
+        .bind(p.cache_write_per_mtok)
+        .bind(p.per_request)
+        .bind(now_ms())
 }
 
 pub async fn all_model_prices<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<(String, Price)>, sqlx::Error> {
@@ -37,21 +49,13 @@ pub async fn upsert_model_price<'e>(
     model: &str,
     p: &Price,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
+    let sql = format!(
         "INSERT INTO model_prices (model, {PRICE_COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (model) DO UPDATE SET input_per_mtok = $2, output_per_mtok = $3, cached_input_per_mtok = $4, \
          cache_write_per_mtok = $5, per_request = $6, updated_at = $7"
-    ))
-    .bind(model)
-    .bind(p.input_per_mtok)
-    .bind(p.output_per_mtok)
-    .bind(p.cached_input_per_mtok)
-    .bind(p.cache_write_per_mtok)
-    .bind(p.per_request)
-    .bind(now_ms())
-    .execute(db)
-    .await
-    .map(|_| ())
+    );
+    let query = sqlx::query(&sql).bind(model);
+    bind_price(query, p).execute(db).await.map(|_| ())
 }
 
 /// Sets a group's own price for a model (used instead of the model price times the multiplier).
@@ -61,22 +65,13 @@ pub async fn upsert_group_price<'e>(
     model: &str,
     p: &Price,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
+    let sql = format!(
         "INSERT INTO group_model_prices (group_name, model, {PRICE_COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (group_name, model) DO UPDATE SET input_per_mtok = $3, output_per_mtok = $4, cached_input_per_mtok = $5, \
          cache_write_per_mtok = $6, per_request = $7, updated_at = $8"
-    ))
-    .bind(group)
-    .bind(model)
-    .bind(p.input_per_mtok)
-    .bind(p.output_per_mtok)
-    .bind(p.cached_input_per_mtok)
-    .bind(p.cache_write_per_mtok)
-    .bind(p.per_request)
-    .bind(now_ms())
-    .execute(db)
-    .await
-    .map(|_| ())
+    );
+    let query = sqlx::query(&sql).bind(group).bind(model);
+    bind_price(query, p).execute(db).await.map(|_| ())
 }
 
 pub async fn all_group_prices<'e>(

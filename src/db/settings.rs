@@ -4,15 +4,6 @@ use sqlx::{Any, Executor, Row};
 
 use crate::domain::time::now_ms;
 
-pub async fn get<'e>(db: impl Executor<'e, Database = Any>, key: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query("SELECT value FROM settings WHERE key = $1")
-        .bind(key)
-        .fetch_optional(db)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()
-}
-
 pub async fn set<'e>(db: impl Executor<'e, Database = Any>, key: &str, value: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \

@@ -13,8 +13,6 @@ const SCALE_DIGITS: u32 = 9;
 pub struct Money(pub i64);
 
 impl Money {
-    pub const ZERO: Money = Money(0);
-
     pub fn nanos(self) -> i64 {
         self.0
     }
