@@ -239,11 +239,18 @@ fn channel_from_row(row: &db::channels::ChannelRow, secret_key: &SecretKey) -> R
 pub struct Routing {
     current: RwLock<Arc<RoutingTable>>,
     suspended: RwLock<HashSet<i64>>,
+    /// Held from loading a snapshot to installing it, so a reload that starts later always
+    /// installs later: an older snapshot can never replace a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Routing {
     pub fn new(table: RoutingTable) -> Self {
-        Self { current: RwLock::new(Arc::new(table)), suspended: RwLock::new(HashSet::new()) }
+        Self {
+            current: RwLock::new(Arc::new(table)),
+            suspended: RwLock::new(HashSet::new()),
+            reloading: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn suspend(&self, channel_id: i64) {
@@ -265,6 +272,14 @@ impl Routing {
 
     pub fn current(&self) -> Arc<RoutingTable> {
         self.current.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Loads a fresh snapshot from the database and installs it, one reload at a time.
+    pub async fn reload(&self, db: &Db, secret_key: &SecretKey, strategy: Strategy) -> Result<(), sqlx::Error> {
+        let _order = self.reloading.lock().await;
+        let table = RoutingTable::load(db, secret_key, strategy).await?;
+        self.replace(table);
+        Ok(())
     }
 
     pub fn replace(&self, table: RoutingTable) {

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto;
 use crate::db::channels::{self as db_channels, ChannelRow, ChannelWrite};
-use crate::gateway::routing::RoutingTable;
 use crate::providers::ChannelType;
 use crate::state::AppState;
 
@@ -318,11 +317,19 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ChannelError> {
 }
 
 /// Rebuilds the gateway's routing snapshot from the database (after any change).
+/// A failed reload is retried a few times: until one succeeds, the change it carries is not live.
 pub async fn reload_routing(state: &AppState) {
-    match RoutingTable::load(state.db(), state.secret_key(), state.config().gateway.strategy).await {
-        Ok(table) => state.gateway().routing.replace(table),
-        Err(e) => tracing::error!(error = %e, "reloading the routing table failed; keeping the previous one"),
+    let routing = &state.gateway().routing;
+    for attempt in 1..=3u64 {
+        match routing.reload(state.db(), state.secret_key(), state.config().gateway.strategy).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "reloading the routing table failed");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+        }
     }
+    tracing::error!("keeping the previous routing table until the next periodic reload");
 }
 
 /// Disables a channel whose upstream refused its key or credit, without delaying the request.

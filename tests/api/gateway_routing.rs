@@ -62,7 +62,17 @@ async fn weighted_random_follows_the_weights(backend: Backend) {
     let (_, key) = app.user_with_key("100.00").await;
     send_many(&app, &key, N, 8).await;
     let share = fake.count("b") as f64 / N as f64;
-    assert!((share - 0.75).abs() < 0.045, "channel b served {share:.3} of requests, expected 0.75");
+    app.settled().await;
+    let retried: i64 = sqlx::query("SELECT COUNT(*) FROM request_logs WHERE attempts > 1")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (share - 0.75).abs() < 0.045,
+        "channel b served {share:.3} of requests, expected 0.75 ({} received in all, {retried} requests failed over)",
+        fake.received().len()
+    );
     app.assert_ledger_consistent().await;
 }
 
