@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 use url::Url;
 
 use crate::billing::batch::Batcher;
+use crate::billing::lease::{self, Leases};
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::gateway::GatewayState;
@@ -44,6 +45,8 @@ pub enum StartupError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("BURNCLOUD_ADMIN_EMAIL: creating the first admin failed: {0}")]
     Admin(#[from] accounts::AccountError),
+    #[error("DATABASE_URL: ending stale balance leases failed: {0}")]
+    Leases(sqlx::Error),
     #[error("DATABASE_URL: loading the routing table failed: {0}")]
     Routing(sqlx::Error),
     #[error("cannot create the upstream HTTP client: {0}")]
@@ -113,7 +116,11 @@ impl Application {
             RoutingTable::load(&db, &secret_key, config.gateway.strategy).await.map_err(StartupError::Routing)?;
         let gateway = GatewayState::new(&config.gateway, Routing::new(routing)).map_err(StartupError::HttpClient)?;
         let billing_stop = CancellationToken::new();
-        let (billing, billing_task) = Batcher::start(db.clone(), billing_stop.clone());
+        // Leases this holder left behind (a crash, or a stop that could not give them back) end
+        // now; other holders' expired ones too.
+        let leases = Leases::new(lease::holder_name(local.port()));
+        end_stale_leases(&db, Some(leases.holder())).await.map_err(StartupError::Leases)?;
+        let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
         let state = AppState::new(config, db, public_url, secret_key, gateway, billing);
         let router = customize(routes::all().into_router().with_state(state.clone()).fallback(not_found));
         Ok(Self { router: with_http_layers(router), listener, state, port: local.port(), billing_stop, billing_task })
@@ -185,7 +192,8 @@ impl Application {
         {
             tracing::warn!(remaining = state.tasks().len(), "grace period over: background tasks abandoned");
         }
-        // Last, the billing writer: it commits what is queued, then later settlements go direct.
+        // Last, the billing writer: leases go back, it commits what is queued, then stops.
+        state.billing().give_back_all().await;
         self.billing_stop.cancel();
         let mut billing_task = self.billing_task;
         let billing_deadline = deadline.max(Instant::now() + Duration::from_secs(5));
@@ -231,7 +239,29 @@ fn spawn_maintenance(state: &AppState) {
         })
     });
     every(config.cache_ttl, |s| Box::pin(async move { channels::reload_routing(&s).await }));
+    every(lease::RENEW_EVERY, |s| {
+        Box::pin(async move {
+            if let Err(e) = s.billing().leases().renew(s.db()).await {
+                tracing::warn!(error = %e, "renewing balance leases failed");
+            }
+            if let Err(e) = end_stale_leases(s.db(), None).await {
+                tracing::warn!(error = %e, "ending expired balance leases failed");
+            }
+            s.billing().give_back_idle(lease::IDLE_RETURN).await;
+        })
+    });
     every(config.channel_retest, |s| Box::pin(async move { channels::retest_auto_disabled(&s).await }));
+}
+
+/// Ends expired leases (and all of `holder`'s), returning their reservations to the users.
+async fn end_stale_leases(db: &crate::db::Db, holder: Option<&str>) -> Result<(), sqlx::Error> {
+    let mut tx = db.writer().begin().await?;
+    let ended = crate::db::leases::end_stale(&mut tx, crate::domain::time::now_ms(), holder).await?;
+    tx.commit().await?;
+    if ended > 0 {
+        tracing::info!(ended, "ended balance leases left by a stopped process");
+    }
+    Ok(())
 }
 
 /// With no `BURNCLOUD_PUBLIC_URL`, links point at the bound address (loopback for 0.0.0.0).

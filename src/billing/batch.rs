@@ -1,101 +1,199 @@
-//! Group commit for the gateway's holds and settlements.
+//! The gateway's billing: holds promised from balance leases in memory, and group commit for
+//! everything that must reach the database.
 //!
-//! One writer task takes every hold and settlement queued while the previous transaction ran and
-//! applies them in one transaction: one conditional debit per user and one spend update per key
-//! for the whole batch (falling back to one statement per request when a sum is not covered), and
-//! multi-row inserts for the ledger and the request log. The guarantees are those of
-//! [`super::hold`] and [`super::settle`], which remain the one-at-a-time path: each hold is granted
-//! only if the balance and the key limit cover it, a balance never goes below zero, every change
-//! has its ledger row in the same transaction. If a batch fails as a whole, its operations are
-//! retried one at a time, so one bad operation cannot fail the others.
+//! One writer task takes every operation queued while the previous transaction ran and applies
+//! them together: one lease charge per user and one spend update per key for the whole batch, and
+//! multi-row inserts for the ledger and the request log. Reservations on keys' spend limits (the
+//! only part of a hold that needs the database, and only for keys with a limit) commit on their
+//! own, first, since requests wait for them. If a batch fails as a whole, its operations are
+//! retried one at a time, so one bad operation cannot fail the others; when the writer is gone
+//! (shutdown), operations apply directly, one transaction each.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use sqlx::Acquire;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::lease::{ChargePlan, Leases};
 use super::{BillingError, Hold, HoldRequest};
 use crate::db::Db;
+use crate::db::leases;
 use crate::db::ledger::{self, Entry, Kind};
 use crate::db::request_logs::{self, RequestLog};
 
 /// The most operations one transaction takes.
 const MAX_BATCH: usize = 512;
+/// The most requests admitted and not yet settled. Settlements commit after the answer; when the
+/// writer falls behind a sustained load, new requests wait here instead of the queue (and memory)
+/// growing without bound.
+const MAX_UNSETTLED: usize = 2048;
 
-struct HoldOp {
-    user_id: i64,
+type Reply<T> = oneshot::Sender<Result<T, BillingError>>;
+
+/// Reserve `amount` on a key's spend limit.
+struct KeyHold {
     key_id: i64,
     amount: i64,
-    key_limited: bool,
-    reference: String,
-    reply: oneshot::Sender<Result<(), BillingError>>,
+    reply: Reply<bool>,
 }
 
-struct SettleOp {
+/// Charge a settled request and write its log row.
+struct Charge {
     hold: Hold,
-    cost: i64,
+    plan: ChargePlan,
     log: RequestLog,
-    reply: oneshot::Sender<Result<i64, BillingError>>,
+    reply: Reply<i64>,
+}
+
+/// Give the unpromised part of a lease back to the user's balance.
+struct GiveBack {
+    user_id: i64,
+    amount: i64,
+    reply: Reply<()>,
 }
 
 enum Op {
-    Hold(HoldOp),
-    Settle(Box<SettleOp>),
+    KeyHold(KeyHold),
+    Charge(Box<Charge>),
+    GiveBack(GiveBack),
 }
 
-/// The handle requests use; cheap to share.
+/// The handle requests use.
 #[derive(Debug)]
 pub struct Batcher {
     tx: mpsc::Sender<Op>,
+    db: Db,
+    leases: Leases,
+    unsettled: Semaphore,
 }
 
 impl Batcher {
     /// Starts the writer task; it drains its queue and ends when `stop` is cancelled.
-    pub fn start(db: Db, stop: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(db: Db, leases: Leases, stop: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let task = tokio::spawn(run(db, rx, stop));
-        (Self { tx }, task)
+        let task = tokio::spawn(run(db.clone(), leases.holder().to_string(), rx, stop));
+        (Self { tx, db, leases, unsettled: Semaphore::new(MAX_UNSETTLED) }, task)
     }
 
-    /// Like [`super::hold`], through the group commit.
-    pub async fn hold(&self, db: &Db, request: HoldRequest<'_>) -> Result<Hold, BillingError> {
-        let HoldRequest { user_id, key_id, amount, key_limited, reference } = request;
-        let amount = amount.max(0);
-        if amount == 0 {
-            return Ok(Hold { user_id, key_id, amount, key_limited });
-        }
-        let (reply, answer) = oneshot::channel();
-        let op = HoldOp { user_id, key_id, amount, key_limited, reference: reference.to_string(), reply };
-        if self.tx.send(Op::Hold(op)).await.is_err() {
-            return super::hold(db, request).await;
-        }
-        match answer.await {
-            Ok(result) => result.map(|()| Hold { user_id, key_id, amount, key_limited }),
-            // The writer went away mid-batch: its transaction rolled back, so do it directly.
-            Err(_) => super::hold(db, request).await,
-        }
+    pub fn leases(&self) -> &Leases {
+        &self.leases
     }
 
-    /// Like [`super::settle`], through the group commit.
-    pub async fn settle(&self, db: &Db, hold: Hold, cost: i64, log: &mut RequestLog) -> Result<i64, BillingError> {
-        let (reply, answer) = oneshot::channel();
-        let retry = Hold { ..hold };
-        let op = SettleOp { hold, cost, log: log.clone(), reply };
-        if let Err(mpsc::error::SendError(Op::Settle(op))) = self.tx.send(Op::Settle(Box::new(op))).await {
-            return super::settle(db, op.hold, cost, log).await;
+    /// Promises `amount` of the user's balance to a request (in memory, from a lease) and, when
+    /// the key has a spend limit, reserves it on the key (in the database).
+    pub async fn hold(&self, request: HoldRequest) -> Result<Hold, BillingError> {
+        let HoldRequest { user_id, key_id, amount, key_limited } = request;
+        let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited };
+        // Given back when the hold is settled (`settle` runs exactly once per hold) or refused.
+        self.unsettled.acquire().await.map_err(|_| BillingError::WriterGone)?.forget();
+        let admitted = self.admit(&hold).await;
+        if admitted.is_err() {
+            self.unsettled.add_permits(1);
         }
-        match answer.await {
-            Ok(Ok(charged)) => {
-                log.cost = charged;
-                Ok(charged)
+        admitted.map(|()| hold)
+    }
+
+    async fn admit(&self, hold: &Hold) -> Result<(), BillingError> {
+        if hold.amount == 0 {
+            return Ok(());
+        }
+        self.leases.admit(&self.db, hold.user_id, hold.amount).await?;
+        if hold.key_limited {
+            let (key_id, amount) = (hold.key_id, hold.amount);
+            let reserved = self.submit(|reply| Op::KeyHold(KeyHold { key_id, amount, reply })).await;
+            if !matches!(reserved, Ok(true)) {
+                self.leases.cancel(hold.user_id, hold.amount);
+                return Err(reserved.err().unwrap_or(BillingError::KeyLimitReached));
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => super::settle(db, retry, cost, log).await,
         }
+        Ok(())
+    }
+
+    /// Charges a hold at `cost` (what is left of the hold returns to the lease; a cost beyond it
+    /// takes at most what the user has) and writes the request log with the cost charged, which
+    /// is returned. Retried a few times on database errors; the log row records the outcome.
+    pub async fn settle(&self, hold: Hold, cost: i64, log: &mut RequestLog) -> Result<i64, BillingError> {
+        let settled = self.charge(hold, cost, log).await;
+        self.unsettled.add_permits(1);
+        settled
+    }
+
+    async fn charge(&self, hold: Hold, cost: i64, log: &mut RequestLog) -> Result<i64, BillingError> {
+        let cost = cost.max(0);
+        let plan = if hold.amount == 0 && cost == 0 {
+            ChargePlan { from_lease: 0, beyond: 0 }
+        } else {
+            self.leases.plan_charge(hold.user_id, hold.amount, cost)
+        };
+        let mut last = BillingError::WriterGone;
+        for attempt in 1..=5u32 {
+            let charge = |reply| Op::Charge(Box::new(Charge { hold: Hold { ..hold }, plan, log: log.clone(), reply }));
+            match self.submit(charge).await {
+                Ok(charged) => {
+                    log.cost = charged;
+                    return Ok(charged);
+                }
+                Err(e) => {
+                    tracing::error!(request_id = %log.request_id, attempt, error = %e, "settlement failed; retrying");
+                    last = e;
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Gives this process's unpromised reservation of the user's balance back, so an operator's
+    /// debit can take all of the balance.
+    pub async fn give_back_lease(&self, user_id: i64) -> Result<(), BillingError> {
+        let amount = self.leases.drain_user(user_id);
+        self.give_back(user_id, amount).await
+    }
+
+    /// Gives back the leases unused for `idle`.
+    pub async fn give_back_idle(&self, idle: Duration) {
+        for (user_id, amount) in self.leases.drain_idle(idle) {
+            if let Err(e) = self.give_back(user_id, amount).await {
+                tracing::warn!(user_id, error = %e, "could not give a lease back; it ends when it expires");
+            }
+        }
+    }
+
+    /// Gives back every lease (at shutdown, once no request is in flight).
+    pub async fn give_back_all(&self) {
+        self.give_back_idle(Duration::ZERO).await;
+        for (user_id, amount) in self.leases.drain_all() {
+            if let Err(e) = self.give_back(user_id, amount).await {
+                tracing::warn!(user_id, error = %e, "could not give a lease back; it ends when it expires");
+            }
+        }
+    }
+
+    async fn give_back(&self, user_id: i64, amount: i64) -> Result<(), BillingError> {
+        if amount == 0 {
+            return Ok(());
+        }
+        self.submit(|reply| Op::GiveBack(GiveBack { user_id, amount, reply })).await
+    }
+
+    /// Queues an operation for the writer and waits for its outcome; applies it directly when the
+    /// writer is gone (stopped, or lost mid-batch, which rolled its transaction back).
+    async fn submit<T>(&self, op: impl Fn(Reply<T>) -> Op) -> Result<T, BillingError> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(op(reply)).await.is_ok()
+            && let Ok(outcome) = answer.await
+        {
+            return outcome;
+        }
+        let (reply, answer) = oneshot::channel();
+        apply(&self.db, self.leases.holder(), vec![op(reply)]).await;
+        answer.await.unwrap_or(Err(BillingError::WriterGone))
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Op>, stop: CancellationToken) {
+async fn run(db: Db, holder: String, mut rx: mpsc::Receiver<Op>, stop: CancellationToken) {
     loop {
         let first = tokio::select! {
             op = rx.recv() => op,
@@ -109,7 +207,7 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Op>, stop: CancellationToken) {
                 Err(_) => break,
             }
         }
-        apply(&db, batch).await;
+        apply(&db, &holder, batch).await;
     }
     // Stopping: refuse new work (senders fall back to the direct path) and finish what is queued.
     rx.close();
@@ -118,65 +216,60 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Op>, stop: CancellationToken) {
         rest.push(op);
     }
     if !rest.is_empty() {
-        apply(&db, rest).await;
+        apply(&db, &holder, rest).await;
     }
 }
 
-async fn apply(db: &Db, batch: Vec<Op>) {
-    let mut holds = Vec::new();
-    let mut settles = Vec::new();
+async fn apply(db: &Db, holder: &str, batch: Vec<Op>) {
+    let mut key_holds = Vec::new();
+    let mut charges = Vec::new();
+    let mut give_backs = Vec::new();
     for op in batch {
         match op {
-            Op::Hold(h) => holds.push(h),
-            Op::Settle(s) => settles.push(*s),
+            Op::KeyHold(h) => key_holds.push(h),
+            Op::Charge(c) => charges.push(*c),
+            Op::GiveBack(g) => give_backs.push(g),
         }
     }
-    // Holds commit on their own, first: a request waits for its hold before calling upstream,
-    // while settlements (and their log rows) only delay the books.
-    if !holds.is_empty() {
-        apply_holds(db, holds).await;
-    }
-    if !settles.is_empty() {
-        apply_settles(db, settles).await;
-    }
-}
-
-async fn apply_holds(db: &Db, holds: Vec<HoldOp>) {
-    match apply_together(db, &holds, &mut []).await {
-        Ok((results, _)) => {
-            for (op, result) in holds.into_iter().zip(results) {
-                let _ = op.reply.send(result);
+    // Key reservations commit first, on their own: their requests wait for them, while charges
+    // (and their log rows) only delay the books.
+    if !key_holds.is_empty() {
+        match apply_key_holds(db, &key_holds).await {
+            Ok(results) => {
+                for (op, ok) in key_holds.into_iter().zip(results) {
+                    let _ = op.reply.send(Ok(ok));
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "group commit of holds failed; applying one at a time");
-            for op in holds {
-                let request = HoldRequest {
-                    user_id: op.user_id,
-                    key_id: op.key_id,
-                    amount: op.amount,
-                    key_limited: op.key_limited,
-                    reference: &op.reference,
-                };
-                let result = super::hold(db, request).await.map(|_| ());
-                let _ = op.reply.send(result);
+            Err(e) => {
+                tracing::warn!(error = %e, "group commit of key reservations failed; applying one at a time");
+                for op in key_holds {
+                    let result = apply_key_holds(db, std::slice::from_ref(&op)).await;
+                    let _ = op.reply.send(result.map(|r| r.first().copied().unwrap_or(false)).map_err(Into::into));
+                }
             }
         }
     }
-}
-
-async fn apply_settles(db: &Db, mut settles: Vec<SettleOp>) {
-    match apply_together(db, &[], &mut settles).await {
-        Ok((_, charged)) => {
-            for (op, charged) in settles.into_iter().zip(charged) {
+    if charges.is_empty() && give_backs.is_empty() {
+        return;
+    }
+    match apply_books(db, holder, &mut charges, &give_backs).await {
+        Ok(charged) => {
+            for (op, charged) in charges.into_iter().zip(charged) {
                 let _ = op.reply.send(Ok(charged));
             }
+            for op in give_backs {
+                let _ = op.reply.send(Ok(()));
+            }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "group commit of settlements failed; applying one at a time");
-            for mut op in settles {
-                let result = super::settle(db, op.hold, op.cost, &mut op.log).await;
-                let _ = op.reply.send(result);
+            tracing::warn!(error = %e, "group commit of charges failed; applying one at a time");
+            for mut op in charges {
+                let result = apply_books(db, holder, std::slice::from_mut(&mut op), &[]).await;
+                let _ = op.reply.send(result.map(|c| c.first().copied().unwrap_or(0)).map_err(Into::into));
+            }
+            for op in give_backs {
+                let result = apply_books(db, holder, &mut [], std::slice::from_ref(&op)).await;
+                let _ = op.reply.send(result.map(|_| ()).map_err(Into::into));
             }
         }
     }
@@ -191,108 +284,96 @@ fn group_by(indexes: impl Iterator<Item = usize>, key: impl Fn(usize) -> i64) ->
     groups
 }
 
-type Outcome = (Vec<Result<(), BillingError>>, Vec<i64>);
-
-async fn apply_together(db: &Db, holds: &[HoldOp], settles: &mut [SettleOp]) -> Result<Outcome, sqlx::Error> {
-    let mut tx = db.writer().begin().await?;
-    let mut entries: Vec<(i64, Kind, i64, i64, usize, bool)> = Vec::new(); // user, kind, amount, balance after, op index, is hold
-
-    // Holds. Keys first: a hold whose key is over its limit never touches the balance.
-    let mut results: Vec<Result<(), BillingError>> = holds.iter().map(|_| Ok(())).collect();
-    let limited = (0..holds.len()).filter(|&i| holds[i].key_limited);
-    for (key, idxs) in group_by(limited, |i| holds[i].key_id) {
+/// Reserves each hold on its key's limit (all of a key's at once when they fit together).
+async fn apply_key_holds(db: &Db, holds: &[KeyHold]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut conn = db.writer().acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut results = vec![true; holds.len()];
+    for (key, idxs) in group_by(0..holds.len(), |i| holds[i].key_id) {
         let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
         if !ledger::key_spend_within_limit(&mut tx, key, total).await? {
             for &i in &idxs {
-                if !ledger::key_spend_within_limit(&mut tx, key, holds[i].amount).await? {
-                    results[i] = Err(BillingError::KeyLimitReached);
-                }
+                results[i] = ledger::key_spend_within_limit(&mut tx, key, holds[i].amount).await?;
             }
         }
     }
-    let passed = (0..holds.len()).filter(|&i| results[i].is_ok());
-    for (user, idxs) in group_by(passed, |i| holds[i].user_id) {
-        let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
-        if let Some(balance) = ledger::debit_if_covered(&mut tx, user, total).await? {
-            let mut after = balance + total;
-            for &i in &idxs {
-                after -= holds[i].amount;
-                entries.push((user, Kind::Hold, -holds[i].amount, after, i, true));
-            }
-            continue;
-        }
-        for &i in &idxs {
-            match ledger::debit_if_covered(&mut tx, user, holds[i].amount).await? {
-                Some(after) => entries.push((user, Kind::Hold, -holds[i].amount, after, i, true)),
-                None => {
-                    results[i] = Err(BillingError::InsufficientBalance);
-                    if holds[i].key_limited {
-                        // Undo the key spend this hold took above.
-                        ledger::key_adjust_spent(&mut tx, holds[i].key_id, -holds[i].amount).await?;
-                    }
-                }
-            }
-        }
-    }
+    tx.commit().await?;
+    Ok(results)
+}
 
-    // Settlements: release or charge the difference between hold and cost, per user at once
-    // when every cost is within its hold (the usual case), else one at a time.
-    let mut charged: Vec<i64> = settles.iter().map(|s| s.cost.max(0)).collect();
-    for (user, idxs) in group_by(0..settles.len(), |i| settles[i].hold.user_id) {
-        let within = idxs.iter().all(|&i| charged[i] <= settles[i].hold.amount);
-        if within {
-            let release: i64 = idxs.iter().map(|&i| settles[i].hold.amount - charged[i]).sum();
-            if release > 0 {
-                let Some(balance) = ledger::credit(&mut tx, user, release).await? else { continue };
-                let mut after = balance - release;
+/// Charges settled requests (per user at once, from the lease; beyond it from the unreserved
+/// balance), moves their keys' spend, gives leases back, and writes the ledger and log rows, in
+/// one transaction. Returns what each request was charged.
+async fn apply_books(
+    db: &Db,
+    holder: &str,
+    charges: &mut [Charge],
+    give_backs: &[GiveBack],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut conn = db.writer().acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut entries: Vec<(i64, i64, i64, usize)> = Vec::new(); // user, amount, balance after, charge index
+    let mut charged = vec![0i64; charges.len()];
+    let mut beyond: Vec<i64> = charges.iter().map(|c| c.plan.beyond).collect();
+
+    let from_lease = (0..charges.len()).filter(|&i| charges[i].plan.from_lease > 0);
+    for (user, idxs) in group_by(from_lease, |i| charges[i].hold.user_id) {
+        let total: i64 = idxs.iter().map(|&i| charges[i].plan.from_lease).sum();
+        match leases::charge(&mut tx, user, holder, total).await? {
+            Some(balance) => {
+                let mut after = balance + total;
                 for &i in &idxs {
-                    let delta = settles[i].hold.amount - charged[i];
-                    if delta > 0 {
-                        after += delta;
-                        entries.push((user, Kind::Settle, delta, after, i, false));
-                    }
+                    after -= charges[i].plan.from_lease;
+                    charged[i] += charges[i].plan.from_lease;
+                    entries.push((user, -charges[i].plan.from_lease, after, i));
                 }
             }
-            continue;
-        }
-        for &i in &idxs {
-            let delta = settles[i].hold.amount - charged[i];
-            if delta > 0 {
-                if let Some(after) = ledger::credit(&mut tx, user, delta).await? {
-                    entries.push((user, Kind::Settle, delta, after, i, false));
+            None => {
+                // The lease ended under us (it expired and another process ended it): charge
+                // what the user has.
+                tracing::warn!(user, "lease gone at settlement; charging the unreserved balance");
+                for &i in &idxs {
+                    beyond[i] += charges[i].plan.from_lease;
                 }
-            } else if delta < 0 {
-                let (taken, after) = ledger::debit_up_to(&mut tx, user, -delta).await?;
-                if taken > 0 {
-                    entries.push((user, Kind::Settle, -taken, after, i, false));
-                }
-                charged[i] = settles[i].hold.amount + taken;
             }
         }
     }
-    for (key, idxs) in group_by(0..settles.len(), |i| settles[i].hold.key_id) {
-        let delta: i64 = idxs.iter().map(|&i| settles[i].hold.key_delta(charged[i])).sum();
+    for (i, &more) in beyond.iter().enumerate() {
+        if more > 0 {
+            let user = charges[i].hold.user_id;
+            let (taken, after) = ledger::debit_up_to(&mut tx, user, more).await?;
+            if taken > 0 {
+                charged[i] += taken;
+                entries.push((user, -taken, after, i));
+            }
+        }
+    }
+    for (key, idxs) in group_by(0..charges.len(), |i| charges[i].hold.key_id) {
+        let delta: i64 = idxs.iter().map(|&i| charges[i].hold.key_delta(charged[i])).sum();
         ledger::key_adjust_spent(&mut tx, key, delta).await?;
+    }
+    for g in give_backs {
+        leases::give_back(&mut tx, g.user_id, holder, g.amount).await?;
     }
 
     let rows: Vec<Entry<'_>> = entries
         .iter()
-        .map(|&(user_id, kind, amount, balance_after, i, is_hold)| Entry {
+        .map(|&(user_id, amount, balance_after, i)| Entry {
             user_id,
-            kind,
+            kind: Kind::Settle,
             amount,
             balance_after,
-            reference: Some(if is_hold { holds[i].reference.as_str() } else { settles[i].log.request_id.as_str() }),
+            reference: Some(charges[i].log.request_id.as_str()),
             note: None,
             idempotency_key: None,
         })
         .collect();
     ledger::insert_many(&mut tx, &rows).await?;
-    for (op, cost) in settles.iter_mut().zip(&charged) {
+    for (op, cost) in charges.iter_mut().zip(&charged) {
         op.log.cost = *cost;
     }
-    let logs: Vec<&RequestLog> = settles.iter().map(|s| &s.log).collect();
+    let logs: Vec<&RequestLog> = charges.iter().map(|c| &c.log).collect();
     request_logs::insert_many(&mut tx, &logs).await?;
     tx.commit().await?;
-    Ok((results, charged))
+    Ok(charged)
 }

@@ -2,18 +2,16 @@
 //! together with its ledger row, and every debit is a conditional UPDATE, so a balance never
 //! goes below zero and the ledger always sums to the balance.
 //!
-//! Gateway requests go through [`hold`] (reserve an estimate on the user's balance and the key's
-//! limit before calling upstream) and [`settle`] (charge the exact cost, release the rest, and
-//! write the request log). This small interface is the seam for a faster implementation later
-//! (batched settlement, balance leases) without touching the relay.
+//! Gateway requests go through the [`batch::Batcher`]: `hold` promises an estimate of the request's
+//! cost from the user's balance (through a [balance lease](lease), in memory) and reserves it on
+//! the key's spend limit when the key has one; `settle` charges the exact cost, from the lease,
+//! with its ledger row and the request log, in a group-committed transaction.
 
 pub mod batch;
-
-use sqlx::Acquire;
+pub mod lease;
 
 use crate::db::Db;
 use crate::db::ledger::{self, Entry, Kind};
-use crate::db::request_logs::{self, RequestLog};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
@@ -23,11 +21,13 @@ pub enum BillingError {
     KeyLimitReached,
     #[error("no such user")]
     NoSuchUser,
+    #[error("the billing writer stopped")]
+    WriterGone,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
 
-/// An amount reserved for one request; settle it exactly once.
+/// An amount promised to one request; settle it exactly once.
 #[derive(Debug)]
 #[must_use = "a hold must be settled"]
 pub struct Hold {
@@ -48,90 +48,12 @@ impl Hold {
 
 /// What to reserve, for whom.
 #[derive(Clone, Copy, Debug)]
-pub struct HoldRequest<'a> {
+pub struct HoldRequest {
     pub user_id: i64,
     pub key_id: i64,
     pub amount: i64,
     /// The key has a spend limit to check and reserve on.
     pub key_limited: bool,
-    /// The request id, for the ledger row.
-    pub reference: &'a str,
-}
-
-/// Reserves `amount` on the user's balance (and the key's spend limit, if it has one), with a
-/// ledger row.
-/// A zero amount reserves nothing and touches no table.
-pub async fn hold(db: &Db, request: HoldRequest<'_>) -> Result<Hold, BillingError> {
-    let HoldRequest { user_id, key_id, amount, key_limited, reference } = request;
-    let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited };
-    if hold.amount == 0 {
-        return Ok(hold);
-    }
-    // Key before user, the order the group commit locks them in, so the two never deadlock.
-    let mut tx = db.writer().begin().await?;
-    if key_limited && !ledger::key_spend_within_limit(&mut tx, key_id, hold.amount).await? {
-        tx.rollback().await?;
-        return Err(BillingError::KeyLimitReached);
-    }
-    let Some(balance) = ledger::debit_if_covered(&mut tx, user_id, hold.amount).await? else {
-        tx.rollback().await?;
-        return Err(BillingError::InsufficientBalance);
-    };
-    ledger::insert(
-        &mut tx,
-        &Entry {
-            user_id,
-            kind: Kind::Hold,
-            amount: -hold.amount,
-            balance_after: balance,
-            reference: Some(reference),
-            note: None,
-            idempotency_key: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(hold)
-}
-
-/// Settles a hold at `cost`: releases what was over-reserved, or charges the rest up to what the
-/// balance holds (never below zero), and writes the request log in the same transaction.
-/// `log.cost` is set to what was actually charged, which is returned.
-pub async fn settle(db: &Db, hold: Hold, cost: i64, log: &mut RequestLog) -> Result<i64, BillingError> {
-    let cost = cost.max(0);
-    let mut conn = db.writer().acquire().await?;
-    let mut tx = conn.begin().await?;
-    let delta = hold.amount - cost;
-    let charged = if delta > 0 {
-        let balance = ledger::credit(&mut tx, hold.user_id, delta).await?.ok_or(BillingError::NoSuchUser)?;
-        ledger::insert(&mut tx, &settle_entry(&hold, delta, balance, &log.request_id)).await?;
-        cost
-    } else if delta < 0 {
-        let (taken, balance) = ledger::debit_up_to(&mut tx, hold.user_id, -delta).await?;
-        if taken > 0 {
-            ledger::insert(&mut tx, &settle_entry(&hold, -taken, balance, &log.request_id)).await?;
-        }
-        hold.amount + taken
-    } else {
-        cost
-    };
-    ledger::key_adjust_spent(&mut tx, hold.key_id, hold.key_delta(charged)).await?;
-    log.cost = charged;
-    request_logs::insert(&mut tx, log).await?;
-    tx.commit().await?;
-    Ok(charged)
-}
-
-fn settle_entry<'a>(hold: &Hold, amount: i64, balance_after: i64, reference: &'a str) -> Entry<'a> {
-    Entry {
-        user_id: hold.user_id,
-        kind: Kind::Settle,
-        amount,
-        balance_after,
-        reference: Some(reference),
-        note: None,
-        idempotency_key: None,
-    }
 }
 
 /// An operator's credit (positive) or debit (negative) with a note. A debit larger than the

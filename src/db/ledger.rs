@@ -49,38 +49,14 @@ pub async fn insert(conn: &mut AnyConnection, e: &Entry<'_>) -> Result<(), sqlx:
     insert_many(conn, std::slice::from_ref(e)).await
 }
 
-/// Rows per INSERT statement. On Postgres, multi-row statements save round trips; a small fixed
-/// size keeps the few statement shapes prepared and cached. On SQLite (in-process, no round trip)
-/// one row per statement is fastest: it looks `$n` parameters up by name, at a cost that grows
-/// with the square of their count.
-pub fn rows_per_insert(conn: &AnyConnection) -> usize {
-    if conn.backend_name().eq_ignore_ascii_case("sqlite") { 8 } else { 16 }
-}
-
 /// Inserts many rows in few statements (group commit).
 pub async fn insert_many(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    for chunk in entries.chunks(rows_per_insert(conn)) {
-        let mut sql = String::from(
-            "INSERT INTO ledger (user_id, kind, amount, balance_after, reference, note, idempotency_key, created_at) VALUES ",
+    for (chunk, values) in crate::db::insert_chunks(conn, entries, 8) {
+        let sql = format!(
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, reference, note, idempotency_key, created_at) \
+             VALUES {values}"
         );
-        for i in 0..chunk.len() {
-            let b = i * 8;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
-        }
         let mut query = sqlx::query(&sql);
         for e in chunk {
             query = query
@@ -98,9 +74,10 @@ pub async fn insert_many(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Res
     Ok(())
 }
 
-/// Debits `amount` only if the balance covers it; the new balance, or `None` when it does not.
+/// Debits `amount` only if the unreserved balance (not leased to a gateway process, see
+/// [`super::leases`]) covers it; the new balance, or `None` when it does not.
 pub async fn debit_if_covered(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query("UPDATE users SET balance = balance - $1 WHERE id = $2 AND balance >= $1 RETURNING balance")
+    sqlx::query("UPDATE users SET balance = balance - $1 WHERE id = $2 AND balance - leased >= $1 RETURNING balance")
         .bind(amount)
         .bind(user_id)
         .fetch_optional(conn)
@@ -120,19 +97,20 @@ pub async fn credit(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Resu
         .transpose()
 }
 
-/// Debits as much of `amount` as the balance holds (never below zero): `(taken, new balance)`.
+/// Debits as much of `amount` as the unreserved balance holds (never below zero):
+/// `(taken, new balance)`.
 pub async fn debit_up_to(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Result<(i64, i64), sqlx::Error> {
     if let Some(balance) = debit_if_covered(conn, user_id, amount).await? {
         return Ok((amount, balance));
     }
     // Not covered: take what is there. Retried because a concurrent debit may move the balance.
     for _ in 0..5 {
-        let current: i64 = sqlx::query("SELECT balance FROM users WHERE id = $1")
+        let free: i64 = sqlx::query("SELECT balance - leased FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
-        let take = current.min(amount);
+        let take = free.clamp(0, amount);
         if let Some(balance) = debit_if_covered(conn, user_id, take).await? {
             return Ok((take, balance));
         }

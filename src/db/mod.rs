@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod channels;
+pub mod leases;
 pub mod ledger;
 pub mod migrate;
 pub mod prices;
@@ -132,4 +133,43 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str, columns: &str) -
         Some(name) => name == constraint,
         None => db.message().contains(columns),
     }
+}
+
+/// Multi-row INSERTs for group commit: splits `rows` into chunks and writes the `VALUES` list of
+/// each, `width` parameters a row.
+///
+/// Chunk sizes are powers of four up to 64 rows (16 on Postgres), so only a few statement shapes
+/// exist and stay in the prepared-statement cache. Placeholders are `$n` on Postgres and `?` on
+/// SQLite: SQLite looks a named parameter up in a list, so binding `$n` costs time growing with
+/// the square of the parameter count, while `?` binds by position.
+pub fn insert_chunks<'a, T>(conn: &sqlx::AnyConnection, rows: &'a [T], width: usize) -> Vec<(&'a [T], String)> {
+    let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let max = if sqlite { 64 } else { 16 };
+    let mut chunks = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let mut size = max;
+        while size > rest.len() {
+            size /= 4;
+        }
+        let (chunk, tail) = rest.split_at(size);
+        let mut values = String::with_capacity(size * width * 4);
+        for row in 0..size {
+            values.push_str(if row == 0 { "(" } else { ", (" });
+            for col in 0..width {
+                if col > 0 {
+                    values.push_str(", ");
+                }
+                if sqlite {
+                    values.push('?');
+                } else {
+                    values.push_str(&format!("${}", row * width + col + 1));
+                }
+            }
+            values.push(')');
+        }
+        chunks.push((chunk, values));
+        rest = tail;
+    }
+    chunks
 }

@@ -33,15 +33,8 @@ const WIDTH: usize = 21;
 
 /// Inserts many rows in few statements (group commit).
 pub async fn insert_many(conn: &mut AnyConnection, logs: &[&RequestLog]) -> Result<(), sqlx::Error> {
-    for chunk in logs.chunks(crate::db::ledger::rows_per_insert(conn)) {
-        let mut sql = format!("INSERT INTO request_logs ({COLUMNS}) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let placeholders: Vec<String> = (1..=WIDTH).map(|c| format!("${}", i * WIDTH + c)).collect();
-            sql.push_str(&format!("({})", placeholders.join(", ")));
-        }
+    for (chunk, values) in crate::db::insert_chunks(conn, logs, WIDTH) {
+        let sql = format!("INSERT INTO request_logs ({COLUMNS}) VALUES {values}");
         let mut query = sqlx::query(&sql);
         for log in chunk {
             query = query

@@ -110,16 +110,12 @@ async fn relay_inner(
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let hold = state
         .billing()
-        .hold(
-            state.db(),
-            HoldRequest {
-                user_id: grant.user_id,
-                key_id: grant.key_id,
-                amount: hold_amount,
-                key_limited: grant.spend_limited,
-                reference: &request_id,
-            },
-        )
+        .hold(HoldRequest {
+            user_id: grant.user_id,
+            key_id: grant.key_id,
+            amount: hold_amount,
+            key_limited: grant.spend_limited,
+        })
         .await
         .map_err(|e| match e {
             BillingError::InsufficientBalance => GatewayError::InsufficientQuota(

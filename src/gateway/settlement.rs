@@ -3,7 +3,7 @@
 //! disconnect mid-stream, a panic, a dropped future), `Drop` settles it in the background, on the
 //! app's task tracker so shutdown waits for it, at the cost of what was delivered so far.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::billing::Hold;
 use crate::db::request_logs::RequestLog;
@@ -82,22 +82,9 @@ impl Drop for Settlement {
 }
 
 async fn settle_with_retries(state: &AppState, hold: Hold, cost: i64, log: &mut RequestLog) {
-    settle_attempts(state, hold, cost, log).await;
-    state.settlement_closed();
-}
-
-async fn settle_attempts(state: &AppState, hold: Hold, cost: i64, log: &mut RequestLog) {
-    let mut hold = hold;
-    for attempt in 1..=5u32 {
-        let retry = Hold { ..hold };
-        match state.billing().settle(state.db(), hold, cost, log).await {
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(request_id = %log.request_id, attempt, error = %e, "settlement failed; retrying");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                hold = retry;
-            }
-        }
+    let (user, amount) = (hold.user_id, hold.amount);
+    if let Err(e) = state.billing().settle(hold, cost, log).await {
+        tracing::error!(request_id = %log.request_id, amount, user, error = %e, "settlement abandoned: not charged");
     }
-    tracing::error!(request_id = %log.request_id, amount = hold.amount, user = hold.user_id, "settlement abandoned: hold stays reserved");
+    state.settlement_closed();
 }

@@ -130,6 +130,9 @@ pub async fn get(state: &AppState, id: i64) -> Result<UserView, UserError> {
 /// Credits (positive) or debits (negative) a decimal amount with a note; returns the balance.
 pub async fn credit(state: &AppState, id: i64, amount: &str, note: Option<&str>) -> Result<String, UserError> {
     let amount = Money::parse(amount).map_err(|e| UserError::Invalid(format!("amount: {e}")))?;
+    if amount.nanos() < 0 {
+        state.billing().give_back_lease(id).await?;
+    }
     let balance = billing::adjust(state.db(), id, amount.nanos(), Kind::Adjustment, note, None).await?;
     Ok(Money(balance.unwrap_or_default()).to_string())
 }
@@ -138,6 +141,9 @@ pub async fn credit(state: &AppState, id: i64, amount: &str, note: Option<&str>)
 pub async fn set_balance(state: &AppState, id: i64, target: Money, note: &str) -> Result<(), UserError> {
     let current = crate::db::ledger::balance(state.db().pool(), id).await?.ok_or(UserError::NotFound)?;
     let delta = target.nanos() - current;
+    if delta < 0 {
+        state.billing().give_back_lease(id).await?;
+    }
     if delta != 0 {
         billing::adjust(state.db(), id, delta, Kind::Adjustment, Some(note), None).await?;
     }

@@ -41,10 +41,36 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     pub server: JoinHandle<std::io::Result<()>>,
     /// Holds the data dir (and the SQLite file) for as long as the app lives.
-    pub _data_dir: TempDir,
+    pub _data_dir: Option<TempDir>,
 }
 
 impl TestApp {
+    /// Runs a built app in the background.
+    pub fn serve(app: Application, data_dir: Option<TempDir>) -> TestApp {
+        let port = app.port();
+        let db = app.state().db().clone();
+        let state = app.state().clone();
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::new(),
+            db,
+            state,
+            shutdown,
+            server,
+            _data_dir: data_dir,
+        }
+    }
+
+    /// Stops the app the way a crash would: no graceful shutdown, nothing given back or drained.
+    pub async fn crash(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        self.shutdown.cancel();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -184,21 +210,7 @@ pub async fn spawn_app_with(
     let app = Application::build_with(config, |router| record_routes(customize(router)))
         .await
         .expect("the app failed to start");
-    let port = app.port();
-    let db = app.state().db().clone();
-    let state = app.state().clone();
-    let shutdown = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        client: reqwest::Client::new(),
-        db,
-        state,
-        shutdown,
-        server,
-        _data_dir: data_dir,
-    }
+    TestApp::serve(app, Some(data_dir))
 }
 
 /// `TEST_LOG=1` shows the app's logs while debugging a test.

@@ -29,6 +29,7 @@ mod gateway;
 mod gateway_billing;
 mod gateway_routing;
 mod health;
+mod leases;
 mod management_api;
 mod route_coverage;
 mod schema;

@@ -1,0 +1,283 @@
+//! The in-memory side of balance leases (the database side is [`crate::db::leases`]).
+//!
+//! To admit a request, the gateway must know its hold is covered. Rather than committing every
+//! hold before calling upstream, this process reserves a slice of the user's balance in the
+//! database (a lease: one conditional `UPDATE … WHERE balance - leased >= $n`, the same guarantee
+//! a hold had) and admits requests against it in memory. Money moves, with its ledger row, only
+//! when a request's cost is charged, from the lease. So:
+//! - a balance never goes below zero and the ledger always sums to it: leases move no money, and
+//!   a charge shrinks the lease and the balance together in one transaction;
+//! - no two processes can promise the same money: each spends only its own lease rows, and
+//!   everyone else's debits see `users.leased`;
+//! - a process that crashes or loses the database stops renewing its leases; it stops admitting
+//!   after half the lease's lifetime, and any process ends leases past their expiry, returning
+//!   the reservation. A restart of the same holder ends its old leases at once.
+//!
+//! Requests in flight at a crash are not charged (their holds lived in memory); what they could
+//! cost is bounded by the holds of the requests in flight.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sqlx::Acquire;
+
+use super::BillingError;
+use crate::db::Db;
+use crate::db::leases;
+use crate::domain::time::now_ms;
+
+/// How long a lease lasts without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+/// How often this process renews its leases (and ends other holders' expired ones).
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// A lease unused for this long goes back to the user's balance.
+pub const IDLE_RETURN: Duration = Duration::from_secs(10);
+/// A new lease covers at least this many holds like the one that asked for it, or a quarter of
+/// the unreserved balance if that is more (capped at the unreserved balance).
+const HOLDS_PER_LEASE: i64 = 64;
+
+#[derive(Debug)]
+pub struct Leases {
+    holder: String,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    users: HashMap<i64, UserLease>,
+    /// Leases may be used until then: half their lifetime after the last renewal, so they are
+    /// never used after another process could have ended them.
+    valid_until: Instant,
+}
+
+#[derive(Debug)]
+struct UserLease {
+    /// Reserved in the database for this process and not promised to any request.
+    available: i64,
+    /// Promised to requests in flight.
+    held: i64,
+    last_used: Instant,
+    /// One lease request per user at a time; the others wait and use what it brought.
+    taking: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl UserLease {
+    fn new(now: Instant) -> Self {
+        Self { available: 0, held: 0, last_used: now, taking: Arc::default() }
+    }
+}
+
+/// How a request's cost is charged: from this process's lease, and beyond it from the user's
+/// unreserved balance (as much as is there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChargePlan {
+    pub from_lease: i64,
+    pub beyond: i64,
+}
+
+impl Leases {
+    /// `holder` names this process in `balance_leases`; it must be unique among the processes
+    /// sharing the database and stable across restarts (see [`holder_name`]).
+    pub fn new(holder: String) -> Self {
+        let valid_until = Instant::now() + LEASE_TTL / 2;
+        Self { holder, inner: Mutex::new(Inner { users: HashMap::new(), valid_until }) }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The state is a few counters updated in place; a panic elsewhere cannot leave it torn.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Promises `amount` of the user's balance to a request: from the lease in memory, or from a
+    /// new lease when it runs short. `InsufficientBalance` when the unreserved balance cannot
+    /// cover it either.
+    pub async fn admit(&self, db: &Db, user_id: i64, amount: i64) -> Result<(), BillingError> {
+        let taking = {
+            let mut inner = self.lock();
+            if inner.try_admit(user_id, amount) {
+                return Ok(());
+            }
+            inner.users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now())).taking.clone()
+        };
+        let _turn = taking.lock().await;
+        if self.lock().try_admit(user_id, amount) {
+            return Ok(());
+        }
+        if Instant::now() >= self.lock().valid_until {
+            self.renew(db).await?;
+        }
+        let mut conn = db.writer().acquire().await?;
+        let mut tx = conn.begin().await?;
+        let size = |free: i64| amount.saturating_mul(HOLDS_PER_LEASE).max(free / 4);
+        let expires_at = now_ms() + millis(LEASE_TTL);
+        let taken = match leases::take(&mut tx, user_id, &self.holder, amount, size, expires_at).await {
+            Ok(Some(taken)) => taken,
+            Ok(None) => return Err(BillingError::InsufficientBalance),
+            Err(sqlx::Error::RowNotFound) => return Err(BillingError::NoSuchUser),
+            Err(e) => return Err(e.into()),
+        };
+        tx.commit().await?;
+        let mut inner = self.lock();
+        inner.users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now())).available += taken;
+        if inner.try_admit(user_id, amount) { Ok(()) } else { Err(BillingError::InsufficientBalance) }
+    }
+
+    /// Takes back a promise that will not be charged (the request was refused after all).
+    pub fn cancel(&self, user_id: i64, amount: i64) {
+        if let Some(lease) = self.lock().users.get_mut(&user_id) {
+            lease.held -= amount;
+            lease.available += amount;
+        }
+    }
+
+    /// Ends a promise of `held` at `cost`: what is not charged becomes available again; a cost
+    /// beyond the promise takes what the lease has left, then goes beyond it.
+    pub fn plan_charge(&self, user_id: i64, held: i64, cost: i64) -> ChargePlan {
+        let mut inner = self.lock();
+        let Some(lease) = inner.users.get_mut(&user_id) else {
+            return ChargePlan { from_lease: 0, beyond: cost };
+        };
+        lease.held -= held;
+        if cost <= held {
+            lease.available += held - cost;
+            return ChargePlan { from_lease: cost, beyond: 0 };
+        }
+        let more = (cost - held).min(lease.available);
+        lease.available -= more;
+        ChargePlan { from_lease: held + more, beyond: cost - held - more }
+    }
+
+    /// The unpromised part of every lease unused for `idle`, to give back: `(user, amount)`.
+    pub fn drain_idle(&self, idle: Duration) -> Vec<(i64, i64)> {
+        let now = Instant::now();
+        self.drain(|lease| lease.held == 0 && now.duration_since(lease.last_used) >= idle)
+    }
+
+    /// The unpromised part of the user's lease, to give back (before an operator's debit).
+    pub fn drain_user(&self, user_id: i64) -> i64 {
+        let mut inner = self.lock();
+        inner.users.get_mut(&user_id).map(|lease| std::mem::take(&mut lease.available)).unwrap_or(0)
+    }
+
+    /// The unpromised part of every lease (at shutdown).
+    pub fn drain_all(&self) -> Vec<(i64, i64)> {
+        self.drain(|_| true)
+    }
+
+    fn drain(&self, pick: impl Fn(&UserLease) -> bool) -> Vec<(i64, i64)> {
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        inner.users.retain(|&user_id, lease| {
+            if pick(lease) && lease.available > 0 {
+                out.push((user_id, std::mem::take(&mut lease.available)));
+            }
+            // Forget empty entries nobody is taking a lease for.
+            lease.available > 0 || lease.held != 0 || Arc::strong_count(&lease.taking) > 1
+        });
+        out
+    }
+
+    /// Extends this process's leases; on success they stay usable for half their lifetime.
+    pub async fn renew(&self, db: &Db) -> Result<(), sqlx::Error> {
+        let started = Instant::now();
+        leases::renew(db.writer(), &self.holder, now_ms() + millis(LEASE_TTL)).await?;
+        let mut inner = self.lock();
+        inner.valid_until = inner.valid_until.max(started + LEASE_TTL / 2);
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn try_admit(&mut self, user_id: i64, amount: i64) -> bool {
+        let now = Instant::now();
+        if now >= self.valid_until {
+            return false;
+        }
+        match self.users.get_mut(&user_id) {
+            Some(lease) if lease.available >= amount => {
+                lease.available -= amount;
+                lease.held += amount;
+                lease.last_used = now;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// This process's name as a lease holder: the host name and the port it serves on, so a restart
+/// on the same host and port recognises (and ends) the leases its previous run left.
+pub fn holder_name(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_lease(available: i64) -> Leases {
+        let leases = Leases::new("test".into());
+        leases.lock().users.insert(1, UserLease { available, ..UserLease::new(Instant::now()) });
+        leases
+    }
+
+    #[test]
+    fn admission_takes_from_the_lease_and_a_charge_returns_the_rest() {
+        let leases = with_lease(100);
+        assert!(leases.lock().try_admit(1, 60));
+        assert!(!leases.lock().try_admit(1, 60), "only 40 left");
+        assert_eq!(leases.plan_charge(1, 60, 25), ChargePlan { from_lease: 25, beyond: 0 });
+        assert_eq!(leases.lock().users[&1].available, 75);
+        assert_eq!(leases.lock().users[&1].held, 0);
+    }
+
+    #[test]
+    fn a_cost_beyond_the_hold_takes_the_lease_then_goes_beyond() {
+        let leases = with_lease(100);
+        assert!(leases.lock().try_admit(1, 60));
+        assert_eq!(leases.plan_charge(1, 60, 130), ChargePlan { from_lease: 100, beyond: 30 });
+        assert_eq!(leases.lock().users[&1].available, 0);
+    }
+
+    #[test]
+    fn cancel_makes_the_promise_available_again() {
+        let leases = with_lease(100);
+        assert!(leases.lock().try_admit(1, 60));
+        leases.cancel(1, 60);
+        let inner = leases.lock();
+        assert_eq!((inner.users[&1].available, inner.users[&1].held), (100, 0));
+    }
+
+    #[test]
+    fn draining_gives_back_only_what_is_not_promised_and_forgets_empty_leases() {
+        let leases = with_lease(100);
+        assert!(leases.lock().try_admit(1, 30));
+        assert_eq!(leases.drain_idle(Duration::ZERO), Vec::<(i64, i64)>::new(), "a request is in flight");
+        assert_eq!(leases.drain_all(), vec![(1, 70)]);
+        assert_eq!(leases.plan_charge(1, 30, 30), ChargePlan { from_lease: 30, beyond: 0 });
+        assert_eq!(leases.drain_idle(Duration::ZERO), Vec::<(i64, i64)>::new());
+        assert!(leases.lock().users.is_empty());
+    }
+
+    #[test]
+    fn an_expired_lease_admits_nothing() {
+        let leases = with_lease(100);
+        leases.lock().valid_until = Instant::now();
+        assert!(!leases.lock().try_admit(1, 1));
+    }
+}

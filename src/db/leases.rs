@@ -1,0 +1,145 @@
+//! Balance leases in the database. A lease reserves part of a user's balance for one gateway
+//! process (the *holder*): `balance_leases` has a row per user and holder, and `users.leased` is
+//! their sum, kept in the users row so the conditional debits of everybody else
+//! (`balance - leased >= amount`) see it under the row lock on both engines. Leases move no money:
+//! the balance changes, with its ledger row, only when a request's cost is charged.
+//!
+//! The holder row is the authority for what a process may still charge: a charge or return first
+//! decrements it (`… AND amount >= $n`), and only then `users.leased`, so a lease that expired and
+//! was swept by another process can never be spent twice.
+
+use sqlx::{AnyConnection, Executor, Row};
+
+/// Reserves up to `want` (at least `need`) of the user's unreserved balance for `holder`, until
+/// `expires_at` (Unix ms). The amount reserved, `Ok(None)` when the unreserved balance is below
+/// `need`, or `Err(RowNotFound)` for an unknown user.
+pub async fn take(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    holder: &str,
+    need: i64,
+    size: impl Fn(i64) -> i64,
+    expires_at: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    for _ in 0..5 {
+        let free: i64 = sqlx::query("SELECT balance - leased FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if free < need {
+            return Ok(None);
+        }
+        let amount = size(free).clamp(need, free);
+        let reserved = sqlx::query("UPDATE users SET leased = leased + $1 WHERE id = $2 AND balance - leased >= $1")
+            .bind(amount)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+        if reserved.rows_affected() == 0 {
+            // A concurrent debit moved the balance (Postgres): look again.
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO balance_leases (user_id, holder, amount, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, holder) DO UPDATE \
+             SET amount = balance_leases.amount + excluded.amount, expires_at = excluded.expires_at",
+        )
+        .bind(user_id)
+        .bind(holder)
+        .bind(amount)
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Some(amount));
+    }
+    Ok(None)
+}
+
+/// Takes `amount` off the holder's lease row; false when the row does not hold that much (it
+/// expired and was swept).
+async fn shrink(conn: &mut AnyConnection, user_id: i64, holder: &str, amount: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE balance_leases SET amount = amount - $1 WHERE user_id = $2 AND holder = $3 AND amount >= $1",
+    )
+    .bind(amount)
+    .bind(user_id)
+    .bind(holder)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Charges `amount` from the holder's lease: the balance and the reservation shrink together.
+/// The new balance, or `None` when the lease no longer holds `amount`.
+pub async fn charge(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    holder: &str,
+    amount: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    if !shrink(conn, user_id, holder, amount).await? {
+        return Ok(None);
+    }
+    let balance =
+        sqlx::query("UPDATE users SET balance = balance - $1, leased = leased - $1 WHERE id = $2 RETURNING balance")
+            .bind(amount)
+            .bind(user_id)
+            .fetch_one(conn)
+            .await?
+            .try_get(0)?;
+    Ok(Some(balance))
+}
+
+/// Gives `amount` of the holder's lease back to the user's unreserved balance.
+pub async fn give_back(conn: &mut AnyConnection, user_id: i64, holder: &str, amount: i64) -> Result<(), sqlx::Error> {
+    if shrink(conn, user_id, holder, amount).await? {
+        sqlx::query("UPDATE users SET leased = leased - $1 WHERE id = $2")
+            .bind(amount)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM balance_leases WHERE user_id = $1 AND holder = $2 AND amount = 0")
+            .bind(user_id)
+            .bind(holder)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Extends every lease of `holder` to `expires_at`; the number of rows.
+pub async fn renew<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    holder: &str,
+    expires_at: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("UPDATE balance_leases SET expires_at = $1 WHERE holder = $2")
+        .bind(expires_at)
+        .bind(holder)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Ends the leases that expired before `now` (their holder crashed or lost the database), or all
+/// of `holder`'s when given (a restart of that holder): their reservations return to the users.
+/// The number of leases ended.
+pub async fn end_stale(conn: &mut AnyConnection, now: i64, holder: Option<&str>) -> Result<usize, sqlx::Error> {
+    let rows = sqlx::query(
+        "DELETE FROM balance_leases WHERE expires_at < $1 OR holder = $2 RETURNING user_id, CAST(amount AS BIGINT)",
+    )
+    .bind(now)
+    .bind(holder.unwrap_or(""))
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &rows {
+        let (user_id, amount): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        sqlx::query("UPDATE users SET leased = CASE WHEN leased < $1 THEN 0 ELSE leased - $1 END WHERE id = $2")
+            .bind(amount)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(rows.len())
+}
