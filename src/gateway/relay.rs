@@ -26,9 +26,9 @@ use crate::billing::{BillingError, HoldRequest};
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
-use crate::providers::multipart;
 use crate::providers::openai::{self, RequestPeek};
 use crate::providers::vendors::StreamUsage;
+use crate::providers::{Protocol, StreamConverter, anthropic, multipart};
 use crate::services;
 use crate::state::AppState;
 
@@ -222,8 +222,18 @@ fn multipart_peek<'a>(body: &'a [u8], boundary: &str) -> RequestPeek<'a> {
 }
 
 enum Answer {
-    Whole { status: StatusCode, content_type: Option<HeaderValue>, body: Bytes, usage: Option<Usage> },
-    Stream { content_type: Option<HeaderValue>, first: Bytes, rest: BoxStream<'static, reqwest::Result<Bytes>> },
+    Whole {
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+        usage: Option<Usage>,
+    },
+    Stream {
+        content_type: Option<HeaderValue>,
+        first: Bytes,
+        rest: BoxStream<'static, reqwest::Result<Bytes>>,
+        converter: Option<StreamConverter>,
+    },
 }
 
 enum Attempt {
@@ -235,7 +245,9 @@ enum Attempt {
 }
 
 async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
-    let config = &state.config().gateway;
+    if channel.kind.protocol == Protocol::Anthropic {
+        return attempt_anthropic(state, channel, request).await;
+    }
     let upstream_model = channel.upstream_model(request.model);
     let mapped = (upstream_model != request.model).then_some(upstream_model);
     let inject_usage = request.stream
@@ -261,39 +273,19 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
         request.body.clone()
     };
     let url = format!("{}{}", channel.base_url, request.endpoint.path_after_version());
-    let sent = state
+    let builder = state
         .gateway()
         .http
         .post(url)
         .bearer_auth(channel.key())
         .header(header::CONTENT_TYPE, request.content_type.clone())
-        .body(payload)
-        .send();
-    let response = match tokio::time::timeout(config.first_byte_timeout, sent).await {
-        Err(_) => return Attempt::Retry(GatewayError::UpstreamTimeout),
-        Ok(Err(e)) if e.is_timeout() => return Attempt::Retry(GatewayError::UpstreamTimeout),
-        Ok(Err(e)) => {
-            tracing::warn!(channel = channel.id, error = %e, "upstream request failed");
-            return Attempt::Retry(GatewayError::UpstreamUnavailable);
+        .body(payload);
+    let (status, content_type, body) = match send(state, channel, builder, request.stream).await {
+        Received::Whole { status, content_type, body } => (status, content_type, body),
+        Received::Stream { content_type, first, rest } => {
+            return Attempt::Answered(Answer::Stream { content_type, first, rest, converter: None });
         }
-        Ok(Ok(response)) => response,
-    };
-    let status = response.status();
-    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    if !status.is_success() {
-        let body = read_limited(response, MAX_UPSTREAM_ERROR_BODY, config.first_byte_timeout).await.unwrap_or_default();
-        return classify_failure(state, channel, status, &body);
-    }
-    if request.stream {
-        let mut rest = response.bytes_stream().boxed();
-        return match tokio::time::timeout(config.first_byte_timeout, rest.next()).await {
-            Err(_) => Attempt::Retry(GatewayError::UpstreamTimeout),
-            Ok(None | Some(Err(_))) => Attempt::Retry(GatewayError::UpstreamUnavailable),
-            Ok(Some(Ok(first))) => Attempt::Answered(Answer::Stream { content_type, first, rest }),
-        };
-    }
-    let Some(body) = read_limited(response, MAX_UPSTREAM_BODY, config.first_byte_timeout).await else {
-        return Attempt::Retry(GatewayError::UpstreamUnavailable);
+        Received::Failed(attempt) => return attempt,
     };
     if !request.endpoint.answers_json() {
         // Audio, or text in whatever `response_format` asked for: usage only if it is JSON with some.
@@ -309,12 +301,102 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
     }
 }
 
+/// A chat completion through an Anthropic channel: converted there and back.
+async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    if request.endpoint != Endpoint::ChatCompletions {
+        return Attempt::Fail(GatewayError::BadRequest {
+            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
+            param: Some("model"),
+        });
+    }
+    let upstream_model = channel.upstream_model(request.model);
+    let default_max_tokens = state.config().gateway.default_max_tokens;
+    let converted = anthropic::from_chat(request.body, upstream_model, default_max_tokens)
+        .and_then(|r| serde_json::to_vec(&r).map_err(|e| e.to_string()));
+    let payload = match converted {
+        Ok(payload) => payload,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
+    };
+    let builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, anthropic::MESSAGES_PATH))
+        .header("x-api-key", channel.key())
+        .header("anthropic-version", anthropic::VERSION)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    let created = now_ms() / 1000;
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { first, rest, .. } => Attempt::Answered(Answer::Stream {
+            content_type: None,
+            first,
+            rest,
+            converter: Some(StreamConverter::AnthropicToChat(anthropic::ChatStream::new(request.model, created))),
+        }),
+        Received::Whole { status, body, .. } => match anthropic::to_chat(&body, request.model, created) {
+            Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                status,
+                content_type: Some(HeaderValue::from_static("application/json")),
+                body,
+                usage: Some(usage),
+            }),
+            Err(e) => {
+                tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
+                Attempt::Retry(GatewayError::UpstreamUnavailable)
+            }
+        },
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// What one upstream call brought: a whole 2xx body, a 2xx stream with its first chunk, or a
+/// failure already classified.
+enum Received {
+    Whole { status: StatusCode, content_type: Option<HeaderValue>, body: Bytes },
+    Stream { content_type: Option<HeaderValue>, first: Bytes, rest: BoxStream<'static, reqwest::Result<Bytes>> },
+    Failed(Attempt),
+}
+
+/// Sends a prepared upstream request under the first-byte timeout; for streams, waits for the
+/// first chunk, so an upstream that fails before it can still be failed over.
+async fn send(state: &AppState, channel: &Channel, builder: reqwest::RequestBuilder, stream: bool) -> Received {
+    let config = &state.config().gateway;
+    let response = match tokio::time::timeout(config.first_byte_timeout, builder.send()).await {
+        Err(_) => return Received::Failed(Attempt::Retry(GatewayError::UpstreamTimeout)),
+        Ok(Err(e)) if e.is_timeout() => return Received::Failed(Attempt::Retry(GatewayError::UpstreamTimeout)),
+        Ok(Err(e)) => {
+            tracing::warn!(channel = channel.id, error = %e, "upstream request failed");
+            return Received::Failed(Attempt::Retry(GatewayError::UpstreamUnavailable));
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    if !status.is_success() {
+        let body = read_limited(response, MAX_UPSTREAM_ERROR_BODY, config.first_byte_timeout).await.unwrap_or_default();
+        return Received::Failed(classify_failure(state, channel, status, &body));
+    }
+    if stream {
+        let mut rest = response.bytes_stream().boxed();
+        return match tokio::time::timeout(config.first_byte_timeout, rest.next()).await {
+            Err(_) => Received::Failed(Attempt::Retry(GatewayError::UpstreamTimeout)),
+            Ok(None | Some(Err(_))) => Received::Failed(Attempt::Retry(GatewayError::UpstreamUnavailable)),
+            Ok(Some(Ok(first))) => Received::Stream { content_type, first, rest },
+        };
+    }
+    match read_limited(response, MAX_UPSTREAM_BODY, config.first_byte_timeout).await {
+        Some(body) => Received::Whole { status, content_type, body },
+        None => Received::Failed(Attempt::Retry(GatewayError::UpstreamUnavailable)),
+    }
+}
+
 /// Decides what an upstream error means: the channel's fault (disable it, try another), a
 /// passing condition (try another), or the request's fault (tell the client).
 fn classify_failure(state: &AppState, channel: &Channel, status: StatusCode, body: &[u8]) -> Attempt {
     let text = String::from_utf8_lossy(body);
     let quota_exhausted = text.contains("insufficient_quota")
         || text.contains("billing_hard_limit")
+        || text.contains("credit balance is too low")
         || status == StatusCode::PAYMENT_REQUIRED;
     match status.as_u16() {
         401 | 403 => {
@@ -325,7 +407,7 @@ fn classify_failure(state: &AppState, channel: &Channel, status: StatusCode, bod
             );
             Attempt::Retry(GatewayError::UpstreamUnavailable)
         }
-        402 | 429 if quota_exhausted => {
+        400 | 402 | 429 if quota_exhausted => {
             services::channels::auto_disable_in_background(
                 state,
                 channel.id,
@@ -401,7 +483,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
             }
             response
         }
-        Answer::Stream { content_type, first, rest } => {
+        Answer::Stream { content_type, first, rest, converter } => {
             settlement.usage = Usage { prompt_tokens: request.prompt_estimate, ..Usage::default() };
             let strip_usage = !request.peek.wants_stream_usage();
             let relay = StreamRelay::new(
@@ -410,6 +492,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                 strip_usage,
                 state.config().gateway.idle_timeout,
                 request.prompt_estimate,
+                converter,
             );
             let body = Body::from_stream(stream::relay_events(relay, first));
             let mut response = Response::new(body);

@@ -16,7 +16,7 @@ use super::relay::estimate_tokens;
 use super::settlement::Settlement;
 use super::sse::{EventSplitter, data_payload};
 use crate::domain::pricing::Usage;
-use crate::providers::openai;
+use crate::providers::{StreamConverter, openai};
 
 pub struct StreamRelay {
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
@@ -29,6 +29,8 @@ pub struct StreamRelay {
     text_bytes: usize,
     upstream_usage: bool,
     failure_class: Option<&'static str>,
+    /// Set when the upstream speaks another protocol than the client.
+    converter: Option<StreamConverter>,
 }
 
 impl StreamRelay {
@@ -38,6 +40,7 @@ impl StreamRelay {
         strip_usage_only: bool,
         idle: Duration,
         prompt_estimate: i64,
+        converter: Option<StreamConverter>,
     ) -> Self {
         Self {
             upstream,
@@ -50,6 +53,7 @@ impl StreamRelay {
             text_bytes: 0,
             upstream_usage: false,
             failure_class: None,
+            converter,
         }
     }
 
@@ -57,6 +61,23 @@ impl StreamRelay {
         let mut events = Vec::new();
         self.splitter.push(chunk, &mut events);
         for event in events {
+            self.take(event);
+        }
+    }
+
+    /// Queues one upstream event for the client (converted first, when the protocols differ).
+    fn take(&mut self, event: Bytes) {
+        let Some(converter) = self.converter.as_mut() else {
+            if self.keep(&event) {
+                self.pending.push_back(event);
+            }
+            return;
+        };
+        let mut converted = Vec::new();
+        if let Some(data) = data_payload(&event) {
+            converter.convert(data, &mut converted);
+        }
+        for event in converted {
             if self.keep(&event) {
                 self.pending.push_back(event);
             }
@@ -92,10 +113,8 @@ impl StreamRelay {
     /// The upstream is done (or failed): flush what is left and queue the error event, if any.
     /// Settlement follows once the client has been sent everything.
     fn end(&mut self, failure: Option<GatewayError>) {
-        if let Some(tail) = self.splitter.finish()
-            && self.keep(&tail)
-        {
-            self.pending.push_back(tail);
+        if let Some(tail) = self.splitter.finish() {
+            self.take(tail);
         }
         self.failure_class = failure.as_ref().map(|f| match f {
             GatewayError::UpstreamTimeout => "stream_idle_timeout",

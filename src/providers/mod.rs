@@ -3,6 +3,8 @@
 //! Conversion providers (Anthropic, Gemini, Azure, Bedrock) plug in as new [`Protocol`] variants
 //! with their own modules; the relay dispatches on the protocol and learns no provider details.
 
+pub mod anthropic;
+pub mod chat;
 pub mod multipart;
 pub mod openai;
 pub mod vendors;
@@ -14,6 +16,8 @@ use vendors::VendorPreset;
 pub enum Protocol {
     /// OpenAI's API, spoken natively: requests pass through untouched where possible.
     OpenAi,
+    /// Anthropic's Messages API: chat completions are converted both ways.
+    Anthropic,
 }
 
 /// A channel type resolved to its protocol and preset.
@@ -29,7 +33,7 @@ impl ChannelType {
     pub fn parse(name: &str) -> Option<Self> {
         vendors::PRESETS.iter().find(|p| p.name == name).map(|preset| Self {
             name: preset.name,
-            protocol: Protocol::OpenAi,
+            protocol: preset.protocol,
             preset,
         })
     }
@@ -37,5 +41,20 @@ impl ChannelType {
     /// Every accepted `type` string.
     pub fn names() -> impl Iterator<Item = &'static str> {
         vendors::PRESETS.iter().map(|p| p.name)
+    }
+}
+
+/// Converts an upstream's stream events into the client's protocol, one event at a time.
+pub enum StreamConverter {
+    /// Anthropic Messages events → OpenAI chat completion chunks.
+    AnthropicToChat(anthropic::ChatStream),
+}
+
+impl StreamConverter {
+    /// Converts one upstream event's `data:` payload; client events are appended to `out`.
+    pub fn convert(&mut self, data: &[u8], out: &mut Vec<bytes::Bytes>) {
+        match self {
+            Self::AnthropicToChat(stream) => stream.convert(data, out),
+        }
     }
 }

@@ -102,6 +102,10 @@ pub struct WireUsage {
 pub struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<i64>,
+    /// Not OpenAI's: reported by the gateway's own conversions from providers that bill cache
+    /// writes (Anthropic), so streamed usage keeps them.
+    #[serde(default)]
+    pub cache_write_tokens: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,7 +120,7 @@ impl WireUsage {
             prompt_tokens: self.prompt_tokens.unwrap_or(0),
             completion_tokens: self.completion_tokens.unwrap_or(0),
             cached_tokens: self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0),
-            cache_write_tokens: 0,
+            cache_write_tokens: self.prompt_tokens_details.as_ref().and_then(|d| d.cache_write_tokens).unwrap_or(0),
             reasoning_tokens: self.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens).unwrap_or(0),
             requests: 0,
         }

@@ -26,6 +26,8 @@ pub struct VendorPreset {
     pub default_base_url: Option<&'static str>,
     pub auth: Auth,
     pub stream_usage: StreamUsage,
+    /// The protocol spoken: OpenAI's for the vendors, another for the adapters' channel types.
+    pub protocol: Protocol,
 }
 
 const fn preset(
@@ -34,9 +36,10 @@ const fn preset(
     base: Option<&'static str>,
     stream_usage: StreamUsage,
 ) -> VendorPreset {
-    VendorPreset { name, label, default_base_url: base, auth: Auth::Bearer, stream_usage }
+    VendorPreset { name, label, default_base_url: base, auth: Auth::Bearer, stream_usage, protocol: Protocol::OpenAi }
 }
 
+use super::Protocol;
 use StreamUsage::{Always, OnRequest};
 
 pub static PRESETS: &[VendorPreset] = &[
@@ -59,6 +62,15 @@ pub static PRESETS: &[VendorPreset] = &[
     preset("siliconflow", "SiliconFlow", Some("https://api.siliconflow.cn/v1"), OnRequest),
     preset("ollama", "Ollama", Some("http://127.0.0.1:11434/v1"), OnRequest),
     preset("vllm", "vLLM", Some("http://127.0.0.1:8000/v1"), OnRequest),
+    // Protocol adapters (src/providers/<protocol>.rs). Their base URLs have no version segment.
+    VendorPreset {
+        name: "anthropic",
+        label: "Anthropic (Claude)",
+        default_base_url: Some("https://api.anthropic.com"),
+        auth: Auth::Bearer,
+        stream_usage: Always,
+        protocol: Protocol::Anthropic,
+    },
 ];
 
 #[cfg(test)]

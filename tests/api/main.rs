@@ -19,10 +19,12 @@ macro_rules! db_tests {
     )*};
 }
 
+mod fake_anthropic;
 mod fake_openai;
 mod helpers;
 
 mod admin;
+mod anthropic;
 mod cli;
 mod console;
 mod gateway;

@@ -20,18 +20,9 @@ async fn openai_python_sdk(backend: Backend) {
     let (user, key) = app.user_with_key("10.00").await;
     let (_, empty) = app.user_with_key("0").await;
 
-    let out = tokio::process::Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py"))
-        .env("BURNCLOUD_BASE_URL", app.url("/v1"))
-        .env("BURNCLOUD_KEY", &key)
-        .env("BURNCLOUD_EMPTY_KEY", &empty)
-        .env("BURNCLOUD_MODEL", "gpt-4o-mini")
-        .output()
-        .await
-        .expect("cannot run the SDK script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the OpenAI SDK checks failed:\n{stdout}\n{stderr}");
+    let key_env =
+        [("BURNCLOUD_KEY", key.as_str()), ("BURNCLOUD_EMPTY_KEY", &empty), ("BURNCLOUD_MODEL", "gpt-4o-mini")];
+    let stdout = run_sdk_script(&python, "openai_sdk.py", &app.url("/v1"), &key_env).await;
     assert!(stdout.contains("9 checks passed"), "{stdout}");
     println!("{}", stdout.trim());
 
@@ -39,4 +30,52 @@ async fn openai_python_sdk(backend: Backend) {
     app.wait_for_logs(6).await;
     assert_eq!(app.balance(user).await, 10_000_000_000 - 4 * COST_12_5 - 2 * 30_000);
     app.assert_ledger_consistent().await;
+}
+
+db_tests!(openai_python_sdk_to_claude);
+
+/// The OpenAI SDK's own parsing (and its stream accumulator) on completions converted from
+/// Anthropic's Messages API.
+async fn openai_python_sdk_to_claude(backend: Backend) {
+    use crate::fake_anthropic::{FakeAnthropic, KEY, Reply};
+    let python = std::env::var("BURNCLOUD_SDK_PYTHON").expect("BURNCLOUD_SDK_PYTHON: run scripts/test.sh");
+    let app = spawn_app(backend).await;
+    let text = FakeAnthropic::start(Reply::Text).await;
+    let tools = FakeAnthropic::start(Reply::ToolUse).await;
+    for (name, fake) in [("claude-text", &text), ("claude-tools", &tools)] {
+        app.add_channel(
+            json!({ "name": name, "type": "anthropic", "base_url": fake.base_url(), "key": KEY, "models": [name] }),
+        )
+        .await;
+        app.set_price(name, json!({ "input": "1.00", "output": "2.00" })).await;
+    }
+    let (user, key) = app.user_with_key("10.00").await;
+    let env = [
+        ("BURNCLOUD_KEY", key.as_str()),
+        ("BURNCLOUD_MODEL", "claude-text"),
+        ("BURNCLOUD_TOOLS_MODEL", "claude-tools"),
+    ];
+    let stdout = run_sdk_script(&python, "openai_sdk_claude.py", &app.url("/v1"), &env).await;
+    assert!(stdout.contains("3 checks passed"), "{stdout}");
+
+    // Billed from Anthropic's usage: 2095 + 503 tokens, 25 + 15, and 472 + 89.
+    app.wait_for_logs(3).await;
+    let cost = |input: i64, output: i64| input * 1000 + output * 2000;
+    assert_eq!(app.balance(user).await, 10_000_000_000 - cost(2095, 503) - cost(25, 15) - cost(472, 89));
+    app.assert_ledger_consistent().await;
+}
+
+/// Runs a script of tests/sdk/ with the venv's interpreter; its stdout, once it succeeded.
+async fn run_sdk_script(python: &str, script: &str, base_url: &str, env: &[(&str, &str)]) -> String {
+    let out = tokio::process::Command::new(python)
+        .arg(format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR")))
+        .env("BURNCLOUD_BASE_URL", base_url)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("cannot run the SDK script");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the OpenAI SDK checks ({script}) failed:\n{stdout}\n{stderr}");
+    stdout
 }

@@ -1,0 +1,550 @@
+//! Anthropic's Messages API as an upstream for OpenAI chat completions: the request conversion,
+//! the response conversion, and the incremental stream conversion (each Anthropic event becomes
+//! OpenAI chunks as it arrives). Pure functions over typed shapes; the relay does the I/O.
+//!
+//! Wire reference: <https://docs.anthropic.com/en/api/messages> and
+//! <https://docs.anthropic.com/en/api/messages-streaming>.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
+use crate::domain::pricing::Usage;
+
+/// The API version the adapter speaks.
+pub const VERSION: &str = "2023-06-01";
+/// The path appended to the channel's base URL (`https://api.anthropic.com`).
+pub const MESSAGES_PATH: &str = "/v1/messages";
+
+#[derive(Debug, Serialize)]
+pub struct MessagesRequest {
+    pub model: String,
+    pub max_tokens: i64,
+    pub messages: Vec<Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop_sequences: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolDef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub content: Vec<Block>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block {
+    Text {
+        text: String,
+    },
+    Image {
+        source: ImageSource,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: String,
+        content: String,
+    },
+    Thinking {
+        thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ImageSource {
+    Base64 { media_type: String, data: String },
+    Url { url: String },
+}
+
+#[derive(Debug, Serialize)]
+pub struct ToolDef {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub input_schema: Value,
+}
+
+/// Token usage as Anthropic reports it: `input_tokens` excludes the cached prompt.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub struct WireUsage {
+    #[serde(default)]
+    pub input_tokens: Option<i64>,
+    #[serde(default)]
+    pub output_tokens: Option<i64>,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<i64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<i64>,
+}
+
+impl WireUsage {
+    /// Later reports (`message_delta`) update only the figures they carry.
+    fn merge(&mut self, later: WireUsage) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+        self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+        self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
+    }
+
+    pub fn normalise(&self) -> Usage {
+        let read = self.cache_read_input_tokens.unwrap_or(0);
+        let write = self.cache_creation_input_tokens.unwrap_or(0);
+        Usage {
+            prompt_tokens: self.input_tokens.unwrap_or(0) + read + write,
+            completion_tokens: self.output_tokens.unwrap_or(0),
+            cached_tokens: read,
+            cache_write_tokens: write,
+            ..Usage::default()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesResponse {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub content: Vec<Block>,
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    #[serde(default)]
+    pub usage: WireUsage,
+}
+
+/// Converts an OpenAI chat request to a Messages request for `model`. `Err` is a message for a
+/// 400 (something the upstream cannot express).
+pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<MessagesRequest, String> {
+    let request: ChatRequest = serde_json::from_slice(body).map_err(|e| format!("Invalid chat request: {e}"))?;
+    if request.n.is_some_and(|n| n > 1) {
+        return Err("This model's provider returns one choice per request: `n` must be 1.".into());
+    }
+    let mut max_tokens = request.max_output().unwrap_or(default_max_tokens).max(1);
+    let mut system: Vec<String> = Vec::new();
+    let mut messages: Vec<Message> = Vec::new();
+    for message in request.messages {
+        let ChatMessage { role, content, tool_calls, tool_call_id } = message;
+        let (role, blocks) = match role.as_str() {
+            "system" | "developer" => {
+                system.push(content.map(content_text).unwrap_or_default());
+                continue;
+            }
+            "user" => ("user", content.map(content_blocks).transpose()?.unwrap_or_default()),
+            "assistant" => {
+                let mut blocks = content.map(content_blocks).transpose()?.unwrap_or_default();
+                for call in tool_calls.unwrap_or_default() {
+                    let input = if call.function.arguments.trim().is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(&call.function.arguments)
+                            .map_err(|_| format!("The arguments of tool call {} are not valid JSON.", call.id))?
+                    };
+                    blocks.push(Block::ToolUse { id: call.id, name: call.function.name, input });
+                }
+                ("assistant", blocks)
+            }
+            "tool" => {
+                let tool_use_id = tool_call_id.ok_or("A tool message needs a tool_call_id.")?;
+                (
+                    "user",
+                    vec![Block::ToolResult { tool_use_id, content: content.map(content_text).unwrap_or_default() }],
+                )
+            }
+            other => return Err(format!("Unsupported message role {other:?}.")),
+        };
+        let blocks: Vec<Block> =
+            blocks.into_iter().filter(|b| !matches!(b, Block::Text { text } if text.is_empty())).collect();
+        if blocks.is_empty() {
+            continue;
+        }
+        // The Messages API wants user and assistant turns to alternate: merge neighbours.
+        match messages.last_mut() {
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => messages.push(Message { role: role.to_string(), content: blocks }),
+        }
+    }
+    if messages.is_empty() {
+        return Err("The request has no user or assistant message.".into());
+    }
+    let tools: Vec<ToolDef> = request
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| ToolDef {
+            name: t.function.name,
+            description: t.function.description,
+            input_schema: t.function.parameters.unwrap_or_else(|| json!({ "type": "object", "properties": {} })),
+        })
+        .collect();
+    let mut tool_choice = match request.tool_choice {
+        None => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Some(json!({ "type": "auto" })),
+            "none" => Some(json!({ "type": "none" })),
+            "required" => Some(json!({ "type": "any" })),
+            _ => return Err(format!("Unsupported tool_choice {s:?}.")),
+        },
+        Some(Value::Object(o)) => {
+            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str);
+            Some(json!({ "type": "tool", "name": name.ok_or("tool_choice.function.name is required.")? }))
+        }
+        Some(_) => return Err("Unsupported tool_choice.".into()),
+    };
+    if request.parallel_tool_calls == Some(false) && !tools.is_empty() {
+        let choice = tool_choice.get_or_insert_with(|| json!({ "type": "auto" }));
+        choice["disable_parallel_tool_use"] = json!(true);
+    }
+
+    let thinking = match request.reasoning_effort.as_deref() {
+        None | Some("none" | "minimal") => None,
+        Some(effort) => {
+            let budget = match effort {
+                "low" => 1024,
+                "medium" => 4096,
+                _ => 16384,
+            };
+            // The budget counts within max_tokens and must leave room for the answer.
+            max_tokens = max_tokens.max(budget + 1024);
+            Some(json!({ "type": "enabled", "budget_tokens": budget }))
+        }
+    };
+    Ok(MessagesRequest {
+        model: model.to_string(),
+        max_tokens,
+        messages,
+        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        stop_sequences: request.stop.map(chat::Stop::into_vec).unwrap_or_default(),
+        // Anthropic refuses temperature and top_p together with thinking.
+        temperature: request.temperature.filter(|_| thinking.is_none()),
+        top_p: request.top_p.filter(|_| thinking.is_none()),
+        tools,
+        tool_choice,
+        thinking,
+        metadata: request.user.map(|user| json!({ "user_id": user })),
+        stream: request.stream.unwrap_or(false),
+    })
+}
+
+fn content_text(content: Content) -> String {
+    match content {
+        Content::Text(text) => text,
+        Content::Parts(parts) => parts
+            .into_iter()
+            .filter_map(|p| match p {
+                Part::Text { text } => Some(text),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+fn content_blocks(content: Content) -> Result<Vec<Block>, String> {
+    match content {
+        Content::Text(text) => Ok(vec![Block::Text { text }]),
+        Content::Parts(parts) => parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Text { text } => Ok(Block::Text { text }),
+                Part::ImageUrl { image_url } => Ok(Block::Image {
+                    source: match chat::parse_data_url(&image_url.url) {
+                        Some((media_type, data)) => {
+                            ImageSource::Base64 { media_type: media_type.to_string(), data: data.to_string() }
+                        }
+                        None => ImageSource::Url { url: image_url.url },
+                    },
+                }),
+                Part::Other => Err("This model's provider accepts text and image parts only.".to_string()),
+            })
+            .collect(),
+    }
+}
+
+/// OpenAI's finish reason for an Anthropic stop reason.
+pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// Converts a Messages response to an OpenAI chat completion for `model` (the name the client
+/// asked for), with its usage.
+pub fn to_chat(body: &[u8], model: &str, created: i64) -> Result<(Bytes, Usage), serde_json::Error> {
+    let response: MessagesResponse = serde_json::from_slice(body)?;
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut tool_calls = Vec::new();
+    for block in response.content {
+        match block {
+            Block::Text { text: t } => text.push_str(&t),
+            Block::Thinking { thinking, .. } => reasoning.push_str(&thinking),
+            Block::ToolUse { id, name, input } => tool_calls.push(json!({
+                "id": id, "type": "function", "function": { "name": name, "arguments": input.to_string() }
+            })),
+            _ => {}
+        }
+    }
+    let usage = response.usage.normalise();
+    let mut message =
+        json!({ "role": "assistant", "content": (!text.is_empty() || tool_calls.is_empty()).then_some(text) });
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = Value::String(reasoning);
+    }
+    let completion = json!({
+        "id": format!("chatcmpl-{}", response.id),
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(response.stop_reason.as_deref()),
+        }],
+        "usage": chat::usage_json(&usage),
+    });
+    Ok((Bytes::from(completion.to_string()), usage))
+}
+
+/// Turns Anthropic stream events into OpenAI chat completion chunks, one event at a time.
+pub struct ChatStream {
+    model: String,
+    created: i64,
+    id: String,
+    usage: WireUsage,
+    /// For each content block index, its tool call index (tool_use blocks only).
+    tool_index: Vec<Option<usize>>,
+    tools: usize,
+    finish: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    message: Option<StartMessage>,
+    #[serde(default)]
+    content_block: Option<Block>,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct StartMessage {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+impl ChatStream {
+    pub fn new(model: &str, created: i64) -> Self {
+        Self {
+            model: model.to_string(),
+            created,
+            id: String::new(),
+            usage: WireUsage::default(),
+            tool_index: Vec::new(),
+            tools: 0,
+            finish: None,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Bytes {
+        let chunk = json!({
+            "id": format!("chatcmpl-{}", self.id),
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason }],
+        });
+        Bytes::from(format!("data: {chunk}\n\n"))
+    }
+
+    /// Converts one upstream event (its `data:` payload) into client events, appended to `out`.
+    pub fn convert(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
+        let Ok(event) = serde_json::from_slice::<Event>(data) else { return };
+        match event.kind.as_str() {
+            "message_start" => {
+                if let Some(message) = event.message {
+                    self.id = message.id;
+                    if let Some(usage) = message.usage {
+                        self.usage.merge(usage);
+                    }
+                }
+                out.push(self.chunk(json!({ "role": "assistant", "content": "" }), None));
+            }
+            "content_block_start" => {
+                let index = event.index.unwrap_or(self.tool_index.len());
+                if self.tool_index.len() <= index {
+                    self.tool_index.resize(index + 1, None);
+                }
+                if let Some(Block::ToolUse { id, name, .. }) = event.content_block {
+                    let tool = self.tools;
+                    self.tools += 1;
+                    self.tool_index[index] = Some(tool);
+                    let call = json!({ "index": tool, "id": id, "type": "function",
+                                       "function": { "name": name, "arguments": "" } });
+                    out.push(self.chunk(json!({ "tool_calls": [call] }), None));
+                }
+            }
+            "content_block_delta" => {
+                let Some(delta) = event.delta else { return };
+                match delta.kind.as_deref() {
+                    Some("text_delta") => {
+                        out.push(self.chunk(json!({ "content": delta.text.unwrap_or_default() }), None));
+                    }
+                    Some("thinking_delta") => {
+                        out.push(self.chunk(json!({ "reasoning_content": delta.thinking.unwrap_or_default() }), None));
+                    }
+                    Some("input_json_delta") => {
+                        let tool = event.index.and_then(|i| self.tool_index.get(i).copied().flatten());
+                        if let Some(tool) = tool {
+                            let call = json!({ "index": tool, "function": { "arguments": delta.partial_json.unwrap_or_default() } });
+                            out.push(self.chunk(json!({ "tool_calls": [call] }), None));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(usage) = event.usage {
+                    self.usage.merge(usage);
+                }
+                if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
+                    self.finish = Some(finish_reason(Some(&reason)));
+                }
+            }
+            "message_stop" => {
+                out.push(self.chunk(json!({}), Some(self.finish.unwrap_or("stop"))));
+                let usage = json!({
+                    "id": format!("chatcmpl-{}", self.id),
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": chat::usage_json(&self.usage.normalise()),
+                });
+                out.push(Bytes::from(format!("data: {usage}\n\n")));
+                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            }
+            "error" => {
+                let error = event.error.unwrap_or(Value::Null);
+                let message = error.get("message").and_then(Value::as_str).unwrap_or("The upstream stream failed.");
+                let body = json!({ "error": { "message": message, "type": "upstream_error",
+                                              "param": null, "code": "upstream_error" } });
+                out.push(Bytes::from(format!("data: {body}\n\n")));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_tools_and_tool_results_convert_and_turns_alternate() {
+        let body = json!({
+            "model": "claude", "max_tokens": 100, "stop": "END", "parallel_tool_calls": false,
+            "messages": [
+                { "role": "system", "content": "Be brief." },
+                { "role": "user", "content": [{ "type": "text", "text": "weather?" },
+                    { "type": "image_url", "image_url": { "url": "data:image/png;base64,AAAA" } }] },
+                { "role": "assistant", "content": null, "tool_calls": [
+                    { "id": "t1", "type": "function", "function": { "name": "w", "arguments": "{\"c\":\"Paris\"}" } },
+                    { "id": "t2", "type": "function", "function": { "name": "w", "arguments": "{\"c\":\"Rome\"}" } }] },
+                { "role": "tool", "tool_call_id": "t1", "content": "sunny" },
+                { "role": "tool", "tool_call_id": "t2", "content": "rain" },
+            ],
+            "tools": [{ "type": "function", "function": { "name": "w", "parameters": { "type": "object" } } }],
+            "tool_choice": "required",
+        });
+        let request = from_chat(body.to_string().as_bytes(), "claude-x", 4096).unwrap();
+        assert_eq!(request.system.as_deref(), Some("Be brief."));
+        assert_eq!(request.stop_sequences, ["END"]);
+        assert_eq!(request.tool_choice, Some(json!({ "type": "any", "disable_parallel_tool_use": true })));
+        let roles: Vec<&str> = request.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "user"]);
+        assert_eq!(request.messages[2].content.len(), 2, "both tool results in one user turn");
+        assert!(matches!(&request.messages[0].content[1], Block::Image { source: ImageSource::Base64 { .. } }));
+    }
+
+    #[test]
+    fn refusals_are_messages_not_panics() {
+        for body in [
+            json!({ "model": "m", "messages": [] }),
+            json!({ "model": "m", "n": 2, "messages": [{ "role": "user", "content": "x" }] }),
+            json!({ "model": "m", "messages": [{ "role": "tool", "content": "x" }] }),
+            json!({ "model": "m", "messages": [{ "role": "user", "content": "x" }], "tool_choice": 3 }),
+        ] {
+            assert!(from_chat(body.to_string().as_bytes(), "m", 10).is_err(), "{body}");
+        }
+        assert!(from_chat(b"not json", "m", 10).is_err());
+    }
+
+    #[test]
+    fn usage_counts_the_cached_prompt_in_the_prompt() {
+        let usage = WireUsage {
+            input_tokens: Some(10),
+            output_tokens: Some(5),
+            cache_creation_input_tokens: Some(100),
+            cache_read_input_tokens: Some(1000),
+        };
+        let n = usage.normalise();
+        assert_eq!((n.prompt_tokens, n.cached_tokens, n.cache_write_tokens, n.completion_tokens), (1110, 1000, 100, 5));
+    }
+}
