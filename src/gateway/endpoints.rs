@@ -15,6 +15,8 @@ pub enum Endpoint {
     AudioTranscriptions,
     AudioTranslations,
     Responses,
+    /// Anthropic's Messages API, in front of any channel.
+    Messages,
 }
 
 impl Endpoint {
@@ -31,6 +33,7 @@ impl Endpoint {
             Self::AudioTranscriptions => "/v1/audio/transcriptions",
             Self::AudioTranslations => "/v1/audio/translations",
             Self::Responses => "/v1/responses",
+            Self::Messages => "/v1/messages",
         }
     }
 
@@ -51,7 +54,7 @@ impl Endpoint {
     }
 
     pub fn streams(self) -> bool {
-        matches!(self, Self::ChatCompletions | Self::Completions | Self::Responses)
+        matches!(self, Self::ChatCompletions | Self::Completions | Self::Responses | Self::Messages)
     }
 
     /// Endpoints whose streams report usage only when asked (`stream_options.include_usage`).
@@ -63,7 +66,7 @@ impl Endpoint {
     pub fn estimate(self, peek: &RequestPeek<'_>, prompt_tokens: i64, default_max_tokens: i64) -> Usage {
         let base = Usage { prompt_tokens, ..Usage::default() };
         match self {
-            Self::ChatCompletions | Self::Completions | Self::Responses => {
+            Self::ChatCompletions | Self::Completions | Self::Responses | Self::Messages => {
                 let n = peek.n.unwrap_or(1).clamp(1, 128);
                 Usage { completion_tokens: peek.max_output().unwrap_or(default_max_tokens).saturating_mul(n), ..base }
             }

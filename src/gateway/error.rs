@@ -153,6 +153,35 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// The error in Anthropic's shape (`/v1/messages`): `{"type":"error","error":{"type","message"}}`.
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        let (message, ..) = self.parts();
+        let kind = match self.status().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            503 | 529 => "overloaded_error",
+            _ => "api_error",
+        };
+        json!({ "type": "error", "error": { "type": kind, "message": message } })
+    }
+
+    /// The response for an Anthropic client.
+    pub fn into_anthropic_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.anthropic_body())).into_response();
+        if let Self::RateLimited { retry_after_secs } = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();

@@ -16,10 +16,11 @@ pub mod stream;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use self::auth::{ApiKeyAuth, KeyCache, RateLimiter};
 use self::endpoints::Endpoint;
+use self::error::GatewayError;
 use self::routing::Routing;
 use crate::config::GatewayConfig;
 use crate::routes::Routes;
@@ -65,6 +66,8 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/v1/audio/transcriptions", audio_transcriptions)
         .post("/v1/audio/translations", audio_translations)
         .post("/v1/responses", responses)
+        .post("/v1/messages", messages)
+        .post("/v1/messages/count_tokens", count_tokens)
         .get("/v1/models", models::list)
         .get("/v1/models/{*id}", models::retrieve)
 }
@@ -75,6 +78,32 @@ macro_rules! relay_handler {
             relay::relay(state, auth, $endpoint, headers, body).await
         }
     )*};
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API; errors in Anthropic's shape.
+async fn messages(
+    State(state): State<AppState>,
+    auth: Result<ApiKeyAuth, GatewayError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match auth {
+        Ok(auth) => relay::relay(state, auth, Endpoint::Messages, headers, body).await,
+        Err(error) => error.into_anthropic_response(),
+    }
+}
+
+/// `POST /v1/messages/count_tokens`: the prompt's tokens, counted locally (an estimate).
+async fn count_tokens(auth: Result<ApiKeyAuth, GatewayError>, body: axum::body::Bytes) -> Response {
+    if let Err(error) = auth {
+        return error.into_anthropic_response();
+    }
+    if !serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.get("messages").is_some()) {
+        let error = GatewayError::BadRequest { message: "messages: Field required".into(), param: None };
+        return error.into_anthropic_response();
+    }
+    let tokens = relay::estimate_tokens(crate::providers::openai::event_text_len(&body)).max(1);
+    axum::Json(serde_json::json!({ "input_tokens": tokens })).into_response()
 }
 
 relay_handler! {

@@ -28,7 +28,7 @@ use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::{self, RequestPeek};
 use crate::providers::vendors::StreamUsage;
-use crate::providers::{Protocol, StreamConverter, anthropic, multipart};
+use crate::providers::{Protocol, StreamConverter, anthropic, messages, multipart};
 use crate::services;
 use crate::state::AppState;
 
@@ -40,6 +40,7 @@ const MAX_UPSTREAM_ERROR_BODY: usize = 64 * 1024;
 pub async fn relay(state: AppState, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
     match relay_inner(&state, auth, endpoint, &headers, body).await {
         Ok(response) => response,
+        Err(error) if endpoint == Endpoint::Messages => error.into_anthropic_response(),
         Err(error) => error.into_response(),
     }
 }
@@ -156,6 +157,7 @@ async fn relay_inner(
         prompt_estimate,
         boundary: form.as_deref(),
         content_type,
+        headers,
     };
 
     let strategy = table.strategy(&grant.group, &model);
@@ -208,6 +210,8 @@ struct Request<'a> {
     /// The multipart boundary, for form bodies.
     boundary: Option<&'a str>,
     content_type: HeaderValue,
+    /// The client's headers (Anthropic's version and beta headers pass through).
+    headers: &'a HeaderMap,
 }
 
 /// The fields of a multipart request the gateway needs (the model, `n`, `stream`).
@@ -245,8 +249,13 @@ enum Attempt {
 }
 
 async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
-    if channel.kind.protocol == Protocol::Anthropic {
-        return attempt_anthropic(state, channel, request).await;
+    match (request.endpoint, channel.kind.protocol) {
+        (Endpoint::Messages, Protocol::Anthropic) => {
+            return attempt_messages_passthrough(state, channel, request).await;
+        }
+        (Endpoint::Messages, Protocol::OpenAi) => return attempt_messages_via_chat(state, channel, request).await,
+        (_, Protocol::Anthropic) => return attempt_anthropic(state, channel, request).await,
+        (_, Protocol::OpenAi) => {}
     }
     let upstream_model = channel.upstream_model(request.model);
     let mapped = (upstream_model != request.model).then_some(upstream_model);
@@ -331,7 +340,11 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
             content_type: None,
             first,
             rest,
-            converter: Some(StreamConverter::AnthropicToChat(anthropic::ChatStream::new(request.model, created))),
+            converter: Some(StreamConverter::AnthropicToChat(anthropic::ChatStream::new(
+                request.model,
+                created,
+                request.peek.wants_stream_usage(),
+            ))),
         }),
         Received::Whole { status, body, .. } => match anthropic::to_chat(&body, request.model, created) {
             Ok((body, usage)) => Attempt::Answered(Answer::Whole {
@@ -342,6 +355,91 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
             }),
             Err(e) => {
                 tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
+                Attempt::Retry(GatewayError::UpstreamUnavailable)
+            }
+        },
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// A Messages request to an Anthropic channel: passed through (the model mapped, if the channel
+/// maps it), its usage read from the answer or the stream.
+async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let upstream_model = channel.upstream_model(request.model);
+    let payload = if upstream_model == request.model {
+        request.body.clone()
+    } else {
+        match openai::rewrite_request(request.body, Some(upstream_model), false) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Attempt::Fail(GatewayError::BadRequest {
+                    message: format!("Invalid JSON body ({e})."),
+                    param: None,
+                });
+            }
+        }
+    };
+    let version = request.headers.get("anthropic-version").cloned();
+    let mut builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, anthropic::MESSAGES_PATH))
+        .header("x-api-key", channel.key())
+        .header("anthropic-version", version.unwrap_or(HeaderValue::from_static(anthropic::VERSION)))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    if let Some(beta) = request.headers.get("anthropic-beta") {
+        builder = builder.header("anthropic-beta", beta.clone());
+    }
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { content_type, first, rest } => Attempt::Answered(Answer::Stream {
+            content_type,
+            first,
+            rest,
+            converter: Some(StreamConverter::AnthropicPassthrough(anthropic::StreamUsage::default())),
+        }),
+        Received::Whole { status, content_type, body } => match anthropic::response_usage(&body) {
+            Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage: Some(usage) }),
+            Err(_) => {
+                tracing::warn!(channel = channel.id, "upstream answered 2xx with a body that is not JSON");
+                Attempt::Retry(GatewayError::UpstreamUnavailable)
+            }
+        },
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// A Messages request to an OpenAI-protocol channel: converted to a chat completion and back.
+async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let upstream_model = channel.upstream_model(request.model);
+    let include_usage = channel.kind.preset.stream_usage == StreamUsage::OnRequest;
+    let payload = match messages::to_chat(request.body, upstream_model, include_usage) {
+        Ok(payload) => payload,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
+    };
+    let builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, Endpoint::ChatCompletions.path_after_version()))
+        .bearer_auth(channel.key())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { first, rest, .. } => Attempt::Answered(Answer::Stream {
+            content_type: None,
+            first,
+            rest,
+            converter: Some(StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model))),
+        }),
+        Received::Whole { status, body, .. } => match messages::from_chat(&body, request.model) {
+            Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                status,
+                content_type: Some(HeaderValue::from_static("application/json")),
+                body,
+                usage,
+            }),
+            Err(_) => {
+                tracing::warn!(channel = channel.id, "upstream answered 2xx with a body that is not JSON");
                 Attempt::Retry(GatewayError::UpstreamUnavailable)
             }
         },
@@ -494,6 +592,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                 request.prompt_estimate,
                 converter,
             );
+            let relay = if request.endpoint == Endpoint::Messages { relay.for_anthropic_client() } else { relay };
             let body = Body::from_stream(stream::relay_events(relay, first));
             let mut response = Response::new(body);
             let headers = response.headers_mut();

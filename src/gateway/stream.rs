@@ -29,8 +29,10 @@ pub struct StreamRelay {
     text_bytes: usize,
     upstream_usage: bool,
     failure_class: Option<&'static str>,
-    /// Set when the upstream speaks another protocol than the client.
+    /// Set when the upstream speaks another protocol than the client (or only its usage is read).
     converter: Option<StreamConverter>,
+    /// The client speaks Anthropic's protocol: a failure ends the stream with `event: error`.
+    anthropic_client: bool,
 }
 
 impl StreamRelay {
@@ -54,7 +56,14 @@ impl StreamRelay {
             upstream_usage: false,
             failure_class: None,
             converter,
+            anthropic_client: false,
         }
+    }
+
+    /// Failures mid-stream are reported in Anthropic's shape.
+    pub fn for_anthropic_client(mut self) -> Self {
+        self.anthropic_client = true;
+        self
     }
 
     fn absorb(&mut self, chunk: Bytes) {
@@ -74,14 +83,23 @@ impl StreamRelay {
             return;
         };
         let mut converted = Vec::new();
-        if let Some(data) = data_payload(&event) {
-            converter.convert(data, &mut converted);
-        }
-        for event in converted {
-            if self.keep(&event) {
-                self.pending.push_back(event);
-            }
-        }
+        let data = data_payload(&event).map(<[u8]>::to_vec);
+        converter.convert(event, data.as_deref(), &mut converted);
+        self.pending.extend(converted);
+        self.note_converted_usage();
+    }
+
+    /// With a converter, usage comes from the converter: the upstream's figures when it reported
+    /// them, else an estimate from the text generated so far.
+    fn note_converted_usage(&mut self) {
+        let (Some(converter), Some(settlement)) = (self.converter.as_ref(), self.settlement.as_mut()) else {
+            return;
+        };
+        settlement.usage = converter.usage().unwrap_or(Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: estimate_tokens(converter.text_bytes()),
+            ..Usage::default()
+        });
     }
 
     /// Records what the event says about usage; false when the event is to be dropped.
@@ -116,12 +134,23 @@ impl StreamRelay {
         if let Some(tail) = self.splitter.finish() {
             self.take(tail);
         }
+        if failure.is_none()
+            && let Some(converter) = self.converter.as_mut()
+        {
+            let mut closing = Vec::new();
+            converter.finish(&mut closing);
+            self.pending.extend(closing);
+        }
         self.failure_class = failure.as_ref().map(|f| match f {
             GatewayError::UpstreamTimeout => "stream_idle_timeout",
             _ => "stream_interrupted",
         });
         if let Some(error) = failure {
-            let event = format!("data: {}\n\n", error.body());
+            let event = if self.anthropic_client {
+                format!("event: error\ndata: {}\n\n", error.anthropic_body())
+            } else {
+                format!("data: {}\n\n", error.body())
+            };
             self.pending.push_back(Bytes::from(event));
         }
     }

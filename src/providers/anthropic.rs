@@ -64,7 +64,8 @@ pub enum Block {
     },
     ToolResult {
         tool_use_id: String,
-        content: String,
+        #[serde(default)]
+        content: ToolResultContent,
     },
     Thinking {
         thinking: String,
@@ -73,6 +74,37 @@ pub enum Block {
     },
     #[serde(other)]
     Other,
+}
+
+/// A tool result's content: a string, or blocks (text and images).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ToolResultContent {
+    Text(String),
+    Blocks(Vec<Block>),
+}
+
+impl Default for ToolResultContent {
+    fn default() -> Self {
+        Self::Text(String::new())
+    }
+}
+
+impl ToolResultContent {
+    /// The text of the result (text blocks joined).
+    pub fn text(&self) -> String {
+        match self {
+            Self::Text(text) => text.clone(),
+            Self::Blocks(blocks) => blocks
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -137,6 +169,16 @@ pub struct MessagesResponse {
     pub usage: WireUsage,
 }
 
+/// The usage in a (non-stream) Messages response.
+pub fn response_usage(body: &[u8]) -> Result<Usage, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Holder {
+        #[serde(default)]
+        usage: WireUsage,
+    }
+    Ok(serde_json::from_slice::<Holder>(body)?.usage.normalise())
+}
+
 /// Converts an OpenAI chat request to a Messages request for `model`. `Err` is a message for a
 /// 400 (something the upstream cannot express).
 pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<MessagesRequest, String> {
@@ -170,10 +212,8 @@ pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<Me
             }
             "tool" => {
                 let tool_use_id = tool_call_id.ok_or("A tool message needs a tool_call_id.")?;
-                (
-                    "user",
-                    vec![Block::ToolResult { tool_use_id, content: content.map(content_text).unwrap_or_default() }],
-                )
+                let content = ToolResultContent::Text(content.map(content_text).unwrap_or_default());
+                ("user", vec![Block::ToolResult { tool_use_id, content }])
             }
             other => return Err(format!("Unsupported message role {other:?}.")),
         };
@@ -337,12 +377,57 @@ pub fn to_chat(body: &[u8], model: &str, created: i64) -> Result<(Bytes, Usage),
     Ok((Bytes::from(completion.to_string()), usage))
 }
 
+/// Follows an Anthropic stream for billing: the usage it reports (`message_start`, then
+/// `message_delta`) and the bytes of text generated, for an estimate when it reports none.
+#[derive(Default)]
+pub struct StreamUsage {
+    usage: WireUsage,
+    reported: bool,
+    text_bytes: usize,
+}
+
+impl StreamUsage {
+    /// Records what one event's `data:` payload says; a passthrough stream needs nothing else.
+    pub fn observe(&mut self, data: &[u8]) {
+        if let Ok(event) = serde_json::from_slice::<Event>(data) {
+            self.observe_event(&event);
+        }
+    }
+
+    fn observe_event(&mut self, event: &Event) {
+        let reported = match event.kind.as_str() {
+            "message_start" => event.message.as_ref().and_then(|m| m.usage),
+            "message_delta" => event.usage,
+            _ => None,
+        };
+        if let Some(usage) = reported {
+            self.usage.merge(usage);
+            self.reported = true;
+        }
+        if let Some(delta) = &event.delta {
+            let text = [&delta.text, &delta.partial_json, &delta.thinking];
+            self.text_bytes += text.iter().filter_map(|t| t.as_ref()).map(String::len).sum::<usize>();
+        }
+    }
+
+    /// The usage reported so far, if any.
+    pub fn usage(&self) -> Option<Usage> {
+        self.reported.then(|| self.usage.normalise())
+    }
+
+    pub fn text_bytes(&self) -> usize {
+        self.text_bytes
+    }
+}
+
 /// Turns Anthropic stream events into OpenAI chat completion chunks, one event at a time.
 pub struct ChatStream {
     model: String,
     created: i64,
     id: String,
-    usage: WireUsage,
+    pub usage: StreamUsage,
+    /// Send the usage-only chunk (the client asked with `stream_options.include_usage`).
+    include_usage: bool,
     /// For each content block index, its tool call index (tool_use blocks only).
     tool_index: Vec<Option<usize>>,
     tools: usize,
@@ -390,12 +475,13 @@ struct Delta {
 }
 
 impl ChatStream {
-    pub fn new(model: &str, created: i64) -> Self {
+    pub fn new(model: &str, created: i64, include_usage: bool) -> Self {
         Self {
             model: model.to_string(),
             created,
             id: String::new(),
-            usage: WireUsage::default(),
+            usage: StreamUsage::default(),
+            include_usage,
             tool_index: Vec::new(),
             tools: 0,
             finish: None,
@@ -416,13 +502,11 @@ impl ChatStream {
     /// Converts one upstream event (its `data:` payload) into client events, appended to `out`.
     pub fn convert(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
         let Ok(event) = serde_json::from_slice::<Event>(data) else { return };
+        self.usage.observe_event(&event);
         match event.kind.as_str() {
             "message_start" => {
                 if let Some(message) = event.message {
                     self.id = message.id;
-                    if let Some(usage) = message.usage {
-                        self.usage.merge(usage);
-                    }
                 }
                 out.push(self.chunk(json!({ "role": "assistant", "content": "" }), None));
             }
@@ -460,22 +544,23 @@ impl ChatStream {
                 }
             }
             "message_delta" => {
-                if let Some(usage) = event.usage {
-                    self.usage.merge(usage);
-                }
                 if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
                     self.finish = Some(finish_reason(Some(&reason)));
                 }
             }
             "message_stop" => {
                 out.push(self.chunk(json!({}), Some(self.finish.unwrap_or("stop"))));
+                if !self.include_usage {
+                    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                    return;
+                }
                 let usage = json!({
                     "id": format!("chatcmpl-{}", self.id),
                     "object": "chat.completion.chunk",
                     "created": self.created,
                     "model": self.model,
                     "choices": [],
-                    "usage": chat::usage_json(&self.usage.normalise()),
+                    "usage": chat::usage_json(&self.usage.usage.normalise()),
                 });
                 out.push(Bytes::from(format!("data: {usage}\n\n")));
                 out.push(Bytes::from_static(b"data: [DONE]\n\n"));

@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod messages;
 pub mod multipart;
 pub mod openai;
 pub mod vendors;
@@ -44,17 +45,56 @@ impl ChannelType {
     }
 }
 
-/// Converts an upstream's stream events into the client's protocol, one event at a time.
+/// Carries an upstream's stream to a client of another protocol (or of the same protocol, when
+/// only its usage needs reading), one event at a time, and reports the usage for billing.
 pub enum StreamConverter {
     /// Anthropic Messages events → OpenAI chat completion chunks.
     AnthropicToChat(anthropic::ChatStream),
+    /// Anthropic events passed through unchanged to an Anthropic client.
+    AnthropicPassthrough(anthropic::StreamUsage),
+    /// OpenAI chat completion chunks → Anthropic Messages events.
+    ChatToAnthropic(messages::MessagesStream),
 }
 
 impl StreamConverter {
-    /// Converts one upstream event's `data:` payload; client events are appended to `out`.
-    pub fn convert(&mut self, data: &[u8], out: &mut Vec<bytes::Bytes>) {
+    /// Converts one upstream event; client events are appended to `out`.
+    pub fn convert(&mut self, event: bytes::Bytes, data: Option<&[u8]>, out: &mut Vec<bytes::Bytes>) {
+        match (self, data) {
+            (Self::AnthropicToChat(stream), Some(data)) => stream.convert(data, out),
+            (Self::AnthropicPassthrough(usage), data) => {
+                if let Some(data) = data {
+                    usage.observe(data);
+                }
+                out.push(event);
+            }
+            (Self::ChatToAnthropic(stream), Some(data)) => stream.convert(data, out),
+            _ => {}
+        }
+    }
+
+    /// The upstream ended cleanly: events that close the client's stream, if its protocol needs
+    /// them and the upstream did not send their cue.
+    pub fn finish(&mut self, out: &mut Vec<bytes::Bytes>) {
+        if let Self::ChatToAnthropic(stream) = self {
+            stream.finish_stream(out);
+        }
+    }
+
+    /// The usage the upstream reported so far, if any.
+    pub fn usage(&self) -> Option<crate::domain::pricing::Usage> {
         match self {
-            Self::AnthropicToChat(stream) => stream.convert(data, out),
+            Self::AnthropicToChat(stream) => stream.usage.usage(),
+            Self::AnthropicPassthrough(usage) => usage.usage(),
+            Self::ChatToAnthropic(stream) => stream.usage(),
+        }
+    }
+
+    /// Bytes of generated text so far, for an estimate when the upstream reports no usage.
+    pub fn text_bytes(&self) -> usize {
+        match self {
+            Self::AnthropicToChat(stream) => stream.usage.text_bytes(),
+            Self::AnthropicPassthrough(usage) => usage.text_bytes(),
+            Self::ChatToAnthropic(stream) => stream.text_bytes(),
         }
     }
 }

@@ -118,7 +118,14 @@ fn validate(request: &Value) -> Result<(), String> {
         if role != expected {
             return Err(format!("messages: roles must alternate between \"user\" and \"assistant\" (messages.{i})"));
         }
-        let blocks = message["content"].as_array().ok_or(format!("messages.{i}.content: expected a list"))?;
+        // A string is shorthand for one text block.
+        let shorthand = message["content"].as_str().map(|text| vec![json!({ "type": "text", "text": text })]);
+        let blocks = match &shorthand {
+            Some(blocks) => blocks,
+            None => {
+                message["content"].as_array().ok_or(format!("messages.{i}.content: expected a string or a list"))?
+            }
+        };
         let mut tool_uses = Vec::new();
         for block in blocks {
             match block["type"].as_str() {

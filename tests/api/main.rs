@@ -33,6 +33,7 @@ mod gateway_routing;
 mod health;
 mod leases;
 mod management_api;
+mod messages;
 mod route_coverage;
 mod schema;
 mod sdk;
