@@ -28,7 +28,7 @@ use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::{self, RequestPeek};
 use crate::providers::vendors::StreamUsage;
-use crate::providers::{Protocol, StreamConverter, anthropic, messages, multipart};
+use crate::providers::{Protocol, StreamConverter, anthropic, gemini, messages, multipart};
 use crate::services;
 use crate::state::AppState;
 
@@ -255,6 +255,7 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
         }
         (Endpoint::Messages, Protocol::OpenAi) => return attempt_messages_via_chat(state, channel, request).await,
         (_, Protocol::Anthropic) => return attempt_anthropic(state, channel, request).await,
+        (_, Protocol::Gemini) => return attempt_gemini(state, channel, request).await,
         (_, Protocol::OpenAi) => {}
     }
     let upstream_model = channel.upstream_model(request.model);
@@ -358,6 +359,66 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
                 Attempt::Retry(GatewayError::UpstreamUnavailable)
             }
         },
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// A chat completion (or, converted to one first, a Messages request) through a Gemini channel.
+async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let anthropic_client = request.endpoint == Endpoint::Messages;
+    if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
+        return Attempt::Fail(GatewayError::BadRequest {
+            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
+            param: Some("model"),
+        });
+    }
+    let converted = if anthropic_client {
+        messages::to_chat(request.body, request.model, false).and_then(|chat| gemini::from_chat(&chat))
+    } else {
+        gemini::from_chat(request.body)
+    };
+    let payload = match converted {
+        Ok(payload) => payload,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
+    };
+    let upstream_model = channel.upstream_model(request.model);
+    let builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, gemini::method_path(upstream_model, request.stream)))
+        .header("x-goog-api-key", channel.key())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    let created = now_ms() / 1000;
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { first, rest, .. } => {
+            let include_usage = anthropic_client || request.peek.wants_stream_usage();
+            let to_chat = StreamConverter::GeminiToChat(gemini::ChatStream::new(request.model, created, include_usage));
+            let converter = if anthropic_client {
+                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model));
+                StreamConverter::Chain(Box::new(to_chat), Box::new(to_messages))
+            } else {
+                to_chat
+            };
+            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(converter) })
+        }
+        Received::Whole { status, body, .. } => {
+            let converted = gemini::to_chat(&body, request.model, created).and_then(|(chat, usage)| {
+                if anthropic_client { messages::from_chat(&chat, request.model) } else { Ok((chat, usage)) }
+            });
+            match converted {
+                Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                    status,
+                    content_type: Some(HeaderValue::from_static("application/json")),
+                    body,
+                    usage,
+                }),
+                Err(e) => {
+                    tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
+                    Attempt::Retry(GatewayError::UpstreamUnavailable)
+                }
+            }
+        }
         Received::Failed(attempt) => attempt,
     }
 }
@@ -492,11 +553,21 @@ async fn send(state: &AppState, channel: &Channel, builder: reqwest::RequestBuil
 /// passing condition (try another), or the request's fault (tell the client).
 fn classify_failure(state: &AppState, channel: &Channel, status: StatusCode, body: &[u8]) -> Attempt {
     let text = String::from_utf8_lossy(body);
+    // Gemini answers a bad key with 400 `API_KEY_INVALID`.
+    let key_refused = text.contains("API_KEY_INVALID");
     let quota_exhausted = text.contains("insufficient_quota")
         || text.contains("billing_hard_limit")
         || text.contains("credit balance is too low")
         || status == StatusCode::PAYMENT_REQUIRED;
     match status.as_u16() {
+        400 if key_refused => {
+            services::channels::auto_disable_in_background(
+                state,
+                channel.id,
+                "upstream rejected the key (HTTP 400)".into(),
+            );
+            Attempt::Retry(GatewayError::UpstreamUnavailable)
+        }
         401 | 403 => {
             services::channels::auto_disable_in_background(
                 state,

@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod gemini;
 pub mod messages;
 pub mod multipart;
 pub mod openai;
@@ -19,6 +20,8 @@ pub enum Protocol {
     OpenAi,
     /// Anthropic's Messages API: chat completions are converted both ways.
     Anthropic,
+    /// Google's Gemini API (`generateContent`).
+    Gemini,
 }
 
 /// A channel type resolved to its protocol and preset.
@@ -54,6 +57,10 @@ pub enum StreamConverter {
     AnthropicPassthrough(anthropic::StreamUsage),
     /// OpenAI chat completion chunks → Anthropic Messages events.
     ChatToAnthropic(messages::MessagesStream),
+    /// Gemini partial responses → OpenAI chat completion chunks.
+    GeminiToChat(gemini::ChatStream),
+    /// One conversion after another (Gemini → OpenAI chat → Anthropic).
+    Chain(Box<StreamConverter>, Box<StreamConverter>),
 }
 
 impl StreamConverter {
@@ -68,15 +75,36 @@ impl StreamConverter {
                 out.push(event);
             }
             (Self::ChatToAnthropic(stream), Some(data)) => stream.convert(data, out),
+            (Self::GeminiToChat(stream), Some(data)) => stream.convert(data, out),
+            (Self::Chain(first, second), data) => {
+                let mut middle = Vec::new();
+                first.convert(event, data, &mut middle);
+                second.convert_all(middle, out);
+            }
             _ => {}
+        }
+    }
+
+    fn convert_all(&mut self, events: Vec<bytes::Bytes>, out: &mut Vec<bytes::Bytes>) {
+        for event in events {
+            let data = crate::gateway::sse::data_payload(&event).map(<[u8]>::to_vec);
+            self.convert(event, data.as_deref(), out);
         }
     }
 
     /// The upstream ended cleanly: events that close the client's stream, if its protocol needs
     /// them and the upstream did not send their cue.
     pub fn finish(&mut self, out: &mut Vec<bytes::Bytes>) {
-        if let Self::ChatToAnthropic(stream) = self {
-            stream.finish_stream(out);
+        match self {
+            Self::ChatToAnthropic(stream) => stream.finish_stream(out),
+            Self::GeminiToChat(stream) => stream.end(out),
+            Self::Chain(first, second) => {
+                let mut middle = Vec::new();
+                first.finish(&mut middle);
+                second.convert_all(middle, out);
+                second.finish(out);
+            }
+            _ => {}
         }
     }
 
@@ -86,6 +114,8 @@ impl StreamConverter {
             Self::AnthropicToChat(stream) => stream.usage.usage(),
             Self::AnthropicPassthrough(usage) => usage.usage(),
             Self::ChatToAnthropic(stream) => stream.usage(),
+            Self::GeminiToChat(stream) => stream.usage(),
+            Self::Chain(first, _) => first.usage(),
         }
     }
 
@@ -95,6 +125,8 @@ impl StreamConverter {
             Self::AnthropicToChat(stream) => stream.usage.text_bytes(),
             Self::AnthropicPassthrough(usage) => usage.text_bytes(),
             Self::ChatToAnthropic(stream) => stream.text_bytes(),
+            Self::GeminiToChat(stream) => stream.text_bytes(),
+            Self::Chain(first, _) => first.text_bytes(),
         }
     }
 }

@@ -71,6 +71,14 @@ pub static PRESETS: &[VendorPreset] = &[
         stream_usage: Always,
         protocol: Protocol::Anthropic,
     },
+    VendorPreset {
+        name: "gemini",
+        label: "Google Gemini (AI Studio)",
+        default_base_url: Some("https://generativelanguage.googleapis.com"),
+        auth: Auth::Bearer,
+        stream_usage: Always,
+        protocol: Protocol::Gemini,
+    },
 ];
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ macro_rules! db_tests {
 }
 
 mod fake_anthropic;
+mod fake_gemini;
 mod fake_openai;
 mod helpers;
 
@@ -30,6 +31,7 @@ mod console;
 mod gateway;
 mod gateway_billing;
 mod gateway_routing;
+mod gemini;
 mod health;
 mod leases;
 mod management_api;

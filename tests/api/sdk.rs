@@ -82,30 +82,40 @@ async fn run_sdk_script(python: &str, script: &str, base_url: &str, env: &[(&str
 
 db_tests!(anthropic_python_sdk);
 
-/// The Anthropic SDK on `/v1/messages`, through an OpenAI-type and an Anthropic channel.
+/// The Anthropic SDK on `/v1/messages`, through an OpenAI-type, an Anthropic and a Gemini channel.
 async fn anthropic_python_sdk(backend: Backend) {
-    use crate::fake_anthropic::{FakeAnthropic, KEY, Reply};
+    use crate::fake_anthropic::{FakeAnthropic, Reply};
+    use crate::fake_gemini::FakeGemini;
     let python = std::env::var("BURNCLOUD_SDK_PYTHON").expect("BURNCLOUD_SDK_PYTHON: run scripts/test.sh");
     let app = spawn_app(backend).await;
     let openai = FakeOpenAi::start(Behavior::default()).await;
     priced_channel(&app, &openai, "gpt", "gpt-test", json!({})).await;
     let claude = FakeAnthropic::start(Reply::Text).await;
-    let channel = json!({ "name": "claude", "type": "anthropic", "base_url": claude.base_url(), "key": KEY, "models": ["claude-test"] });
-    app.add_channel(channel).await;
-    app.set_price("claude-test", json!({ "input": "1.00", "output": "2.00" })).await;
+    let gemini = FakeGemini::start(crate::fake_gemini::Reply::Text).await;
+    let channels = [
+        ("claude-test", "anthropic", claude.base_url(), crate::fake_anthropic::KEY),
+        ("gemini-test", "gemini", gemini.base_url(), crate::fake_gemini::KEY),
+    ];
+    for (model, kind, base_url, key) in channels {
+        app.add_channel(json!({ "name": model, "type": kind, "base_url": base_url, "key": key, "models": [model] }))
+            .await;
+        app.set_price(model, json!({ "input": "1.00", "output": "2.00" })).await;
+    }
     let (user, key) = app.user_with_key("10.00").await;
 
     let env = [
         ("BURNCLOUD_KEY", key.as_str()),
-        ("BURNCLOUD_MODELS", "gpt-test,claude-test"),
+        ("BURNCLOUD_MODELS", "gpt-test,claude-test,gemini-test"),
         ("BURNCLOUD_TOOLS_MODEL", "gpt-test"),
     ];
     let stdout = run_sdk_script(&python, "anthropic_sdk.py", &app.url(""), &env).await;
-    assert!(stdout.contains("6 checks passed"), "{stdout}");
+    assert!(stdout.contains("8 checks passed"), "{stdout}");
 
-    // gpt-test: create, stream and two tool-use calls; claude-test: the fixture's answer and stream.
-    app.wait_for_logs(6).await;
-    let claude_cost = (2095 * 1000 + 503 * 2000) + (25 * 1000 + 15 * 2000);
-    assert_eq!(app.balance(user).await, 10_000_000_000 - 4 * COST_12_5 - claude_cost);
+    // gpt-test: create, stream and two tool-use calls; claude-test and gemini-test: their
+    // fixtures' answer and stream.
+    app.wait_for_logs(8).await;
+    let cost = |input: i64, output: i64| input * 1000 + output * 2000;
+    let fixtures = cost(2095, 503) + cost(25, 15) + cost(8, 10) + cost(9, 5);
+    assert_eq!(app.balance(user).await, 10_000_000_000 - 4 * COST_12_5 - fixtures);
     app.assert_ledger_consistent().await;
 }

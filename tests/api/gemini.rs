@@ -1,0 +1,167 @@
+//! OpenAI chat completions and Anthropic messages through a `gemini` channel: converted to
+//! `generateContent` and back, streamed and not, with function calls, usage billed exactly and
+//! errors in the client's shape.
+
+use serde_json::{Value, json};
+
+use crate::fake_gemini::{FakeGemini, KEY, Reply};
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+db_tests!(
+    a_chat_completion_is_converted_and_billed_from_usage_metadata,
+    a_streamed_chat_is_converted_event_by_event,
+    function_calls_and_responses_round_trip,
+    a_refused_key_disables_the_channel_and_bad_requests_are_refused_early,
+    anthropic_clients_reach_gemini_models,
+);
+
+/// $1 per 1M input tokens, $2 per 1M output: 1,000 and 2,000 nano-units a token.
+async fn setup(backend: Backend, reply: Reply, key: &str) -> (TestApp, FakeGemini, i64, i64, String) {
+    let app = spawn_app(backend).await;
+    let fake = FakeGemini::start(reply).await;
+    let channel = app
+        .add_channel(json!({
+            "name": "gemini", "type": "gemini", "base_url": fake.base_url(), "key": key,
+            "models": ["gemini-test"], "model_mapping": { "gemini-test": "gemini-2.0-flash" }
+        }))
+        .await;
+    app.set_price("gemini-test", json!({ "input": "1.00", "output": "2.00" })).await;
+    let (user, api_key) = app.user_with_key("1.00").await;
+    (app, fake, channel, user, api_key)
+}
+
+fn chat(extra: Value) -> Value {
+    let mut body = json!({
+        "model": "gemini-test",
+        "messages": [{ "role": "system", "content": "Be brief." }, { "role": "user", "content": "What is AI?" }]
+    });
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    body
+}
+
+async fn a_chat_completion_is_converted_and_billed_from_usage_metadata(backend: Backend) {
+    let (app, fake, _, user, key) = setup(backend, Reply::Text, KEY).await;
+    let response = app.v1(&key, "/v1/chat/completions", &chat(json!({ "max_tokens": 40, "temperature": 0.5 }))).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["model"], "gemini-test");
+    assert_eq!(body["choices"][0]["message"]["content"], "AI learns patterns from data to make predictions.");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        (body["usage"]["prompt_tokens"].as_i64(), body["usage"]["completion_tokens"].as_i64()),
+        (Some(8), Some(10))
+    );
+
+    let (method, sent) = &fake.received()[0];
+    assert_eq!(method, "gemini-2.0-flash:generateContent", "the channel's model mapping names the model");
+    assert_eq!(sent["systemInstruction"], json!({ "parts": [{ "text": "Be brief." }] }));
+    assert_eq!(sent["contents"], json!([{ "role": "user", "parts": [{ "text": "What is AI?" }] }]));
+    assert_eq!(sent["generationConfig"], json!({ "maxOutputTokens": 40, "temperature": 0.5 }));
+    assert_eq!(app.balance(user).await, 1_000_000_000 - (8 * 1000 + 10 * 2000));
+    app.assert_ledger_consistent().await;
+}
+
+async fn a_streamed_chat_is_converted_event_by_event(backend: Backend) {
+    let (app, fake, _, user, key) = setup(backend, Reply::Text, KEY).await;
+    let body = chat(json!({ "stream": true, "stream_options": { "include_usage": true } }));
+    let response = app.v1(&key, "/v1/chat/completions", &body).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).collect();
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(content, "The sky is blue.");
+    let finish: Vec<&Value> =
+        chunks.iter().map(|c| &c["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+    assert_eq!(finish, [&json!("stop")]);
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 5);
+    assert_eq!(fake.received()[0].0, "gemini-2.0-flash:streamGenerateContent");
+    assert_eq!(app.balance(user).await, 1_000_000_000 - (9 * 1000 + 5 * 2000));
+    app.assert_ledger_consistent().await;
+}
+
+async fn function_calls_and_responses_round_trip(backend: Backend) {
+    let (app, fake, _, _, key) = setup(backend, Reply::FunctionCall, KEY).await;
+    let tools =
+        json!([{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object" } } }]);
+    let response =
+        app.v1(&key, "/v1/chat/completions", &chat(json!({ "tools": tools, "tool_choice": "required" }))).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    let call = body["choices"][0]["message"]["tool_calls"][0].clone();
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        json!({ "location": "Paris" })
+    );
+    let sent = &fake.received()[0].1;
+    assert_eq!(sent["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    assert_eq!(sent["toolConfig"]["functionCallingConfig"]["mode"], "ANY");
+
+    // The result goes back as a functionResponse named after the call (the fake checks the pair).
+    let follow_up = chat(json!({ "tools": tools, "messages": [
+        { "role": "user", "content": "Weather in Paris?" },
+        { "role": "assistant", "content": null, "tool_calls": [call] },
+        { "role": "tool", "tool_call_id": call["id"], "content": "{\"temperature\": 15}" }
+    ] }));
+    let response = app.v1(&key, "/v1/chat/completions", &follow_up).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let sent = &fake.received()[1].1;
+    assert_eq!(sent["contents"][2]["parts"][0]["functionResponse"]["response"], json!({ "temperature": 15 }));
+
+    // Streamed, the call arrives whole, as one tool-call delta.
+    let response = app.v1(&key, "/v1/chat/completions", &chat(json!({ "tools": tools, "stream": true }))).await;
+    let text = response.text().await.unwrap();
+    assert!(text.contains("\"tool_calls\":[{"), "{text}");
+    assert!(text.contains("\"finish_reason\":\"tool_calls\""), "{text}");
+    app.assert_ledger_consistent().await;
+}
+
+async fn a_refused_key_disables_the_channel_and_bad_requests_are_refused_early(backend: Backend) {
+    let (app, fake, channel, user, key) = setup(backend, Reply::Text, "AIza-wrong").await;
+    let response = app.v1(&key, "/v1/chat/completions", &chat(json!({ "n": 2 }))).await;
+    assert_eq!(response.status(), 400, "n > 1 is refused before any upstream call");
+    let image = json!({ "messages": [{ "role": "user", "content": [
+        { "type": "image_url", "image_url": { "url": "https://example.com/cat.png" } }] }] });
+    let response = app.v1(&key, "/v1/chat/completions", &chat(image)).await;
+    assert_eq!(response.status(), 400);
+    assert!(response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("data: URLs"));
+
+    let response = app.v1(&key, "/v1/chat/completions", &chat(json!({}))).await;
+    assert_eq!(response.status(), 502);
+    let body = response.text().await.unwrap();
+    assert!(!body.contains("AIza-wrong"), "{body}");
+    for _ in 0..100 {
+        let (_, channel) = app.admin("GET", &format!("/api/admin/channels/{channel}"), None).await;
+        if channel["status"] == "auto_disabled" {
+            assert!(channel["disabled_reason"].as_str().unwrap().contains("key"), "{channel}");
+            assert!(fake.received().is_empty());
+            assert_eq!(app.balance(user).await, 1_000_000_000);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the channel was not disabled");
+}
+
+async fn anthropic_clients_reach_gemini_models(backend: Backend) {
+    let (app, _fake, _, user, key) = setup(backend, Reply::Text, KEY).await;
+    let request =
+        json!({ "model": "gemini-test", "max_tokens": 64, "messages": [{ "role": "user", "content": "What is AI?" }] });
+    let send = |body: Value| app.client.post(app.url("/v1/messages")).header("x-api-key", &key).json(&body).send();
+    let body: Value = send(request.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(body["type"], "message");
+    assert_eq!(body["content"][0]["text"], "AI learns patterns from data to make predictions.");
+    assert_eq!((body["usage"]["input_tokens"].as_i64(), body["usage"]["output_tokens"].as_i64()), (Some(8), Some(10)));
+
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let text = send(streamed).await.unwrap().text().await.unwrap();
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names[names.len() - 2..], ["message_delta", "message_stop"]);
+    assert!(text.contains("\"output_tokens\":5"), "{text}");
+    assert_eq!(app.balance(user).await, 1_000_000_000 - (8 * 1000 + 10 * 2000) - (9 * 1000 + 5 * 2000));
+    app.assert_ledger_consistent().await;
+}
