@@ -199,6 +199,43 @@ async fn relay_inner(
     Err(last_error)
 }
 
+/// Sends one tiny chat completion for `model` through the channel, the way requests go (its
+/// protocol's conversion included); a message saying what went wrong otherwise.
+pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Result<(), String> {
+    let body = Bytes::from(
+        serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": "ping" }], "max_tokens": 1 })
+            .to_string(),
+    );
+    let peek = RequestPeek::parse(&body)?;
+    let headers = HeaderMap::new();
+    let request = Request {
+        endpoint: Endpoint::ChatCompletions,
+        body: &body,
+        peek: &peek,
+        model,
+        stream: false,
+        prompt_estimate: 1,
+        boundary: None,
+        content_type: HeaderValue::from_static("application/json"),
+        headers: &headers,
+    };
+    match attempt(state, &channel, &request).await {
+        Attempt::Answered(_) => Ok(()),
+        Attempt::Retry(e) | Attempt::Fail(e) => Err(probe_failure(&e)),
+    }
+}
+
+fn probe_failure(error: &GatewayError) -> String {
+    match error {
+        GatewayError::UpstreamTimeout => "the upstream did not answer in time".into(),
+        GatewayError::UpstreamRateLimited => "the upstream is rate limiting".into(),
+        GatewayError::UpstreamRejected { status, message, .. } => {
+            format!("the upstream answered HTTP {status}: {message}")
+        }
+        _ => "the upstream could not be reached or failed".into(),
+    }
+}
+
 /// The parsed request, borrowed for the attempts.
 struct Request<'a> {
     endpoint: Endpoint,

@@ -28,6 +28,16 @@ pub struct Channel {
     pub base_url: String,
     pub keys: Vec<String>,
     pub model_mapping: HashMap<String, String>,
+    /// Provider settings from the channel's `config` (docs/providers.md).
+    pub config: ChannelConfig,
+}
+
+/// The provider-specific part of a channel's `config` object.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ChannelConfig {
+    /// Azure OpenAI: the `api-version` query parameter.
+    pub api_version: Option<String>,
 }
 
 impl Channel {
@@ -217,7 +227,8 @@ impl RoutingTable {
     }
 }
 
-fn channel_from_row(row: &db::channels::ChannelRow, secret_key: &SecretKey) -> Result<Channel, String> {
+/// A channel as the relay uses it, from its stored row (keys decrypted).
+pub fn channel_from_row(row: &db::channels::ChannelRow, secret_key: &SecretKey) -> Result<Channel, String> {
     let kind = ChannelType::parse(&row.kind).ok_or_else(|| format!("unknown type {:?}", row.kind))?;
     let keys_json = crypto::decrypt(secret_key, &row.keys_encrypted).map_err(|e| e.to_string())?;
     let keys: Vec<String> = serde_json::from_slice(&keys_json).map_err(|e| format!("keys: {e}"))?;
@@ -231,6 +242,7 @@ fn channel_from_row(row: &db::channels::ChannelRow, secret_key: &SecretKey) -> R
         base_url: base.trim_end_matches('/').to_string(),
         keys,
         model_mapping,
+        config: serde_json::from_str(&row.config).unwrap_or_default(),
     })
 }
 
@@ -307,6 +319,7 @@ mod tests {
                     base_url: String::new(),
                     keys: vec![],
                     model_mapping: HashMap::new(),
+                    config: ChannelConfig::default(),
                 }),
                 weight: *w,
             })

@@ -193,7 +193,7 @@ pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<Me
         let ChatMessage { role, content, tool_calls, tool_call_id } = message;
         let (role, blocks) = match role.as_str() {
             "system" | "developer" => {
-                system.push(content.map(content_text).unwrap_or_default());
+                system.push(content.map(Content::into_text).unwrap_or_default());
                 continue;
             }
             "user" => ("user", content.map(content_blocks).transpose()?.unwrap_or_default()),
@@ -212,7 +212,7 @@ pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<Me
             }
             "tool" => {
                 let tool_use_id = tool_call_id.ok_or("A tool message needs a tool_call_id.")?;
-                let content = ToolResultContent::Text(content.map(content_text).unwrap_or_default());
+                let content = ToolResultContent::Text(content.map(Content::into_text).unwrap_or_default());
                 ("user", vec![Block::ToolResult { tool_use_id, content }])
             }
             other => return Err(format!("Unsupported message role {other:?}.")),
@@ -288,20 +288,6 @@ pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<Me
         metadata: request.user.map(|user| json!({ "user_id": user })),
         stream: request.stream.unwrap_or(false),
     })
-}
-
-fn content_text(content: Content) -> String {
-    match content {
-        Content::Text(text) => text,
-        Content::Parts(parts) => parts
-            .into_iter()
-            .filter_map(|p| match p {
-                Part::Text { text } => Some(text),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
 }
 
 fn content_blocks(content: Content) -> Result<Vec<Block>, String> {

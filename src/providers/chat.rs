@@ -75,6 +75,23 @@ pub enum Content {
     Parts(Vec<Part>),
 }
 
+impl Content {
+    /// The text of the content (text parts joined by newlines; other parts left out).
+    pub fn into_text(self) -> String {
+        match self {
+            Content::Text(text) => text,
+            Content::Parts(parts) => parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Part::Text { text } => Some(text),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Part {

@@ -36,7 +36,7 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
         let ChatMessage { role, content, tool_calls, tool_call_id } = message;
         let (role, parts) = match role.as_str() {
             "system" | "developer" => {
-                system.push(json!({ "text": content.map(text_of).unwrap_or_default() }));
+                system.push(json!({ "text": content.map(Content::into_text).unwrap_or_default() }));
                 continue;
             }
             "user" => ("user", content.map(parts_of).transpose()?.unwrap_or_default()),
@@ -61,7 +61,7 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
                     .find(|(c, _)| *c == id)
                     .map(|(_, n)| n.clone())
                     .ok_or_else(|| format!("The tool message answers {id}, which no assistant message called."))?;
-                let text = content.map(text_of).unwrap_or_default();
+                let text = content.map(Content::into_text).unwrap_or_default();
                 // The response must be an object: JSON results stay structured, others are wrapped.
                 let response = match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(o)) => Value::Object(o),
@@ -148,20 +148,6 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
         body["toolConfig"] = json!({ "functionCallingConfig": config });
     }
     serde_json::to_vec(&body).map(Bytes::from).map_err(|e| e.to_string())
-}
-
-fn text_of(content: Content) -> String {
-    match content {
-        Content::Text(text) => text,
-        Content::Parts(parts) => parts
-            .into_iter()
-            .filter_map(|p| match p {
-                Part::Text { text } => Some(text),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
 }
 
 fn parts_of(content: Content) -> Result<Vec<Value>, String> {

@@ -366,36 +366,18 @@ pub struct TestResult {
 /// automatically disabled channel re-enables it.
 pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError> {
     let row = db_channels::get(state.db().pool(), id).await?.ok_or(ChannelError::NotFound)?;
-    let keys = decrypt_keys(state, &row);
-    let channel_type = ChannelType::parse(&row.kind).ok_or_else(|| invalid("unknown channel type"))?;
+    let channel = crate::gateway::routing::channel_from_row(&row, state.secret_key()).map_err(invalid)?;
     let models: Vec<String> = serde_json::from_str(&row.models).unwrap_or_default();
-    let mapping: BTreeMap<String, String> = serde_json::from_str(&row.model_mapping).unwrap_or_default();
-    let model = models.first().map(|m| mapping.get(m).unwrap_or(m).clone()).unwrap_or_default();
-    let base = if row.base_url.is_empty() {
-        channel_type.preset.default_base_url.unwrap_or_default().to_string()
-    } else {
-        row.base_url.clone()
-    };
-    let body =
-        serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": "ping" }], "max_tokens": 1 });
+    let model = models.first().cloned().unwrap_or_default();
     let started = Instant::now();
     let timeout = state.config().gateway.first_byte_timeout.min(Duration::from_secs(30));
-    let sent = state
-        .gateway()
-        .http
-        .post(format!("{}/chat/completions", base.trim_end_matches('/')))
-        .bearer_auth(keys.first().map(String::as_str).unwrap_or_default())
-        .json(&body)
-        .timeout(timeout)
-        .send()
-        .await;
-    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    let error = match sent {
-        Ok(response) if response.status().is_success() => None,
-        Ok(response) => Some(format!("the upstream answered HTTP {}", response.status().as_u16())),
-        Err(e) if e.is_timeout() => Some("the upstream did not answer in time".to_string()),
-        Err(_) => Some("the upstream could not be reached".to_string()),
+    let probe = crate::gateway::relay::probe(state, std::sync::Arc::new(channel), &model);
+    let error = match tokio::time::timeout(timeout, probe).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some("the upstream did not answer in time".to_string()),
     };
+    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     if error.is_none() {
         db_channels::record_test(state.db().writer(), id, latency_ms).await?;
         let mut conn = state.db().writer().acquire().await?;

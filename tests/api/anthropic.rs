@@ -13,6 +13,7 @@ db_tests!(
     tool_calls_and_results_round_trip,
     streamed_tool_calls_arrive_as_deltas,
     upstream_errors_take_the_openai_shape,
+    the_channel_probe_speaks_anthropic,
 );
 
 /// $1 per 1M input tokens, $2 per 1M output: 1,000 and 2,000 nano-units a token.
@@ -186,4 +187,15 @@ async fn upstream_errors_take_the_openai_shape(backend: Backend) {
     assert!(response.json::<Value>().await.unwrap()["error"]["message"].is_string());
     assert_eq!(app.balance(user).await, 1_000_000_000, "failures are not charged");
     app.assert_ledger_consistent().await;
+}
+
+async fn the_channel_probe_speaks_anthropic(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fake = FakeAnthropic::start(Reply::Text).await;
+    let id = app
+        .add_channel(json!({ "name": "c", "type": "anthropic", "base_url": fake.base_url(), "key": KEY, "models": ["claude-x"] }))
+        .await;
+    let (status, result) = app.admin("POST", &format!("/api/admin/channels/{id}/test"), None).await;
+    assert_eq!((status, result["ok"].as_bool()), (200, Some(true)), "{result}");
+    assert_eq!(fake.received()[0]["model"], "claude-x");
 }

@@ -13,6 +13,7 @@ db_tests!(
     function_calls_and_responses_round_trip,
     a_refused_key_disables_the_channel_and_bad_requests_are_refused_early,
     anthropic_clients_reach_gemini_models,
+    the_channel_probe_speaks_gemini,
 );
 
 /// $1 per 1M input tokens, $2 per 1M output: 1,000 and 2,000 nano-units a token.
@@ -164,4 +165,11 @@ async fn anthropic_clients_reach_gemini_models(backend: Backend) {
     assert!(text.contains("\"output_tokens\":5"), "{text}");
     assert_eq!(app.balance(user).await, 1_000_000_000 - (8 * 1000 + 10 * 2000) - (9 * 1000 + 5 * 2000));
     app.assert_ledger_consistent().await;
+}
+
+async fn the_channel_probe_speaks_gemini(backend: Backend) {
+    let (app, fake, channel, _, _) = setup(backend, Reply::Text, KEY).await;
+    let (status, result) = app.admin("POST", &format!("/api/admin/channels/{channel}/test"), None).await;
+    assert_eq!((status, result["ok"].as_bool()), (200, Some(true)), "{result}");
+    assert_eq!(fake.received()[0].0, "gemini-2.0-flash:generateContent");
 }
