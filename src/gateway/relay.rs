@@ -290,10 +290,12 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
         (Endpoint::Messages, Protocol::Anthropic) => {
             return attempt_messages_passthrough(state, channel, request).await;
         }
-        (Endpoint::Messages, Protocol::OpenAi) => return attempt_messages_via_chat(state, channel, request).await,
+        (Endpoint::Messages, Protocol::OpenAi | Protocol::Azure) => {
+            return attempt_messages_via_chat(state, channel, request).await;
+        }
         (_, Protocol::Anthropic) => return attempt_anthropic(state, channel, request).await,
         (_, Protocol::Gemini) => return attempt_gemini(state, channel, request).await,
-        (_, Protocol::OpenAi) => {}
+        (_, Protocol::OpenAi | Protocol::Azure) => {}
     }
     let upstream_model = channel.upstream_model(request.model);
     let mapped = (upstream_model != request.model).then_some(upstream_model);
@@ -319,12 +321,7 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
     } else {
         request.body.clone()
     };
-    let url = format!("{}{}", channel.base_url, request.endpoint.path_after_version());
-    let builder = state
-        .gateway()
-        .http
-        .post(url)
-        .bearer_auth(channel.key())
+    let builder = openai_post(state, channel, request.endpoint, upstream_model)
         .header(header::CONTENT_TYPE, request.content_type.clone())
         .body(payload);
     let (status, content_type, body) = match send(state, channel, builder, request.stream).await {
@@ -347,6 +344,33 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
         }
     }
 }
+
+/// The upstream request for an OpenAI-protocol endpoint: `{base}/v1/…` with a bearer key, or on
+/// Azure OpenAI `{base}/openai/deployments/{deployment}/…?api-version=…` with `api-key`, where the
+/// deployment is the channel's upstream model name (its model mapping).
+fn openai_post(
+    state: &AppState,
+    channel: &Channel,
+    endpoint: Endpoint,
+    upstream_model: &str,
+) -> reqwest::RequestBuilder {
+    let http = &state.gateway().http;
+    match channel.kind.protocol {
+        Protocol::Azure => {
+            let version = channel.config.api_version.as_deref().unwrap_or(AZURE_API_VERSION);
+            let url = format!(
+                "{}/openai/deployments/{upstream_model}{}?api-version={version}",
+                channel.base_url,
+                endpoint.path_after_version()
+            );
+            http.post(url).header("api-key", channel.key())
+        }
+        _ => http.post(format!("{}{}", channel.base_url, endpoint.path_after_version())).bearer_auth(channel.key()),
+    }
+}
+
+/// The Azure OpenAI API version used when a channel's config names none (the latest GA).
+const AZURE_API_VERSION: &str = "2024-10-21";
 
 /// A chat completion through an Anthropic channel: converted there and back.
 async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
@@ -515,11 +539,7 @@ async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, req
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
     };
-    let builder = state
-        .gateway()
-        .http
-        .post(format!("{}{}", channel.base_url, Endpoint::ChatCompletions.path_after_version()))
-        .bearer_auth(channel.key())
+    let builder = openai_post(state, channel, Endpoint::ChatCompletions, upstream_model)
         .header(header::CONTENT_TYPE, "application/json")
         .body(payload);
     match send(state, channel, builder, request.stream).await {

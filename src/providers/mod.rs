@@ -22,6 +22,8 @@ pub enum Protocol {
     Anthropic,
     /// Google's Gemini API (`generateContent`).
     Gemini,
+    /// Azure OpenAI: OpenAI's wire format at a deployment URL with an `api-key` header.
+    Azure,
 }
 
 /// A channel type resolved to its protocol and preset.

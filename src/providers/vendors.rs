@@ -79,6 +79,15 @@ pub static PRESETS: &[VendorPreset] = &[
         stream_usage: Always,
         protocol: Protocol::Gemini,
     },
+    VendorPreset {
+        name: "azure",
+        label: "Azure OpenAI",
+        // Each resource has its own: https://{resource}.openai.azure.com
+        default_base_url: None,
+        auth: Auth::Bearer,
+        stream_usage: OnRequest,
+        protocol: Protocol::Azure,
+    },
 ];
 
 #[cfg(test)]

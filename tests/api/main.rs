@@ -20,12 +20,14 @@ macro_rules! db_tests {
 }
 
 mod fake_anthropic;
+mod fake_azure;
 mod fake_gemini;
 mod fake_openai;
 mod helpers;
 
 mod admin;
 mod anthropic;
+mod azure;
 mod cli;
 mod console;
 mod gateway;
