@@ -28,7 +28,7 @@ use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::{self, RequestPeek};
 use crate::providers::vendors::StreamUsage;
-use crate::providers::{Protocol, StreamConverter, anthropic, gemini, messages, multipart};
+use crate::providers::{Protocol, StreamConverter, anthropic, bedrock, gemini, messages, multipart};
 use crate::services;
 use crate::state::AppState;
 
@@ -295,6 +295,7 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
         }
         (_, Protocol::Anthropic) => return attempt_anthropic(state, channel, request).await,
         (_, Protocol::Gemini) => return attempt_gemini(state, channel, request).await,
+        (_, Protocol::Bedrock) => return attempt_bedrock(state, channel, request).await,
         (_, Protocol::OpenAi | Protocol::Azure) => {}
     }
     let upstream_model = channel.upstream_model(request.model);
@@ -484,6 +485,77 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
     }
 }
 
+/// A chat completion (or, converted to one first, a Messages request) through a Bedrock channel:
+/// Converse / ConverseStream, signed with SigV4 (or a Bedrock API key).
+async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let anthropic_client = request.endpoint == Endpoint::Messages;
+    if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
+        return Attempt::Fail(GatewayError::BadRequest {
+            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
+            param: Some("model"),
+        });
+    }
+    let converted = if anthropic_client {
+        messages::to_chat(request.body, request.model, false).and_then(|chat| bedrock::from_chat(&chat))
+    } else {
+        bedrock::from_chat(request.body)
+    };
+    let payload = match converted {
+        Ok(payload) => payload,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
+    };
+    let region = channel.config.region.as_deref().unwrap_or("us-east-1");
+    let base = if channel.base_url.is_empty() { bedrock::endpoint(region) } else { channel.base_url.clone() };
+    let url = format!("{base}{}", bedrock::path(channel.upstream_model(request.model), request.stream));
+    let key = channel.key();
+    let signed =
+        bedrock::auth_headers(&bedrock::Auth::from_key(key), region, &url, &payload, std::time::SystemTime::now());
+    let auth = match signed {
+        Ok(headers) => headers,
+        Err(e) => {
+            tracing::error!(channel = channel.id, error = %e, "cannot sign the Bedrock request");
+            return Attempt::Retry(GatewayError::UpstreamUnavailable);
+        }
+    };
+    let mut builder = state.gateway().http.post(url).header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in auth {
+        builder = builder.header(name, value);
+    }
+    let created = now_ms() / 1000;
+    match send(state, channel, builder.body(payload), request.stream).await {
+        Received::Stream { first, rest, .. } => {
+            let include_usage = anthropic_client || request.peek.wants_stream_usage();
+            let to_chat =
+                StreamConverter::BedrockToChat(bedrock::ChatStream::new(request.model, created, include_usage));
+            let converter = if anthropic_client {
+                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model));
+                StreamConverter::Chain(Box::new(to_chat), Box::new(to_messages))
+            } else {
+                to_chat
+            };
+            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(converter) })
+        }
+        Received::Whole { status, body, .. } => {
+            let converted = bedrock::to_chat(&body, request.model, created).and_then(|(chat, usage)| {
+                if anthropic_client { messages::from_chat(&chat, request.model) } else { Ok((chat, usage)) }
+            });
+            match converted {
+                Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                    status,
+                    content_type: Some(HeaderValue::from_static("application/json")),
+                    body,
+                    usage,
+                }),
+                Err(e) => {
+                    tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
+                    Attempt::Retry(GatewayError::UpstreamUnavailable)
+                }
+            }
+        }
+        Received::Failed(attempt) => attempt,
+    }
+}
+
 /// A Messages request to an Anthropic channel: passed through (the model mapped, if the channel
 /// maps it), its usage read from the answer or the stream.
 async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
@@ -653,6 +725,8 @@ fn translate_rejection(channel: &Channel, status: u16, body: &[u8]) -> GatewayEr
     #[derive(serde::Deserialize)]
     struct Wire {
         error: Option<WireError>,
+        /// AWS services answer `{"message": …}`.
+        message: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct WireError {
@@ -661,10 +735,13 @@ fn translate_rejection(channel: &Channel, status: u16, body: &[u8]) -> GatewayEr
         kind: Option<String>,
         code: Option<serde_json::Value>,
     }
-    let parsed = serde_json::from_slice::<Wire>(body).ok().and_then(|w| w.error);
+    let wire = serde_json::from_slice::<Wire>(body).ok();
+    let top_message = wire.as_ref().and_then(|w| w.message.clone());
+    let parsed = wire.and_then(|w| w.error);
     let mut message = parsed
         .as_ref()
         .and_then(|e| e.message.clone())
+        .or(top_message)
         .unwrap_or_else(|| format!("The upstream provider rejected the request (HTTP {status})."));
     for key in &channel.keys {
         if key.len() >= 4 {

@@ -38,6 +38,8 @@ pub struct Channel {
 pub struct ChannelConfig {
     /// Azure OpenAI: the `api-version` query parameter.
     pub api_version: Option<String>,
+    /// AWS Bedrock: the region (endpoint and signature).
+    pub region: Option<String>,
 }
 
 impl Channel {

@@ -67,6 +67,13 @@ impl StreamRelay {
     }
 
     fn absorb(&mut self, chunk: Bytes) {
+        if let Some(converter) = self.converter.as_mut().filter(|c| c.is_binary()) {
+            let mut converted = Vec::new();
+            converter.push_bytes(&chunk, &mut converted);
+            self.pending.extend(converted);
+            self.note_converted_usage();
+            return;
+        }
         let mut events = Vec::new();
         self.splitter.push(chunk, &mut events);
         for event in events {

@@ -4,7 +4,9 @@
 //! with their own modules; the relay dispatches on the protocol and learns no provider details.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod chat;
+pub mod eventstream;
 pub mod gemini;
 pub mod messages;
 pub mod multipart;
@@ -24,6 +26,8 @@ pub enum Protocol {
     Gemini,
     /// Azure OpenAI: OpenAI's wire format at a deployment URL with an `api-key` header.
     Azure,
+    /// AWS Bedrock Runtime's Converse API, signed with SigV4.
+    Bedrock,
 }
 
 /// A channel type resolved to its protocol and preset.
@@ -61,11 +65,35 @@ pub enum StreamConverter {
     ChatToAnthropic(messages::MessagesStream),
     /// Gemini partial responses → OpenAI chat completion chunks.
     GeminiToChat(gemini::ChatStream),
+    /// Bedrock ConverseStream (binary event-stream frames) → OpenAI chat completion chunks.
+    BedrockToChat(bedrock::ChatStream),
     /// One conversion after another (Gemini → OpenAI chat → Anthropic).
     Chain(Box<StreamConverter>, Box<StreamConverter>),
 }
 
 impl StreamConverter {
+    /// The upstream's stream is not SSE: its raw bytes go to [`Self::push_bytes`].
+    pub fn is_binary(&self) -> bool {
+        match self {
+            Self::BedrockToChat(_) => true,
+            Self::Chain(first, _) => first.is_binary(),
+            _ => false,
+        }
+    }
+
+    /// Converts raw upstream bytes (binary framings); client events are appended to `out`.
+    pub fn push_bytes(&mut self, bytes: &[u8], out: &mut Vec<bytes::Bytes>) {
+        match self {
+            Self::BedrockToChat(stream) => stream.push(bytes, out),
+            Self::Chain(first, second) => {
+                let mut middle = Vec::new();
+                first.push_bytes(bytes, &mut middle);
+                second.convert_all(middle, out);
+            }
+            _ => {}
+        }
+    }
+
     /// Converts one upstream event; client events are appended to `out`.
     pub fn convert(&mut self, event: bytes::Bytes, data: Option<&[u8]>, out: &mut Vec<bytes::Bytes>) {
         match (self, data) {
@@ -100,6 +128,7 @@ impl StreamConverter {
         match self {
             Self::ChatToAnthropic(stream) => stream.finish_stream(out),
             Self::GeminiToChat(stream) => stream.end(out),
+            Self::BedrockToChat(stream) => stream.end(out),
             Self::Chain(first, second) => {
                 let mut middle = Vec::new();
                 first.finish(&mut middle);
@@ -117,6 +146,7 @@ impl StreamConverter {
             Self::AnthropicPassthrough(usage) => usage.usage(),
             Self::ChatToAnthropic(stream) => stream.usage(),
             Self::GeminiToChat(stream) => stream.usage(),
+            Self::BedrockToChat(stream) => stream.usage(),
             Self::Chain(first, _) => first.usage(),
         }
     }
@@ -128,6 +158,7 @@ impl StreamConverter {
             Self::AnthropicPassthrough(usage) => usage.text_bytes(),
             Self::ChatToAnthropic(stream) => stream.text_bytes(),
             Self::GeminiToChat(stream) => stream.text_bytes(),
+            Self::BedrockToChat(stream) => stream.text_bytes(),
             Self::Chain(first, _) => first.text_bytes(),
         }
     }

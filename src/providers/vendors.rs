@@ -88,6 +88,15 @@ pub static PRESETS: &[VendorPreset] = &[
         stream_usage: OnRequest,
         protocol: Protocol::Azure,
     },
+    VendorPreset {
+        name: "bedrock",
+        label: "AWS Bedrock",
+        // https://bedrock-runtime.{config.region}.amazonaws.com
+        default_base_url: None,
+        auth: Auth::Bearer,
+        stream_usage: Always,
+        protocol: Protocol::Bedrock,
+    },
 ];
 
 #[cfg(test)]

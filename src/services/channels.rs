@@ -124,8 +124,10 @@ fn validate(input: ChannelInput, existing: Option<(&ChannelRow, Vec<String>)>) -
         .trim()
         .trim_end_matches('/')
         .to_string();
+    let bedrock = channel_type.protocol == crate::providers::Protocol::Bedrock;
     if base_url.is_empty() {
-        if channel_type.preset.default_base_url.is_none() {
+        // Bedrock's endpoint follows from the region in `config`.
+        if channel_type.preset.default_base_url.is_none() && !bedrock {
             return Err(invalid(format!("base_url: required for type {kind}")));
         }
     } else {
@@ -177,6 +179,15 @@ fn validate(input: ChannelInput, existing: Option<(&ChannelRow, Vec<String>)>) -
     };
     if !config.is_object() {
         return Err(invalid("config: must be a JSON object"));
+    }
+    if let Err(e) = serde_json::from_value::<crate::gateway::routing::ChannelConfig>(config.clone()) {
+        return Err(invalid(format!("config: {e}")));
+    }
+    if bedrock {
+        let region = config.get("region").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(invalid("config.region: required for type bedrock, e.g. \"us-east-1\""));
+        }
     }
     let status = match input.status.as_deref() {
         None => old.map(|r| r.status.clone()).unwrap_or_else(|| "enabled".into()),

@@ -21,6 +21,7 @@ macro_rules! db_tests {
 
 mod fake_anthropic;
 mod fake_azure;
+mod fake_bedrock;
 mod fake_gemini;
 mod fake_openai;
 mod helpers;
@@ -28,6 +29,7 @@ mod helpers;
 mod admin;
 mod anthropic;
 mod azure;
+mod bedrock;
 mod cli;
 mod console;
 mod gateway;
