@@ -175,7 +175,17 @@ fn bearer(parts: &Parts) -> Option<&str> {
         let (scheme, token) = value.trim().split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty());
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| !t.is_empty())
+    // Anthropic clients send `x-api-key`; Gemini clients `x-goog-api-key` or `?key=`.
+    let header = ["x-api-key", "x-goog-api-key"].into_iter().find_map(|name| headers.get(name));
+    if let Some(value) = header {
+        return value.to_str().ok().map(str::trim).filter(|t| !t.is_empty());
+    }
+    // Only Gemini's own routes take the key in the query string, as Google's API does.
+    if !parts.uri.path().starts_with("/v1beta/") {
+        return None;
+    }
+    let query = parts.uri.query()?;
+    query.split('&').find_map(|pair| pair.strip_prefix("key=")).filter(|k| !k.is_empty())
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ pub enum Endpoint {
     Responses,
     /// Anthropic's Messages API, in front of any channel.
     Messages,
+    /// Gemini's own `generateContent` / `streamGenerateContent`, to Gemini channels.
+    GeminiGenerate,
 }
 
 impl Endpoint {
@@ -34,6 +36,7 @@ impl Endpoint {
             Self::AudioTranslations => "/v1/audio/translations",
             Self::Responses => "/v1/responses",
             Self::Messages => "/v1/messages",
+            Self::GeminiGenerate => "/v1beta/models/{model}:generateContent",
         }
     }
 
@@ -54,7 +57,10 @@ impl Endpoint {
     }
 
     pub fn streams(self) -> bool {
-        matches!(self, Self::ChatCompletions | Self::Completions | Self::Responses | Self::Messages)
+        matches!(
+            self,
+            Self::ChatCompletions | Self::Completions | Self::Responses | Self::Messages | Self::GeminiGenerate
+        )
     }
 
     /// Endpoints whose streams report usage only when asked (`stream_options.include_usage`).
@@ -66,7 +72,7 @@ impl Endpoint {
     pub fn estimate(self, peek: &RequestPeek<'_>, prompt_tokens: i64, default_max_tokens: i64) -> Usage {
         let base = Usage { prompt_tokens, ..Usage::default() };
         match self {
-            Self::ChatCompletions | Self::Completions | Self::Responses | Self::Messages => {
+            Self::ChatCompletions | Self::Completions | Self::Responses | Self::Messages | Self::GeminiGenerate => {
                 let n = peek.n.unwrap_or(1).clamp(1, 128);
                 Usage { completion_tokens: peek.max_output().unwrap_or(default_max_tokens).saturating_mul(n), ..base }
             }

@@ -182,6 +182,26 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// The response for a Gemini-native client: Google's `{"error":{"code","message","status"}}`.
+    pub fn into_google_response(self) -> Response {
+        let status = self.status();
+        let (message, ..) = self.parts();
+        let google_status = match status.as_u16() {
+            400 | 413 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            429 => "RESOURCE_EXHAUSTED",
+            503 => "UNAVAILABLE",
+            504 => "DEADLINE_EXCEEDED",
+            _ => "INTERNAL",
+        };
+        let body = json!({ "error": { "code": status.as_u16(), "message": message, "status": google_status } });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();

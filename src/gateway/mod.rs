@@ -68,6 +68,7 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/v1/responses", responses)
         .post("/v1/messages", messages)
         .post("/v1/messages/count_tokens", count_tokens)
+        .post("/v1beta/models/{model_method}", gemini_generate)
         .get("/v1/models", models::list)
         .get("/v1/models/{*id}", models::retrieve)
 }
@@ -104,6 +105,36 @@ async fn count_tokens(auth: Result<ApiKeyAuth, GatewayError>, body: axum::body::
     }
     let tokens = relay::estimate_tokens(crate::providers::openai::event_text_len(&body)).max(1);
     axum::Json(serde_json::json!({ "input_tokens": tokens })).into_response()
+}
+
+/// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent?alt=sse`: Gemini's
+/// own API, passed through to Gemini channels.
+async fn gemini_generate(
+    State(state): State<AppState>,
+    axum::extract::Path(model_method): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    auth: Result<ApiKeyAuth, GatewayError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let auth = match auth {
+        Ok(auth) => auth,
+        Err(error) => return error.into_google_response(),
+    };
+    let sse = query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
+    let (model, stream) = match model_method.rsplit_once(':') {
+        Some((model, "generateContent")) => (model, false),
+        Some((model, "streamGenerateContent")) if sse => (model, true),
+        Some((_, "streamGenerateContent")) => {
+            let message = "Only the server-sent events form (alt=sse) of streamGenerateContent is supported.";
+            return GatewayError::BadRequest { message: message.into(), param: None }.into_google_response();
+        }
+        _ => {
+            return GatewayError::BadRequest { message: format!("Unknown method {model_method:?}."), param: None }
+                .into_google_response();
+        }
+    };
+    relay::relay_gemini_native(state, auth, model.to_string(), stream, headers, body).await
 }
 
 relay_handler! {

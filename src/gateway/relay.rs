@@ -38,10 +38,26 @@ const MAX_UPSTREAM_ERROR_BODY: usize = 64 * 1024;
 
 /// Relays one request; every failure becomes an OpenAI-shaped error.
 pub async fn relay(state: AppState, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
-    match relay_inner(&state, auth, endpoint, &headers, body).await {
+    match relay_inner(&state, auth, endpoint, &headers, body, None).await {
         Ok(response) => response,
         Err(error) if endpoint == Endpoint::Messages => error.into_anthropic_response(),
         Err(error) => error.into_response(),
+    }
+}
+
+/// Relays a Gemini-native call (`/v1beta/models/{model}:generateContent` or
+/// `:streamGenerateContent`) to a Gemini channel; failures in Google's error shape.
+pub async fn relay_gemini_native(
+    state: AppState,
+    auth: ApiKeyAuth,
+    model: String,
+    stream: bool,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match relay_inner(&state, auth, Endpoint::GeminiGenerate, &headers, body, Some((model, stream))).await {
+        Ok(response) => response,
+        Err(error) => error.into_google_response(),
     }
 }
 
@@ -51,6 +67,8 @@ async fn relay_inner(
     endpoint: Endpoint,
     headers: &HeaderMap,
     body: Body,
+    // The model and stream flag, when the URL names them rather than the body (Gemini's API).
+    from_url: Option<(String, bool)>,
 ) -> Result<Response, GatewayError> {
     let config = &state.config().gateway;
     let body = read_body(body, headers, config.max_body_bytes).await?;
@@ -66,10 +84,14 @@ async fn relay_inner(
     } else {
         None
     };
-    let peek = match &form {
+    let mut peek = match &form {
         Some(boundary) => multipart_peek(&body, boundary),
         None => RequestPeek::parse(&body).map_err(|message| GatewayError::BadRequest { message, param: None })?,
     };
+    if let Some((model, stream)) = from_url {
+        peek.model = Some(std::borrow::Cow::Owned(model));
+        peek.stream = Some(stream);
+    }
     let model = peek.model.as_deref().filter(|m| !m.is_empty()).ok_or_else(|| GatewayError::BadRequest {
         message: "You must provide a model parameter.".into(),
         param: Some("model"),
@@ -294,6 +316,13 @@ async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>
             return attempt_messages_via_chat(state, channel, request).await;
         }
         (_, Protocol::Anthropic) => return attempt_anthropic(state, channel, request).await,
+        (Endpoint::GeminiGenerate, Protocol::Gemini) => return attempt_gemini_native(state, channel, request).await,
+        (Endpoint::GeminiGenerate, _) => {
+            return Attempt::Fail(GatewayError::BadRequest {
+                message: format!("The model {} is not served by a Gemini channel.", request.model),
+                param: Some("model"),
+            });
+        }
         (_, Protocol::Gemini) => return attempt_gemini(state, channel, request).await,
         (_, Protocol::Bedrock) => return attempt_bedrock(state, channel, request).await,
         (_, Protocol::OpenAi | Protocol::Azure) => {}
@@ -481,6 +510,32 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
                 }
             }
         }
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// A Gemini-native request to a Gemini channel: the body passes through untouched, the model
+/// in the URL mapped; usage from `usageMetadata`.
+async fn attempt_gemini_native(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let upstream_model = channel.upstream_model(request.model);
+    let builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, gemini::method_path(upstream_model, request.stream)))
+        .header("x-goog-api-key", channel.key())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(request.body.clone());
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { content_type, first, rest } => Attempt::Answered(Answer::Stream {
+            content_type,
+            first,
+            rest,
+            converter: Some(StreamConverter::GeminiPassthrough(gemini::ChatStream::new(request.model, 0, false))),
+        }),
+        Received::Whole { status, content_type, body } => match gemini::response_usage(&body) {
+            Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage }),
+            Err(_) => Attempt::Retry(GatewayError::UpstreamUnavailable),
+        },
         Received::Failed(attempt) => attempt,
     }
 }

@@ -275,6 +275,12 @@ fn tool_call(index: usize, name: &str, args: &Value) -> Value {
             "function": { "name": name, "arguments": args.to_string() } })
 }
 
+/// The usage in a (non-stream) `generateContent` response; `Ok(None)` when it reports none.
+pub fn response_usage(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    let response: Response = serde_json::from_slice(body)?;
+    Ok(response.usage_metadata.map(UsageMetadata::normalise))
+}
+
 /// Converts a `generateContent` response into an OpenAI chat completion for `model`.
 pub fn to_chat(body: &[u8], model: &str, created: i64) -> Result<(Bytes, Option<Usage>), serde_json::Error> {
     let response: Response = serde_json::from_slice(body)?;
@@ -342,6 +348,16 @@ impl ChatStream {
             "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
         });
         Bytes::from(format!("data: {chunk}\n\n"))
+    }
+
+    /// Reads usage and text length from one event without converting it (passthrough).
+    pub fn observe(&mut self, data: &[u8]) {
+        let Ok(response) = serde_json::from_slice::<Response>(data) else { return };
+        if let Some(usage) = response.usage_metadata {
+            self.usage = Some(usage.normalise());
+        }
+        let p = pieces(response);
+        self.text_bytes += p.text.len() + p.reasoning.len();
     }
 
     /// Converts one upstream event's `data:` payload; client events are appended to `out`.

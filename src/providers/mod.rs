@@ -65,6 +65,8 @@ pub enum StreamConverter {
     ChatToAnthropic(messages::MessagesStream),
     /// Gemini partial responses → OpenAI chat completion chunks.
     GeminiToChat(gemini::ChatStream),
+    /// Gemini events passed through unchanged to a Gemini client (usage read on the way).
+    GeminiPassthrough(gemini::ChatStream),
     /// Bedrock ConverseStream (binary event-stream frames) → OpenAI chat completion chunks.
     BedrockToChat(bedrock::ChatStream),
     /// One conversion after another (Gemini → OpenAI chat → Anthropic).
@@ -106,6 +108,12 @@ impl StreamConverter {
             }
             (Self::ChatToAnthropic(stream), Some(data)) => stream.convert(data, out),
             (Self::GeminiToChat(stream), Some(data)) => stream.convert(data, out),
+            (Self::GeminiPassthrough(stream), data) => {
+                if let Some(data) = data {
+                    stream.observe(data);
+                }
+                out.push(event);
+            }
             (Self::Chain(first, second), data) => {
                 let mut middle = Vec::new();
                 first.convert(event, data, &mut middle);
@@ -145,7 +153,7 @@ impl StreamConverter {
             Self::AnthropicToChat(stream) => stream.usage.usage(),
             Self::AnthropicPassthrough(usage) => usage.usage(),
             Self::ChatToAnthropic(stream) => stream.usage(),
-            Self::GeminiToChat(stream) => stream.usage(),
+            Self::GeminiToChat(stream) | Self::GeminiPassthrough(stream) => stream.usage(),
             Self::BedrockToChat(stream) => stream.usage(),
             Self::Chain(first, _) => first.usage(),
         }
@@ -157,7 +165,7 @@ impl StreamConverter {
             Self::AnthropicToChat(stream) => stream.usage.text_bytes(),
             Self::AnthropicPassthrough(usage) => usage.text_bytes(),
             Self::ChatToAnthropic(stream) => stream.text_bytes(),
-            Self::GeminiToChat(stream) => stream.text_bytes(),
+            Self::GeminiToChat(stream) | Self::GeminiPassthrough(stream) => stream.text_bytes(),
             Self::BedrockToChat(stream) => stream.text_bytes(),
             Self::Chain(first, _) => first.text_bytes(),
         }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_gemini::{FakeGemini, KEY, Reply};
+use crate::fake_gemini::{FakeGemini, KEY, Reply, fixture};
 use crate::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
@@ -14,6 +14,7 @@ db_tests!(
     a_refused_key_disables_the_channel_and_bad_requests_are_refused_early,
     anthropic_clients_reach_gemini_models,
     the_channel_probe_speaks_gemini,
+    gemini_native_clients_pass_through,
 );
 
 /// $1 per 1M input tokens, $2 per 1M output: 1,000 and 2,000 nano-units a token.
@@ -172,4 +173,40 @@ async fn the_channel_probe_speaks_gemini(backend: Backend) {
     let (status, result) = app.admin("POST", &format!("/api/admin/channels/{channel}/test"), None).await;
     assert_eq!((status, result["ok"].as_bool()), (200, Some(true)), "{result}");
     assert_eq!(fake.received()[0].0, "gemini-2.0-flash:generateContent");
+}
+
+async fn gemini_native_clients_pass_through(backend: Backend) {
+    let (app, fake, _, user, key) = setup(backend, Reply::Text, KEY).await;
+    let body = json!({ "contents": [{ "role": "user", "parts": [{ "text": "What is AI?" }] }],
+                       "generationConfig": { "maxOutputTokens": 20 } });
+    let url = app.url("/v1beta/models/gemini-test:generateContent");
+    let response = app.client.post(&url).header("x-goog-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), fixture("generate_text.json"), "the answer passes through");
+    assert_eq!(fake.received()[0], ("gemini-2.0-flash:generateContent".to_string(), body.clone()));
+
+    // Streamed, with the key in the query string as Google's clients may send it.
+    let url = app.url(&format!("/v1beta/models/gemini-test:streamGenerateContent?alt=sse&key={key}"));
+    let response = app.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), fixture("stream_text.sse"));
+    assert_eq!(app.balance(user).await, 1_000_000_000 - (8 * 1000 + 10 * 2000) - (9 * 1000 + 5 * 2000));
+
+    // Errors in Google's shape.
+    let response =
+        app.client.post(app.url("/v1beta/models/gemini-test:generateContent")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        (error["error"]["code"].as_i64(), error["error"]["status"].as_str()),
+        (Some(401), Some("UNAUTHENTICATED"))
+    );
+    let url = app.url("/v1beta/models/gemini-test:streamGenerateContent");
+    let response = app.client.post(&url).header("x-goog-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 400, "only the SSE form of streaming");
+    // The key in the query string is for Gemini's routes only.
+    let response =
+        app.client.post(app.url(&format!("/v1/chat/completions?key={key}"))).json(&json!({})).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    app.assert_ledger_consistent().await;
 }
