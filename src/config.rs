@@ -178,6 +178,12 @@ pub struct GatewayConfig {
     pub channel_retest: Duration,
     /// How long cached keys and routing data may be stale when another replica changes them.
     pub cache_ttl: Duration,
+    /// Image URLs fetched for providers that need inline bytes: the largest image, the time
+    /// allowed, and whether loopback addresses may be fetched (local development and tests only;
+    /// private, link-local and metadata addresses are refused regardless).
+    pub image_fetch_max_bytes: usize,
+    pub image_fetch_timeout: Duration,
+    pub image_fetch_allow_loopback: bool,
 }
 
 /// A setting that could not be used; `Display` names it the way the operator wrote it.
@@ -232,6 +238,9 @@ settings! {
     ALLOW_UNPRICED_MODELS => "allow_unpriced_models", "BURNCLOUD_ALLOW_UNPRICED_MODELS";
     CHANNEL_RETEST_SECS => "channel_retest_secs", "BURNCLOUD_CHANNEL_RETEST_SECS";
     CACHE_TTL_SECS => "cache_ttl_secs", "BURNCLOUD_CACHE_TTL_SECS";
+    IMAGE_FETCH_MAX_BYTES => "image_fetch_max_bytes", "BURNCLOUD_IMAGE_FETCH_MAX_BYTES";
+    IMAGE_FETCH_TIMEOUT_SECS => "image_fetch_timeout_secs", "BURNCLOUD_IMAGE_FETCH_TIMEOUT_SECS";
+    IMAGE_FETCH_ALLOW_LOOPBACK => "image_fetch_allow_loopback", "BURNCLOUD_IMAGE_FETCH_ALLOW_LOOPBACK";
 }
 
 /// The smallest accepted length for secret keys and tokens.
@@ -344,6 +353,14 @@ impl Config {
             allow_unpriced_models: boolean(get(&ALLOW_UNPRICED_MODELS), &ALLOW_UNPRICED_MODELS, false)?,
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
             cache_ttl: secs(get(&CACHE_TTL_SECS), &CACHE_TTL_SECS, 30)?,
+            image_fetch_max_bytes: number(
+                get(&IMAGE_FETCH_MAX_BYTES),
+                &IMAGE_FETCH_MAX_BYTES,
+                20 * 1024 * 1024,
+                1024..=512 * 1024 * 1024,
+            )?,
+            image_fetch_timeout: secs(get(&IMAGE_FETCH_TIMEOUT_SECS), &IMAGE_FETCH_TIMEOUT_SECS, 10)?,
+            image_fetch_allow_loopback: boolean(get(&IMAGE_FETCH_ALLOW_LOOPBACK), &IMAGE_FETCH_ALLOW_LOOPBACK, false)?,
         };
 
         Ok(Self {

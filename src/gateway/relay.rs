@@ -28,7 +28,7 @@ use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::{self, RequestPeek};
 use crate::providers::vendors::StreamUsage;
-use crate::providers::{Protocol, StreamConverter, anthropic, bedrock, gemini, messages, multipart};
+use crate::providers::{Protocol, StreamConverter, anthropic, bedrock, fetch, gemini, messages, multipart};
 use crate::services;
 use crate::state::AppState;
 
@@ -454,6 +454,21 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
     }
 }
 
+/// The request as an OpenAI chat completion (a Messages request converted to one) with its image
+/// URLs fetched into `data:` URLs, for providers that take images inline only.
+async fn chat_with_inline_images(state: &AppState, request: &Request<'_>) -> Result<Bytes, Attempt> {
+    let chat = if request.endpoint == Endpoint::Messages {
+        messages::to_chat(request.body, request.model, false)
+            .map_err(|message| Attempt::Fail(GatewayError::BadRequest { message, param: None }))?
+    } else {
+        request.body.clone()
+    };
+    let limits = fetch::Limits::from_config(&state.config().gateway);
+    fetch::inline_image_urls(&chat, limits)
+        .await
+        .map_err(|e| Attempt::Fail(GatewayError::BadRequest { message: e.to_string(), param: Some("messages") }))
+}
+
 /// A chat completion (or, converted to one first, a Messages request) through a Gemini channel.
 async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let anthropic_client = request.endpoint == Endpoint::Messages;
@@ -463,12 +478,11 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
             param: Some("model"),
         });
     }
-    let converted = if anthropic_client {
-        messages::to_chat(request.body, request.model, false).and_then(|chat| gemini::from_chat(&chat))
-    } else {
-        gemini::from_chat(request.body)
+    let chat = match chat_with_inline_images(state, request).await {
+        Ok(chat) => chat,
+        Err(attempt) => return attempt,
     };
-    let payload = match converted {
+    let payload = match gemini::from_chat(&chat) {
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
     };
@@ -550,12 +564,11 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
             param: Some("model"),
         });
     }
-    let converted = if anthropic_client {
-        messages::to_chat(request.body, request.model, false).and_then(|chat| bedrock::from_chat(&chat))
-    } else {
-        bedrock::from_chat(request.body)
+    let chat = match chat_with_inline_images(state, request).await {
+        Ok(chat) => chat,
+        Err(attempt) => return attempt,
     };
-    let payload = match converted {
+    let payload = match bedrock::from_chat(&chat) {
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
     };

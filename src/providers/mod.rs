@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod chat;
 pub mod eventstream;
+pub mod fetch;
 pub mod gemini;
 pub mod messages;
 pub mod multipart;

@@ -37,6 +37,7 @@ mod gateway_billing;
 mod gateway_routing;
 mod gemini;
 mod health;
+mod image_fetch;
 mod leases;
 mod management_api;
 mod messages;
