@@ -11,6 +11,8 @@ pub mod fetch;
 pub mod gemini;
 pub mod messages;
 pub mod multipart;
+#[cfg(test)]
+mod properties;
 pub mod openai;
 pub mod vendors;
 
