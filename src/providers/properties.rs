@@ -60,10 +60,10 @@ fn texts_and_calls(chat: &Value) -> (Vec<String>, Vec<String>) {
     let mut texts = Vec::new();
     let mut calls = Vec::new();
     for m in chat["messages"].as_array().into_iter().flatten() {
-        if matches!(m["role"].as_str(), Some("user" | "assistant")) {
-            if let Some(t) = m["content"].as_str().filter(|t| !t.is_empty()) {
-                texts.push(t.to_string());
-            }
+        if matches!(m["role"].as_str(), Some("user" | "assistant"))
+            && let Some(t) = m["content"].as_str().filter(|t| !t.is_empty())
+        {
+            texts.push(t.to_string());
         }
         for c in m["tool_calls"].as_array().into_iter().flatten() {
             calls.push(format!("{}:{}", c["id"], c["function"]["name"]));
