@@ -34,6 +34,16 @@ RUST_BACKTRACE=${RUST_BACKTRACE:-0} cargo test "$@" 2>&1 | tee "$results"
 if [ "$#" -eq 0 ]; then
   cargo test --test api -- --ignored --exact route_coverage::every_route_is_exercised --nocapture 2>&1 | tee -a "$results"
 fi
+# The live provider suite (tests/api/live.rs) runs only with credentials (.env.example).
+live_vars=(BURNCLOUD_LIVE_OPENAI_KEY BURNCLOUD_LIVE_ANTHROPIC_KEY BURNCLOUD_LIVE_GEMINI_KEY AWS_ACCESS_KEY_ID)
+live_set=()
+for v in "${live_vars[@]}"; do [ -n "${!v:-}" ] && live_set+=("$v"); done
+if [ "$#" -eq 0 ] && [ "${#live_set[@]}" -gt 0 ]; then
+  echo "live provider suite: running (credentials: ${live_set[*]})"
+  cargo test --test api -- --ignored live:: --nocapture 2>&1 | tee -a "$results"
+elif [ "$#" -eq 0 ]; then
+  echo "live provider suite: NOT RUN (no credentials; set ${live_vars[*]} as in .env.example)"
+fi
 # One closing line over every test binary and both runs.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"

@@ -11,9 +11,9 @@ pub mod fetch;
 pub mod gemini;
 pub mod messages;
 pub mod multipart;
+pub mod openai;
 #[cfg(test)]
 mod properties;
-pub mod openai;
 pub mod vendors;
 
 use vendors::VendorPreset;

@@ -9,16 +9,52 @@ use super::{anthropic, bedrock, gemini, messages};
 /// Any JSON value, a few levels deep, with the keys the converters look for.
 fn any_json() -> impl Strategy<Value = Value> {
     let key = prop::sample::select(vec![
-        "model", "messages", "role", "content", "type", "text", "tool_calls", "tool_call_id", "function", "name",
-        "arguments", "tools", "tool_choice", "system", "stream", "max_tokens", "n", "image_url", "url", "usage",
-        "choices", "delta", "candidates", "parts", "output", "message", "stop", "source", "input",
+        "model",
+        "messages",
+        "role",
+        "content",
+        "type",
+        "text",
+        "tool_calls",
+        "tool_call_id",
+        "function",
+        "name",
+        "arguments",
+        "tools",
+        "tool_choice",
+        "system",
+        "stream",
+        "max_tokens",
+        "n",
+        "image_url",
+        "url",
+        "usage",
+        "choices",
+        "delta",
+        "candidates",
+        "parts",
+        "output",
+        "message",
+        "stop",
+        "source",
+        "input",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        prop::sample::select(vec!["user", "assistant", "tool", "system", "text", "image_url", "tool_use", "auto", "required"])
-            .prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "user",
+            "assistant",
+            "tool",
+            "system",
+            "text",
+            "image_url",
+            "tool_use",
+            "auto",
+            "required"
+        ])
+        .prop_map(|s| json!(s)),
         ".{0,8}".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 48, 6, move |inner| {
@@ -38,8 +74,10 @@ fn conversation() -> impl Strategy<Value = Vec<Value>> {
             let calls: Vec<Value> = names
                 .iter()
                 .enumerate()
-                .map(|(i, n)| json!({ "id": format!("call_{n}_{i}"), "type": "function",
-                                      "function": { "name": n, "arguments": format!("{{\"i\":{i}}}") } }))
+                .map(|(i, n)| {
+                    json!({ "id": format!("call_{n}_{i}"), "type": "function",
+                                      "function": { "name": n, "arguments": format!("{{\"i\":{i}}}") } })
+                })
                 .collect();
             let mut turn = vec![json!({ "role": "assistant", "content": t, "tool_calls": calls })];
             for call in &calls {

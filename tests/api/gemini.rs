@@ -124,11 +124,11 @@ async fn a_refused_key_disables_the_channel_and_bad_requests_are_refused_early(b
     let (app, fake, channel, user, key) = setup(backend, Reply::Text, "AIza-wrong").await;
     let response = app.v1(&key, "/v1/chat/completions", &chat(json!({ "n": 2 }))).await;
     assert_eq!(response.status(), 400, "n > 1 is refused before any upstream call");
-    let image = json!({ "messages": [{ "role": "user", "content": [
-        { "type": "image_url", "image_url": { "url": "https://example.com/cat.png" } }] }] });
-    let response = app.v1(&key, "/v1/chat/completions", &chat(image)).await;
+    let audio = json!({ "messages": [{ "role": "user", "content": [
+        { "type": "input_audio", "input_audio": { "data": "AAAA", "format": "wav" } }] }] });
+    let response = app.v1(&key, "/v1/chat/completions", &chat(audio)).await;
     assert_eq!(response.status(), 400);
-    assert!(response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("data: URLs"));
+    assert!(response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("text and image"));
 
     let response = app.v1(&key, "/v1/chat/completions", &chat(json!({}))).await;
     assert_eq!(response.status(), 502);

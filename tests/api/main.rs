@@ -39,6 +39,7 @@ mod gemini;
 mod health;
 mod image_fetch;
 mod leases;
+mod live;
 mod management_api;
 mod messages;
 mod route_coverage;
