@@ -3,6 +3,7 @@
 //! bills it through `billing`. It must stay fast: no database read on a cache hit, no
 //! re-serialisation of bodies it does not need to change, no stream buffering.
 
+pub mod attempts;
 pub mod auth;
 pub mod endpoints;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod routing;
 pub mod settlement;
 pub mod sse;
 pub mod stream;
+pub mod upstream;
 
 use axum::body::Body;
 use axum::extract::State;

@@ -14,6 +14,7 @@ db_tests!(
     streamed_tool_calls_arrive_as_deltas,
     upstream_errors_take_the_openai_shape,
     the_channel_probe_speaks_anthropic,
+    an_overloaded_stream_fails_over_before_anything_is_sent,
 );
 
 /// $1 per 1M input tokens, $2 per 1M output: 1,000 and 2,000 nano-units a token.
@@ -198,4 +199,24 @@ async fn the_channel_probe_speaks_anthropic(backend: Backend) {
     let (status, result) = app.admin("POST", &format!("/api/admin/channels/{id}/test"), None).await;
     assert_eq!((status, result["ok"].as_bool()), (200, Some(true)), "{result}");
     assert_eq!(fake.received()[0]["model"], "claude-x");
+}
+
+async fn an_overloaded_stream_fails_over_before_anything_is_sent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let overloaded = FakeAnthropic::start(Reply::StreamError).await;
+    let healthy = FakeAnthropic::start(Reply::Text).await;
+    for (name, fake, priority) in [("first", &overloaded, 10), ("second", &healthy, 0)] {
+        let channel = json!({ "name": name, "type": "anthropic", "base_url": fake.base_url(), "key": KEY,
+                              "models": ["claude-test"], "priority": priority });
+        app.add_channel(channel).await;
+    }
+    app.set_price("claude-test", json!({ "input": "1.00", "output": "2.00" })).await;
+    let (user, key) = app.user_with_key("1.00").await;
+    let response = app.v1(&key, "/v1/chat/completions", &chat(json!({ "stream": true }))).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("Hello") && !text.contains("Overloaded"), "{text}");
+    assert_eq!((overloaded.received().len(), healthy.received().len()), (1, 1));
+    assert_eq!(app.balance(user).await, 1_000_000_000 - (25 * 1000 + 15 * 2000));
+    app.assert_ledger_consistent().await;
 }

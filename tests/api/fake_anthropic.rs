@@ -24,6 +24,8 @@ pub enum Reply {
     ToolUse,
     /// An error status with Anthropic's error body and that error type.
     Error(u16, &'static str),
+    /// HTTP 200, then an `overloaded_error` as the stream's first event (as Anthropic does).
+    StreamError,
 }
 
 #[derive(Clone)]
@@ -91,6 +93,10 @@ async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
     let stream = request["stream"] == json!(true);
     let (file, content_type) = match (reply, stream) {
         (Reply::Error(status, kind), _) => return error(status, kind, "The upstream refused this."),
+        (Reply::StreamError, _) => {
+            let event = "event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n";
+            return ([(header::CONTENT_TYPE, "text/event-stream")], event).into_response();
+        }
         (Reply::Text, false) => ("message.json", "application/json"),
         (Reply::ToolUse, false) => ("tool_use.json", "application/json"),
         (Reply::Text, true) => ("stream_text.sse", "text/event-stream"),

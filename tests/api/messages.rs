@@ -15,6 +15,7 @@ db_tests!(
     messages_pass_through_to_an_anthropic_channel_byte_for_byte,
     errors_on_messages_take_anthropics_shape,
     count_tokens_answers_locally,
+    a_stream_cut_short_ends_with_an_anthropic_error_event,
 );
 
 async fn messages(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
@@ -204,4 +205,21 @@ async fn count_tokens_answers_locally(backend: Backend) {
     assert_eq!(response.json::<Value>().await.unwrap()["error"]["type"], "invalid_request_error");
     let response = app.client.post(app.url("/v1/messages/count_tokens")).json(&json!({})).send().await.unwrap();
     assert_eq!(response.status(), 401);
+}
+
+async fn a_stream_cut_short_ends_with_an_anthropic_error_event(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fake = FakeOpenAi::start(Behavior::Truncated).await;
+    priced_channel(&app, &fake, "gpt", "gpt-test", json!({})).await;
+    let (_, key) = app.user_with_key("1.00").await;
+    let response = messages(&app, &key, &request("gpt-test", json!({ "stream": true }))).await;
+    assert_eq!(response.status(), 200, "the stream had started");
+    let events = sse(&response.text().await.unwrap());
+    assert_eq!(events[0].0, "message_start");
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "error");
+    assert_eq!((data["type"].as_str(), data["error"]["type"].as_str()), (Some("error"), Some("api_error")));
+    assert!(!events.iter().any(|(n, _)| n == "message_stop"), "a broken stream does not claim to be complete");
+    app.settled().await;
+    app.assert_ledger_consistent().await;
 }

@@ -1,0 +1,389 @@
+//! One attempt on one channel, per protocol: the relay's request sent the way the channel's
+//! upstream speaks (passed through, or converted by `crate::providers`), and its answer brought
+//! back in the client's protocol. The relay learns no provider's details.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, header};
+use bytes::Bytes;
+
+use super::endpoints::Endpoint;
+use super::error::GatewayError;
+use super::routing::Channel;
+use super::upstream::{Answer, Attempt, Received, Request, openai_post, send};
+use crate::domain::time::now_ms;
+use crate::providers::openai;
+use crate::providers::vendors::StreamUsage;
+use crate::providers::{Protocol, StreamConverter, anthropic, bedrock, fetch, gemini, messages, multipart};
+use crate::state::AppState;
+
+pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    match (request.endpoint, channel.kind.protocol) {
+        (Endpoint::Messages, Protocol::Anthropic) => {
+            return attempt_messages_passthrough(state, channel, request).await;
+        }
+        (Endpoint::Messages, Protocol::OpenAi | Protocol::Azure) => {
+            return attempt_messages_via_chat(state, channel, request).await;
+        }
+        (_, Protocol::Anthropic) => return attempt_anthropic(state, channel, request).await,
+        (Endpoint::GeminiGenerate, Protocol::Gemini) => return attempt_gemini_native(state, channel, request).await,
+        (Endpoint::GeminiGenerate, _) => {
+            return Attempt::Fail(GatewayError::BadRequest {
+                message: format!("The model {} is not served by a Gemini channel.", request.model),
+                param: Some("model"),
+            });
+        }
+        (_, Protocol::Gemini) => return attempt_gemini(state, channel, request).await,
+        (_, Protocol::Bedrock) => return attempt_bedrock(state, channel, request).await,
+        (_, Protocol::OpenAi | Protocol::Azure) => {}
+    }
+    let upstream_model = channel.upstream_model(request.model);
+    let mapped = (upstream_model != request.model).then_some(upstream_model);
+    let inject_usage = request.stream
+        && request.endpoint.injects_stream_usage()
+        && channel.kind.preset.stream_usage == StreamUsage::OnRequest
+        && !request.peek.wants_stream_usage();
+    let payload = if let (Some(boundary), Some(model)) = (request.boundary, mapped) {
+        match multipart::replace_field(request.body, boundary, "model", model) {
+            Some(bytes) => bytes,
+            None => request.body.clone(),
+        }
+    } else if request.boundary.is_none() && (mapped.is_some() || inject_usage) {
+        match openai::rewrite_request(request.body, mapped, inject_usage) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Attempt::Fail(GatewayError::BadRequest {
+                    message: format!("Invalid JSON body ({e})."),
+                    param: None,
+                });
+            }
+        }
+    } else {
+        request.body.clone()
+    };
+    let builder = openai_post(state, channel, request.endpoint, upstream_model)
+        .header(header::CONTENT_TYPE, request.content_type.clone())
+        .body(payload);
+    let (status, content_type, body) = match send(state, channel, builder, request.stream).await {
+        Received::Whole { status, content_type, body } => (status, content_type, body),
+        Received::Stream { content_type, first, rest } => {
+            return Attempt::Answered(Answer::Stream { content_type, first, rest, converter: None });
+        }
+        Received::Failed(attempt) => return attempt,
+    };
+    if !request.endpoint.answers_json() {
+        // Audio, or text in whatever `response_format` asked for: usage only if it is JSON with some.
+        let usage = openai::response_usage(&body).ok().flatten();
+        return Attempt::Answered(Answer::Whole { status, content_type, body, usage });
+    }
+    match openai::response_usage(&body) {
+        Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage }),
+        Err(_) => {
+            tracing::warn!(channel = channel.id, "upstream answered 2xx with a body that is not JSON");
+            Attempt::Retry(GatewayError::UpstreamUnavailable)
+        }
+    }
+}
+
+/// A chat completion through an Anthropic channel: converted there and back.
+async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    if request.endpoint != Endpoint::ChatCompletions {
+        return Attempt::Fail(GatewayError::BadRequest {
+            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
+            param: Some("model"),
+        });
+    }
+    let upstream_model = channel.upstream_model(request.model);
+    let default_max_tokens = state.config().gateway.default_max_tokens;
+    let converted = anthropic::from_chat(request.body, upstream_model, default_max_tokens)
+        .and_then(|r| serde_json::to_vec(&r).map_err(|e| e.to_string()));
+    let payload = match converted {
+        Ok(payload) => payload,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
+    };
+    let builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, anthropic::MESSAGES_PATH))
+        .header("x-api-key", channel.key())
+        .header("anthropic-version", anthropic::VERSION)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    let created = now_ms() / 1000;
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { first, rest, .. } => Attempt::Answered(Answer::Stream {
+            content_type: None,
+            first,
+            rest,
+            converter: Some(StreamConverter::AnthropicToChat(anthropic::ChatStream::new(
+                request.model,
+                created,
+                request.peek.wants_stream_usage(),
+            ))),
+        }),
+        Received::Whole { status, body, .. } => match anthropic::to_chat(&body, request.model, created) {
+            Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                status,
+                content_type: Some(HeaderValue::from_static("application/json")),
+                body,
+                usage: Some(usage),
+            }),
+            Err(e) => {
+                tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
+                Attempt::Retry(GatewayError::UpstreamUnavailable)
+            }
+        },
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// The request as an OpenAI chat completion (a Messages request converted to one) with its image
+/// URLs fetched into `data:` URLs, for providers that take images inline only.
+async fn chat_with_inline_images(state: &AppState, request: &Request<'_>) -> Result<Bytes, Attempt> {
+    let chat = if request.endpoint == Endpoint::Messages {
+        messages::to_chat(request.body, request.model, false)
+            .map_err(|message| Attempt::Fail(GatewayError::BadRequest { message, param: None }))?
+    } else {
+        request.body.clone()
+    };
+    let limits = fetch::Limits::from_config(&state.config().gateway);
+    fetch::inline_image_urls(&chat, limits)
+        .await
+        .map_err(|e| Attempt::Fail(GatewayError::BadRequest { message: e.to_string(), param: Some("messages") }))
+}
+
+/// A chat completion (or, converted to one first, a Messages request) through a Gemini channel.
+async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let anthropic_client = request.endpoint == Endpoint::Messages;
+    if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
+        return Attempt::Fail(GatewayError::BadRequest {
+            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
+            param: Some("model"),
+        });
+    }
+    let chat = match chat_with_inline_images(state, request).await {
+        Ok(chat) => chat,
+        Err(attempt) => return attempt,
+    };
+    let payload = match gemini::from_chat(&chat) {
+        Ok(payload) => payload,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
+    };
+    let upstream_model = channel.upstream_model(request.model);
+    let builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, gemini::method_path(upstream_model, request.stream)))
+        .header("x-goog-api-key", channel.key())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    let created = now_ms() / 1000;
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { first, rest, .. } => {
+            let include_usage = anthropic_client || request.peek.wants_stream_usage();
+            let to_chat = StreamConverter::GeminiToChat(gemini::ChatStream::new(request.model, created, include_usage));
+            let converter = if anthropic_client {
+                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model));
+                StreamConverter::Chain(Box::new(to_chat), Box::new(to_messages))
+            } else {
+                to_chat
+            };
+            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(converter) })
+        }
+        Received::Whole { status, body, .. } => {
+            let converted = gemini::to_chat(&body, request.model, created).and_then(|(chat, usage)| {
+                if anthropic_client { messages::from_chat(&chat, request.model) } else { Ok((chat, usage)) }
+            });
+            match converted {
+                Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                    status,
+                    content_type: Some(HeaderValue::from_static("application/json")),
+                    body,
+                    usage,
+                }),
+                Err(e) => {
+                    tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
+                    Attempt::Retry(GatewayError::UpstreamUnavailable)
+                }
+            }
+        }
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// A Gemini-native request to a Gemini channel: the body passes through untouched, the model
+/// in the URL mapped; usage from `usageMetadata`.
+async fn attempt_gemini_native(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let upstream_model = channel.upstream_model(request.model);
+    let builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, gemini::method_path(upstream_model, request.stream)))
+        .header("x-goog-api-key", channel.key())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(request.body.clone());
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { content_type, first, rest } => Attempt::Answered(Answer::Stream {
+            content_type,
+            first,
+            rest,
+            converter: Some(StreamConverter::GeminiPassthrough(gemini::ChatStream::new(request.model, 0, false))),
+        }),
+        Received::Whole { status, content_type, body } => match gemini::response_usage(&body) {
+            Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage }),
+            Err(_) => Attempt::Retry(GatewayError::UpstreamUnavailable),
+        },
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// A chat completion (or, converted to one first, a Messages request) through a Bedrock channel:
+/// Converse / ConverseStream, signed with SigV4 (or a Bedrock API key).
+async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let anthropic_client = request.endpoint == Endpoint::Messages;
+    if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
+        return Attempt::Fail(GatewayError::BadRequest {
+            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
+            param: Some("model"),
+        });
+    }
+    let chat = match chat_with_inline_images(state, request).await {
+        Ok(chat) => chat,
+        Err(attempt) => return attempt,
+    };
+    let payload = match bedrock::from_chat(&chat) {
+        Ok(payload) => payload,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
+    };
+    let region = channel.config.region.as_deref().unwrap_or("us-east-1");
+    let base = if channel.base_url.is_empty() { bedrock::endpoint(region) } else { channel.base_url.clone() };
+    let url = format!("{base}{}", bedrock::path(channel.upstream_model(request.model), request.stream));
+    let key = channel.key();
+    let signed =
+        bedrock::auth_headers(&bedrock::Auth::from_key(key), region, &url, &payload, std::time::SystemTime::now());
+    let auth = match signed {
+        Ok(headers) => headers,
+        Err(e) => {
+            tracing::error!(channel = channel.id, error = %e, "cannot sign the Bedrock request");
+            return Attempt::Retry(GatewayError::UpstreamUnavailable);
+        }
+    };
+    let mut builder = state.gateway().http.post(url).header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in auth {
+        builder = builder.header(name, value);
+    }
+    let created = now_ms() / 1000;
+    match send(state, channel, builder.body(payload), request.stream).await {
+        Received::Stream { first, rest, .. } => {
+            let include_usage = anthropic_client || request.peek.wants_stream_usage();
+            let to_chat =
+                StreamConverter::BedrockToChat(bedrock::ChatStream::new(request.model, created, include_usage));
+            let converter = if anthropic_client {
+                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model));
+                StreamConverter::Chain(Box::new(to_chat), Box::new(to_messages))
+            } else {
+                to_chat
+            };
+            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(converter) })
+        }
+        Received::Whole { status, body, .. } => {
+            let converted = bedrock::to_chat(&body, request.model, created).and_then(|(chat, usage)| {
+                if anthropic_client { messages::from_chat(&chat, request.model) } else { Ok((chat, usage)) }
+            });
+            match converted {
+                Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                    status,
+                    content_type: Some(HeaderValue::from_static("application/json")),
+                    body,
+                    usage,
+                }),
+                Err(e) => {
+                    tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
+                    Attempt::Retry(GatewayError::UpstreamUnavailable)
+                }
+            }
+        }
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// A Messages request to an Anthropic channel: passed through (the model mapped, if the channel
+/// maps it), its usage read from the answer or the stream.
+async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let upstream_model = channel.upstream_model(request.model);
+    let payload = if upstream_model == request.model {
+        request.body.clone()
+    } else {
+        match openai::rewrite_request(request.body, Some(upstream_model), false) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Attempt::Fail(GatewayError::BadRequest {
+                    message: format!("Invalid JSON body ({e})."),
+                    param: None,
+                });
+            }
+        }
+    };
+    let version = request.headers.get("anthropic-version").cloned();
+    let mut builder = state
+        .gateway()
+        .http
+        .post(format!("{}{}", channel.base_url, anthropic::MESSAGES_PATH))
+        .header("x-api-key", channel.key())
+        .header("anthropic-version", version.unwrap_or(HeaderValue::from_static(anthropic::VERSION)))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    if let Some(beta) = request.headers.get("anthropic-beta") {
+        builder = builder.header("anthropic-beta", beta.clone());
+    }
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { content_type, first, rest } => Attempt::Answered(Answer::Stream {
+            content_type,
+            first,
+            rest,
+            converter: Some(StreamConverter::AnthropicPassthrough(anthropic::StreamUsage::default())),
+        }),
+        Received::Whole { status, content_type, body } => match anthropic::response_usage(&body) {
+            Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage: Some(usage) }),
+            Err(_) => {
+                tracing::warn!(channel = channel.id, "upstream answered 2xx with a body that is not JSON");
+                Attempt::Retry(GatewayError::UpstreamUnavailable)
+            }
+        },
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// A Messages request to an OpenAI-protocol channel: converted to a chat completion and back.
+async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let upstream_model = channel.upstream_model(request.model);
+    let include_usage = channel.kind.preset.stream_usage == StreamUsage::OnRequest;
+    let payload = match messages::to_chat(request.body, upstream_model, include_usage) {
+        Ok(payload) => payload,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
+    };
+    let builder = openai_post(state, channel, Endpoint::ChatCompletions, upstream_model)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(payload);
+    match send(state, channel, builder, request.stream).await {
+        Received::Stream { first, rest, .. } => Attempt::Answered(Answer::Stream {
+            content_type: None,
+            first,
+            rest,
+            converter: Some(StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model))),
+        }),
+        Received::Whole { status, body, .. } => match messages::from_chat(&body, request.model) {
+            Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                status,
+                content_type: Some(HeaderValue::from_static("application/json")),
+                body,
+                usage,
+            }),
+            Err(_) => {
+                tracing::warn!(channel = channel.id, "upstream answered 2xx with a body that is not JSON");
+                Attempt::Retry(GatewayError::UpstreamUnavailable)
+            }
+        },
+        Received::Failed(attempt) => attempt,
+    }
+}

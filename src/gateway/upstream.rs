@@ -1,0 +1,253 @@
+//! Talking to an upstream: the request as the attempts see it, what an attempt brings back, one
+//! HTTP call under the first-byte timeout, and what an upstream's failure means (retry elsewhere,
+//! disable the channel, or tell the client).
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::endpoints::Endpoint;
+use super::error::GatewayError;
+use super::routing::Channel;
+use crate::domain::pricing::Usage;
+use crate::providers::openai::RequestPeek;
+use crate::providers::{Protocol, StreamConverter};
+use crate::services;
+use crate::state::AppState;
+
+/// The most we read of an upstream's non-stream answer or error.
+const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
+const MAX_UPSTREAM_ERROR_BODY: usize = 64 * 1024;
+
+/// The parsed request, borrowed for the attempts.
+pub(super) struct Request<'a> {
+    pub(super) endpoint: Endpoint,
+    pub(super) body: &'a Bytes,
+    pub(super) peek: &'a RequestPeek<'a>,
+    pub(super) model: &'a str,
+    pub(super) stream: bool,
+    pub(super) prompt_estimate: i64,
+    /// The multipart boundary, for form bodies.
+    pub(super) boundary: Option<&'a str>,
+    pub(super) content_type: HeaderValue,
+    /// The client's headers (Anthropic's version and beta headers pass through).
+    pub(super) headers: &'a HeaderMap,
+}
+
+pub(super) enum Answer {
+    Whole {
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+        usage: Option<Usage>,
+    },
+    Stream {
+        content_type: Option<HeaderValue>,
+        first: Bytes,
+        rest: BoxStream<'static, reqwest::Result<Bytes>>,
+        converter: Option<StreamConverter>,
+    },
+}
+
+pub(super) enum Attempt {
+    Answered(Answer),
+    /// Nothing reached the client: another channel may try.
+    Retry(GatewayError),
+    /// The request itself was refused: no other channel would do better.
+    Fail(GatewayError),
+}
+
+/// The upstream request for an OpenAI-protocol endpoint: `{base}/v1/…` with a bearer key, or on
+/// Azure OpenAI `{base}/openai/deployments/{deployment}/…?api-version=…` with `api-key`, where the
+/// deployment is the channel's upstream model name (its model mapping).
+pub(super) fn openai_post(
+    state: &AppState,
+    channel: &Channel,
+    endpoint: Endpoint,
+    upstream_model: &str,
+) -> reqwest::RequestBuilder {
+    let http = &state.gateway().http;
+    match channel.kind.protocol {
+        Protocol::Azure => {
+            let version = channel.config.api_version.as_deref().unwrap_or(AZURE_API_VERSION);
+            let url = format!(
+                "{}/openai/deployments/{upstream_model}{}?api-version={version}",
+                channel.base_url,
+                endpoint.path_after_version()
+            );
+            http.post(url).header("api-key", channel.key())
+        }
+        _ => http.post(format!("{}{}", channel.base_url, endpoint.path_after_version())).bearer_auth(channel.key()),
+    }
+}
+
+/// The Azure OpenAI API version used when a channel's config names none (the latest GA).
+const AZURE_API_VERSION: &str = "2024-10-21";
+
+/// What one upstream call brought: a whole 2xx body, a 2xx stream with its first chunk, or a
+/// failure already classified.
+pub(super) enum Received {
+    Whole { status: StatusCode, content_type: Option<HeaderValue>, body: Bytes },
+    Stream { content_type: Option<HeaderValue>, first: Bytes, rest: BoxStream<'static, reqwest::Result<Bytes>> },
+    Failed(Attempt),
+}
+
+/// Sends a prepared upstream request under the first-byte timeout; for streams, waits for the
+/// first chunk, so an upstream that fails before it can still be failed over.
+pub(super) async fn send(
+    state: &AppState,
+    channel: &Channel,
+    builder: reqwest::RequestBuilder,
+    stream: bool,
+) -> Received {
+    let config = &state.config().gateway;
+    let response = match tokio::time::timeout(config.first_byte_timeout, builder.send()).await {
+        Err(_) => return Received::Failed(Attempt::Retry(GatewayError::UpstreamTimeout)),
+        Ok(Err(e)) if e.is_timeout() => return Received::Failed(Attempt::Retry(GatewayError::UpstreamTimeout)),
+        Ok(Err(e)) => {
+            tracing::warn!(channel = channel.id, error = %e, "upstream request failed");
+            return Received::Failed(Attempt::Retry(GatewayError::UpstreamUnavailable));
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    if !status.is_success() {
+        let body = read_limited(response, MAX_UPSTREAM_ERROR_BODY, config.first_byte_timeout).await.unwrap_or_default();
+        return Received::Failed(classify_failure(state, channel, status, &body));
+    }
+    if stream {
+        let mut rest = response.bytes_stream().boxed();
+        return match tokio::time::timeout(config.first_byte_timeout, rest.next()).await {
+            Err(_) => Received::Failed(Attempt::Retry(GatewayError::UpstreamTimeout)),
+            Ok(None | Some(Err(_))) => Received::Failed(Attempt::Retry(GatewayError::UpstreamUnavailable)),
+            Ok(Some(Ok(first))) if starts_with_error_event(&first) => {
+                tracing::warn!(channel = channel.id, "upstream stream began with an error event");
+                Received::Failed(Attempt::Retry(GatewayError::UpstreamUnavailable))
+            }
+            Ok(Some(Ok(first))) => Received::Stream { content_type, first, rest },
+        };
+    }
+    match read_limited(response, MAX_UPSTREAM_BODY, config.first_byte_timeout).await {
+        Some(body) => Received::Whole { status, content_type, body },
+        None => Received::Failed(Attempt::Retry(GatewayError::UpstreamUnavailable)),
+    }
+}
+
+/// Decides what an upstream error means: the channel's fault (disable it, try another), a
+/// passing condition (try another), or the request's fault (tell the client).
+pub(super) fn classify_failure(state: &AppState, channel: &Channel, status: StatusCode, body: &[u8]) -> Attempt {
+    let text = String::from_utf8_lossy(body);
+    // Gemini answers a bad key with 400 `API_KEY_INVALID`.
+    let key_refused = text.contains("API_KEY_INVALID");
+    let quota_exhausted = text.contains("insufficient_quota")
+        || text.contains("billing_hard_limit")
+        || text.contains("credit balance is too low")
+        || status == StatusCode::PAYMENT_REQUIRED;
+    match status.as_u16() {
+        400 if key_refused => {
+            services::channels::auto_disable_in_background(
+                state,
+                channel.id,
+                "upstream rejected the key (HTTP 400)".into(),
+            );
+            Attempt::Retry(GatewayError::UpstreamUnavailable)
+        }
+        401 | 403 => {
+            services::channels::auto_disable_in_background(
+                state,
+                channel.id,
+                format!("upstream rejected the key (HTTP {})", status.as_u16()),
+            );
+            Attempt::Retry(GatewayError::UpstreamUnavailable)
+        }
+        400 | 402 | 429 if quota_exhausted => {
+            services::channels::auto_disable_in_background(
+                state,
+                channel.id,
+                "upstream account has no credit".to_string(),
+            );
+            Attempt::Retry(GatewayError::UpstreamUnavailable)
+        }
+        429 => Attempt::Retry(GatewayError::UpstreamRateLimited),
+        408 | 500..=599 => Attempt::Retry(GatewayError::UpstreamUnavailable),
+        code => Attempt::Fail(translate_rejection(channel, code, body)),
+    }
+}
+
+/// An upstream's 4xx for the request itself, translated: its message (scrubbed of the channel's
+/// key and address), type and code, never its raw body.
+pub(super) fn translate_rejection(channel: &Channel, status: u16, body: &[u8]) -> GatewayError {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        error: Option<WireError>,
+        /// AWS services answer `{"message": …}`.
+        message: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct WireError {
+        message: Option<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        code: Option<serde_json::Value>,
+    }
+    let wire = serde_json::from_slice::<Wire>(body).ok();
+    let top_message = wire.as_ref().and_then(|w| w.message.clone());
+    let parsed = wire.and_then(|w| w.error);
+    let mut message = parsed
+        .as_ref()
+        .and_then(|e| e.message.clone())
+        .or(top_message)
+        .unwrap_or_else(|| format!("The upstream provider rejected the request (HTTP {status})."));
+    for key in &channel.keys {
+        if key.len() >= 4 {
+            message = message.replace(key.as_str(), "[redacted]");
+        }
+    }
+    message = message.replace(&channel.base_url, "[upstream]");
+    if let Some(host) = url::Url::parse(&channel.base_url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+        message = message.replace(&host, "[upstream]");
+    }
+    message.truncate(message.floor_char_boundary(1000));
+    let simple = |s: &str| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    let kind = parsed.as_ref().and_then(|e| e.kind.clone()).filter(|k| simple(k));
+    let code = parsed
+        .as_ref()
+        .and_then(|e| e.code.as_ref())
+        .and_then(|c| c.as_str().map(str::to_string))
+        .filter(|c| simple(c));
+    let status = if (400..500).contains(&status) { status } else { 400 };
+    GatewayError::UpstreamRejected { status, message, kind, code }
+}
+
+/// Reads an upstream body up to `limit` bytes within `deadline`; `None` on failure.
+pub(super) async fn read_limited(response: reqwest::Response, limit: usize, deadline: Duration) -> Option<Bytes> {
+    let read = async {
+        let mut stream = response.bytes_stream();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.ok()?;
+            total += chunk.len();
+            if total > limit {
+                return None;
+            }
+            chunks.push(chunk);
+        }
+        Some(match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        })
+    };
+    tokio::time::timeout(deadline, read).await.ok().flatten()
+}
+
+/// A stream whose first event is an error (Anthropic's `event: error`, e.g. overloaded, or an
+/// OpenAI-style `data: {"error": …}`): nothing reached the client yet, so another channel may try.
+fn starts_with_error_event(first: &[u8]) -> bool {
+    let first = first.trim_ascii_start();
+    first.starts_with(b"event: error") || first.starts_with(b"data: {\"error\"")
+}
