@@ -180,7 +180,7 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
             }))
             .into_response()
         }
-        _ if stream => stream_response(&model, &behavior, include_usage),
+        _ if stream => stream_response(&model, &behavior, include_usage, request["tools"][0]["function"]["name"].as_str()),
         _ => completion(&model, &behavior, &request),
     }
 }
@@ -278,7 +278,7 @@ fn chunk(model: &str, delta: Value, finish: Value, usage_field: bool) -> String 
     format!("data: {c}\n\n")
 }
 
-fn stream_response(model: &str, behavior: &Behavior, include_usage: bool) -> Response {
+fn stream_response(model: &str, behavior: &Behavior, include_usage: bool, tool: Option<&str>) -> Response {
     let (prompt, completion) = tokens(behavior);
     let report_usage = match behavior {
         Behavior::NoUsage => false,
@@ -293,12 +293,23 @@ fn stream_response(model: &str, behavior: &Behavior, include_usage: bool) -> Res
     };
     let mut events =
         vec![chunk(model, json!({ "role": "assistant", "content": "", "refusal": null }), Value::Null, include_usage)];
-    for i in 0..count {
-        events.push(chunk(model, json!({ "content": words[i % words.len()] }), Value::Null, include_usage));
+    if let Some(tool) = tool {
+        // OpenAI streams a tool call as its id and name first, then the arguments in pieces.
+        let start = json!({ "tool_calls": [{ "index": 0, "id": "call_fake1", "type": "function",
+                                             "function": { "name": tool, "arguments": "" } }] });
+        events.push(chunk(model, start, Value::Null, include_usage));
+        for piece in ["{\"location\"", ":\"Paris\"}"] {
+            let delta = json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] });
+            events.push(chunk(model, delta, Value::Null, include_usage));
+        }
+    } else {
+        for i in 0..count {
+            events.push(chunk(model, json!({ "content": words[i % words.len()] }), Value::Null, include_usage));
+        }
     }
     let truncated = matches!(behavior, Behavior::Truncated);
     if !truncated {
-        events.push(chunk(model, json!({}), json!("stop"), include_usage));
+        events.push(chunk(model, json!({}), json!(if tool.is_some() { "tool_calls" } else { "stop" }), include_usage));
         if report_usage {
             let usage = json!({
                 "id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,

@@ -31,6 +31,7 @@ mod anthropic;
 mod azure;
 mod bedrock;
 mod cli;
+mod conformance;
 mod console;
 mod gateway;
 mod gateway_billing;
