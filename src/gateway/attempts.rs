@@ -11,10 +11,11 @@ use super::endpoints::Endpoint;
 use super::error::GatewayError;
 use super::routing::Channel;
 use super::upstream::{Answer, Attempt, Received, Request, openai_post, send};
+use crate::domain::pricing::Usage;
 use crate::domain::time::now_ms;
 use crate::providers::openai;
 use crate::providers::vendors::StreamUsage;
-use crate::providers::{Protocol, StreamConverter, anthropic, bedrock, fetch, gemini, messages, multipart};
+use crate::providers::{Protocol, StreamConverter, anthropic, bedrock, embeddings, fetch, gemini, messages, multipart};
 use crate::state::AppState;
 
 pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
@@ -155,6 +156,9 @@ async fn chat_with_inline_images(state: &AppState, request: &Request<'_>) -> Res
 /// A chat completion (or, converted to one first, a Messages request) through a Gemini channel.
 async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let anthropic_client = request.endpoint == Endpoint::Messages;
+    if request.endpoint == Endpoint::Embeddings {
+        return attempt_gemini_embeddings(state, channel, request).await;
+    }
     if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
         return Attempt::Fail(GatewayError::BadRequest {
             message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
@@ -241,6 +245,9 @@ async fn attempt_gemini_native(state: &AppState, channel: &Arc<Channel>, request
 /// Converse / ConverseStream, signed with SigV4 (or a Bedrock API key).
 async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let anthropic_client = request.endpoint == Endpoint::Messages;
+    if request.endpoint == Endpoint::Embeddings {
+        return attempt_bedrock_embeddings(state, channel, request).await;
+    }
     if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
         return Attempt::Fail(GatewayError::BadRequest {
             message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
@@ -255,25 +262,13 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
     };
-    let region = channel.config.region.as_deref().unwrap_or("us-east-1");
-    let base = if channel.base_url.is_empty() { bedrock::endpoint(region) } else { channel.base_url.clone() };
-    let url = format!("{base}{}", bedrock::path(channel.upstream_model(request.model), request.stream));
-    let key = channel.key();
-    let signed =
-        bedrock::auth_headers(&bedrock::Auth::from_key(key), region, &url, &payload, std::time::SystemTime::now());
-    let auth = match signed {
-        Ok(headers) => headers,
-        Err(e) => {
-            tracing::error!(channel = channel.id, error = %e, "cannot sign the Bedrock request");
-            return Attempt::Retry(GatewayError::UpstreamUnavailable);
-        }
+    let path = bedrock::path(channel.upstream_model(request.model), request.stream);
+    let builder = match bedrock_post(state, channel, &path, payload) {
+        Ok(builder) => builder,
+        Err(attempt) => return attempt,
     };
-    let mut builder = state.gateway().http.post(url).header(header::CONTENT_TYPE, "application/json");
-    for (name, value) in auth {
-        builder = builder.header(name, value);
-    }
     let created = now_ms() / 1000;
-    match send(state, channel, builder.body(payload), request.stream).await {
+    match send(state, channel, builder, request.stream).await {
         Received::Stream { first, rest, .. } => {
             let include_usage = anthropic_client || request.peek.wants_stream_usage();
             let to_chat =
@@ -386,4 +381,113 @@ async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, req
         },
         Received::Failed(attempt) => attempt,
     }
+}
+
+/// A signed POST of `payload` to `path` on the channel's Bedrock endpoint.
+fn bedrock_post(
+    state: &AppState,
+    channel: &Channel,
+    path: &str,
+    payload: Bytes,
+) -> Result<reqwest::RequestBuilder, Attempt> {
+    let region = channel.config.region.as_deref().unwrap_or("us-east-1");
+    let base = if channel.base_url.is_empty() { bedrock::endpoint(region) } else { channel.base_url.clone() };
+    let url = format!("{base}{path}");
+    let auth = bedrock::Auth::from_key(channel.key());
+    let headers = bedrock::auth_headers(&auth, region, &url, &payload, std::time::SystemTime::now()).map_err(|e| {
+        tracing::error!(channel = channel.id, error = %e, "cannot sign the Bedrock request");
+        Attempt::Retry(GatewayError::UpstreamUnavailable)
+    })?;
+    let mut builder = state.gateway().http.post(url).header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    Ok(builder.body(payload))
+}
+
+/// Embeddings through a Gemini channel: `batchEmbedContents`; Gemini reports no token count, so
+/// the prompt is counted locally.
+async fn attempt_gemini_embeddings(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let embed = match embeddings::parse(request.body) {
+        Ok(embed) => embed,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: Some("input") }),
+    };
+    let model = channel.upstream_model(request.model);
+    let builder = state
+        .gateway()
+        .http
+        .post(format!("{}/v1beta/models/{model}:batchEmbedContents", channel.base_url))
+        .header("x-goog-api-key", channel.key())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(embeddings::gemini_request(&embed, model));
+    match send(state, channel, builder, false).await {
+        Received::Whole { status, body, .. } => match embeddings::gemini_vectors(&body) {
+            Ok(vectors) => {
+                let text_bytes: usize = embed.texts.iter().map(String::len).sum();
+                let estimate = crate::gateway::relay::estimate_tokens(text_bytes).max(1);
+                embedded(status, request, vectors, embed.base64, estimate)
+            }
+            Err(_) => Attempt::Retry(GatewayError::UpstreamUnavailable),
+        },
+        Received::Stream { .. } => Attempt::Retry(GatewayError::UpstreamUnavailable),
+        Received::Failed(attempt) => attempt,
+    }
+}
+
+/// Embeddings through a Bedrock channel: InvokeModel on a Titan (one call per text) or Cohere
+/// (one call) embedding model.
+async fn attempt_bedrock_embeddings(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+    let embed = match embeddings::parse(request.body) {
+        Ok(embed) => embed,
+        Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: Some("input") }),
+    };
+    let model = channel.upstream_model(request.model);
+    let Some(family) = embeddings::BedrockFamily::of(model) else {
+        let message = format!("The model {} is not a Bedrock embedding model (Titan or Cohere).", request.model);
+        return Attempt::Fail(GatewayError::BadRequest { message, param: Some("model") });
+    };
+    let path = bedrock::invoke_path(model);
+    let (mut vectors, mut tokens, mut counted) = (Vec::new(), 0, true);
+    let mut status = axum::http::StatusCode::OK;
+    for payload in family.requests(&embed) {
+        let builder = match bedrock_post(state, channel, &path, payload) {
+            Ok(builder) => builder,
+            Err(attempt) => return attempt,
+        };
+        match send(state, channel, builder, false).await {
+            Received::Whole { status: s, body, .. } => match family.vectors(&body) {
+                Ok((more, count)) => {
+                    status = s;
+                    vectors.extend(more);
+                    tokens += count.unwrap_or(0);
+                    counted &= count.is_some();
+                }
+                Err(_) => return Attempt::Retry(GatewayError::UpstreamUnavailable),
+            },
+            Received::Stream { .. } => return Attempt::Retry(GatewayError::UpstreamUnavailable),
+            Received::Failed(attempt) => return attempt,
+        }
+    }
+    let text_bytes: usize = embed.texts.iter().map(String::len).sum();
+    let estimate = crate::gateway::relay::estimate_tokens(text_bytes).max(1);
+    embedded(status, request, vectors, embed.base64, if counted { tokens } else { estimate })
+}
+
+/// The OpenAI embeddings answer, billed at `prompt_tokens` (the provider's count, or the local
+/// estimate when it reports none).
+fn embedded(
+    status: axum::http::StatusCode,
+    request: &Request<'_>,
+    vectors: Vec<Vec<f32>>,
+    base64: bool,
+    prompt_tokens: i64,
+) -> Attempt {
+    let body = embeddings::response(request.model, vectors, base64, prompt_tokens);
+    let usage = Usage { prompt_tokens, ..Usage::default() };
+    Attempt::Answered(Answer::Whole {
+        status,
+        content_type: Some(HeaderValue::from_static("application/json")),
+        body,
+        usage: Some(usage),
+    })
 }

@@ -46,6 +46,11 @@ pub fn path(model: &str, stream: bool) -> String {
     format!("/model/{id}/{}", if stream { "converse-stream" } else { "converse" })
 }
 
+/// The InvokeModel path for a model id (embedding models).
+pub fn invoke_path(model: &str) -> String {
+    path(model, false).replace("/converse", "/invoke")
+}
+
 /// The default endpoint of a region.
 pub fn endpoint(region: &str) -> String {
     format!("https://bedrock-runtime.{region}.amazonaws.com")

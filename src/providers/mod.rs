@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod chat;
+pub mod embeddings;
 pub mod eventstream;
 pub mod fetch;
 pub mod gemini;

@@ -72,6 +72,9 @@ async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers:
         return aws_error(StatusCode::FORBIDDEN, "InvalidSignatureException", &message);
     }
     let path = uri.path().to_string();
+    if path.ends_with("/invoke") {
+        return invoke_embedding(&shared, &path, &body);
+    }
     let stream = match path.rsplit_once('/').map(|(_, m)| m) {
         Some("converse") => false,
         Some("converse-stream") => true,
@@ -217,4 +220,29 @@ fn validate(request: &Value) -> Result<(), String> {
         return Err("system: must be a list".into());
     }
     Ok(())
+}
+
+/// InvokeModel on an embedding model: Titan takes `inputText` (one text) and reports its tokens,
+/// Cohere takes `texts`. Each vector is `[text length, 0.5, -0.25]`.
+fn invoke_embedding(shared: &Shared, path: &str, body: &[u8]) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return aws_error(StatusCode::BAD_REQUEST, "ValidationException", "Malformed input request");
+    };
+    let vector = |text: &str| json!([text.len() as f64, 0.5, -0.25]);
+    let answer = if path.contains("titan-embed") {
+        let Some(text) = request["inputText"].as_str() else {
+            return aws_error(StatusCode::BAD_REQUEST, "ValidationException", "required key [inputText] not found");
+        };
+        json!({ "embedding": vector(text), "inputTextTokenCount": text.split_whitespace().count() })
+    } else if path.contains("cohere.embed") {
+        let Some(texts) = request["texts"].as_array() else {
+            return aws_error(StatusCode::BAD_REQUEST, "ValidationException", "required key [texts] not found");
+        };
+        let vectors: Vec<Value> = texts.iter().map(|t| vector(t.as_str().unwrap_or_default())).collect();
+        json!({ "embeddings": vectors, "id": "emb-1", "response_type": "embeddings_floats", "texts": texts })
+    } else {
+        return aws_error(StatusCode::BAD_REQUEST, "ValidationException", "The model is not an embedding model");
+    };
+    shared.received.lock().unwrap().push((path.to_string(), request));
+    axum::Json(answer).into_response()
 }

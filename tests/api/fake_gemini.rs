@@ -78,6 +78,9 @@ async fn generate(
         let body = fixture("error_api_key_invalid.json");
         return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
+    if let Some((model, "batchEmbedContents")) = method.rsplit_once(':') {
+        return batch_embed(&shared, model, &method, &body);
+    }
     let stream = match method.rsplit_once(':').map(|(_, m)| m) {
         Some("generateContent") => false,
         Some("streamGenerateContent") if query.as_deref() == Some("alt=sse") => true,
@@ -140,4 +143,27 @@ fn validate(request: &Value) -> Result<(), String> {
         previous_calls = calls;
     }
     Ok(())
+}
+
+/// `batchEmbedContents`: every request names this model and one text; each vector is
+/// `[text length, 0.5, -0.25]`.
+fn batch_embed(shared: &Shared, model: &str, method: &str, body: &[u8]) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "Invalid JSON payload received.");
+    };
+    let Some(requests) = request["requests"].as_array().filter(|r| !r.is_empty()) else {
+        return error(400, "* BatchEmbedContentsRequest.requests: requests is required");
+    };
+    let mut embeddings = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        if r["model"] != format!("models/{model}") {
+            return error(400, &format!("requests[{i}].model must be models/{model}"));
+        }
+        let Some(text) = r["content"]["parts"][0]["text"].as_str() else {
+            return error(400, &format!("requests[{i}].content.parts[0].text is required"));
+        };
+        embeddings.push(json!({ "values": [text.len() as f64, 0.5, -0.25] }));
+    }
+    shared.received.lock().unwrap().push((method.to_string(), request));
+    axum::Json(json!({ "embeddings": embeddings })).into_response()
 }

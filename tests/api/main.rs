@@ -33,6 +33,7 @@ mod bedrock;
 mod cli;
 mod conformance;
 mod console;
+mod embeddings;
 mod gateway;
 mod gateway_billing;
 mod gateway_routing;
