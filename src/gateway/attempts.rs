@@ -265,7 +265,7 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
     let path = bedrock::path(channel.upstream_model(request.model), request.stream);
     let builder = match bedrock_post(state, channel, &path, payload) {
         Ok(builder) => builder,
-        Err(attempt) => return attempt,
+        Err(error) => return Attempt::Retry(error),
     };
     let created = now_ms() / 1000;
     match send(state, channel, builder, request.stream).await {
@@ -389,14 +389,14 @@ fn bedrock_post(
     channel: &Channel,
     path: &str,
     payload: Bytes,
-) -> Result<reqwest::RequestBuilder, Attempt> {
+) -> Result<reqwest::RequestBuilder, GatewayError> {
     let region = channel.config.region.as_deref().unwrap_or("us-east-1");
     let base = if channel.base_url.is_empty() { bedrock::endpoint(region) } else { channel.base_url.clone() };
     let url = format!("{base}{path}");
     let auth = bedrock::Auth::from_key(channel.key());
     let headers = bedrock::auth_headers(&auth, region, &url, &payload, std::time::SystemTime::now()).map_err(|e| {
         tracing::error!(channel = channel.id, error = %e, "cannot sign the Bedrock request");
-        Attempt::Retry(GatewayError::UpstreamUnavailable)
+        GatewayError::UpstreamUnavailable
     })?;
     let mut builder = state.gateway().http.post(url).header(header::CONTENT_TYPE, "application/json");
     for (name, value) in headers {
@@ -452,7 +452,7 @@ async fn attempt_bedrock_embeddings(state: &AppState, channel: &Arc<Channel>, re
     for payload in family.requests(&embed) {
         let builder = match bedrock_post(state, channel, &path, payload) {
             Ok(builder) => builder,
-            Err(attempt) => return attempt,
+            Err(error) => return Attempt::Retry(error),
         };
         match send(state, channel, builder, false).await {
             Received::Whole { status: s, body, .. } => match family.vectors(&body) {
