@@ -33,6 +33,8 @@ pub struct ChatRequest {
     pub user: Option<String>,
     #[serde(default)]
     pub reasoning_effort: Option<String>,
+    #[serde(default)]
+    pub response_format: Option<Value>,
 }
 
 impl ChatRequest {

@@ -100,6 +100,19 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
     if let Some(stop) = request.stop {
         generation.insert("stopSequences".into(), json!(stop.into_vec()));
     }
+    // JSON mode: Gemini constrains the answer to JSON, or to a JSON schema.
+    match request.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str) {
+        Some("json_object") => {
+            generation.insert("responseMimeType".into(), json!("application/json"));
+        }
+        Some("json_schema") => {
+            generation.insert("responseMimeType".into(), json!("application/json"));
+            if let Some(schema) = request.response_format.as_ref().and_then(|f| f["json_schema"].get("schema")) {
+                generation.insert("responseJsonSchema".into(), schema.clone());
+            }
+        }
+        _ => {}
+    }
     if let Some(effort) = request.reasoning_effort.as_deref() {
         let budget = match effort {
             "none" | "minimal" => 0,
@@ -436,6 +449,16 @@ mod tests {
         );
         assert_eq!(out["generationConfig"], json!({ "maxOutputTokens": 50, "stopSequences": ["END"] }));
         assert_eq!(out["toolConfig"]["functionCallingConfig"]["allowedFunctionNames"], json!(["w"]));
+    }
+
+    #[test]
+    fn json_mode_constrains_the_answer() {
+        let schema = json!({ "type": "object", "properties": { "a": { "type": "string" } } });
+        let body = json!({ "model": "g", "messages": [{ "role": "user", "content": "x" }],
+                           "response_format": { "type": "json_schema", "json_schema": { "name": "s", "schema": schema } } });
+        let out: Value = serde_json::from_slice(&from_chat(body.to_string().as_bytes()).unwrap()).unwrap();
+        assert_eq!(out["generationConfig"]["responseMimeType"], "application/json");
+        assert_eq!(out["generationConfig"]["responseJsonSchema"], schema);
     }
 
     #[test]

@@ -32,36 +32,52 @@ async fn openai_python_sdk(backend: Backend) {
     app.assert_ledger_consistent().await;
 }
 
-db_tests!(openai_python_sdk_to_claude);
+db_tests!(openai_python_sdk_to_converted_models);
 
 /// The OpenAI SDK's own parsing (and its stream accumulator) on completions converted from
-/// Anthropic's Messages API.
-async fn openai_python_sdk_to_claude(backend: Backend) {
-    use crate::fake_anthropic::{FakeAnthropic, KEY, Reply};
+/// Anthropic's, Gemini's and Bedrock's APIs.
+async fn openai_python_sdk_to_converted_models(backend: Backend) {
+    use crate::{fake_anthropic, fake_bedrock, fake_gemini};
     let python = std::env::var("BURNCLOUD_SDK_PYTHON").expect("BURNCLOUD_SDK_PYTHON: run scripts/test.sh");
     let app = spawn_app(backend).await;
-    let text = FakeAnthropic::start(Reply::Text).await;
-    let tools = FakeAnthropic::start(Reply::ToolUse).await;
-    for (name, fake) in [("claude-text", &text), ("claude-tools", &tools)] {
-        app.add_channel(
-            json!({ "name": name, "type": "anthropic", "base_url": fake.base_url(), "key": KEY, "models": [name] }),
-        )
-        .await;
-        app.set_price(name, json!({ "input": "1.00", "output": "2.00" })).await;
+    let claude = fake_anthropic::FakeAnthropic::start(fake_anthropic::Reply::Text).await;
+    let claude_tools = fake_anthropic::FakeAnthropic::start(fake_anthropic::Reply::ToolUse).await;
+    let gemini = fake_gemini::FakeGemini::start(fake_gemini::Reply::Text).await;
+    let gemini_tools = fake_gemini::FakeGemini::start(fake_gemini::Reply::FunctionCall).await;
+    let bedrock = fake_bedrock::FakeBedrock::start(fake_bedrock::Reply::Text).await;
+    let bedrock_tools = fake_bedrock::FakeBedrock::start(fake_bedrock::Reply::ToolUse).await;
+    let aws_key = format!("{}:{}", fake_bedrock::ACCESS_KEY_ID, fake_bedrock::SECRET_ACCESS_KEY);
+    let region = json!({ "region": fake_bedrock::REGION });
+    let channels = [
+        ("claude-text", "anthropic", claude.base_url(), fake_anthropic::KEY.to_string(), json!({})),
+        ("claude-tools", "anthropic", claude_tools.base_url(), fake_anthropic::KEY.to_string(), json!({})),
+        ("gemini-text", "gemini", gemini.base_url(), fake_gemini::KEY.to_string(), json!({})),
+        ("gemini-tools", "gemini", gemini_tools.base_url(), fake_gemini::KEY.to_string(), json!({})),
+        ("bedrock-text", "bedrock", bedrock.base_url(), aws_key.clone(), region.clone()),
+        ("bedrock-tools", "bedrock", bedrock_tools.base_url(), aws_key, region),
+    ];
+    for (model, kind, base_url, key, config) in channels {
+        let channel = json!({ "name": model, "type": kind, "base_url": base_url, "key": key, "models": [model], "config": config });
+        app.add_channel(channel).await;
+        app.set_price(model, json!({ "input": "1.00", "output": "2.00" })).await;
     }
     let (user, key) = app.user_with_key("10.00").await;
     let env = [
         ("BURNCLOUD_KEY", key.as_str()),
-        ("BURNCLOUD_MODEL", "claude-text"),
-        ("BURNCLOUD_TOOLS_MODEL", "claude-tools"),
+        ("BURNCLOUD_MODELS", "claude-text,gemini-text,bedrock-text"),
+        ("BURNCLOUD_TOOLS_MODELS", "claude-tools,gemini-tools,bedrock-tools"),
     ];
-    let stdout = run_sdk_script(&python, "openai_sdk_claude.py", &app.url("/v1"), &env).await;
-    assert!(stdout.contains("3 checks passed"), "{stdout}");
+    let stdout = run_sdk_script(&python, "openai_sdk_converted.py", &app.url("/v1"), &env).await;
+    assert!(stdout.contains("9 checks passed"), "{stdout}");
 
-    // Billed from Anthropic's usage: 2095 + 503 tokens, 25 + 15, and 472 + 89.
-    app.wait_for_logs(3).await;
-    let cost = |input: i64, output: i64| input * 1000 + output * 2000;
-    assert_eq!(app.balance(user).await, 10_000_000_000 - cost(2095, 503) - cost(25, 15) - cost(472, 89));
+    // Billed from each provider's usage: chat and stream per text model, one streamed tool call each.
+    app.wait_for_logs(9).await;
+    let cost = |(input, output): (i64, i64)| input * 1000 + output * 2000;
+    let expected: i64 = [(2095, 503), (25, 15), (472, 89), (8, 10), (9, 5), (50, 6), (12, 9), (12, 7), (30, 10)]
+        .into_iter()
+        .map(cost)
+        .sum();
+    assert_eq!(app.balance(user).await, 10_000_000_000 - expected);
     app.assert_ledger_consistent().await;
 }
 
