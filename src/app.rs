@@ -122,7 +122,9 @@ impl Application {
         end_stale_leases(&db, Some(leases.holder())).await.map_err(StartupError::Leases)?;
         let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
         let state = AppState::new(config, db, public_url, secret_key, gateway, billing);
-        let router = customize(routes::all().into_router().with_state(state.clone()).fallback(not_found));
+        let sessions = crate::console::session_layer(state.db().clone(), state.public_url().scheme() == "https");
+        let router = routes::all().into_router(|pages| pages.layer(sessions));
+        let router = customize(router.with_state(state.clone()).fallback(not_found));
         Ok(Self { router: with_http_layers(router), listener, state, port: local.port(), billing_stop, billing_task })
     }
 
@@ -248,6 +250,9 @@ fn spawn_maintenance(state: &AppState) {
                 tracing::warn!(error = %e, "ending expired balance leases failed");
             }
             s.billing().give_back_idle(lease::IDLE_RETURN).await;
+            if let Err(e) = crate::console::session_store::DbSessionStore::new(s.db().clone()).sweep().await {
+                tracing::warn!(error = %e, "sweeping expired console sessions failed");
+            }
         })
     });
     every(config.channel_retest, |s| Box::pin(async move { channels::retest_auto_disabled(&s).await }));

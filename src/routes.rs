@@ -19,12 +19,14 @@ pub struct Route {
 /// A router under construction plus the list of what it serves.
 pub struct Routes {
     router: Router<AppState>,
+    /// The console's pages, which get the session layer (kept off the gateway's hot path).
+    console: Router<AppState>,
     table: Vec<Route>,
 }
 
 impl Routes {
     fn new() -> Self {
-        Self { router: Router::new(), table: Vec::new() }
+        Self { router: Router::new(), console: Router::new(), table: Vec::new() }
     }
 
     fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<AppState>) -> Self {
@@ -53,13 +55,28 @@ impl Routes {
         self.add("DELETE", path, delete(handler))
     }
 
+    /// A console page (served with sessions).
+    pub fn page_get<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, handler: H) -> Self {
+        self.console = self.console.route(path, get(handler));
+        self.table.push(Route { method: "GET", path });
+        self
+    }
+
+    /// A console form or htmx action (served with sessions).
+    pub fn page_post<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, handler: H) -> Self {
+        self.console = self.console.route(path, post(handler));
+        self.table.push(Route { method: "POST", path });
+        self
+    }
+
     /// Every `(method, path)` this router serves.
     pub fn table(&self) -> &[Route] {
         &self.table
     }
 
-    pub fn into_router(self) -> Router<AppState> {
-        self.router
+    /// The router, with `console` wrapping the console's pages (the session layer).
+    pub fn into_router(self, console: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Router<AppState> {
+        self.router.merge(console(self.console))
     }
 }
 
@@ -70,5 +87,5 @@ pub fn all() -> Routes {
         .get("/readyz", ops::readyz)
         .get("/", console::pages::landing)
         .get("/static/{file}", console::assets::serve);
-    api::routes(gateway::routes(routes))
+    console::routes(api::routes(gateway::routes(routes)))
 }

@@ -1,7 +1,38 @@
 //! The server-rendered console: askama pages, htmx fragments and the embedded static assets.
 
 pub mod assets;
+pub mod auth;
+pub mod csrf;
 pub mod pages;
+pub mod session_store;
+
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::db::Db;
+use crate::routes::Routes;
+
+/// The console's pages and forms (served with sessions: see [`session_layer`]).
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .page_get("/login", auth::login_page)
+        .page_post("/login", auth::login)
+        .page_get("/signup", auth::signup_page)
+        .page_post("/signup", auth::signup)
+        .page_post("/logout", auth::logout)
+        .page_get("/console", auth::dashboard)
+}
+
+/// Sessions for the console: stored in the database, an HttpOnly, SameSite=Lax cookie (Secure
+/// when the site is served over https), ending after 14 days without a visit.
+pub fn session_layer(db: Db, secure: bool) -> SessionManagerLayer<session_store::DbSessionStore> {
+    SessionManagerLayer::new(session_store::DbSessionStore::new(db))
+        .with_name("burncloud_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(14)))
+}
 
 /// What every full page's layout (`templates/base.html`) needs.
 pub struct Layout {

@@ -55,6 +55,19 @@ pub async fn insert<'e>(db: impl Executor<'e, Database = Any>, user: &NewUser<'_
     .try_get(0)
 }
 
+/// What logging in checks: `(id, password hash, status)` of the user with this email.
+pub async fn credentials<'e>(
+    db: impl Executor<'e, Database = Any>,
+    email: &Email,
+) -> Result<Option<(i64, String, String)>, sqlx::Error> {
+    sqlx::query("SELECT id, password_hash, status FROM users WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(db)
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .transpose()
+}
+
 /// The id of the user with this email, if any.
 pub async fn id_by_email<'e>(db: impl Executor<'e, Database = Any>, email: &Email) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query("SELECT id FROM users WHERE email = $1")

@@ -33,6 +33,7 @@ mod bedrock;
 mod cli;
 mod conformance;
 mod console;
+mod console_auth;
 mod embeddings;
 mod gateway;
 mod gateway_billing;

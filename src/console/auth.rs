@@ -1,0 +1,196 @@
+//! Signing up, logging in and out, and the logged-in user of a console request.
+//!
+//! Login answers identically for unknown emails, wrong passwords and disabled accounts, and takes
+//! comparable time (a password hash is checked either way). The session id is rotated at login
+//! and the session ended at logout.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{Layout, csrf};
+use crate::db::users;
+use crate::domain::email::Email;
+use crate::domain::money::Money;
+use crate::domain::password;
+use crate::services::users::{self as user_service, NewUserInput, UserError};
+use crate::state::AppState;
+
+const USER_KEY: &str = "user_id";
+
+/// A real hash of a random password, checked for unknown emails so they take as long as known ones.
+static DECOY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| password::hash(&password::generate()).unwrap_or_default());
+
+/// The logged-in user; pages that need one redirect to `/login` without it.
+pub struct CurrentUser {
+    pub id: i64,
+    pub email: String,
+    pub balance: String,
+    pub session: Session,
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        let to_login = || Redirect::to("/login").into_response();
+        let Ok(Some(id)) = session.get::<i64>(USER_KEY).await else { return Err(to_login()) };
+        match users::summary(state.db().pool(), id).await {
+            Ok(Some(user)) if user.status == "active" => {
+                Ok(Self { id, email: user.email, balance: Money(user.balance).to_string(), session })
+            }
+            Ok(_) => {
+                let _ = session.flush().await;
+                Err(to_login())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading the session's user failed");
+                Err(StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            }
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    layout: Layout,
+    csrf: String,
+    email: String,
+    error: Option<&'static str>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "signup.html")]
+pub struct SignupPage {
+    layout: Layout,
+    csrf: String,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `GET /login`.
+pub async fn login_page(session: Session) -> LoginPage {
+    LoginPage { layout: Layout::new(), csrf: csrf::token(&session).await, email: String::new(), error: None }
+}
+
+/// `POST /login`: one answer for every failure.
+pub async fn login(State(state): State<AppState>, session: Session, Form(form): Form<Credentials>) -> Response {
+    if !csrf::verify(&session, form.csrf.as_deref()).await {
+        return forbidden();
+    }
+    let found = match Email::parse(&form.email) {
+        Ok(email) => users::credentials(state.db().pool(), &email).await.ok().flatten(),
+        Err(_) => None,
+    };
+    let (id, hash, active) = match found {
+        Some((id, hash, status)) => (Some(id), hash, status == "active"),
+        None => (None, DECOY_HASH.clone(), false),
+    };
+    let plain = form.password.clone();
+    let matches = tokio::task::spawn_blocking(move || password::verify(&plain, &hash)).await.unwrap_or(false);
+    match id {
+        Some(id) if matches && active => {
+            // A new session id at login: a fixated id from before is worthless.
+            if session.cycle_id().await.is_err() || session.insert(USER_KEY, id).await.is_err() {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            Redirect::to("/console").into_response()
+        }
+        _ => {
+            let page = LoginPage {
+                layout: Layout::new(),
+                csrf: csrf::token(&session).await,
+                email: form.email,
+                error: Some("Incorrect email or password."),
+            };
+            (StatusCode::UNAUTHORIZED, page).into_response()
+        }
+    }
+}
+
+/// `GET /signup`.
+pub async fn signup_page(session: Session) -> SignupPage {
+    SignupPage { layout: Layout::new(), csrf: csrf::token(&session).await, email: String::new(), error: None }
+}
+
+/// `POST /signup`: creates the account and logs it in.
+pub async fn signup(State(state): State<AppState>, session: Session, Form(form): Form<Credentials>) -> Response {
+    if !csrf::verify(&session, form.csrf.as_deref()).await {
+        return forbidden();
+    }
+    let input = NewUserInput { email: form.email.clone(), password: form.password, group: None, role: None };
+    let error = match user_service::create(&state, input).await {
+        Ok(user) => {
+            if session.cycle_id().await.is_err() || session.insert(USER_KEY, user.id).await.is_err() {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            return Redirect::to("/console").into_response();
+        }
+        Err(UserError::Invalid(message)) => message,
+        Err(UserError::EmailTaken) => "An account with this email already exists; log in instead.".to_string(),
+        Err(e) => {
+            tracing::error!(error = %e, "signup failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let page =
+        SignupPage { layout: Layout::new(), csrf: csrf::token(&session).await, email: form.email, error: Some(error) };
+    (StatusCode::BAD_REQUEST, page).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `POST /logout`: ends the session.
+pub async fn logout(session: Session, Form(form): Form<CsrfOnly>) -> Response {
+    if !csrf::verify(&session, form.csrf.as_deref()).await {
+        return forbidden();
+    }
+    let _ = session.flush().await;
+    Redirect::to("/login").into_response()
+}
+
+fn forbidden() -> Response {
+    (StatusCode::FORBIDDEN, "This form has expired. Go back, reload the page and try again.").into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "console.html")]
+pub struct Dashboard {
+    layout: Layout,
+    csrf: String,
+    email: String,
+    balance: String,
+}
+
+/// `GET /console`: the logged-in user's home.
+pub async fn dashboard(user: CurrentUser) -> Dashboard {
+    Dashboard {
+        layout: Layout::new(),
+        csrf: csrf::token(&user.session).await,
+        email: user.email,
+        balance: user.balance,
+    }
+}

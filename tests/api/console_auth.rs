@@ -1,0 +1,163 @@
+//! Console sign-up, log-in and log-out: sessions in the database, rotated at login, ended at
+//! logout; CSRF on every form; one answer for every failed login; user input escaped.
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+db_tests!(
+    signing_up_logs_in_and_shows_the_dashboard,
+    login_failures_look_alike_and_logout_ends_the_session,
+    forms_without_the_session_token_are_refused,
+);
+
+/// A browser-like client: keeps the session cookie, does not follow redirects.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { app, client, cookie: None }
+    }
+
+    fn keep_cookie(&mut self, response: &reqwest::Response) {
+        if let Some(set) = response.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
+            self.cookie = set.split(';').next().map(str::to_string);
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+        let mut request = self.client.get(self.app.url(path));
+        if let Some(cookie) = &self.cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.keep_cookie(&response);
+        let location = response.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+        (response.status(), location, response.text().await.unwrap())
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let mut request = self
+            .client
+            .post(self.app.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(cookie) = &self.cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.keep_cookie(&response);
+        let location = response.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+        (response.status(), location, response.text().await.unwrap())
+    }
+
+    /// The CSRF token of the form on `path`.
+    async fn csrf(&mut self, path: &str) -> String {
+        let (_, _, page) = self.get(path).await;
+        let start = page.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
+        page[start..start + page[start..].find('"').unwrap()].to_string()
+    }
+}
+
+async fn signing_up_logs_in_and_shows_the_dashboard(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut browser = Browser::new(&app);
+    let (status, location, _) = browser.get("/console").await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"), "the console needs a login");
+
+    let response = browser.client.get(app.url("/signup")).send().await.unwrap();
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http in tests: {cookie}");
+
+    let csrf = browser.csrf("/signup").await;
+    let before = browser.cookie.clone();
+    let form = [("email", "new.user@example.com"), ("password", "correct horse battery"), ("csrf", csrf.as_str())];
+    let (status, location, _) = browser.post("/signup", &form).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console"));
+    assert_ne!(browser.cookie, before, "a new session id after signing in");
+    let (status, _, page) = browser.get("/console").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("new.user@example.com") && page.contains("0.00"), "{page}");
+
+    // The same email again: refused, with the form kept.
+    let mut other = Browser::new(&app);
+    let csrf = other.csrf("/signup").await;
+    let form = [("email", "new.user@example.com"), ("password", "another password"), ("csrf", csrf.as_str())];
+    let (status, _, page) = other.post("/signup", &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("already exists"), "{page}");
+}
+
+async fn login_failures_look_alike_and_logout_ends_the_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut setup = Browser::new(&app);
+    let csrf = setup.csrf("/signup").await;
+    setup.post("/signup", &[("email", "ada@example.com"), ("password", "analytical engine"), ("csrf", &csrf)]).await;
+
+    let mut browser = Browser::new(&app);
+    let mut answers = Vec::new();
+    for (email, password) in [("ada@example.com", "wrong password!"), ("nobody@example.com", "analytical engine")] {
+        let csrf = browser.csrf("/login").await;
+        let (status, _, page) =
+            browser.post("/login", &[("email", email), ("password", password), ("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(page.contains("Incorrect email or password."));
+        answers.push(page.replace(&csrf, "").replace(email, ""));
+    }
+    assert_eq!(answers[0], answers[1], "an unknown email and a wrong password answer alike");
+
+    // Input is escaped when the form comes back.
+    let csrf = browser.csrf("/login").await;
+    let hostile = "<img src=x onerror=alert(1)>";
+    let (_, _, page) = browser.post("/login", &[("email", hostile), ("password", "x"), ("csrf", &csrf)]).await;
+    assert!(!page.contains(hostile) && page.contains("&#60;img src=x onerror=alert(1)&#62;"), "{page}");
+
+    let csrf = browser.csrf("/login").await;
+    let (status, location, _) = browser
+        .post("/login", &[("email", "ada@example.com"), ("password", "analytical engine"), ("csrf", &csrf)])
+        .await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console"));
+    let (_, _, page) = browser.get("/console").await;
+    assert!(page.contains("ada@example.com"));
+    let csrf = {
+        let start = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+        page[start..start + page[start..].find('"').unwrap()].to_string()
+    };
+    let session = browser.cookie.clone();
+    let (status, location, _) = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    // The old session cookie is worthless now, even replayed.
+    browser.cookie = session;
+    let (status, location, _) = browser.get("/console").await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+}
+
+async fn forms_without_the_session_token_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut attacker = Browser::new(&app);
+    let foreign = attacker.csrf("/signup").await;
+    let mut victim = Browser::new(&app);
+    victim.get("/signup").await;
+    for token in ["", foreign.as_str()] {
+        let form = [("email", "csrf@example.com"), ("password", "long enough pw"), ("csrf", token)];
+        let (status, _, _) = victim.post("/signup", &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "token {token:?}");
+    }
+    let (status, _, _) = victim.post("/login", &[("email", "csrf@example.com"), ("password", "long enough pw")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = victim.post("/logout", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let count: i64 = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE email = 'csrf@example.com'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "nothing changed");
+}
