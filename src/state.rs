@@ -27,6 +27,7 @@ struct Inner {
     gateway: GatewayState,
     billing: Batcher,
     pending_settlements: AtomicUsize,
+    login_throttle: crate::console::throttle::LoginThrottle,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -49,6 +50,7 @@ impl AppState {
                 gateway,
                 billing,
                 pending_settlements: AtomicUsize::new(0),
+                login_throttle: Default::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -93,6 +95,11 @@ impl AppState {
 
     pub(crate) fn settlement_closed(&self) {
         self.inner.pending_settlements.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Failed console logins, per address and account.
+    pub fn login_throttle(&self) -> &crate::console::throttle::LoginThrottle {
+        &self.inner.login_throttle
     }
 
     /// Cancelled when the server starts shutting down.

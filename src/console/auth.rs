@@ -7,7 +7,9 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{FromRequestParts, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -59,6 +61,17 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// The client's address, when the server knows it (tests and Unix sockets may not).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "login.html")]
 pub struct LoginPage {
@@ -93,9 +106,23 @@ pub async fn login_page(session: Session) -> LoginPage {
 }
 
 /// `POST /login`: one answer for every failure.
-pub async fn login(State(state): State<AppState>, session: Session, Form(form): Form<Credentials>) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
+    session: Session,
+    Form(form): Form<Credentials>,
+) -> Response {
     if !csrf::verify(&session, form.csrf.as_deref()).await {
         return forbidden();
+    }
+    if let Err(wait) = state.login_throttle().check(ip, &form.email) {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let message = format!("Too many attempts. Try again in {minutes} minute(s), or reset your password.");
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return response;
     }
     let found = match Email::parse(&form.email) {
         Ok(email) => users::credentials(state.db().pool(), &email).await.ok().flatten(),
@@ -109,6 +136,7 @@ pub async fn login(State(state): State<AppState>, session: Session, Form(form): 
     let matches = tokio::task::spawn_blocking(move || password::verify(&plain, &hash)).await.unwrap_or(false);
     match id {
         Some(id) if matches && active => {
+            state.login_throttle().succeeded(ip, &form.email);
             // A new session id at login: a fixated id from before is worthless.
             if session.cycle_id().await.is_err() || session.insert(USER_KEY, id).await.is_err() {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -116,6 +144,7 @@ pub async fn login(State(state): State<AppState>, session: Session, Form(form): 
             Redirect::to("/console").into_response()
         }
         _ => {
+            state.login_throttle().failed(ip, &form.email);
             let page = LoginPage {
                 layout: Layout::new(),
                 csrf: csrf::token(&session).await,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod csrf;
 pub mod pages;
 pub mod session_store;
+pub mod throttle;
 
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};

@@ -10,6 +10,7 @@ db_tests!(
     signing_up_logs_in_and_shows_the_dashboard,
     login_failures_look_alike_and_logout_ends_the_session,
     forms_without_the_session_token_are_refused,
+    repeated_failures_slow_that_client_for_that_account,
 );
 
 /// A browser-like client: keeps the session cookie, does not follow redirects.
@@ -160,4 +161,27 @@ async fn forms_without_the_session_token_are_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(count, 0, "nothing changed");
+}
+
+async fn repeated_failures_slow_that_client_for_that_account(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut setup = Browser::new(&app);
+    for email in ["target@example.com", "other@example.com"] {
+        let csrf = setup.csrf("/signup").await;
+        setup.post("/signup", &[("email", email), ("password", "the right one!"), ("csrf", &csrf)]).await;
+    }
+    let mut browser = Browser::new(&app);
+    for _ in 0..5 {
+        let csrf = browser.csrf("/login").await;
+        let form = [("email", "target@example.com"), ("password", "guess guess"), ("csrf", csrf.as_str())];
+        assert_eq!(browser.post("/login", &form).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let csrf = browser.csrf("/login").await;
+    let form = [("email", "Target@Example.com"), ("password", "the right one!"), ("csrf", csrf.as_str())];
+    let (status, _, body) = browser.post("/login", &form).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits: {body}");
+    assert!(body.contains("Try again in"));
+    // Another account from the same client is not affected.
+    let form = [("email", "other@example.com"), ("password", "the right one!"), ("csrf", csrf.as_str())];
+    assert_eq!(browser.post("/login", &form).await.1, "/console");
 }
