@@ -14,9 +14,12 @@ const PER_ACCOUNT: usize = 5;
 const PER_ADDRESS: usize = 30;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 
+/// (client address, lowercased account — empty for the address's total) → failure times.
+type Failures = HashMap<(Option<IpAddr>, String), Vec<Instant>>;
+
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<(Option<IpAddr>, String), Vec<Instant>>>,
+    failures: Mutex<Failures>,
 }
 
 impl LoginThrottle {
@@ -54,7 +57,7 @@ impl LoginThrottle {
         self.lock().remove(&(ip, account.to_lowercase()));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Option<IpAddr>, String), Vec<Instant>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
         self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
