@@ -123,7 +123,9 @@ impl Application {
         let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
         let state = AppState::new(config, db, public_url, secret_key, gateway, billing);
         let sessions = crate::console::session_layer(state.db().clone(), state.public_url().scheme() == "https");
-        let router = routes::all().into_router(|pages| pages.layer(sessions));
+        let router = routes::all().into_router(|pages| {
+            pages.layer(sessions).layer(axum::middleware::map_response(crate::console::security_headers))
+        });
         let router = customize(router.with_state(state.clone()).fallback(not_found));
         Ok(Self { router: with_http_layers(router), listener, state, port: local.port(), billing_stop, billing_task })
     }

@@ -85,7 +85,6 @@ pub fn all() -> Routes {
     let routes = Routes::new()
         .get("/healthz", ops::healthz)
         .get("/readyz", ops::readyz)
-        .get("/", console::pages::landing)
         .get("/static/{file}", console::assets::serve);
     console::routes(api::routes(gateway::routes(routes)))
 }

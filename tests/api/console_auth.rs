@@ -74,6 +74,9 @@ async fn signing_up_logs_in_and_shows_the_dashboard(backend: Backend) {
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"), "the console needs a login");
 
     let response = browser.client.get(app.url("/signup")).send().await.unwrap();
+    let csp = response.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(!cookie.contains("Secure"), "plain http in tests: {cookie}");
