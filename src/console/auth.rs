@@ -201,7 +201,7 @@ pub async fn logout(session: Session, Form(form): Form<CsrfOnly>) -> Response {
     Redirect::to("/login").into_response()
 }
 
-fn forbidden() -> Response {
+pub(super) fn forbidden() -> Response {
     (StatusCode::FORBIDDEN, "This form has expired. Go back, reload the page and try again.").into_response()
 }
 

@@ -3,6 +3,7 @@
 pub mod assets;
 pub mod auth;
 pub mod csrf;
+pub mod keys;
 pub mod pages;
 pub mod session_store;
 pub mod throttle;
@@ -23,6 +24,10 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/signup", auth::signup)
         .page_post("/logout", auth::logout)
         .page_get("/console", auth::dashboard)
+        .page_get("/console/keys", keys::list)
+        .page_post("/console/keys", keys::create)
+        .page_post("/console/keys/{id}/status", keys::set_status)
+        .page_post("/console/keys/{id}/delete", keys::delete)
 }
 
 /// Security headers on every console page: a Content-Security-Policy that allows only the

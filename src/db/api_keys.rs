@@ -113,3 +113,55 @@ pub async fn delete<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Resul
     let done = sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// A key as its owner sees it in the console (never its secret: only the prefix).
+pub struct KeyListing {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub status: String,
+    pub spend_limit: Option<i64>,
+    pub spent: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// The user's keys, newest first.
+pub async fn list_for_user<'e>(
+    db: impl Executor<'e, Database = Any>,
+    user_id: i64,
+) -> Result<Vec<KeyListing>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, name, key_prefix, status, spend_limit, spent, expires_at, last_used_at, created_at \
+         FROM api_keys WHERE user_id = $1 ORDER BY id DESC",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KeyListing {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                prefix: r.try_get(2)?,
+                status: r.try_get(3)?,
+                spend_limit: r.try_get(4)?,
+                spent: r.try_get(5)?,
+                expires_at: r.try_get(6)?,
+                last_used_at: r.try_get(7)?,
+                created_at: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// The owner of a key, if the key exists.
+pub async fn owner<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("SELECT user_id FROM api_keys WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}

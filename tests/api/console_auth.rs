@@ -14,14 +14,14 @@ db_tests!(
 );
 
 /// A browser-like client: keeps the session cookie, does not follow redirects.
-struct Browser<'a> {
+pub struct Browser<'a> {
     app: &'a TestApp,
-    client: reqwest::Client,
-    cookie: Option<String>,
+    pub client: reqwest::Client,
+    pub cookie: Option<String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub fn new(app: &'a TestApp) -> Self {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Self { app, client, cookie: None }
     }
@@ -32,7 +32,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+    pub async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
         let mut request = self.client.get(self.app.url(path));
         if let Some(cookie) = &self.cookie {
             request = request.header(COOKIE, cookie);
@@ -43,7 +43,7 @@ impl<'a> Browser<'a> {
         (response.status(), location, response.text().await.unwrap())
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
         let mut request = self
             .client
@@ -59,8 +59,16 @@ impl<'a> Browser<'a> {
         (response.status(), location, response.text().await.unwrap())
     }
 
+    /// Signs up (and so logs in) a new account.
+    pub async fn sign_up(&mut self, email: &str) {
+        let csrf = self.csrf("/signup").await;
+        let (status, _, _) =
+            self.post("/signup", &[("email", email), ("password", "a fine password"), ("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+
     /// The CSRF token of the form on `path`.
-    async fn csrf(&mut self, path: &str) -> String {
+    pub async fn csrf(&mut self, path: &str) -> String {
         let (_, _, page) = self.get(path).await;
         let start = page.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
         page[start..start + page[start..].find('"').unwrap()].to_string()

@@ -34,6 +34,7 @@ mod cli;
 mod conformance;
 mod console;
 mod console_auth;
+mod console_keys;
 mod embeddings;
 mod gateway;
 mod gateway_billing;
