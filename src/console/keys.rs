@@ -42,7 +42,7 @@ impl From<KeyListing> for KeyRow {
     }
 }
 
-fn format_time(ms: i64) -> String {
+pub(super) fn format_time(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .map(|t| {
             format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())

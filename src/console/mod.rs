@@ -4,6 +4,7 @@ pub mod assets;
 pub mod auth;
 pub mod csrf;
 pub mod keys;
+pub mod logs;
 pub mod pages;
 pub mod session_store;
 pub mod throttle;
@@ -28,6 +29,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys", keys::create)
         .page_post("/console/keys/{id}/status", keys::set_status)
         .page_post("/console/keys/{id}/delete", keys::delete)
+        .page_get("/console/logs", logs::page)
+        .page_get("/console/logs.csv", logs::csv)
 }
 
 /// Security headers on every console page: a Content-Security-Policy that allows only the

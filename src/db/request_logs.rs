@@ -68,3 +68,105 @@ pub async fn insert_many(conn: &mut AnyConnection, logs: &[&RequestLog]) -> Resu
 pub async fn insert(conn: &mut AnyConnection, log: &RequestLog) -> Result<(), sqlx::Error> {
     insert_many(conn, &[log]).await
 }
+
+/// What a user may filter their usage log by.
+#[derive(Clone, Debug, Default)]
+pub struct LogFilter {
+    pub model: Option<String>,
+    pub key_id: Option<i64>,
+    /// `Some(true)`: only failures (status ≥ 400); `Some(false)`: only successes.
+    pub failed: Option<bool>,
+    /// Unix ms, inclusive / exclusive.
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+    /// Rows older than this id (keyset pagination).
+    pub before_id: Option<i64>,
+}
+
+/// One row of a user's usage log.
+#[derive(Clone, Debug)]
+pub struct LogRow {
+    pub id: i64,
+    pub created_at: i64,
+    pub key_name: Option<String>,
+    pub model: String,
+    pub endpoint: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: i64,
+    pub status_code: i64,
+    pub error_class: Option<String>,
+    pub latency_ms: i64,
+    pub is_stream: bool,
+}
+
+/// The user's log rows matching `filter`, newest first, at most `limit`. Only ever this user's.
+pub async fn list_for_user<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    filter: &LogFilter,
+    limit: i64,
+) -> Result<Vec<LogRow>, sqlx::Error> {
+    use sqlx::Row;
+    let mut sql = String::from(
+        "SELECT l.id, l.created_at, k.name, l.requested_model, l.endpoint, l.prompt_tokens, l.completion_tokens, \
+         l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream \
+         FROM request_logs l LEFT JOIN api_keys k ON k.id = l.api_key_id WHERE l.user_id = $1",
+    );
+    let mut n = 1;
+    let mut next = |clause: &str| {
+        n += 1;
+        format!(" AND {}", clause.replace('?', &format!("${n}")))
+    };
+    if filter.model.is_some() {
+        sql.push_str(&next("l.requested_model = ?"));
+    }
+    if filter.key_id.is_some() {
+        sql.push_str(&next("l.api_key_id = ?"));
+    }
+    match filter.failed {
+        Some(true) => sql.push_str(" AND l.status_code >= 400"),
+        Some(false) => sql.push_str(" AND l.status_code < 400"),
+        None => {}
+    }
+    if filter.from.is_some() {
+        sql.push_str(&next("l.created_at >= ?"));
+    }
+    if filter.until.is_some() {
+        sql.push_str(&next("l.created_at < ?"));
+    }
+    if filter.before_id.is_some() {
+        sql.push_str(&next("l.id < ?"));
+    }
+    n += 1;
+    sql.push_str(&format!(" ORDER BY l.id DESC LIMIT ${n}"));
+    let mut query = sqlx::query(&sql).bind(user_id);
+    if let Some(model) = &filter.model {
+        query = query.bind(model.clone());
+    }
+    if let Some(key) = filter.key_id {
+        query = query.bind(key);
+    }
+    for value in [filter.from, filter.until, filter.before_id].into_iter().flatten() {
+        query = query.bind(value);
+    }
+    let rows = query.bind(limit).fetch_all(db).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LogRow {
+                id: r.try_get(0)?,
+                created_at: r.try_get(1)?,
+                key_name: r.try_get(2)?,
+                model: r.try_get(3)?,
+                endpoint: r.try_get(4)?,
+                prompt_tokens: r.try_get(5)?,
+                completion_tokens: r.try_get(6)?,
+                cost: r.try_get(7)?,
+                status_code: r.try_get(8)?,
+                error_class: r.try_get(9)?,
+                latency_ms: r.try_get(10)?,
+                is_stream: r.try_get::<i64, _>(11)? != 0,
+            })
+        })
+        .collect()
+}

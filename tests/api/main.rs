@@ -35,6 +35,7 @@ mod conformance;
 mod console;
 mod console_auth;
 mod console_keys;
+mod console_logs;
 mod embeddings;
 mod gateway;
 mod gateway_billing;

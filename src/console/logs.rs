@@ -1,0 +1,231 @@
+//! `/console/logs`: the user's own usage log — filter by time range, model, key and status,
+//! page back through it, export it as CSV. Never another user's rows.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::Layout;
+use super::auth::CurrentUser;
+use super::keys::format_time;
+use crate::db::api_keys;
+use crate::db::request_logs::{self, LogFilter, LogRow};
+use crate::domain::money::Money;
+use crate::state::AppState;
+
+const PAGE: i64 = 50;
+const CSV_ROWS: i64 = 10_000;
+
+/// The filter as the form sends it (every field optional; blanks mean "any").
+#[derive(Debug, Default, Deserialize)]
+pub struct LogQuery {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+impl LogQuery {
+    fn filter(&self) -> Result<LogFilter, String> {
+        let day = |s: &str, name: &str| -> Result<Option<i64>, String> {
+            if s.trim().is_empty() {
+                return Ok(None);
+            }
+            parse_day(s.trim()).map(Some).ok_or_else(|| format!("{name}: a date like 2026-11-27"))
+        };
+        Ok(LogFilter {
+            model: Some(self.model.trim().to_string()).filter(|m| !m.is_empty()),
+            key_id: self.key.trim().parse().ok(),
+            failed: match self.status.as_str() {
+                "error" => Some(true),
+                "ok" => Some(false),
+                _ => None,
+            },
+            from: day(&self.from, "From")?,
+            // Inclusive of the whole "to" day.
+            until: day(&self.to, "To")?.map(|ms| ms + 86_400_000),
+            before_id: self.before,
+        })
+    }
+
+    /// The filter as a query string, for the "older" link and the CSV export.
+    fn query_string(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("model", &self.model)
+            .append_pair("key", &self.key)
+            .append_pair("status", &self.status)
+            .append_pair("from", &self.from)
+            .append_pair("to", &self.to)
+            .finish()
+    }
+}
+
+/// `YYYY-MM-DD` → unix ms at 00:00 UTC.
+fn parse_day(s: &str) -> Option<i64> {
+    let mut parts = s.splitn(3, '-');
+    let (y, m, d) = (parts.next()?.parse().ok()?, parts.next()?.parse::<u8>().ok()?, parts.next()?.parse().ok()?);
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
+/// One formatted row.
+pub struct Row {
+    pub time: String,
+    pub key: String,
+    pub model: String,
+    pub tokens: String,
+    pub cost: String,
+    pub status: String,
+    pub failed: bool,
+    pub latency: String,
+}
+
+impl From<&LogRow> for Row {
+    fn from(r: &LogRow) -> Self {
+        Self {
+            time: format_time(r.created_at),
+            key: r.key_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "—".into()),
+            model: r.model.clone(),
+            tokens: format!("{} / {}", r.prompt_tokens, r.completion_tokens),
+            cost: Money(r.cost).to_string(),
+            status: match &r.error_class {
+                Some(class) => format!("{} {class}", r.status_code),
+                None => r.status_code.to_string(),
+            },
+            failed: r.status_code >= 400,
+            latency: format!("{} ms{}", r.latency_ms, if r.is_stream { " · stream" } else { "" }),
+        }
+    }
+}
+
+pub struct KeyOption {
+    pub id: String,
+    pub name: String,
+    pub selected: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "logs.html")]
+pub struct LogsPage {
+    layout: Layout,
+    query: LogQuery,
+    keys: Vec<KeyOption>,
+    rows: Vec<Row>,
+    older: Option<String>,
+    csv: String,
+    error: Option<String>,
+}
+
+/// `GET /console/logs`.
+pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query): Query<LogQuery>) -> Response {
+    let keys = match api_keys::list_for_user(state.db().pool(), user.id).await {
+        Ok(keys) => keys
+            .into_iter()
+            .map(|k| KeyOption {
+                selected: query.key == k.id.to_string(),
+                id: k.id.to_string(),
+                name: if k.name.is_empty() { k.prefix } else { k.name },
+            })
+            .collect(),
+        Err(e) => return internal(&e),
+    };
+    let (rows, error) = match query.filter() {
+        Ok(filter) => match request_logs::list_for_user(state.db().pool(), user.id, &filter, PAGE).await {
+            Ok(rows) => (rows, None),
+            Err(e) => return internal(&e),
+        },
+        Err(message) => (Vec::new(), Some(message)),
+    };
+    let filters = query.query_string();
+    let older = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| format!("/console/logs?{filters}&before={}", r.id)))
+        .flatten();
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = LogsPage {
+        layout: Layout::new(),
+        rows: rows.iter().map(Row::from).collect(),
+        keys,
+        older,
+        csv: format!("/console/logs.csv?{filters}"),
+        query,
+        error,
+    };
+    (status, page).into_response()
+}
+
+/// `GET /console/logs.csv`: the filtered log (up to 10,000 rows) as CSV.
+pub async fn csv(State(state): State<AppState>, user: CurrentUser, Query(query): Query<LogQuery>) -> Response {
+    let filter = match query.filter() {
+        Ok(filter) => filter,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    let rows = match request_logs::list_for_user(state.db().pool(), user.id, &filter, CSV_ROWS).await {
+        Ok(rows) => rows,
+        Err(e) => return internal(&e),
+    };
+    let mut out =
+        String::from("time,key,model,endpoint,prompt_tokens,completion_tokens,cost,status,error,latency_ms,stream\n");
+    for r in &rows {
+        let fields = [
+            format_time(r.created_at),
+            r.key_name.clone().unwrap_or_default(),
+            r.model.clone(),
+            r.endpoint.clone(),
+            r.prompt_tokens.to_string(),
+            r.completion_tokens.to_string(),
+            Money(r.cost).to_string(),
+            r.status_code.to_string(),
+            r.error_class.clone().unwrap_or_default(),
+            r.latency_ms.to_string(),
+            r.is_stream.to_string(),
+        ];
+        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"usage.csv\""),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+/// A CSV cell: quoted when needed, and never read as a formula by a spreadsheet.
+fn csv_field(value: &str) -> String {
+    let value =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_string() };
+    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+}
+
+fn internal(e: &sqlx::Error) -> Response {
+    tracing::error!(error = %e, "loading the usage log failed");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_defused() {
+        assert_eq!(csv_field("gpt-4o"), "gpt-4o");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(parse_day("2026-11-27"), Some(1_795_737_600_000));
+        assert_eq!(parse_day("2026-13-01"), None);
+    }
+}
