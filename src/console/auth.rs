@@ -204,22 +204,3 @@ pub async fn logout(session: Session, Form(form): Form<CsrfOnly>) -> Response {
 pub(super) fn forbidden() -> Response {
     (StatusCode::FORBIDDEN, "This form has expired. Go back, reload the page and try again.").into_response()
 }
-
-#[derive(Template, WebTemplate)]
-#[template(path = "console.html")]
-pub struct Dashboard {
-    layout: Layout,
-    csrf: String,
-    email: String,
-    balance: String,
-}
-
-/// `GET /console`: the logged-in user's home.
-pub async fn dashboard(user: CurrentUser) -> Dashboard {
-    Dashboard {
-        layout: Layout::new(),
-        csrf: csrf::token(&user.session).await,
-        email: user.email,
-        balance: user.balance,
-    }
-}

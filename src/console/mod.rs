@@ -3,6 +3,7 @@
 pub mod assets;
 pub mod auth;
 pub mod csrf;
+pub mod dashboard;
 pub mod keys;
 pub mod logs;
 pub mod pages;
@@ -24,7 +25,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_get("/signup", auth::signup_page)
         .page_post("/signup", auth::signup)
         .page_post("/logout", auth::logout)
-        .page_get("/console", auth::dashboard)
+        .page_get("/console", dashboard::page)
+        .page_get("/console/stats", dashboard::fragment)
         .page_get("/console/keys", keys::list)
         .page_post("/console/keys", keys::create)
         .page_post("/console/keys/{id}/status", keys::set_status)

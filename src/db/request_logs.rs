@@ -170,3 +170,22 @@ pub async fn list_for_user<'e>(
         })
         .collect()
 }
+
+/// The user's spend and requests per UTC day since `since_ms`: `(day number since the epoch,
+/// cost, requests)`, oldest first.
+pub async fn daily_totals<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    since_ms: i64,
+) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT created_at / 86400000 AS day, CAST(SUM(cost) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+         FROM request_logs WHERE user_id = $1 AND created_at >= $2 GROUP BY created_at / 86400000 ORDER BY day",
+    )
+    .bind(user_id)
+    .bind(since_ms)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+}

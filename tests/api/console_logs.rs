@@ -63,6 +63,16 @@ async fn requests_show_in_the_usage_log_and_export(backend: Backend) {
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(lines[1].contains(",ci-key,gpt-good,/v1/chat/completions,12,5,0.00008,200,"), "{csv}");
 
+    // The dashboard counts them: today's spend, requests, and 14 bars of spend per day.
+    let (_, _, dashboard) = browser.get("/console").await;
+    assert!(dashboard.contains("data-testid=\"spend-today\">0.00008<"), "{dashboard}");
+    assert!(dashboard.contains("data-testid=\"requests-today\">2<"), "{dashboard}");
+    assert_eq!(dashboard.matches("<rect").count(), 14);
+    let (status, _, fragment) = browser.get("/console/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!fragment.contains("<html") && fragment.contains("hx-get=\"/console/stats\""), "{fragment}");
+    assert!(fragment.contains("data-testid=\"balance\">0.99992<"), "{fragment}");
+
     // Another user sees none of it.
     let mut other = Browser::new(&app);
     other.sign_up("someone@example.com").await;
