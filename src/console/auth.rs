@@ -24,7 +24,7 @@ use crate::domain::password;
 use crate::services::users::{self as user_service, NewUserInput, UserError};
 use crate::state::AppState;
 
-const USER_KEY: &str = "user_id";
+pub(super) const USER_KEY: &str = "user_id";
 
 /// A real hash of a random password, checked for unknown emails so they take as long as known ones.
 static DECOY_HASH: std::sync::LazyLock<String> =

@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod keys;
 pub mod logs;
 pub mod pages;
+pub mod public;
 pub mod session_store;
 pub mod throttle;
 
@@ -20,6 +21,8 @@ use crate::routes::Routes;
 pub fn routes(routes: Routes) -> Routes {
     routes
         .page_get("/", pages::landing)
+        .page_get("/pricing", public::pricing)
+        .page_get("/quickstart", public::quickstart)
         .page_get("/login", auth::login_page)
         .page_post("/login", auth::login)
         .page_get("/signup", auth::signup_page)

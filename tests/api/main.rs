@@ -36,6 +36,7 @@ mod console;
 mod console_auth;
 mod console_keys;
 mod console_logs;
+mod console_public;
 mod embeddings;
 mod gateway;
 mod gateway_billing;

@@ -1,0 +1,95 @@
+//! Public pages: `/pricing` (every model's price for the viewer's group — the default group when
+//! logged out) and `/quickstart` (base URL and snippets filled in with this site's address).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::Layout;
+use crate::db::users;
+use crate::domain::money::Money;
+use crate::domain::pricing::MILLION;
+use crate::state::AppState;
+
+pub struct PriceRow {
+    pub model: String,
+    pub input: String,
+    pub output: String,
+    pub cached_input: String,
+    pub per_request: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pricing.html")]
+pub struct PricingPage {
+    layout: Layout,
+    group: String,
+    logged_in: bool,
+    query: String,
+    rows: Vec<PriceRow>,
+}
+
+#[derive(Deserialize)]
+pub struct PricingQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// A price per 1M tokens (nano-units) after the group's multiplier (parts per million).
+fn scaled(price: Option<i64>, multiplier_ppm: i64) -> String {
+    price.map_or_else(
+        || "—".to_string(),
+        |p| {
+            Money(i64::try_from(i128::from(p) * i128::from(multiplier_ppm) / i128::from(MILLION)).unwrap_or(i64::MAX))
+                .to_string()
+        },
+    )
+}
+
+/// `GET /pricing`.
+pub async fn pricing(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<PricingQuery>,
+) -> PricingPage {
+    let user = match session.get::<i64>(super::auth::USER_KEY).await {
+        Ok(Some(id)) => users::summary(state.db().pool(), id).await.ok().flatten(),
+        _ => None,
+    };
+    let group = user.as_ref().map_or_else(|| "default".to_string(), |u| u.group.clone());
+    let table = state.gateway().routing.current();
+    let needle = query.q.trim().to_lowercase();
+    let mut rows: Vec<PriceRow> = table
+        .models(&group)
+        .into_iter()
+        .filter(|m| needle.is_empty() || m.to_lowercase().contains(&needle))
+        .filter_map(|model| {
+            let (price, multiplier) = table.price(&group, model)?;
+            Some(PriceRow {
+                model: model.to_string(),
+                input: scaled(price.input_per_mtok, multiplier),
+                output: scaled(price.output_per_mtok, multiplier),
+                cached_input: scaled(price.cached_input_per_mtok.or(price.input_per_mtok), multiplier),
+                per_request: scaled(price.per_request, multiplier),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.model.cmp(&b.model));
+    PricingPage { layout: Layout::new(), group, logged_in: user.is_some(), query: query.q, rows }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "quickstart.html")]
+pub struct QuickstartPage {
+    layout: Layout,
+    site: String,
+    api_base: String,
+}
+
+/// `GET /quickstart`.
+pub async fn quickstart(State(state): State<AppState>) -> QuickstartPage {
+    let site = state.public_url().as_str().trim_end_matches('/').to_string();
+    QuickstartPage { layout: Layout::new(), api_base: format!("{site}/v1"), site }
+}

@@ -1,0 +1,52 @@
+//! The public pages: `/pricing` at the viewer's group prices, searchable; `/quickstart` filled in
+//! with the site's own address.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::console_auth::Browser;
+use crate::fake_openai::{Behavior, FakeOpenAi};
+use crate::helpers::{Backend, spawn_app};
+
+db_tests!(pricing_shows_the_viewers_group_prices, quickstart_names_this_site);
+
+async fn pricing_shows_the_viewers_group_prices(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    let (status, _) = app.admin("PUT", "/api/admin/groups/half", Some(json!({ "multiplier": "0.5" }))).await;
+    assert_eq!(status, 200);
+    app.add_channel(json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k",
+                            "models": ["gpt-test", "claude-like"], "groups": ["default", "half"] }))
+        .await;
+    app.set_price("gpt-test", json!({ "input": "2.50", "output": "10.00" })).await;
+    app.set_price("claude-like", json!({ "input": "3.00", "output": "15.00" })).await;
+
+    let mut visitor = Browser::new(&app);
+    let (status, _, page) = visitor.get("/pricing").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("gpt-test") && page.contains("2.50") && page.contains("10.00"), "{page}");
+    let (_, _, page) = visitor.get("/pricing?q=GPT").await;
+    assert!(page.contains("gpt-test") && !page.contains("claude-like"), "search is case-insensitive");
+    let (_, _, page) = visitor.get("/pricing?q=zzz").await;
+    assert!(page.contains("No models match."));
+
+    // A member of the half-price group sees half prices.
+    let body = json!({ "email": "half@example.com", "password": "a fine password", "group": "half" });
+    assert_eq!(app.admin("POST", "/api/admin/users", Some(body)).await.0, 201);
+    let mut member = Browser::new(&app);
+    let csrf = member.csrf("/login").await;
+    let form = [("email", "half@example.com"), ("password", "a fine password"), ("csrf", csrf.as_str())];
+    assert_eq!(member.post("/login", &form).await.0, StatusCode::SEE_OTHER);
+    let (_, _, page) = member.get("/pricing").await;
+    assert!(page.contains("<strong>half</strong>") && page.contains("1.25") && page.contains("5.00"), "{page}");
+}
+
+async fn quickstart_names_this_site(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (status, _, page) = Browser::new(&app).get("/quickstart").await;
+    assert_eq!(status, StatusCode::OK);
+    let base = format!("{}/v1", app.address.replace("127.0.0.1", "localhost"));
+    let shown = page.split("data-testid=\"api-base\">").nth(1).and_then(|s| s.split('<').next()).unwrap();
+    assert!(shown == base || shown == format!("{}/v1", app.address), "{shown}");
+    assert!(page.contains("ANTHROPIC_BASE_URL"));
+}
