@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod billing;
 pub mod csrf;
 pub mod dashboard;
 pub mod keys;
@@ -34,6 +35,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys", keys::create)
         .page_post("/console/keys/{id}/status", keys::set_status)
         .page_post("/console/keys/{id}/delete", keys::delete)
+        .page_get("/console/billing", billing::page)
+        .page_post("/console/billing/redeem", billing::redeem)
         .page_get("/console/logs", logs::page)
         .page_get("/console/logs.csv", logs::csv)
 }

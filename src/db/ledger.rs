@@ -182,3 +182,57 @@ pub async fn inconsistent_users<'e>(
     }
     Ok(bad)
 }
+
+/// A ledger row as its user sees it.
+pub struct LedgerRow {
+    pub created_at: i64,
+    pub kind: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub note: Option<String>,
+}
+
+/// The user's ledger rows other than per-request charges, newest first.
+pub async fn history<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    limit: i64,
+) -> Result<Vec<LedgerRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT created_at, kind, amount, balance_after, note FROM ledger \
+         WHERE user_id = $1 AND kind <> 'settle' AND kind <> 'hold' ORDER BY id DESC LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LedgerRow {
+                created_at: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                amount: r.try_get(2)?,
+                balance_after: r.try_get(3)?,
+                note: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// The user's request charges per UTC day since `since_ms`: `(day number, total charged)`,
+/// newest first.
+pub async fn charges_per_day<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    since_ms: i64,
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT created_at / 86400000 AS day, CAST(SUM(amount) AS BIGINT) FROM ledger \
+         WHERE user_id = $1 AND kind = 'settle' AND created_at >= $2 GROUP BY created_at / 86400000 ORDER BY day DESC",
+    )
+    .bind(user_id)
+    .bind(since_ms)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}

@@ -34,6 +34,7 @@ mod cli;
 mod conformance;
 mod console;
 mod console_auth;
+mod console_billing;
 mod console_keys;
 mod console_logs;
 mod console_public;
