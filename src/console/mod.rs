@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod keys;
 pub mod logs;
 pub mod pages;
+pub mod profile;
 pub mod public;
 pub mod session_store;
 pub mod throttle;
@@ -37,6 +38,9 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys/{id}/delete", keys::delete)
         .page_get("/console/billing", billing::page)
         .page_post("/console/billing/redeem", billing::redeem)
+        .page_get("/console/profile", profile::page)
+        .page_post("/console/profile/password", profile::change_password)
+        .page_post("/console/profile/sign-out-others", profile::sign_out_others)
         .page_get("/console/logs", logs::page)
         .page_get("/console/logs.csv", logs::csv)
 }

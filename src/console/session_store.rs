@@ -28,6 +28,32 @@ impl DbSessionStore {
     }
 }
 
+/// The user the session is logged in as, if any (the console's `user_id` key).
+fn owner(record: &Record) -> Option<i64> {
+    record.data.get("user_id").and_then(serde_json::Value::as_i64)
+}
+
+/// Ends the user's sessions, all or all but `keep` (a session id); how many.
+pub async fn end_user_sessions(db: &Db, user_id: i64, keep: Option<&str>) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+        .bind(user_id)
+        .bind(keep.unwrap_or(""))
+        .execute(db.writer())
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// How many live sessions the user has.
+pub async fn count_user_sessions(db: &Db, user_id: i64) -> Result<i64, sqlx::Error> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    sqlx::query("SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND expiry_date > $2")
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(db.pool())
+        .await?
+        .try_get(0)
+}
+
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
@@ -39,11 +65,12 @@ impl SessionStore for DbSessionStore {
         // A new id until one is free (a collision of 128 random bits is not expected, but cheap to handle).
         for _ in 0..8 {
             let inserted = sqlx::query(
-                "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO sessions (id, data, expiry_date, user_id) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
             )
             .bind(record.id.to_string())
             .bind(data.clone())
             .bind(record.expiry_date.unix_timestamp())
+            .bind(owner(record))
             .execute(self.db.writer())
             .await
             .map_err(backend)?;
@@ -58,12 +85,14 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_vec(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO sessions (id, data, expiry_date) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
+            "INSERT INTO sessions (id, data, expiry_date, user_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date, \
+             user_id = excluded.user_id",
         )
         .bind(record.id.to_string())
         .bind(data)
         .bind(record.expiry_date.unix_timestamp())
+        .bind(owner(record))
         .execute(self.db.writer())
         .await
         .map_err(backend)?;

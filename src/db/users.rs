@@ -148,3 +148,28 @@ pub async fn set_group<'e>(db: impl Executor<'e, Database = Any>, id: i64, group
         .await
         .map(|_| ())
 }
+
+/// The user's password hash.
+pub async fn password_hash<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
+/// Replaces the user's password hash.
+pub async fn set_password_hash<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        .bind(hash)
+        .bind(crate::domain::time::now_ms())
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}

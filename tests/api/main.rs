@@ -37,6 +37,7 @@ mod console_auth;
 mod console_billing;
 mod console_keys;
 mod console_logs;
+mod console_profile;
 mod console_public;
 mod embeddings;
 mod gateway;
