@@ -11,6 +11,7 @@ db_tests!(
     login_failures_look_alike_and_logout_ends_the_session,
     forms_without_the_session_token_are_refused,
     repeated_failures_slow_that_client_for_that_account,
+    self_service_ignores_role_group_and_balance_fields,
 );
 
 /// A browser-like client: keeps the session cookie, does not follow redirects.
@@ -195,4 +196,29 @@ async fn repeated_failures_slow_that_client_for_that_account(backend: Backend) {
     // Another account from the same client is not affected.
     let form = [("email", "other@example.com"), ("password", "the right one!"), ("csrf", csrf.as_str())];
     assert_eq!(browser.post("/login", &form).await.1, "/console");
+}
+
+async fn self_service_ignores_role_group_and_balance_fields(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (status, _) = app.admin("PUT", "/api/admin/groups/vip", Some(serde_json::json!({ "multiplier": "0.1" }))).await;
+    assert_eq!(status, 200);
+    let mut browser = Browser::new(&app);
+    let csrf = browser.csrf("/signup").await;
+    let form = [
+        ("email", "sneaky@example.com"),
+        ("password", "a fine password"),
+        ("role", "admin"),
+        ("group", "vip"),
+        ("balance", "1000"),
+        ("csrf", csrf.as_str()),
+    ];
+    let (status, _, _) = browser.post("/signup", &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let row: (String, String, i64) = sqlx::query_as::<_, (String, String, i64)>(
+        "SELECT role, group_name, balance FROM users WHERE email = 'sneaky@example.com'",
+    )
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(row, ("user".to_string(), "default".to_string(), 0));
 }
