@@ -1,6 +1,6 @@
 //! CSRF protection for the console: a random token per session, sent back by every
-//! state-changing request — as the `csrf` form field, or the `X-CSRF-Token` header (htmx) — and
-//! compared in constant time. GET requests never change state.
+//! state-changing request as the `csrf` form field and compared in constant time. GET requests
+//! never change state.
 
 use tower_sessions::Session;
 
