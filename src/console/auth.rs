@@ -86,12 +86,16 @@ pub struct LoginPage {
 pub struct SignupPage {
     layout: Layout,
     csrf: String,
+    invite: String,
     email: String,
     error: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub struct Credentials {
+    /// An invitation code (signup only).
+    #[serde(default)]
+    invite: String,
     #[serde(default)]
     email: String,
     #[serde(default)]
@@ -156,9 +160,25 @@ pub async fn login(
     }
 }
 
+#[derive(Deserialize)]
+pub struct SignupQuery {
+    /// An invitation link's code (`/signup?aff=CODE`).
+    #[serde(default)]
+    aff: String,
+}
+
 /// `GET /signup`.
-pub async fn signup_page(session: Session) -> SignupPage {
-    SignupPage { layout: Layout::new(), csrf: csrf::token(&session).await, email: String::new(), error: None }
+pub async fn signup_page(
+    session: Session,
+    axum::extract::Query(query): axum::extract::Query<SignupQuery>,
+) -> SignupPage {
+    SignupPage {
+        layout: Layout::new(),
+        csrf: csrf::token(&session).await,
+        invite: query.aff,
+        email: String::new(),
+        error: None,
+    }
 }
 
 /// `POST /signup`: creates the account and logs it in.
@@ -166,9 +186,32 @@ pub async fn signup(State(state): State<AppState>, session: Session, Form(form):
     if !csrf::verify(&session, form.csrf.as_deref()).await {
         return forbidden();
     }
+    let invite = form.invite.trim().to_string();
+    let inviter = if invite.is_empty() {
+        None
+    } else {
+        match users::id_by_invite_code(state.db().pool(), &invite).await {
+            Ok(Some(id)) => Some(id),
+            Ok(None) => {
+                let error = Some("This invitation code is not valid.".to_string());
+                let csrf = csrf::token(&session).await;
+                let page = SignupPage { layout: Layout::new(), csrf, invite, email: form.email, error };
+                return (StatusCode::BAD_REQUEST, page).into_response();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "looking up an invitation code failed");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        }
+    };
     let input = NewUserInput { email: form.email.clone(), password: form.password, group: None, role: None };
     let error = match user_service::create(&state, input).await {
         Ok(user) => {
+            if let Some(inviter) = inviter
+                && let Err(e) = users::set_invited_by(state.db().writer(), user.id, inviter).await
+            {
+                tracing::error!(error = %e, "recording the inviter failed");
+            }
             if session.cycle_id().await.is_err() || session.insert(USER_KEY, user.id).await.is_err() {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
@@ -181,8 +224,8 @@ pub async fn signup(State(state): State<AppState>, session: Session, Form(form):
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let page =
-        SignupPage { layout: Layout::new(), csrf: csrf::token(&session).await, email: form.email, error: Some(error) };
+    let csrf = csrf::token(&session).await;
+    let page = SignupPage { layout: Layout::new(), csrf, invite, email: form.email, error: Some(error) };
     (StatusCode::BAD_REQUEST, page).into_response()
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod billing;
 pub mod csrf;
 pub mod dashboard;
+pub mod invitations;
 pub mod keys;
 pub mod logs;
 pub mod pages;
@@ -38,6 +39,7 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys/{id}/delete", keys::delete)
         .page_get("/console/billing", billing::page)
         .page_post("/console/billing/redeem", billing::redeem)
+        .page_get("/console/invitations", invitations::page)
         .page_get("/console/profile", profile::page)
         .page_post("/console/profile/password", profile::change_password)
         .page_post("/console/profile/sign-out-others", profile::sign_out_others)

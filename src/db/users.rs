@@ -173,3 +173,45 @@ pub async fn set_password_hash<'e>(
         .await
         .map(|_| ())
 }
+
+/// The user whose invitation code this is.
+pub async fn id_by_invite_code<'e>(
+    db: impl Executor<'e, Database = Any>,
+    code: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("SELECT id FROM users WHERE invite_code = $1")
+        .bind(code)
+        .fetch_optional(db)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
+/// Records who invited the user.
+pub async fn set_invited_by<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    inviter: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET invited_by = $1 WHERE id = $2 AND id <> $1")
+        .bind(inviter)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// The user's invitation code and the people who signed up with it: `(email, joined at)`.
+pub async fn invitations<'e, E>(db: E, id: i64) -> Result<(String, Vec<(String, i64)>), sqlx::Error>
+where
+    E: Executor<'e, Database = Any> + Copy,
+{
+    let code: String =
+        sqlx::query("SELECT invite_code FROM users WHERE id = $1").bind(id).fetch_one(db).await?.try_get(0)?;
+    let rows = sqlx::query("SELECT email, created_at FROM users WHERE invited_by = $1 ORDER BY id DESC LIMIT 500")
+        .bind(id)
+        .fetch_all(db)
+        .await?;
+    let invitees = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?;
+    Ok((code, invitees))
+}

@@ -35,6 +35,7 @@ mod conformance;
 mod console;
 mod console_auth;
 mod console_billing;
+mod console_invitations;
 mod console_keys;
 mod console_logs;
 mod console_profile;

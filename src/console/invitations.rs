@@ -1,0 +1,73 @@
+//! `/console/invitations`: the user's invitation code and link, and who signed up with it (emails
+//! masked). Signing up through `/signup?aff=CODE` records the inviter.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::Layout;
+use super::auth::CurrentUser;
+use super::keys::format_time;
+use crate::db::users;
+use crate::state::AppState;
+
+pub struct Invitee {
+    pub email: String,
+    pub joined: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "invitations.html")]
+pub struct InvitationsPage {
+    layout: Layout,
+    code: String,
+    link: String,
+    invitees: Vec<Invitee>,
+}
+
+/// `a***@example.com`: enough to recognise a friend, not to harvest addresses.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_string(),
+    }
+}
+
+/// `GET /console/invitations`.
+pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response {
+    match users::invitations(state.db().pool(), user.id).await {
+        Ok((code, invitees)) => {
+            let mut link = state.public_url().clone();
+            link.set_path("/signup");
+            link.query_pairs_mut().clear().append_pair("aff", &code);
+            InvitationsPage {
+                layout: Layout::new(),
+                link: link.to_string(),
+                code,
+                invitees: invitees
+                    .into_iter()
+                    .map(|(email, at)| Invitee { email: mask_email(&email), joined: format_time(at) })
+                    .collect(),
+            }
+            .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "loading invitations failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn emails_are_masked() {
+        assert_eq!(super::mask_email("ada@example.com"), "a***@example.com");
+        assert_eq!(super::mask_email("nonsense"), "***");
+    }
+}

@@ -1,0 +1,47 @@
+//! Invitations: a user's link pre-fills the code on the signup form; who joined with it shows
+//! (masked) on the inviter's page; an unknown code is refused.
+
+use reqwest::StatusCode;
+
+use crate::console_auth::Browser;
+use crate::helpers::{Backend, spawn_app};
+
+db_tests!(signing_up_through_an_invitation_link_records_the_inviter);
+
+fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let from = page.find(start).unwrap() + start.len();
+    &page[from..from + page[from..].find(end).unwrap()]
+}
+
+async fn signing_up_through_an_invitation_link_records_the_inviter(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut inviter = Browser::new(&app);
+    inviter.sign_up("host@example.com").await;
+    let (_, _, page) = inviter.get("/console/invitations").await;
+    let code = between(&page, "data-testid=\"invite-code\">", "<").to_string();
+    let link = between(&page, "data-testid=\"invite-link\">", "<").to_string();
+    assert!(link.ends_with(&format!("/signup?aff={code}")), "{link}");
+    assert!(page.contains("Nobody yet."));
+
+    let mut guest = Browser::new(&app);
+    let (_, _, form) = guest.get(&format!("/signup?aff={code}")).await;
+    assert!(form.contains(&format!("name=\"invite\" value=\"{code}\"")), "the link pre-fills the code");
+    let csrf = guest.csrf("/signup").await;
+    let bad =
+        [("email", "guest@example.com"), ("password", "a fine password"), ("invite", "NOPE"), ("csrf", csrf.as_str())];
+    let (status, _, page) = guest.post("/signup", &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("invitation code is not valid"));
+    let good = [
+        ("email", "guest@example.com"),
+        ("password", "a fine password"),
+        ("invite", code.as_str()),
+        ("csrf", csrf.as_str()),
+    ];
+    assert_eq!(guest.post("/signup", &good).await.0, StatusCode::SEE_OTHER);
+
+    let (_, _, page) = inviter.get("/console/invitations").await;
+    assert!(page.contains("g***@example.com") && !page.contains("guest@example.com"), "{page}");
+    let (_, _, page) = guest.get("/console/invitations").await;
+    assert!(page.contains("Nobody yet."), "the guest invited nobody");
+}
