@@ -135,6 +135,20 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Gateway behaviour: limits, timeouts, retries, holds.
     pub gateway: GatewayConfig,
+    /// Who may sign up on their own (`BURNCLOUD_SIGNUP_MODE`).
+    pub signup_mode: SignupMode,
+    /// Credited to every new self-service account, in nano-units (`BURNCLOUD_WELCOME_CREDIT`).
+    pub welcome_credit: i64,
+}
+
+/// Who may sign up on their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignupMode {
+    Open,
+    /// Only with an invitation code.
+    InviteOnly,
+    /// Nobody: accounts are created by operators.
+    Closed,
 }
 
 /// How channels are picked inside one priority tier.
@@ -241,6 +255,8 @@ settings! {
     IMAGE_FETCH_MAX_BYTES => "image_fetch_max_bytes", "BURNCLOUD_IMAGE_FETCH_MAX_BYTES";
     IMAGE_FETCH_TIMEOUT_SECS => "image_fetch_timeout_secs", "BURNCLOUD_IMAGE_FETCH_TIMEOUT_SECS";
     IMAGE_FETCH_ALLOW_LOOPBACK => "image_fetch_allow_loopback", "BURNCLOUD_IMAGE_FETCH_ALLOW_LOOPBACK";
+    SIGNUP_MODE => "signup_mode", "BURNCLOUD_SIGNUP_MODE";
+    WELCOME_CREDIT => "welcome_credit", "BURNCLOUD_WELCOME_CREDIT";
 }
 
 /// The smallest accepted length for secret keys and tokens.
@@ -363,8 +379,27 @@ impl Config {
             image_fetch_allow_loopback: boolean(get(&IMAGE_FETCH_ALLOW_LOOPBACK), &IMAGE_FETCH_ALLOW_LOOPBACK, false)?,
         };
 
+        let signup_mode = match get(&SIGNUP_MODE) {
+            None | Some("open") => SignupMode::Open,
+            Some("invite_only") => SignupMode::InviteOnly,
+            Some("closed") => SignupMode::Closed,
+            Some(v) => {
+                return Err(ConfigError::new(&SIGNUP_MODE, format!("{v:?} must be open, invite_only or closed")));
+            }
+        };
+        let welcome_credit = match get(&WELCOME_CREDIT) {
+            None => 0,
+            Some(v) => {
+                crate::domain::money::Money::parse(v).ok().map(|m| m.nanos()).filter(|n| *n >= 0).ok_or_else(|| {
+                    ConfigError::new(&WELCOME_CREDIT, format!("{v:?} must be an amount like \"1.00\" (0 for none)"))
+                })?
+            }
+        };
+
         Ok(Self {
             gateway,
+            signup_mode,
+            welcome_credit,
             listen,
             data_dir,
             database,

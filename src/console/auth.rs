@@ -17,6 +17,8 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{Layout, csrf};
+use crate::config::SignupMode;
+use crate::db::ledger::Kind;
 use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::money::Money;
@@ -187,6 +189,19 @@ pub async fn signup(State(state): State<AppState>, session: Session, Form(form):
         return forbidden();
     }
     let invite = form.invite.trim().to_string();
+    let refuse = |error: &str| error.to_string();
+    let closed = match state.config().signup_mode {
+        SignupMode::Closed => Some(refuse("Sign-ups are closed on this site. Ask its operators for an account.")),
+        SignupMode::InviteOnly if invite.is_empty() => {
+            Some(refuse("This site is invite-only: enter an invitation code."))
+        }
+        _ => None,
+    };
+    if let Some(error) = closed {
+        let csrf = csrf::token(&session).await;
+        let page = SignupPage { layout: Layout::new(), csrf, invite, email: form.email, error: Some(error) };
+        return (StatusCode::FORBIDDEN, page).into_response();
+    }
     let inviter = if invite.is_empty() {
         None
     } else {
@@ -211,6 +226,15 @@ pub async fn signup(State(state): State<AppState>, session: Session, Form(form):
                 && let Err(e) = users::set_invited_by(state.db().writer(), user.id, inviter).await
             {
                 tracing::error!(error = %e, "recording the inviter failed");
+            }
+            let welcome = state.config().welcome_credit;
+            if welcome > 0 {
+                let key = format!("welcome:{}", user.id);
+                let credited =
+                    crate::billing::adjust(state.db(), user.id, welcome, Kind::WelcomeCredit, None, Some(&key)).await;
+                if let Err(e) = credited {
+                    tracing::error!(error = %e, "granting the welcome credit failed");
+                }
             }
             if session.cycle_id().await.is_err() || session.insert(USER_KEY, user.id).await.is_err() {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
