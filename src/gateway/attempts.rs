@@ -116,11 +116,11 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
             content_type: None,
             first,
             rest,
-            converter: Some(StreamConverter::AnthropicToChat(anthropic::ChatStream::new(
+            converter: Some(Box::new(StreamConverter::AnthropicToChat(anthropic::ChatStream::new(
                 request.model,
                 created,
                 request.peek.wants_stream_usage(),
-            ))),
+            )))),
         }),
         Received::Whole { status, body, .. } => match anthropic::to_chat(&body, request.model, created) {
             Ok((body, usage)) => Attempt::Answered(Answer::Whole {
@@ -192,7 +192,7 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
             } else {
                 to_chat
             };
-            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(converter) })
+            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(Box::new(converter)) })
         }
         Received::Whole { status, body, .. } => {
             let converted = gemini::to_chat(&body, request.model, created).and_then(|(chat, usage)| {
@@ -231,7 +231,11 @@ async fn attempt_gemini_native(state: &AppState, channel: &Arc<Channel>, request
             content_type,
             first,
             rest,
-            converter: Some(StreamConverter::GeminiPassthrough(gemini::ChatStream::new(request.model, 0, false))),
+            converter: Some(Box::new(StreamConverter::GeminiPassthrough(gemini::ChatStream::new(
+                request.model,
+                0,
+                false,
+            )))),
         }),
         Received::Whole { status, content_type, body } => match gemini::response_usage(&body) {
             Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage }),
@@ -279,7 +283,7 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
             } else {
                 to_chat
             };
-            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(converter) })
+            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(Box::new(converter)) })
         }
         Received::Whole { status, body, .. } => {
             let converted = bedrock::to_chat(&body, request.model, created).and_then(|(chat, usage)| {
@@ -336,7 +340,7 @@ async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, 
             content_type,
             first,
             rest,
-            converter: Some(StreamConverter::AnthropicPassthrough(anthropic::StreamUsage::default())),
+            converter: Some(Box::new(StreamConverter::AnthropicPassthrough(anthropic::StreamUsage::default()))),
         }),
         Received::Whole { status, content_type, body } => match anthropic::response_usage(&body) {
             Ok(usage) => Attempt::Answered(Answer::Whole { status, content_type, body, usage: Some(usage) }),
@@ -365,7 +369,7 @@ async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, req
             content_type: None,
             first,
             rest,
-            converter: Some(StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model))),
+            converter: Some(Box::new(StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model)))),
         }),
         Received::Whole { status, body, .. } => match messages::from_chat(&body, request.model) {
             Ok((body, usage)) => Attempt::Answered(Answer::Whole {

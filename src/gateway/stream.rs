@@ -30,7 +30,7 @@ pub struct StreamRelay {
     upstream_usage: bool,
     failure_class: Option<&'static str>,
     /// Set when the upstream speaks another protocol than the client (or only its usage is read).
-    converter: Option<StreamConverter>,
+    converter: Option<Box<StreamConverter>>,
     /// The client speaks Anthropic's protocol: a failure ends the stream with `event: error`.
     anthropic_client: bool,
 }
@@ -42,7 +42,7 @@ impl StreamRelay {
         strip_usage_only: bool,
         idle: Duration,
         prompt_estimate: i64,
-        converter: Option<StreamConverter>,
+        converter: Option<Box<StreamConverter>>,
     ) -> Self {
         Self {
             upstream,

@@ -48,7 +48,7 @@ pub(super) enum Answer {
         content_type: Option<HeaderValue>,
         first: Bytes,
         rest: BoxStream<'static, reqwest::Result<Bytes>>,
-        converter: Option<StreamConverter>,
+        converter: Option<Box<StreamConverter>>,
     },
 }
 

@@ -408,12 +408,8 @@ impl StreamUsage {
 
 /// Turns Anthropic stream events into OpenAI chat completion chunks, one event at a time.
 pub struct ChatStream {
-    model: String,
-    created: i64,
-    id: String,
+    writer: chat::ChunkWriter,
     pub usage: StreamUsage,
-    /// Send the usage-only chunk (the client asked with `stream_options.include_usage`).
-    include_usage: bool,
     /// For each content block index, its tool call index (tool_use blocks only).
     tool_index: Vec<Option<usize>>,
     tools: usize,
@@ -463,11 +459,8 @@ struct Delta {
 impl ChatStream {
     pub fn new(model: &str, created: i64, include_usage: bool) -> Self {
         Self {
-            model: model.to_string(),
-            created,
-            id: String::new(),
+            writer: chat::ChunkWriter::new("chatcmpl-", model, created, include_usage),
             usage: StreamUsage::default(),
-            include_usage,
             tool_index: Vec::new(),
             tools: 0,
             finish: None,
@@ -475,14 +468,7 @@ impl ChatStream {
     }
 
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Bytes {
-        let chunk = json!({
-            "id": format!("chatcmpl-{}", self.id),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason }],
-        });
-        Bytes::from(format!("data: {chunk}\n\n"))
+        self.writer.chunk(delta, finish_reason)
     }
 
     /// Converts one upstream event (its `data:` payload) into client events, appended to `out`.
@@ -492,7 +478,7 @@ impl ChatStream {
         match event.kind.as_str() {
             "message_start" => {
                 if let Some(message) = event.message {
-                    self.id = message.id;
+                    self.writer.id = format!("chatcmpl-{}", message.id);
                 }
                 out.push(self.chunk(json!({ "role": "assistant", "content": "" }), None));
             }
@@ -536,27 +522,12 @@ impl ChatStream {
             }
             "message_stop" => {
                 out.push(self.chunk(json!({}), Some(self.finish.unwrap_or("stop"))));
-                if !self.include_usage {
-                    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-                    return;
-                }
-                let usage = json!({
-                    "id": format!("chatcmpl-{}", self.id),
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": chat::usage_json(&self.usage.usage.normalise()),
-                });
-                out.push(Bytes::from(format!("data: {usage}\n\n")));
-                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.writer.close(&self.usage.usage.normalise(), out);
             }
             "error" => {
                 let error = event.error.unwrap_or(Value::Null);
                 let message = error.get("message").and_then(Value::as_str).unwrap_or("The upstream stream failed.");
-                let body = json!({ "error": { "message": message, "type": "upstream_error",
-                                              "param": null, "code": "upstream_error" } });
-                out.push(Bytes::from(format!("data: {body}\n\n")));
+                out.push(chat::error_chunk(message));
             }
             _ => {}
         }

@@ -304,27 +304,23 @@ pub fn to_chat(body: &[u8], model: &str, created: i64) -> Result<(Bytes, Option<
 
 /// Turns ConverseStream's event-stream messages into OpenAI chat completion chunks.
 pub struct ChatStream {
-    model: String,
-    created: i64,
+    writer: chat::ChunkWriter,
     decoder: Decoder,
     /// Content block index → tool call index.
     tools: Vec<(u64, usize)>,
     usage: Option<Usage>,
     text_bytes: usize,
-    include_usage: bool,
     done: bool,
 }
 
 impl ChatStream {
     pub fn new(model: &str, created: i64, include_usage: bool) -> Self {
         Self {
-            model: model.to_string(),
-            created,
+            writer: chat::ChunkWriter::new("chatcmpl-bedrock", model, created, include_usage),
             decoder: Decoder::default(),
             tools: Vec::new(),
             usage: None,
             text_bytes: 0,
-            include_usage,
             done: false,
         }
     }
@@ -338,11 +334,7 @@ impl ChatStream {
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let chunk = json!({
-            "id": "chatcmpl-bedrock", "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
-        });
-        Bytes::from(format!("data: {chunk}\n\n"))
+        self.writer.chunk(delta, finish)
     }
 
     /// Feeds raw upstream bytes; client events are appended to `out`.
@@ -350,7 +342,7 @@ impl ChatStream {
         let mut messages = Vec::new();
         if let Err(e) = self.decoder.push(bytes, &mut messages) {
             tracing::warn!(error = %e, "Bedrock stream is corrupt");
-            out.push(error_event("The upstream stream was corrupt."));
+            out.push(chat::error_chunk("The upstream stream was corrupt."));
             self.done = true;
         }
         for message in messages {
@@ -365,7 +357,7 @@ impl ChatStream {
         let Ok(event) = serde_json::from_slice::<Value>(&message.payload) else { return };
         if message.message_type != "event" {
             let text = event["message"].as_str().unwrap_or("The upstream stream failed.");
-            out.push(error_event(text));
+            out.push(chat::error_chunk(text));
             self.done = true;
             return;
         }
@@ -416,21 +408,8 @@ impl ChatStream {
             return;
         }
         self.done = true;
-        if self.include_usage {
-            let usage = json!({
-                "id": "chatcmpl-bedrock", "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [], "usage": chat::usage_json(&self.usage.unwrap_or_default()),
-            });
-            out.push(Bytes::from(format!("data: {usage}\n\n")));
-        }
-        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        self.writer.close(&self.usage.unwrap_or_default(), out);
     }
-}
-
-fn error_event(message: &str) -> Bytes {
-    let body =
-        json!({ "error": { "message": message, "type": "upstream_error", "param": null, "code": "upstream_error" } });
-    Bytes::from(format!("data: {body}\n\n"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! OpenAI's Chat Completions shapes, typed, for the adapters that convert them to and from other
 //! protocols. (Same-protocol requests never go through these: they pass through as bytes.)
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -166,4 +167,54 @@ pub fn usage_json(usage: &crate::domain::pricing::Usage) -> Value {
         },
         "completion_tokens_details": { "reasoning_tokens": usage.reasoning_tokens },
     })
+}
+
+/// Writes the OpenAI chat completion chunks of one converted stream: the same id, model and
+/// creation time on every chunk, and the stream's close (the usage chunk when the client asked
+/// for it, then `[DONE]`).
+pub struct ChunkWriter {
+    pub id: String,
+    model: String,
+    created: i64,
+    include_usage: bool,
+}
+
+impl ChunkWriter {
+    pub fn new(id: &str, model: &str, created: i64, include_usage: bool) -> Self {
+        Self { id: id.to_string(), model: model.to_string(), created, include_usage }
+    }
+
+    /// One chunk with this delta and finish reason.
+    pub fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Bytes {
+        let choices =
+            serde_json::json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason }]);
+        self.event(choices, None)
+    }
+
+    /// The end of the stream: the usage-only chunk (when asked for) and `[DONE]`.
+    pub fn close(&self, usage: &crate::domain::pricing::Usage, out: &mut Vec<Bytes>) {
+        if self.include_usage {
+            out.push(self.event(serde_json::json!([]), Some(usage_json(usage))));
+        }
+        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    }
+
+    fn event(&self, choices: Value, usage: Option<Value>) -> Bytes {
+        let mut chunk = serde_json::json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": choices,
+        });
+        if let Some(usage) = usage {
+            chunk["usage"] = usage;
+        }
+        Bytes::from(format!("data: {chunk}\n\n"))
+    }
+}
+
+/// A final OpenAI error event for a converted stream that failed upstream.
+pub fn error_chunk(message: &str) -> Bytes {
+    let body = serde_json::json!({
+        "error": { "message": message, "type": "upstream_error", "param": null, "code": "upstream_error" }
+    });
+    Bytes::from(format!("data: {body}\n\n"))
 }

@@ -323,26 +323,22 @@ pub fn to_chat(body: &[u8], model: &str, created: i64) -> Result<(Bytes, Option<
 
 /// Turns Gemini stream events (partial responses) into OpenAI chat completion chunks.
 pub struct ChatStream {
-    model: String,
-    created: i64,
+    writer: chat::ChunkWriter,
     started: bool,
     calls: usize,
     usage: Option<Usage>,
     text_bytes: usize,
-    include_usage: bool,
     done: bool,
 }
 
 impl ChatStream {
     pub fn new(model: &str, created: i64, include_usage: bool) -> Self {
         Self {
-            model: model.to_string(),
-            created,
+            writer: chat::ChunkWriter::new("chatcmpl-gemini", model, created, include_usage),
             started: false,
             calls: 0,
             usage: None,
             text_bytes: 0,
-            include_usage,
             done: false,
         }
     }
@@ -356,11 +352,7 @@ impl ChatStream {
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let chunk = json!({
-            "id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
-        });
-        Bytes::from(format!("data: {chunk}\n\n"))
+        self.writer.chunk(delta, finish)
     }
 
     /// Reads usage and text length from one event without converting it (passthrough).
@@ -411,14 +403,7 @@ impl ChatStream {
             return;
         }
         self.done = true;
-        if self.include_usage {
-            let usage = json!({
-                "id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [], "usage": chat::usage_json(&self.usage.unwrap_or_default()),
-            });
-            out.push(Bytes::from(format!("data: {usage}\n\n")));
-        }
-        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        self.writer.close(&self.usage.unwrap_or_default(), out);
     }
 }
 
