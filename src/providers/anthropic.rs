@@ -148,7 +148,7 @@ impl WireUsage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let write = self.cache_creation_input_tokens.unwrap_or(0);
         Usage {
-            prompt_tokens: self.input_tokens.unwrap_or(0) + read + write,
+            prompt_tokens: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write),
             completion_tokens: self.output_tokens.unwrap_or(0),
             cached_tokens: read,
             cache_write_tokens: write,
@@ -576,6 +576,19 @@ mod tests {
             assert!(from_chat(body.to_string().as_bytes(), "m", 10).is_err(), "{body}");
         }
         assert!(from_chat(b"not json", "m", 10).is_err());
+    }
+
+    #[test]
+    fn absurd_usage_from_an_upstream_saturates_instead_of_overflowing() {
+        let huge = WireUsage {
+            input_tokens: Some(i64::MAX),
+            output_tokens: Some(i64::MAX),
+            cache_creation_input_tokens: Some(i64::MAX),
+            cache_read_input_tokens: Some(1),
+        };
+        let usage = huge.normalise();
+        assert_eq!(usage.prompt_tokens, i64::MAX);
+        assert_eq!(chat::usage_json(&usage)["total_tokens"], i64::MAX);
     }
 
     #[test]

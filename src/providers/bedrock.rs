@@ -242,7 +242,10 @@ struct WireUsage {
 impl WireUsage {
     fn normalise(self) -> Usage {
         Usage {
-            prompt_tokens: self.input_tokens + self.cache_read_input_tokens + self.cache_write_input_tokens,
+            prompt_tokens: self
+                .input_tokens
+                .saturating_add(self.cache_read_input_tokens)
+                .saturating_add(self.cache_write_input_tokens),
             completion_tokens: self.output_tokens,
             cached_tokens: self.cache_read_input_tokens,
             cache_write_tokens: self.cache_write_input_tokens,

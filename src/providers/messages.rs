@@ -212,7 +212,7 @@ fn stop_reason(finish_reason: Option<&str>) -> &'static str {
 /// Anthropic's usage object for normalised usage (its `input_tokens` exclude the cached prompt).
 fn usage_json(usage: &Usage) -> Value {
     json!({
-        "input_tokens": (usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens).max(0),
+        "input_tokens": usage.prompt_tokens.saturating_sub(usage.cached_tokens).saturating_sub(usage.cache_write_tokens).max(0),
         "output_tokens": usage.completion_tokens,
         "cache_creation_input_tokens": usage.cache_write_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
