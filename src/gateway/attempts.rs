@@ -111,31 +111,16 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
         .header(header::CONTENT_TYPE, "application/json")
         .body(payload);
     let created = now_ms() / 1000;
-    match send(state, channel, builder, request.stream).await {
-        Received::Stream { first, rest, .. } => Attempt::Answered(Answer::Stream {
-            content_type: None,
-            first,
-            rest,
-            converter: Some(Box::new(StreamConverter::AnthropicToChat(anthropic::ChatStream::new(
-                request.model,
-                created,
-                request.peek.wants_stream_usage(),
-            )))),
-        }),
-        Received::Whole { status, body, .. } => match anthropic::to_chat(&body, request.model, created) {
-            Ok((body, usage)) => Attempt::Answered(Answer::Whole {
-                status,
-                content_type: Some(HeaderValue::from_static("application/json")),
-                body,
-                usage: Some(usage),
-            }),
-            Err(e) => {
-                tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
-                Attempt::Retry(GatewayError::UpstreamUnavailable)
-            }
+    let received = send(state, channel, builder, request.stream).await;
+    in_client_protocol(
+        channel,
+        request,
+        received,
+        |include_usage| {
+            StreamConverter::AnthropicToChat(anthropic::ChatStream::new(request.model, created, include_usage))
         },
-        Received::Failed(attempt) => attempt,
-    }
+        |body| anthropic::to_chat(body, request.model, created).map(|(chat, usage)| (chat, Some(usage))),
+    )
 }
 
 /// The request as an OpenAI chat completion (a Messages request converted to one) with its image
@@ -182,37 +167,14 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
         .header(header::CONTENT_TYPE, "application/json")
         .body(payload);
     let created = now_ms() / 1000;
-    match send(state, channel, builder, request.stream).await {
-        Received::Stream { first, rest, .. } => {
-            let include_usage = anthropic_client || request.peek.wants_stream_usage();
-            let to_chat = StreamConverter::GeminiToChat(gemini::ChatStream::new(request.model, created, include_usage));
-            let converter = if anthropic_client {
-                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model));
-                StreamConverter::Chain(Box::new(to_chat), Box::new(to_messages))
-            } else {
-                to_chat
-            };
-            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(Box::new(converter)) })
-        }
-        Received::Whole { status, body, .. } => {
-            let converted = gemini::to_chat(&body, request.model, created).and_then(|(chat, usage)| {
-                if anthropic_client { messages::from_chat(&chat, request.model) } else { Ok((chat, usage)) }
-            });
-            match converted {
-                Ok((body, usage)) => Attempt::Answered(Answer::Whole {
-                    status,
-                    content_type: Some(HeaderValue::from_static("application/json")),
-                    body,
-                    usage,
-                }),
-                Err(e) => {
-                    tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
-                    Attempt::Retry(GatewayError::UpstreamUnavailable)
-                }
-            }
-        }
-        Received::Failed(attempt) => attempt,
-    }
+    let received = send(state, channel, builder, request.stream).await;
+    in_client_protocol(
+        channel,
+        request,
+        received,
+        |include_usage| StreamConverter::GeminiToChat(gemini::ChatStream::new(request.model, created, include_usage)),
+        |body| gemini::to_chat(body, request.model, created),
+    )
 }
 
 /// A Gemini-native request to a Gemini channel: the body passes through untouched, the model
@@ -272,38 +234,14 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
         Err(error) => return Attempt::Retry(error),
     };
     let created = now_ms() / 1000;
-    match send(state, channel, builder, request.stream).await {
-        Received::Stream { first, rest, .. } => {
-            let include_usage = anthropic_client || request.peek.wants_stream_usage();
-            let to_chat =
-                StreamConverter::BedrockToChat(bedrock::ChatStream::new(request.model, created, include_usage));
-            let converter = if anthropic_client {
-                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model));
-                StreamConverter::Chain(Box::new(to_chat), Box::new(to_messages))
-            } else {
-                to_chat
-            };
-            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(Box::new(converter)) })
-        }
-        Received::Whole { status, body, .. } => {
-            let converted = bedrock::to_chat(&body, request.model, created).and_then(|(chat, usage)| {
-                if anthropic_client { messages::from_chat(&chat, request.model) } else { Ok((chat, usage)) }
-            });
-            match converted {
-                Ok((body, usage)) => Attempt::Answered(Answer::Whole {
-                    status,
-                    content_type: Some(HeaderValue::from_static("application/json")),
-                    body,
-                    usage,
-                }),
-                Err(e) => {
-                    tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
-                    Attempt::Retry(GatewayError::UpstreamUnavailable)
-                }
-            }
-        }
-        Received::Failed(attempt) => attempt,
-    }
+    let received = send(state, channel, builder, request.stream).await;
+    in_client_protocol(
+        channel,
+        request,
+        received,
+        |include_usage| StreamConverter::BedrockToChat(bedrock::ChatStream::new(request.model, created, include_usage)),
+        |body| bedrock::to_chat(body, request.model, created),
+    )
 }
 
 /// A Messages request to an Anthropic channel: passed through (the model mapped, if the channel
@@ -494,4 +432,48 @@ fn embedded(
         body,
         usage: Some(usage),
     })
+}
+
+/// An answer from an upstream whose protocol converts to OpenAI chat, in the client's protocol:
+/// streams through `to_chat_stream` (told whether to send the usage chunk), followed by the
+/// Anthropic conversion for `/v1/messages`; whole answers through `to_chat`, likewise.
+fn in_client_protocol(
+    channel: &Channel,
+    request: &Request<'_>,
+    received: Received,
+    to_chat_stream: impl FnOnce(bool) -> StreamConverter,
+    to_chat: impl FnOnce(&[u8]) -> Result<(Bytes, Option<Usage>), serde_json::Error>,
+) -> Attempt {
+    let anthropic_client = request.endpoint == Endpoint::Messages;
+    match received {
+        Received::Stream { first, rest, .. } => {
+            // The Anthropic conversion reads the usage chunk for its `message_delta`.
+            let to_chat = to_chat_stream(anthropic_client || request.peek.wants_stream_usage());
+            let converter = if anthropic_client {
+                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model));
+                StreamConverter::Chain(Box::new(to_chat), Box::new(to_messages))
+            } else {
+                to_chat
+            };
+            Attempt::Answered(Answer::Stream { content_type: None, first, rest, converter: Some(Box::new(converter)) })
+        }
+        Received::Whole { status, body, .. } => {
+            let converted = to_chat(&body).and_then(|(chat, usage)| {
+                if anthropic_client { messages::from_chat(&chat, request.model) } else { Ok((chat, usage)) }
+            });
+            match converted {
+                Ok((body, usage)) => Attempt::Answered(Answer::Whole {
+                    status,
+                    content_type: Some(HeaderValue::from_static("application/json")),
+                    body,
+                    usage,
+                }),
+                Err(e) => {
+                    tracing::warn!(channel = channel.id, error = %e, "upstream answered 2xx with an unexpected body");
+                    Attempt::Retry(GatewayError::UpstreamUnavailable)
+                }
+            }
+        }
+        Received::Failed(attempt) => attempt,
+    }
 }

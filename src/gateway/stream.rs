@@ -90,8 +90,7 @@ impl StreamRelay {
             return;
         };
         let mut converted = Vec::new();
-        let data = data_payload(&event).map(<[u8]>::to_vec);
-        converter.convert(event, data.as_deref(), &mut converted);
+        converter.convert(&event, &mut converted);
         self.pending.extend(converted);
         self.note_converted_usage();
     }

@@ -94,21 +94,23 @@ impl StreamConverter {
             Self::Chain(first, second) => {
                 let mut middle = Vec::new();
                 first.push_bytes(bytes, &mut middle);
-                second.convert_all(middle, out);
+                second.convert_all(&middle, out);
             }
             _ => {}
         }
     }
 
-    /// Converts one upstream event; client events are appended to `out`.
-    pub fn convert(&mut self, event: bytes::Bytes, data: Option<&[u8]>, out: &mut Vec<bytes::Bytes>) {
+    /// Converts one upstream SSE event; client events are appended to `out` (passed-through
+    /// events share the upstream's bytes: no copy).
+    pub fn convert(&mut self, event: &bytes::Bytes, out: &mut Vec<bytes::Bytes>) {
+        let data = crate::gateway::sse::data_payload(event);
         match (self, data) {
             (Self::AnthropicToChat(stream), Some(data)) => stream.convert(data, out),
             (Self::AnthropicPassthrough(usage), data) => {
                 if let Some(data) = data {
                     usage.observe(data);
                 }
-                out.push(event);
+                out.push(event.clone());
             }
             (Self::ChatToAnthropic(stream), Some(data)) => stream.convert(data, out),
             (Self::GeminiToChat(stream), Some(data)) => stream.convert(data, out),
@@ -116,21 +118,20 @@ impl StreamConverter {
                 if let Some(data) = data {
                     stream.observe(data);
                 }
-                out.push(event);
+                out.push(event.clone());
             }
-            (Self::Chain(first, second), data) => {
+            (Self::Chain(first, second), _) => {
                 let mut middle = Vec::new();
-                first.convert(event, data, &mut middle);
-                second.convert_all(middle, out);
+                first.convert(event, &mut middle);
+                second.convert_all(&middle, out);
             }
             _ => {}
         }
     }
 
-    fn convert_all(&mut self, events: Vec<bytes::Bytes>, out: &mut Vec<bytes::Bytes>) {
+    fn convert_all(&mut self, events: &[bytes::Bytes], out: &mut Vec<bytes::Bytes>) {
         for event in events {
-            let data = crate::gateway::sse::data_payload(&event).map(<[u8]>::to_vec);
-            self.convert(event, data.as_deref(), out);
+            self.convert(event, out);
         }
     }
 
@@ -144,7 +145,7 @@ impl StreamConverter {
             Self::Chain(first, second) => {
                 let mut middle = Vec::new();
                 first.finish(&mut middle);
-                second.convert_all(middle, out);
+                second.convert_all(&middle, out);
                 second.finish(out);
             }
             _ => {}
