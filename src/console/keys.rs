@@ -123,8 +123,12 @@ pub struct KeyAction {
     status: String,
 }
 
-/// The key, if it is the user's; 404 otherwise (missing and foreign keys look alike).
-async fn owned(state: &AppState, user: &CurrentUser, id: i64) -> Result<(), Response> {
+/// An action on a key: the form's CSRF token must be the session's (else 403) and the key the
+/// user's (else 404: missing and foreign keys look alike).
+async fn owned(state: &AppState, user: &CurrentUser, id: i64, token: Option<&str>) -> Result<(), Response> {
+    if !csrf::verify(&user.session, token).await {
+        return Err(super::auth::forbidden());
+    }
     match api_keys::owner(state.db().pool(), id).await {
         Ok(Some(owner)) if owner == user.id => Ok(()),
         Ok(_) => Err((StatusCode::NOT_FOUND, "No such key.").into_response()),
@@ -142,10 +146,7 @@ pub async fn set_status(
     Path(id): Path<i64>,
     Form(form): Form<KeyAction>,
 ) -> Response {
-    if !csrf::verify(&user.session, form.csrf.as_deref()).await {
-        return super::auth::forbidden();
-    }
-    if let Err(response) = owned(&state, &user, id).await {
+    if let Err(response) = owned(&state, &user, id, form.csrf.as_deref()).await {
         return response;
     }
     match user_service::set_key_status(&state, id, &KeyPatch { status: form.status }).await {
@@ -166,10 +167,7 @@ pub async fn delete(
     Path(id): Path<i64>,
     Form(form): Form<KeyAction>,
 ) -> Response {
-    if !csrf::verify(&user.session, form.csrf.as_deref()).await {
-        return super::auth::forbidden();
-    }
-    if let Err(response) = owned(&state, &user, id).await {
+    if let Err(response) = owned(&state, &user, id, form.csrf.as_deref()).await {
         return response;
     }
     match user_service::delete_key(&state, id).await {

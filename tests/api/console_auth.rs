@@ -34,23 +34,22 @@ impl<'a> Browser<'a> {
     }
 
     pub async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
-        let mut request = self.client.get(self.app.url(path));
-        if let Some(cookie) = &self.cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.keep_cookie(&response);
-        let location = response.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
-        (response.status(), location, response.text().await.unwrap())
+        let request = self.client.get(self.app.url(path));
+        self.send(request).await
     }
 
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-        let mut request = self
+        let request = self
             .client
             .post(self.app.url(path))
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body);
+        self.send(request).await
+    }
+
+    /// Sends with the session cookie, keeps the one the answer sets: `(status, Location, body)`.
+    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> (StatusCode, String, String) {
         if let Some(cookie) = &self.cookie {
             request = request.header(COOKIE, cookie);
         }

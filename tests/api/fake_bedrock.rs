@@ -42,9 +42,7 @@ impl FakeBedrock {
     pub async fn start(reply: Reply) -> Self {
         let shared = Shared { reply: Arc::new(Mutex::new(reply)), received: Arc::default() };
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let port = crate::helpers::serve_locally(app).await;
         Self { port, shared }
     }
 

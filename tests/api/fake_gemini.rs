@@ -40,9 +40,7 @@ impl FakeGemini {
         let shared = Shared { reply: Arc::new(Mutex::new(reply)), received: Arc::default() };
         let app =
             Router::new().route("/v1beta/models/{method}", axum::routing::post(generate)).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let port = crate::helpers::serve_locally(app).await;
         Self { port, shared }
     }
 

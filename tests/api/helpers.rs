@@ -213,6 +213,14 @@ pub async fn spawn_app_with(
     TestApp::serve(app, Some(data_dir))
 }
 
+/// Serves a fake upstream (or any test server) on a free loopback port; the port.
+pub async fn serve_locally(app: Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
 /// `TEST_LOG=1` shows the app's logs while debugging a test.
 fn init_test_logging() {
     if std::env::var_os("TEST_LOG").is_some() {

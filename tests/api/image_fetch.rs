@@ -43,9 +43,7 @@ async fn image_server() -> String {
                 ([(header::CONTENT_TYPE, "image/png")], PNG)
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let port = crate::helpers::serve_locally(app).await;
     format!("http://127.0.0.1:{port}")
 }
 
