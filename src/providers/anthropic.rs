@@ -182,10 +182,7 @@ pub fn response_usage(body: &[u8]) -> Result<Usage, serde_json::Error> {
 /// Converts an OpenAI chat request to a Messages request for `model`. `Err` is a message for a
 /// 400 (something the upstream cannot express).
 pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<MessagesRequest, String> {
-    let request: ChatRequest = serde_json::from_slice(body).map_err(|e| format!("Invalid chat request: {e}"))?;
-    if request.n.is_some_and(|n| n > 1) {
-        return Err("This model's provider returns one choice per request: `n` must be 1.".into());
-    }
+    let request = ChatRequest::parse_single_choice(body)?;
     let mut max_tokens = request.max_output().unwrap_or(default_max_tokens).max(1);
     let mut system: Vec<String> = Vec::new();
     let mut messages: Vec<Message> = Vec::new();
@@ -200,12 +197,7 @@ pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<Me
             "assistant" => {
                 let mut blocks = content.map(content_blocks).transpose()?.unwrap_or_default();
                 for call in tool_calls.unwrap_or_default() {
-                    let input = if call.function.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&call.function.arguments)
-                            .map_err(|_| format!("The arguments of tool call {} are not valid JSON.", call.id))?
-                    };
+                    let input = call.arguments_json()?;
                     blocks.push(Block::ToolUse { id: call.id, name: call.function.name, input });
                 }
                 ("assistant", blocks)

@@ -98,10 +98,7 @@ pub fn auth_headers(
 
 /// Converts an OpenAI chat request into a Converse body. `Err` is a message for a 400.
 pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
-    let request: ChatRequest = serde_json::from_slice(body).map_err(|e| format!("Invalid chat request: {e}"))?;
-    if request.n.is_some_and(|n| n > 1) {
-        return Err("This model's provider returns one choice per request: `n` must be 1.".into());
-    }
+    let request = ChatRequest::parse_single_choice(body)?;
     let max_output = request.max_output();
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
@@ -116,12 +113,7 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
             "assistant" => {
                 let mut blocks = content.map(blocks_of).transpose()?.unwrap_or_default();
                 for call in tool_calls.unwrap_or_default() {
-                    let input: Value = if call.function.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&call.function.arguments)
-                            .map_err(|_| format!("The arguments of tool call {} are not valid JSON.", call.id))?
-                    };
+                    let input = call.arguments_json()?;
                     blocks.push(
                         json!({ "toolUse": { "toolUseId": call.id, "name": call.function.name, "input": input } }),
                     );
@@ -139,18 +131,7 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
             }
             other => return Err(format!("Unsupported message role {other:?}.")),
         };
-        let blocks: Vec<Value> = blocks.into_iter().filter(|b| b.get("text") != Some(&json!(""))).collect();
-        if blocks.is_empty() {
-            continue;
-        }
-        match messages.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(existing) = last["content"].as_array_mut() {
-                    existing.extend(blocks);
-                }
-            }
-            _ => messages.push(json!({ "role": role, "content": blocks })),
-        }
+        chat::push_turn(&mut messages, role, blocks, "content");
     }
     if messages.is_empty() {
         return Err("The request has no user or assistant message.".into());

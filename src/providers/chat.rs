@@ -42,6 +42,15 @@ impl ChatRequest {
     pub fn max_output(&self) -> Option<i64> {
         self.max_completion_tokens.or(self.max_tokens)
     }
+
+    /// Parses a chat request for a converting provider, which answers one choice per request.
+    pub fn parse_single_choice(body: &[u8]) -> Result<Self, String> {
+        let request: Self = serde_json::from_slice(body).map_err(|e| format!("Invalid chat request: {e}"))?;
+        if request.n.is_some_and(|n| n > 1) {
+            return Err("This model's provider returns one choice per request: `n` must be 1.".into());
+        }
+        Ok(request)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +129,36 @@ pub struct ToolCall {
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
     pub function: FunctionCall,
+}
+
+impl ToolCall {
+    /// The call's arguments as a JSON value (`{}` when empty); a message for a 400 when they are
+    /// not JSON.
+    pub fn arguments_json(&self) -> Result<Value, String> {
+        if self.function.arguments.trim().is_empty() {
+            return Ok(serde_json::json!({}));
+        }
+        serde_json::from_str(&self.function.arguments)
+            .map_err(|_| format!("The arguments of tool call {} are not valid JSON.", self.id))
+    }
+}
+
+/// Appends a turn of `parts` (under `parts_key`) to JSON `turns`, merged into the previous turn
+/// when it has the same role (these upstreams want roles to alternate); empty text parts and
+/// turns left empty are dropped.
+pub fn push_turn(turns: &mut Vec<Value>, role: &str, parts: Vec<Value>, parts_key: &str) {
+    let parts: Vec<Value> = parts.into_iter().filter(|p| p.get("text") != Some(&serde_json::json!(""))).collect();
+    if parts.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some(last) if last["role"] == role => {
+            if let Some(existing) = last[parts_key].as_array_mut() {
+                existing.extend(parts);
+            }
+        }
+        _ => turns.push(serde_json::json!({ "role": role, parts_key: parts })),
+    }
 }
 
 fn function_type() -> String {

@@ -23,10 +23,7 @@ pub fn method_path(model: &str, stream: bool) -> String {
 
 /// Converts an OpenAI chat request into a `generateContent` body. `Err` is a message for a 400.
 pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
-    let request: ChatRequest = serde_json::from_slice(body).map_err(|e| format!("Invalid chat request: {e}"))?;
-    if request.n.is_some_and(|n| n > 1) {
-        return Err("This model's provider returns one choice per request: `n` must be 1.".into());
-    }
+    let request = ChatRequest::parse_single_choice(body)?;
     let max_output = request.max_output();
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
@@ -43,12 +40,7 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
             "assistant" => {
                 let mut parts: Vec<Value> = content.map(parts_of).transpose()?.unwrap_or_default();
                 for call in tool_calls.unwrap_or_default() {
-                    let args: Value = if call.function.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&call.function.arguments)
-                            .map_err(|_| format!("The arguments of tool call {} are not valid JSON.", call.id))?
-                    };
+                    let args = call.arguments_json()?;
                     call_names.push((call.id, call.function.name.clone()));
                     parts.push(json!({ "functionCall": { "name": call.function.name, "args": args } }));
                 }
@@ -71,18 +63,7 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
             }
             other => return Err(format!("Unsupported message role {other:?}.")),
         };
-        let parts: Vec<Value> = parts.into_iter().filter(|p| p.get("text") != Some(&json!(""))).collect();
-        if parts.is_empty() {
-            continue;
-        }
-        match contents.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(existing) = last["parts"].as_array_mut() {
-                    existing.extend(parts);
-                }
-            }
-            _ => contents.push(json!({ "role": role, "parts": parts })),
-        }
+        chat::push_turn(&mut contents, role, parts, "parts");
     }
     if contents.is_empty() {
         return Err("The request has no user or assistant message.".into());
