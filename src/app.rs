@@ -124,7 +124,10 @@ impl Application {
         let state = AppState::new(config, db, public_url, secret_key, gateway, billing);
         let sessions = crate::console::session_layer(state.db().clone(), state.public_url().scheme() == "https");
         let router = routes::all().into_router(|pages| {
-            pages.layer(sessions).layer(axum::middleware::map_response(crate::console::security_headers))
+            pages
+                .layer(axum::middleware::from_fn(crate::console::csrf::require_token))
+                .layer(sessions)
+                .layer(axum::middleware::map_response(crate::console::security_headers))
         });
         let router = customize(router.with_state(state.clone()).fallback(not_found));
         Ok(Self { router: with_http_layers(router), listener, state, port: local.port(), billing_stop, billing_task })

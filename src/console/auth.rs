@@ -102,8 +102,6 @@ pub struct Credentials {
     email: String,
     #[serde(default)]
     password: String,
-    #[serde(default)]
-    csrf: Option<String>,
 }
 
 /// `GET /login`.
@@ -118,9 +116,6 @@ pub async fn login(
     session: Session,
     Form(form): Form<Credentials>,
 ) -> Response {
-    if !csrf::verify(&session, form.csrf.as_deref()).await {
-        return forbidden();
-    }
     if let Err(wait) = state.login_throttle().check(ip, &form.email) {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let message = format!("Too many attempts. Try again in {minutes} minute(s), or reset your password.");
@@ -185,9 +180,6 @@ pub async fn signup_page(
 
 /// `POST /signup`: creates the account and logs it in.
 pub async fn signup(State(state): State<AppState>, session: Session, Form(form): Form<Credentials>) -> Response {
-    if !csrf::verify(&session, form.csrf.as_deref()).await {
-        return forbidden();
-    }
     let invite = form.invite.trim().to_string();
     let refuse = |error: &str| error.to_string();
     let closed = match state.config().signup_mode {
@@ -253,21 +245,8 @@ pub async fn signup(State(state): State<AppState>, session: Session, Form(form):
     (StatusCode::BAD_REQUEST, page).into_response()
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: Option<String>,
-}
-
 /// `POST /logout`: ends the session.
-pub async fn logout(session: Session, Form(form): Form<CsrfOnly>) -> Response {
-    if !csrf::verify(&session, form.csrf.as_deref()).await {
-        return forbidden();
-    }
+pub async fn logout(session: Session) -> Response {
     let _ = session.flush().await;
     Redirect::to("/login").into_response()
-}
-
-pub(super) fn forbidden() -> Response {
-    (StatusCode::FORBIDDEN, "This form has expired. Go back, reload the page and try again.").into_response()
 }

@@ -112,8 +112,6 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
 #[derive(Deserialize)]
 pub struct RedeemForm {
     #[serde(default)]
-    csrf: Option<String>,
-    #[serde(default)]
     code: String,
 }
 
@@ -125,9 +123,6 @@ pub async fn redeem(
     user: CurrentUser,
     Form(form): Form<RedeemForm>,
 ) -> Response {
-    if !csrf::verify(&user.session, form.csrf.as_deref()).await {
-        return super::auth::forbidden();
-    }
     let throttle_key = format!("redeem:{}", user.id);
     if state.login_throttle().check(ip, &throttle_key).is_err() {
         let balance = user.balance.clone();

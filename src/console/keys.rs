@@ -82,8 +82,6 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Response 
 #[derive(Deserialize)]
 pub struct NewKeyForm {
     #[serde(default)]
-    csrf: Option<String>,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     spend_limit: String,
@@ -92,9 +90,6 @@ pub struct NewKeyForm {
 /// `POST /console/keys`: creates a key and shows it once. Only the name and a spend limit are
 /// taken from the form (a fixed key string is for operators' automation, not self-service).
 pub async fn create(State(state): State<AppState>, user: CurrentUser, Form(form): Form<NewKeyForm>) -> Response {
-    if !csrf::verify(&user.session, form.csrf.as_deref()).await {
-        return super::auth::forbidden();
-    }
     let name = form.name.trim();
     if name.chars().count() > 64 {
         return page(&state, &user, None, Some("The name is at most 64 characters.".into())).await;
@@ -118,17 +113,12 @@ pub async fn create(State(state): State<AppState>, user: CurrentUser, Form(form)
 #[derive(Deserialize)]
 pub struct KeyAction {
     #[serde(default)]
-    csrf: Option<String>,
-    #[serde(default)]
     status: String,
 }
 
-/// An action on a key: the form's CSRF token must be the session's (else 403) and the key the
-/// user's (else 404: missing and foreign keys look alike).
-async fn owned(state: &AppState, user: &CurrentUser, id: i64, token: Option<&str>) -> Result<(), Response> {
-    if !csrf::verify(&user.session, token).await {
-        return Err(super::auth::forbidden());
-    }
+/// An action on a key: the key must be the user's (else 404: missing and foreign keys look
+/// alike). The CSRF token was checked by the console's middleware.
+async fn owned(state: &AppState, user: &CurrentUser, id: i64) -> Result<(), Response> {
     match api_keys::owner(state.db().pool(), id).await {
         Ok(Some(owner)) if owner == user.id => Ok(()),
         Ok(_) => Err((StatusCode::NOT_FOUND, "No such key.").into_response()),
@@ -146,7 +136,7 @@ pub async fn set_status(
     Path(id): Path<i64>,
     Form(form): Form<KeyAction>,
 ) -> Response {
-    if let Err(response) = owned(&state, &user, id, form.csrf.as_deref()).await {
+    if let Err(response) = owned(&state, &user, id).await {
         return response;
     }
     match user_service::set_key_status(&state, id, &KeyPatch { status: form.status }).await {
@@ -161,13 +151,8 @@ pub async fn set_status(
 }
 
 /// `POST /console/keys/{id}/delete`.
-pub async fn delete(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path(id): Path<i64>,
-    Form(form): Form<KeyAction>,
-) -> Response {
-    if let Err(response) = owned(&state, &user, id, form.csrf.as_deref()).await {
+pub async fn delete(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> Response {
+    if let Err(response) = owned(&state, &user, id).await {
         return response;
     }
     match user_service::delete_key(&state, id).await {

@@ -52,8 +52,6 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
 #[derive(Deserialize)]
 pub struct PasswordForm {
     #[serde(default)]
-    csrf: Option<String>,
-    #[serde(default)]
     current: String,
     #[serde(default)]
     new: String,
@@ -65,9 +63,6 @@ pub async fn change_password(
     user: CurrentUser,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    if !csrf::verify(&user.session, form.csrf.as_deref()).await {
-        return super::auth::forbidden();
-    }
     let hash = match users::password_hash(state.db().pool(), user.id).await {
         Ok(Some(hash)) => hash,
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
@@ -96,17 +91,8 @@ pub async fn change_password(
     render(&state, &user, Some("Password changed. Every other session was signed out.".into()), None).await
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: Option<String>,
-}
-
 /// `POST /console/profile/sign-out-others`.
-pub async fn sign_out_others(State(state): State<AppState>, user: CurrentUser, Form(form): Form<CsrfForm>) -> Response {
-    if !csrf::verify(&user.session, form.csrf.as_deref()).await {
-        return super::auth::forbidden();
-    }
+pub async fn sign_out_others(State(state): State<AppState>, user: CurrentUser) -> Response {
     let keep = user.session.id().map(|id| id.to_string());
     match end_user_sessions(state.db(), user.id, keep.as_deref()).await {
         Ok(n) => render(&state, &user, Some(format!("Signed out {n} other session(s).")), None).await,

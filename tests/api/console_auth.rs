@@ -172,6 +172,34 @@ async fn forms_without_the_session_token_are_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(count, 0, "nothing changed");
+
+    // Every console form, logged in, without the token: refused before any handler runs.
+    victim.sign_up("victim@example.com").await;
+    let posts = burncloud::routes::all().table().iter().filter(|r| r.method == "POST").cloned().collect::<Vec<_>>();
+    let console_posts = posts.iter().filter(|r| !r.path.starts_with("/v1") && !r.path.starts_with("/api"));
+    let mut checked = 0;
+    for route in console_posts {
+        let path = route.path.replace("{id}", "1");
+        let (status, _, _) = victim.post(&path, &[("name", "x"), ("csrf", "wrong")]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path} without the token");
+        checked += 1;
+    }
+    assert!(checked >= 8, "the console's forms were found: {checked}");
+
+    // htmx sends the token as a header instead of a field.
+    let token = victim.csrf("/console/keys").await;
+    let htmx = |token: &str| {
+        let request = victim.client.post(app.url("/console/keys")).header("x-csrf-token", token.to_string());
+        let request = request.header("content-type", "application/x-www-form-urlencoded").body("name=by-htmx");
+        request.header(COOKIE, victim.cookie.clone().unwrap())
+    };
+    assert_eq!(htmx("wrong").send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(htmx(&token).send().await.unwrap().status(), StatusCode::OK);
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE name = 'by-htmx'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(keys, 1, "exactly the request with the right header made a key");
 }
 
 async fn repeated_failures_slow_that_client_for_that_account(backend: Backend) {
