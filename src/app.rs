@@ -49,6 +49,8 @@ pub enum StartupError {
     Leases(sqlx::Error),
     #[error("DATABASE_URL: loading the routing table failed: {0}")]
     Routing(sqlx::Error),
+    #[error("DATABASE_URL: loading the site settings failed: {0}")]
+    Settings(sqlx::Error),
     #[error("cannot create the upstream HTTP client: {0}")]
     HttpClient(reqwest::Error),
     #[error(transparent)]
@@ -121,7 +123,8 @@ impl Application {
         let leases = Leases::new(lease::holder_name(local.port()));
         end_stale_leases(&db, Some(leases.holder())).await.map_err(StartupError::Leases)?;
         let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
-        let state = AppState::new(config, db, public_url, secret_key, gateway, billing);
+        let site = crate::services::site::load(&db, &config).await.map_err(StartupError::Settings)?;
+        let state = AppState::new(config, db, public_url, secret_key, gateway, billing, site);
         let sessions = crate::console::session_layer(state.db().clone(), state.public_url().scheme() == "https");
         let router = routes::all().into_router(|pages| {
             pages
@@ -245,7 +248,12 @@ fn spawn_maintenance(state: &AppState) {
             }
         })
     });
-    every(config.cache_ttl, |s| Box::pin(async move { channels::reload_routing(&s).await }));
+    every(config.cache_ttl, |s| {
+        Box::pin(async move {
+            channels::reload_routing(&s).await;
+            crate::services::site::reload(&s).await;
+        })
+    });
     every(lease::RENEW_EVERY, |s| {
         Box::pin(async move {
             if let Err(e) = s.billing().leases().renew(s.db()).await {

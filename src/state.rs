@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::gateway::GatewayState;
 use crate::secret_key::SecretKey;
+use crate::services::site::SiteSettings;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -28,6 +29,7 @@ struct Inner {
     billing: Batcher,
     pending_settlements: AtomicUsize,
     login_throttle: crate::console::throttle::LoginThrottle,
+    site: std::sync::RwLock<Arc<SiteSettings>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -40,6 +42,7 @@ impl AppState {
         secret_key: SecretKey,
         gateway: GatewayState,
         billing: Batcher,
+        site: SiteSettings,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -51,6 +54,7 @@ impl AppState {
                 billing,
                 pending_settlements: AtomicUsize::new(0),
                 login_throttle: Default::default(),
+                site: std::sync::RwLock::new(Arc::new(site)),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -100,6 +104,16 @@ impl AppState {
     /// Failed console logins, per address and account.
     pub fn login_throttle(&self) -> &crate::console::throttle::LoginThrottle {
         &self.inner.login_throttle
+    }
+
+    /// The operator's site settings (name, signup rules, credits), as last loaded.
+    pub fn site(&self) -> Arc<SiteSettings> {
+        self.inner.site.read().map(|s| s.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    pub(crate) fn set_site(&self, site: SiteSettings) {
+        let mut slot = self.inner.site.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Arc::new(site);
     }
 
     /// Cancelled when the server starts shutting down.

@@ -177,7 +177,8 @@ struct SettingInput {
     value: String,
 }
 
-/// Known settings only: `routing.strategy.<group>.<model>` = weighted_random | round_robin | failover.
+/// Known settings only: `routing.strategy.<group>.<model>` = weighted_random | round_robin |
+/// failover, and the site settings (`services::site::keys`), each validated.
 pub async fn set_setting(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -189,13 +190,14 @@ pub async fn set_setting(
         if Strategy::parse(&input.value).is_none() {
             return Err(ApiError::Invalid("value: weighted_random, round_robin or failover".into()));
         }
-    } else {
-        return Err(ApiError::Invalid(format!("unknown setting {key:?}")));
+    } else if let Err(message) = (*state.site()).clone().apply(&key, &input.value) {
+        return Err(ApiError::Invalid(format!("{key}: {message}")));
     }
     settings::set(state.db().writer(), &key, &input.value).await.map_err(|e| {
         tracing::error!(error = %e, "saving a setting failed");
         ApiError::Internal
     })?;
     channels::reload_routing(&state).await;
+    crate::services::site::reload(&state).await;
     Ok(Json(json!({ "key": key, "value": input.value })))
 }

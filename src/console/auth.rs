@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{Layout, csrf};
+use super::Layout;
 use crate::config::SignupMode;
 use crate::db::ledger::Kind;
 use crate::db::users;
@@ -38,6 +38,8 @@ pub struct CurrentUser {
     pub email: String,
     pub balance: String,
     pub session: Session,
+    /// The page layout for this viewer.
+    pub layout: Layout,
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
@@ -49,7 +51,8 @@ impl FromRequestParts<AppState> for CurrentUser {
         let Ok(Some(id)) = session.get::<i64>(USER_KEY).await else { return Err(to_login()) };
         match users::summary(state.db().pool(), id).await {
             Ok(Some(user)) if user.status == "active" => {
-                Ok(Self { id, email: user.email, balance: Money(user.balance).to_string(), session })
+                let layout = Layout::from_request_parts(parts, state).await?;
+                Ok(Self { id, email: user.email, balance: Money(user.balance).to_string(), session, layout })
             }
             Ok(_) => {
                 let _ = session.flush().await;
@@ -78,7 +81,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 #[template(path = "login.html")]
 pub struct LoginPage {
     layout: Layout,
-    csrf: String,
     email: String,
     error: Option<&'static str>,
 }
@@ -87,7 +89,6 @@ pub struct LoginPage {
 #[template(path = "signup.html")]
 pub struct SignupPage {
     layout: Layout,
-    csrf: String,
     invite: String,
     email: String,
     error: Option<String>,
@@ -105,8 +106,8 @@ pub struct Credentials {
 }
 
 /// `GET /login`.
-pub async fn login_page(session: Session) -> LoginPage {
-    LoginPage { layout: Layout::new(), csrf: csrf::token(&session).await, email: String::new(), error: None }
+pub async fn login_page(layout: Layout) -> LoginPage {
+    LoginPage { layout, email: String::new(), error: None }
 }
 
 /// `POST /login`: one answer for every failure.
@@ -114,6 +115,7 @@ pub async fn login(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
     session: Session,
+    layout: Layout,
     Form(form): Form<Credentials>,
 ) -> Response {
     if let Err(wait) = state.login_throttle().check(ip, &form.email) {
@@ -146,12 +148,7 @@ pub async fn login(
         }
         _ => {
             state.login_throttle().failed(ip, &form.email);
-            let page = LoginPage {
-                layout: Layout::new(),
-                csrf: csrf::token(&session).await,
-                email: form.email,
-                error: Some("Incorrect email or password."),
-            };
+            let page = LoginPage { layout, email: form.email, error: Some("Incorrect email or password.") };
             (StatusCode::UNAUTHORIZED, page).into_response()
         }
     }
@@ -165,21 +162,17 @@ pub struct SignupQuery {
 }
 
 /// `GET /signup`.
-pub async fn signup_page(
-    session: Session,
-    axum::extract::Query(query): axum::extract::Query<SignupQuery>,
-) -> SignupPage {
-    SignupPage {
-        layout: Layout::new(),
-        csrf: csrf::token(&session).await,
-        invite: query.aff,
-        email: String::new(),
-        error: None,
-    }
+pub async fn signup_page(layout: Layout, axum::extract::Query(query): axum::extract::Query<SignupQuery>) -> SignupPage {
+    SignupPage { layout, invite: query.aff, email: String::new(), error: None }
 }
 
 /// `POST /signup`: creates the account and logs it in.
-pub async fn signup(State(state): State<AppState>, session: Session, Form(form): Form<Credentials>) -> Response {
+pub async fn signup(
+    State(state): State<AppState>,
+    session: Session,
+    layout: Layout,
+    Form(form): Form<Credentials>,
+) -> Response {
     let invite = form.invite.trim().to_string();
     let refuse = |error: &str| error.to_string();
     let closed = match state.config().signup_mode {
@@ -190,8 +183,7 @@ pub async fn signup(State(state): State<AppState>, session: Session, Form(form):
         _ => None,
     };
     if let Some(error) = closed {
-        let csrf = csrf::token(&session).await;
-        let page = SignupPage { layout: Layout::new(), csrf, invite, email: form.email, error: Some(error) };
+        let page = SignupPage { layout, invite, email: form.email, error: Some(error) };
         return (StatusCode::FORBIDDEN, page).into_response();
     }
     let inviter = if invite.is_empty() {
@@ -201,8 +193,7 @@ pub async fn signup(State(state): State<AppState>, session: Session, Form(form):
             Ok(Some(id)) => Some(id),
             Ok(None) => {
                 let error = Some("This invitation code is not valid.".to_string());
-                let csrf = csrf::token(&session).await;
-                let page = SignupPage { layout: Layout::new(), csrf, invite, email: form.email, error };
+                let page = SignupPage { layout, invite, email: form.email, error };
                 return (StatusCode::BAD_REQUEST, page).into_response();
             }
             Err(e) => {
@@ -240,8 +231,7 @@ pub async fn signup(State(state): State<AppState>, session: Session, Form(form):
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let csrf = csrf::token(&session).await;
-    let page = SignupPage { layout: Layout::new(), csrf, invite, email: form.email, error: Some(error) };
+    let page = SignupPage { layout, invite, email: form.email, error: Some(error) };
     (StatusCode::BAD_REQUEST, page).into_response()
 }
 

@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::Layout;
 use super::auth::{ClientAddr, CurrentUser};
 use super::keys::format_time;
-use super::{Layout, csrf};
 use crate::billing::{self, RedeemError};
 use crate::db::ledger;
 use crate::domain::money::Money;
@@ -35,7 +35,6 @@ pub struct ChargeDay {
 #[template(path = "billing.html")]
 pub struct BillingPage {
     layout: Layout,
-    csrf: String,
     balance: String,
     history: Vec<HistoryRow>,
     charges: Vec<ChargeDay>,
@@ -73,8 +72,7 @@ async fn render(
         Err(e) => return failed(&e),
     };
     let page = BillingPage {
-        layout: Layout::new(),
-        csrf: csrf::token(&user.session).await,
+        layout: user.layout.clone(),
         balance,
         history: history
             .into_iter()

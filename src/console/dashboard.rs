@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::Layout;
 use super::auth::CurrentUser;
-use super::{Layout, csrf};
 use crate::db::request_logs;
 use crate::domain::money::Money;
 use crate::domain::time::now_ms;
@@ -84,7 +84,6 @@ async fn stats(state: &AppState, user: &CurrentUser) -> Result<Stats, sqlx::Erro
 #[template(path = "console.html")]
 pub struct Dashboard {
     layout: Layout,
-    csrf: String,
     email: String,
     stats: Stats,
 }
@@ -98,10 +97,7 @@ pub struct StatsFragment {
 /// `GET /console`.
 pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response {
     match stats(&state, &user).await {
-        Ok(stats) => {
-            let csrf = csrf::token(&user.session).await;
-            Dashboard { layout: Layout::new(), csrf, email: user.email, stats }.into_response()
-        }
+        Ok(stats) => Dashboard { layout: user.layout.clone(), email: user.email, stats }.into_response(),
         Err(e) => failed(&e),
     }
 }

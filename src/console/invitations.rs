@@ -46,7 +46,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
             link.set_path("/signup");
             link.query_pairs_mut().clear().append_pair("aff", &code);
             InvitationsPage {
-                layout: Layout::new(),
+                layout: user.layout.clone(),
                 link: link.to_string(),
                 code,
                 invitees: invitees

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::Layout;
 use super::auth::CurrentUser;
-use super::{Layout, csrf};
 use crate::db::api_keys::{self, KeyListing};
 use crate::domain::money::Money;
 use crate::services::users::{self as user_service, KeyPatch, NewKeyInput, UserError};
@@ -54,7 +54,6 @@ pub(super) fn format_time(ms: i64) -> String {
 #[template(path = "keys.html")]
 pub struct KeysPage {
     layout: Layout,
-    csrf: String,
     keys: Vec<KeyRow>,
     /// A key just created: shown in full this once.
     created: Option<String>,
@@ -70,7 +69,7 @@ async fn page(state: &AppState, user: &CurrentUser, created: Option<String>, err
         }
     };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let page = KeysPage { layout: Layout::new(), csrf: csrf::token(&user.session).await, keys, created, error };
+    let page = KeysPage { layout: user.layout.clone(), keys, created, error };
     (status, page).into_response()
 }
 

@@ -153,7 +153,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query)
         .flatten();
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let page = LogsPage {
-        layout: Layout::new(),
+        layout: user.layout.clone(),
         rows: rows.iter().map(Row::from).collect(),
         keys,
         older,

@@ -5,10 +5,13 @@ pub mod auth;
 pub mod billing;
 pub mod csrf;
 pub mod dashboard;
+pub mod i18n;
 pub mod invitations;
 pub mod keys;
+pub mod layout;
 pub mod logs;
 pub mod pages;
+pub mod preferences;
 pub mod profile;
 pub mod public;
 pub mod session_store;
@@ -16,6 +19,8 @@ pub mod throttle;
 
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
+
+pub use layout::Layout;
 
 use crate::db::Db;
 use crate::routes::Routes;
@@ -31,6 +36,7 @@ pub fn routes(routes: Routes) -> Routes {
         .page_get("/signup", auth::signup_page)
         .page_post("/signup", auth::signup)
         .page_post("/logout", auth::logout)
+        .page_post("/preferences", preferences::save)
         .page_get("/console", dashboard::page)
         .page_get("/console/stats", dashboard::fragment)
         .page_get("/console/keys", keys::list)
@@ -74,23 +80,4 @@ pub fn session_layer(db: Db, secure: bool) -> SessionManagerLayer<session_store:
         .with_same_site(SameSite::Lax)
         .with_secure(secure)
         .with_expiry(Expiry::OnInactivity(time::Duration::days(14)))
-}
-
-/// What every full page's layout (`templates/base.html`) needs.
-pub struct Layout {
-    pub site_name: &'static str,
-    pub css_url: String,
-    pub htmx_url: String,
-}
-
-impl Layout {
-    pub fn new() -> Self {
-        Self { site_name: "BurnCloud", css_url: assets::url("app.css"), htmx_url: assets::url("htmx.min.js") }
-    }
-}
-
-impl Default for Layout {
-    fn default() -> Self {
-        Self::new()
-    }
 }

@@ -15,7 +15,7 @@ pub struct Landing {
 }
 
 /// `GET /`: what the service is and where its API lives.
-pub async fn landing(State(state): State<AppState>) -> Landing {
+pub async fn landing(State(state): State<AppState>, layout: Layout) -> Landing {
     let api_base = state.public_url().join("v1").map(|u| u.to_string()).unwrap_or_default();
-    Landing { layout: Layout::new(), api_base }
+    Landing { layout, api_base }
 }

@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::Layout;
 use super::auth::CurrentUser;
 use super::session_store::{count_user_sessions, end_user_sessions};
-use super::{Layout, csrf};
 use crate::db::users;
 use crate::domain::password;
 use crate::state::AppState;
@@ -20,7 +20,6 @@ use crate::state::AppState;
 #[template(path = "profile.html")]
 pub struct ProfilePage {
     layout: Layout,
-    csrf: String,
     email: String,
     sessions: i64,
     message: Option<String>,
@@ -33,14 +32,7 @@ async fn render(state: &AppState, user: &CurrentUser, message: Option<String>, e
         Err(e) => return failed(&e),
     };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let page = ProfilePage {
-        layout: Layout::new(),
-        csrf: csrf::token(&user.session).await,
-        email: user.email.clone(),
-        sessions,
-        message,
-        error,
-    };
+    let page = ProfilePage { layout: user.layout.clone(), email: user.email.clone(), sessions, message, error };
     (status, page).into_response()
 }
 

@@ -52,6 +52,7 @@ fn scaled(price: Option<i64>, multiplier_ppm: i64) -> String {
 pub async fn pricing(
     State(state): State<AppState>,
     session: Session,
+    layout: Layout,
     Query(query): Query<PricingQuery>,
 ) -> PricingPage {
     let user = match session.get::<i64>(super::auth::USER_KEY).await {
@@ -77,7 +78,7 @@ pub async fn pricing(
         })
         .collect();
     rows.sort_by(|a, b| a.model.cmp(&b.model));
-    PricingPage { layout: Layout::new(), group, logged_in: user.is_some(), query: query.q, rows }
+    PricingPage { layout, group, logged_in: user.is_some(), query: query.q, rows }
 }
 
 #[derive(Template, WebTemplate)]
@@ -89,7 +90,7 @@ pub struct QuickstartPage {
 }
 
 /// `GET /quickstart`.
-pub async fn quickstart(State(state): State<AppState>) -> QuickstartPage {
+pub async fn quickstart(State(state): State<AppState>, layout: Layout) -> QuickstartPage {
     let site = state.public_url().as_str().trim_end_matches('/').to_string();
-    QuickstartPage { layout: Layout::new(), api_base: format!("{site}/v1"), site }
+    QuickstartPage { layout, api_base: format!("{site}/v1"), site }
 }

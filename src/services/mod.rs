@@ -5,4 +5,5 @@ pub mod accounts;
 pub mod bootstrap;
 pub mod channels;
 pub mod pricing;
+pub mod site;
 pub mod users;

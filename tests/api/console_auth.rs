@@ -18,18 +18,28 @@ db_tests!(
 pub struct Browser<'a> {
     app: &'a TestApp,
     pub client: reqwest::Client,
+    /// The session cookie (`burncloud_session=…`).
     pub cookie: Option<String>,
+    /// Every other cookie the site set (language, theme), by name.
+    pub others: std::collections::BTreeMap<String, String>,
 }
 
 impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { app, client, cookie: None }
+        Self { app, client, cookie: None, others: Default::default() }
     }
 
     fn keep_cookie(&mut self, response: &reqwest::Response) {
-        if let Some(set) = response.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
-            self.cookie = set.split(';').next().map(str::to_string);
+        for set in response.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+            let Some((name, value)) = set.split(';').next().and_then(|pair| pair.split_once('=')) else { continue };
+            if name == "burncloud_session" {
+                self.cookie = Some(format!("{name}={value}"));
+            } else if set.contains("Max-Age=0") {
+                self.others.remove(name);
+            } else {
+                self.others.insert(name.to_string(), value.to_string());
+            }
         }
     }
 
@@ -50,8 +60,10 @@ impl<'a> Browser<'a> {
 
     /// Sends with the session cookie, keeps the one the answer sets: `(status, Location, body)`.
     async fn send(&mut self, mut request: reqwest::RequestBuilder) -> (StatusCode, String, String) {
-        if let Some(cookie) = &self.cookie {
-            request = request.header(COOKIE, cookie);
+        let others = self.others.iter().map(|(name, value)| format!("{name}={value}"));
+        let cookies: Vec<String> = self.cookie.clone().into_iter().chain(others).collect();
+        if !cookies.is_empty() {
+            request = request.header(COOKIE, cookies.join("; "));
         }
         let response = request.send().await.unwrap();
         self.keep_cookie(&response);

@@ -8,7 +8,11 @@ use crate::console_auth::Browser;
 use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::helpers::{Backend, spawn_app};
 
-db_tests!(pricing_shows_the_viewers_group_prices, quickstart_names_this_site);
+db_tests!(
+    pricing_shows_the_viewers_group_prices,
+    quickstart_names_this_site,
+    language_follows_the_browser_then_the_choice,
+);
 
 async fn pricing_shows_the_viewers_group_prices(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -49,4 +53,34 @@ async fn quickstart_names_this_site(backend: Backend) {
     let shown = page.split("data-testid=\"api-base\">").nth(1).and_then(|s| s.split('<').next()).unwrap();
     assert!(shown == base || shown == format!("{}/v1", app.address), "{shown}");
     assert!(page.contains("ANTHROPIC_BASE_URL"));
+}
+
+async fn language_follows_the_browser_then_the_choice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut visitor = Browser::new(&app);
+    let (_, _, page) = visitor.get("/login").await;
+    assert!(page.contains("<html lang=\"en\"") && page.contains(">Log in<"), "English by default");
+    let chinese = |visitor: &Browser| {
+        let request = visitor.client.get(app.url("/login")).header("accept-language", "zh-CN,zh;q=0.9,en;q=0.5");
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let page = chinese(&visitor).await;
+    assert!(page.contains("<html lang=\"zh-CN\"") && page.contains(">登录<"), "from Accept-Language: {page}");
+
+    // The switch: a form, kept in a cookie, back to the same page; the choice beats the header.
+    let csrf = visitor.csrf("/login").await;
+    let (status, location, _) =
+        visitor.post("/preferences", &[("lang", "zh"), ("next", "/pricing"), ("csrf", &csrf)]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/pricing"));
+    let (_, _, page) = visitor.get("/pricing").await;
+    assert!(page.contains("<html lang=\"zh-CN\"") && page.contains("价格"), "{page}");
+    visitor.post("/preferences", &[("lang", "en"), ("theme", "dark"), ("next", "/login"), ("csrf", &csrf)]).await;
+    let (_, _, page) = visitor.get("/login").await;
+    assert!(page.contains("<html lang=\"en\" data-theme=\"dark\">"), "English and dark: {page}");
+
+    // Only paths on this site are followed back.
+    for next in ["//evil.example/", "https://evil.example/", "/\\evil.example"] {
+        let (_, location, _) = visitor.post("/preferences", &[("lang", "en"), ("next", next), ("csrf", &csrf)]).await;
+        assert_eq!(location, "/", "{next}");
+    }
 }

@@ -175,7 +175,21 @@ async fn prices_groups_and_settings_validate(backend: Backend) {
         app.admin("PUT", "/api/admin/settings/routing.strategy.vip.gpt-4o", Some(json!({ "value": "chaos" }))).await.0,
         400
     );
-    assert_eq!(app.admin("PUT", "/api/admin/settings/site.name", Some(json!({ "value": "x" }))).await.0, 400);
+    assert_eq!(app.admin("PUT", "/api/admin/settings/site.colour", Some(json!({ "value": "x" }))).await.0, 400);
+    let (status, body) =
+        app.admin("PUT", "/api/admin/settings/signup.mode", Some(json!({ "value": "sometimes" }))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("invite_only"), "the error says what is accepted: {body}");
+
+    // Site settings apply at once: the name and announcement show on every page.
+    for (key, value) in [("site.name", "Acme <AI>"), ("site.announcement", "Maintenance at 02:00 UTC")] {
+        assert_eq!(
+            app.admin("PUT", &format!("/api/admin/settings/{key}"), Some(json!({ "value": value }))).await.0,
+            200
+        );
+    }
+    let page = reqwest::get(app.url("/pricing")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Acme &#60;AI&#62;") && page.contains("Maintenance at 02:00 UTC"), "{page}");
 }
 
 async fn a_channel_without_credit_is_disabled(backend: Backend) {
