@@ -51,6 +51,8 @@ pub enum StartupError {
     Routing(sqlx::Error),
     #[error("DATABASE_URL: loading the site settings failed: {0}")]
     Settings(sqlx::Error),
+    #[error("{0}")]
+    Mail(String),
     #[error("cannot create the upstream HTTP client: {0}")]
     HttpClient(reqwest::Error),
     #[error(transparent)]
@@ -124,7 +126,17 @@ impl Application {
         end_stale_leases(&db, Some(leases.holder())).await.map_err(StartupError::Leases)?;
         let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
         let site = crate::services::site::load(&db, &config).await.map_err(StartupError::Settings)?;
-        let state = AppState::new(config, db, public_url, secret_key, gateway, billing, site);
+        let mailer = crate::mail::Mailer::from_config(config.smtp.as_ref()).map_err(StartupError::Mail)?;
+        let state = AppState::new(crate::state::StateParts {
+            config,
+            db,
+            public_url,
+            secret_key,
+            gateway,
+            billing,
+            site,
+            mailer,
+        });
         let sessions = crate::console::session_layer(state.db().clone(), state.public_url().scheme() == "https");
         let router = routes::all().into_router(|pages| {
             pages

@@ -139,6 +139,30 @@ pub struct Config {
     pub signup_mode: SignupMode,
     /// Credited to every new self-service account, in nano-units (`BURNCLOUD_WELCOME_CREDIT`).
     pub welcome_credit: i64,
+    /// Outgoing mail (`BURNCLOUD_SMTP_*`); `None` when no SMTP host is set.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// How to reach the SMTP server that sends verification and password-reset mail.
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The `From:` mailbox, e.g. `BurnCloud <noreply@example.com>`.
+    pub from: String,
+    pub security: SmtpSecurity,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain SMTP (a relay on the same host or network).
+    None,
+    /// Upgrade with STARTTLS, required (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
 }
 
 /// Who may sign up on their own.
@@ -257,6 +281,12 @@ settings! {
     IMAGE_FETCH_ALLOW_LOOPBACK => "image_fetch_allow_loopback", "BURNCLOUD_IMAGE_FETCH_ALLOW_LOOPBACK";
     SIGNUP_MODE => "signup_mode", "BURNCLOUD_SIGNUP_MODE";
     WELCOME_CREDIT => "welcome_credit", "BURNCLOUD_WELCOME_CREDIT";
+    SMTP_HOST => "smtp_host", "BURNCLOUD_SMTP_HOST";
+    SMTP_PORT => "smtp_port", "BURNCLOUD_SMTP_PORT";
+    SMTP_USERNAME => "smtp_username", "BURNCLOUD_SMTP_USERNAME";
+    SMTP_PASSWORD => "smtp_password", "BURNCLOUD_SMTP_PASSWORD";
+    SMTP_FROM => "smtp_from", "BURNCLOUD_SMTP_FROM";
+    SMTP_SECURITY => "smtp_security", "BURNCLOUD_SMTP_SECURITY";
 }
 
 /// The smallest accepted length for secret keys and tokens.
@@ -396,10 +426,43 @@ impl Config {
             }
         };
 
+        let smtp = match get(&SMTP_HOST) {
+            None => None,
+            Some(host) => {
+                let security = match get(&SMTP_SECURITY).unwrap_or("starttls") {
+                    "none" => SmtpSecurity::None,
+                    "starttls" => SmtpSecurity::StartTls,
+                    "tls" => SmtpSecurity::Tls,
+                    v => return Err(ConfigError::new(&SMTP_SECURITY, format!("{v:?} must be none, starttls or tls"))),
+                };
+                let default_port = match security {
+                    SmtpSecurity::None => 25,
+                    SmtpSecurity::StartTls => 587,
+                    SmtpSecurity::Tls => 465,
+                };
+                let from = get(&SMTP_FROM).map_or_else(|| format!("BurnCloud <noreply@{host}>"), str::to_string);
+                if from.parse::<lettre::message::Mailbox>().is_err() {
+                    return Err(ConfigError::new(
+                        &SMTP_FROM,
+                        format!("{from:?} is not a mailbox (example: BurnCloud <noreply@example.com>)"),
+                    ));
+                }
+                Some(SmtpConfig {
+                    host: host.to_string(),
+                    port: number(get(&SMTP_PORT), &SMTP_PORT, default_port, 1..=65535)?,
+                    username: get(&SMTP_USERNAME).map(str::to_string),
+                    password: get(&SMTP_PASSWORD).map(Secret::new),
+                    from,
+                    security,
+                })
+            }
+        };
+
         Ok(Self {
             gateway,
             signup_mode,
             welcome_credit,
+            smtp,
             listen,
             data_dir,
             database,

@@ -21,6 +21,8 @@ pub mod domain;
 /// The OpenAI-compatible `/v1` gateway.
 pub mod gateway;
 /// Liveness and readiness endpoints.
+/// Outgoing mail over SMTP (verification, password reset).
+pub mod mail;
 pub mod ops;
 /// Upstream protocols and OpenAI-compatible vendor presets.
 pub mod providers;

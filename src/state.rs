@@ -30,20 +30,26 @@ struct Inner {
     pending_settlements: AtomicUsize,
     login_throttle: crate::console::throttle::LoginThrottle,
     site: std::sync::RwLock<Arc<SiteSettings>>,
+    mailer: crate::mail::Mailer,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
+/// Everything the state is built from (start-up assembles it).
+pub struct StateParts {
+    pub config: Config,
+    pub db: Db,
+    pub public_url: Url,
+    pub secret_key: SecretKey,
+    pub gateway: GatewayState,
+    pub billing: Batcher,
+    pub site: SiteSettings,
+    pub mailer: crate::mail::Mailer,
+}
+
 impl AppState {
-    pub fn new(
-        config: Config,
-        db: Db,
-        public_url: Url,
-        secret_key: SecretKey,
-        gateway: GatewayState,
-        billing: Batcher,
-        site: SiteSettings,
-    ) -> Self {
+    pub fn new(parts: StateParts) -> Self {
+        let StateParts { config, db, public_url, secret_key, gateway, billing, site, mailer } = parts;
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -55,6 +61,7 @@ impl AppState {
                 pending_settlements: AtomicUsize::new(0),
                 login_throttle: Default::default(),
                 site: std::sync::RwLock::new(Arc::new(site)),
+                mailer,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -114,6 +121,11 @@ impl AppState {
     pub(crate) fn set_site(&self, site: SiteSettings) {
         let mut slot = self.inner.site.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         *slot = Arc::new(site);
+    }
+
+    /// Outgoing mail (does nothing when SMTP is not configured).
+    pub fn mailer(&self) -> &crate::mail::Mailer {
+        &self.inner.mailer
     }
 
     /// Cancelled when the server starts shutting down.

@@ -9,21 +9,19 @@ use askama_web::WebTemplate;
 use axum::Form;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::Layout;
-use crate::config::SignupMode;
-use crate::db::ledger::Kind;
+use super::{Layout, csrf};
 use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::money::Money;
 use crate::domain::password;
-use crate::services::users::{self as user_service, NewUserInput, UserError};
+use crate::services::signup::{self, SignupError, SignupInput, SignupOutcome};
 use crate::state::AppState;
 
 pub(super) const USER_KEY: &str = "user_id";
@@ -83,6 +81,30 @@ pub struct LoginPage {
     layout: Layout,
     email: String,
     error: Option<&'static str>,
+    /// Why the user is here: just verified, or just reset the password.
+    notice: Option<&'static str>,
+}
+
+/// A page that only says something: "check your inbox", "this link has expired".
+#[derive(Template, WebTemplate)]
+#[template(path = "notice.html")]
+pub struct NoticePage {
+    layout: Layout,
+    title: &'static str,
+    message: &'static str,
+}
+
+impl NoticePage {
+    pub fn new(layout: Layout, title: &'static str, message: &'static str) -> Self {
+        Self { layout, title, message }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    /// `verified` (an email link was used) or `reset` (a new password was set).
+    #[serde(default)]
+    done: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -106,8 +128,13 @@ pub struct Credentials {
 }
 
 /// `GET /login`.
-pub async fn login_page(layout: Layout) -> LoginPage {
-    LoginPage { layout, email: String::new(), error: None }
+pub async fn login_page(layout: Layout, Query(query): Query<LoginQuery>) -> LoginPage {
+    let notice = match query.done.as_str() {
+        "verified" => Some("Your email address is confirmed. Log in to continue."),
+        "reset" => Some("Your password was changed and every session signed out. Log in with the new password."),
+        _ => None,
+    };
+    LoginPage { layout, email: String::new(), error: None, notice }
 }
 
 /// `POST /login`: one answer for every failure.
@@ -140,16 +167,57 @@ pub async fn login(
     match id {
         Some(id) if matches && active => {
             state.login_throttle().succeeded(ip, &form.email);
-            // A new session id at login: a fixated id from before is worthless.
-            if session.cycle_id().await.is_err() || session.insert(USER_KEY, id).await.is_err() {
+            if let Some(response) = unverified(&state, id, &layout).await {
+                return response;
+            }
+            if !log_in(&session, id).await {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
             Redirect::to("/console").into_response()
         }
         _ => {
             state.login_throttle().failed(ip, &form.email);
-            let page = LoginPage { layout, email: form.email, error: Some("Incorrect email or password.") };
+            let error = Some(layout.t("Incorrect email or password."));
+            let page = LoginPage { layout, email: form.email, error, notice: None };
             (StatusCode::UNAUTHORIZED, page).into_response()
+        }
+    }
+}
+
+/// Starts the user's session: a new session id (a fixated id from before is worthless) and a new
+/// CSRF token. False when the session store failed.
+async fn log_in(session: &Session, id: i64) -> bool {
+    csrf::rotate(session).await;
+    session.cycle_id().await.is_ok() && session.insert(USER_KEY, id).await.is_ok()
+}
+
+/// With verification required, an account whose address is not verified yet cannot log in: it
+/// gets a fresh link instead (only after the right password, so this tells nobody else anything).
+async fn unverified(state: &AppState, id: i64, layout: &Layout) -> Option<Response> {
+    if !state.site().verification_required(state.mailer().is_configured()) {
+        return None;
+    }
+    match users::verification(state.db().pool(), id).await {
+        Ok(Some((_, Some(_), _))) => None,
+        Ok(Some((email, None, _))) => {
+            let sent = match Email::parse(&email) {
+                Ok(email) => signup::send_verification(state, id, &email, layout.lang).await,
+                Err(_) => Ok(()),
+            };
+            if let Err(e) = sent {
+                tracing::error!(error = %e, "sending a verification link failed");
+            }
+            let page = NoticePage::new(
+                layout.clone(),
+                "Confirm your email address",
+                "Your email address is not confirmed yet. We sent you a new link: open it, then log in.",
+            );
+            Some((StatusCode::FORBIDDEN, page).into_response())
+        }
+        Ok(None) => Some(StatusCode::NOT_FOUND.into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "loading a user failed");
+            Some(StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
     }
 }
@@ -162,77 +230,52 @@ pub struct SignupQuery {
 }
 
 /// `GET /signup`.
-pub async fn signup_page(layout: Layout, axum::extract::Query(query): axum::extract::Query<SignupQuery>) -> SignupPage {
+pub async fn signup_page(layout: Layout, Query(query): Query<SignupQuery>) -> SignupPage {
     SignupPage { layout, invite: query.aff, email: String::new(), error: None }
 }
 
-/// `POST /signup`: creates the account and logs it in.
+/// `POST /signup`: creates the account; logs it in when no verification is needed, else says
+/// to check the inbox (the same answer whether or not the address already had an account).
 pub async fn signup(
     State(state): State<AppState>,
     session: Session,
     layout: Layout,
     Form(form): Form<Credentials>,
 ) -> Response {
-    let invite = form.invite.trim().to_string();
-    let refuse = |error: &str| error.to_string();
-    let closed = match state.config().signup_mode {
-        SignupMode::Closed => Some(refuse("Sign-ups are closed on this site. Ask its operators for an account.")),
-        SignupMode::InviteOnly if invite.is_empty() => {
-            Some(refuse("This site is invite-only: enter an invitation code."))
-        }
-        _ => None,
+    let input = SignupInput {
+        email: form.email.clone(),
+        password: form.password,
+        invite: form.invite.clone(),
+        lang: layout.lang,
     };
-    if let Some(error) = closed {
-        let page = SignupPage { layout, invite, email: form.email, error: Some(error) };
-        return (StatusCode::FORBIDDEN, page).into_response();
-    }
-    let inviter = if invite.is_empty() {
-        None
-    } else {
-        match users::id_by_invite_code(state.db().pool(), &invite).await {
-            Ok(Some(id)) => Some(id),
-            Ok(None) => {
-                let error = Some("This invitation code is not valid.".to_string());
-                let page = SignupPage { layout, invite, email: form.email, error };
-                return (StatusCode::BAD_REQUEST, page).into_response();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "looking up an invitation code failed");
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            }
-        }
-    };
-    let input = NewUserInput { email: form.email.clone(), password: form.password, group: None, role: None };
-    let error = match user_service::create(&state, input).await {
-        Ok(user) => {
-            if let Some(inviter) = inviter
-                && let Err(e) = users::set_invited_by(state.db().writer(), user.id, inviter).await
-            {
-                tracing::error!(error = %e, "recording the inviter failed");
-            }
-            let welcome = state.config().welcome_credit;
-            if welcome > 0 {
-                let key = format!("welcome:{}", user.id);
-                let credited =
-                    crate::billing::adjust(state.db(), user.id, welcome, Kind::WelcomeCredit, None, Some(&key)).await;
-                if let Err(e) = credited {
-                    tracing::error!(error = %e, "granting the welcome credit failed");
-                }
-            }
-            if session.cycle_id().await.is_err() || session.insert(USER_KEY, user.id).await.is_err() {
+    let error = match signup::sign_up(&state, input).await {
+        Ok(SignupOutcome::Created(id)) => {
+            if !log_in(&session, id).await {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
             return Redirect::to("/console").into_response();
         }
-        Err(UserError::Invalid(message)) => message,
-        Err(UserError::EmailTaken) => "An account with this email already exists; log in instead.".to_string(),
-        Err(e) => {
+        Ok(SignupOutcome::CheckInbox) => {
+            return NoticePage::new(
+                layout,
+                "Check your inbox",
+                "We sent a link to the address you gave. Open it to confirm your email, then log in.",
+            )
+            .into_response();
+        }
+        Err(SignupError::Internal(e)) => {
             tracing::error!(error = %e, "signup failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
+        Err(e) => e,
     };
-    let page = SignupPage { layout, invite, email: form.email, error: Some(error) };
-    (StatusCode::BAD_REQUEST, page).into_response()
+    let status = match error {
+        SignupError::Closed | SignupError::InviteRequired | SignupError::DomainNotAllowed => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let message = layout.t(&error.to_string()).to_string();
+    let page = SignupPage { layout, invite: form.invite, email: form.email, error: Some(message) };
+    (status, page).into_response()
 }
 
 /// `POST /logout`: ends the session.

@@ -28,6 +28,11 @@ pub async fn token(session: &Session) -> String {
     token
 }
 
+/// Drops the session's token (at login: forms from before the login stop working).
+pub async fn rotate(session: &Session) {
+    let _ = session.remove::<String>(KEY).await;
+}
+
 /// True when `provided` is the session's token.
 pub async fn verify(session: &Session, provided: Option<&str>) -> bool {
     let (Ok(Some(expected)), Some(provided)) = (session.get::<String>(KEY).await, provided) else {

@@ -35,7 +35,7 @@ pub struct Layout {
 
 impl Layout {
     /// `text` in the viewer's language.
-    pub fn t(&self, text: &'static str) -> &'static str {
+    pub fn t<'a>(&self, text: &'a str) -> &'a str {
         self.lang.t(text)
     }
 

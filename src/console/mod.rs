@@ -14,6 +14,7 @@ pub mod pages;
 pub mod preferences;
 pub mod profile;
 pub mod public;
+pub mod recovery;
 pub mod session_store;
 pub mod throttle;
 
@@ -36,6 +37,12 @@ pub fn routes(routes: Routes) -> Routes {
         .page_get("/signup", auth::signup_page)
         .page_post("/signup", auth::signup)
         .page_post("/logout", auth::logout)
+        .page_get("/verify-email", recovery::verify_page)
+        .page_post("/verify-email", recovery::verify)
+        .page_get("/forgot-password", recovery::forgot_page)
+        .page_post("/forgot-password", recovery::forgot)
+        .page_get("/reset-password", recovery::reset_page)
+        .page_post("/reset-password", recovery::reset)
         .page_post("/preferences", preferences::save)
         .page_get("/console", dashboard::page)
         .page_get("/console/stats", dashboard::fragment)
@@ -48,6 +55,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_get("/console/invitations", invitations::page)
         .page_get("/console/profile", profile::page)
         .page_post("/console/profile/password", profile::change_password)
+        .page_post("/console/profile/name", profile::change_name)
+        .page_post("/console/profile/email", profile::change_email)
         .page_post("/console/profile/sign-out-others", profile::sign_out_others)
         .page_get("/console/logs", logs::page)
         .page_get("/console/logs.csv", logs::csv)

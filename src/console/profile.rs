@@ -1,10 +1,11 @@
-//! `/console/profile`: change the password (the current one required; every other session of the
-//! user ends), see how many sessions are signed in, and sign out everywhere else.
+//! `/console/profile`: the display name, the email address (changed through a link to the new
+//! address, after the current password), the password (the current one required; every other
+//! session of the user ends), how many sessions are signed in, and sign out everywhere else.
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use super::auth::CurrentUser;
 use super::session_store::{count_user_sessions, end_user_sessions};
 use crate::db::users;
 use crate::domain::password;
+use crate::services::recovery::{self, EmailChange, EmailChangeError};
 use crate::state::AppState;
 
 #[derive(Template, WebTemplate)]
@@ -21,6 +23,7 @@ use crate::state::AppState;
 pub struct ProfilePage {
     layout: Layout,
     email: String,
+    display_name: String,
     sessions: i64,
     message: Option<String>,
     error: Option<String>,
@@ -31,14 +34,72 @@ async fn render(state: &AppState, user: &CurrentUser, message: Option<String>, e
         Ok(n) => n.max(1),
         Err(e) => return failed(&e),
     };
+    let (email, display_name) = match users::summary(state.db().pool(), user.id).await {
+        Ok(Some(summary)) => (summary.email, summary.display_name),
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => return failed(&e),
+    };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let page = ProfilePage { layout: user.layout.clone(), email: user.email.clone(), sessions, message, error };
+    let t = |text: String| user.layout.t(&text).to_string();
+    let (message, error) = (message.map(t), error.map(t));
+    let page = ProfilePage { layout: user.layout.clone(), email, display_name, sessions, message, error };
     (status, page).into_response()
 }
 
+#[derive(Deserialize)]
+pub struct ProfileQuery {
+    /// `email`: a change of address was just confirmed.
+    #[serde(default)]
+    done: String,
+}
+
 /// `GET /console/profile`.
-pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response {
-    render(&state, &user, None, None).await
+pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query): Query<ProfileQuery>) -> Response {
+    let message = (query.done == "email").then(|| "Your new email address is confirmed.".to_string());
+    render(&state, &user, message, None).await
+}
+
+#[derive(Deserialize)]
+pub struct NameForm {
+    #[serde(default)]
+    display_name: String,
+}
+
+/// `POST /console/profile/name`.
+pub async fn change_name(State(state): State<AppState>, user: CurrentUser, Form(form): Form<NameForm>) -> Response {
+    let name = form.display_name.trim();
+    if name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return render(&state, &user, None, Some("The display name is at most 64 characters.".into())).await;
+    }
+    if let Err(e) = users::set_display_name(state.db().writer(), user.id, name).await {
+        return failed(&e);
+    }
+    render(&state, &user, Some("Saved.".into()), None).await
+}
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /console/profile/email`: the current password, then a link to the new address (or the
+/// change at once when the site sends no mail).
+pub async fn change_email(State(state): State<AppState>, user: CurrentUser, Form(form): Form<EmailForm>) -> Response {
+    match recovery::change_email(&state, user.id, &form.password, &form.email, user.layout.lang).await {
+        Ok(EmailChange::LinkSent) => {
+            let message = "We sent a link to the new address. Your email changes when you open it.";
+            render(&state, &user, Some(message.into()), None).await
+        }
+        Ok(EmailChange::Changed) => render(&state, &user, Some("Your email address was changed.".into()), None).await,
+        Err(EmailChangeError::Internal(e)) => {
+            tracing::error!(error = %e, "changing an email failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(e) => render(&state, &user, None, Some(e.to_string())).await,
+    }
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,8 @@
 
 pub mod api_keys;
 pub mod channels;
+pub mod email_tokens;
+pub mod invitations;
 pub mod leases;
 pub mod ledger;
 pub mod migrate;

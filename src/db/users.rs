@@ -215,3 +215,55 @@ where
     let invitees = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?;
     Ok((code, invitees))
 }
+
+/// `(email, verified at, status)` of the user.
+pub async fn verification<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<(String, Option<i64>, String)>, sqlx::Error> {
+    sqlx::query("SELECT email, email_verified_at, status FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .transpose()
+}
+
+/// Marks the address verified; true when it was not before (so first-time rewards are due).
+pub async fn mark_verified<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE users SET email_verified_at = $2, updated_at = $2 WHERE id = $1 AND email_verified_at IS NULL",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves the user to a new, verified address (fails on `users_email_key` when it is taken).
+pub async fn set_email<'e>(db: impl Executor<'e, Database = Any>, id: i64, email: &Email) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query("UPDATE users SET email = $2, email_verified_at = $3, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(email.as_str())
+        .bind(now)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_display_name<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET display_name = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(name)
+        .bind(now_ms())
+        .execute(db)
+        .await
+        .map(|_| ())
+}

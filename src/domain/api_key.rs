@@ -2,8 +2,6 @@
 //! stored; the full key is shown once at creation. Lookups hash the presented key and compare
 //! hashes, so no timing leak depends on the secret's bytes.
 
-use sha2::{Digest, Sha256};
-
 use super::token::random_alphanumeric;
 
 pub const PREFIX: &str = "sk-";
@@ -29,7 +27,7 @@ pub fn from_secret(secret: &str) -> NewApiKey {
 
 /// Hex SHA-256 of the key: the stored and looked-up form.
 pub fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    super::token::hash(secret)
 }
 
 pub fn visible_prefix(secret: &str) -> String {

@@ -11,3 +11,10 @@ pub fn random_alphanumeric(len: usize) -> String {
 pub fn invite_code() -> String {
     random_alphanumeric(8)
 }
+
+/// Hex SHA-256 of a secret token: the stored and looked-up form (API keys, access tokens,
+/// email links).
+pub fn hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}

@@ -5,5 +5,7 @@ pub mod accounts;
 pub mod bootstrap;
 pub mod channels;
 pub mod pricing;
+pub mod recovery;
+pub mod signup;
 pub mod site;
 pub mod users;

@@ -25,6 +25,7 @@ mod fake_bedrock;
 mod fake_gemini;
 mod fake_openai;
 mod helpers;
+mod mail_sink;
 
 mod admin;
 mod anthropic;
@@ -35,6 +36,7 @@ mod conformance;
 mod console;
 mod console_auth;
 mod console_billing;
+mod console_email;
 mod console_invitations;
 mod console_keys;
 mod console_logs;

@@ -1,0 +1,146 @@
+//! The pages behind emailed links and the password reset: `/verify-email` (a new account's
+//! address, or a changed one), `/forgot-password` and `/reset-password`. A link's GET only shows
+//! a page with a button; using it is a POST (mail scanners that follow links use nothing).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::Layout;
+use super::auth::{ClientAddr, NoticePage};
+use crate::services::recovery::{self, ResetError};
+use crate::services::signup::{self, Verified};
+use crate::state::AppState;
+
+const LINK_GONE: &str = "This link is not valid any more: it was used or has expired. Ask for a new one.";
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "verify_email.html")]
+pub struct VerifyEmailPage {
+    layout: Layout,
+    token: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "forgot_password.html")]
+pub struct ForgotPasswordPage {
+    layout: Layout,
+    error: Option<&'static str>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "reset_password.html")]
+pub struct ResetPasswordPage {
+    layout: Layout,
+    token: String,
+    error: Option<String>,
+}
+
+fn link_gone(layout: Layout) -> Response {
+    (StatusCode::BAD_REQUEST, NoticePage::new(layout, "This link has expired", LINK_GONE)).into_response()
+}
+
+fn failed(e: &sqlx::Error) -> Response {
+    tracing::error!(error = %e, "an email-link page failed");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+/// `GET /verify-email?token=…`: a button that confirms the address.
+pub async fn verify_page(State(state): State<AppState>, layout: Layout, Query(query): Query<TokenQuery>) -> Response {
+    match signup::verification_link_is_open(&state, &query.token).await {
+        Ok(true) => VerifyEmailPage { layout, token: query.token }.into_response(),
+        Ok(false) => link_gone(layout),
+        Err(e) => failed(&e),
+    }
+}
+
+/// `POST /verify-email`: uses the link.
+pub async fn verify(State(state): State<AppState>, layout: Layout, Form(form): Form<TokenQuery>) -> Response {
+    match signup::verify(&state, &form.token).await {
+        Ok(Some(Verified::EmailChanged(_))) if layout.logged_in => {
+            Redirect::to("/console/profile?done=email").into_response()
+        }
+        Ok(Some(_)) => Redirect::to("/login?done=verified").into_response(),
+        Ok(None) => link_gone(layout),
+        Err(e) => failed(&e),
+    }
+}
+
+/// `GET /forgot-password`.
+pub async fn forgot_page(layout: Layout) -> ForgotPasswordPage {
+    ForgotPasswordPage { layout, error: None }
+}
+
+#[derive(Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /forgot-password`: the same answer for every address; a link only to real accounts.
+/// Requests count towards the login throttle (per address and per account), so nobody can
+/// flood an inbox.
+pub async fn forgot(
+    State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
+    layout: Layout,
+    Form(form): Form<ForgotForm>,
+) -> Response {
+    let email = form.email.trim().to_lowercase();
+    let throttle_key = format!("reset:{email}");
+    if state.login_throttle().check(ip, &throttle_key).is_ok() {
+        state.login_throttle().failed(ip, &throttle_key);
+        if let Err(e) = recovery::request_reset(&state, &email, layout.lang).await {
+            return failed(&e);
+        }
+    }
+    NoticePage::new(
+        layout,
+        "Check your inbox",
+        "If an account exists for that address, we sent it a link to choose a new password. The link expires in one hour.",
+    )
+    .into_response()
+}
+
+/// `GET /reset-password?token=…`: the new-password form.
+pub async fn reset_page(State(state): State<AppState>, layout: Layout, Query(query): Query<TokenQuery>) -> Response {
+    match recovery::reset_link_is_open(&state, &query.token).await {
+        Ok(true) => ResetPasswordPage { layout, token: query.token, error: None }.into_response(),
+        Ok(false) => link_gone(layout),
+        Err(e) => failed(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /reset-password`: sets the password, signs out every session, then to the login page.
+pub async fn reset(State(state): State<AppState>, layout: Layout, Form(form): Form<ResetForm>) -> Response {
+    match recovery::reset_password(&state, &form.token, &form.password).await {
+        Ok(_) => Redirect::to("/login?done=reset").into_response(),
+        Err(ResetError::WeakPassword(message)) => {
+            let page = ResetPasswordPage { layout, token: form.token, error: Some(message) };
+            (StatusCode::BAD_REQUEST, page).into_response()
+        }
+        Err(ResetError::BadLink) => link_gone(layout),
+        Err(ResetError::Internal(e)) => {
+            tracing::error!(error = %e, "resetting a password failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

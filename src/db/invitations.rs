@@ -1,0 +1,77 @@
+//! Queries on `invitations`: who invited whom, and the rewards promised and paid for it.
+
+use sqlx::{Any, Executor, Row};
+
+use crate::domain::time::now_ms;
+
+/// A signup through an invitation, with the rewards due once the invitee is verified.
+pub struct Invitation {
+    pub inviter_id: i64,
+    pub invitee_id: i64,
+    pub inviter_reward: i64,
+    pub invitee_reward: i64,
+}
+
+pub async fn insert<'e>(
+    db: impl Executor<'e, Database = Any>,
+    invitation: &Invitation,
+    code: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO invitations (inviter_id, invitee_id, code, inviter_reward, invitee_reward, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(invitation.inviter_id)
+    .bind(invitation.invitee_id)
+    .bind(code)
+    .bind(invitation.inviter_reward)
+    .bind(invitation.invitee_reward)
+    .bind(now_ms())
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// The invitee's invitation whose rewards are not paid yet.
+pub async fn unrewarded<'e>(
+    db: impl Executor<'e, Database = Any>,
+    invitee_id: i64,
+) -> Result<Option<Invitation>, sqlx::Error> {
+    sqlx::query(
+        "SELECT inviter_id, invitee_id, inviter_reward, invitee_reward FROM invitations \
+         WHERE invitee_id = $1 AND rewarded_at IS NULL",
+    )
+    .bind(invitee_id)
+    .fetch_optional(db)
+    .await?
+    .map(|r| {
+        Ok(Invitation {
+            inviter_id: r.try_get(0)?,
+            invitee_id: r.try_get(1)?,
+            inviter_reward: r.try_get(2)?,
+            invitee_reward: r.try_get(3)?,
+        })
+    })
+    .transpose()
+}
+
+pub async fn mark_rewarded<'e>(db: impl Executor<'e, Database = Any>, invitee_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE invitations SET rewarded_at = $2 WHERE invitee_id = $1 AND rewarded_at IS NULL")
+        .bind(invitee_id)
+        .bind(now_ms())
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// What the inviter has earned: the sum of paid inviter rewards.
+pub async fn earned<'e>(db: impl Executor<'e, Database = Any>, inviter_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "SELECT CAST(COALESCE(SUM(inviter_reward), 0) AS BIGINT) FROM invitations \
+         WHERE inviter_id = $1 AND rewarded_at IS NOT NULL",
+    )
+    .bind(inviter_id)
+    .fetch_one(db)
+    .await?
+    .try_get(0)
+}
