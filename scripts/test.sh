@@ -27,6 +27,15 @@ export BURNCLOUD_SDK_PYTHON="$SDK_VENV/bin/python"
 
 echo "test databases: SQLite (one file per test) and Postgres at ${BURNCLOUD_TEST_DATABASE_URL%%\?*}"
 
+# The browser tests (tests/api/browser.rs) need Chromium and chromedriver (Debian: chromium,
+# chromium-driver); without them they fail and say so. Their screenshots (and notes on pages that
+# scroll sideways) go to one directory, whose old PNGs and notes are removed first.
+for program in chromium chromedriver; do
+  command -v "$program" >/dev/null 2>&1 || echo "warning: $program is not installed: the browser tests will fail (apt-get install chromium chromium-driver)"
+done
+export BURNCLOUD_BROWSER_ARTIFACTS="${BURNCLOUD_BROWSER_ARTIFACTS:-${CARGO_TARGET_DIR:-$PWD/target}/browser-artifacts}"
+[ -d "$BURNCLOUD_BROWSER_ARTIFACTS" ] && find "$BURNCLOUD_BROWSER_ARTIFACTS" -maxdepth 1 \( -name '*.png' -o -name '*-layout.txt' \) -delete
+
 export BURNCLOUD_TEST_RUN_ID="run-$(date +%s)-$$"
 results=$(mktemp)
 RUST_BACKTRACE=${RUST_BACKTRACE:-0} cargo test "$@" 2>&1 | tee "$results"
@@ -43,6 +52,10 @@ if [ "$#" -eq 0 ] && [ "${#live_set[@]}" -gt 0 ]; then
   cargo test --test api -- --ignored live:: --nocapture 2>&1 | tee -a "$results"
 elif [ "$#" -eq 0 ]; then
   echo "live provider suite: NOT RUN (no credentials; set ${live_vars[*]} as in .env.example)"
+fi
+if [ -d "$BURNCLOUD_BROWSER_ARTIFACTS" ]; then
+  echo "browser screenshots: $BURNCLOUD_BROWSER_ARTIFACTS ($(find "$BURNCLOUD_BROWSER_ARTIFACTS" -name '*.png' | wc -l) PNGs)"
+  cat "$BURNCLOUD_BROWSER_ARTIFACTS"/*-layout.txt 2>/dev/null || true
 fi
 # One closing line over every test binary and both runs.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }

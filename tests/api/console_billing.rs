@@ -8,7 +8,7 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(a_code_is_redeemed_once_with_its_ledger_row, twenty_users_racing_for_one_code_credit_it_once);
 
-async fn add_code(app: &TestApp, code: &str, amount: i64, expires_at: Option<i64>) {
+pub async fn add_code(app: &TestApp, code: &str, amount: i64, expires_at: Option<i64>) {
     sqlx::query("INSERT INTO redemption_codes (code, amount, expires_at, created_at) VALUES ($1, $2, $3, $4)")
         .bind(code)
         .bind(amount)

@@ -19,6 +19,7 @@ macro_rules! db_tests {
     )*};
 }
 
+mod chromium;
 mod fake_anthropic;
 mod fake_azure;
 mod fake_bedrock;
@@ -31,6 +32,7 @@ mod admin;
 mod anthropic;
 mod azure;
 mod bedrock;
+mod browser;
 mod cli;
 mod conformance;
 mod console;
