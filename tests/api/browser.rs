@@ -8,7 +8,8 @@ use serde_json::json;
 use crate::chromium::{Chromium, LayoutNote, backend_name};
 use crate::console_billing::add_code;
 use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::mail_sink::{address, sink, smtp_env};
 
 db_tests!(
     a_new_user_signs_up_logs_in_makes_a_key_and_sees_the_call_in_logs_and_dashboard,
@@ -51,12 +52,27 @@ async fn sign_up(chrome: &Chromium, email: &str) {
     chrome.click_and_wait("form[action='/signup'] button[type=submit]").await;
 }
 
-/// What follows the signup form. Today signing up logs straight in, so this checks that the
-/// console greets the new account. When email verification lands, this is the step that reads
-/// the mail, opens its link and then checks the console.
+/// What follows the signup form on a site that sends no mail: straight into the console.
 async fn confirm_signup(chrome: &Chromium, email: &str) {
     chrome.wait_for_path("/console").await;
     assert_eq!(chrome.text("[data-testid=email]").await, email, "signed in as the new account");
+}
+
+/// What follows the signup form on a site with SMTP: "check your inbox" (and no way into the
+/// console yet), the mail's link, the confirmation button, then the login page saying the
+/// address is confirmed.
+async fn verify_signup(chrome: &Chromium, email: &str) {
+    chrome.wait_for_text("Check your inbox").await;
+    chrome.goto("/console").await;
+    chrome.wait_for_path("/login").await;
+    let mail = sink().wait_for(email, 1).remove(0);
+    let link = mail.link("http://");
+    let path = link.splitn(4, '/').nth(3).map(|rest| format!("/{rest}")).expect("a link with a path");
+    assert!(path.starts_with("/verify-email?token="), "{link}");
+    chrome.goto(&path).await;
+    chrome.click_and_wait("[data-testid=confirm-email]").await;
+    chrome.wait_for_path("/login?done=verified").await;
+    chrome.wait_for_text("Your email address is confirmed").await;
 }
 
 async fn log_out(chrome: &Chromium) {
@@ -97,13 +113,15 @@ async fn chat(app: &TestApp, key: &str) {
 }
 
 async fn a_new_user_signs_up_logs_in_makes_a_key_and_sees_the_call_in_logs_and_dashboard(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, smtp_env, |r| r).await;
     let _upstream = a_model_to_call(&app).await;
     let chrome = Chromium::start(&app, "signup-key-logs", backend).await;
-    let email = "browser.user@example.com";
+    let email = address("browser.user");
+    let email = email.as_str();
 
     sign_up(&chrome, email).await;
-    confirm_signup(&chrome, email).await;
+    verify_signup(&chrome, email).await;
+    log_in(&chrome, email).await;
     log_out(&chrome).await;
     chrome.goto("/console").await;
     chrome.wait_for_path("/login").await;
@@ -131,6 +149,16 @@ async fn a_new_user_signs_up_logs_in_makes_a_key_and_sees_the_call_in_logs_and_d
     assert_eq!(chrome.text("[data-testid=spend-today]").await, "0.00008");
     assert_eq!(chrome.text("[data-testid=requests-today]").await, "1");
     assert_eq!(chrome.text("[data-testid=balance]").await, "0.99992");
+
+    // Switch to Chinese and back: the choice sticks across pages.
+    chrome.click_and_wait("[data-testid=switch-lang]").await;
+    chrome.wait_for_text("控制台").await;
+    assert_eq!(chrome.script("return document.documentElement.lang").await, json!("zh-CN"));
+    chrome.goto("/pricing").await;
+    chrome.wait_for_text("价格").await;
+    chrome.click_and_wait("[data-testid=switch-lang]").await;
+    chrome.wait_for_text("Pricing").await;
+    assert_eq!(chrome.script("return document.documentElement.lang").await, json!("en"));
     chrome.quit().await;
 }
 
