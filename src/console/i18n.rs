@@ -114,7 +114,7 @@ pub const ZH: &[(&str, &str)] = &[
     ("Create a free account", "免费注册"),
     ("View pricing", "查看价格"),
     ("Already have an account?", "已有账号？"),
-    ("API base URL", "API 地址"),
+    ("API base URL:", "API 地址："),
     ("Everything you need to ship with LLMs", "构建大模型应用所需的一切"),
     (
         "A gateway your existing code already speaks, with the controls a team needs.",
