@@ -39,18 +39,19 @@ pub struct BillingPage {
     history: Vec<HistoryRow>,
     charges: Vec<ChargeDay>,
     message: Option<String>,
-    error: Option<String>,
+    error: Option<&'static str>,
 }
 
-fn describe(kind: &str) -> &'static str {
+/// A ledger row's kind, in the viewer's language.
+fn describe(layout: &Layout, kind: &str) -> &'static str {
     match kind {
-        "topup" => "Top-up",
-        "redemption" => "Redeemed code",
-        "invitation_reward" => "Invitation reward",
-        "welcome_credit" => "Welcome credit",
-        "refund" => "Refund",
-        "adjustment" => "Adjustment",
-        _ => "Other",
+        "topup" => layout.t("Top-up"),
+        "redemption" => layout.t("Redeemed code"),
+        "invitation_reward" => layout.t("Invitation reward"),
+        "welcome_credit" => layout.t("Welcome credit"),
+        "refund" => layout.t("Refund"),
+        "adjustment" => layout.t("Adjustment"),
+        _ => layout.t("Other"),
     }
 }
 
@@ -59,7 +60,7 @@ async fn render(
     user: &CurrentUser,
     balance: String,
     message: Option<String>,
-    error: Option<String>,
+    error: Option<&'static str>,
 ) -> Response {
     let pool = state.db().pool();
     let history = match ledger::history(pool, user.id, 100).await {
@@ -79,8 +80,8 @@ async fn render(
             .map(|r| HistoryRow {
                 time: format_time(r.created_at),
                 what: match r.note.filter(|n| !n.is_empty()) {
-                    Some(note) => format!("{} — {note}", describe(&r.kind)),
-                    None => describe(&r.kind).to_string(),
+                    Some(note) => format!("{} — {note}", describe(&user.layout, &r.kind)),
+                    None => describe(&user.layout, &r.kind).to_string(),
                 },
                 credit: r.amount >= 0,
                 amount: Money(r.amount).to_string(),
@@ -95,7 +96,7 @@ async fn render(
             })
             .collect(),
         message,
-        error: error.clone(),
+        error,
     };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     (status, page).into_response()
@@ -124,18 +125,24 @@ pub async fn redeem(
     let throttle_key = format!("redeem:{}", user.id);
     if state.login_throttle().check(ip, &throttle_key).is_err() {
         let balance = user.balance.clone();
-        return render(&state, &user, balance, None, Some("Too many attempts. Try again later.".into())).await;
+        let error = user.layout.t("Too many attempts. Try again later.");
+        return render(&state, &user, balance, None, Some(error)).await;
     }
     let code = form.code.trim();
     match billing::redeem(state.db(), user.id, code).await {
         Ok((amount, balance)) => {
-            let message = format!("Redeemed: {} added to your balance.", Money(amount));
+            let message = user
+                .layout
+                .t("Redeemed: {amount} added to your balance.")
+                .replace("{amount}", &Money(amount).to_string());
             render(&state, &user, Money(balance).to_string(), Some(message), None).await
         }
         Err(RedeemError::Invalid) => {
             state.login_throttle().failed(ip, &throttle_key);
             let balance = user.balance.clone();
-            render(&state, &user, balance, None, Some(RedeemError::Invalid.to_string())).await
+            // RedeemError::Invalid's text, in the viewer's language.
+            let error = user.layout.t("This code is not valid, has expired or was already used.");
+            render(&state, &user, balance, None, Some(error)).await
         }
         Err(RedeemError::Db(e)) => failed(&e),
     }

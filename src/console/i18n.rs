@@ -69,8 +69,11 @@ impl Lang {
 
 static ZH_INDEX: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| ZH.iter().copied().collect());
 
-/// English → Simplified Chinese.
+/// English → Simplified Chinese, grouped by where the text appears. A text used on several
+/// pages is listed once, in the first group that uses it. `{name}` placeholders are filled in
+/// by the caller (`.replace("{name}", …)`) and must appear in both languages.
 pub const ZH: &[(&str, &str)] = &[
+    // The layout: top bar, language / theme switch, footer (templates/base.html).
     ("Pricing", "价格"),
     ("Quick start", "快速开始"),
     ("Console", "控制台"),
@@ -83,14 +86,23 @@ pub const ZH: &[(&str, &str)] = &[
     ("Dark", "深色"),
     ("System", "跟随系统"),
     ("Save", "保存"),
+    ("Skip to content", "跳到正文"),
+    ("Site", "站点"),
+    ("Footer", "页脚"),
+    ("Switch to the light theme", "切换到浅色主题"),
+    ("Switch to the dark theme", "切换到深色主题"),
+    ("One API for every model", "一个 API，调用所有模型"),
+    (
+        "One API for every model: an OpenAI- and Anthropic-compatible gateway with prepaid, pay-as-you-go billing.",
+        "一个 API 调用所有模型：兼容 OpenAI 与 Anthropic 的大模型网关，预付费、按量计费。",
+    ),
+    // The console navigation (templates/console_nav.html).
     ("Dashboard", "仪表盘"),
     ("API keys", "API 密钥"),
     ("Usage", "用量"),
     ("Billing", "账单"),
     ("Invitations", "邀请"),
     ("Profile", "个人资料"),
-    ("Skip to content", "跳到正文"),
-    ("Site", "站点"),
     // Signup, verification, password reset and email change (pages, messages and mail).
     ("Confirm your email address", "确认你的邮箱地址"),
     (
@@ -202,6 +214,191 @@ pub const ZH: &[(&str, &str)] = &[
         "If an account exists for that address, we sent it a link to choose a new password. The link expires in one hour.",
         "如果该地址有对应的账户，我们已向其发送设置新密码的链接。链接 1 小时内有效。",
     ),
+    // The landing page (templates/landing.html).
+    ("OpenAI- and Anthropic-compatible LLM gateway", "兼容 OpenAI 与 Anthropic 的大模型 API 网关"),
+    (
+        "Call GPT, Claude, Gemini and more with one key and one bill. Change the base URL, keep your code, and pay only for the tokens you use.",
+        "一个密钥、一份账单，畅用 GPT、Claude、Gemini 等模型。只需更换 Base URL，代码无需改动，按实际使用的 Token 付费。",
+    ),
+    ("Open the console", "进入控制台"),
+    ("Read the quick start", "查看快速开始"),
+    ("Create a free account", "免费注册"),
+    ("View pricing", "查看价格"),
+    ("Already have an account?", "已有账号？"),
+    ("API base URL:", "API 地址："),
+    ("Everything you need to ship with LLMs", "构建大模型应用所需的一切"),
+    (
+        "A gateway your existing code already speaks, with the controls a team needs.",
+        "现有代码直接可用的网关，外加团队所需的各项管控。",
+    ),
+    ("Drop-in compatible", "即插即用"),
+    (
+        "Works with the official OpenAI and Anthropic SDKs, LangChain, Claude Code and curl. Only the base URL changes.",
+        "支持 OpenAI 与 Anthropic 官方 SDK、LangChain、Claude Code 和 curl，只需更换 Base URL。",
+    ),
+    ("Many providers, one key", "多家厂商，一个密钥"),
+    (
+        "Models from OpenAI, Anthropic, Google and other providers behind a single key. The pricing page lists every model on offer.",
+        "一个密钥即可调用 OpenAI、Anthropic、Google 等厂商的模型，价格页列出了全部可用模型。",
+    ),
+    ("Reliable routing", "稳定可靠的路由"),
+    (
+        "Requests are spread over upstream channels by priority and weight, and retried on another channel when one fails.",
+        "请求按优先级和权重分发到各上游通道，某个通道出错时自动换用其他通道重试。",
+    ),
+    ("Pay as you go", "按量付费"),
+    (
+        "A prepaid balance and per-token prices. No subscription, no minimum, and every charge is itemised.",
+        "预付余额，按 Token 计价。无需订阅，没有最低消费，每笔扣费都有明细。",
+    ),
+    ("Keys under control", "密钥尽在掌控"),
+    (
+        "A key for every app or teammate, each with its own spend limit. Disable or delete one at any time.",
+        "为每个应用或成员单独创建密钥并设置消费上限，随时可以停用或删除。",
+    ),
+    ("Usage you can read", "用量一目了然"),
+    (
+        "Every request with its tokens, cost and latency, a daily spend chart, and CSV export.",
+        "每次请求的 Token 数、费用和延迟均有记录，并提供每日消费图表和 CSV 导出。",
+    ),
+    ("Start in three steps", "三步即可开始"),
+    ("Sign up with your email. It takes a minute.", "使用邮箱注册，一分钟即可完成。"),
+    ("Create an API key", "创建 API 密钥"),
+    (
+        "Name it after the app that uses it, and set a spend limit if you like.",
+        "以使用它的应用命名，还可以按需设置消费上限。",
+    ),
+    ("Change the base URL", "更换 Base URL"),
+    (
+        "Point your SDK at the API base URL above and send your first request.",
+        "将 SDK 指向上方的 API 地址，发出你的第一个请求。",
+    ),
+    ("Ready to build?", "准备好开始了吗？"),
+    ("Sign up, create a key and make your first request in minutes.", "注册、创建密钥，几分钟内即可发出第一个请求。"),
+    // Pricing (templates/pricing.html).
+    (
+        "Pay only for what you use. Prices are in the site currency, per 1M tokens or per request.",
+        "用多少付多少。价格以本站货币计，按每百万 Token 或每次请求计费。",
+    ),
+    ("Search models", "搜索模型"),
+    ("e.g. gpt, claude", "例如 gpt、claude"),
+    ("Search", "搜索"),
+    ("Prices for your group:", "当前显示你所在分组的价格："),
+    ("No models match.", "没有匹配的模型。"),
+    ("Try another search, or clear it to see every model.", "换个关键词试试，或清空搜索以查看全部模型。"),
+    ("Model", "模型"),
+    ("Input / 1M tokens", "输入 / 百万 Token"),
+    ("Cached input / 1M tokens", "缓存输入 / 百万 Token"),
+    ("Output / 1M tokens", "输出 / 百万 Token"),
+    ("Per request", "每次请求"),
+    ("“—” means that part is not charged.", "“—” 表示该项不收费。"),
+    // Quick start (templates/quickstart.html).
+    ("From zero to your first request in a few minutes.", "几分钟内，从零开始发出第一个请求。"),
+    ("Done: you are logged in.", "已完成：你已登录。"),
+    (
+        "Keys start with sk-. Copy yours when it is created: it is shown only once.",
+        "密钥以 sk- 开头。请在创建时立即复制，它只会显示一次。",
+    ),
+    ("Go to API keys", "前往 API 密钥"),
+    ("Set the base URL", "设置 Base URL"),
+    (
+        "Point any OpenAI-compatible client at this address, with your key. Nothing else changes.",
+        "将任意兼容 OpenAI 的客户端指向此地址并填入你的密钥，其余无需任何改动。",
+    ),
+    ("Examples", "示例代码"),
+    (
+        "Replace sk-… with your key, or set BURNCLOUD_API_KEY in your environment.",
+        "将 sk-… 替换为你的密钥，或在环境变量中设置 BURNCLOUD_API_KEY。",
+    ),
+    ("Claude Code and the Anthropic SDKs", "Claude Code 与 Anthropic SDK"),
+    (
+        "The Anthropic SDKs take the site address without /v1 as their base URL, and your key as the API key:",
+        "Anthropic SDK 以不带 /v1 的站点地址作为 Base URL，并以你的密钥作为 API Key：",
+    ),
+    ("your API key", "你的 API 密钥"),
+    ("Model names and prices:", "模型名称与价格："),
+    // Usage log (templates/logs.html, src/console/logs.rs).
+    ("Every request made with your keys, newest first.", "你的密钥发出的每一个请求，最新的在前。"),
+    ("Export CSV", "导出 CSV"),
+    ("Filter requests", "筛选请求"),
+    ("From", "开始日期"),
+    ("To", "结束日期"),
+    ("Any model", "全部模型"),
+    ("Key", "密钥"),
+    ("Any key", "全部密钥"),
+    ("Status", "状态"),
+    ("All", "全部"),
+    ("Succeeded", "成功"),
+    ("Failed", "失败"),
+    ("Filter", "筛选"),
+    ("Reset", "重置"),
+    ("Requests", "请求记录"),
+    ("Times are UTC. Up to 50 requests a page.", "时间为 UTC，每页最多 50 条。"),
+    ("No requests match.", "没有匹配的请求。"),
+    (
+        "Requests made with your API keys show here a few seconds after they finish.",
+        "使用 API 密钥发出的请求完成后，几秒内就会显示在这里。",
+    ),
+    ("Time", "时间"),
+    ("Tokens in / out", "Token 输入 / 输出"),
+    ("Cost", "费用"),
+    ("Latency", "延迟"),
+    ("stream", "流式"),
+    ("← Newest", "← 最新"),
+    ("Older →", "更早 →"),
+    ("From: enter a date like 2026-11-27.", "开始日期：请输入形如 2026-11-27 的日期。"),
+    ("To: enter a date like 2026-11-27.", "结束日期：请输入形如 2026-11-27 的日期。"),
+    // Billing (templates/billing.html, src/console/billing.rs).
+    ("Your balance, redemption codes and every change to your balance.", "账户余额、兑换码，以及每一笔余额变动。"),
+    ("Balance", "余额"),
+    ("Prepaid credit for requests made with any of your keys.", "预付额度，可用于你任一密钥发出的请求。"),
+    ("Redeem a code", "兑换码充值"),
+    ("Redemption code", "兑换码"),
+    ("Redeem", "兑换"),
+    (
+        "Each code works once. Its amount is added to your balance at once.",
+        "每个兑换码只能使用一次，面额会立即计入余额。",
+    ),
+    ("Activity", "余额变动"),
+    (
+        "Top-ups, codes, rewards, refunds and adjustments. Times are UTC.",
+        "充值、兑换、奖励、退款和调整记录。时间为 UTC。",
+    ),
+    ("No top-ups, codes or adjustments yet.", "暂无充值、兑换或调整记录。"),
+    ("Description", "说明"),
+    ("Amount", "金额"),
+    ("Balance after", "变动后余额"),
+    ("Usage charges per day", "每日用量扣费"),
+    ("Last 30 days, UTC days.", "最近 30 天，按 UTC 日期统计。"),
+    ("No charges yet.", "暂无扣费。"),
+    ("Day", "日期"),
+    ("Charged", "扣费金额"),
+    ("Top-up", "充值"),
+    ("Redeemed code", "兑换码充值"),
+    ("Invitation reward", "邀请奖励"),
+    ("Welcome credit", "注册赠送额度"),
+    ("Refund", "退款"),
+    ("Adjustment", "余额调整"),
+    ("Other", "其他"),
+    ("Too many attempts. Try again later.", "尝试次数过多，请稍后再试。"),
+    ("Redeemed: {amount} added to your balance.", "兑换成功：{amount} 已计入你的余额。"),
+    ("This code is not valid, has expired or was already used.", "该兑换码无效、已过期或已被使用。"),
+    // Invitations (templates/invitations.html).
+    (
+        "Invite people with your own link. Everyone who signs up through it is listed below.",
+        "用你的专属链接邀请他人，通过它注册的用户都会列在下方。",
+    ),
+    ("Your invitation code", "你的邀请码"),
+    ("Your invitation link", "你的邀请链接"),
+    (
+        "Click the link to select it, then copy and share it. Whoever signs up through it joins with your code.",
+        "点击链接即可全选，复制后分享给他人。通过该链接注册的用户会自动填入你的邀请码。",
+    ),
+    ("People who joined with your code", "通过你的邀请码注册的用户"),
+    ("Emails are partly hidden.", "邮箱已部分隐藏。"),
+    ("Nobody yet.", "还没有人通过你的邀请注册。"),
+    ("Share your link: people who sign up through it show here.", "分享你的链接，通过它注册的用户会显示在这里。"),
+    ("Joined", "注册时间"),
 ];
 
 #[cfg(test)]
@@ -225,6 +422,19 @@ mod tests {
         assert_eq!(Lang::Zh.t("Log in"), "登录");
         assert_eq!(Lang::Zh.t("no such text"), "no such text");
         assert_eq!(Lang::En.t("Log in"), "Log in");
+    }
+
+    /// A `{name}` placeholder in the English text is in its translation too, and no translation
+    /// is left empty.
+    #[test]
+    fn translations_keep_their_placeholders() {
+        for (en, zh) in ZH {
+            assert!(!zh.trim().is_empty(), "{en}");
+            for piece in en.split('{').skip(1) {
+                let name = piece.split('}').next().unwrap();
+                assert!(zh.contains(&format!("{{{name}}}")), "{{{name}}} missing in the translation of {en:?}");
+            }
+        }
     }
 
     /// Every `.t("…")` in the templates and the console's handlers has a Chinese entry.

@@ -37,12 +37,13 @@ pub struct LogQuery {
 }
 
 impl LogQuery {
-    fn filter(&self) -> Result<LogFilter, String> {
-        let day = |s: &str, name: &str| -> Result<Option<i64>, String> {
+    /// The filter, or what is wrong with it (in the viewer's language).
+    fn filter(&self, layout: &Layout) -> Result<LogFilter, &'static str> {
+        let day = |s: &str, error: &'static str| -> Result<Option<i64>, &'static str> {
             if s.trim().is_empty() {
                 return Ok(None);
             }
-            parse_day(s.trim()).map(Some).ok_or_else(|| format!("{name}: a date like 2026-11-27"))
+            parse_day(s.trim()).map(Some).ok_or(error)
         };
         Ok(LogFilter {
             model: Some(self.model.trim().to_string()).filter(|m| !m.is_empty()),
@@ -52,9 +53,9 @@ impl LogQuery {
                 "ok" => Some(false),
                 _ => None,
             },
-            from: day(&self.from, "From")?,
+            from: day(&self.from, layout.t("From: enter a date like 2026-11-27."))?,
             // Inclusive of the whole "to" day.
-            until: day(&self.to, "To")?.map(|ms| ms + 86_400_000),
+            until: day(&self.to, layout.t("To: enter a date like 2026-11-27."))?.map(|ms| ms + 86_400_000),
             before_id: self.before,
         })
     }
@@ -89,6 +90,7 @@ pub struct Row {
     pub status: String,
     pub failed: bool,
     pub latency: String,
+    pub stream: bool,
 }
 
 impl From<&LogRow> for Row {
@@ -104,7 +106,8 @@ impl From<&LogRow> for Row {
                 None => r.status_code.to_string(),
             },
             failed: r.status_code >= 400,
-            latency: format!("{} ms{}", r.latency_ms, if r.is_stream { " · stream" } else { "" }),
+            latency: format!("{} ms", r.latency_ms),
+            stream: r.is_stream,
         }
     }
 }
@@ -123,8 +126,10 @@ pub struct LogsPage {
     keys: Vec<KeyOption>,
     rows: Vec<Row>,
     older: Option<String>,
+    /// The first page with the same filters (shown when paging back).
+    newest: String,
     csv: String,
-    error: Option<String>,
+    error: Option<&'static str>,
 }
 
 /// `GET /console/logs`.
@@ -140,7 +145,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query)
             .collect(),
         Err(e) => return internal(&e),
     };
-    let (rows, error) = match query.filter() {
+    let (rows, error) = match query.filter(&user.layout) {
         Ok(filter) => match request_logs::list_for_user(state.db().pool(), user.id, &filter, PAGE).await {
             Ok(rows) => (rows, None),
             Err(e) => return internal(&e),
@@ -157,6 +162,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query)
         rows: rows.iter().map(Row::from).collect(),
         keys,
         older,
+        newest: format!("/console/logs?{filters}"),
         csv: format!("/console/logs.csv?{filters}"),
         query,
         error,
@@ -166,7 +172,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query)
 
 /// `GET /console/logs.csv`: the filtered log (up to 10,000 rows) as CSV.
 pub async fn csv(State(state): State<AppState>, user: CurrentUser, Query(query): Query<LogQuery>) -> Response {
-    let filter = match query.filter() {
+    let filter = match query.filter(&user.layout) {
         Ok(filter) => filter,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };

@@ -41,6 +41,19 @@ async fn a_code_is_redeemed_once_with_its_ledger_row(backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token, no redemption");
     let (_, _, page) = browser.get("/console/billing").await;
     assert!(page.contains("data-testid=\"balance\">5.00<"), "credited once");
+    assert!(page.contains("href=\"/console/billing\" aria-current=\"page\""), "the console navigation marks the page");
+
+    // In Chinese, the page and the handler's messages are translated.
+    browser.post("/preferences", &[("lang", "zh"), ("next", "/console/billing"), ("csrf", &csrf)]).await;
+    let (status, _, page) = browser.post("/console/billing/redeem", &[("code", "NO-SUCH-CODE"), ("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("该兑换码无效、已过期或已被使用。") && page.contains("兑换码充值"), "{page}");
+    add_code(&app, "GIFT-ZH", 1_000_000_000, None).await;
+    let (_, _, page) = browser.post("/console/billing/redeem", &[("code", "GIFT-ZH"), ("csrf", &csrf)]).await;
+    assert!(
+        page.contains("兑换成功：1.00 已计入你的余额。") && page.contains("data-testid=\"balance\">6.00<"),
+        "{page}"
+    );
     app.assert_ledger_consistent().await;
 }
 

@@ -46,6 +46,8 @@ async fn requests_show_in_the_usage_log_and_export(backend: Backend) {
     assert!(page.contains("gpt-good") && page.contains("gpt-bad") && page.contains("ci-key"), "{page}");
     assert!(page.contains("12 / 5") && page.contains("0.00008"), "tokens and cost of the success: {page}");
     assert!(page.contains("502 upstream_unavailable"), "the failure's status and class: {page}");
+    assert!(page.contains("data-label=\"Tokens in / out\">12 / 5<"), "phones label each cell: {page}");
+    assert!(page.contains("href=\"/console/logs\" aria-current=\"page\""), "the navigation marks the page");
 
     let (_, _, failed) = browser.get("/console/logs?status=error").await;
     assert!(failed.contains("gpt-bad") && !failed.contains("gpt-good"));
@@ -53,8 +55,9 @@ async fn requests_show_in_the_usage_log_and_export(backend: Backend) {
     assert!(by_model.contains("gpt-good") && !by_model.contains("gpt-bad"));
     let (_, _, future) = browser.get("/console/logs?from=2999-01-01").await;
     assert!(future.contains("No requests match."));
-    let (status, _, _) = browser.get("/console/logs?from=yesterday").await;
+    let (status, _, page) = browser.get("/console/logs?from=yesterday").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("From: enter a date like 2026-11-27."), "{page}");
 
     let (status, _, csv) = browser.get("/console/logs.csv?status=ok").await;
     assert_eq!(status, StatusCode::OK);

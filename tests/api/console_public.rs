@@ -1,5 +1,5 @@
 //! The public pages: `/pricing` at the viewer's group prices, searchable; `/quickstart` filled in
-//! with the site's own address.
+//! with the site's own address; the landing, pricing and quick start pages in Chinese.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -12,6 +12,7 @@ db_tests!(
     pricing_shows_the_viewers_group_prices,
     quickstart_names_this_site,
     language_follows_the_browser_then_the_choice,
+    public_pages_render_in_chinese,
 );
 
 async fn pricing_shows_the_viewers_group_prices(backend: Backend) {
@@ -83,4 +84,48 @@ async fn language_follows_the_browser_then_the_choice(backend: Backend) {
         let (_, location, _) = visitor.post("/preferences", &[("lang", "en"), ("next", next), ("csrf", &csrf)]).await;
         assert_eq!(location, "/", "{next}");
     }
+}
+
+/// With `Accept-Language: zh-CN`, the landing, pricing and quick start pages are in Chinese:
+/// headings, buttons, table headers, empty states and the layout around them.
+async fn public_pages_render_in_chinese(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    app.add_channel(json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k",
+                            "models": ["gpt-test"] }))
+        .await;
+    app.set_price("gpt-test", json!({ "input": "2.50", "output": "10.00" })).await;
+    let visitor = Browser::new(&app);
+    let get = |path: &str| {
+        let request = visitor.client.get(app.url(path)).header("accept-language", "zh-CN,zh;q=0.9");
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.text().await.unwrap()
+        }
+    };
+
+    let landing = get("/").await;
+    assert!(landing.contains("<html lang=\"zh-CN\""), "{landing}");
+    for text in ["一个 API，调用所有模型", "免费注册", "查看价格", "三步即可开始", "按量付费", ">快速开始<"]
+    {
+        assert!(landing.contains(text), "landing lacks {text}: {landing}");
+    }
+    assert!(!landing.contains("Create a free account") && !landing.contains(">Pricing<"), "{landing}");
+
+    let pricing = get("/pricing").await;
+    for text in ["<h1>价格</h1>", "搜索模型", "placeholder=\"例如 gpt、claude\"", "输入 / 百万 Token", "每次请求"]
+    {
+        assert!(pricing.contains(text), "pricing lacks {text}: {pricing}");
+    }
+    assert!(pricing.contains("gpt-test") && pricing.contains("data-label=\"输出 / 百万 Token\""), "{pricing}");
+    let empty = get("/pricing?q=zzz").await;
+    assert!(empty.contains("没有匹配的模型。") && !empty.contains("No models match."), "{empty}");
+
+    let quickstart = get("/quickstart").await;
+    for text in ["<h1>快速开始</h1>", "创建 API 密钥", "设置 Base URL", "示例代码", "# 你的 API 密钥"]
+    {
+        assert!(quickstart.contains(text), "quick start lacks {text}: {quickstart}");
+    }
+    assert!(quickstart.contains("data-testid=\"api-base\">"), "the base URL is still marked: {quickstart}");
 }
