@@ -174,13 +174,14 @@ impl Application {
         let state = self.state.clone();
         let shutdown = state.shutdown().clone();
         spawn_maintenance(&state);
+        let os_signal = os_signal();
         tracing::info!(console = %state.public_url(), "BurnCloud is listening; open the console URL");
 
         let signal = {
             let shutdown = shutdown.clone();
             async move {
                 tokio::select! {
-                    () = os_signal() => shutdown.cancel(),
+                    () = os_signal => shutdown.cancel(),
                     () = shutdown.cancelled() => {}
                 }
             }
@@ -353,25 +354,35 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response
     (StatusCode::NOT_FOUND, "not found").into_response()
 }
 
-async fn os_signal() {
-    let ctrl_c = async {
+/// Listens for SIGINT and SIGTERM from the moment it is called (so a signal that arrives right
+/// after the "listening" line is not lost to the default handler, which would kill the process
+/// without draining); the returned future completes on the first one.
+fn os_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => tracing::info!("received SIGINT"),
+                () = wait(terminate) => tracing::info!("received SIGTERM"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT"),
-        () = terminate => tracing::info!("received SIGTERM"),
+        tracing::info!("received Ctrl-C");
     }
 }

@@ -111,6 +111,8 @@ async fn serve_creates_then_reuses_the_database(backend: Backend) {
     }
 
     let server = start(&env).await;
+    // reqwest is built without a default crypto provider (see app.rs); this test may run alone.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     for path in ["/healthz", "/readyz"] {
         let res = client.get(format!("http://127.0.0.1:{}{path}", server.port)).send().await.unwrap();

@@ -44,6 +44,7 @@ mod console_keys;
 mod console_logs;
 mod console_profile;
 mod console_public;
+mod console_security;
 mod embeddings;
 mod gateway;
 mod gateway_billing;
