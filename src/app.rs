@@ -127,6 +127,11 @@ impl Application {
         let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
         let site = crate::services::site::load(&db, &config).await.map_err(StartupError::Settings)?;
         let mailer = crate::mail::Mailer::from_config(config.smtp.as_ref()).map_err(StartupError::Mail)?;
+        if !mailer.is_configured() {
+            tracing::warn!(
+                "no SMTP server (BURNCLOUD_SMTP_HOST): new accounts are not email-verified and passwords cannot be reset by email"
+            );
+        }
         let state = AppState::new(crate::state::StateParts {
             config,
             db,

@@ -11,6 +11,7 @@ use super::Layout;
 use super::auth::CurrentUser;
 use super::keys::format_time;
 use crate::db::users;
+use crate::domain::money::Money;
 use crate::state::AppState;
 
 pub struct Invitee {
@@ -25,6 +26,11 @@ pub struct InvitationsPage {
     code: String,
     link: String,
     invitees: Vec<Invitee>,
+    /// Rewards paid to this user so far.
+    earned: String,
+    /// What the site pays now, per verified signup: to the inviter, to the invitee ("" for none).
+    inviter_reward: String,
+    invitee_reward: String,
 }
 
 /// `a***@example.com`: enough to recognise a friend, not to harvest addresses.
@@ -40,6 +46,15 @@ pub fn mask_email(email: &str) -> String {
 
 /// `GET /console/invitations`.
 pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response {
+    let earned = match crate::db::invitations::earned(state.db().pool(), user.id).await {
+        Ok(earned) => earned,
+        Err(e) => {
+            tracing::error!(error = %e, "loading invitation rewards failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let site = state.site();
+    let offer = |amount: i64| if amount > 0 { Money(amount).to_string() } else { String::new() };
     match users::invitations(state.db().pool(), user.id).await {
         Ok((code, invitees)) => {
             let mut link = state.public_url().clone();
@@ -53,6 +68,9 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
                     .into_iter()
                     .map(|(email, at)| Invitee { email: mask_email(&email), joined: format_time(at) })
                     .collect(),
+                earned: Money(earned).to_string(),
+                inviter_reward: offer(site.inviter_reward),
+                invitee_reward: offer(site.invitee_reward),
             }
             .into_response()
         }

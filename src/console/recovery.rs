@@ -77,8 +77,17 @@ pub async fn verify(State(state): State<AppState>, layout: Layout, Form(form): F
 }
 
 /// `GET /forgot-password`.
-pub async fn forgot_page(layout: Layout) -> ForgotPasswordPage {
-    ForgotPasswordPage { layout, error: None }
+pub async fn forgot_page(State(state): State<AppState>, layout: Layout) -> Response {
+    if !state.mailer().is_configured() {
+        return no_mail(layout);
+    }
+    ForgotPasswordPage { layout, error: None }.into_response()
+}
+
+/// Without SMTP no link can be sent: say who can help instead of pretending.
+fn no_mail(layout: Layout) -> Response {
+    let message = "This site does not send email, so passwords cannot be reset by email. Ask the site's operators to reset yours.";
+    NoticePage::new(layout, "Reset your password", message).into_response()
 }
 
 #[derive(Deserialize)]
@@ -96,6 +105,9 @@ pub async fn forgot(
     layout: Layout,
     Form(form): Form<ForgotForm>,
 ) -> Response {
+    if !state.mailer().is_configured() {
+        return no_mail(layout);
+    }
     let email = form.email.trim().to_lowercase();
     let throttle_key = format!("reset:{email}");
     if state.login_throttle().check(ip, &throttle_key).is_ok() {

@@ -17,6 +17,7 @@ db_tests!(
     expired_links_do_nothing,
     changing_the_email_needs_the_password_and_the_new_inbox,
     email_domains_can_be_limited,
+    without_smtp_nobody_is_told_to_check_an_inbox,
 );
 
 const PUBLIC_URL: &str = "https://console.acme.example";
@@ -166,6 +167,13 @@ async fn signup_is_verified_by_email_before_login_and_credits(backend: Backend) 
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console"));
     let (_, _, page) = browser.get("/console").await;
     assert!(page.contains("1.25"), "the balance shows: {page}");
+
+    // The inviter's page shows what was earned and what the site offers.
+    let mut host = Browser::new(&app);
+    log_in(&mut host, &host_email, "a fine password").await;
+    let (_, _, page) = host.get("/console/invitations").await;
+    assert!(page.contains("data-testid=\"rewards-earned\">0.50<"), "{page}");
+    assert!(page.contains("you get <strong>0.50</strong> · they get <strong>0.25</strong>"), "{page}");
 }
 
 async fn signup_answers_alike_for_existing_addresses(backend: Backend) {
@@ -320,4 +328,18 @@ async fn email_domains_can_be_limited(backend: Backend) {
             .await
             .unwrap();
     assert_eq!(users, 0, "nobody outside the domain was created");
+}
+
+async fn without_smtp_nobody_is_told_to_check_an_inbox(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let mut browser = Browser::new(&app);
+    let (status, _, page) = browser.get("/forgot-password").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("does not send email") && !page.contains("name=\"email\""), "{page}");
+    let csrf = browser.csrf("/login").await;
+    let (_, _, page) = browser.post("/forgot-password", &[("email", "a@example.com"), ("csrf", &csrf)]).await;
+    assert!(page.contains("does not send email") && !page.contains("Check your inbox"), "{page}");
+    // And signup goes straight in, without a link to wait for.
+    let (status, location, _) = sign_up(&mut browser, "direct@example.com", "").await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console"));
 }
