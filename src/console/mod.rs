@@ -5,8 +5,11 @@ pub mod auth;
 pub mod billing;
 pub mod csrf;
 pub mod dashboard;
+pub mod htmx;
 pub mod i18n;
 pub mod invitations;
+pub mod key_edit;
+pub mod key_form;
 pub mod keys;
 pub mod layout;
 pub mod logs;
@@ -43,6 +46,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys", keys::create)
         .page_post("/console/keys/{id}/status", keys::set_status)
         .page_post("/console/keys/{id}/delete", keys::delete)
+        .page_get("/console/keys/{id}/edit", key_edit::form)
+        .page_post("/console/keys/{id}/edit", key_edit::save)
         .page_get("/console/billing", billing::page)
         .page_post("/console/billing/redeem", billing::redeem)
         .page_get("/console/invitations", invitations::page)

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod bootstrap;
 pub mod channels;
+pub mod keys;
 pub mod pricing;
 pub mod site;
 pub mod users;

@@ -36,6 +36,7 @@ mod console;
 mod console_auth;
 mod console_billing;
 mod console_invitations;
+mod console_key_limits;
 mod console_keys;
 mod console_logs;
 mod console_profile;
