@@ -3,6 +3,7 @@
 pub mod assets;
 pub mod auth;
 pub mod billing;
+pub mod charts;
 pub mod csrf;
 pub mod dashboard;
 pub mod htmx;

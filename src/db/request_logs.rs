@@ -189,3 +189,44 @@ pub async fn daily_totals<'e>(
     .await?;
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
 }
+
+/// The user's requests per minute since `since_ms`: `(minute number since the epoch, requests)`,
+/// oldest first. (Reads the `(user_id, created_at)` index range.)
+pub async fn requests_per_minute<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    since_ms: i64,
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT created_at / 60000 AS minute, CAST(COUNT(*) AS BIGINT) \
+         FROM request_logs WHERE user_id = $1 AND created_at >= $2 GROUP BY created_at / 60000 ORDER BY minute",
+    )
+    .bind(user_id)
+    .bind(since_ms)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+/// The user's input and output tokens per requested model since `since_ms`, the `limit` models
+/// with the most tokens first: `(model, input tokens, output tokens)`.
+pub async fn tokens_by_model<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT requested_model, CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT) \
+         FROM request_logs WHERE user_id = $1 AND created_at >= $2 GROUP BY requested_model \
+         ORDER BY SUM(prompt_tokens) + SUM(completion_tokens) DESC, requested_model LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(since_ms)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+}

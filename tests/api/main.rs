@@ -35,6 +35,7 @@ mod conformance;
 mod console;
 mod console_auth;
 mod console_billing;
+mod console_dashboard;
 mod console_invitations;
 mod console_key_limits;
 mod console_keys;
