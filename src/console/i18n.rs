@@ -143,6 +143,20 @@ pub const ZH: &[(&str, &str)] = &[
     ("input tokens", "输入 Token"),
     ("output tokens", "输出 Token"),
     ("No requests in the last 7 days.", "近 7 天没有请求。"),
+    ("Access tokens", "访问令牌"),
+    (
+        "For scripts and tools using the /api/me API: send a token as Authorization: Bearer <token>. A token can read your account and usage and manage your API keys, so keep it secret.",
+        "供使用 /api/me API 的脚本和工具使用：以 Authorization: Bearer <令牌> 发送。令牌可以读取你的账户和用量并管理你的 API 密钥，请妥善保管。",
+    ),
+    ("Your new token", "你的新令牌"),
+    ("e.g. deploy script", "例如：部署脚本"),
+    ("Create token", "创建令牌"),
+    ("No tokens yet.", "还没有令牌。"),
+    ("Token", "令牌"),
+    ("Works through", "有效至"),
+    ("Created", "创建时间"),
+    ("Revoke", "撤销"),
+    ("Back to your profile", "返回个人资料"),
     // ---- user-features branch: end ----
 ];
 

@@ -52,6 +52,23 @@ pub fn last_day(expires_at: i64) -> String {
     utc_day(expires_at - 1)
 }
 
+/// A "works through" day from a form (blank: never expires) as the expiry instant: the end of
+/// that UTC day. `current` is the expiry already set: its own day sent back keeps it exactly.
+pub fn parse_last_day(day: &str, current: Option<i64>) -> Result<Option<i64>, String> {
+    match blank_is_none(day) {
+        None => Ok(None),
+        Some(day) if current.is_some_and(|t| last_day(t) == day) => Ok(current),
+        Some(day) => {
+            let start = parse_utc_day(&day).ok_or("Works through: a date like 2026-11-27.")?;
+            let end = start + DAY_MS;
+            if end <= now_ms() {
+                return Err("Works through: that day is over; choose today or a later day.".into());
+            }
+            Ok(Some(end))
+        }
+    }
+}
+
 impl KeyForm {
     /// The form filled in with a key's current values.
     pub fn of(key: &KeyView) -> Self {
@@ -68,18 +85,7 @@ impl KeyForm {
     /// Parses the form. `current_expiry` is the key's expiry when editing: sent back unchanged,
     /// its day keeps the exact time (set through the API) rather than moving it to midnight.
     pub fn parse(&self, current_expiry: Option<i64>) -> Result<KeyFields, String> {
-        let expires_at = match blank_is_none(&self.expires) {
-            None => None,
-            Some(day) if current_expiry.is_some_and(|t| last_day(t) == day) => current_expiry,
-            Some(day) => {
-                let start = parse_utc_day(&day).ok_or("Works through: a date like 2026-11-27.")?;
-                let end = start + DAY_MS;
-                if end <= now_ms() {
-                    return Err("Works through: that day is over; choose today or a later day.".into());
-                }
-                Some(end)
-            }
-        };
+        let expires_at = parse_last_day(&self.expires, current_expiry)?;
         let rpm = match blank_is_none(&self.rpm) {
             None => None,
             Some(n) => Some(

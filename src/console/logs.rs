@@ -6,78 +6,17 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::Layout;
 use super::auth::CurrentUser;
 use super::keys::format_time;
 use crate::db::api_keys;
-use crate::db::request_logs::{self, LogFilter, LogRow};
+use crate::db::request_logs::{self, LogRow};
 use crate::domain::money::Money;
+use crate::services::usage::{LogQuery, PAGE};
 use crate::state::AppState;
 
-const PAGE: i64 = 50;
 const CSV_ROWS: i64 = 10_000;
-
-/// The filter as the form sends it (every field optional; blanks mean "any").
-#[derive(Debug, Default, Deserialize)]
-pub struct LogQuery {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    key: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    from: String,
-    #[serde(default)]
-    to: String,
-    #[serde(default)]
-    before: Option<i64>,
-}
-
-impl LogQuery {
-    fn filter(&self) -> Result<LogFilter, String> {
-        let day = |s: &str, name: &str| -> Result<Option<i64>, String> {
-            if s.trim().is_empty() {
-                return Ok(None);
-            }
-            parse_day(s.trim()).map(Some).ok_or_else(|| format!("{name}: a date like 2026-11-27"))
-        };
-        Ok(LogFilter {
-            model: Some(self.model.trim().to_string()).filter(|m| !m.is_empty()),
-            key_id: self.key.trim().parse().ok(),
-            failed: match self.status.as_str() {
-                "error" => Some(true),
-                "ok" => Some(false),
-                _ => None,
-            },
-            from: day(&self.from, "From")?,
-            // Inclusive of the whole "to" day.
-            until: day(&self.to, "To")?.map(|ms| ms + 86_400_000),
-            before_id: self.before,
-        })
-    }
-
-    /// The filter as a query string, for the "older" link and the CSV export.
-    fn query_string(&self) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("model", &self.model)
-            .append_pair("key", &self.key)
-            .append_pair("status", &self.status)
-            .append_pair("from", &self.from)
-            .append_pair("to", &self.to)
-            .finish()
-    }
-}
-
-/// `YYYY-MM-DD` → unix ms at 00:00 UTC.
-fn parse_day(s: &str) -> Option<i64> {
-    let mut parts = s.splitn(3, '-');
-    let (y, m, d) = (parts.next()?.parse().ok()?, parts.next()?.parse::<u8>().ok()?, parts.next()?.parse().ok()?);
-    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
-    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
-}
 
 /// One formatted row.
 pub struct Row {
@@ -225,7 +164,5 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(parse_day("2026-11-27"), Some(1_795_737_600_000));
-        assert_eq!(parse_day("2026-13-01"), None);
     }
 }

@@ -20,6 +20,7 @@ pub mod profile;
 pub mod public;
 pub mod session_store;
 pub mod throttle;
+pub mod tokens;
 
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -55,6 +56,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_get("/console/profile", profile::page)
         .page_post("/console/profile/password", profile::change_password)
         .page_post("/console/profile/sign-out-others", profile::sign_out_others)
+        .page_post("/console/profile/tokens", tokens::create)
+        .page_post("/console/profile/tokens/{id}/revoke", tokens::revoke)
         .page_get("/console/logs", logs::page)
         .page_get("/console/logs.csv", logs::csv)
 }

@@ -24,6 +24,7 @@ pub struct ProfilePage {
     sessions: i64,
     message: Option<String>,
     error: Option<String>,
+    tokens: super::tokens::TokenSection,
 }
 
 async fn render(state: &AppState, user: &CurrentUser, message: Option<String>, error: Option<String>) -> Response {
@@ -31,8 +32,12 @@ async fn render(state: &AppState, user: &CurrentUser, message: Option<String>, e
         Ok(n) => n.max(1),
         Err(e) => return failed(&e),
     };
+    let tokens = match super::tokens::TokenSection::load(state, user.id).await {
+        Ok(tokens) => tokens,
+        Err(response) => return response,
+    };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let page = ProfilePage { layout: user.layout.clone(), email: user.email.clone(), sessions, message, error };
+    let page = ProfilePage { layout: user.layout.clone(), email: user.email.clone(), sessions, message, error, tokens };
     (status, page).into_response()
 }
 

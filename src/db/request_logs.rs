@@ -88,6 +88,7 @@ pub struct LogFilter {
 pub struct LogRow {
     pub id: i64,
     pub created_at: i64,
+    pub key_id: Option<i64>,
     pub key_name: Option<String>,
     pub model: String,
     pub endpoint: String,
@@ -110,7 +111,7 @@ pub async fn list_for_user<'e>(
     use sqlx::Row;
     let mut sql = String::from(
         "SELECT l.id, l.created_at, k.name, l.requested_model, l.endpoint, l.prompt_tokens, l.completion_tokens, \
-         l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream \
+         l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream, l.api_key_id \
          FROM request_logs l LEFT JOIN api_keys k ON k.id = l.api_key_id WHERE l.user_id = $1",
     );
     let mut n = 1;
@@ -166,6 +167,7 @@ pub async fn list_for_user<'e>(
                 error_class: r.try_get(9)?,
                 latency_ms: r.try_get(10)?,
                 is_stream: r.try_get::<i64, _>(11)? != 0,
+                key_id: r.try_get(12)?,
             })
         })
         .collect()

@@ -157,7 +157,8 @@ fn invalid(message: String) -> UserError {
     UserError::Invalid(message)
 }
 
-fn valid_name(name: &str) -> Result<String, UserError> {
+/// A trimmed name of at most [`MAX_NAME_CHARS`] characters, without control characters (keys, tokens).
+pub(crate) fn valid_name(name: &str) -> Result<String, UserError> {
     let name = name.trim();
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(invalid(format!("name: at most {MAX_NAME_CHARS} characters")));
