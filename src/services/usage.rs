@@ -42,17 +42,17 @@ impl LogQuery {
             if s.trim().is_empty() {
                 return Ok(None);
             }
-            parse_utc_day(s).map(Some).ok_or_else(|| format!("{name}: a date like 2026-11-27"))
+            parse_utc_day(s).map(Some).ok_or_else(|| format!("{name}: enter a date like 2026-11-27."))
         };
         let key = self.key.trim();
         Ok(LogFilter {
             model: Some(self.model.trim().to_string()).filter(|m| !m.is_empty()),
-            key_id: if key.is_empty() { None } else { Some(key.parse().map_err(|_| "Key: a key id".to_string())?) },
+            key_id: if key.is_empty() { None } else { Some(key.parse().map_err(|_| "Key: a key id.".to_string())?) },
             failed: match self.status.trim() {
                 "" => None,
                 "error" => Some(true),
                 "ok" => Some(false),
-                _ => return Err("Status: ok or error".into()),
+                _ => return Err("Status: ok or error.".into()),
             },
             from: day(&self.from, "From")?,
             // Inclusive of the whole "to" day.
@@ -66,7 +66,7 @@ impl LogQuery {
         match self.limit {
             None => Ok(PAGE),
             Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(_) => Err(format!("limit: 1 to {MAX_PAGE}")),
+            Some(_) => Err(format!("limit: 1 to {MAX_PAGE}.")),
         }
     }
 

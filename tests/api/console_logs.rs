@@ -53,8 +53,9 @@ async fn requests_show_in_the_usage_log_and_export(backend: Backend) {
     assert!(by_model.contains("gpt-good") && !by_model.contains("gpt-bad"));
     let (_, _, future) = browser.get("/console/logs?from=2999-01-01").await;
     assert!(future.contains("No requests match."));
-    let (status, _, _) = browser.get("/console/logs?from=yesterday").await;
+    let (status, _, page) = browser.get("/console/logs?from=yesterday").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("From: enter a date like 2026-11-27."), "{page}");
 
     let (status, _, csv) = browser.get("/console/logs.csv?status=ok").await;
     assert_eq!(status, StatusCode::OK);
