@@ -13,8 +13,9 @@ use crate::config::Strategy;
 use crate::db::settings;
 use crate::gateway::routing::STRATEGY_SETTING_PREFIX;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
+use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
 use crate::services::pricing::{self, GroupInput, GroupView, PriceInput};
-use crate::services::users::{self, KeyPatch, NewKeyInput, NewUserInput, UserView};
+use crate::services::users::{self, NewUserInput, UserView};
 use crate::state::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -113,24 +114,24 @@ pub async fn create_key(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = parse_id(&id)?;
     let input: NewKeyInput = if body.is_empty() { NewKeyInput::default() } else { parse_json(&body)? };
-    let (key_id, key) = users::create_key(&state, id, input).await?;
+    let (key_id, key) = keys::create_key(&state, id, input).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": key_id, "key": key }))))
 }
 
+/// Any subset of the key's fields (status, name, limits); the key as it is now.
 pub async fn update_key(
     State(state): State<AppState>,
     _: AdminAuth,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyView>> {
     let id = parse_id(&id)?;
     let patch: KeyPatch = parse_json(&body)?;
-    users::set_key_status(&state, id, &patch).await?;
-    Ok(Json(json!({ "id": id, "status": patch.status })))
+    Ok(Json(keys::update_key(&state, KeyScope::Any, id, &patch).await?))
 }
 
 pub async fn delete_key(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    users::delete_key(&state, parse_id(&id)?).await?;
+    keys::delete_key(&state, KeyScope::Any, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

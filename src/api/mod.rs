@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod me;
+pub mod me_keys;
 
 use crate::routes::Routes;
 
@@ -26,4 +28,11 @@ pub fn routes(routes: Routes) -> Routes {
         .put("/api/admin/groups/{name}", admin::set_group)
         .put("/api/admin/groups/{name}/prices/{model}", admin::set_group_price)
         .put("/api/admin/settings/{key}", admin::set_setting)
+        .get("/api/me", me::me)
+        .get("/api/me/balance", me::balance)
+        .get("/api/me/logs", me::logs)
+        .get("/api/me/keys", me_keys::list)
+        .post("/api/me/keys", me_keys::create)
+        .patch("/api/me/keys/{id}", me_keys::update)
+        .delete("/api/me/keys/{id}", me_keys::delete)
 }

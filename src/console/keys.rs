@@ -1,6 +1,7 @@
-//! `/console/keys`: the user's API keys — list (prefix only), create (the full key shown once),
-//! disable / enable, delete. Every action checks the key belongs to the logged-in user: another
-//! user's key id answers 404, as a missing one does.
+//! `/console/keys`: the user's API keys — list (prefix only), create with optional limits (the
+//! full key shown once), disable / enable, delete. Editing a key's limits is in `key_edit`. Every
+//! action goes through `services::keys` with the user's scope: another user's key id answers 404,
+//! as a missing one does.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -12,32 +13,43 @@ use serde::Deserialize;
 
 use super::Layout;
 use super::auth::CurrentUser;
-use crate::db::api_keys::{self, KeyListing};
+use super::key_form::KeyForm;
 use crate::domain::money::Money;
-use crate::services::users::{self as user_service, KeyPatch, NewKeyInput, UserError};
+use crate::services::keys::{self as key_service, KeyPatch, KeyScope, KeyView};
+use crate::services::users::UserError;
 use crate::state::AppState;
 
-/// One row of the keys table, formatted.
+/// One row of the keys table, formatted (`None`: no limit / never).
 pub struct KeyRow {
     pub id: i64,
     pub name: String,
     pub prefix: String,
     pub active: bool,
+    pub expired: bool,
     pub spent: String,
-    pub limit: String,
-    pub last_used: String,
+    pub limit: Option<String>,
+    pub expires: Option<String>,
+    pub last_used: Option<String>,
+    pub models: Option<String>,
+    pub ips: Option<String>,
+    pub rpm: Option<i64>,
 }
 
-impl From<KeyListing> for KeyRow {
-    fn from(k: KeyListing) -> Self {
+impl From<&KeyView> for KeyRow {
+    fn from(k: &KeyView) -> Self {
         Self {
             id: k.id,
-            name: if k.name.is_empty() { "—".into() } else { k.name },
-            prefix: k.prefix,
+            name: if k.name.is_empty() { "—".into() } else { k.name.clone() },
+            prefix: k.prefix.clone(),
             active: k.status == "active",
+            expired: k.expired,
             spent: Money(k.spent).to_string(),
-            limit: k.spend_limit.map_or_else(|| "no limit".to_string(), |l| Money(l).to_string()),
-            last_used: k.last_used_at.map_or_else(|| "never".to_string(), format_time),
+            limit: k.spend_limit.map(|l| Money(l).to_string()),
+            expires: k.expires_at.map(format_time),
+            last_used: k.last_used_at.map(format_time),
+            models: k.models.as_ref().map(|m| m.join(", ")),
+            ips: k.ips.as_ref().map(|m| m.join(", ")),
+            rpm: k.rpm,
         }
     }
 }
@@ -50,6 +62,13 @@ pub(super) fn format_time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A key's edit form, open in the table: its values (as sent, when refused) and the error.
+pub struct KeyEdit {
+    pub id: i64,
+    pub form: KeyForm,
+    pub error: Option<String>,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "keys.html")]
 pub struct KeysPage {
@@ -58,54 +77,75 @@ pub struct KeysPage {
     /// A key just created: shown in full this once.
     created: Option<String>,
     error: Option<String>,
+    /// The create form (kept as sent when refused).
+    new_key: KeyForm,
+    /// The key whose edit form is open (editing without JavaScript).
+    edit: Option<KeyEdit>,
 }
 
-async fn page(state: &AppState, user: &CurrentUser, created: Option<String>, error: Option<String>) -> Response {
-    let keys = match api_keys::list_for_user(state.db().pool(), user.id).await {
-        Ok(keys) => keys.into_iter().map(KeyRow::from).collect(),
-        Err(e) => {
-            tracing::error!(error = %e, "listing keys failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+impl KeysPage {
+    /// (`id` by reference: the template's loop variables are.)
+    fn editing(&self, id: &i64) -> Option<&KeyEdit> {
+        self.edit.as_ref().filter(|e| e.id == *id)
+    }
+}
+
+/// What a keys page shows besides the list.
+#[derive(Default)]
+pub struct PageParts {
+    pub created: Option<String>,
+    pub error: Option<String>,
+    pub new_key: KeyForm,
+    pub edit: Option<KeyEdit>,
+}
+
+/// The full keys page; 400 when it carries an error.
+pub async fn render(state: &AppState, user: &CurrentUser, parts: PageParts) -> Response {
+    let keys = match key_service::list_keys(state, user.id).await {
+        Ok(keys) => keys.iter().map(KeyRow::from).collect(),
+        Err(e) => return failed(&e),
     };
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let page = KeysPage { layout: user.layout.clone(), keys, created, error };
+    let refused = parts.error.is_some() || parts.edit.as_ref().is_some_and(|e| e.error.is_some());
+    let status = if refused { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = KeysPage {
+        layout: user.layout.clone(),
+        keys,
+        created: parts.created,
+        error: parts.error,
+        new_key: parts.new_key,
+        edit: parts.edit,
+    };
     (status, page).into_response()
+}
+
+pub(super) fn failed(e: &UserError) -> Response {
+    match e {
+        UserError::NotFound => (StatusCode::NOT_FOUND, "No such key.").into_response(),
+        e => {
+            tracing::error!(error = %e, "a key operation failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// `GET /console/keys`.
 pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Response {
-    page(&state, &user, None, None).await
+    render(&state, &user, PageParts::default()).await
 }
 
-#[derive(Deserialize)]
-pub struct NewKeyForm {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    spend_limit: String,
-}
-
-/// `POST /console/keys`: creates a key and shows it once. Only the name and a spend limit are
-/// taken from the form (a fixed key string is for operators' automation, not self-service).
-pub async fn create(State(state): State<AppState>, user: CurrentUser, Form(form): Form<NewKeyForm>) -> Response {
-    let name = form.name.trim();
-    if name.chars().count() > 64 {
-        return page(&state, &user, None, Some("The name is at most 64 characters.".into())).await;
-    }
-    let limit = form.spend_limit.trim();
-    let input = NewKeyInput {
-        name: (!name.is_empty()).then(|| name.to_string()),
-        spend_limit: (!limit.is_empty()).then(|| limit.to_string()),
-        ..NewKeyInput::default()
+/// `POST /console/keys`: creates a key with the form's limits and shows it once (a fixed key
+/// string is for operators' automation, not self-service: the form has no such field).
+pub async fn create(State(state): State<AppState>, user: CurrentUser, Form(form): Form<KeyForm>) -> Response {
+    let refused =
+        |error: String, form: KeyForm| PageParts { error: Some(error), new_key: form, ..PageParts::default() };
+    let input = match form.parse(None) {
+        Ok(fields) => fields.into_new_key(),
+        Err(message) => return render(&state, &user, refused(message, form)).await,
     };
-    match user_service::create_key(&state, user.id, input).await {
-        Ok((_, key)) => page(&state, &user, Some(key), None).await,
-        Err(UserError::Invalid(message)) => page(&state, &user, None, Some(message)).await,
-        Err(e) => {
-            tracing::error!(error = %e, "creating a key failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+    match key_service::create_key(&state, user.id, input).await {
+        Ok((_, key)) => render(&state, &user, PageParts { created: Some(key), ..PageParts::default() }).await,
+        Err(UserError::Invalid(message)) => render(&state, &user, refused(message, form)).await,
+        Err(e) => failed(&e),
     }
 }
 
@@ -115,19 +155,6 @@ pub struct KeyAction {
     status: String,
 }
 
-/// An action on a key: the key must be the user's (else 404: missing and foreign keys look
-/// alike). The CSRF token was checked by the console's middleware.
-async fn owned(state: &AppState, user: &CurrentUser, id: i64) -> Result<(), Response> {
-    match api_keys::owner(state.db().pool(), id).await {
-        Ok(Some(owner)) if owner == user.id => Ok(()),
-        Ok(_) => Err((StatusCode::NOT_FOUND, "No such key.").into_response()),
-        Err(e) => {
-            tracing::error!(error = %e, "loading a key failed");
-            Err(StatusCode::INTERNAL_SERVER_ERROR.into_response())
-        }
-    }
-}
-
 /// `POST /console/keys/{id}/status`: `status` = `active` or `disabled`.
 pub async fn set_status(
     State(state): State<AppState>,
@@ -135,30 +162,20 @@ pub async fn set_status(
     Path(id): Path<i64>,
     Form(form): Form<KeyAction>,
 ) -> Response {
-    if let Err(response) = owned(&state, &user, id).await {
-        return response;
-    }
-    match user_service::set_key_status(&state, id, &KeyPatch { status: form.status }).await {
-        Ok(()) => Redirect::to("/console/keys").into_response(),
-        Err(UserError::Invalid(message)) => page(&state, &user, None, Some(message)).await,
-        Err(UserError::NotFound) => (StatusCode::NOT_FOUND, "No such key.").into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "changing a key failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    let patch = KeyPatch { status: Some(form.status), ..KeyPatch::default() };
+    match key_service::update_key(&state, KeyScope::Owner(user.id), id, &patch).await {
+        Ok(_) => Redirect::to("/console/keys").into_response(),
+        Err(UserError::Invalid(message)) => {
+            render(&state, &user, PageParts { error: Some(message), ..PageParts::default() }).await
         }
+        Err(e) => failed(&e),
     }
 }
 
 /// `POST /console/keys/{id}/delete`.
 pub async fn delete(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> Response {
-    if let Err(response) = owned(&state, &user, id).await {
-        return response;
-    }
-    match user_service::delete_key(&state, id).await {
-        Ok(()) | Err(UserError::NotFound) => Redirect::to("/console/keys").into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "deleting a key failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+    match key_service::delete_key(&state, KeyScope::Owner(user.id), id).await {
+        Ok(()) => Redirect::to("/console/keys").into_response(),
+        Err(e) => failed(&e),
     }
 }

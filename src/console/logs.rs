@@ -6,79 +6,17 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::Layout;
 use super::auth::CurrentUser;
 use super::keys::format_time;
 use crate::db::api_keys;
-use crate::db::request_logs::{self, LogFilter, LogRow};
+use crate::db::request_logs::{self, LogRow};
 use crate::domain::money::Money;
+use crate::services::usage::{LogQuery, PAGE};
 use crate::state::AppState;
 
-const PAGE: i64 = 50;
 const CSV_ROWS: i64 = 10_000;
-
-/// The filter as the form sends it (every field optional; blanks mean "any").
-#[derive(Debug, Default, Deserialize)]
-pub struct LogQuery {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    key: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    from: String,
-    #[serde(default)]
-    to: String,
-    #[serde(default)]
-    before: Option<i64>,
-}
-
-impl LogQuery {
-    /// The filter, or what is wrong with it (in the viewer's language).
-    fn filter(&self, layout: &Layout) -> Result<LogFilter, &'static str> {
-        let day = |s: &str, error: &'static str| -> Result<Option<i64>, &'static str> {
-            if s.trim().is_empty() {
-                return Ok(None);
-            }
-            parse_day(s.trim()).map(Some).ok_or(error)
-        };
-        Ok(LogFilter {
-            model: Some(self.model.trim().to_string()).filter(|m| !m.is_empty()),
-            key_id: self.key.trim().parse().ok(),
-            failed: match self.status.as_str() {
-                "error" => Some(true),
-                "ok" => Some(false),
-                _ => None,
-            },
-            from: day(&self.from, layout.t("From: enter a date like 2026-11-27."))?,
-            // Inclusive of the whole "to" day.
-            until: day(&self.to, layout.t("To: enter a date like 2026-11-27."))?.map(|ms| ms + 86_400_000),
-            before_id: self.before,
-        })
-    }
-
-    /// The filter as a query string, for the "older" link and the CSV export.
-    fn query_string(&self) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("model", &self.model)
-            .append_pair("key", &self.key)
-            .append_pair("status", &self.status)
-            .append_pair("from", &self.from)
-            .append_pair("to", &self.to)
-            .finish()
-    }
-}
-
-/// `YYYY-MM-DD` → unix ms at 00:00 UTC.
-fn parse_day(s: &str) -> Option<i64> {
-    let mut parts = s.splitn(3, '-');
-    let (y, m, d) = (parts.next()?.parse().ok()?, parts.next()?.parse::<u8>().ok()?, parts.next()?.parse().ok()?);
-    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
-    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
-}
 
 /// One formatted row.
 pub struct Row {
@@ -129,7 +67,7 @@ pub struct LogsPage {
     /// The first page with the same filters (shown when paging back).
     newest: String,
     csv: String,
-    error: Option<&'static str>,
+    error: Option<String>,
 }
 
 /// `GET /console/logs`.
@@ -145,12 +83,12 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query)
             .collect(),
         Err(e) => return internal(&e),
     };
-    let (rows, error) = match query.filter(&user.layout) {
+    let (rows, error) = match query.filter() {
         Ok(filter) => match request_logs::list_for_user(state.db().pool(), user.id, &filter, PAGE).await {
             Ok(rows) => (rows, None),
             Err(e) => return internal(&e),
         },
-        Err(message) => (Vec::new(), Some(message)),
+        Err(message) => (Vec::new(), Some(user.layout.t(&message).to_string())),
     };
     let filters = query.query_string();
     let older = (rows.len() as i64 == PAGE)
@@ -172,9 +110,9 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query)
 
 /// `GET /console/logs.csv`: the filtered log (up to 10,000 rows) as CSV.
 pub async fn csv(State(state): State<AppState>, user: CurrentUser, Query(query): Query<LogQuery>) -> Response {
-    let filter = match query.filter(&user.layout) {
+    let filter = match query.filter() {
         Ok(filter) => filter,
-        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+        Err(message) => return (StatusCode::BAD_REQUEST, user.layout.t(&message).to_string()).into_response(),
     };
     let rows = match request_logs::list_for_user(state.db().pool(), user.id, &filter, CSV_ROWS).await {
         Ok(rows) => rows,
@@ -231,7 +169,5 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(parse_day("2026-11-27"), Some(1_795_737_600_000));
-        assert_eq!(parse_day("2026-13-01"), None);
     }
 }

@@ -3,10 +3,14 @@
 pub mod assets;
 pub mod auth;
 pub mod billing;
+pub mod charts;
 pub mod csrf;
 pub mod dashboard;
+pub mod htmx;
 pub mod i18n;
 pub mod invitations;
+pub mod key_edit;
+pub mod key_form;
 pub mod keys;
 pub mod layout;
 pub mod logs;
@@ -17,6 +21,7 @@ pub mod public;
 pub mod recovery;
 pub mod session_store;
 pub mod throttle;
+pub mod tokens;
 
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -50,6 +55,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys", keys::create)
         .page_post("/console/keys/{id}/status", keys::set_status)
         .page_post("/console/keys/{id}/delete", keys::delete)
+        .page_get("/console/keys/{id}/edit", key_edit::form)
+        .page_post("/console/keys/{id}/edit", key_edit::save)
         .page_get("/console/billing", billing::page)
         .page_post("/console/billing/redeem", billing::redeem)
         .page_get("/console/invitations", invitations::page)
@@ -58,6 +65,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/profile/name", profile::change_name)
         .page_post("/console/profile/email", profile::change_email)
         .page_post("/console/profile/sign-out-others", profile::sign_out_others)
+        .page_post("/console/profile/tokens", tokens::create)
+        .page_post("/console/profile/tokens/{id}/revoke", tokens::revoke)
         .page_get("/console/logs", logs::page)
         .page_get("/console/logs.csv", logs::csv)
 }

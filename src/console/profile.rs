@@ -27,6 +27,7 @@ pub struct ProfilePage {
     sessions: i64,
     message: Option<String>,
     error: Option<String>,
+    tokens: super::tokens::TokenSection,
 }
 
 async fn render(state: &AppState, user: &CurrentUser, message: Option<String>, error: Option<String>) -> Response {
@@ -39,10 +40,14 @@ async fn render(state: &AppState, user: &CurrentUser, message: Option<String>, e
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => return failed(&e),
     };
+    let tokens = match super::tokens::TokenSection::load(state, user.id).await {
+        Ok(tokens) => tokens,
+        Err(response) => return response,
+    };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let t = |text: String| user.layout.t(&text).to_string();
     let (message, error) = (message.map(t), error.map(t));
-    let page = ProfilePage { layout: user.layout.clone(), email, display_name, sessions, message, error };
+    let page = ProfilePage { layout: user.layout.clone(), email, display_name, sessions, message, error, tokens };
     (status, page).into_response()
 }
 

@@ -99,32 +99,49 @@ pub async fn owner_by_hash<'e>(
         .transpose()
 }
 
-pub async fn set_status<'e>(db: impl Executor<'e, Database = Any>, id: i64, status: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE api_keys SET status = $1, updated_at = $2 WHERE id = $3")
-        .bind(status)
-        .bind(now_ms())
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 pub async fn delete<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// A key as its owner sees it in the console (never its secret: only the prefix).
+/// A key as its owner sees it in the console and the API (never its secret: only the prefix).
 pub struct KeyListing {
     pub id: i64,
+    pub user_id: i64,
     pub name: String,
     pub prefix: String,
     pub status: String,
     pub spend_limit: Option<i64>,
     pub spent: i64,
     pub expires_at: Option<i64>,
+    /// JSON array of model names.
+    pub allowed_models: Option<String>,
+    /// JSON array of IPs / CIDRs.
+    pub allowed_ips: Option<String>,
+    pub rate_limit_rpm: Option<i64>,
     pub last_used_at: Option<i64>,
     pub created_at: i64,
+}
+
+const LISTING: &str = "SELECT id, user_id, name, key_prefix, status, spend_limit, spent, expires_at, allowed_models, \
+    allowed_ips, rate_limit_rpm, last_used_at, created_at FROM api_keys";
+
+fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
+    Ok(KeyListing {
+        id: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        prefix: r.try_get(3)?,
+        status: r.try_get(4)?,
+        spend_limit: r.try_get(5)?,
+        spent: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
+        allowed_models: r.try_get(8)?,
+        allowed_ips: r.try_get(9)?,
+        rate_limit_rpm: r.try_get(10)?,
+        last_used_at: r.try_get(11)?,
+        created_at: r.try_get(12)?,
+    })
 }
 
 /// The user's keys, newest first.
@@ -132,36 +149,45 @@ pub async fn list_for_user<'e>(
     db: impl Executor<'e, Database = Any>,
     user_id: i64,
 ) -> Result<Vec<KeyListing>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, name, key_prefix, status, spend_limit, spent, expires_at, last_used_at, created_at \
-         FROM api_keys WHERE user_id = $1 ORDER BY id DESC",
-    )
-    .bind(user_id)
-    .fetch_all(db)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(KeyListing {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                prefix: r.try_get(2)?,
-                status: r.try_get(3)?,
-                spend_limit: r.try_get(4)?,
-                spent: r.try_get(5)?,
-                expires_at: r.try_get(6)?,
-                last_used_at: r.try_get(7)?,
-                created_at: r.try_get(8)?,
-            })
-        })
-        .collect()
+    let rows =
+        sqlx::query(&format!("{LISTING} WHERE user_id = $1 ORDER BY id DESC")).bind(user_id).fetch_all(db).await?;
+    rows.iter().map(listing).collect()
 }
 
-/// The owner of a key, if the key exists.
-pub async fn owner<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query("SELECT user_id FROM api_keys WHERE id = $1")
+/// One key, whoever owns it (callers check the owner).
+pub async fn get<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<KeyListing>, sqlx::Error> {
+    sqlx::query(&format!("{LISTING} WHERE id = $1"))
         .bind(id)
         .fetch_optional(db)
         .await?
-        .map(|r| r.try_get(0))
+        .as_ref()
+        .map(listing)
         .transpose()
+}
+
+/// Replaces a key's name, status and limits. False when the key is gone, or when it has already
+/// spent more than the new spend limit (the limit never goes below what was spent).
+pub async fn update<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    name: &str,
+    status: &str,
+    limits: &KeyLimits,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET name = $1, status = $2, spend_limit = $3, expires_at = $4, allowed_models = $5, \
+         allowed_ips = $6, rate_limit_rpm = $7, updated_at = $8 WHERE id = $9 AND spent <= COALESCE($3, spent)",
+    )
+    .bind(name)
+    .bind(status)
+    .bind(limits.spend_limit)
+    .bind(limits.expires_at)
+    .bind(limits.allowed_models.as_deref())
+    .bind(limits.allowed_ips.as_deref())
+    .bind(limits.rate_limit_rpm)
+    .bind(now_ms())
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -3,6 +3,7 @@
 //! written in the subset both engines share (`$n` placeholders, `RETURNING`, `ON CONFLICT`;
 //! BIGINT for money, timestamps and flags). Nothing here knows about HTTP.
 
+pub mod access_tokens;
 pub mod api_keys;
 pub mod channels;
 pub mod email_tokens;

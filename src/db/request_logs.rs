@@ -88,6 +88,7 @@ pub struct LogFilter {
 pub struct LogRow {
     pub id: i64,
     pub created_at: i64,
+    pub key_id: Option<i64>,
     pub key_name: Option<String>,
     pub model: String,
     pub endpoint: String,
@@ -110,7 +111,7 @@ pub async fn list_for_user<'e>(
     use sqlx::Row;
     let mut sql = String::from(
         "SELECT l.id, l.created_at, k.name, l.requested_model, l.endpoint, l.prompt_tokens, l.completion_tokens, \
-         l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream \
+         l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream, l.api_key_id \
          FROM request_logs l LEFT JOIN api_keys k ON k.id = l.api_key_id WHERE l.user_id = $1",
     );
     let mut n = 1;
@@ -166,6 +167,7 @@ pub async fn list_for_user<'e>(
                 error_class: r.try_get(9)?,
                 latency_ms: r.try_get(10)?,
                 is_stream: r.try_get::<i64, _>(11)? != 0,
+                key_id: r.try_get(12)?,
             })
         })
         .collect()
@@ -185,6 +187,47 @@ pub async fn daily_totals<'e>(
     )
     .bind(user_id)
     .bind(since_ms)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+}
+
+/// The user's requests per minute since `since_ms`: `(minute number since the epoch, requests)`,
+/// oldest first. (Reads the `(user_id, created_at)` index range.)
+pub async fn requests_per_minute<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    since_ms: i64,
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT created_at / 60000 AS minute, CAST(COUNT(*) AS BIGINT) \
+         FROM request_logs WHERE user_id = $1 AND created_at >= $2 GROUP BY created_at / 60000 ORDER BY minute",
+    )
+    .bind(user_id)
+    .bind(since_ms)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+/// The user's input and output tokens per requested model since `since_ms`, the `limit` models
+/// with the most tokens first: `(model, input tokens, output tokens)`.
+pub async fn tokens_by_model<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT requested_model, CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT) \
+         FROM request_logs WHERE user_id = $1 AND created_at >= $2 GROUP BY requested_model \
+         ORDER BY SUM(prompt_tokens) + SUM(completion_tokens) DESC, requested_model LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(since_ms)
+    .bind(limit)
     .fetch_all(db)
     .await?;
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()

@@ -1,5 +1,6 @@
 //! Pure domain types and rules: no axum, no sqlx, no I/O.
 
+pub mod access_token;
 pub mod api_key;
 pub mod email;
 pub mod ip_allowlist;

@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::channels::{self, ChannelInput};
+use super::keys::{self, NewKeyInput};
 use super::pricing::{self, GroupInput, PriceInput};
-use super::users::{self, NewKeyInput, NewUserInput};
+use super::users::{self, NewUserInput};
 use crate::db::{api_keys, settings, users as db_users};
 use crate::domain::api_key;
 use crate::domain::email::Email;
@@ -170,7 +171,7 @@ async fn apply_user(state: &AppState, u: UserEntry) -> Result<(), String> {
                 None => {}
             }
         }
-        users::create_key(state, id, key).await.map_err(|e| format!("keys[{k}]: {e}"))?;
+        keys::create_key(state, id, key).await.map_err(|e| format!("keys[{k}]: {e}"))?;
     }
     Ok(())
 }

@@ -1,11 +1,14 @@
 //! Domain operations shared by the console, the management API and the CLI. Services own their
 //! transactions; handlers stay thin and call them.
 
+pub mod access_tokens;
 pub mod accounts;
 pub mod bootstrap;
 pub mod channels;
+pub mod keys;
 pub mod pricing;
 pub mod recovery;
 pub mod signup;
 pub mod site;
+pub mod usage;
 pub mod users;

@@ -59,7 +59,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Sends with the session cookie, keeps the one the answer sets: `(status, Location, body)`.
-    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> (StatusCode, String, String) {
+    pub async fn send(&mut self, mut request: reqwest::RequestBuilder) -> (StatusCode, String, String) {
         let others = self.others.iter().map(|(name, value)| format!("{name}={value}"));
         let cookies: Vec<String> = self.cookie.clone().into_iter().chain(others).collect();
         if !cookies.is_empty() {

@@ -70,7 +70,7 @@ async fn requests_show_in_the_usage_log_and_export(backend: Backend) {
     let (_, _, dashboard) = browser.get("/console").await;
     assert!(dashboard.contains("data-testid=\"spend-today\">0.00008<"), "{dashboard}");
     assert!(dashboard.contains("data-testid=\"requests-today\">2<"), "{dashboard}");
-    assert_eq!(dashboard.matches("<rect").count(), 14);
+    assert_eq!(dashboard.matches("<rect class=\"bar\"").count(), 14);
     let (status, _, fragment) = browser.get("/console/stats").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!fragment.contains("<html") && fragment.contains("hx-get=\"/console/stats\""), "{fragment}");

@@ -1,0 +1,124 @@
+//! Queries on `access_tokens`: users' personal access tokens for `/api/me` (stored hashed).
+
+use sqlx::{Any, Executor, Row};
+
+use crate::domain::time::now_ms;
+
+/// A token as its owner sees it (never the secret: only the prefix).
+pub struct TokenListing {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub created_at: i64,
+}
+
+pub async fn insert<'e>(
+    db: impl Executor<'e, Database = Any>,
+    user_id: i64,
+    name: &str,
+    hash: &str,
+    prefix: &str,
+    expires_at: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO access_tokens (user_id, name, token_hash, token_prefix, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(name)
+    .bind(hash)
+    .bind(prefix)
+    .bind(expires_at)
+    .bind(now_ms())
+    .fetch_one(db)
+    .await?
+    .try_get(0)
+}
+
+/// The user's tokens, newest first.
+pub async fn list_for_user<'e>(
+    db: impl Executor<'e, Database = Any>,
+    user_id: i64,
+) -> Result<Vec<TokenListing>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, name, token_prefix, expires_at, last_used_at, created_at FROM access_tokens \
+         WHERE user_id = $1 ORDER BY id DESC",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TokenListing {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                prefix: r.try_get(2)?,
+                expires_at: r.try_get(3)?,
+                last_used_at: r.try_get(4)?,
+                created_at: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn count_for_user<'e>(db: impl Executor<'e, Database = Any>, user_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) FROM access_tokens WHERE user_id = $1").bind(user_id).fetch_one(db).await?.try_get(0)
+}
+
+/// Deletes the token if it is the user's; false otherwise (missing or someone else's).
+pub async fn delete_owned<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    user_id: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM access_tokens WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What authenticating a token needs, read in one query (token joined with its user).
+pub struct TokenGrant {
+    pub id: i64,
+    pub user_id: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub user_status: String,
+}
+
+pub async fn grant_by_hash<'e>(
+    db: impl Executor<'e, Database = Any>,
+    hash: &str,
+) -> Result<Option<TokenGrant>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT t.id, t.user_id, t.expires_at, t.last_used_at, u.status FROM access_tokens t \
+         JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| {
+        Ok(TokenGrant {
+            id: r.try_get(0)?,
+            user_id: r.try_get(1)?,
+            expires_at: r.try_get(2)?,
+            last_used_at: r.try_get(3)?,
+            user_status: r.try_get(4)?,
+        })
+    })
+    .transpose()
+}
+
+/// Stamps the token's last use.
+pub async fn touch<'e>(db: impl Executor<'e, Database = Any>, id: i64, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE access_tokens SET last_used_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}

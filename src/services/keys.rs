@@ -1,0 +1,374 @@
+//! API keys, for the management API (operators, any key) and for their owners (console and
+//! `/api/me`, their own keys only): issue, view, change name / status / limits, delete. Every
+//! input is validated here, once, for every caller; every change invalidates the gateway's key
+//! cache so it applies at once on this instance. No HTTP here.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::users::UserError;
+use crate::db::api_keys::{self, KeyLimits, KeyListing};
+use crate::db::{self, users};
+use crate::domain::api_key;
+use crate::domain::ip_allowlist::IpBlock;
+use crate::domain::money::Money;
+use crate::domain::time::now_ms;
+use crate::state::AppState;
+
+/// Whose keys a caller may reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyScope {
+    /// The operator (admin API, bootstrap): any key.
+    Any,
+    /// A user: only their own keys; any other id looks missing.
+    Owner(i64),
+}
+
+/// A key name's maximum length, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// At most this many models or IP entries per key.
+pub const MAX_LIST_ENTRIES: usize = 100;
+const MAX_MODEL_CHARS: usize = 200;
+
+/// Options for a new API key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyInput {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A decimal amount in the site currency.
+    #[serde(default)]
+    pub spend_limit: Option<String>,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub ips: Option<Vec<String>>,
+    #[serde(default)]
+    pub rpm: Option<i64>,
+    /// A fixed key string (bootstrap files, automation); generated when absent.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// A change to a key: absent fields stay as they are; `null` (or an empty list) removes a limit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    /// `active` or `disabled`.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub spend_limit: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub expires_at: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub ips: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub rpm: Option<Option<i64>>,
+}
+
+/// A field that is in the body, possibly `null` (absent fields get `default`: `None`).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl KeyPatch {
+    fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.name.is_none()
+            && self.spend_limit.is_none()
+            && self.expires_at.is_none()
+            && self.models.is_none()
+            && self.ips.is_none()
+            && self.rpm.is_none()
+    }
+}
+
+/// A key as the management API shows it (never the secret). Money is a decimal string.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: i64,
+    #[serde(skip)]
+    pub user_id: i64,
+    pub name: String,
+    /// The first characters of the key, e.g. `sk-AbCd…`.
+    pub prefix: String,
+    /// `active` or `disabled` (an expired key stays `active` with `expired: true`).
+    pub status: String,
+    pub expired: bool,
+    #[serde(serialize_with = "money")]
+    pub spent: i64,
+    #[serde(serialize_with = "optional_money")]
+    pub spend_limit: Option<i64>,
+    /// Unix ms.
+    pub expires_at: Option<i64>,
+    /// The models the key may call (`null`: every model of the user's group).
+    pub models: Option<Vec<String>>,
+    /// The addresses or CIDR blocks the key may be used from (`null`: anywhere).
+    pub ips: Option<Vec<String>>,
+    /// Requests per minute (`null`: no limit).
+    pub rpm: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub created_at: i64,
+}
+
+fn money<S: Serializer>(nanos: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&Money(*nanos))
+}
+
+fn optional_money<S: Serializer>(nanos: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match nanos {
+        Some(n) => s.collect_str(&Money(*n)),
+        None => s.serialize_none(),
+    }
+}
+
+impl From<KeyListing> for KeyView {
+    fn from(k: KeyListing) -> Self {
+        let list = |json: Option<String>| json.and_then(|j| serde_json::from_str::<Vec<String>>(&j).ok());
+        Self {
+            id: k.id,
+            user_id: k.user_id,
+            expired: k.expires_at.is_some_and(|t| t <= now_ms()),
+            name: k.name,
+            prefix: k.prefix,
+            status: k.status,
+            spent: k.spent,
+            spend_limit: k.spend_limit,
+            expires_at: k.expires_at,
+            models: list(k.allowed_models),
+            ips: list(k.allowed_ips),
+            rpm: k.rate_limit_rpm,
+            last_used_at: k.last_used_at,
+            created_at: k.created_at,
+        }
+    }
+}
+
+// ---- validation, shared by creating and changing keys ---------------------------------------
+
+fn invalid(message: String) -> UserError {
+    UserError::Invalid(message)
+}
+
+/// A trimmed name of at most [`MAX_NAME_CHARS`] characters, without control characters (keys, tokens).
+pub(crate) fn valid_name(name: &str) -> Result<String, UserError> {
+    let name = name.trim();
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid(format!("name: at most {MAX_NAME_CHARS} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("name: no control characters".into()));
+    }
+    Ok(name.to_string())
+}
+
+fn valid_status(status: &str) -> Result<String, UserError> {
+    match status {
+        "active" | "disabled" => Ok(status.to_string()),
+        _ => Err(invalid("status: active or disabled".into())),
+    }
+}
+
+fn valid_spend_limit(limit: &str) -> Result<i64, UserError> {
+    let nanos = Money::parse(limit).map_err(|e| invalid(format!("spend_limit: {e}")))?.nanos();
+    if nanos < 0 {
+        return Err(invalid("spend_limit: must not be negative".into()));
+    }
+    Ok(nanos)
+}
+
+fn valid_rpm(rpm: i64) -> Result<i64, UserError> {
+    if rpm <= 0 {
+        return Err(invalid("rpm: must be positive".into()));
+    }
+    Ok(rpm)
+}
+
+/// A list as stored (a JSON array of trimmed entries; `None` when empty: no restriction), each
+/// entry checked by `check`.
+fn valid_list(
+    field: &str,
+    entries: &[String],
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<Option<String>, UserError> {
+    if entries.len() > MAX_LIST_ENTRIES {
+        return Err(invalid(format!("{field}: at most {MAX_LIST_ENTRIES} entries")));
+    }
+    let mut kept: Vec<&str> = Vec::with_capacity(entries.len());
+    for entry in entries.iter().map(|e| e.trim()) {
+        check(entry).map_err(|e| invalid(format!("{field}: {e}")))?;
+        if !kept.contains(&entry) {
+            kept.push(entry);
+        }
+    }
+    Ok((!kept.is_empty()).then(|| serde_json::to_string(&kept).unwrap_or_default()))
+}
+
+fn valid_models(models: &[String]) -> Result<Option<String>, UserError> {
+    valid_list("models", models, |m| {
+        if m.is_empty() || m.chars().count() > MAX_MODEL_CHARS || m.chars().any(char::is_control) {
+            return Err(format!("{m:?} is not a model name"));
+        }
+        Ok(())
+    })
+}
+
+fn valid_ips(ips: &[String]) -> Result<Option<String>, UserError> {
+    valid_list("ips", ips, |ip| IpBlock::parse(ip).map(|_| ()))
+}
+
+fn new_key_limits(input: &NewKeyInput) -> Result<KeyLimits, UserError> {
+    Ok(KeyLimits {
+        spend_limit: input.spend_limit.as_deref().map(valid_spend_limit).transpose()?,
+        expires_at: input.expires_at,
+        allowed_models: input.models.as_deref().map(valid_models).transpose()?.flatten(),
+        allowed_ips: input.ips.as_deref().map(valid_ips).transpose()?.flatten(),
+        rate_limit_rpm: input.rpm.map(valid_rpm).transpose()?,
+    })
+}
+
+// ---- operations --------------------------------------------------------------------------------
+
+/// Issues a key for a user; the secret is returned once and only its hash is stored.
+pub async fn create_key(state: &AppState, user_id: i64, input: NewKeyInput) -> Result<(i64, String), UserError> {
+    users::summary(state.db().pool(), user_id).await?.ok_or(UserError::NotFound)?;
+    let new_key = match input.key.as_deref() {
+        Some(fixed) => {
+            api_key::validate_fixed(fixed).map_err(|e| invalid(format!("key: {e}")))?;
+            api_key::from_secret(fixed)
+        }
+        None => api_key::generate(),
+    };
+    let limits = new_key_limits(&input)?;
+    let name = valid_name(input.name.as_deref().unwrap_or(""))?;
+    let id = match api_keys::insert(state.db().writer(), user_id, &name, &new_key.hash, &new_key.prefix, &limits).await
+    {
+        Ok(id) => id,
+        Err(e) if db::is_unique_violation(&e, "api_keys_key_hash_key", "api_keys.key_hash") => {
+            return Err(invalid("key: this key already exists".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state.gateway().keys.invalidate_all();
+    Ok((id, new_key.secret))
+}
+
+/// The key as stored, if `scope` may reach it (else `NotFound`, as for a missing key).
+async fn load(state: &AppState, scope: KeyScope, id: i64) -> Result<KeyListing, UserError> {
+    let key = api_keys::get(state.db().pool(), id).await?.ok_or(UserError::NotFound)?;
+    match scope {
+        KeyScope::Owner(user_id) if key.user_id != user_id => Err(UserError::NotFound),
+        _ => Ok(key),
+    }
+}
+
+pub async fn get_key(state: &AppState, scope: KeyScope, id: i64) -> Result<KeyView, UserError> {
+    load(state, scope, id).await.map(KeyView::from)
+}
+
+/// The user's keys, newest first.
+pub async fn list_keys(state: &AppState, user_id: i64) -> Result<Vec<KeyView>, UserError> {
+    Ok(api_keys::list_for_user(state.db().pool(), user_id).await?.into_iter().map(KeyView::from).collect())
+}
+
+/// Changes a key's status, name or limits (only the fields in `patch`); the key as it is now.
+/// Effective at once on this instance, within the cache TTL on others. A spend limit below what
+/// the key has already spent is refused.
+pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyPatch) -> Result<KeyView, UserError> {
+    if patch.is_empty() {
+        return Err(invalid(
+            "nothing to change: send status, name, spend_limit, expires_at, models, ips or rpm".into(),
+        ));
+    }
+    let current = load(state, scope, id).await?;
+    let status = patch.status.as_deref().map_or_else(|| Ok(current.status.clone()), valid_status)?;
+    let name = patch.name.as_deref().map_or_else(|| Ok(current.name.clone()), valid_name)?;
+    let limits = KeyLimits {
+        spend_limit: match &patch.spend_limit {
+            Some(limit) => limit.as_deref().map(valid_spend_limit).transpose()?,
+            None => current.spend_limit,
+        },
+        expires_at: patch.expires_at.unwrap_or(current.expires_at),
+        allowed_models: match &patch.models {
+            Some(models) => models.as_deref().map(valid_models).transpose()?.flatten(),
+            None => current.allowed_models.clone(),
+        },
+        allowed_ips: match &patch.ips {
+            Some(ips) => ips.as_deref().map(valid_ips).transpose()?.flatten(),
+            None => current.allowed_ips.clone(),
+        },
+        rate_limit_rpm: match patch.rpm {
+            Some(rpm) => rpm.map(valid_rpm).transpose()?,
+            None => current.rate_limit_rpm,
+        },
+    };
+    let below_spent = |spent: i64| invalid(format!("spend_limit: this key has already spent {}", Money(spent)));
+    if let Some(limit) = limits.spend_limit
+        && limit < current.spent
+    {
+        return Err(below_spent(current.spent));
+    }
+    if !api_keys::update(state.db().writer(), id, &name, &status, &limits).await? {
+        // Deleted meanwhile, or requests spent past the new limit since it was read.
+        let now = load(state, scope, id).await?;
+        return Err(below_spent(now.spent));
+    }
+    state.gateway().keys.invalidate_all();
+    get_key(state, scope, id).await
+}
+
+pub async fn delete_key(state: &AppState, scope: KeyScope, id: i64) -> Result<(), UserError> {
+    load(state, scope, id).await?;
+    if !api_keys::delete(state.db().writer(), id).await? {
+        return Err(UserError::NotFound);
+    }
+    state.gateway().keys.invalidate_all();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_tell_absent_from_null() {
+        let patch: KeyPatch = serde_json::from_str(r#"{"spend_limit": null, "rpm": 5}"#).unwrap();
+        assert_eq!(patch.spend_limit, Some(None));
+        assert_eq!(patch.rpm, Some(Some(5)));
+        assert_eq!(patch.models, None);
+        assert!(!patch.is_empty());
+        assert!(serde_json::from_str::<KeyPatch>("{}").unwrap().is_empty());
+        assert!(serde_json::from_str::<KeyPatch>(r#"{"user_id": 2}"#).is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn lists_are_trimmed_deduplicated_and_checked() {
+        let ips = |v: &[&str]| valid_ips(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(ips(&[" 10.0.0.0/8", "10.0.0.0/8", "::1"]).unwrap().as_deref(), Some(r#"["10.0.0.0/8","::1"]"#));
+        assert_eq!(ips(&[]).unwrap(), None);
+        assert!(ips(&["10.0.0.300"]).is_err());
+        let models = |v: &[&str]| valid_models(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(models(&["gpt-4o", ""]).is_err());
+        assert!(models(&[&"m".repeat(201)]).is_err());
+        assert_eq!(models(&["gpt-4o"]).unwrap().as_deref(), Some(r#"["gpt-4o"]"#));
+        assert!(valid_models(&vec!["m".to_string(); 101]).is_err());
+    }
+
+    #[test]
+    fn fields_are_checked() {
+        assert!(valid_name(&"n".repeat(100)).is_ok());
+        assert!(valid_name(&"名".repeat(101)).is_err());
+        assert!(valid_name("tab\there").is_err());
+        assert_eq!(valid_spend_limit("2.5").unwrap(), 2_500_000_000);
+        assert!(valid_spend_limit("-1").is_err() && valid_spend_limit("lots").is_err());
+        assert!(valid_rpm(0).is_err() && valid_rpm(1).is_ok());
+        assert!(valid_status("paused").is_err());
+    }
+}
