@@ -196,6 +196,7 @@ pub const ZH: &[(&str, &str)] = &[
     ("Display name", "显示名称"),
     ("Rewards earned", "已获奖励"),
     ("Signed in as", "当前登录"),
+    ("Your name", "你的名字"),
     (
         "This site does not send email, so passwords cannot be reset by email. Ask the site's operators to reset yours.",
         "本站不发送邮件，因此无法通过邮件重置密码。请联系站点运营者为你重置。",
