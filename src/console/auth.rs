@@ -35,6 +35,8 @@ pub struct CurrentUser {
     pub id: i64,
     pub email: String,
     pub balance: String,
+    /// `root`, `admin`, `reseller` or `user`.
+    pub role: String,
     pub session: Session,
     /// The page layout for this viewer.
     pub layout: Layout,
@@ -50,7 +52,8 @@ impl FromRequestParts<AppState> for CurrentUser {
         match users::summary(state.db().pool(), id).await {
             Ok(Some(user)) if user.status == "active" => {
                 let layout = Layout::from_request_parts(parts, state).await?;
-                Ok(Self { id, email: user.email, balance: Money(user.balance).to_string(), session, layout })
+                let balance = Money(user.balance).to_string();
+                Ok(Self { id, email: user.email, balance, role: user.role, session, layout })
             }
             Ok(_) => {
                 let _ = session.flush().await;
@@ -146,13 +149,7 @@ pub async fn login(
     Form(form): Form<Credentials>,
 ) -> Response {
     if let Err(wait) = state.login_throttle().check(ip, &form.email) {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        let message = format!("Too many attempts. Try again in {minutes} minute(s), or reset your password.");
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
-        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-        }
-        return response;
+        return too_many(wait);
     }
     let found = match Email::parse(&form.email) {
         Ok(email) => users::credentials(state.db().pool(), &email).await.ok().flatten(),
@@ -182,6 +179,17 @@ pub async fn login(
             (StatusCode::UNAUTHORIZED, page).into_response()
         }
     }
+}
+
+/// 429 with `Retry-After`, for a client over the throttle's limits.
+fn too_many(wait: std::time::Duration) -> Response {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    let message = format!("Too many attempts. Try again in {minutes} minute(s), or reset your password.");
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// Starts the user's session: a new session id (a fixated id from before is worthless) and a new
@@ -238,10 +246,18 @@ pub async fn signup_page(layout: Layout, Query(query): Query<SignupQuery>) -> Si
 /// to check the inbox (the same answer whether or not the address already had an account).
 pub async fn signup(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     session: Session,
     layout: Layout,
     Form(form): Form<Credentials>,
 ) -> Response {
+    // Every attempt counts, per address and per email: nobody mass-creates accounts or mails
+    // one inbox over and over.
+    let throttle_key = format!("signup:{}", form.email.trim().to_lowercase());
+    if let Err(wait) = state.login_throttle().check(ip, &throttle_key) {
+        return too_many(wait);
+    }
+    state.login_throttle().failed(ip, &throttle_key);
     let input = SignupInput {
         email: form.email.clone(),
         password: form.password,

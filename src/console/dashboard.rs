@@ -123,6 +123,8 @@ pub struct Dashboard {
     layout: Layout,
     email: String,
     stats: Stats,
+    /// Operators are told when the site sends no mail (signups are then not verified).
+    mail_off: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -135,7 +137,10 @@ pub struct StatsFragment {
 /// `GET /console`.
 pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response {
     match stats(&state, &user).await {
-        Ok(stats) => Dashboard { layout: user.layout.clone(), email: user.email, stats }.into_response(),
+        Ok(stats) => {
+            let mail_off = matches!(user.role.as_str(), "root" | "admin") && !state.mailer().is_configured();
+            Dashboard { layout: user.layout.clone(), email: user.email, stats, mail_off }.into_response()
+        }
         Err(e) => failed(&e),
     }
 }

@@ -197,6 +197,12 @@ pub const ZH: &[(&str, &str)] = &[
     ("Rewards earned", "已获奖励"),
     ("Signed in as", "当前登录"),
     ("Your name", "你的名字"),
+    ("Copy", "复制"),
+    (
+        "This site sends no email (no SMTP server is configured): new accounts are not verified and passwords cannot be reset by email. Set BURNCLOUD_SMTP_HOST to turn mail on.",
+        "本站不发送邮件（未配置 SMTP 服务器）：新账户不会验证邮箱，也无法通过邮件重置密码。设置 BURNCLOUD_SMTP_HOST 即可开启邮件。",
+    ),
+    ("Copied", "已复制"),
     (
         "This site does not send email, so passwords cannot be reset by email. Ask the site's operators to reset yours.",
         "本站不发送邮件，因此无法通过邮件重置密码。请联系站点运营者为你重置。",

@@ -24,6 +24,8 @@ pub struct Layout {
     pub announcement: String,
     pub css_url: String,
     pub htmx_url: String,
+    /// The console's own small script (copy buttons).
+    pub app_js_url: String,
     pub csrf: String,
     pub lang: Lang,
     /// `light`, `dark` or empty (follow the system).
@@ -88,6 +90,7 @@ impl FromRequestParts<AppState> for Layout {
             announcement: site.announcement.clone(),
             css_url: assets::url("app.css"),
             htmx_url: assets::url("htmx.min.js"),
+            app_js_url: assets::url("app.js"),
             csrf: csrf::token(&session).await,
             lang: language(&parts.headers),
             theme,

@@ -235,6 +235,19 @@ async fn repeated_failures_slow_that_client_for_that_account(backend: Backend) {
     // Another account from the same client is not affected.
     let form = [("email", "other@example.com"), ("password", "the right one!"), ("csrf", csrf.as_str())];
     assert_eq!(browser.post("/login", &form).await.1, "/console");
+
+    // Signing up counts too: the same address over and over is slowed down.
+    let mut spammer = Browser::new(&app);
+    for attempt in 1..=6 {
+        let csrf = spammer.csrf("/signup").await;
+        let form = [("email", "spam.target@example.com"), ("password", "the right one!"), ("csrf", csrf.as_str())];
+        let (status, _, body) = spammer.post("/signup", &form).await;
+        if attempt <= 5 {
+            assert!(status.is_success() || status.is_redirection() || status == StatusCode::BAD_REQUEST, "{attempt}");
+        } else {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        }
+    }
 }
 
 async fn self_service_ignores_role_group_and_balance_fields(backend: Backend) {

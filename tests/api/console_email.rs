@@ -342,4 +342,18 @@ async fn without_smtp_nobody_is_told_to_check_an_inbox(backend: Backend) {
     // And signup goes straight in, without a link to wait for.
     let (status, location, _) = sign_up(&mut browser, "direct@example.com", "").await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console"));
+    let (_, _, page) = browser.get("/console").await;
+    assert!(!page.contains("data-testid=\"mail-off\""), "users are not bothered with it");
+
+    // The operators are told, on their dashboard.
+    let mut admin = Browser::new(&app);
+    let (status, _, _) = log_in(&mut admin, crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = admin.get("/console").await;
+    assert!(page.contains("data-testid=\"mail-off\"") && page.contains("BURNCLOUD_SMTP_HOST"), "{page}");
+    let mail_app = mail_app(backend).await;
+    let mut admin = Browser::new(&mail_app);
+    log_in(&mut admin, crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD).await;
+    let (_, _, page) = admin.get("/console").await;
+    assert!(page.contains("data-testid=\"email\"") && !page.contains("data-testid=\"mail-off\""), "{page}");
 }
