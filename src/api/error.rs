@@ -12,6 +12,9 @@ use crate::services::users::UserError;
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized(&'static str),
+    /// Authenticated, but this role may not do this (a user on an admin endpoint, an admin on
+    /// another admin).
+    Forbidden(&'static str),
     Invalid(String),
     NotFound,
     Conflict(String),
@@ -22,6 +25,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string()),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.to_string()),
             Self::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".to_string()),
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),

@@ -31,6 +31,9 @@ pub struct Layout {
     /// `light`, `dark` or empty (follow the system).
     pub theme: &'static str,
     pub logged_in: bool,
+    /// The logged-in user's role (`root`, `admin`, `reseller`, `user`; empty when logged out):
+    /// the top bar links operators to `/admin` and resellers to `/console/reseller`.
+    pub role: String,
     /// The path of this page, for the preference forms to come back to.
     pub path: String,
 }
@@ -39,6 +42,10 @@ impl Layout {
     /// `text` in the viewer's language.
     pub fn t<'a>(&self, text: &'a str) -> &'a str {
         self.lang.t(text)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self.role.as_str(), "root" | "admin")
     }
 
     pub fn is_zh(&self) -> bool {
@@ -78,7 +85,11 @@ impl FromRequestParts<AppState> for Layout {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
-        let logged_in = matches!(session.get::<i64>(super::auth::USER_KEY).await, Ok(Some(_)));
+        let user_id = session.get::<i64>(super::auth::USER_KEY).await.ok().flatten();
+        let role = match user_id {
+            Some(id) => crate::db::users::summary(state.db().pool(), id).await.ok().flatten().map(|u| u.role),
+            None => None,
+        };
         let site = state.site();
         let theme = match cookie(&parts.headers, THEME_COOKIE) {
             Some("light") => "light",
@@ -94,7 +105,8 @@ impl FromRequestParts<AppState> for Layout {
             csrf: csrf::token(&session).await,
             lang: language(&parts.headers),
             theme,
-            logged_in,
+            logged_in: user_id.is_some(),
+            role: role.unwrap_or_default(),
             path: parts.uri.path().to_string(),
         })
     }

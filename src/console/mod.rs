@@ -1,5 +1,6 @@
 //! The server-rendered console: askama pages, htmx fragments and the embedded static assets.
 
+pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod billing;
@@ -19,6 +20,7 @@ pub mod preferences;
 pub mod profile;
 pub mod public;
 pub mod recovery;
+pub mod reseller;
 pub mod session_store;
 pub mod throttle;
 pub mod tokens;
@@ -33,6 +35,7 @@ use crate::routes::Routes;
 
 /// The console's pages and forms (served with sessions: see [`session_layer`]).
 pub fn routes(routes: Routes) -> Routes {
+    let routes = reseller::routes(admin::routes(routes));
     routes
         .page_get("/", pages::landing)
         .page_get("/pricing", public::pricing)

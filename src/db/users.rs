@@ -23,6 +23,16 @@ impl Role {
             Role::User => "user",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "root" => Some(Role::Root),
+            "admin" => Some(Role::Admin),
+            "reseller" => Some(Role::Reseller),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
 }
 
 /// The columns needed to create a user.

@@ -79,6 +79,19 @@ impl<'a> Browser<'a> {
         assert_eq!(status, StatusCode::SEE_OTHER);
     }
 
+    /// Logs in (asserting it worked).
+    pub async fn log_in(&mut self, email: &str, password: &str) {
+        let csrf = self.csrf("/login").await;
+        let (status, location, body) =
+            self.post("/login", &[("email", email), ("password", password), ("csrf", &csrf)]).await;
+        assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console"), "{body}");
+    }
+
+    /// Logs in as the root admin the test app creates.
+    pub async fn log_in_as_root(&mut self) {
+        self.log_in(crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD).await;
+    }
+
     /// The CSRF token of the form on `path`.
     pub async fn csrf(&mut self, path: &str) -> String {
         let (_, _, page) = self.get(path).await;

@@ -271,8 +271,8 @@ async fn refused_tokens_get_401(backend: Backend) {
     for wrong in ["bct_not-a-real-token", ADMIN_TOKEN, api_key.as_str()] {
         assert_api_error(&call(&app, wrong, "GET", "/api/me/keys", None).await, 401, "unauthorized", "token");
     }
-    // The admin API does not take a user's token either.
-    assert_eq!(call(&app, &token, "GET", "/api/admin/channels", None).await.0, 401);
+    // A user's token is not an admin's: the admin API refuses it (403: known, but not allowed).
+    assert_eq!(call(&app, &token, "GET", "/api/admin/channels", None).await.0, 403);
 
     // Expired.
     sqlx::query("UPDATE access_tokens SET expires_at = $1")
