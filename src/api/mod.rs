@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod codes;
 pub mod error;
 pub mod me;
 pub mod me_keys;
@@ -28,6 +29,18 @@ pub fn routes(routes: Routes) -> Routes {
         .put("/api/admin/groups/{name}", admin::set_group)
         .put("/api/admin/groups/{name}/prices/{model}", admin::set_group_price)
         .put("/api/admin/settings/{key}", admin::set_setting)
+        .post("/api/admin/codes", codes::admin_generate)
+        .get("/api/admin/codes", codes::admin_list)
+        .get("/api/admin/codes/export", codes::admin_export)
+        .post("/api/admin/codes/void", codes::admin_void_batch)
+        .post("/api/admin/codes/{id}/void", codes::admin_void)
+        .post("/api/reseller/codes", codes::reseller_generate)
+        .get("/api/reseller/codes", codes::reseller_list)
+        .get("/api/reseller/codes/export", codes::reseller_export)
+        .post("/api/reseller/codes/void", codes::reseller_void_batch)
+        .post("/api/reseller/codes/{id}/void", codes::reseller_void)
+        .get("/api/reseller/invitees", codes::reseller_invitees)
+        .post("/api/reseller/transfer", codes::reseller_transfer)
         .get("/api/me", me::me)
         .get("/api/me/balance", me::balance)
         .get("/api/me/logs", me::logs)

@@ -8,6 +8,7 @@
 //! with its ledger row and the request log, in a group-committed transaction.
 
 pub mod batch;
+pub mod codes;
 pub mod lease;
 
 use crate::db::Db;

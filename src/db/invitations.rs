@@ -75,3 +75,20 @@ pub async fn earned<'e>(db: impl Executor<'e, Database = Any>, inviter_id: i64) 
     .await?
     .try_get(0)
 }
+
+/// An inviter's invitees with the reward each earned them: `(email, joined at, inviter reward,
+/// rewarded at)`, newest first; the reward is only paid once `rewarded at` is set.
+pub async fn invitees_with_rewards<'e>(
+    db: impl Executor<'e, Database = Any>,
+    inviter_id: i64,
+) -> Result<Vec<(String, i64, i64, Option<i64>)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.email, u.created_at, COALESCE(i.inviter_reward, 0), i.rewarded_at FROM users u \
+         LEFT JOIN invitations i ON i.invitee_id = u.id AND i.inviter_id = $1 \
+         WHERE u.invited_by = $1 ORDER BY u.id DESC LIMIT 500",
+    )
+    .bind(inviter_id)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).collect()
+}

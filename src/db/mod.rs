@@ -6,6 +6,7 @@
 pub mod access_tokens;
 pub mod api_keys;
 pub mod channels;
+pub mod codes;
 pub mod email_tokens;
 pub mod invitations;
 pub mod leases;

@@ -18,3 +18,10 @@ pub fn hash(secret: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
+
+/// A redemption code's random part: 20 alphanumeric characters (≈ 119 bits), so codes cannot be
+/// guessed or enumerated; the unique constraint on `redemption_codes.code` catches the
+/// (astronomically unlikely) repeat.
+pub fn redemption_code(prefix: &str) -> String {
+    format!("{prefix}{}", random_alphanumeric(20))
+}

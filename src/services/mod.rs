@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit;
 pub mod bootstrap;
 pub mod channels;
+pub mod codes;
 pub mod keys;
 pub mod pricing;
 pub mod recovery;
