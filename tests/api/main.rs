@@ -35,6 +35,7 @@ mod azure;
 mod bedrock;
 mod browser;
 mod cli;
+mod codes;
 mod conformance;
 mod console;
 mod console_auth;
