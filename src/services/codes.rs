@@ -217,7 +217,7 @@ pub async fn batches(state: &AppState, owner: Owner) -> Result<Vec<String>, Code
 pub async fn export_csv(state: &AppState, actor: &Actor, owner: Owner, filter: &Filter) -> Result<String, CodesError> {
     let rows = mask(owner, db_codes::list(state.db().pool(), filter, now_ms(), EXPORT_LIMIT).await?);
     let mut out = String::from("id,code,batch,value,status,redeemed_by,redeemed_at,expires_at,created_at\r\n");
-    let day = |t: Option<i64>| t.map(|t| utc_time(t)).unwrap_or_default();
+    let day = |t: Option<i64>| t.map(utc_time).unwrap_or_default();
     for r in &rows {
         let fields = [
             r.id.to_string(),

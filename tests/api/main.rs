@@ -34,6 +34,7 @@ mod anthropic;
 mod azure;
 mod bedrock;
 mod browser;
+mod browser_codes;
 mod cli;
 mod codes;
 mod conformance;

@@ -309,11 +309,11 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("Generate codes", "生成兑换码"),
     ("Batch name", "批次名称"),
-    ("e.g. November promo", "例如：十一月促销"),
+    ("e.g. Spring sale", "例如：春季促销"),
     ("Value of each code", "每个兑换码的面值"),
     ("How many", "数量"),
     ("Prefix (optional)", "前缀（可选）"),
-    ("Works through (UTC day, optional)", "有效期至（UTC 日期，可选）"),
+    ("Last day (optional)", "最后有效日（可选）"),
     ("Generate", "生成"),
     (
         "Codes are 20 random letters and digits after the prefix: they cannot be guessed.",
