@@ -81,6 +81,13 @@ async fn operators_and_resellers_work_with_codes_in_the_browser(backend: Backend
     chrome.wait_for_text("Voided 1 unused code(s).").await;
     assert_eq!(chrome.text("[data-testid=reseller-balance]").await, "75.00", "the voided code is refunded");
     notes.extend(chrome.screenshot("reseller").await);
+    // Dark and Chinese: the same page, finished too.
+    chrome.click_and_wait("form.prefs button[name=theme][value=dark]").await;
+    chrome.click_and_wait("[data-testid=switch-lang]").await;
+    chrome.wait_for_text("转账余额").await;
+    notes.extend(chrome.screenshot("reseller-dark-zh").await);
+    chrome.click_and_wait("[data-testid=switch-lang]").await;
+    chrome.wait_for_text("Transfer balance").await;
     log_out(&chrome).await;
 
     // The customer redeems the reseller's other code; the reseller then sees it used, masked.
