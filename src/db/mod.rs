@@ -7,6 +7,7 @@ pub mod access_tokens;
 pub mod api_keys;
 pub mod channels;
 pub mod email_tokens;
+pub mod groups;
 pub mod invitations;
 pub mod leases;
 pub mod ledger;
@@ -14,6 +15,7 @@ pub mod migrate;
 pub mod prices;
 pub mod request_logs;
 pub mod settings;
+pub mod user_admin;
 pub mod users;
 
 use std::time::Duration;
