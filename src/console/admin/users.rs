@@ -432,6 +432,7 @@ pub const ZH: &[(&str, &str)] = &[
     ("Balance after", "变动后余额"),
     ("Note", "备注"),
     ("Keys", "密钥"),
+    ("Spent", "已用"),
     ("No keys.", "没有密钥。"),
     ("Recent usage", "最近用量"),
     ("No requests yet.", "暂无请求。"),
