@@ -40,7 +40,7 @@ async fn credit(app: &TestApp, email: &str, amount: &str) {
         .await
         .expect("the user signed up");
     let (status, body) =
-        app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": amount }))).await;
+        app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": amount, "note": "test" }))).await;
     assert_eq!(status, 200, "{body}");
 }
 

@@ -25,7 +25,7 @@ pub async fn user_with_console_key(app: &TestApp, browser: &mut Browser<'_>, ema
         .await
         .unwrap();
     let (status, _) =
-        app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": "1.00" }))).await;
+        app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": "1.00", "note": "test" }))).await;
     assert_eq!(status, 200);
     let csrf = browser.csrf("/console/keys").await;
     let (status, _, page) = browser.post("/console/keys", &[("name", "ci"), ("csrf", &csrf)]).await;

@@ -116,7 +116,7 @@ async fn another_users_usage_and_ledger_cannot_be_reached(backend: Backend) {
         .await
         .unwrap();
     let (status, _) =
-        app.admin("POST", &format!("/api/admin/users/{victim_id}/credit"), Some(json!({ "amount": "7.77" }))).await;
+        app.admin("POST", &format!("/api/admin/users/{victim_id}/credit"), Some(json!({ "amount": "7.77", "note": "test" }))).await;
     assert_eq!(status, 200);
     let key = new_key(&mut victim, "victim-key").await;
     call(&app, &key, "gpt-victim").await;
