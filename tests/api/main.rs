@@ -35,6 +35,7 @@ mod anthropic;
 mod azure;
 mod bedrock;
 mod browser;
+mod browser_admin_users;
 mod cli;
 mod conformance;
 mod console;
