@@ -45,8 +45,16 @@ pub async fn set(
 }
 
 /// `DELETE /api/admin/prices/{model}`.
-pub async fn delete(State(state): State<AppState>, auth: AdminAuth, Path(model): Path<String>) -> ApiResult<StatusCode> {
-    if price_admin::delete(&state, &auth.actor, &model).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound) }
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(model): Path<String>,
+) -> ApiResult<StatusCode> {
+    if price_admin::delete(&state, &auth.actor, &model).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
 }
 
 /// `PUT /api/admin/groups/{name}/prices/{model}`.
@@ -115,6 +123,10 @@ pub async fn save_group(
 }
 
 /// `DELETE /api/admin/groups/{name}`: not `default`, not a group with users (400).
-pub async fn delete_group(State(state): State<AppState>, auth: AdminAuth, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_group(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     if groups::delete(&state, &auth.actor, &name).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound) }
 }

@@ -56,7 +56,9 @@ pub async fn list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> ApiR
             })
         })
         .collect();
-    Ok(Json(json!({ "data": data, "total": page.total, "page": page.page, "per_page": page.per_page, "has_next": has_next })))
+    Ok(Json(
+        json!({ "data": data, "total": page.total, "page": page.page, "per_page": page.per_page, "has_next": has_next }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -46,17 +46,21 @@ pub async fn set_allowed_models<'e>(
     name: &str,
     models: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE groups SET allowed_models = $1 WHERE name = $2").bind(models).bind(name).execute(db).await.map(|_| ())
+    sqlx::query("UPDATE groups SET allowed_models = $1 WHERE name = $2")
+        .bind(models)
+        .bind(name)
+        .execute(db)
+        .await
+        .map(|_| ())
 }
 
 /// Deletes a group that no user belongs to; false when it is missing or has users.
 pub async fn delete_unused<'e>(db: impl Executor<'e, Database = Any>, name: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM groups WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE group_name = $1)",
-    )
-    .bind(name)
-    .execute(db)
-    .await?;
+    let done =
+        sqlx::query("DELETE FROM groups WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE group_name = $1)")
+            .bind(name)
+            .execute(db)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -198,7 +198,9 @@ impl RoutingTable {
         let allowlists: HashMap<String, HashSet<String>> = db::groups::allowlists(db.pool())
             .await?
             .into_iter()
-            .map(|(group, json)| (group, serde_json::from_str::<Vec<String>>(&json).unwrap_or_default().into_iter().collect()))
+            .map(|(group, json)| {
+                (group, serde_json::from_str::<Vec<String>>(&json).unwrap_or_default().into_iter().collect())
+            })
             .collect();
         let mut grouped: HashMap<(String, String), HashMap<i64, Vec<Member>>> = HashMap::new();
         for ability in db::channels::abilities(db.pool()).await? {

@@ -112,8 +112,9 @@ pub async fn set_override(
     let (group, model) = (group.trim(), model.trim());
     let before = get_override(state, group, model).await?;
     pricing::set_group_price(state, group, model, input).await?;
-    let after =
-        get_override(state, group, model).await?.ok_or_else(|| PricingError::Internal("saved price vanished".into()))?;
+    let after = get_override(state, group, model)
+        .await?
+        .ok_or_else(|| PricingError::Internal("saved price vanished".into()))?;
     let details = audit::changes(&before.map(|b| b.json()).unwrap_or(json!({})), &after.json());
     audit::record(state, actor, "group_price.set", ("group_price", &format!("{group}/{model}")), details).await;
     Ok(after)
@@ -124,7 +125,8 @@ pub async fn delete_override(state: &AppState, actor: &Actor, group: &str, model
     db_groups::delete_group_price(state.db().writer(), group, model).await?;
     reload_routing(state).await;
     let target = format!("{group}/{model}");
-    audit::record(state, actor, "group_price.delete", ("group_price", &target), json!({ "before": before.json() })).await;
+    audit::record(state, actor, "group_price.delete", ("group_price", &target), json!({ "before": before.json() }))
+        .await;
     Ok(true)
 }
 
@@ -211,10 +213,12 @@ pub struct ImportSummary {
     pub groups: usize,
 }
 
+/// What a ratio JSON describes: model prices and group multipliers (parts per million).
+type Ratios = (Vec<(String, Price)>, Vec<(String, i64)>);
+
 /// The prices and multipliers a ratio JSON describes, computed before anything is written.
-fn read_ratios(body: &str) -> Result<(Vec<(String, Price)>, Vec<(String, i64)>), String> {
-    let top: BTreeMap<String, Box<RawValue>> =
-        serde_json::from_str(body).map_err(|e| format!("invalid JSON: {e}"))?;
+fn read_ratios(body: &str) -> Result<Ratios, String> {
+    let top: BTreeMap<String, Box<RawValue>> = serde_json::from_str(body).map_err(|e| format!("invalid JSON: {e}"))?;
     let get = |name: &str| top.get(name).map(|raw| table(name, raw)).transpose();
     let model_ratio = get("ModelRatio")?.unwrap_or_default();
     let completion = get("CompletionRatio")?.unwrap_or_default();
@@ -247,7 +251,10 @@ fn read_ratios(body: &str) -> Result<(Vec<(String, Price)>, Vec<(String, i64)>),
             .and_then(|m| m.checked_mul(2))
             .and_then(|m| rounded(m, ratio.exponent + c.exponent + 9))
             .ok_or_else(|| too_large(model))?;
-        prices.push((model.clone(), Price { input_per_mtok: Some(input), output_per_mtok: Some(output), ..Price::default() }));
+        prices.push((
+            model.clone(),
+            Price { input_per_mtok: Some(input), output_per_mtok: Some(output), ..Price::default() },
+        ));
     }
     for (model, usd) in &model_price {
         check(model)?;
@@ -256,7 +263,10 @@ fn read_ratios(body: &str) -> Result<(Vec<(String, Price)>, Vec<(String, i64)>),
     }
     let mut groups = Vec::new();
     for (group, ratio) in &group_ratio {
-        if group.is_empty() || group.len() > 64 || !group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if group.is_empty()
+            || group.len() > 64
+            || !group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(format!("GroupRatio: {group:?} is not a group name (letters, digits, - or _)"));
         }
         let ppm = rounded(ratio.mantissa, ratio.exponent + 6).filter(|p| *p <= 1_000_000_000);

@@ -10,12 +10,12 @@ use serde_json::json;
 use crate::billing::{self, BillingError};
 use crate::console::session_store;
 use crate::db::ledger::Kind;
+use crate::db::prices;
 use crate::db::user_admin::{self, UserListRow, UserSearch};
 use crate::db::users::{self, Role};
-use crate::db::prices;
 use crate::domain::money::Money;
 use crate::services::audit::{self, Actor};
-use crate::services::users::{UserView, get as get_view, UserError};
+use crate::services::users::{UserError, UserView, get as get_view};
 use crate::state::AppState;
 
 /// Why an operator's action on a user was refused.
@@ -99,7 +99,7 @@ impl SearchQuery {
         }
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(25);
-        if page < 1 || page > 1_000_000 {
+        if !(1..=1_000_000).contains(&page) {
             return Err(AdminUserError::Invalid("page: 1 or more".into()));
         }
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
@@ -154,13 +154,7 @@ const MAX_NOTE_CHARS: usize = 500;
 /// Credits (a positive amount) or debits (a negative one) with a mandatory note: one ledger row
 /// through `billing::adjust`. A debit larger than the balance is refused and changes nothing.
 /// Returns the new balance.
-pub async fn adjust(
-    state: &AppState,
-    actor: &Actor,
-    id: i64,
-    amount: &str,
-    note: &str,
-) -> Result<i64, AdminUserError> {
+pub async fn adjust(state: &AppState, actor: &Actor, id: i64, amount: &str, note: &str) -> Result<i64, AdminUserError> {
     let amount = Money::parse(amount).map_err(|e| AdminUserError::Invalid(format!("amount: {e}")))?.nanos();
     if amount == 0 {
         return Err(AdminUserError::Invalid("amount: must not be zero".into()));
@@ -207,12 +201,7 @@ pub struct UserPatch {
 /// admins (and root accounts), an admin never acts on an admin or root, and the last active
 /// root is never demoted or disabled. Disabling ends every console session of the user and
 /// stops their keys at once. The user as they are now.
-pub async fn update(
-    state: &AppState,
-    actor: &Actor,
-    id: i64,
-    patch: &UserPatch,
-) -> Result<UserView, AdminUserError> {
+pub async fn update(state: &AppState, actor: &Actor, id: i64, patch: &UserPatch) -> Result<UserView, AdminUserError> {
     if patch.group.is_none() && patch.role.is_none() && patch.status.is_none() {
         return Err(AdminUserError::Invalid("nothing to change: send group, role or status".into()));
     }
@@ -220,9 +209,9 @@ pub async fn update(
     let current_role = Role::parse(&before.role).unwrap_or(Role::User);
     let role = match patch.role.as_deref().map(str::trim) {
         None => None,
-        Some(r) => Some(Role::parse(r).ok_or_else(|| {
-            AdminUserError::Invalid("role: root, admin, reseller or user".into())
-        })?),
+        Some(r) => {
+            Some(Role::parse(r).ok_or_else(|| AdminUserError::Invalid("role: root, admin, reseller or user".into()))?)
+        }
     };
     if let Some(role) = role
         && role != current_role

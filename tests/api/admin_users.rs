@@ -122,12 +122,22 @@ async fn users_api_searches_adjusts_and_changes(backend: Backend) {
     let (status, changed) = patch(json!({ "group": "vip", "role": "user" })).await;
     assert_eq!(status, 200, "{changed}");
     assert_eq!((changed["group"].as_str(), changed["role"].as_str()), (Some("vip"), Some("user")));
-    for bad in [json!({}), json!({ "group": "nope" }), json!({ "role": "king" }), json!({ "status": "asleep" }), json!({ "email": "x@y.z" })] {
+    for bad in [
+        json!({}),
+        json!({ "group": "nope" }),
+        json!({ "role": "king" }),
+        json!({ "status": "asleep" }),
+        json!({ "email": "x@y.z" }),
+    ] {
         assert_eq!(patch(bad.clone()).await.0, 400, "{bad}");
     }
     assert_eq!(app.admin("PATCH", "/api/admin/users/99999", Some(json!({ "role": "user" }))).await.0, 404);
     let (_, after) = app.admin("GET", &format!("/api/admin/users/{bob_id}"), None).await;
-    assert_eq!((after["group"].as_str(), after["role"].as_str()), (Some("vip"), Some("user")), "refusals changed nothing");
+    assert_eq!(
+        (after["group"].as_str(), after["role"].as_str()),
+        (Some("vip"), Some("user")),
+        "refusals changed nothing"
+    );
 
     let updates = audit(&app, "user.update").await;
     assert_eq!(updates.len(), 1);
@@ -137,7 +147,11 @@ async fn users_api_searches_adjusts_and_changes(backend: Backend) {
     assert_eq!(credits[0]["note"], "goodwill");
     assert_eq!(credits[0]["after"]["balance"], "10.50");
     let debits = audit(&app, "user.debit").await;
-    assert_eq!((debits.len(), debits[0]["before"]["balance"].as_str()), (1, Some("10.50")), "a refused debit is not audited");
+    assert_eq!(
+        (debits.len(), debits[0]["before"]["balance"].as_str()),
+        (1, Some("10.50")),
+        "a refused debit is not audited"
+    );
 }
 
 async fn role_rules_hold_for_admins_and_the_last_root(backend: Backend) {
@@ -152,40 +166,65 @@ async fn role_rules_hold_for_admins_and_the_last_root(backend: Backend) {
 
     // An admin acts on users, never on admins or root, and never makes admins.
     let credit = json!({ "amount": "1", "note": "n" });
-    assert_eq!(with_token(&app, &token, "POST", &format!("/api/admin/users/{user}/credit"), Some(credit.clone())).await.0, 200);
+    assert_eq!(
+        with_token(&app, &token, "POST", &format!("/api/admin/users/{user}/credit"), Some(credit.clone())).await.0,
+        200
+    );
     for target in [other_admin, root] {
         let (status, body) =
             with_token(&app, &token, "POST", &format!("/api/admin/users/{target}/credit"), Some(credit.clone())).await;
         assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
-        let (status, _) =
-            with_token(&app, &token, "PATCH", &format!("/api/admin/users/{target}"), Some(json!({ "status": "disabled" }))).await;
+        let (status, _) = with_token(
+            &app,
+            &token,
+            "PATCH",
+            &format!("/api/admin/users/{target}"),
+            Some(json!({ "status": "disabled" })),
+        )
+        .await;
         assert_eq!(status, 403);
     }
-    let (status, _) = with_token(&app, &token, "PATCH", &format!("/api/admin/users/{user}"), Some(json!({ "role": "admin" }))).await;
+    let (status, _) =
+        with_token(&app, &token, "PATCH", &format!("/api/admin/users/{user}"), Some(json!({ "role": "admin" }))).await;
     assert_eq!(status, 403, "only root makes admins");
-    let (status, _) = with_token(&app, &token, "PATCH", &format!("/api/admin/users/{user}"), Some(json!({ "role": "reseller" }))).await;
+    let (status, _) =
+        with_token(&app, &token, "PATCH", &format!("/api/admin/users/{user}"), Some(json!({ "role": "reseller" })))
+            .await;
     assert_eq!(status, 200, "an admin may make resellers");
     let body = json!({ "email": "sneaky@example.com", "password": "a fine password", "role": "admin" });
     assert_eq!(with_token(&app, &token, "POST", "/api/admin/users", Some(body)).await.0, 403);
     // The console says the same.
     let csrf = browser.csrf(&format!("/admin/users/{user}")).await;
-    let (status, _, page) = browser.post(&format!("/admin/users/{root}/adjust"), &[("amount", "1"), ("note", "n"), ("csrf", &csrf)]).await;
+    let (status, _, page) =
+        browser.post(&format!("/admin/users/{root}/adjust"), &[("amount", "1"), ("note", "n"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(page.contains("Only the root account can change an admin"), "{page}");
     let (status, _, page) = browser.get(&format!("/admin/users/{root}")).await;
     assert_eq!(status, StatusCode::OK, "admins may look");
     assert!(!page.contains("data-testid=\"adjust-form\"") && page.contains("only the root account can change it"));
-    let (status, _, _) = browser.post(&format!("/admin/users/{user}/update"), &[("role", "admin"), ("csrf", &csrf)]).await;
+    let (status, _, _) =
+        browser.post(&format!("/admin/users/{user}/update"), &[("role", "admin"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Root makes and unmakes admins; the last root stays root and active.
     assert_eq!(app.admin("PATCH", &format!("/api/admin/users/{user}"), Some(json!({ "role": "admin" }))).await.0, 200);
-    assert_eq!(app.admin("PATCH", &format!("/api/admin/users/{other_admin}"), Some(json!({ "role": "user" }))).await.0, 200);
-    let (status, body) = app.admin("PATCH", &format!("/api/admin/users/{root}"), Some(json!({ "role": "admin" }))).await;
+    assert_eq!(
+        app.admin("PATCH", &format!("/api/admin/users/{other_admin}"), Some(json!({ "role": "user" }))).await.0,
+        200
+    );
+    let (status, body) =
+        app.admin("PATCH", &format!("/api/admin/users/{root}"), Some(json!({ "role": "admin" }))).await;
     assert_eq!(status, 409, "{body}");
-    assert_eq!(app.admin("PATCH", &format!("/api/admin/users/{root}"), Some(json!({ "status": "disabled" }))).await.0, 409);
+    assert_eq!(
+        app.admin("PATCH", &format!("/api/admin/users/{root}"), Some(json!({ "status": "disabled" }))).await.0,
+        409
+    );
     assert_eq!(app.admin("PATCH", &format!("/api/admin/users/{user}"), Some(json!({ "role": "root" }))).await.0, 200);
-    assert_eq!(app.admin("PATCH", &format!("/api/admin/users/{root}"), Some(json!({ "role": "admin" }))).await.0, 200, "no longer the last");
+    assert_eq!(
+        app.admin("PATCH", &format!("/api/admin/users/{root}"), Some(json!({ "role": "admin" }))).await.0,
+        200,
+        "no longer the last"
+    );
     let roles = audit(&app, "user.update").await;
     assert!(roles.iter().any(|d| d["before"]["role"] == "root" && d["after"]["role"] == "admin"), "{roles:?}");
 }
@@ -193,7 +232,10 @@ async fn role_rules_hold_for_admins_and_the_last_root(backend: Backend) {
 async fn disabling_ends_sessions_and_stops_keys_at_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
-    app.add_channel(json!({ "name": "a", "type": "openai", "base_url": fake.base_url("a"), "key": "k", "models": ["m"] })).await;
+    app.add_channel(
+        json!({ "name": "a", "type": "openai", "base_url": fake.base_url("a"), "key": "k", "models": ["m"] }),
+    )
+    .await;
     app.set_price("m", json!({ "input": "0.01", "output": "0.01" })).await;
     let (user, key) = app.user_with_key("1").await;
     let email: String =
@@ -205,8 +247,12 @@ async fn disabling_ends_sessions_and_stops_keys_at_once(backend: Backend) {
     let mut root = Browser::new(&app);
     root.log_in_as_root().await;
     let csrf = root.csrf(&format!("/admin/users/{user}")).await;
-    let (status, location, _) = root.post(&format!("/admin/users/{user}/status"), &[("status", "disabled"), ("csrf", &csrf)]).await;
-    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, format!("/admin/users/{user}?done=disabled").as_str()));
+    let (status, location, _) =
+        root.post(&format!("/admin/users/{user}/status"), &[("status", "disabled"), ("csrf", &csrf)]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, format!("/admin/users/{user}?done=disabled").as_str())
+    );
     let (_, _, page) = root.get(&location).await;
     assert!(page.contains("sessions ended") && page.contains("data-testid=\"user-status\">Disabled"), "{page}");
 
@@ -215,7 +261,8 @@ async fn disabling_ends_sessions_and_stops_keys_at_once(backend: Backend) {
     let refused = app.v1(&key, "/v1/chat/completions", &chat("m")).await.status();
     assert!(refused == 401 || refused == 403, "the cached key stopped at once: {refused}");
 
-    let (status, _, _) = root.post(&format!("/admin/users/{user}/status"), &[("status", "active"), ("csrf", &csrf)]).await;
+    let (status, _, _) =
+        root.post(&format!("/admin/users/{user}/status"), &[("status", "active"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("m")).await.status(), 200, "re-enabled");
     let changes = audit(&app, "user.update").await;
@@ -249,17 +296,26 @@ async fn user_pages_search_show_and_act(backend: Backend) {
 
     let (status, _, page) = root.get(&format!("/admin/users/{dave_id}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains(&dave) && page.contains("data-testid=\"adjust-form\"") && page.contains("No ledger rows yet."));
+    assert!(
+        page.contains(&dave) && page.contains("data-testid=\"adjust-form\"") && page.contains("No ledger rows yet.")
+    );
     assert_eq!(root.get("/admin/users/99999").await.0, StatusCode::NOT_FOUND);
     assert_eq!(root.get("/admin/users/abc").await.0, StatusCode::NOT_FOUND);
 
     let csrf = root.csrf(&format!("/admin/users/{dave_id}")).await;
     let path = format!("/admin/users/{dave_id}/adjust");
-    let (status, location, _) =
-        root.post(&path, &[("amount", "3.00"), ("note", "welcome <b>gift</b>"), ("direction", "credit"), ("csrf", &csrf)]).await;
-    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, format!("/admin/users/{dave_id}?done=credited").as_str()));
+    let (status, location, _) = root
+        .post(&path, &[("amount", "3.00"), ("note", "welcome <b>gift</b>"), ("direction", "credit"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, format!("/admin/users/{dave_id}?done=credited").as_str())
+    );
     let (_, _, page) = root.get(&location).await;
-    assert!(page.contains("Balance credited.") && page.contains("welcome &#60;b&#62;gift&#60;/b&#62;"), "escaped note: {page}");
+    assert!(
+        page.contains("Balance credited.") && page.contains("welcome &#60;b&#62;gift&#60;/b&#62;"),
+        "escaped note: {page}"
+    );
     assert!(page.contains("data-testid=\"user-balance\">3.00"));
     let (status, _, page) =
         root.post(&path, &[("amount", "1"), ("note", ""), ("direction", "debit"), ("csrf", &csrf)]).await;
@@ -269,7 +325,8 @@ async fn user_pages_search_show_and_act(backend: Backend) {
         root.post(&path, &[("amount", "5"), ("note", "too much"), ("direction", "debit"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(page.contains("does not cover"));
-    let (status, _, _) = root.post(&path, &[("amount", "-1"), ("note", "n"), ("direction", "credit"), ("csrf", &csrf)]).await;
+    let (status, _, _) =
+        root.post(&path, &[("amount", "-1"), ("note", "n"), ("direction", "credit"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, location, _) =
         root.post(&path, &[("amount", "1"), ("note", "fee"), ("direction", "debit"), ("csrf", &csrf)]).await;
@@ -285,9 +342,13 @@ async fn user_pages_search_show_and_act(backend: Backend) {
     assert!(page.contains("group: &#34;nope&#34; does not exist"), "{page}");
     let (_, user) = app.admin("GET", &format!("/api/admin/users/{dave_id}"), None).await;
     assert_eq!((user["group"].as_str(), user["role"].as_str()), (Some("gold"), Some("reseller")));
-    let (status, _, _) = root.post(&format!("/admin/users/{dave_id}/status"), &[("status", "sleeping"), ("csrf", &csrf)]).await;
+    let (status, _, _) =
+        root.post(&format!("/admin/users/{dave_id}/status"), &[("status", "sleeping"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(root.post("/admin/users/99999/update", &[("role", "user"), ("csrf", &csrf)]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        root.post("/admin/users/99999/update", &[("role", "user"), ("csrf", &csrf)]).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(root.post("/admin/users/x/adjust", &[("csrf", &csrf)]).await.0, StatusCode::NOT_FOUND);
     assert_eq!(root.post("/admin/users/x/update", &[("csrf", &csrf)]).await.0, StatusCode::NOT_FOUND);
     assert_eq!(root.post("/admin/users/x/status", &[("csrf", &csrf)]).await.0, StatusCode::NOT_FOUND);
@@ -351,7 +412,8 @@ async fn users_and_resellers_are_refused_everywhere(backend: Backend) {
         }
         let csrf = browser.csrf("/console/profile").await;
         for path in &forms {
-            let (status, _, _) = browser.post(path, &[("csrf", &csrf), ("status", "disabled"), ("amount", "1"), ("note", "n")]).await;
+            let (status, _, _) =
+                browser.post(path, &[("csrf", &csrf), ("status", "disabled"), ("amount", "1"), ("note", "n")]).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{role} POST {path}");
         }
     }
@@ -368,11 +430,22 @@ async fn users_and_resellers_are_refused_everywhere(backend: Backend) {
 async fn groups_api_and_page(backend: Backend) {
     let app = spawn_app(backend).await;
     let (status, group) = app
-        .admin("PUT", "/api/admin/groups/team", Some(json!({ "multiplier": "0.75", "description": "Team", "models": ["a", " b ", "a"] })))
+        .admin(
+            "PUT",
+            "/api/admin/groups/team",
+            Some(json!({ "multiplier": "0.75", "description": "Team", "models": ["a", " b ", "a"] })),
+        )
         .await;
     assert_eq!(status, 200, "{group}");
-    assert_eq!(group, json!({ "name": "team", "description": "Team", "multiplier": "0.75", "models": ["a", "b"], "users": 0 }));
-    for bad in [json!({ "multiplier": "-1" }), json!({ "multiplier": "1", "models": ["bad\nname"] }), json!({ "multiplier": "1", "colour": "red" })] {
+    assert_eq!(
+        group,
+        json!({ "name": "team", "description": "Team", "multiplier": "0.75", "models": ["a", "b"], "users": 0 })
+    );
+    for bad in [
+        json!({ "multiplier": "-1" }),
+        json!({ "multiplier": "1", "models": ["bad\nname"] }),
+        json!({ "multiplier": "1", "colour": "red" }),
+    ] {
         assert_eq!(app.admin("PUT", "/api/admin/groups/team", Some(bad.clone())).await.0, 400, "{bad}");
     }
     let (status, list) = app.admin("GET", "/api/admin/groups", None).await;
@@ -402,12 +475,22 @@ async fn groups_api_and_page(backend: Backend) {
     assert!(page.contains("Edit group") && page.contains("readonly"), "{page}");
     let csrf = root.csrf("/admin/groups").await;
     let (status, location, _) = root
-        .post("/admin/groups", &[("name", "promo"), ("multiplier", "0.5"), ("description", "<i>x</i>"), ("models", "gpt-4o\nclaude, gemini"), ("csrf", &csrf)])
+        .post(
+            "/admin/groups",
+            &[
+                ("name", "promo"),
+                ("multiplier", "0.5"),
+                ("description", "<i>x</i>"),
+                ("models", "gpt-4o\nclaude, gemini"),
+                ("csrf", &csrf),
+            ],
+        )
         .await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/admin/groups?done=saved"));
     let (_, _, page) = root.get(&location).await;
     assert!(page.contains("Group saved.") && page.contains("gpt-4o, claude, gemini") && page.contains("&#60;i&#62;x"));
-    let (status, _, page) = root.post("/admin/groups", &[("name", "bad name"), ("multiplier", "1"), ("csrf", &csrf)]).await;
+    let (status, _, page) =
+        root.post("/admin/groups", &[("name", "bad name"), ("multiplier", "1"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("group names are"));
     let (status, location, _) = root.post("/admin/groups/promo/delete", &[("csrf", &csrf)]).await;
@@ -437,7 +520,11 @@ async fn a_group_allowlist_refuses_other_models(backend: Backend) {
     assert_eq!(app.v1(&narrow_key, "/v1/chat/completions", &chat("m1")).await.status(), 200);
     let refused = app.v1(&narrow_key, "/v1/chat/completions", &chat("m2")).await;
     assert_eq!(refused.status(), 404, "a model outside the group's allowlist");
-    assert_eq!(app.v1(&wide_key, "/v1/chat/completions", &chat("m2")).await.status(), 200, "other groups are unaffected");
+    assert_eq!(
+        app.v1(&wide_key, "/v1/chat/completions", &chat("m2")).await.status(),
+        200,
+        "other groups are unaffected"
+    );
     let models: Value =
         app.client.get(app.url("/v1/models")).bearer_auth(&narrow_key).send().await.unwrap().json().await.unwrap();
     let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
@@ -462,11 +549,12 @@ async fn prices_api_imports_ratios_exactly(backend: Backend) {
         let model = model.to_string();
         let pool = app.db.pool().clone();
         async move {
-            let row = sqlx::query("SELECT input_per_mtok, output_per_mtok, per_request FROM model_prices WHERE model = $1")
-                .bind(model)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let row =
+                sqlx::query("SELECT input_per_mtok, output_per_mtok, per_request FROM model_prices WHERE model = $1")
+                    .bind(model)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
             (row.get::<Option<i64>, _>(0), row.get::<Option<i64>, _>(1), row.get::<Option<i64>, _>(2))
         }
     };
@@ -514,12 +602,21 @@ async fn prices_api_imports_ratios_exactly(backend: Backend) {
     // List, search, set, delete; per-group prices.
     let (_, list) = app.admin("GET", "/api/admin/prices?q=GPT", None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
-    let (status, set) = app.admin("PUT", "/api/admin/prices/tiny", Some(json!({ "input": "0.10", "output": "0.40", "cached_input": "0.025" }))).await;
+    let (status, set) = app
+        .admin(
+            "PUT",
+            "/api/admin/prices/tiny",
+            Some(json!({ "input": "0.10", "output": "0.40", "cached_input": "0.025" })),
+        )
+        .await;
     assert_eq!((status, set["cached_input"].as_str()), (200, Some("0.025")), "{set}");
     assert_eq!(app.admin("PUT", "/api/admin/prices/tiny", Some(json!({ "input": "abc" }))).await.0, 400);
     assert_eq!(app.admin("DELETE", "/api/admin/prices/text", None).await.0, 204);
     assert_eq!(app.admin("DELETE", "/api/admin/prices/text", None).await.0, 404);
-    assert_eq!(app.admin("PUT", "/api/admin/groups/vip/prices/gpt-4", Some(json!({ "input": "20", "output": "40" }))).await.0, 200);
+    assert_eq!(
+        app.admin("PUT", "/api/admin/groups/vip/prices/gpt-4", Some(json!({ "input": "20", "output": "40" }))).await.0,
+        200
+    );
     let (_, list) = app.admin("GET", "/api/admin/prices", None).await;
     assert_eq!(list["group_prices"][0]["group"], "vip");
     assert_eq!(list["group_prices"][0]["input"], "20.00");
@@ -561,10 +658,12 @@ async fn pricing_page_edits_rows_imports_and_applies_defaults(backend: Backend) 
     assert!(page.contains("No prices yet."));
     let csrf = root.csrf("/admin/pricing").await;
 
-    let (status, location, _) =
-        root.post("/admin/pricing/prices", &[("model", "m-1"), ("input", "1.25"), ("output", "5"), ("csrf", &csrf)]).await;
+    let (status, location, _) = root
+        .post("/admin/pricing/prices", &[("model", "m-1"), ("input", "1.25"), ("output", "5"), ("csrf", &csrf)])
+        .await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/admin/pricing?done=saved"));
-    let (status, _, page) = root.post("/admin/pricing/prices", &[("model", "m-2"), ("input", "x"), ("csrf", &csrf)]).await;
+    let (status, _, page) =
+        root.post("/admin/pricing/prices", &[("model", "m-2"), ("input", "x"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("input:") && page.contains("value=\"m-2\""), "the form is kept: {page}");
     let (_, _, page) = root.get("/admin/pricing?q=m-").await;
@@ -576,16 +675,23 @@ async fn pricing_page_edits_rows_imports_and_applies_defaults(backend: Backend) 
 
     // htmx: the row as a form, saved in place, refused in place.
     let client = root.client.clone();
-    let hx = |request: reqwest::RequestBuilder| request.header("HX-Request", "true").header("X-CSRF-Token", csrf.clone());
+    let hx =
+        |request: reqwest::RequestBuilder| request.header("HX-Request", "true").header("X-CSRF-Token", csrf.clone());
     let fragment = root.send(hx(client.get(app.url("/admin/pricing/row?model=m-1&edit=true")))).await;
     assert_eq!(fragment.0, StatusCode::OK);
     assert!(fragment.2.trim_start().starts_with("<tr") && fragment.2.contains("price-edit-row"), "{}", fragment.2);
     assert_eq!(root.send(hx(client.get(app.url("/admin/pricing/row?model=ghost")))).await.0, StatusCode::NOT_FOUND);
-    let form = |pairs: &[(&str, &str)]| url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let form =
+        |pairs: &[(&str, &str)]| url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
     let post = |body: String, path: &str| {
         hx(client.post(app.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body))
     };
-    let saved = root.send(post(form(&[("model", "m-1"), ("input", "2"), ("output", "6"), ("cache_write", "2.5")]), "/admin/pricing/prices")).await;
+    let saved = root
+        .send(post(
+            form(&[("model", "m-1"), ("input", "2"), ("output", "6"), ("cache_write", "2.5")]),
+            "/admin/pricing/prices",
+        ))
+        .await;
     assert_eq!(saved.0, StatusCode::OK);
     assert!(saved.2.contains("data-testid=\"price-row\"") && saved.2.contains("2.50"), "{}", saved.2);
     let refused = root.send(post(form(&[("model", "m-1"), ("input", "-1")]), "/admin/pricing/prices")).await;
@@ -595,21 +701,29 @@ async fn pricing_page_edits_rows_imports_and_applies_defaults(backend: Backend) 
 
     // Group prices.
     let (status, location, _) = root
-        .post("/admin/pricing/overrides", &[("group", "default"), ("model", "m-1"), ("input", "1"), ("output", "1"), ("csrf", &csrf)])
+        .post(
+            "/admin/pricing/overrides",
+            &[("group", "default"), ("model", "m-1"), ("input", "1"), ("output", "1"), ("csrf", &csrf)],
+        )
         .await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/admin/pricing?done=override#overrides"));
     let (_, _, page) = root.get("/admin/pricing").await;
     assert!(page.contains("data-testid=\"overrides-table\""));
-    let (status, _, _) = root.post("/admin/pricing/overrides", &[("group", "ghost"), ("model", "m-1"), ("input", "1"), ("csrf", &csrf)]).await;
+    let (status, _, _) = root
+        .post("/admin/pricing/overrides", &[("group", "ghost"), ("model", "m-1"), ("input", "1"), ("csrf", &csrf)])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _, _) = root.post("/admin/pricing/overrides/delete", &[("group", "default"), ("model", "m-1"), ("csrf", &csrf)]).await;
+    let (status, _, _) =
+        root.post("/admin/pricing/overrides/delete", &[("group", "default"), ("model", "m-1"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 
     // Import, export, defaults.
-    let (status, _, page) = root.post("/admin/pricing/import", &[("ratios", "{\"ModelRatio\": {\"r\": \"oops\"}}"), ("csrf", &csrf)]).await;
+    let (status, _, page) =
+        root.post("/admin/pricing/import", &[("ratios", "{\"ModelRatio\": {\"r\": \"oops\"}}"), ("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("ModelRatio.r") && page.contains("oops"), "{page}");
-    let (status, location, _) = root.post("/admin/pricing/import", &[("ratios", "{\"ModelRatio\": {\"r\": 0.5}}"), ("csrf", &csrf)]).await;
+    let (status, location, _) =
+        root.post("/admin/pricing/import", &[("ratios", "{\"ModelRatio\": {\"r\": 0.5}}"), ("csrf", &csrf)]).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/admin/pricing?done=imported"));
     let (status, _, exported) = root.get("/admin/pricing/export").await;
     assert_eq!(status, StatusCode::OK);

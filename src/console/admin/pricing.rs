@@ -172,7 +172,12 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
 }
 
 /// The page again with a refusal (status 400) and `tweak` applied (the form as sent).
-async fn refused(state: &AppState, admin: AdminUser, error: PricingError, tweak: impl FnOnce(&mut PricingPage)) -> Response {
+async fn refused(
+    state: &AppState,
+    admin: AdminUser,
+    error: PricingError,
+    tweak: impl FnOnce(&mut PricingPage),
+) -> Response {
     let message = match error {
         PricingError::Invalid(m) => m,
         PricingError::Internal(e) => return internal(e),
@@ -198,7 +203,9 @@ pub struct RowQuery {
 /// `GET /admin/pricing/row?model=&edit=true`: one row, shown or as a form (htmx).
 pub async fn row(State(state): State<AppState>, admin: AdminUser, Query(q): Query<RowQuery>) -> Response {
     match price_admin::get(&state, &q.model).await {
-        Ok(Some(row)) => vary(PriceRow { layout: admin.user.layout, row, edit: q.edit, row_error: None }.into_response()),
+        Ok(Some(row)) => {
+            vary(PriceRow { layout: admin.user.layout, row, edit: q.edit, row_error: None }.into_response())
+        }
         Ok(None) => (StatusCode::NOT_FOUND, "No such price.").into_response(),
         Err(e) => internal(e),
     }
@@ -213,11 +220,13 @@ pub async fn save_price(
     Form(form): Form<PriceForm>,
 ) -> Response {
     match price_admin::set(&state, &admin.actor, &form.model, &form.input()).await {
-        Ok(row) if hx => vary(PriceRow { layout: admin.user.layout, row, edit: false, row_error: None }.into_response()),
-        Ok(_) => Redirect::to("/admin/pricing?done=saved").into_response(),
-        Err(PricingError::Invalid(m)) if hx => {
-            vary(PriceRow { layout: admin.user.layout, row: form.as_row(), edit: true, row_error: Some(m) }.into_response())
+        Ok(row) if hx => {
+            vary(PriceRow { layout: admin.user.layout, row, edit: false, row_error: None }.into_response())
         }
+        Ok(_) => Redirect::to("/admin/pricing?done=saved").into_response(),
+        Err(PricingError::Invalid(m)) if hx => vary(
+            PriceRow { layout: admin.user.layout, row: form.as_row(), edit: true, row_error: Some(m) }.into_response(),
+        ),
         Err(e) => refused(&state, admin, e, |page| page.form = form).await,
     }
 }
@@ -254,7 +263,11 @@ pub async fn save_override(State(state): State<AppState>, admin: AdminUser, Form
 }
 
 /// `POST /admin/pricing/overrides/delete`.
-pub async fn delete_override(State(state): State<AppState>, admin: AdminUser, Form(form): Form<DeleteForm>) -> Response {
+pub async fn delete_override(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Form(form): Form<DeleteForm>,
+) -> Response {
     match price_admin::delete_override(&state, &admin.actor, &form.group, &form.model).await {
         Ok(_) => Redirect::to("/admin/pricing?done=override-deleted#overrides").into_response(),
         Err(e) => refused(&state, admin, e, |_| {}).await,
@@ -307,28 +320,43 @@ pub async fn defaults(State(state): State<AppState>, admin: AdminUser, Form(form
 
 /// This page's texts in Chinese.
 pub const ZH: &[(&str, &str)] = &[
-    ("What each model costs, per 1M tokens or per request, and each group's own prices.", "各模型的价格（每 1M token 或每次请求）及各分组的专属价格。"),
+    (
+        "What each model costs, per 1M tokens or per request, and each group's own prices.",
+        "各模型的价格（每 1M token 或每次请求）及各分组的专属价格。",
+    ),
     ("Search models", "搜索模型"),
     ("Model prices", "模型价格"),
-    ("Per 1M tokens in the site currency; empty cached and cache-write prices use the input price.", "以站点货币计，每 1M token；缓存读取与缓存写入留空时按输入价计。"),
+    (
+        "Per 1M tokens in the site currency; empty cached and cache-write prices use the input price.",
+        "以站点货币计，每 1M token；缓存读取与缓存写入留空时按输入价计。",
+    ),
     ("Input", "输入"),
     ("Output", "输出"),
     ("Cached input", "缓存输入"),
     ("Cache write", "缓存写入"),
     ("Per request", "每次请求"),
     ("No prices yet.", "还没有价格。"),
-    ("Add one below, import One API ratios, or apply the default price list.", "在下方添加，导入 One API 倍率，或应用默认价格表。"),
+    (
+        "Add one below, import One API ratios, or apply the default price list.",
+        "在下方添加，导入 One API 倍率，或应用默认价格表。",
+    ),
     ("Add a price", "添加价格"),
     ("Save price", "保存价格"),
     ("Group prices", "分组价格"),
     ("A group's own price replaces the model price times its multiplier.", "分组专属价格将替代“模型价格 × 分组倍率”。"),
     ("No group prices.", "没有分组价格。"),
     ("Import ratios", "导入倍率"),
-    ("Paste One API / New API JSON with ModelRatio, CompletionRatio and GroupRatio. Ratio 1 = $0.002 per 1K tokens.", "粘贴含 ModelRatio、CompletionRatio 和 GroupRatio 的 One API / New API JSON。倍率 1 = 每 1K token $0.002。"),
+    (
+        "Paste One API / New API JSON with ModelRatio, CompletionRatio and GroupRatio. Ratio 1 = $0.002 per 1K tokens.",
+        "粘贴含 ModelRatio、CompletionRatio 和 GroupRatio 的 One API / New API JSON。倍率 1 = 每 1K token $0.002。",
+    ),
     ("Import", "导入"),
     ("Export ratios", "导出倍率"),
     ("Default price list", "默认价格表"),
-    ("Public list prices of common OpenAI, Anthropic, Gemini, DeepSeek, Qwen and Mistral models, in USD.", "OpenAI、Anthropic、Gemini、DeepSeek、通义千问和 Mistral 常用模型的公开价格（美元）。"),
+    (
+        "Public list prices of common OpenAI, Anthropic, Gemini, DeepSeek, Qwen and Mistral models, in USD.",
+        "OpenAI、Anthropic、Gemini、DeepSeek、通义千问和 Mistral 常用模型的公开价格（美元）。",
+    ),
     ("Also replace prices already set", "同时覆盖已设置的价格"),
     ("Apply defaults", "应用默认价格"),
     ("Price saved.", "价格已保存。"),

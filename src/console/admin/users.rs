@@ -284,7 +284,13 @@ pub async fn detail(
 }
 
 /// A refused action: the page again with the reason (and the adjustment form as sent).
-async fn refused(state: &AppState, admin: &AdminUser, id: i64, error: AdminUserError, form: Option<&AdjustForm>) -> Response {
+async fn refused(
+    state: &AppState,
+    admin: &AdminUser,
+    id: i64,
+    error: AdminUserError,
+    form: Option<&AdjustForm>,
+) -> Response {
     let status = match &error {
         AdminUserError::Forbidden(_) => return forbidden_target(&admin.user),
         AdminUserError::NotFound => return not_found(admin),
@@ -388,7 +394,10 @@ pub async fn status(
 
 /// This page's texts in Chinese.
 pub const ZH: &[(&str, &str)] = &[
-    ("Find an account, adjust its balance, group or role, or disable it.", "查找账户，调整余额、分组或角色，或停用账户。"),
+    (
+        "Find an account, adjust its balance, group or role, or disable it.",
+        "查找账户，调整余额、分组或角色，或停用账户。",
+    ),
     ("Search", "搜索"),
     ("Email or name", "邮箱或名称"),
     ("Any role", "任意角色"),
@@ -421,7 +430,10 @@ pub const ZH: &[(&str, &str)] = &[
     ("Only the root account makes or unmakes admins.", "只有 root 账户可以设置或取消管理员。"),
     ("Save", "保存"),
     ("Access", "访问"),
-    ("Disabling ends the user's sessions and stops their keys at once.", "停用后该用户的会话立即结束，其密钥立即失效。"),
+    (
+        "Disabling ends the user's sessions and stops their keys at once.",
+        "停用后该用户的会话立即结束，其密钥立即失效。",
+    ),
     ("Disable user", "停用用户"),
     ("Enable user", "重新启用"),
     ("Ledger", "账本"),
