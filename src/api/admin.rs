@@ -14,7 +14,6 @@ use crate::db::settings;
 use crate::gateway::routing::STRATEGY_SETTING_PREFIX;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
 use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
-use crate::services::pricing::{self, GroupInput, GroupView, PriceInput};
 use crate::services::users::{self, NewUserInput, UserView};
 use crate::state::AppState;
 
@@ -71,11 +70,18 @@ pub async fn test_channel(
 
 pub async fn create_user(
     State(state): State<AppState>,
-    _: AdminAuth,
+    auth: AdminAuth,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let input: NewUserInput = parse_json(&body)?;
-    Ok((StatusCode::CREATED, Json(users::create(&state, input).await?)))
+    // Only root makes admins.
+    if matches!(input.role.as_deref(), Some("admin" | "root")) && auth.actor.role != crate::db::users::Role::Root {
+        return Err(ApiError::Forbidden("only the root account can make admins"));
+    }
+    let user = users::create(&state, input).await?;
+    let details = serde_json::json!({ "email": user.email, "role": user.role, "group": user.group });
+    crate::services::audit::record(&state, &auth.actor, "user.create", ("user", &user.id.to_string()), details).await;
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 pub async fn get_user(
@@ -84,26 +90,6 @@ pub async fn get_user(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UserView>> {
     Ok(Json(users::get(&state, parse_id(&id)?).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreditInput {
-    amount: String,
-    #[serde(default)]
-    note: Option<String>,
-}
-
-pub async fn credit_user(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
-    let input: CreditInput = parse_json(&body)?;
-    let balance = users::credit(&state, id, &input.amount, input.note.as_deref()).await?;
-    Ok(Json(json!({ "id": id, "balance": balance })))
 }
 
 pub async fn create_key(
@@ -133,43 +119,6 @@ pub async fn update_key(
 pub async fn delete_key(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     keys::delete_key(&state, KeyScope::Any, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn set_group_price(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    Path((group, model)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let input: PriceInput = parse_json(&body)?;
-    let price = pricing::set_group_price(&state, &group, &model, &input).await?;
-    let mut shown = serde_json::to_value(price).map_err(|_| ApiError::Internal)?;
-    shown["group"] = json!(group);
-    shown["model"] = json!(model);
-    Ok(Json(shown))
-}
-
-pub async fn set_price(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    Path(model): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let input: PriceInput = parse_json(&body)?;
-    let price = pricing::set_price(&state, &model, &input).await?;
-    let mut shown = serde_json::to_value(price).map_err(|_| ApiError::Internal)?;
-    shown["model"] = json!(model);
-    Ok(Json(shown))
-}
-
-pub async fn set_group(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<GroupView>> {
-    let input: GroupInput = parse_json(&body)?;
-    Ok(Json(pricing::set_group(&state, &name, &input).await?))
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,8 @@
 //! resellers' tooling. Handlers are thin: they authenticate, parse and call `services`.
 
 pub mod admin;
+pub mod admin_pricing;
+pub mod admin_users;
 pub mod auth;
 pub mod codes;
 pub mod error;
@@ -21,13 +23,9 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/admin/channels/{id}/test", admin::test_channel)
         .post("/api/admin/users", admin::create_user)
         .get("/api/admin/users/{id}", admin::get_user)
-        .post("/api/admin/users/{id}/credit", admin::credit_user)
         .post("/api/admin/users/{id}/keys", admin::create_key)
         .patch("/api/admin/keys/{id}", admin::update_key)
         .delete("/api/admin/keys/{id}", admin::delete_key)
-        .put("/api/admin/prices/{model}", admin::set_price)
-        .put("/api/admin/groups/{name}", admin::set_group)
-        .put("/api/admin/groups/{name}/prices/{model}", admin::set_group_price)
         .put("/api/admin/settings/{key}", admin::set_setting)
         .post("/api/admin/codes", codes::admin_generate)
         .get("/api/admin/codes", codes::admin_list)
@@ -41,6 +39,24 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/reseller/codes/{id}/void", codes::reseller_void)
         .get("/api/reseller/invitees", codes::reseller_invitees)
         .post("/api/reseller/transfer", codes::reseller_transfer)
+        // Users, groups and pricing (admin_users, admin_pricing).
+        .get("/api/admin/users", admin_users::list)
+        .patch("/api/admin/users/{id}", admin_users::update)
+        .post("/api/admin/users/{id}/credit", admin_users::credit)
+        .get("/api/admin/users/{id}/ledger", admin_users::ledger)
+        .get("/api/admin/users/{id}/keys", admin_users::keys)
+        .get("/api/admin/users/{id}/usage", admin_users::usage)
+        .get("/api/admin/groups", admin_pricing::list_groups)
+        .put("/api/admin/groups/{name}", admin_pricing::save_group)
+        .delete("/api/admin/groups/{name}", admin_pricing::delete_group)
+        .put("/api/admin/groups/{name}/prices/{model}", admin_pricing::set_override)
+        .delete("/api/admin/groups/{name}/prices/{model}", admin_pricing::delete_override)
+        .get("/api/admin/prices", admin_pricing::list)
+        .put("/api/admin/prices/{model}", admin_pricing::set)
+        .delete("/api/admin/prices/{model}", admin_pricing::delete)
+        .post("/api/admin/prices/import-ratios", admin_pricing::import)
+        .get("/api/admin/prices/export-ratios", admin_pricing::export)
+        .post("/api/admin/prices/defaults", admin_pricing::defaults)
         .get("/api/me", me::me)
         .get("/api/me/balance", me::balance)
         .get("/api/me/logs", me::logs)

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod channels;
 pub mod codes;
 pub mod email_tokens;
+pub mod groups;
 pub mod invitations;
 pub mod leases;
 pub mod ledger;
@@ -15,6 +16,7 @@ pub mod migrate;
 pub mod prices;
 pub mod request_logs;
 pub mod settings;
+pub mod user_admin;
 pub mod users;
 
 use std::time::Duration;

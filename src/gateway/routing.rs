@@ -194,8 +194,19 @@ impl RoutingTable {
                 Err(why) => tracing::error!(channel = row.id, name = %row.name, "channel skipped: {why}"),
             }
         }
+        // A group with a model allowlist reaches only those models, whatever its channels serve.
+        let allowlists: HashMap<String, HashSet<String>> = db::groups::allowlists(db.pool())
+            .await?
+            .into_iter()
+            .map(|(group, json)| {
+                (group, serde_json::from_str::<Vec<String>>(&json).unwrap_or_default().into_iter().collect())
+            })
+            .collect();
         let mut grouped: HashMap<(String, String), HashMap<i64, Vec<Member>>> = HashMap::new();
         for ability in db::channels::abilities(db.pool()).await? {
+            if allowlists.get(&ability.group).is_some_and(|allowed| !allowed.contains(&ability.model)) {
+                continue;
+            }
             let by_priority = grouped.entry((ability.group, ability.model)).or_default();
             let Some(channel) = channels.get(&ability.channel_id).filter(|_| ability.enabled) else {
                 // Known model, but this channel cannot serve it now.

@@ -1,5 +1,6 @@
 //! User administration for the management API and bootstrap files: create users, read them,
-//! credit or debit their balance (a ledger row each time). API keys are in `services::keys`.
+//! set a bootstrap balance (a ledger row). Operators' credits, debits and changes are in
+//! `services::user_admin`; API keys are in `services::keys`.
 
 use serde::{Deserialize, Serialize};
 
@@ -124,16 +125,6 @@ pub async fn get(state: &AppState, id: i64) -> Result<UserView, UserError> {
         email_verified: row.email_verified_at.is_some(),
         created_at: row.created_at,
     })
-}
-
-/// Credits (positive) or debits (negative) a decimal amount with a note; returns the balance.
-pub async fn credit(state: &AppState, id: i64, amount: &str, note: Option<&str>) -> Result<String, UserError> {
-    let amount = Money::parse(amount).map_err(|e| UserError::Invalid(format!("amount: {e}")))?;
-    if amount.nanos() < 0 {
-        state.billing().give_back_lease(id).await?;
-    }
-    let balance = billing::adjust(state.db(), id, amount.nanos(), Kind::Adjustment, note, None).await?;
-    Ok(Money(balance.unwrap_or_default()).to_string())
 }
 
 /// Sets a user's balance to exactly `target` (bootstrap files), through one adjustment row.

@@ -39,8 +39,9 @@ async fn credit(app: &TestApp, email: &str, amount: &str) {
         .fetch_one(app.db.pool())
         .await
         .expect("the user signed up");
-    let (status, body) =
-        app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": amount }))).await;
+    let (status, body) = app
+        .admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": amount, "note": "test" })))
+        .await;
     assert_eq!(status, 200, "{body}");
 }
 

@@ -24,8 +24,9 @@ pub async fn user_with_console_key(app: &TestApp, browser: &mut Browser<'_>, ema
         .fetch_one(app.db.pool())
         .await
         .unwrap();
-    let (status, _) =
-        app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": "1.00" }))).await;
+    let (status, _) = app
+        .admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": "1.00", "note": "test" })))
+        .await;
     assert_eq!(status, 200);
     let csrf = browser.csrf("/console/keys").await;
     let (status, _, page) = browser.post("/console/keys", &[("name", "ci"), ("csrf", &csrf)]).await;

@@ -27,8 +27,9 @@ async fn requests_show_in_the_usage_log_and_export(backend: Backend) {
         .fetch_one(app.db.pool())
         .await
         .unwrap();
-    let (status, _) =
-        app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": "1.00" }))).await;
+    let (status, _) = app
+        .admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": "1.00", "note": "test" })))
+        .await;
     assert_eq!(status, 200);
     let csrf = browser.csrf("/console/keys").await;
     let (_, _, page) = browser.post("/console/keys", &[("name", "ci-key"), ("csrf", &csrf)]).await;

@@ -115,8 +115,13 @@ async fn another_users_usage_and_ledger_cannot_be_reached(backend: Backend) {
         .fetch_one(app.db.pool())
         .await
         .unwrap();
-    let (status, _) =
-        app.admin("POST", &format!("/api/admin/users/{victim_id}/credit"), Some(json!({ "amount": "7.77" }))).await;
+    let (status, _) = app
+        .admin(
+            "POST",
+            &format!("/api/admin/users/{victim_id}/credit"),
+            Some(json!({ "amount": "7.77", "note": "test" })),
+        )
+        .await;
     assert_eq!(status, 200);
     let key = new_key(&mut victim, "victim-key").await;
     call(&app, &key, "gpt-victim").await;

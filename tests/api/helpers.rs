@@ -121,8 +121,13 @@ impl TestApp {
         assert_eq!(status, 201, "{user}");
         let id = user["id"].as_i64().unwrap();
         if balance != "0" {
-            let (status, body) =
-                self.admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": balance }))).await;
+            let (status, body) = self
+                .admin(
+                    "POST",
+                    &format!("/api/admin/users/{id}/credit"),
+                    Some(json!({ "amount": balance, "note": "test" })),
+                )
+                .await;
             assert_eq!(status, 200, "{body}");
         }
         let (status, key) = self.admin("POST", &format!("/api/admin/users/{id}/keys"), Some(key_options)).await;

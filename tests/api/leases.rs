@@ -80,8 +80,9 @@ async fn another_process_lease_is_not_spent_here(backend: Backend) {
 
     let response = app.v1(&key, "/v1/chat/completions", &chat()).await;
     assert_eq!(response.status(), 429, "the money is promised elsewhere");
-    let (status, _) =
-        app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": "-0.01" }))).await;
+    let (status, _) = app
+        .admin("POST", &format!("/api/admin/users/{user}/credit"), Some(json!({ "amount": "-0.01", "note": "test" })))
+        .await;
     assert_eq!(status, 409, "an operator's debit cannot take it either");
     assert_eq!(fake.received().len(), 0);
     assert_eq!(app.balance(user).await, 1_000_000_000);

@@ -30,11 +30,13 @@ mod mail_sink;
 
 mod admin;
 mod admin_console;
+mod admin_users;
 mod anthropic;
 mod azure;
 mod bedrock;
 mod browser;
 mod browser_codes;
+mod browser_admin_users;
 mod cli;
 mod codes;
 mod conformance;

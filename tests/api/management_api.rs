@@ -114,18 +114,27 @@ async fn users_credit_and_keys(backend: Backend) {
         .admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": "10.00", "note": "welcome" })))
         .await;
     assert_eq!((credit.0, credit.1["balance"].as_str()), (200, Some("10.00")));
-    let overdraw = app.admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": "-20" }))).await;
+    let overdraw = app
+        .admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": "-20", "note": "test" })))
+        .await;
     assert_eq!(overdraw.0, 409);
-    let debit = app.admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": "-2.5" }))).await;
+    let debit = app
+        .admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": "-2.5", "note": "test" })))
+        .await;
     assert_eq!(debit.1["balance"], "7.50");
     assert_eq!(
-        app.admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": "1.2.3" }))).await.0,
+        app.admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": "1.2.3", "note": "test" })))
+            .await
+            .0,
         400
     );
     let (_, fetched) = app.admin("GET", &format!("/api/admin/users/{id}"), None).await;
     assert_eq!((fetched["balance"].as_str(), fetched["group"].as_str()), (Some("7.50"), Some("default")));
     assert_eq!(app.admin("GET", "/api/admin/users/999999", None).await.0, 404);
-    assert_eq!(app.admin("POST", "/api/admin/users/999999/credit", Some(json!({ "amount": "1" }))).await.0, 404);
+    assert_eq!(
+        app.admin("POST", "/api/admin/users/999999/credit", Some(json!({ "amount": "1", "note": "test" }))).await.0,
+        404
+    );
 
     let (status, key) = app.admin("POST", &format!("/api/admin/users/{id}/keys"), Some(json!({ "name": "ci" }))).await;
     assert_eq!(status, 201);

@@ -1,11 +1,172 @@
-//! `/admin/groups`: (being built).
+//! `/admin/groups`: groups with their price multiplier, description and the models they may use
+//! (empty: every model their channels serve); create, edit, delete (never `default`, never a
+//! group with users). Through `services::groups`, like `/api/admin/groups`.
 
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::AdminUser;
+use crate::console::Layout;
 use crate::routes::Routes;
+use crate::services::groups::{self, GroupSave, GroupView};
+use crate::services::pricing::PricingError;
+use crate::state::AppState;
 
 /// Adds this page's routes.
 pub fn routes(routes: Routes) -> Routes {
     routes
+        .page_get("/admin/groups", page)
+        .page_post("/admin/groups", save)
+        .page_post("/admin/groups/{name}/delete", delete)
+}
+
+/// The group form's fields, as shown or as sent.
+#[derive(Clone, Default, Deserialize)]
+pub struct GroupForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub multiplier: String,
+    #[serde(default)]
+    pub description: String,
+    /// One model per line (or comma-separated); empty: every model.
+    #[serde(default)]
+    pub models: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/groups.html")]
+pub struct GroupsPage {
+    layout: Layout,
+    groups: Vec<GroupView>,
+    form: GroupForm,
+    /// The form edits an existing group (its name is fixed).
+    editing: bool,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+impl GroupsPage {
+    fn models_of(&self, group: &GroupView) -> String {
+        group.models.as_ref().map(|m| m.join(", ")).unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    #[serde(default)]
+    edit: String,
+    #[serde(default)]
+    done: String,
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "an /admin/groups page failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
+}
+
+async fn render(
+    state: &AppState,
+    admin: AdminUser,
+    form: GroupForm,
+    editing: bool,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
+    match groups::list(state).await {
+        Ok(list) => {
+            let page = GroupsPage { layout: admin.user.layout, groups: list, form, editing, notice: None, error };
+            (status, page).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /admin/groups?edit=<name>`.
+pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Query<PageQuery>) -> Response {
+    let list = match groups::list(&state).await {
+        Ok(list) => list,
+        Err(e) => return internal(e),
+    };
+    let editing = list.iter().find(|g| g.name == q.edit).cloned();
+    let form = match &editing {
+        Some(g) => GroupForm {
+            name: g.name.clone(),
+            multiplier: g.multiplier.clone(),
+            description: g.description.clone(),
+            models: g.models.as_ref().map(|m| m.join("\n")).unwrap_or_default(),
+        },
+        None => GroupForm { multiplier: "1".into(), ..GroupForm::default() },
+    };
+    let notice = match q.done.as_str() {
+        "saved" => Some("Group saved."),
+        "deleted" => Some("Group deleted."),
+        _ => None,
+    };
+    GroupsPage { layout: admin.user.layout, groups: list, form, editing: editing.is_some(), notice, error: None }
+        .into_response()
+}
+
+fn status_of(e: &PricingError) -> StatusCode {
+    match e {
+        PricingError::Invalid(_) => StatusCode::BAD_REQUEST,
+        PricingError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// `POST /admin/groups`: create or change a group.
+pub async fn save(State(state): State<AppState>, admin: AdminUser, Form(form): Form<GroupForm>) -> Response {
+    let models: Vec<String> =
+        form.models.split(['\n', ',']).map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect();
+    let input = GroupSave {
+        multiplier: form.multiplier.clone(),
+        description: Some(form.description.clone()),
+        models: (!models.is_empty()).then_some(models),
+    };
+    match groups::save(&state, &admin.actor, &form.name, &input).await {
+        Ok(_) => Redirect::to("/admin/groups?done=saved").into_response(),
+        Err(PricingError::Internal(e)) => internal(e),
+        Err(e) => {
+            let editing = groups::list(&state).await.is_ok_and(|l| l.iter().any(|g| g.name == form.name.trim()));
+            render(&state, admin, form, editing, status_of(&e), Some(e.to_string())).await
+        }
+    }
+}
+
+/// `POST /admin/groups/{name}/delete`.
+pub async fn delete(State(state): State<AppState>, admin: AdminUser, Path(name): Path<String>) -> Response {
+    let fresh = GroupForm { multiplier: "1".into(), ..GroupForm::default() };
+    match groups::delete(&state, &admin.actor, &name).await {
+        Ok(true) => Redirect::to("/admin/groups?done=deleted").into_response(),
+        Ok(false) => render(&state, admin, fresh, false, StatusCode::NOT_FOUND, Some("No such group.".into())).await,
+        Err(PricingError::Internal(e)) => internal(e),
+        Err(e) => render(&state, admin, fresh, false, status_of(&e), Some(e.to_string())).await,
+    }
 }
 
 /// This page's texts in Chinese.
-pub const ZH: &[(&str, &str)] = &[];
+pub const ZH: &[(&str, &str)] = &[
+    ("Price multipliers and the models each group may use.", "各分组的价格倍率及可用模型。"),
+    ("Multiplier", "倍率"),
+    ("Members", "成员"),
+    ("Every model", "全部模型"),
+    ("New group", "新建分组"),
+    ("Edit group", "编辑分组"),
+    ("Group name", "分组名称"),
+    ("Letters, digits, - or _.", "字母、数字、- 或 _。"),
+    ("Price multiplier", "价格倍率"),
+    ("1 is list price; 0.8 is 20% off.", "1 为原价；0.8 即八折。"),
+    ("Allowed models", "允许的模型"),
+    ("One per line. Empty: every model the group's channels serve.", "每行一个。留空：该分组渠道提供的全部模型。"),
+    ("Save group", "保存分组"),
+    ("Group saved.", "分组已保存。"),
+    ("Group deleted.", "分组已删除。"),
+    ("No such group.", "没有此分组。"),
+    ("Delete this group?", "删除此分组？"),
+    ("In use", "使用中"),
+];

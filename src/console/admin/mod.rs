@@ -8,6 +8,7 @@ pub mod codes;
 pub mod groups;
 pub mod logs;
 pub mod overview;
+pub mod pricing;
 pub mod settings;
 pub mod users;
 
@@ -28,6 +29,7 @@ pub fn routes(routes: Routes) -> Routes {
     let routes = channels::routes(routes);
     let routes = users::routes(routes);
     let routes = groups::routes(routes);
+    let routes = pricing::routes(routes);
     let routes = codes::routes(routes);
     let routes = settings::routes(routes);
     let routes = logs::routes(routes);
@@ -100,6 +102,7 @@ pub const ZH: &[&[(&str, &str)]] = &[
     channels::ZH,
     users::ZH,
     groups::ZH,
+    pricing::ZH,
     codes::ZH,
     settings::ZH,
     logs::ZH,

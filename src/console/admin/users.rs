@@ -1,11 +1,461 @@
-//! `/admin/users`: (being built).
+//! `/admin/users`: search users by email, name, group, role and status (paged); a user's page
+//! with balance, ledger, keys and recent usage; credit or debit with a note, group and role
+//! changes, disable and re-enable — all through `services::user_admin`, like the API. Forms
+//! work without JavaScript: success redirects back with a notice, a refusal re-renders the
+//! page with the reason.
 
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{AdminUser, forbidden_target};
+use crate::console::Layout;
+use crate::console::keys::format_time;
+use crate::db::request_logs::LogFilter;
+use crate::db::{ledger, prices, request_logs};
+use crate::domain::money::Money;
 use crate::routes::Routes;
+use crate::services::keys::{self, KeyView};
+use crate::services::user_admin::{self, AdminUserError, SearchQuery, UserPatch};
+use crate::services::users::{self, UserView};
+use crate::state::AppState;
 
 /// Adds this page's routes.
 pub fn routes(routes: Routes) -> Routes {
     routes
+        .page_get("/admin/users", list)
+        .page_get("/admin/users/{id}", detail)
+        .page_post("/admin/users/{id}/adjust", adjust)
+        .page_post("/admin/users/{id}/update", update)
+        .page_post("/admin/users/{id}/status", status)
+}
+
+/// One row of the user list, formatted.
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub group: String,
+    pub active: bool,
+    pub balance: String,
+    pub joined: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/users.html")]
+pub struct UsersPage {
+    layout: Layout,
+    rows: Vec<UserRow>,
+    groups: Vec<String>,
+    q: String,
+    role: String,
+    group: String,
+    status: String,
+    total: i64,
+    page: i64,
+    prev: Option<String>,
+    next: Option<String>,
+    error: Option<String>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "an /admin/users page failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
+}
+
+/// The list's link for another page, keeping the filters.
+fn page_link(q: &SearchQuery, page: i64) -> String {
+    let pairs = [("q", &q.q), ("role", &q.role), ("group", &q.group), ("status", &q.status)];
+    let mut url = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            url.append_pair(name, v);
+        }
+    }
+    url.append_pair("page", &page.to_string());
+    format!("/admin/users?{}", url.finish())
+}
+
+/// `GET /admin/users`.
+pub async fn list(State(state): State<AppState>, admin: AdminUser, Query(q): Query<SearchQuery>) -> Response {
+    let groups = match prices::all_groups(state.db().pool()).await {
+        Ok(g) => g.into_iter().map(|g| g.name).collect(),
+        Err(e) => return internal(e),
+    };
+    let shown = |v: &Option<String>| v.clone().unwrap_or_default();
+    let mut page = UsersPage {
+        layout: admin.user.layout,
+        rows: Vec::new(),
+        groups,
+        q: shown(&q.q),
+        role: shown(&q.role),
+        group: shown(&q.group),
+        status: shown(&q.status),
+        total: 0,
+        page: 1,
+        prev: None,
+        next: None,
+        error: None,
+    };
+    match user_admin::search(&state, &q).await {
+        Ok(found) => {
+            page.total = found.total;
+            page.page = found.page;
+            page.prev = (found.page > 1).then(|| page_link(&q, found.page - 1));
+            page.next = found.has_next().then(|| page_link(&q, found.page + 1));
+            page.rows = found
+                .rows
+                .into_iter()
+                .map(|u| UserRow {
+                    id: u.id,
+                    email: u.email,
+                    name: if u.display_name.is_empty() { "—".into() } else { u.display_name },
+                    role: u.role,
+                    group: u.group,
+                    active: u.status == "active",
+                    balance: Money(u.balance).to_string(),
+                    joined: format_time(u.created_at),
+                })
+                .collect();
+            page.into_response()
+        }
+        Err(AdminUserError::Invalid(m)) => {
+            page.error = Some(m);
+            (StatusCode::BAD_REQUEST, page).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+pub struct LedgerLine {
+    pub time: String,
+    pub kind: String,
+    pub amount: String,
+    pub credit: bool,
+    pub balance: String,
+    pub note: String,
+}
+
+pub struct UsageLine {
+    pub time: String,
+    pub model: String,
+    pub tokens: String,
+    pub cost: String,
+    pub status: i64,
+    pub failed: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/user.html")]
+pub struct UserPage {
+    layout: Layout,
+    user: UserView,
+    /// The viewer may change this user (an admin may not change admins or root).
+    manageable: bool,
+    viewer_is_root: bool,
+    groups: Vec<String>,
+    ledger: Vec<LedgerLine>,
+    keys: Vec<KeyView>,
+    usage: Vec<UsageLine>,
+    requests_30d: i64,
+    spend_30d: String,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    amount: String,
+    note: String,
+}
+
+impl UserPage {
+    fn key_created(&self, key: &KeyView) -> String {
+        format_time(key.created_at)
+    }
+
+    fn key_last_used(&self, key: &KeyView) -> String {
+        key.last_used_at.map(format_time).unwrap_or_else(|| "—".into())
+    }
+
+    fn key_spent(&self, key: &KeyView) -> String {
+        Money(key.spent).to_string()
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct DetailQuery {
+    #[serde(default)]
+    done: String,
+}
+
+fn notice_for(done: &str) -> Option<&'static str> {
+    match done {
+        "credited" => Some("Balance credited."),
+        "debited" => Some("Balance debited."),
+        "updated" => Some("User updated."),
+        "disabled" => Some("User disabled: their sessions ended and their keys stopped working."),
+        "enabled" => Some("User enabled again."),
+        _ => None,
+    }
+}
+
+/// Loads everything the user's page shows; `None`: no such user.
+async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<UserPage>, Response> {
+    let user = match users::get(state, id).await {
+        Ok(u) => u,
+        Err(crate::services::users::UserError::NotFound) => return Ok(None),
+        Err(e) => return Err(internal(e)),
+    };
+    let manageable = user_admin::may_manage(state, &admin.actor, id).await.map_err(internal)?;
+    let groups = prices::all_groups(state.db().pool()).await.map_err(internal)?.into_iter().map(|g| g.name).collect();
+    let ledger = ledger::history(state.db().pool(), id, 20)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|r| LedgerLine {
+            time: format_time(r.created_at),
+            kind: r.kind,
+            credit: r.amount >= 0,
+            amount: Money(r.amount).to_string(),
+            balance: Money(r.balance_after).to_string(),
+            note: r.note.unwrap_or_default(),
+        })
+        .collect();
+    let keys = keys::list_keys(state, id).await.map_err(internal)?;
+    let usage = request_logs::list_for_user(state.db().pool(), id, &LogFilter::default(), 20)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|r| UsageLine {
+            time: format_time(r.created_at),
+            model: r.model,
+            tokens: format!("{} / {}", r.prompt_tokens, r.completion_tokens),
+            cost: Money(r.cost).to_string(),
+            status: r.status_code,
+            failed: r.status_code >= 400,
+        })
+        .collect();
+    let (requests_30d, spend) = user_admin::recent_usage(state, id).await.map_err(internal)?;
+    Ok(Some(UserPage {
+        layout: admin.user.layout.clone(),
+        user,
+        manageable,
+        viewer_is_root: admin.actor.role == crate::db::users::Role::Root,
+        groups,
+        ledger,
+        keys,
+        usage,
+        requests_30d,
+        spend_30d: Money(spend).to_string(),
+        notice: None,
+        error: None,
+        amount: String::new(),
+        note: String::new(),
+    }))
+}
+
+fn not_found(admin: &AdminUser) -> Response {
+    let page = crate::console::auth::NoticePage::new(
+        admin.user.layout.clone(),
+        "No such user",
+        "This user does not exist (any more).",
+    );
+    (StatusCode::NOT_FOUND, page).into_response()
+}
+
+/// `GET /admin/users/{id}`.
+pub async fn detail(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Path(id): Path<String>,
+    Query(q): Query<DetailQuery>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
+    match load(&state, &admin, id).await {
+        Ok(Some(mut page)) => {
+            page.notice = notice_for(&q.done);
+            page.into_response()
+        }
+        Ok(None) => not_found(&admin),
+        Err(response) => response,
+    }
+}
+
+/// A refused action: the page again with the reason (and the adjustment form as sent).
+async fn refused(
+    state: &AppState,
+    admin: &AdminUser,
+    id: i64,
+    error: AdminUserError,
+    form: Option<&AdjustForm>,
+) -> Response {
+    let status = match &error {
+        AdminUserError::Forbidden(_) => return forbidden_target(&admin.user),
+        AdminUserError::NotFound => return not_found(admin),
+        AdminUserError::Invalid(_) => StatusCode::BAD_REQUEST,
+        AdminUserError::Conflict(_) => StatusCode::CONFLICT,
+        AdminUserError::Internal(_) => return internal(error),
+    };
+    match load(state, admin, id).await {
+        Ok(Some(mut page)) => {
+            page.error = Some(error.to_string());
+            if let Some(form) = form {
+                page.amount = form.amount.clone();
+                page.note = form.note.clone();
+            }
+            (status, page).into_response()
+        }
+        Ok(None) => not_found(admin),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AdjustForm {
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    note: String,
+    /// `credit` or `debit`: the amount's direction.
+    #[serde(default)]
+    direction: String,
+}
+
+/// `POST /admin/users/{id}/adjust`: credit or debit with a note.
+pub async fn adjust(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Path(id): Path<String>,
+    Form(form): Form<AdjustForm>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
+    let debit = form.direction == "debit";
+    let amount = form.amount.trim();
+    let signed = if debit && !amount.starts_with('-') { format!("-{amount}") } else { amount.to_string() };
+    if amount.starts_with('-') || amount.starts_with('+') {
+        let error = AdminUserError::Invalid("amount: enter a positive amount and choose credit or debit".into());
+        return refused(&state, &admin, id, error, Some(&form)).await;
+    }
+    match user_admin::adjust(&state, &admin.actor, id, &signed, &form.note).await {
+        Ok(_) => Redirect::to(&format!("/admin/users/{id}?done={}", if debit { "debited" } else { "credited" }))
+            .into_response(),
+        Err(e) => refused(&state, &admin, id, e, Some(&form)).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UpdateForm {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// `POST /admin/users/{id}/update`: group and role.
+pub async fn update(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Path(id): Path<String>,
+    Form(form): Form<UpdateForm>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
+    let patch = UserPatch { group: form.group, role: form.role, status: None };
+    match user_admin::update(&state, &admin.actor, id, &patch).await {
+        Ok(_) => Redirect::to(&format!("/admin/users/{id}?done=updated")).into_response(),
+        Err(e) => refused(&state, &admin, id, e, None).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StatusForm {
+    #[serde(default)]
+    status: String,
+}
+
+/// `POST /admin/users/{id}/status`: disable (ends sessions, stops keys) or enable.
+pub async fn status(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Path(id): Path<String>,
+    Form(form): Form<StatusForm>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
+    let patch = UserPatch { status: Some(form.status.clone()), ..UserPatch::default() };
+    match user_admin::update(&state, &admin.actor, id, &patch).await {
+        Ok(_) => {
+            let done = if form.status == "disabled" { "disabled" } else { "enabled" };
+            Redirect::to(&format!("/admin/users/{id}?done={done}")).into_response()
+        }
+        Err(e) => refused(&state, &admin, id, e, None).await,
+    }
 }
 
 /// This page's texts in Chinese.
-pub const ZH: &[(&str, &str)] = &[];
+pub const ZH: &[(&str, &str)] = &[
+    (
+        "Find an account, adjust its balance, group or role, or disable it.",
+        "查找账户，调整余额、分组或角色，或停用账户。",
+    ),
+    ("Search", "搜索"),
+    ("Email or name", "邮箱或名称"),
+    ("Any role", "任意角色"),
+    ("Any group", "任意分组"),
+    ("Any status", "任意状态"),
+    ("Role", "角色"),
+    ("Group", "分组"),
+    ("Active", "正常"),
+    ("Disabled", "已停用"),
+    ("Joined", "注册时间"),
+    ("No users match.", "没有匹配的用户。"),
+    ("Try fewer filters, or part of an email address.", "试试减少筛选条件，或只输入邮箱的一部分。"),
+    ("{n} users", "共 {n} 个用户"),
+    ("Previous", "上一页"),
+    ("Next", "下一页"),
+    ("root", "root"),
+    ("admin", "管理员"),
+    ("reseller", "分销商"),
+    ("user", "用户"),
+    ("All users", "所有用户"),
+    ("Requests, 30 days", "近 30 天请求数"),
+    ("Spend, 30 days", "近 30 天消费"),
+    ("Adjust balance", "调整余额"),
+    ("Every change is a ledger row with your note.", "每次调整都会记入账本，并附上你的备注。"),
+    ("Credit", "加款"),
+    ("Debit", "扣款"),
+    ("Note (required)", "备注（必填）"),
+    ("Apply", "执行"),
+    ("Group and role", "分组与角色"),
+    ("Only the root account makes or unmakes admins.", "只有 root 账户可以设置或取消管理员。"),
+    ("Save", "保存"),
+    ("Access", "访问"),
+    (
+        "Disabling ends the user's sessions and stops their keys at once.",
+        "停用后该用户的会话立即结束，其密钥立即失效。",
+    ),
+    ("Disable user", "停用用户"),
+    ("Enable user", "重新启用"),
+    ("Ledger", "账本"),
+    ("Latest balance changes (request charges are under usage).", "最近的余额变动（请求扣费见用量）。"),
+    ("No ledger rows yet.", "暂无账本记录。"),
+    ("Kind", "类型"),
+    ("Amount", "金额"),
+    ("Balance after", "变动后余额"),
+    ("Note", "备注"),
+    ("Keys", "密钥"),
+    ("Spent", "已用"),
+    ("No keys.", "没有密钥。"),
+    ("Recent usage", "最近用量"),
+    ("No requests yet.", "暂无请求。"),
+    ("Balance credited.", "已加款。"),
+    ("Balance debited.", "已扣款。"),
+    ("User updated.", "用户已更新。"),
+    ("User disabled: their sessions ended and their keys stopped working.", "用户已停用：其会话已结束，密钥已失效。"),
+    ("User enabled again.", "用户已重新启用。"),
+    ("No such user", "没有此用户"),
+    ("This user does not exist (any more).", "此用户不存在（或已被删除）。"),
+    ("You can view this account; only the root account can change it.", "你可以查看此账户；只有 root 账户可以修改它。"),
+    ("Created", "创建时间"),
+    ("Back to users", "返回用户列表"),
+];

@@ -1,0 +1,169 @@
+//! `/api/admin/users*`: search, credit and debit with a note, group / role / status changes, and
+//! a user's ledger, keys and usage — the same `services::user_admin` as `/admin/users`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::AdminAuth;
+use super::error::{ApiError, parse_id, parse_json};
+use super::me::query;
+use crate::db::{ledger, request_logs};
+use crate::domain::money::Money;
+use crate::services::keys;
+use crate::services::usage::LogQuery;
+use crate::services::user_admin::{self, AdminUserError, SearchQuery, UserPatch};
+use crate::services::users::{self, UserView};
+use crate::state::AppState;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+impl From<AdminUserError> for ApiError {
+    fn from(e: AdminUserError) -> Self {
+        match e {
+            AdminUserError::Invalid(m) => Self::Invalid(m),
+            AdminUserError::NotFound => Self::NotFound,
+            AdminUserError::Forbidden(m) => Self::Forbidden(m),
+            AdminUserError::Conflict(m) => Self::Conflict(m),
+            AdminUserError::Internal(d) => {
+                tracing::error!(error = %d, "user administration failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+fn internal(e: &sqlx::Error) -> ApiError {
+    tracing::error!(error = %e, "an /api/admin/users query failed");
+    ApiError::Internal
+}
+
+/// `GET /api/admin/users?q=&role=&group=&status=&page=&per_page=`.
+pub async fn list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> ApiResult<Json<Value>> {
+    let q: SearchQuery = query(&uri)?;
+    let page = user_admin::search(&state, &q).await?;
+    let has_next = page.has_next();
+    let data: Vec<Value> = page
+        .rows
+        .into_iter()
+        .map(|u| {
+            json!({
+                "id": u.id, "email": u.email, "display_name": u.display_name, "role": u.role,
+                "status": u.status, "group": u.group, "balance": Money(u.balance).to_string(),
+                "created_at": u.created_at, "last_login_at": u.last_login_at,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "data": data, "total": page.total, "page": page.page, "per_page": page.per_page, "has_next": has_next }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdjustInput {
+    amount: String,
+    note: String,
+}
+
+/// `POST /api/admin/users/{id}/credit` `{"amount": "5.00" | "-2.50", "note": "…"}` (the note is
+/// required): the new balance.
+pub async fn credit(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let input: AdjustInput = parse_json(&body)?;
+    let balance = user_admin::adjust(&state, &auth.actor, id, &input.amount, &input.note).await?;
+    Ok(Json(json!({ "id": id, "balance": Money(balance).to_string() })))
+}
+
+/// `PATCH /api/admin/users/{id}` `{"group"?, "role"?, "status"?}`: the user as now.
+pub async fn update(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult<Json<UserView>> {
+    let id = parse_id(&id)?;
+    let patch: UserPatch = parse_json(&body)?;
+    Ok(Json(user_admin::update(&state, &auth.actor, id, &patch).await?))
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `GET /api/admin/users/{id}/ledger?limit=50`: the balance and the latest ledger rows (up to
+/// 200; per-request charges are in the usage log).
+pub async fn ledger(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let q: LimitQuery = query(&uri)?;
+    let limit = match q.limit {
+        None => 50,
+        Some(n) if (1..=200).contains(&n) => n,
+        Some(_) => return Err(ApiError::Invalid("limit: 1 to 200".into())),
+    };
+    let user = users::get(&state, id).await?;
+    let rows = ledger::history(state.db().pool(), id, limit).await.map_err(|e| internal(&e))?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({ "created_at": r.created_at, "kind": r.kind, "amount": Money(r.amount).to_string(),
+                    "balance_after": Money(r.balance_after).to_string(), "note": r.note })
+        })
+        .collect();
+    Ok(Json(json!({ "balance": user.balance, "ledger": rows })))
+}
+
+/// `GET /api/admin/users/{id}/keys`: the user's keys (prefixes only).
+pub async fn keys(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    users::get(&state, id).await?;
+    Ok(Json(json!({ "data": keys::list_keys(&state, id).await? })))
+}
+
+/// `GET /api/admin/users/{id}/usage?from=&to=&model=&key=&status=&before=&limit=`: requests and
+/// spend over the last 30 days, and the usage log with the console's filters.
+pub async fn usage(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    users::get(&state, id).await?;
+    let q: LogQuery = query(&uri)?;
+    let filter = q.filter().map_err(ApiError::Invalid)?;
+    let limit = q.page_size().map_err(ApiError::Invalid)?;
+    let (requests, spend) = user_admin::recent_usage(&state, id).await?;
+    let rows = request_logs::list_for_user(state.db().pool(), id, &filter, limit).await.map_err(|e| internal(&e))?;
+    let next_before =
+        (i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({ "id": r.id, "created_at": r.created_at, "key_id": r.key_id, "key_name": r.key_name,
+                    "model": r.model, "endpoint": r.endpoint, "prompt_tokens": r.prompt_tokens,
+                    "completion_tokens": r.completion_tokens, "cost": Money(r.cost).to_string(),
+                    "status_code": r.status_code, "error_class": r.error_class, "latency_ms": r.latency_ms,
+                    "stream": r.is_stream })
+        })
+        .collect();
+    Ok(Json(json!({
+        "last_30_days": { "requests": requests, "spend": Money(spend).to_string() },
+        "data": data,
+        "next_before": next_before,
+    })))
+}

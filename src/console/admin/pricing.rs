@@ -1,0 +1,369 @@
+//! `/admin/pricing`: the model price table (per 1M tokens: input, output, cached input, cache
+//! write; or per request) with search and inline row editing (htmx swaps one row; without
+//! JavaScript `?edit=<model>` opens the same row as a form), per-group prices, One API / New API
+//! ratio import and export, and the default price list. Through `services::price_admin`, like
+//! `/api/admin/prices*`.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::AdminUser;
+use crate::console::Layout;
+use crate::console::htmx::{HxRequest, vary};
+use crate::db::prices;
+use crate::routes::Routes;
+use crate::services::price_admin::{self, PriceView};
+use crate::services::pricing::{PriceInput, PricingError};
+use crate::state::AppState;
+
+/// Adds this page's routes.
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .page_get("/admin/pricing", page)
+        .page_get("/admin/pricing/row", row)
+        .page_post("/admin/pricing/prices", save_price)
+        .page_post("/admin/pricing/prices/delete", delete_price)
+        .page_post("/admin/pricing/overrides", save_override)
+        .page_post("/admin/pricing/overrides/delete", delete_override)
+        .page_post("/admin/pricing/import", import)
+        .page_get("/admin/pricing/export", export)
+        .page_post("/admin/pricing/defaults", defaults)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/pricing.html")]
+pub struct PricingPage {
+    layout: Layout,
+    prices: Vec<PriceView>,
+    overrides: Vec<PriceView>,
+    groups: Vec<String>,
+    q: String,
+    /// The model whose row is open as a form (without JavaScript).
+    editing: Option<String>,
+    /// The price form as sent (new price or a refused row edit).
+    form: PriceForm,
+    /// The override form as sent.
+    override_form: PriceForm,
+    ratios: String,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+impl PricingPage {
+    fn is_editing(&self, model: &str) -> bool {
+        self.editing.as_deref() == Some(model)
+    }
+}
+
+/// One row of the price table: shown, or open as a form (`edit`).
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/_price_row.html")]
+pub struct PriceRow {
+    layout: Layout,
+    row: PriceView,
+    edit: bool,
+    row_error: Option<String>,
+}
+
+/// A price form: decimal strings, empty for "not priced this way".
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PriceForm {
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub input: String,
+    #[serde(default)]
+    pub output: String,
+    #[serde(default)]
+    pub cached_input: String,
+    #[serde(default)]
+    pub cache_write: String,
+    #[serde(default)]
+    pub per_request: String,
+}
+
+impl PriceForm {
+    fn input(&self) -> PriceInput {
+        let part = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        PriceInput {
+            input: part(&self.input),
+            output: part(&self.output),
+            cached_input: part(&self.cached_input),
+            cache_write: part(&self.cache_write),
+            per_request: part(&self.per_request),
+        }
+    }
+
+    /// The form's values as a row (to reopen a refused edit as sent).
+    fn as_row(&self) -> PriceView {
+        let part = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        PriceView {
+            model: self.model.trim().to_string(),
+            group: None,
+            input: part(&self.input),
+            output: part(&self.output),
+            cached_input: part(&self.cached_input),
+            cache_write: part(&self.cache_write),
+            per_request: part(&self.per_request),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    edit: String,
+    #[serde(default)]
+    done: String,
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "an /admin/pricing page failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
+}
+
+fn notice_for(done: &str) -> Option<&'static str> {
+    match done {
+        "saved" => Some("Price saved."),
+        "deleted" => Some("Price removed."),
+        "override" => Some("Group price saved."),
+        "override-deleted" => Some("Group price removed."),
+        "imported" => Some("Ratios imported."),
+        "defaults" => Some("Default prices applied."),
+        _ => None,
+    }
+}
+
+async fn build(state: &AppState, layout: Layout, q: &str) -> Result<PricingPage, PricingError> {
+    Ok(PricingPage {
+        layout,
+        prices: price_admin::list(state, Some(q)).await?,
+        overrides: price_admin::overrides(state).await?,
+        groups: prices::all_groups(state.db().pool()).await?.into_iter().map(|g| g.name).collect(),
+        q: q.to_string(),
+        editing: None,
+        form: PriceForm::default(),
+        override_form: PriceForm::default(),
+        ratios: String::new(),
+        notice: None,
+        error: None,
+    })
+}
+
+/// `GET /admin/pricing?q=&edit=`.
+pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Query<PageQuery>) -> Response {
+    match build(&state, admin.user.layout, &q.q).await {
+        Ok(mut page) => {
+            page.editing = Some(q.edit).filter(|e| !e.is_empty());
+            page.notice = notice_for(&q.done);
+            page.into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// The page again with a refusal (status 400) and `tweak` applied (the form as sent).
+async fn refused(
+    state: &AppState,
+    admin: AdminUser,
+    error: PricingError,
+    tweak: impl FnOnce(&mut PricingPage),
+) -> Response {
+    let message = match error {
+        PricingError::Invalid(m) => m,
+        PricingError::Internal(e) => return internal(e),
+    };
+    match build(state, admin.user.layout, "").await {
+        Ok(mut page) => {
+            page.error = Some(message);
+            tweak(&mut page);
+            (StatusCode::BAD_REQUEST, page).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RowQuery {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    edit: bool,
+}
+
+/// `GET /admin/pricing/row?model=&edit=true`: one row, shown or as a form (htmx).
+pub async fn row(State(state): State<AppState>, admin: AdminUser, Query(q): Query<RowQuery>) -> Response {
+    match price_admin::get(&state, &q.model).await {
+        Ok(Some(row)) => {
+            vary(PriceRow { layout: admin.user.layout, row, edit: q.edit, row_error: None }.into_response())
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "No such price.").into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /admin/pricing/prices`: set a model's price (a new one, or a row edit). htmx gets the
+/// row back (as a form with the reason when refused).
+pub async fn save_price(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    HxRequest(hx): HxRequest,
+    Form(form): Form<PriceForm>,
+) -> Response {
+    match price_admin::set(&state, &admin.actor, &form.model, &form.input()).await {
+        Ok(row) if hx => {
+            vary(PriceRow { layout: admin.user.layout, row, edit: false, row_error: None }.into_response())
+        }
+        Ok(_) => Redirect::to("/admin/pricing?done=saved").into_response(),
+        Err(PricingError::Invalid(m)) if hx => vary(
+            PriceRow { layout: admin.user.layout, row: form.as_row(), edit: true, row_error: Some(m) }.into_response(),
+        ),
+        Err(e) => refused(&state, admin, e, |page| page.form = form).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    group: String,
+}
+
+/// `POST /admin/pricing/prices/delete`.
+pub async fn delete_price(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    HxRequest(hx): HxRequest,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    match price_admin::delete(&state, &admin.actor, &form.model).await {
+        // htmx swaps the row for nothing.
+        Ok(_) if hx => vary(StatusCode::OK.into_response()),
+        Ok(_) => Redirect::to("/admin/pricing?done=deleted").into_response(),
+        Err(e) => refused(&state, admin, e, |_| {}).await,
+    }
+}
+
+/// `POST /admin/pricing/overrides`: a group's own price for a model.
+pub async fn save_override(State(state): State<AppState>, admin: AdminUser, Form(form): Form<PriceForm>) -> Response {
+    match price_admin::set_override(&state, &admin.actor, &form.group, &form.model, &form.input()).await {
+        Ok(_) => Redirect::to("/admin/pricing?done=override#overrides").into_response(),
+        Err(e) => refused(&state, admin, e, |page| page.override_form = form).await,
+    }
+}
+
+/// `POST /admin/pricing/overrides/delete`.
+pub async fn delete_override(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    match price_admin::delete_override(&state, &admin.actor, &form.group, &form.model).await {
+        Ok(_) => Redirect::to("/admin/pricing?done=override-deleted#overrides").into_response(),
+        Err(e) => refused(&state, admin, e, |_| {}).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ImportForm {
+    #[serde(default)]
+    ratios: String,
+}
+
+/// `POST /admin/pricing/import`: One API / New API ratio JSON, all or nothing.
+pub async fn import(State(state): State<AppState>, admin: AdminUser, Form(form): Form<ImportForm>) -> Response {
+    match price_admin::import_ratios(&state, &admin.actor, &form.ratios).await {
+        Ok(_) => Redirect::to("/admin/pricing?done=imported").into_response(),
+        Err(e) => refused(&state, admin, e, |page| page.ratios = form.ratios).await,
+    }
+}
+
+/// `GET /admin/pricing/export`: our prices as ratio JSON, as a download.
+pub async fn export(State(state): State<AppState>, _: AdminUser) -> Response {
+    match price_admin::export_ratios(&state).await {
+        Ok(json) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"ratios.json\""),
+            ],
+            serde_json::to_string_pretty(&json).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DefaultsForm {
+    #[serde(default)]
+    overwrite: Option<String>,
+}
+
+/// `POST /admin/pricing/defaults`: apply the default price list (existing prices kept unless
+/// `overwrite` is ticked).
+pub async fn defaults(State(state): State<AppState>, admin: AdminUser, Form(form): Form<DefaultsForm>) -> Response {
+    match price_admin::apply_defaults(&state, &admin.actor, form.overwrite.is_some()).await {
+        Ok(_) => Redirect::to("/admin/pricing?done=defaults").into_response(),
+        Err(e) => refused(&state, admin, e, |_| {}).await,
+    }
+}
+
+/// This page's texts in Chinese.
+pub const ZH: &[(&str, &str)] = &[
+    (
+        "What each model costs, per 1M tokens or per request, and each group's own prices.",
+        "各模型的价格（每 1M token 或每次请求）及各分组的专属价格。",
+    ),
+    ("Search models", "搜索模型"),
+    ("Model prices", "模型价格"),
+    (
+        "Per 1M tokens in the site currency; empty cached and cache-write prices use the input price.",
+        "以站点货币计，每 1M token；缓存读取与缓存写入留空时按输入价计。",
+    ),
+    ("Input", "输入"),
+    ("Output", "输出"),
+    ("Cached input", "缓存输入"),
+    ("Cache write", "缓存写入"),
+    ("Per request", "每次请求"),
+    ("No prices yet.", "还没有价格。"),
+    (
+        "Add one below, import One API ratios, or apply the default price list.",
+        "在下方添加，导入 One API 倍率，或应用默认价格表。",
+    ),
+    ("Add a price", "添加价格"),
+    ("Save price", "保存价格"),
+    ("Group prices", "分组价格"),
+    ("A group's own price replaces the model price times its multiplier.", "分组专属价格将替代“模型价格 × 分组倍率”。"),
+    ("No group prices.", "没有分组价格。"),
+    ("Import ratios", "导入倍率"),
+    (
+        "Paste One API / New API JSON with ModelRatio, CompletionRatio and GroupRatio. Ratio 1 = $0.002 per 1K tokens.",
+        "粘贴含 ModelRatio、CompletionRatio 和 GroupRatio 的 One API / New API JSON。倍率 1 = 每 1K token $0.002。",
+    ),
+    ("Import", "导入"),
+    ("Export ratios", "导出倍率"),
+    ("Default price list", "默认价格表"),
+    (
+        "Public list prices of common OpenAI, Anthropic, Gemini, DeepSeek, Qwen and Mistral models, in USD.",
+        "OpenAI、Anthropic、Gemini、DeepSeek、通义千问和 Mistral 常用模型的公开价格（美元）。",
+    ),
+    ("Also replace prices already set", "同时覆盖已设置的价格"),
+    ("Apply defaults", "应用默认价格"),
+    ("Price saved.", "价格已保存。"),
+    ("Price removed.", "价格已删除。"),
+    ("Group price saved.", "分组价格已保存。"),
+    ("Group price removed.", "分组价格已删除。"),
+    ("Ratios imported.", "倍率已导入。"),
+    ("Default prices applied.", "默认价格已应用。"),
+    ("Save group price", "保存分组价格"),
+];
