@@ -29,6 +29,7 @@ mod helpers;
 mod mail_sink;
 
 mod admin;
+mod admin_channels;
 mod admin_console;
 mod anthropic;
 mod azure;

@@ -136,7 +136,8 @@ impl ChannelForm {
             key: if self.key.trim().is_empty() { None } else { Some(self.key.clone()) },
             models: Some(list(&self.models)),
             model_mapping: Some(mapping),
-            groups: Some(list(&self.groups)),
+            // Blank: the default group (or, on edit, the channel's groups).
+            groups: Some(list(&self.groups)).filter(|g| !g.is_empty()),
             priority: Some(number(&self.priority, "priority must be a whole number")?),
             weight: Some(weight),
             config: Some(Value::Object(config)),
