@@ -506,3 +506,171 @@ async fn monitoring_shows_the_traffic_and_metrics_need_the_token(backend: Backen
     let response = plain.client.get(plain.url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+/// A log sink for one test: everything the app logs on the test's thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `a_channel_key_appears_nowhere` on a single-threaded runtime with a subscriber
+/// capturing every log line of the app (all its tasks run on this thread), at every level.
+fn with_captured_logs(backend: Backend) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let key = format!("sk-SEEKRIT-{}", burncloud::domain::token::random_alphanumeric(24));
+    tracing::subscriber::with_default(subscriber, || runtime.block_on(a_channel_key_appears_nowhere(backend, &key)));
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(logs.lines().count() > 100, "the app's logs were captured ({} lines)", logs.lines().count());
+    assert!(logs.contains("channel disabled automatically"), "background tasks' logs too");
+    let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(&key) || l.contains("SEEKRIT")).collect();
+    assert!(leaks.is_empty(), "the channel key in {} log lines: {:?}", leaks.len(), &leaks[..leaks.len().min(5)]);
+}
+
+#[test]
+fn a_channel_key_appears_in_no_page_answer_or_log_sqlite() {
+    with_captured_logs(Backend::Sqlite);
+}
+
+#[test]
+fn a_channel_key_appears_in_no_page_answer_or_log_postgres() {
+    with_captured_logs(Backend::Postgres);
+}
+
+/// Seeds the key through every way in (API, console form, import, rotation), uses it (calls,
+/// tests, a refused key, model list), then reads every admin and console page and every
+/// management answer: none holds it.
+async fn a_channel_key_appears_nowhere(backend: Backend, key: &str) {
+    let app = spawn_app(backend).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    let answers: std::cell::RefCell<Vec<(String, String)>> = std::cell::RefCell::new(Vec::new());
+    let api = async |method: &str, path: &str, body: Option<Value>| -> Value {
+        let (status, body) = app.admin(method, path, body).await;
+        answers.borrow_mut().push((format!("{method} {path} → {status}"), body.to_string()));
+        body
+    };
+    let created = api(
+        "POST",
+        "/api/admin/channels",
+        Some(json!({ "name": "secret", "type": "openai", "base_url": fake.base_url("s"), "key": key, "models": [MODEL] })),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let import = json!({ "channel": { "name": "bulk", "type": "openai", "base_url": fake.base_url("s"), "models": [MODEL] },
+        "keys": format!("{key}\nsk-other-0000"), "mode": "rotation" });
+    api("POST", "/api/admin/channels/import", Some(import.clone())).await;
+    let mut separate = import;
+    separate["mode"] = json!("separate");
+    api("POST", "/api/admin/channels/import", Some(separate)).await;
+    for (method, path, body) in [
+        ("GET", "/api/admin/channels".to_string(), None),
+        ("GET", format!("/api/admin/channels/{id}"), None),
+        ("PATCH", format!("/api/admin/channels/{id}"), Some(json!({ "key": format!("{key}\n{key}-2"), "weight": 2 }))),
+        ("POST", format!("/api/admin/channels/{id}/test"), None),
+        ("POST", "/api/admin/channels/test".to_string(), None),
+        ("POST", format!("/api/admin/channels/{id}/copy"), None),
+        ("POST", format!("/api/admin/channels/{id}/models"), Some(json!({ "save": false }))),
+        ("POST", format!("/api/admin/channels/{id}/disable"), None),
+        ("POST", format!("/api/admin/channels/{id}/enable"), None),
+    ] {
+        api(method, &path, body).await;
+    }
+
+    // The console's form too, and calls through the gateway (served, then the key refused).
+    let mut root = root_browser(&app).await;
+    let csrf = root.csrf("/admin/channels/new").await;
+    let base = fake.base_url("s");
+    let fields = form(
+        &csrf,
+        &[
+            ("name", "console"),
+            ("type", "openai"),
+            ("base_url", &base),
+            ("key", key),
+            ("models", MODEL),
+            ("enabled", "on"),
+        ],
+    );
+    root.post("/admin/channels/new", &fields).await;
+    app.set_price(MODEL, json!({ "input": "1", "output": "1" })).await;
+    let (_, user_key) = app.user_with_key("10").await;
+    let chat = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }] });
+    let response = app.v1(&user_key, "/v1/chat/completions", &chat).await;
+    answers.borrow_mut().push(("gateway ok".into(), response.text().await.unwrap()));
+    fake.set(Behavior::Status(401));
+    let response = app.v1(&user_key, "/v1/chat/completions", &chat).await;
+    answers.borrow_mut().push(("gateway refused".into(), response.text().await.unwrap()));
+    fake.set(Behavior::Status(400));
+    let response = app.v1(&user_key, "/v1/chat/completions", &chat).await;
+    answers.borrow_mut().push(("gateway rejected".into(), response.text().await.unwrap()));
+    api("POST", "/api/admin/channels/test", None).await;
+    app.settled().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    api("GET", "/api/admin/channels", None).await;
+
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM channels").fetch_all(app.db.pool()).await.unwrap();
+    let mut pages: Vec<String> = [
+        "/admin",
+        "/admin/monitor?range=day",
+        "/admin/channels",
+        "/admin/channels/new",
+        "/admin/channels/import",
+        "/admin/users",
+        "/admin/groups",
+        "/admin/pricing",
+        "/admin/codes",
+        "/admin/settings",
+        "/admin/logs",
+        "/admin/audit",
+        "/console",
+        "/console/keys",
+        "/console/logs",
+        "/console/billing",
+        "/console/profile",
+        "/console/invitations",
+        "/console/stats",
+        "/pricing",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    pages.extend(ids.iter().map(|id| format!("/admin/channels/{id}/edit")));
+    let mut seen = 0;
+    for page in &pages {
+        let (status, _, body) = root.get(page).await;
+        if status == StatusCode::OK {
+            seen += 1;
+        }
+        answers.borrow_mut().push((format!("page {page} → {status}"), body));
+    }
+    assert!(seen >= 15, "the pages answered ({seen})");
+    for action in ["test", "disable", "enable", "copy"] {
+        let (_, _, body) = root.post(&format!("/admin/channels/{id}/{action}"), &[("csrf", &csrf)]).await;
+        answers.borrow_mut().push((format!("console {action}"), body));
+    }
+    let (_, _, body) = root.post(&format!("/admin/channels/{id}/models"), &fields).await;
+    answers.borrow_mut().push(("console fetch models".into(), body));
+    let (_, _, body) = root.post("/admin/channels/test", &[("csrf", &csrf)]).await;
+    answers.borrow_mut().push(("console test all".into(), body));
+    answers.borrow_mut().push(("audit log".into(), all_audit_text(&app).await));
+
+    let answers = answers.into_inner();
+    for (what, text) in &answers {
+        assert!(!text.contains(key) && !text.contains("SEEKRIT"), "the key in {what}: {text}");
+    }
+    assert!(answers.len() > 40);
+}
