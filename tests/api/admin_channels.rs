@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::admin_console::{access_token, user_with_role};
+use crate::chromium::{Chromium, LayoutNote, backend_name};
 use crate::console_auth::Browser;
 use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, spawn_app, spawn_app_with};
@@ -17,6 +18,7 @@ db_tests!(
     bad_channel_input_changes_nothing,
     only_admins_reach_channels_monitoring_and_their_api,
     monitoring_shows_the_traffic_and_metrics_need_the_token,
+    an_admin_adds_a_channel_and_sees_a_users_call_on_the_monitoring_chart,
 );
 
 const MODEL: &str = "gpt-watch";
@@ -673,4 +675,70 @@ async fn a_channel_key_appears_nowhere(backend: Backend, key: &str) {
         assert!(!text.contains(key) && !text.contains("SEEKRIT"), "the key in {what}: {text}");
     }
     assert!(answers.len() > 40);
+}
+
+/// Browser: the root admin logs in, adds a channel to a fake upstream on /admin/channels/new
+/// (the price is set through the API: the pricing page is another slice), a user calls the
+/// model, and the call shows on /admin's requests chart; screenshots of /admin and
+/// /admin/channels at desktop and phone widths.
+async fn an_admin_adds_a_channel_and_sees_a_users_call_on_the_monitoring_chart(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    let chrome = Chromium::start(&app, "admin-channels", backend).await;
+    chrome.goto("/login").await;
+    chrome.fill("email", crate::helpers::ADMIN_EMAIL).await;
+    chrome.fill("password", crate::helpers::ADMIN_PASSWORD).await;
+    chrome.click_and_wait("form[action='/login'] button[type=submit]").await;
+    chrome.goto("/admin/channels").await;
+    chrome.wait_for_text("No channels yet.").await;
+    let mut notes: Vec<LayoutNote> = Vec::new();
+    notes.extend(chrome.screenshot("admin-channels-empty").await);
+    chrome.click_and_wait("[data-testid=add-channel]").await;
+    chrome.wait_for_path("/admin/channels/new").await;
+    chrome.fill("name", "Browser upstream").await;
+    chrome.fill("base_url", &fake.base_url("br")).await;
+    chrome.fill("models", MODEL).await;
+    chrome.fill("key", "sk-browser-upstream-key-9876").await;
+    notes.extend(chrome.screenshot("admin-channel-form").await);
+    chrome.click_and_wait("form#channel-form button[type=submit]").await;
+    chrome.wait_for_path("/admin/channels").await;
+    chrome.wait_for_text("Browser upstream").await;
+    let text = chrome.visible_text().await;
+    assert!(text.contains("…9876") && !text.contains("sk-browser-upstream-key"), "the key masked: {text}");
+    chrome.click("[data-testid=test-channel]").await;
+    chrome.wait_for_text("passed").await;
+
+    app.set_price(MODEL, json!({ "input": "2.50", "output": "10.00" })).await;
+    let (_, key) = app.user_with_key("1").await;
+    let chat =
+        json!({ "model": MODEL, "messages": [{ "role": "user", "content": "Hello from the admin's browser test" }] });
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat).await.status(), 200);
+    app.wait_for_logs(1).await;
+    app.settled().await;
+
+    chrome.goto("/admin").await;
+    chrome.wait_for_text("Channel health").await;
+    assert_eq!(chrome.text("[data-testid=requests]").await, "1");
+    let bars = chrome
+        .script("return document.querySelectorAll('[data-testid=requests-chart] g[data-requests=\"1\"]').length;")
+        .await;
+    assert_eq!(bars, json!(1), "the call is one column of the requests chart");
+    let models = chrome.text("[data-testid=by-model]").await;
+    assert!(models.contains(MODEL), "{models}");
+    notes.extend(chrome.screenshot("admin-overview").await);
+    chrome.click("a[href='/admin?range=week']").await;
+    chrome.wait_for_path("/admin?range=week").await;
+    assert_eq!(chrome.text("[data-testid=requests]").await, "1");
+    chrome.goto("/admin/channels").await;
+    chrome.wait_for_text("Browser upstream").await;
+    notes.extend(chrome.screenshot("admin-channels").await);
+    chrome.click("details.more > summary").await;
+    chrome.wait_for_text("Copy").await;
+    notes.extend(chrome.screenshot("admin-channels-menu").await);
+    chrome.quit().await;
+
+    let report: String = notes.iter().map(|LayoutNote { file, note }| format!("layout: {file}: {note}\n")).collect();
+    let path = crate::chromium::artifacts_dir().join(format!("admin-channels-{}-layout.txt", backend_name(backend)));
+    std::fs::write(&path, &report).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    assert!(report.is_empty(), "{report}");
 }

@@ -238,6 +238,7 @@ pub const ZH: &[(&str, &str)] = &[
     ("auto-disabled", "已自动停用"),
     ("keys", "个密钥"),
     ("Test", "测试"),
+    ("More", "更多"),
     ("Delete this channel?", "删除此渠道？"),
     ("No channels yet.", "还没有渠道。"),
     (
