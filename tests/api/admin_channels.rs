@@ -612,13 +612,16 @@ async fn a_channel_key_appears_nowhere(backend: Backend, key: &str) {
     let (_, user_key) = app.user_with_key("10").await;
     let chat = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }] });
     let response = app.v1(&user_key, "/v1/chat/completions", &chat).await;
-    answers.borrow_mut().push(("gateway ok".into(), response.text().await.unwrap()));
+    let text = response.text().await.unwrap();
+    answers.borrow_mut().push(("gateway ok".into(), text));
     fake.set(Behavior::Status(401));
     let response = app.v1(&user_key, "/v1/chat/completions", &chat).await;
-    answers.borrow_mut().push(("gateway refused".into(), response.text().await.unwrap()));
+    let text = response.text().await.unwrap();
+    answers.borrow_mut().push(("gateway refused".into(), text));
     fake.set(Behavior::Status(400));
     let response = app.v1(&user_key, "/v1/chat/completions", &chat).await;
-    answers.borrow_mut().push(("gateway rejected".into(), response.text().await.unwrap()));
+    let text = response.text().await.unwrap();
+    answers.borrow_mut().push(("gateway rejected".into(), text));
     api("POST", "/api/admin/channels/test", None).await;
     app.settled().await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -668,7 +671,8 @@ async fn a_channel_key_appears_nowhere(backend: Backend, key: &str) {
     answers.borrow_mut().push(("console fetch models".into(), body));
     let (_, _, body) = root.post("/admin/channels/test", &[("csrf", &csrf)]).await;
     answers.borrow_mut().push(("console test all".into(), body));
-    answers.borrow_mut().push(("audit log".into(), all_audit_text(&app).await));
+    let text = all_audit_text(&app).await;
+    answers.borrow_mut().push(("audit log".into(), text));
 
     let answers = answers.into_inner();
     for (what, text) in &answers {

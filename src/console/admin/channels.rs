@@ -127,11 +127,11 @@ async fn answer(state: &AppState, admin: AdminUser, hx: bool, outcome: Outcome) 
 }
 
 /// The outcome of a failed action: a message for the operator, or the 404 / 500 answer.
-fn refused(admin: &AdminUser, e: ChannelError) -> Result<Outcome, Response> {
+fn refused(admin: &AdminUser, e: ChannelError) -> Result<Outcome, Box<Response>> {
     match e {
         ChannelError::Invalid(message) => Ok(Outcome { error: Some(message), ..Outcome::default() }),
-        ChannelError::NotFound => Err(not_found(admin)),
-        e => Err(internal(&e)),
+        ChannelError::NotFound => Err(Box::new(not_found(admin))),
+        e => Err(Box::new(internal(&e))),
     }
 }
 
@@ -169,7 +169,7 @@ macro_rules! row_action {
                 Ok(outcome) => outcome,
                 Err(e) => match refused(&$admin, e) {
                     Ok(outcome) => outcome,
-                    Err(response) => return response,
+                    Err(response) => return *response,
                 },
             };
             answer(&$state, $admin, hx, outcome).await
