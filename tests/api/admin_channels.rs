@@ -489,6 +489,33 @@ async fn monitoring_shows_the_traffic_and_metrics_need_the_token(backend: Backen
     let (_, _, page) = root.get("/admin/channels").await;
     assert!(page.contains("0.00024"), "the channel's used amount (3 × 12 in + 5 out at 2.50/10.00): {page}");
 
+    // A request the upstream refuses counts as an error; a refused key disables the channel,
+    // which the health list and the channel list show with the reason.
+    fake.set(Behavior::Status(400));
+    let chat = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }] });
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat).await.status(), 400);
+    fake.set(Behavior::Status(401));
+    app.v1(&key, "/v1/chat/completions", &chat).await;
+    app.wait_for_logs(5).await;
+    app.settled().await;
+    let mut disabled = false;
+    for _ in 0..100 {
+        let (_, body) = app.admin("GET", &format!("/api/admin/channels/{ok}"), None).await;
+        if body["status"] == "auto_disabled" {
+            disabled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(disabled, "the refused key disabled the channel");
+    let (_, _, page) = root.get("/admin").await;
+    assert!(page.contains("data-testid=\"error-rate\">40.0%<"), "2 of 5 failed: {page}");
+    assert!(page.contains(&format!("data-channel=\"{ok}\" data-status=\"auto_disabled\"")), "{page}");
+    assert!(page.contains("upstream rejected the key (HTTP 401)"), "with the reason");
+    let (_, _, page) = root.get("/admin/channels").await;
+    assert!(page.contains("auto-disabled") && page.contains("upstream rejected the key (HTTP 401)"), "{page}");
+    fake.set(Behavior::default());
+
     // /metrics: 401 without the token, the figures with it.
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -497,8 +524,9 @@ async fn monitoring_shows_the_traffic_and_metrics_need_the_token(backend: Backen
     let response = app.client.get(app.url("/metrics")).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
-    assert!(text.contains("burncloud_requests{window=\"1h\"} 3"), "{text}");
-    assert!(text.contains(&format!("burncloud_requests{{window=\"1h\",model=\"{MODEL}\"}} 3")), "{text}");
+    assert!(text.contains("burncloud_requests{window=\"1h\"} 5"), "{text}");
+    assert!(text.contains("burncloud_errors{window=\"1h\"} 2"), "{text}");
+    assert!(text.contains(&format!("burncloud_requests{{window=\"1h\",model=\"{MODEL}\"}} 5")), "{text}");
     assert!(text.contains(&format!("burncloud_channel_up{{channel_id=\"{ok}\",channel=\"watched\"")), "{text}");
     assert!(text.contains("burncloud_latency_ms{window=\"1h\",quantile=\"0.95\"}"), "{text}");
     assert!(!text.contains("k-1234"));
