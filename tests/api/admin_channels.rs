@@ -280,6 +280,8 @@ async fn channel_api_actions_are_audited(backend: Backend) {
     let (status, body) =
         app.admin("PATCH", &format!("/api/admin/channels/{id}"), Some(json!({ "key": "sk-rotated-key-LMNO" }))).await;
     assert_eq!((status, body["key_hint"].as_str()), (200, Some("…LMNO")), "{body}");
+    let (status, body) = app.admin("PATCH", &format!("/api/admin/channels/{id}"), Some(json!({ "key": " " }))).await;
+    assert_eq!((status, body["key_hint"].as_str()), (200, Some("…LMNO")), "a blank key keeps the key: {body}");
     let (status, body) = app.admin("POST", &format!("/api/admin/channels/{id}/test"), None).await;
     assert_eq!((status, body["ok"].as_bool()), (200, Some(true)), "{body}");
     assert!(body["sample"].is_string(), "a sample reply: {body}");
