@@ -127,6 +127,8 @@ pub struct Config {
     pub admin_password: Option<Secret>,
     /// Root token for the management API (`BURNCLOUD_ADMIN_TOKEN`).
     pub admin_token: Option<Secret>,
+    /// Bearer token for `GET /metrics` (`BURNCLOUD_METRICS_TOKEN`); unset: `/metrics` answers 404.
+    pub metrics_token: Option<Secret>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax (`BURNCLOUD_LOG`).
     pub log: String,
     /// `pretty` or `json` (`BURNCLOUD_LOG_FORMAT`).
@@ -262,6 +264,7 @@ settings! {
     ADMIN_EMAIL => "admin_email", "BURNCLOUD_ADMIN_EMAIL";
     ADMIN_PASSWORD => "admin_password", "BURNCLOUD_ADMIN_PASSWORD";
     ADMIN_TOKEN => "admin_token", "BURNCLOUD_ADMIN_TOKEN";
+    METRICS_TOKEN => "metrics_token", "BURNCLOUD_METRICS_TOKEN";
     LOG => "log", "BURNCLOUD_LOG";
     LOG_FORMAT => "log_format", "BURNCLOUD_LOG_FORMAT";
     SHUTDOWN_GRACE_SECS => "shutdown_grace_secs", "BURNCLOUD_SHUTDOWN_GRACE_SECS";
@@ -359,6 +362,7 @@ impl Config {
             other => other.map(Secret::new),
         };
         let admin_token = secret(get(&ADMIN_TOKEN), &ADMIN_TOKEN)?;
+        let metrics_token = secret(get(&METRICS_TOKEN), &METRICS_TOKEN)?;
         let log = get(&LOG).unwrap_or("info").to_string();
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             return Err(ConfigError::new(&LOG, format!("{log:?} is not a valid log filter")));
@@ -472,6 +476,7 @@ impl Config {
             admin_email,
             admin_password,
             admin_token,
+            metrics_token,
             log,
             log_format,
             shutdown_grace,

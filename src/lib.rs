@@ -23,6 +23,8 @@ pub mod gateway;
 /// Liveness and readiness endpoints.
 /// Outgoing mail over SMTP (verification, password reset).
 pub mod mail;
+/// `GET /metrics`: the monitoring figures in Prometheus' text format, behind a token.
+pub mod metrics;
 pub mod ops;
 /// Upstream protocols and OpenAI-compatible vendor presets.
 pub mod providers;

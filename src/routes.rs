@@ -85,6 +85,7 @@ pub fn all() -> Routes {
     let routes = Routes::new()
         .get("/healthz", ops::healthz)
         .get("/readyz", ops::readyz)
+        .get("/metrics", crate::metrics::metrics)
         .get("/static/{file}", console::assets::serve);
     console::routes(api::routes(gateway::routes(routes)))
 }

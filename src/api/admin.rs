@@ -12,6 +12,7 @@ use super::error::{ApiError, parse_id, parse_json};
 use crate::config::Strategy;
 use crate::db::settings;
 use crate::gateway::routing::STRATEGY_SETTING_PREFIX;
+use crate::services::channel_admin;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
 use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
 use crate::services::users::{self, NewUserInput, UserView};
@@ -21,11 +22,11 @@ type ApiResult<T> = Result<T, ApiError>;
 
 pub async fn create_channel(
     State(state): State<AppState>,
-    _: AdminAuth,
+    auth: AdminAuth,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<ChannelView>)> {
     let input: ChannelInput = parse_json(&body)?;
-    Ok((StatusCode::CREATED, Json(channels::create(&state, input).await?)))
+    Ok((StatusCode::CREATED, Json(channel_admin::create(&state, &auth.actor, input).await?)))
 }
 
 pub async fn list_channels(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json<Value>> {
@@ -42,30 +43,30 @@ pub async fn get_channel(
 
 pub async fn update_channel(
     State(state): State<AppState>,
-    _: AdminAuth,
+    auth: AdminAuth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<ChannelView>> {
     let id = parse_id(&id)?;
     let input: ChannelInput = parse_json(&body)?;
-    Ok(Json(channels::update(&state, id, input).await?))
+    Ok(Json(channel_admin::update(&state, &auth.actor, id, input).await?))
 }
 
 pub async fn delete_channel(
     State(state): State<AppState>,
-    _: AdminAuth,
+    auth: AdminAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    channels::delete(&state, parse_id(&id)?).await?;
+    channel_admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn test_channel(
     State(state): State<AppState>,
-    _: AdminAuth,
+    auth: AdminAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TestResult>> {
-    Ok(Json(channels::test(&state, parse_id(&id)?).await?))
+    Ok(Json(channel_admin::test(&state, &auth.actor, parse_id(&id)?).await?))
 }
 
 pub async fn create_user(

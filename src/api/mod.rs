@@ -2,6 +2,7 @@
 //! resellers' tooling. Handlers are thin: they authenticate, parse and call `services`.
 
 pub mod admin;
+pub mod admin_channels;
 pub mod admin_pricing;
 pub mod admin_users;
 pub mod auth;
@@ -21,6 +22,12 @@ pub fn routes(routes: Routes) -> Routes {
         .patch("/api/admin/channels/{id}", admin::update_channel)
         .delete("/api/admin/channels/{id}", admin::delete_channel)
         .post("/api/admin/channels/{id}/test", admin::test_channel)
+        .post("/api/admin/channels/test", admin_channels::test_all)
+        .post("/api/admin/channels/import", admin_channels::import)
+        .post("/api/admin/channels/{id}/enable", admin_channels::enable)
+        .post("/api/admin/channels/{id}/disable", admin_channels::disable)
+        .post("/api/admin/channels/{id}/copy", admin_channels::copy)
+        .post("/api/admin/channels/{id}/models", admin_channels::fetch_models)
         .post("/api/admin/users", admin::create_user)
         .get("/api/admin/users/{id}", admin::get_user)
         .post("/api/admin/users/{id}/keys", admin::create_key)

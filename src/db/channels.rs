@@ -26,6 +26,10 @@ pub struct ChannelRow {
     pub tested_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    /// Spend routed through the channel, nano-units.
+    pub used_amount: i64,
 }
 
 /// The writable columns of a channel.
@@ -44,7 +48,8 @@ pub struct ChannelWrite<'a> {
 }
 
 const COLUMNS: &str = "id, name, type, base_url, keys_encrypted, models, model_mapping, groups, priority, weight, \
-                       status, disabled_reason, config, test_latency_ms, tested_at, created_at, updated_at";
+                       status, disabled_reason, config, test_latency_ms, tested_at, created_at, updated_at, \
+                       last_error, last_error_at, used_amount";
 
 fn from_row(row: &AnyRow) -> Result<ChannelRow, sqlx::Error> {
     Ok(ChannelRow {
@@ -65,6 +70,9 @@ fn from_row(row: &AnyRow) -> Result<ChannelRow, sqlx::Error> {
         tested_at: row.try_get(14)?,
         created_at: row.try_get(15)?,
         updated_at: row.try_get(16)?,
+        last_error: row.try_get(17)?,
+        last_error_at: row.try_get(18)?,
+        used_amount: row.try_get(19)?,
     })
 }
 
@@ -149,7 +157,8 @@ pub async fn delete<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Resul
 pub async fn auto_disable(conn: &mut AnyConnection, id: i64, reason: &str) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let done = sqlx::query(
-        "UPDATE channels SET status = 'auto_disabled', disabled_reason = $1, disabled_at = $2, updated_at = $2 \
+        "UPDATE channels SET status = 'auto_disabled', disabled_reason = $1, disabled_at = $2, updated_at = $2, \
+         last_error = $1, last_error_at = $2 \
          WHERE id = $3 AND status = 'enabled'",
     )
     .bind(reason)
@@ -185,6 +194,17 @@ pub async fn record_test<'e>(
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE channels SET test_latency_ms = $1, tested_at = $2 WHERE id = $3")
         .bind(latency_ms)
+        .bind(now_ms())
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Records a failed probe (the channel's last error).
+pub async fn record_error<'e>(db: impl Executor<'e, Database = Any>, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE channels SET last_error = $1, last_error_at = $2 WHERE id = $3")
+        .bind(error)
         .bind(now_ms())
         .bind(id)
         .execute(db)

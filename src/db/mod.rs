@@ -13,6 +13,7 @@ pub mod invitations;
 pub mod leases;
 pub mod ledger;
 pub mod migrate;
+pub mod monitoring;
 pub mod prices;
 pub mod request_logs;
 pub mod settings;

@@ -62,6 +62,20 @@ pub async fn insert_many(conn: &mut AnyConnection, logs: &[&RequestLog]) -> Resu
         }
         query.execute(&mut *conn).await?;
     }
+    // The channels' used amounts follow in the same transaction: one update per channel.
+    let mut per_channel: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for log in logs.iter().filter(|l| l.cost != 0) {
+        if let Some(channel) = log.channel_id {
+            *per_channel.entry(channel).or_default() += log.cost;
+        }
+    }
+    for (channel, cost) in per_channel {
+        sqlx::query("UPDATE channels SET used_amount = used_amount + $1 WHERE id = $2")
+            .bind(cost)
+            .bind(channel)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 

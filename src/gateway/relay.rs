@@ -216,7 +216,7 @@ async fn relay_inner(
 
 /// Sends one tiny chat completion for `model` through the channel, the way requests go (its
 /// protocol's conversion included); a message saying what went wrong otherwise.
-pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Result<(), String> {
+pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Result<String, String> {
     let body = Bytes::from(
         serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": "ping" }], "max_tokens": 1 })
             .to_string(),
@@ -235,9 +235,20 @@ pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Resu
         headers: &headers,
     };
     match attempt(state, &channel, &request).await {
-        Attempt::Answered(_) => Ok(()),
+        Attempt::Answered(Answer::Whole { body, .. }) => Ok(probe_sample(&body)),
+        Attempt::Answered(Answer::Stream { .. }) => Ok(String::new()),
         Attempt::Retry(e) | Attempt::Fail(e) => Err(probe_failure(&e)),
     }
+}
+
+/// The start of a probe's reply (the assistant's text when the body is a chat completion), for
+/// the operator to see what the upstream said.
+fn probe_sample(body: &[u8]) -> String {
+    let text = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/choices/0/message/content").and_then(|c| c.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    text.chars().take(200).collect()
 }
 
 fn probe_failure(error: &GatewayError) -> String {

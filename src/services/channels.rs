@@ -57,6 +57,8 @@ pub struct ChannelView {
     pub kind: String,
     pub base_url: String,
     pub key_hint: String,
+    /// How many keys the channel rotates through.
+    pub key_count: usize,
     pub models: Vec<String>,
     pub model_mapping: BTreeMap<String, String>,
     pub groups: Vec<String>,
@@ -67,6 +69,11 @@ pub struct ChannelView {
     pub config: serde_json::Value,
     pub test_latency_ms: Option<i64>,
     pub tested_at: Option<i64>,
+    /// The last failure seen (a failed test or an automatic disable), and when.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    /// Spend routed through the channel, nano-units.
+    pub used_amount: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -198,7 +205,7 @@ fn validate(input: ChannelInput, existing: Option<(&ChannelRow, Vec<String>)>) -
     Ok(Valid { name, kind, base_url, keys, models, model_mapping, groups, priority, weight, config, status })
 }
 
-fn decrypt_keys(state: &AppState, row: &ChannelRow) -> Vec<String> {
+pub(crate) fn decrypt_keys(state: &AppState, row: &ChannelRow) -> Vec<String> {
     crypto::decrypt(state.secret_key(), &row.keys_encrypted)
         .ok()
         .and_then(|plain| serde_json::from_slice(&plain).ok())
@@ -220,6 +227,7 @@ fn view(state: &AppState, row: ChannelRow) -> ChannelView {
     ChannelView {
         id: row.id,
         key_hint: key_hint(&keys),
+        key_count: keys.len(),
         models: serde_json::from_str(&row.models).unwrap_or_default(),
         model_mapping: serde_json::from_str(&row.model_mapping).unwrap_or_default(),
         groups: serde_json::from_str(&row.groups).unwrap_or_default(),
@@ -233,6 +241,9 @@ fn view(state: &AppState, row: ChannelRow) -> ChannelView {
         disabled_reason: row.disabled_reason,
         test_latency_ms: row.test_latency_ms,
         tested_at: row.tested_at,
+        last_error: row.last_error,
+        last_error_at: row.last_error_at,
+        used_amount: row.used_amount,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
@@ -371,6 +382,8 @@ pub struct TestResult {
     pub ok: bool,
     pub latency_ms: i64,
     pub error: Option<String>,
+    /// The start of the upstream's reply when the probe passed.
+    pub sample: Option<String>,
 }
 
 /// Sends one tiny chat completion through the channel and measures it. A passing probe of an
@@ -380,14 +393,17 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
     let channel = crate::gateway::routing::channel_from_row(&row, state.secret_key()).map_err(invalid)?;
     let models: Vec<String> = serde_json::from_str(&row.models).unwrap_or_default();
     let model = models.first().cloned().unwrap_or_default();
+    let keys = channel.keys.clone();
     let started = Instant::now();
     let timeout = state.config().gateway.first_byte_timeout.min(Duration::from_secs(30));
     let probe = crate::gateway::relay::probe(state, std::sync::Arc::new(channel), &model);
-    let error = match tokio::time::timeout(timeout, probe).await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
-        Err(_) => Some("the upstream did not answer in time".to_string()),
+    let (sample, error) = match tokio::time::timeout(timeout, probe).await {
+        Ok(Ok(sample)) => (Some(sample), None),
+        Ok(Err(e)) => (None, Some(e)),
+        Err(_) => (None, Some("the upstream did not answer in time".to_string())),
     };
+    // An upstream may quote the key it refused: never pass it on.
+    let (sample, error) = (sample.map(|s| redact(&s, &keys)), error.map(|e| redact(&e, &keys)));
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     if error.is_none() {
         db_channels::record_test(state.db().writer(), id, latency_ms).await?;
@@ -399,7 +415,15 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
         drop(conn);
         reload_routing(state).await;
     }
-    Ok(TestResult { ok: error.is_none(), latency_ms, error })
+    if let Some(error) = &error {
+        db_channels::record_error(state.db().writer(), id, error).await?;
+    }
+    Ok(TestResult { ok: error.is_none(), latency_ms, error, sample })
+}
+
+/// `text` with every occurrence of the channel's keys replaced.
+pub(crate) fn redact(text: &str, keys: &[String]) -> String {
+    keys.iter().filter(|k| k.len() >= 4).fold(text.to_string(), |t, k| t.replace(k.as_str(), "[redacted]"))
 }
 
 /// Probes every automatically disabled channel once (the periodic re-test).

@@ -33,8 +33,9 @@ pub async fn account<'a>(
     let email = user_with_role(app, name, role).await;
     let id = user_id(app, &email).await;
     if balance != "0" {
-        let (status, body) =
-            app.admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": balance, "note": "test" }))).await;
+        let (status, body) = app
+            .admin("POST", &format!("/api/admin/users/{id}/credit"), Some(json!({ "amount": balance, "note": "test" })))
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     let mut browser = Browser::new(app);

@@ -144,6 +144,12 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
             StatusCode::OK.into_response()
         }
         Behavior::Garbage => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "<html>not json").into_response(),
+        // The model list (`GET /models`), for the console's "fetch models".
+        _ if uri.path().ends_with("/models") => axum::Json(json!({ "object": "list", "data": [
+            { "id": "gpt-4o-mini", "object": "model", "owned_by": "fake" },
+            { "id": "gpt-4o", "object": "model", "owned_by": "fake" },
+            { "id": "text-embedding-3-small", "object": "model", "owned_by": "fake" } ] }))
+        .into_response(),
         _ if uri.path().ends_with("/embeddings") => embeddings(&model, &behavior, &request),
         _ if uri.path().ends_with("/moderations") => axum::Json(json!({
             "id": "modr-fake", "model": model,

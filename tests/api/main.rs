@@ -29,14 +29,15 @@ mod helpers;
 mod mail_sink;
 
 mod admin;
+mod admin_channels;
 mod admin_console;
 mod admin_users;
 mod anthropic;
 mod azure;
 mod bedrock;
 mod browser;
-mod browser_codes;
 mod browser_admin_users;
+mod browser_codes;
 mod cli;
 mod codes;
 mod conformance;

@@ -1,0 +1,83 @@
+//! `/api/admin/channels*` beyond create/read/update/delete/test (those are in `admin`): enable,
+//! disable, copy, test all, bulk import and fetching the upstream's model list. Each calls
+//! `services::channel_admin`, which writes the audit row. Keys never appear in an answer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::AdminAuth;
+use super::error::{ApiError, parse_id, parse_json};
+use crate::services::channel_admin::{self, ImportInput};
+use crate::services::channels::ChannelView;
+use crate::state::AppState;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `POST /api/admin/channels/{id}/enable`.
+pub async fn enable(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChannelView>> {
+    Ok(Json(channel_admin::set_enabled(&state, &auth.actor, parse_id(&id)?, true).await?))
+}
+
+/// `POST /api/admin/channels/{id}/disable`.
+pub async fn disable(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChannelView>> {
+    Ok(Json(channel_admin::set_enabled(&state, &auth.actor, parse_id(&id)?, false).await?))
+}
+
+/// `POST /api/admin/channels/{id}/copy`: the new channel (disabled).
+pub async fn copy(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<ChannelView>)> {
+    Ok((StatusCode::CREATED, Json(channel_admin::copy(&state, &auth.actor, parse_id(&id)?).await?)))
+}
+
+/// `POST /api/admin/channels/test`: every channel's probe.
+pub async fn test_all(State(state): State<AppState>, auth: AdminAuth) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "data": channel_admin::test_all(&state, &auth.actor).await? })))
+}
+
+/// `POST /api/admin/channels/import`: `{"channel": {…}, "keys": "k1\nk2", "mode": "separate" |
+/// "rotation"}`; the channels created.
+pub async fn import(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let input: ImportInput = parse_json(&body)?;
+    let created = channel_admin::import(&state, &auth.actor, input).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "data": created }))))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchInput {
+    #[serde(default)]
+    save: bool,
+}
+
+/// `POST /api/admin/channels/{id}/models` (`{"save": true}` to make them the channel's models):
+/// the model names the upstream lists.
+pub async fn fetch_models(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let input: FetchInput = if body.is_empty() { FetchInput::default() } else { parse_json(&body)? };
+    let models = channel_admin::fetch_models(&state, &auth.actor, id, input.save).await?;
+    Ok(Json(json!({ "id": id, "models": models, "saved": input.save && !models.is_empty() })))
+}
