@@ -231,7 +231,7 @@ pub const ZH: &[(&str, &str)] = &[
     ("Type", "类型"),
     ("Priority", "优先级"),
     ("Weight", "权重"),
-    ("Used", "已用金额"),
+    ("Used amount", "已用金额"),
     ("Last error", "最近错误"),
     ("Last test", "最近测试"),
     ("enabled", "已启用"),
