@@ -2,6 +2,7 @@
 //! resellers' tooling. Handlers are thin: they authenticate, parse and call `services`.
 
 pub mod admin;
+pub mod admin_settings;
 pub mod auth;
 pub mod error;
 pub mod me;
@@ -27,7 +28,6 @@ pub fn routes(routes: Routes) -> Routes {
         .put("/api/admin/prices/{model}", admin::set_price)
         .put("/api/admin/groups/{name}", admin::set_group)
         .put("/api/admin/groups/{name}/prices/{model}", admin::set_group_price)
-        .put("/api/admin/settings/{key}", admin::set_setting)
         .get("/api/me", me::me)
         .get("/api/me/balance", me::balance)
         .get("/api/me/logs", me::logs)
@@ -35,4 +35,8 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/me/keys", me_keys::create)
         .patch("/api/me/keys/{id}", me_keys::update)
         .delete("/api/me/keys/{id}", me_keys::delete)
+        // Settings, logs, audit log, OpenAPI (issue 6).
+        .get("/api/admin/settings", admin_settings::list)
+        .put("/api/admin/settings/{key}", admin_settings::set)
+        .post("/api/admin/settings/smtp/test", admin_settings::test_email)
 }

@@ -10,6 +10,7 @@ pub mod email_tokens;
 pub mod invitations;
 pub mod leases;
 pub mod ledger;
+pub mod low_balance;
 pub mod migrate;
 pub mod prices;
 pub mod request_logs;

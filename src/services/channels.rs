@@ -381,7 +381,7 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
     let models: Vec<String> = serde_json::from_str(&row.models).unwrap_or_default();
     let model = models.first().cloned().unwrap_or_default();
     let started = Instant::now();
-    let timeout = state.config().gateway.first_byte_timeout.min(Duration::from_secs(30));
+    let timeout = state.site().gateway.first_byte_timeout.min(Duration::from_secs(30));
     let probe = crate::gateway::relay::probe(state, std::sync::Arc::new(channel), &model);
     let error = match tokio::time::timeout(timeout, probe).await {
         Ok(Ok(())) => None,

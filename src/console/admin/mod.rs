@@ -9,6 +9,7 @@ pub mod groups;
 pub mod logs;
 pub mod overview;
 pub mod settings;
+pub mod settings_form;
 pub mod users;
 
 use axum::extract::FromRequestParts;
