@@ -2,6 +2,7 @@
 //! resellers' tooling. Handlers are thin: they authenticate, parse and call `services`.
 
 pub mod admin;
+pub mod admin_logs;
 pub mod admin_settings;
 pub mod auth;
 pub mod error;
@@ -39,4 +40,6 @@ pub fn routes(routes: Routes) -> Routes {
         .get("/api/admin/settings", admin_settings::list)
         .put("/api/admin/settings/{key}", admin_settings::set)
         .post("/api/admin/settings/smtp/test", admin_settings::test_email)
+        .get("/api/admin/logs", admin_logs::logs)
+        .get("/api/admin/audit", admin_logs::audit)
 }

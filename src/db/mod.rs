@@ -4,7 +4,9 @@
 //! BIGINT for money, timestamps and flags). Nothing here knows about HTTP.
 
 pub mod access_tokens;
+pub mod all_logs;
 pub mod api_keys;
+pub mod audit;
 pub mod channels;
 pub mod email_tokens;
 pub mod invitations;

@@ -3,6 +3,7 @@
 
 pub mod access_tokens;
 pub mod accounts;
+pub mod admin_logs;
 pub mod audit;
 pub mod bootstrap;
 pub mod channels;

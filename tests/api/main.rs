@@ -30,6 +30,7 @@ mod mail_sink;
 
 mod admin;
 mod admin_console;
+mod admin_logs;
 mod admin_settings;
 mod anthropic;
 mod azure;
