@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod me;
 pub mod me_keys;
+pub mod openapi;
 
 use crate::routes::Routes;
 
@@ -42,4 +43,5 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/admin/settings/smtp/test", admin_settings::test_email)
         .get("/api/admin/logs", admin_logs::logs)
         .get("/api/admin/audit", admin_logs::audit)
+        .get("/api/openapi.json", openapi::serve)
 }

@@ -63,6 +63,7 @@ mod live;
 mod management_api;
 mod me_api;
 mod messages;
+mod openapi;
 mod route_coverage;
 mod schema;
 mod sdk;
