@@ -36,6 +36,7 @@ mod anthropic;
 mod azure;
 mod bedrock;
 mod browser;
+mod browser_admin_settings;
 mod cli;
 mod conformance;
 mod console;

@@ -7,6 +7,7 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use super::AdminUser;
 use crate::console::Layout;
@@ -28,8 +29,8 @@ pub struct AuditLine {
     pub via: String,
     pub action: String,
     pub target: String,
-    /// The details as compact JSON (changed fields before → after).
-    pub details: String,
+    /// The details, one line per field: `name: before → after`, or `name: value`.
+    pub details: Vec<String>,
     pub ip: String,
 }
 
@@ -69,12 +70,32 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(query):
                 (None, Some(id)) => id.clone(),
                 (None, None) => "—".into(),
             },
-            details: if r.details == "{}" { String::new() } else { r.details.clone() },
+            details: summarize(&r.details),
             ip: r.ip.clone().unwrap_or_default(),
         })
         .collect();
     AuditPage { layout: admin.user.layout, rows: lines, older, newest: format!("/admin/audit?{filters}"), query }
         .into_response()
+}
+
+/// The details as lines a person reads: `field: before → after` for a change record, else
+/// `field: value` per top-level field (any other JSON shown as it is).
+fn summarize(details: &str) -> Vec<String> {
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(details) else {
+        return if details.is_empty() { Vec::new() } else { vec![details.to_string()] };
+    };
+    let shown = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        other => other.to_string(),
+    };
+    if let (Some(Value::Object(before)), Some(Value::Object(after))) = (fields.get("before"), fields.get("after")) {
+        return after
+            .iter()
+            .map(|(name, new)| format!("{name}: {} → {}", before.get(name).map_or("—".into(), shown), shown(new)))
+            .collect();
+    }
+    fields.iter().map(|(name, value)| format!("{name}: {}", shown(value))).collect()
 }
 
 /// This page's texts in Chinese.
@@ -96,3 +117,14 @@ pub const ZH: &[(&str, &str)] = &[
     ("No actions match.", "没有匹配的操作。"),
     ("Changes made in the admin console or the API show here.", "在管理后台或 API 中所做的改动会显示在这里。"),
 ];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn details_read_as_changes() {
+        let lines = super::summarize(r#"{"before":{"value":"A"},"after":{"value":"B"}}"#);
+        assert_eq!(lines, ["value: A → B"]);
+        assert_eq!(super::summarize(r#"{"changed":true}"#), ["changed: true"]);
+        assert!(super::summarize("{}").is_empty());
+    }
+}
