@@ -5,12 +5,16 @@ use sqlx::{Any, Executor, Row};
 
 /// Clears the "told" mark of users at or above `threshold` (every user when it is 0: off).
 pub async fn rearm<'e>(db: impl Executor<'e, Database = Any>, threshold: i64) -> Result<u64, sqlx::Error> {
-    let sql = if threshold > 0 {
-        "UPDATE users SET low_balance_notified_at = NULL WHERE low_balance_notified_at IS NOT NULL AND balance >= $1"
+    let query = if threshold > 0 {
+        sqlx::query(
+            "UPDATE users SET low_balance_notified_at = NULL \
+             WHERE low_balance_notified_at IS NOT NULL AND balance >= $1",
+        )
+        .bind(threshold)
     } else {
-        "UPDATE users SET low_balance_notified_at = NULL WHERE low_balance_notified_at IS NOT NULL AND $1 = $1"
+        sqlx::query("UPDATE users SET low_balance_notified_at = NULL WHERE low_balance_notified_at IS NOT NULL")
     };
-    Ok(sqlx::query(sql).bind(threshold).execute(db).await?.rows_affected())
+    Ok(query.execute(db).await?.rows_affected())
 }
 
 /// Marks active users below `threshold` and not yet told as told now, and returns their

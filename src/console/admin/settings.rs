@@ -16,7 +16,7 @@ use super::settings_form::{self, Section};
 use crate::console::Layout;
 use crate::console::htmx::{HxRequest, vary};
 use crate::routes::Routes;
-use crate::services::settings;
+use crate::services::settings::{self, SettingError};
 use crate::services::site::keys;
 use crate::state::AppState;
 
@@ -114,9 +114,13 @@ pub async fn save(
         }
     }
     for (key, value) in &changes {
-        if let Err(e) = settings::set(&state, &admin.actor, key, value).await {
-            tracing::error!(error = %e, setting = key, "saving a setting failed");
-            return render(&state, &admin, hx, id, None, Some(e.to_string()));
+        match settings::set(&state, &admin.actor, key, value).await {
+            Ok(_) => {}
+            Err(SettingError::Invalid(message)) => return render(&state, &admin, hx, id, None, Some(message)),
+            Err(e) => {
+                tracing::error!(error = %e, setting = key, "saving a setting failed");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
         }
     }
     let message = if changes.is_empty() { "Nothing changed." } else { "Saved." };
@@ -128,7 +132,11 @@ pub async fn test_email(State(state): State<AppState>, admin: AdminUser, HxReque
     let to = admin.user.email.clone();
     match settings::send_test_email(&state, &admin.actor, &to, admin.user.layout.lang).await {
         Ok(()) => render(&state, &admin, hx, "smtp", Some("Test email sent. Check your inbox."), None),
-        Err(e) => render(&state, &admin, hx, "smtp", None, Some(e.to_string())),
+        Err(SettingError::Invalid(message)) => render(&state, &admin, hx, "smtp", None, Some(message)),
+        Err(e) => {
+            tracing::error!(error = %e, "sending a test email failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 
