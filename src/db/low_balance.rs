@@ -18,7 +18,8 @@ pub async fn rearm<'e>(db: impl Executor<'e, Database = Any>, threshold: i64) ->
 }
 
 /// Marks active users below `threshold` and not yet told as told now, and returns their
-/// addresses: one statement, so two replicas never both claim a user.
+/// addresses: one statement, so two replicas never both claim a user. Accounts that never had
+/// money (no ledger row) are left alone: their balance did not fall.
 pub async fn claim<'e>(
     db: impl Executor<'e, Database = Any>,
     threshold: i64,
@@ -27,6 +28,7 @@ pub async fn claim<'e>(
     let rows = sqlx::query(
         "UPDATE users SET low_balance_notified_at = $2 \
          WHERE balance < $1 AND low_balance_notified_at IS NULL AND status = 'active' \
+         AND EXISTS (SELECT 1 FROM ledger WHERE ledger.user_id = users.id) \
          RETURNING id, email",
     )
     .bind(threshold)

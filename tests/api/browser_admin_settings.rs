@@ -57,6 +57,11 @@ async fn an_operator_changes_settings_and_reads_the_logs(backend: Backend) {
     chrome.goto("/admin/audit").await;
     chrome.wait_for_text("setting.update").await;
     notes.extend(chrome.screenshot("audit").await);
+    // The settings page in Chinese and the dark theme (the two preference cookies).
+    chrome.script("document.cookie = 'burncloud_theme=dark; path=/'; document.cookie = 'burncloud_lang=zh; path=/'; return null;").await;
+    chrome.goto("/admin/settings").await;
+    chrome.wait_for_text("邮件（SMTP）").await;
+    notes.extend(chrome.screenshot("settings-zh-dark").await);
     chrome.quit().await;
 
     let report: String = notes.iter().map(|LayoutNote { file, note }| format!("layout: {file}: {note}\n")).collect();
