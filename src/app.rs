@@ -125,8 +125,14 @@ impl Application {
         let leases = Leases::new(lease::holder_name(local.port()));
         end_stale_leases(&db, Some(leases.holder())).await.map_err(StartupError::Leases)?;
         let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
-        let site = crate::services::site::load(&db, &config).await.map_err(StartupError::Settings)?;
-        let mailer = crate::mail::Mailer::from_config(config.smtp.as_ref()).map_err(StartupError::Mail)?;
+        let site = crate::services::site::load(&db, &config, &secret_key).await.map_err(StartupError::Settings)?;
+        // The environment's SMTP settings must work (fail fast); stored ones that do not only turn
+        // mail off, so a bad setting can never keep the server from starting.
+        crate::mail::Mailer::from_config(config.smtp.as_ref()).map_err(StartupError::Mail)?;
+        let mailer = crate::mail::Mailer::from_config(site.smtp.config().as_ref()).unwrap_or_else(|message| {
+            tracing::warn!(%message, "the stored SMTP settings cannot send mail; mail is off");
+            crate::mail::Mailer::disabled()
+        });
         if !mailer.is_configured() {
             tracing::warn!(
                 "no SMTP server (BURNCLOUD_SMTP_HOST): new accounts are not email-verified and passwords cannot be reset by email"
@@ -287,6 +293,13 @@ fn spawn_maintenance(state: &AppState) {
         })
     });
     every(config.channel_retest, |s| Box::pin(async move { channels::retest_auto_disabled(&s).await }));
+    every(Duration::from_secs(60), |s| {
+        Box::pin(async move {
+            if let Err(e) = crate::services::low_balance::notify(&s).await {
+                tracing::warn!(error = %e, "sending low-balance emails failed");
+            }
+        })
+    });
 }
 
 /// Ends expired leases (and all of `holder`'s), returning their reservations to the users.

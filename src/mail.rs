@@ -1,7 +1,9 @@
 //! Outgoing mail: verification, password-reset and email-change messages, sent over SMTP with
 //! lettre (plain, STARTTLS or TLS, from `BURNCLOUD_SMTP_*`). Every message is text + HTML from
 //! the askama templates `templates/email/action.{txt,html}`: a paragraph, one link, a footnote.
-//! Links are built from `BURNCLOUD_PUBLIC_URL`, never from a request's Host header. Sending runs
+//! Links are built from the public URL (the `site.public_url` setting, else
+//! `BURNCLOUD_PUBLIC_URL`), never from a request's Host header. The mailer is rebuilt when the
+//! operator changes the SMTP settings (`AppState::refresh_mailer`). Sending runs
 //! in the background, so a slow or failing server never shows in response times (which must not
 //! tell known addresses from unknown ones); failures are logged.
 

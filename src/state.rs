@@ -30,7 +30,8 @@ struct Inner {
     pending_settlements: AtomicUsize,
     login_throttle: crate::console::throttle::LoginThrottle,
     site: std::sync::RwLock<Arc<SiteSettings>>,
-    mailer: crate::mail::Mailer,
+    /// The mailer and the SMTP settings it was built from (rebuilt when they change).
+    mailer: std::sync::RwLock<(crate::services::site::SmtpSettings, Arc<crate::mail::Mailer>)>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -50,6 +51,7 @@ pub struct StateParts {
 impl AppState {
     pub fn new(parts: StateParts) -> Self {
         let StateParts { config, db, public_url, secret_key, gateway, billing, site, mailer } = parts;
+        let smtp = site.smtp.clone();
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -61,7 +63,7 @@ impl AppState {
                 pending_settlements: AtomicUsize::new(0),
                 login_throttle: Default::default(),
                 site: std::sync::RwLock::new(Arc::new(site)),
-                mailer,
+                mailer: std::sync::RwLock::new((smtp, Arc::new(mailer))),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -76,9 +78,10 @@ impl AppState {
         &self.inner.db
     }
 
-    /// The externally visible base URL (configured, or derived from the bound address).
-    pub fn public_url(&self) -> &Url {
-        &self.inner.public_url
+    /// The externally visible base URL for links: the site setting when an operator set one,
+    /// else the configured one (or derived from the bound address).
+    pub fn public_url(&self) -> Url {
+        self.site().public_url.clone().unwrap_or_else(|| self.inner.public_url.clone())
     }
 
     pub fn secret_key(&self) -> &SecretKey {
@@ -124,8 +127,23 @@ impl AppState {
     }
 
     /// Outgoing mail (does nothing when SMTP is not configured).
-    pub fn mailer(&self) -> &crate::mail::Mailer {
-        &self.inner.mailer
+    pub fn mailer(&self) -> Arc<crate::mail::Mailer> {
+        let slot = self.inner.mailer.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.1.clone()
+    }
+
+    /// Rebuilds the mailer when `smtp` differs from what it was built from. Settings that cannot
+    /// make a mailer (say, no sender address yet) leave mail off, with a warning.
+    pub(crate) fn refresh_mailer(&self, smtp: &crate::services::site::SmtpSettings) {
+        let mut slot = self.inner.mailer.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if &slot.0 == smtp {
+            return;
+        }
+        let mailer = crate::mail::Mailer::from_config(smtp.config().as_ref()).unwrap_or_else(|message| {
+            tracing::warn!(%message, "the SMTP settings cannot send mail; mail is off");
+            crate::mail::Mailer::disabled()
+        });
+        *slot = (smtp.clone(), Arc::new(mailer));
     }
 
     /// Cancelled when the server starts shutting down.

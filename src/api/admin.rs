@@ -4,14 +4,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
 use super::error::{ApiError, parse_id, parse_json};
-use crate::config::Strategy;
-use crate::db::settings;
-use crate::gateway::routing::STRATEGY_SETTING_PREFIX;
 use crate::services::channel_admin;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
 use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
@@ -120,35 +116,4 @@ pub async fn update_key(
 pub async fn delete_key(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     keys::delete_key(&state, KeyScope::Any, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettingInput {
-    value: String,
-}
-
-/// Known settings only: `routing.strategy.<group>.<model>` = weighted_random | round_robin |
-/// failover, and the site settings (`services::site::keys`), each validated.
-pub async fn set_setting(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let input: SettingInput = parse_json(&body)?;
-    if key.starts_with(STRATEGY_SETTING_PREFIX) {
-        if Strategy::parse(&input.value).is_none() {
-            return Err(ApiError::Invalid("value: weighted_random, round_robin or failover".into()));
-        }
-    } else if let Err(message) = (*state.site()).clone().apply(&key, &input.value) {
-        return Err(ApiError::Invalid(format!("{key}: {message}")));
-    }
-    settings::set(state.db().writer(), &key, &input.value).await.map_err(|e| {
-        tracing::error!(error = %e, "saving a setting failed");
-        ApiError::Internal
-    })?;
-    channels::reload_routing(&state).await;
-    crate::services::site::reload(&state).await;
-    Ok(Json(json!({ "key": key, "value": input.value })))
 }

@@ -3,13 +3,16 @@
 
 pub mod admin;
 pub mod admin_channels;
+pub mod admin_logs;
 pub mod admin_pricing;
+pub mod admin_settings;
 pub mod admin_users;
 pub mod auth;
 pub mod codes;
 pub mod error;
 pub mod me;
 pub mod me_keys;
+pub mod openapi;
 
 use crate::routes::Routes;
 
@@ -33,7 +36,6 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/admin/users/{id}/keys", admin::create_key)
         .patch("/api/admin/keys/{id}", admin::update_key)
         .delete("/api/admin/keys/{id}", admin::delete_key)
-        .put("/api/admin/settings/{key}", admin::set_setting)
         .post("/api/admin/codes", codes::admin_generate)
         .get("/api/admin/codes", codes::admin_list)
         .get("/api/admin/codes/export", codes::admin_export)
@@ -71,4 +73,11 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/me/keys", me_keys::create)
         .patch("/api/me/keys/{id}", me_keys::update)
         .delete("/api/me/keys/{id}", me_keys::delete)
+        // Settings, logs, audit log, OpenAPI (issue 6).
+        .get("/api/admin/settings", admin_settings::list)
+        .put("/api/admin/settings/{key}", admin_settings::set)
+        .post("/api/admin/settings/smtp/test", admin_settings::test_email)
+        .get("/api/admin/logs", admin_logs::logs)
+        .get("/api/admin/audit", admin_logs::audit)
+        .get("/api/openapi.json", openapi::serve)
 }

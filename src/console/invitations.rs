@@ -57,7 +57,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
     let offer = |amount: i64| if amount > 0 { Money(amount).to_string() } else { String::new() };
     match users::invitations(state.db().pool(), user.id).await {
         Ok((code, invitees)) => {
-            let mut link = state.public_url().clone();
+            let mut link = state.public_url();
             link.set_path("/signup");
             link.query_pairs_mut().clear().append_pair("aff", &code);
             InvitationsPage {

@@ -148,7 +148,7 @@ pub async fn csv(State(state): State<AppState>, user: CurrentUser, Query(query):
 }
 
 /// A CSV cell: quoted when needed, and never read as a formula by a spreadsheet.
-fn csv_field(value: &str) -> String {
+pub(crate) fn csv_field(value: &str) -> String {
     let value =
         if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_string() };
     if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }

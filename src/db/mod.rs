@@ -4,7 +4,9 @@
 //! BIGINT for money, timestamps and flags). Nothing here knows about HTTP.
 
 pub mod access_tokens;
+pub mod all_logs;
 pub mod api_keys;
+pub mod audit;
 pub mod channels;
 pub mod codes;
 pub mod email_tokens;
@@ -12,6 +14,7 @@ pub mod groups;
 pub mod invitations;
 pub mod leases;
 pub mod ledger;
+pub mod low_balance;
 pub mod migrate;
 pub mod monitoring;
 pub mod prices;

@@ -63,7 +63,9 @@ async fn relay_inner(
     // The model and stream flag, when the URL names them rather than the body (Gemini's API).
     from_url: Option<(String, bool)>,
 ) -> Result<Response, GatewayError> {
-    let config = &state.config().gateway;
+    // The operator's runtime gateway settings, read once for this request (no lock held).
+    let site = state.site();
+    let config = &site.gateway;
     let body = read_body(body, headers, config.max_body_bytes).await?;
     let form = if endpoint.multipart() {
         let boundary =
@@ -302,7 +304,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                 rest,
                 settlement,
                 strip_usage,
-                state.config().gateway.idle_timeout,
+                state.site().gateway.idle_timeout,
                 request.prompt_estimate,
                 converter,
             );

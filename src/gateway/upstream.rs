@@ -103,7 +103,8 @@ pub(super) async fn send(
     builder: reqwest::RequestBuilder,
     stream: bool,
 ) -> Received {
-    let config = &state.config().gateway;
+    let site = state.site();
+    let config = &site.gateway;
     let response = match tokio::time::timeout(config.first_byte_timeout, builder.send()).await {
         Err(_) => return Received::Failed(Attempt::Retry(GatewayError::UpstreamTimeout)),
         Ok(Err(e)) if e.is_timeout() => return Received::Failed(Attempt::Retry(GatewayError::UpstreamTimeout)),

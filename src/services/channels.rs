@@ -395,7 +395,7 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
     let model = models.first().cloned().unwrap_or_default();
     let keys = channel.keys.clone();
     let started = Instant::now();
-    let timeout = state.config().gateway.first_byte_timeout.min(Duration::from_secs(30));
+    let timeout = state.site().gateway.first_byte_timeout.min(Duration::from_secs(30));
     let probe = crate::gateway::relay::probe(state, std::sync::Arc::new(channel), &model);
     let (sample, error) = match tokio::time::timeout(timeout, probe).await {
         Ok(Ok(sample)) => (Some(sample), None),

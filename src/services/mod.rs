@@ -3,6 +3,7 @@
 
 pub mod access_tokens;
 pub mod accounts;
+pub mod admin_logs;
 pub mod audit;
 pub mod bootstrap;
 pub mod channel_admin;
@@ -10,11 +11,13 @@ pub mod channels;
 pub mod codes;
 pub mod groups;
 pub mod keys;
+pub mod low_balance;
 pub mod monitoring;
 pub mod price_admin;
 pub mod price_defaults;
 pub mod pricing;
 pub mod recovery;
+pub mod settings;
 pub mod signup;
 pub mod site;
 pub mod usage;

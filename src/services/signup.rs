@@ -196,7 +196,7 @@ pub async fn issue_link(
 
 /// A link to `path` on the configured public URL (never the request's Host).
 pub fn page_link(state: &AppState, path: &str, token: Option<&str>) -> String {
-    let mut url = state.public_url().clone();
+    let mut url = state.public_url();
     url.set_path(path);
     url.set_query(None);
     if let Some(token) = token {

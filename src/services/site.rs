@@ -1,12 +1,17 @@
 //! Site settings an operator changes at run time (`PUT /api/admin/settings/{key}`): the site's
-//! name and announcement, who may sign up, and the credits granted on signup. Each falls back to
-//! the configuration (file or environment) when the `settings` table has no row for it. The
-//! console reads them on every page, so they live in memory ([`SiteSettings`] behind an `Arc`)
-//! and are reloaded after a change and by the maintenance loop (other replicas' changes).
+//! name, public URL, currency and announcement, who may sign up, the credits granted on signup,
+//! SMTP, Stripe keys, the gateway's defaults and the low-balance email threshold. Each falls back
+//! to the configuration (file or environment) when the `settings` table has no row for it. The
+//! console and the gateway read them on every request, so they live in memory ([`SiteSettings`]
+//! behind an `Arc`, no database read) and are reloaded after a change and by the maintenance loop
+//! (other replicas' changes). Secret settings ([`keys::SECRETS`]) are stored encrypted.
 
-use crate::config::{Config, SignupMode};
+use url::Url;
+
+use crate::config::{Config, GatewayConfig, Secret, SignupMode, SmtpConfig, SmtpSecurity};
 use crate::db::{Db, settings};
 use crate::domain::money::Money;
+use crate::secret_key::SecretKey;
 
 /// The keys [`SiteSettings`] reads, as stored in `settings`.
 pub mod keys {
@@ -19,8 +24,26 @@ pub mod keys {
     pub const INVITER_REWARD: &str = "invitation.inviter_reward";
     pub const INVITEE_REWARD: &str = "invitation.invitee_reward";
     pub const TOPUP_REWARD_PERCENT: &str = "invitation.topup_reward_percent";
+    pub const PUBLIC_URL: &str = "site.public_url";
+    pub const CURRENCY: &str = "site.currency";
+    pub const SMTP_HOST: &str = "smtp.host";
+    pub const SMTP_PORT: &str = "smtp.port";
+    pub const SMTP_USERNAME: &str = "smtp.username";
+    pub const SMTP_PASSWORD: &str = "smtp.password";
+    pub const SMTP_FROM: &str = "smtp.from";
+    pub const SMTP_SECURITY: &str = "smtp.security";
+    pub const STRIPE_SECRET_KEY: &str = "stripe.secret_key";
+    pub const STRIPE_WEBHOOK_SECRET: &str = "stripe.webhook_secret";
+    pub const RETRY_ATTEMPTS: &str = "gateway.retry_attempts";
+    pub const FIRST_BYTE_TIMEOUT: &str = "gateway.first_byte_timeout_secs";
+    pub const IDLE_TIMEOUT: &str = "gateway.idle_timeout_secs";
+    pub const MAX_BODY_BYTES: &str = "gateway.max_body_bytes";
+    pub const ALLOW_UNPRICED: &str = "gateway.allow_unpriced_models";
+    pub const LOW_BALANCE: &str = "notify.low_balance";
     pub const ALL: &[&str] = &[
         SITE_NAME,
+        PUBLIC_URL,
+        CURRENCY,
         ANNOUNCEMENT,
         SIGNUP_MODE,
         EMAIL_DOMAINS,
@@ -29,7 +52,89 @@ pub mod keys {
         INVITER_REWARD,
         INVITEE_REWARD,
         TOPUP_REWARD_PERCENT,
+        SMTP_HOST,
+        SMTP_PORT,
+        SMTP_USERNAME,
+        SMTP_PASSWORD,
+        SMTP_FROM,
+        SMTP_SECURITY,
+        STRIPE_SECRET_KEY,
+        STRIPE_WEBHOOK_SECRET,
+        RETRY_ATTEMPTS,
+        FIRST_BYTE_TIMEOUT,
+        IDLE_TIMEOUT,
+        MAX_BODY_BYTES,
+        ALLOW_UNPRICED,
+        LOW_BALANCE,
     ];
+    /// Write-only: stored encrypted, never shown, never in an audit row.
+    pub const SECRETS: &[&str] = &[SMTP_PASSWORD, STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET];
+    /// The key prefixes [`super::load`] reads.
+    pub const PREFIXES: &[&str] = &["site.", "signup.", "invitation.", "smtp.", "stripe.", "gateway.", "notify."];
+}
+
+/// The SMTP settings as the operator edits them: the environment's values overlaid with stored
+/// ones. An empty host means no SMTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub host: String,
+    /// `None`: the security mode's usual port.
+    pub port: Option<u16>,
+    pub username: String,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub security: SmtpSecurity,
+}
+
+impl SmtpSettings {
+    fn from_config(config: Option<&SmtpConfig>) -> Self {
+        match config {
+            Some(c) => Self {
+                host: c.host.clone(),
+                port: Some(c.port),
+                username: c.username.clone().unwrap_or_default(),
+                password: c.password.clone(),
+                from: c.from.clone(),
+                security: c.security,
+            },
+            None => Self {
+                host: String::new(),
+                port: None,
+                username: String::new(),
+                password: None,
+                from: String::new(),
+                security: SmtpSecurity::StartTls,
+            },
+        }
+    }
+
+    /// What the mailer is built from; `None` without a host.
+    pub fn config(&self) -> Option<SmtpConfig> {
+        if self.host.is_empty() {
+            return None;
+        }
+        let port = self.port.unwrap_or(match self.security {
+            SmtpSecurity::None => 25,
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+        });
+        Some(SmtpConfig {
+            host: self.host.clone(),
+            port,
+            username: Some(self.username.clone()).filter(|u| !u.is_empty()),
+            password: self.password.clone(),
+            from: self.from.clone(),
+            security: self.security,
+        })
+    }
+}
+
+fn security_name(security: SmtpSecurity) -> &'static str {
+    match security {
+        SmtpSecurity::None => "none",
+        SmtpSecurity::StartTls => "starttls",
+        SmtpSecurity::Tls => "tls",
+    }
 }
 
 /// Whether new accounts must verify their email before they can log in.
@@ -55,6 +160,18 @@ pub struct SiteSettings {
     pub invitee_reward: i64,
     /// Percent of the invitee's first top-up credited to the inviter.
     pub topup_reward_percent: u8,
+    /// Overrides `BURNCLOUD_PUBLIC_URL` for links in mail, invitations and the quick start.
+    pub public_url: Option<Url>,
+    /// The site currency's code, for display (amounts are nano-units of it).
+    pub currency: String,
+    pub smtp: SmtpSettings,
+    pub stripe_secret_key: Option<Secret>,
+    pub stripe_webhook_secret: Option<Secret>,
+    /// The gateway's limits, read once per request by the gateway (the connect timeout, the
+    /// routing strategy default and the caches stay as configured: they are built at start-up).
+    pub gateway: GatewayConfig,
+    /// Nano-units; a user whose balance falls below it gets one email (0 = off).
+    pub low_balance: i64,
 }
 
 impl SiteSettings {
@@ -70,6 +187,13 @@ impl SiteSettings {
             inviter_reward: 0,
             invitee_reward: 0,
             topup_reward_percent: 0,
+            public_url: None,
+            currency: "USD".into(),
+            smtp: SmtpSettings::from_config(config.smtp.as_ref()),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            gateway: config.gateway.clone(),
+            low_balance: 0,
         }
     }
 
@@ -124,9 +248,121 @@ impl SiteSettings {
                 self.topup_reward_percent =
                     value.parse::<u8>().ok().filter(|p| *p <= 100).ok_or("a whole percent from 0 to 100")?;
             }
+            keys::PUBLIC_URL => self.public_url = public_url(value)?,
+            keys::CURRENCY => {
+                if value.len() != 3 || !value.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err("a three-letter currency code like USD".into());
+                }
+                self.currency = value.to_ascii_uppercase();
+            }
+            keys::SMTP_HOST => {
+                if value.contains(['/', ':', ' ']) || value.len() > 253 {
+                    return Err("a host name like smtp.example.com (empty: no SMTP)".into());
+                }
+                self.smtp.host = value.to_string();
+            }
+            keys::SMTP_PORT => {
+                self.smtp.port = match value {
+                    "" => None,
+                    v => Some(v.parse::<u16>().ok().filter(|p| *p > 0).ok_or("a port from 1 to 65535")?),
+                }
+            }
+            keys::SMTP_USERNAME => self.smtp.username = value.to_string(),
+            keys::SMTP_PASSWORD => self.smtp.password = Some(Secret::new(value)).filter(|s| !s.expose().is_empty()),
+            keys::SMTP_FROM => {
+                if !value.is_empty() && value.parse::<lettre::message::Mailbox>().is_err() {
+                    return Err("a mailbox like \"BurnCloud <noreply@example.com>\"".into());
+                }
+                self.smtp.from = value.to_string();
+            }
+            keys::SMTP_SECURITY => {
+                self.smtp.security = match value {
+                    "none" => SmtpSecurity::None,
+                    "starttls" => SmtpSecurity::StartTls,
+                    "tls" => SmtpSecurity::Tls,
+                    _ => return Err("none, starttls or tls".into()),
+                }
+            }
+            keys::STRIPE_SECRET_KEY => {
+                if !(value.is_empty() || value.starts_with("sk_") || value.starts_with("rk_")) {
+                    return Err("a Stripe secret key (sk_… or rk_…), or empty to remove it".into());
+                }
+                self.stripe_secret_key = Some(Secret::new(value)).filter(|s| !s.expose().is_empty());
+            }
+            keys::STRIPE_WEBHOOK_SECRET => {
+                if !value.is_empty() && !value.starts_with("whsec_") {
+                    return Err("a Stripe webhook signing secret (whsec_…), or empty to remove it".into());
+                }
+                self.stripe_webhook_secret = Some(Secret::new(value)).filter(|s| !s.expose().is_empty());
+            }
+            keys::RETRY_ATTEMPTS => self.gateway.retry_attempts = whole(value, 1, 20)? as usize,
+            keys::FIRST_BYTE_TIMEOUT => {
+                self.gateway.first_byte_timeout = std::time::Duration::from_secs(whole(value, 1, 3600)?)
+            }
+            keys::IDLE_TIMEOUT => self.gateway.idle_timeout = std::time::Duration::from_secs(whole(value, 1, 3600)?),
+            keys::MAX_BODY_BYTES => self.gateway.max_body_bytes = whole(value, 1024, 1024 * 1024 * 1024)? as usize,
+            keys::ALLOW_UNPRICED => {
+                self.gateway.allow_unpriced_models = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err("true or false".into()),
+                }
+            }
+            keys::LOW_BALANCE => self.low_balance = amount(value)?,
             _ => return Err(format!("unknown setting {key:?}")),
         }
         Ok(())
+    }
+
+    /// The value of `key` as the settings page and `GET /api/admin/settings` show it; `None` for
+    /// secrets (write-only) and unknown keys.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        let money = |n: i64| Money(n).to_string();
+        Some(match key {
+            keys::SITE_NAME => self.site_name.clone(),
+            keys::PUBLIC_URL => self.public_url.as_ref().map(Url::to_string).unwrap_or_default(),
+            keys::CURRENCY => self.currency.clone(),
+            keys::ANNOUNCEMENT => self.announcement.clone(),
+            keys::SIGNUP_MODE => match self.signup_mode {
+                SignupMode::Open => "open",
+                SignupMode::InviteOnly => "invite_only",
+                SignupMode::Closed => "closed",
+            }
+            .into(),
+            keys::EMAIL_DOMAINS => self.email_domains.join(", "),
+            keys::EMAIL_VERIFICATION => match self.verification {
+                Verification::Auto => "auto",
+                Verification::Required => "required",
+                Verification::Off => "off",
+            }
+            .into(),
+            keys::WELCOME_CREDIT => money(self.welcome_credit),
+            keys::INVITER_REWARD => money(self.inviter_reward),
+            keys::INVITEE_REWARD => money(self.invitee_reward),
+            keys::TOPUP_REWARD_PERCENT => self.topup_reward_percent.to_string(),
+            keys::SMTP_HOST => self.smtp.host.clone(),
+            keys::SMTP_PORT => self.smtp.port.map(|p| p.to_string()).unwrap_or_default(),
+            keys::SMTP_USERNAME => self.smtp.username.clone(),
+            keys::SMTP_FROM => self.smtp.from.clone(),
+            keys::SMTP_SECURITY => security_name(self.smtp.security).into(),
+            keys::RETRY_ATTEMPTS => self.gateway.retry_attempts.to_string(),
+            keys::FIRST_BYTE_TIMEOUT => self.gateway.first_byte_timeout.as_secs().to_string(),
+            keys::IDLE_TIMEOUT => self.gateway.idle_timeout.as_secs().to_string(),
+            keys::MAX_BODY_BYTES => self.gateway.max_body_bytes.to_string(),
+            keys::ALLOW_UNPRICED => self.gateway.allow_unpriced_models.to_string(),
+            keys::LOW_BALANCE => money(self.low_balance),
+            _ => return None,
+        })
+    }
+
+    /// Whether a write-only setting holds a value.
+    pub fn secret_is_set(&self, key: &str) -> bool {
+        match key {
+            keys::SMTP_PASSWORD => self.smtp.password.is_some(),
+            keys::STRIPE_SECRET_KEY => self.stripe_secret_key.is_some(),
+            keys::STRIPE_WEBHOOK_SECRET => self.stripe_webhook_secret.is_some(),
+            _ => false,
+        }
     }
 
     /// True when an email at this address may sign up.
@@ -149,11 +385,58 @@ fn amount(value: &str) -> Result<i64, String> {
     Money::parse(value).ok().map(|m| m.nanos()).filter(|n| *n >= 0).ok_or_else(|| "an amount like \"1.00\"".into())
 }
 
-/// The configuration's values overlaid with every stored setting.
-pub async fn load(db: &Db, config: &Config) -> Result<SiteSettings, sqlx::Error> {
+fn whole(value: &str, min: u64, max: u64) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("a whole number from {min} to {max}"))
+}
+
+fn public_url(value: &str) -> Result<Option<Url>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let url = Url::parse(value).map_err(|_| "an http:// or https:// URL like https://ai.example.com".to_string())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err("an http:// or https:// URL with a host, without query or fragment".into());
+    }
+    Ok(Some(url))
+}
+
+/// How a secret setting is stored: `enc:` + hex of the AES-GCM sealed value.
+pub fn seal(secret_key: &SecretKey, value: &str) -> Result<String, String> {
+    crate::crypto::encrypt(secret_key, value.as_bytes())
+        .map(|v| format!("enc:{}", hex::encode(v)))
+        .map_err(|e| e.to_string())
+}
+
+fn unseal(secret_key: &SecretKey, stored: &str) -> Result<String, String> {
+    let sealed = stored.strip_prefix("enc:").and_then(|h| hex::decode(h).ok()).ok_or("not an encrypted value")?;
+    let plain = crate::crypto::decrypt(secret_key, &sealed).map_err(|e| e.to_string())?;
+    String::from_utf8(plain).map_err(|_| "not text".into())
+}
+
+/// The configuration's values overlaid with every stored setting (secrets decrypted).
+pub async fn load(db: &Db, config: &Config, secret_key: &SecretKey) -> Result<SiteSettings, sqlx::Error> {
     let mut site = SiteSettings::from_config(config);
-    for prefix in ["site.", "signup.", "invitation."] {
+    for prefix in keys::PREFIXES {
         for (key, value) in settings::with_prefix(db.pool(), prefix).await? {
+            let value = if keys::SECRETS.contains(&key.as_str()) && !value.is_empty() {
+                match unseal(secret_key, &value) {
+                    Ok(plain) => plain,
+                    Err(message) => {
+                        tracing::warn!(setting = %key, %message, "ignoring a stored secret setting");
+                        continue;
+                    }
+                }
+            } else {
+                value
+            };
             if let Err(message) = site.apply(&key, &value) {
                 tracing::warn!(setting = %key, %message, "ignoring a stored setting");
             }
@@ -162,10 +445,15 @@ pub async fn load(db: &Db, config: &Config) -> Result<SiteSettings, sqlx::Error>
     Ok(site)
 }
 
-/// Reloads the settings into `state` (after a change, and periodically for other replicas').
+/// Reloads the settings into `state` (after a change, and periodically for other replicas'),
+/// and rebuilds the mailer when the SMTP settings changed.
 pub async fn reload(state: &crate::state::AppState) {
-    match load(state.db(), state.config()).await {
-        Ok(site) => state.set_site(site),
+    match load(state.db(), state.config(), state.secret_key()).await {
+        Ok(site) => {
+            let smtp = site.smtp.clone();
+            state.set_site(site);
+            state.refresh_mailer(&smtp);
+        }
         Err(e) => tracing::warn!(error = %e, "reloading the site settings failed"),
     }
 }

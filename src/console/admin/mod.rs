@@ -10,6 +10,7 @@ pub mod logs;
 pub mod overview;
 pub mod pricing;
 pub mod settings;
+pub mod settings_form;
 pub mod users;
 
 use axum::extract::FromRequestParts;

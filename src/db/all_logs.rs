@@ -1,0 +1,105 @@
+//! Queries on `request_logs` across every user, for operators (`/admin/logs`): the user console's
+//! filters plus the user's email. Never used for a user's own view (that is `request_logs`).
+
+use sqlx::{Any, Executor, Row};
+
+use super::request_logs::{LogFilter, LogRow};
+
+/// One row of the site's log: a user's row and whose it is.
+#[derive(Clone, Debug)]
+pub struct SiteLogRow {
+    pub row: LogRow,
+    pub user_id: i64,
+    pub user_email: String,
+    pub channel_id: Option<i64>,
+}
+
+/// `text` as a LIKE pattern matching it anywhere (its `%`, `_` and `\` taken literally).
+pub fn contains_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{}%", escaped.to_lowercase())
+}
+
+/// Rows matching `filter` and, when given, a user whose email contains `email`; newest first.
+pub async fn list<'e>(
+    db: impl Executor<'e, Database = Any>,
+    email: Option<&str>,
+    filter: &LogFilter,
+    limit: i64,
+) -> Result<Vec<SiteLogRow>, sqlx::Error> {
+    let mut sql = String::from(
+        "SELECT l.id, l.created_at, k.name, l.requested_model, l.endpoint, l.prompt_tokens, l.completion_tokens, \
+         l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream, l.api_key_id, l.user_id, u.email, \
+         l.channel_id \
+         FROM request_logs l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.api_key_id \
+         WHERE 1 = 1",
+    );
+    let mut n = 0;
+    let mut next = |clause: &str| {
+        n += 1;
+        format!(" AND {}", clause.replace('?', &format!("${n}")))
+    };
+    if email.is_some() {
+        sql.push_str(&next("LOWER(u.email) LIKE ? ESCAPE '\\'"));
+    }
+    if filter.model.is_some() {
+        sql.push_str(&next("l.requested_model = ?"));
+    }
+    if filter.key_id.is_some() {
+        sql.push_str(&next("l.api_key_id = ?"));
+    }
+    match filter.failed {
+        Some(true) => sql.push_str(" AND l.status_code >= 400"),
+        Some(false) => sql.push_str(" AND l.status_code < 400"),
+        None => {}
+    }
+    if filter.from.is_some() {
+        sql.push_str(&next("l.created_at >= ?"));
+    }
+    if filter.until.is_some() {
+        sql.push_str(&next("l.created_at < ?"));
+    }
+    if filter.before_id.is_some() {
+        sql.push_str(&next("l.id < ?"));
+    }
+    n += 1;
+    sql.push_str(&format!(" ORDER BY l.id DESC LIMIT ${n}"));
+    let mut query = sqlx::query(&sql);
+    if let Some(email) = email {
+        query = query.bind(contains_pattern(email));
+    }
+    if let Some(model) = &filter.model {
+        query = query.bind(model.clone());
+    }
+    if let Some(key) = filter.key_id {
+        query = query.bind(key);
+    }
+    for value in [filter.from, filter.until, filter.before_id].into_iter().flatten() {
+        query = query.bind(value);
+    }
+    let rows = query.bind(limit).fetch_all(db).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SiteLogRow {
+                row: LogRow {
+                    id: r.try_get(0)?,
+                    created_at: r.try_get(1)?,
+                    key_name: r.try_get(2)?,
+                    model: r.try_get(3)?,
+                    endpoint: r.try_get(4)?,
+                    prompt_tokens: r.try_get(5)?,
+                    completion_tokens: r.try_get(6)?,
+                    cost: r.try_get(7)?,
+                    status_code: r.try_get(8)?,
+                    error_class: r.try_get(9)?,
+                    latency_ms: r.try_get(10)?,
+                    is_stream: r.try_get::<i64, _>(11)? != 0,
+                    key_id: r.try_get(12)?,
+                },
+                user_id: r.try_get(13)?,
+                user_email: r.try_get(14)?,
+                channel_id: r.try_get(15)?,
+            })
+        })
+        .collect()
+}
