@@ -304,7 +304,7 @@ async fn the_low_balance_email_goes_once_per_fall(backend: Backend) {
     assert_eq!(status, 201, "{user}");
     let id = user["id"].as_i64().unwrap();
     let path = format!("/api/admin/users/{id}/credit");
-    let credit = |amount: &'static str| app.admin("POST", &path, Some(json!({ "amount": amount })));
+    let credit = |amount: &'static str| app.admin("POST", &path, Some(json!({ "amount": amount, "note": "test" })));
     credit("1.00").await;
     let notify = || burncloud::services::low_balance::notify(&app.state);
     assert_eq!(notify().await.unwrap(), 0, "off by default");
