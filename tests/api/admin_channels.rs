@@ -711,10 +711,10 @@ async fn a_channel_key_appears_nowhere(backend: Backend, key: &str) {
     assert!(answers.len() > 40);
 }
 
-/// Browser: the root admin logs in, adds a channel to a fake upstream on /admin/channels/new
-/// (the price is set through the API: the pricing page is another slice), a user calls the
-/// model, and the call shows on /admin's requests chart; screenshots of /admin and
-/// /admin/channels at desktop and phone widths.
+/// Browser: the root admin logs in, adds a channel to a fake upstream on /admin/channels/new and
+/// its price on /admin/pricing, a user calls the model, and the call shows on /admin's requests
+/// chart and in /admin/logs; screenshots of /admin and /admin/channels at desktop and phone
+/// widths.
 async fn an_admin_adds_a_channel_and_sees_a_users_call_on_the_monitoring_chart(backend: Backend) {
     let app = spawn_app(backend).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
@@ -742,7 +742,12 @@ async fn an_admin_adds_a_channel_and_sees_a_users_call_on_the_monitoring_chart(b
     chrome.click("[data-testid=test-channel]").await;
     chrome.wait_for_text("passed").await;
 
-    app.set_price(MODEL, json!({ "input": "2.50", "output": "10.00" })).await;
+    chrome.goto("/admin/pricing").await;
+    chrome.fill("model", MODEL).await;
+    chrome.fill("input", "2.50").await;
+    chrome.fill("output", "10.00").await;
+    chrome.click_and_wait("[data-testid=price-form] button[type=submit]").await;
+    chrome.wait_for_text(MODEL).await;
     let (_, key) = app.user_with_key("1").await;
     let chat =
         json!({ "model": MODEL, "messages": [{ "role": "user", "content": "Hello from the admin's browser test" }] });
@@ -763,6 +768,10 @@ async fn an_admin_adds_a_channel_and_sees_a_users_call_on_the_monitoring_chart(b
     chrome.click("a[href='/admin?range=week']").await;
     chrome.wait_for_path("/admin?range=week").await;
     assert_eq!(chrome.text("[data-testid=requests]").await, "1");
+    chrome.goto("/admin/logs").await;
+    chrome.wait_for_text(MODEL).await;
+    let row = chrome.text("table tbody tr").await;
+    assert!(row.contains("0.00008") && row.contains("200"), "the user's call in the admin's log: {row}");
     chrome.goto("/admin/channels").await;
     chrome.wait_for_text("Browser upstream").await;
     notes.extend(chrome.screenshot("admin-channels").await);
