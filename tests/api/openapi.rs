@@ -136,6 +136,12 @@ impl Checker<'_> {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16().to_string();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let text = response.text().await.unwrap();
         let operation = &self.doc["paths"][template][method.to_lowercase()];
         assert!(!operation.is_null(), "{method} {template} is not documented");
@@ -143,6 +149,14 @@ impl Checker<'_> {
         assert!(!answer.is_null(), "{method} {path} answered {status}, which is not documented: {text}");
         if let Some(reference) = answer.get("$ref").and_then(Value::as_str) {
             answer = self.doc.pointer(reference.trim_start_matches('#')).unwrap().clone();
+        }
+        // A CSV download is checked for its declared content type only.
+        if answer.pointer("/content/text~1csv").is_some() {
+            assert!(content_type.starts_with("text/csv"), "{method} {path} ({status}) answered {content_type}: {text}");
+            if status.starts_with('2') {
+                self.seen.insert((method.to_string(), template.to_string()));
+            }
+            return Value::String(text);
         }
         let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
         match answer.pointer("/content/application~1json/schema") {
@@ -191,6 +205,7 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
     c.call(root, "PATCH", "/api/admin/channels/{id}", &channel_path, Some(input)).await;
     c.call(root, "POST", "/api/admin/channels/{id}/test", &format!("{channel_path}/test"), None).await;
     c.call(root, "GET", "/api/admin/channels/{id}", "/api/admin/channels/999999", None).await;
+    channel_actions(&mut c, &channel_path, &fake).await;
 
     let user = json!({ "email": "doc@example.com", "password": "a fine password" });
     let user = c.call(root, "POST", "/api/admin/users", "/api/admin/users", Some(user)).await;
@@ -209,6 +224,9 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
     app.wait_for_logs(1).await;
     app.settled().await;
     let key_path = format!("/api/admin/keys/{}", key["id"]);
+    user_pages(&mut c, &user_path).await;
+    groups_and_prices(&mut c).await;
+    codes(&mut c, user["id"].as_i64().unwrap()).await;
     c.call(root, "PATCH", "/api/admin/keys/{id}", &key_path, Some(json!({ "name": "renamed" }))).await;
 
     c.call(root, "GET", "/api/admin/settings", "/api/admin/settings", None).await;
@@ -258,6 +276,8 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
     c.call(root, "DELETE", "/api/admin/keys/{id}", &key_path, None).await;
     c.call(root, "DELETE", "/api/admin/channels/{id}", &channel_path, None).await;
 
+    reseller(&mut c, user["id"].as_i64().unwrap()).await;
+
     let documented: BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()
         .unwrap()
@@ -268,4 +288,146 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
         .collect();
     let unchecked: Vec<String> = documented.difference(&c.seen).map(|(m, p)| format!("{m} {p}")).collect();
     assert!(unchecked.is_empty(), "documented endpoints without a checked call here:\n  {}", unchecked.join("\n  "));
+}
+
+/// Every channel action beyond create/read/update/delete/test.
+async fn channel_actions(c: &mut Checker<'_>, channel_path: &str, fake: &FakeOpenAi) {
+    let root = ADMIN_TOKEN;
+    c.call(root, "POST", "/api/admin/channels/test", "/api/admin/channels/test", None).await;
+    let models = format!("{channel_path}/models");
+    let listed = c.call(root, "POST", "/api/admin/channels/{id}/models", &models, Some(json!({ "save": false }))).await;
+    assert_eq!(listed["models"][0], "gpt-4o", "{listed}");
+    c.call(root, "POST", "/api/admin/channels/{id}/disable", &format!("{channel_path}/disable"), None).await;
+    c.call(root, "POST", "/api/admin/channels/{id}/enable", &format!("{channel_path}/enable"), None).await;
+    let copy = c.call(root, "POST", "/api/admin/channels/{id}/copy", &format!("{channel_path}/copy"), None).await;
+    assert_eq!(copy["status"], "manually_disabled", "{copy}");
+    c.call(root, "POST", "/api/admin/channels/{id}/copy", "/api/admin/channels/999999/copy", None).await;
+    let import = json!({
+        "channel": { "name": "bulk", "type": "openai", "base_url": fake.base_url("m"), "models": ["gpt-test"] },
+        "keys": "sk-bulk-one\nsk-bulk-two",
+        "mode": "separate",
+    });
+    let created = c.call(root, "POST", "/api/admin/channels/import", "/api/admin/channels/import", Some(import)).await;
+    assert_eq!(created["data"].as_array().map(Vec::len), Some(2), "{created}");
+    let bad = json!({ "channel": { "name": "bulk" }, "keys": "" });
+    c.call(root, "POST", "/api/admin/channels/import", "/api/admin/channels/import", Some(bad)).await;
+}
+
+/// A user's list entry, changes, ledger, keys and usage.
+async fn user_pages(c: &mut Checker<'_>, user_path: &str) {
+    let root = ADMIN_TOKEN;
+    let found = c.call(root, "GET", "/api/admin/users", "/api/admin/users?q=doc&per_page=5", None).await;
+    assert_eq!(found["total"], 1, "{found}");
+    c.call(root, "GET", "/api/admin/users", "/api/admin/users?role=nobody", None).await;
+    let patch = json!({ "group": "default", "role": "user", "status": "active" });
+    c.call(root, "PATCH", "/api/admin/users/{id}", user_path, Some(patch)).await;
+    c.call(root, "PATCH", "/api/admin/users/{id}", user_path, Some(json!({}))).await;
+    let ledger =
+        c.call(root, "GET", "/api/admin/users/{id}/ledger", &format!("{user_path}/ledger?limit=5"), None).await;
+    assert_eq!(ledger["ledger"][0]["note"], "doc", "{ledger}");
+    c.call(root, "GET", "/api/admin/users/{id}/keys", &format!("{user_path}/keys"), None).await;
+    let usage = c.call(root, "GET", "/api/admin/users/{id}/usage", &format!("{user_path}/usage?limit=10"), None).await;
+    assert_eq!(usage["last_30_days"]["requests"], 1, "{usage}");
+    c.call(root, "GET", "/api/admin/users/{id}/usage", "/api/admin/users/999999/usage", None).await;
+}
+
+/// Groups, the price table, ratio import and export, and the default list.
+async fn groups_and_prices(c: &mut Checker<'_>) {
+    let root = ADMIN_TOKEN;
+    c.call(root, "GET", "/api/admin/groups", "/api/admin/groups", None).await;
+    let spare = json!({ "multiplier": "1.5", "description": "spare", "models": ["gpt-test"] });
+    let group = c.call(root, "PUT", "/api/admin/groups/{name}", "/api/admin/groups/spare", Some(spare)).await;
+    assert_eq!(group["models"], json!(["gpt-test"]), "{group}");
+    c.call(root, "DELETE", "/api/admin/groups/{name}", "/api/admin/groups/spare", None).await;
+    c.call(root, "DELETE", "/api/admin/groups/{name}", "/api/admin/groups/spare", None).await;
+    c.call(root, "DELETE", "/api/admin/groups/{name}", "/api/admin/groups/default", None).await;
+    let path = "/api/admin/groups/vip/prices/gpt-test";
+    c.call(root, "DELETE", "/api/admin/groups/{name}/prices/{model}", path, None).await;
+    c.call(root, "DELETE", "/api/admin/groups/{name}/prices/{model}", path, None).await;
+
+    let ratios = json!({ "ModelRatio": { "ratio-model": 1.5 }, "CompletionRatio": { "ratio-model": "2" },
+        "GroupRatio": { "imported": 0.8 } });
+    let import = "/api/admin/prices/import-ratios";
+    let summary = c.call(root, "POST", import, import, Some(ratios)).await;
+    assert_eq!((summary["models"].as_i64(), summary["groups"].as_i64()), (Some(1), Some(1)), "{summary}");
+    c.call(root, "POST", import, import, Some(json!({}))).await;
+    let export = "/api/admin/prices/export-ratios";
+    let exported = c.call(root, "GET", export, export, None).await;
+    assert_eq!(exported["ModelRatio"]["ratio-model"], 1.5, "{exported}");
+    let defaults = "/api/admin/prices/defaults";
+    c.call(root, "POST", defaults, defaults, Some(json!({ "overwrite": false }))).await;
+    let listed = c.call(root, "GET", "/api/admin/prices", "/api/admin/prices?q=ratio", None).await;
+    assert_eq!(listed["data"][0]["per_request"], Value::Null, "{listed}");
+    c.call(root, "DELETE", "/api/admin/prices/{model}", "/api/admin/prices/ratio-model", None).await;
+    c.call(root, "DELETE", "/api/admin/prices/{model}", "/api/admin/prices/ratio-model", None).await;
+}
+
+/// The operator's redemption codes: generate, list (one redeemed), export, void.
+async fn codes(c: &mut Checker<'_>, redeemer: i64) {
+    let root = ADMIN_TOKEN;
+    let batch = json!({ "name": "doc", "amount": "1", "count": 3, "prefix": "DOC", "expires": "2099-12-31" });
+    let generated = c.call(root, "POST", "/api/admin/codes", "/api/admin/codes", Some(batch)).await;
+    let first = generated["codes"][0].as_str().unwrap();
+    burncloud::billing::redeem(&c.app.db, redeemer, first).await.unwrap();
+    let bad = json!({ "name": "doc", "amount": "1", "count": 0 });
+    c.call(root, "POST", "/api/admin/codes", "/api/admin/codes", Some(bad)).await;
+    let listed = c.call(root, "GET", "/api/admin/codes", "/api/admin/codes?batch=doc", None).await;
+    let rows = listed["codes"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["redeemed_by_email"] == "doc@example.com"), "{listed}");
+    let unused = rows.iter().find(|r| r["status"] == "unused").unwrap()["id"].clone();
+    c.call(root, "GET", "/api/admin/codes", "/api/admin/codes?status=bogus", None).await;
+    let csv = c.call(root, "GET", "/api/admin/codes/export", "/api/admin/codes/export?status=used", None).await;
+    assert!(csv.as_str().unwrap().starts_with("id,code,batch"), "{csv}");
+    let void = format!("/api/admin/codes/{unused}/void");
+    c.call(root, "POST", "/api/admin/codes/{id}/void", &void, None).await;
+    c.call(root, "POST", "/api/admin/codes/{id}/void", &void, None).await;
+    c.call(root, "POST", "/api/admin/codes/{id}/void", "/api/admin/codes/999999/void", None).await;
+    let batch = Some(json!({ "batch": "doc" }));
+    let voided = c.call(root, "POST", "/api/admin/codes/void", "/api/admin/codes/void", batch).await;
+    assert_eq!(voided["voided"], 1, "{voided}");
+}
+
+/// Every `/api/reseller/*` endpoint with a reseller's token (the invitee is `invitee`).
+async fn reseller(c: &mut Checker<'_>, invitee: i64) {
+    let app = c.app;
+    let (seller, _, token, _) = crate::codes::account(app, "seller", "reseller", "100").await;
+    sqlx::query("UPDATE users SET invited_by = $1 WHERE id = $2")
+        .bind(seller)
+        .bind(invitee)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO invitations (inviter_id, invitee_id, code, inviter_reward, invitee_reward, rewarded_at, created_at) \
+         VALUES ($1, $2, 'c', 3000000000, 0, 1, 1)",
+    )
+    .bind(seller)
+    .bind(invitee)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let t = token.as_str();
+    let batch = json!({ "name": "resold", "amount": "2", "count": 2 });
+    let generated = c.call(t, "POST", "/api/reseller/codes", "/api/reseller/codes", Some(batch)).await;
+    assert_eq!(generated["balance"], 96_000_000_000_i64, "{generated}");
+    let too_much = json!({ "name": "resold", "amount": "1000", "count": 1 });
+    c.call(t, "POST", "/api/reseller/codes", "/api/reseller/codes", Some(too_much)).await;
+    let listed = c.call(t, "GET", "/api/reseller/codes", "/api/reseller/codes?status=unused", None).await;
+    let id = listed["codes"][0]["id"].clone();
+    let csv = c.call(t, "GET", "/api/reseller/codes/export", "/api/reseller/codes/export", None).await;
+    assert!(csv.as_str().unwrap().contains("resold"), "{csv}");
+    let void = format!("/api/reseller/codes/{id}/void");
+    let refund = c.call(t, "POST", "/api/reseller/codes/{id}/void", &void, None).await;
+    assert_eq!(refund["refunded"], 2_000_000_000_i64, "{refund}");
+    c.call(t, "POST", "/api/reseller/codes/{id}/void", &void, None).await;
+    let batch = Some(json!({ "batch": "resold" }));
+    c.call(t, "POST", "/api/reseller/codes/void", "/api/reseller/codes/void", batch).await;
+    let invitees = c.call(t, "GET", "/api/reseller/invitees", "/api/reseller/invitees", None).await;
+    assert_eq!(invitees["invitees"][0]["email"], "d***@example.com", "{invitees}");
+    let transfer = json!({ "email": "doc@example.com", "amount": "1" });
+    c.call(t, "POST", "/api/reseller/transfer", "/api/reseller/transfer", Some(transfer)).await;
+    let overdraw = json!({ "email": "doc@example.com", "amount": "100000" });
+    c.call(t, "POST", "/api/reseller/transfer", "/api/reseller/transfer", Some(overdraw)).await;
+    c.call(ADMIN_TOKEN, "GET", "/api/reseller/invitees", "/api/reseller/invitees", None).await;
+    c.call("not-a-token", "GET", "/api/reseller/codes", "/api/reseller/codes", None).await;
 }

@@ -77,7 +77,8 @@ pub struct Section {
 }
 
 const SIGNUP_MODES: &[(&str, &str)] = &[("open", "Open"), ("invite_only", "Invitation only"), ("closed", "Closed")];
-const VERIFICATION: &[(&str, &str)] = &[("auto", "When SMTP is configured"), ("required", "Always"), ("off", "Not required")];
+const VERIFICATION: &[(&str, &str)] =
+    &[("auto", "When SMTP is configured"), ("required", "Always"), ("off", "Not required")];
 const SECURITY: &[(&str, &str)] = &[("starttls", "STARTTLS"), ("tls", "TLS"), ("none", "None (plain)")];
 const YES_NO: &[(&str, &str)] = &[("false", "No"), ("true", "Yes")];
 
