@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::auth::{AdminAuth, ResellerAuth};
 use super::error::{ApiError, parse_id, parse_json};
 use crate::db::codes::CodeRow;
+use crate::domain::money::Money;
 use crate::services::audit::Actor;
 use crate::services::codes::{self, CodesError, GenerateInput, Generated, Owner, TransferInput, VoidResult};
 use crate::state::AppState;
@@ -182,7 +183,7 @@ pub async fn reseller_void_batch(
 /// `GET /api/reseller/invitees`: invitees (masked) and rewards earned.
 pub async fn reseller_invitees(State(state): State<AppState>, auth: ResellerAuth) -> ApiResult<Json<Value>> {
     let (invitees, earned) = codes::invitees(&state, auth.user_id).await?;
-    Ok(Json(json!({ "invitees": invitees, "earned": earned })))
+    Ok(Json(json!({ "invitees": invitees, "earned": Money(earned).to_string() })))
 }
 
 /// `POST /api/reseller/transfer`: `{"email","amount"}` → the reseller's new balance.
@@ -193,5 +194,5 @@ pub async fn reseller_transfer(
 ) -> ApiResult<Json<Value>> {
     let input: TransferInput = parse_json(&body)?;
     let balance = codes::transfer(&state, &auth.actor, auth.user_id, &input).await?;
-    Ok(Json(json!({ "balance": balance })))
+    Ok(Json(json!({ "balance": Money(balance).to_string() })))
 }

@@ -74,7 +74,9 @@ pub struct CodeRow {
     pub id: i64,
     pub code: String,
     pub batch_name: String,
+    #[serde(serialize_with = "crate::domain::money::as_decimal")]
     pub amount: i64,
+    #[serde(serialize_with = "crate::domain::money::as_decimal")]
     pub paid: i64,
     /// `unused`, `used`, `disabled` or `expired` (an unused code past its expiry).
     pub status: String,

@@ -30,6 +30,20 @@ impl fmt::Display for Money {
     }
 }
 
+/// Serde: a nano-unit amount as the API shows money, a decimal string (`"5.00"`).
+/// Use as `#[serde(serialize_with = "crate::domain::money::as_decimal")]`.
+pub fn as_decimal<S: serde::Serializer>(nanos: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&Money(*nanos))
+}
+
+/// Serde: an optional nano-unit amount as a decimal string or null.
+pub fn as_optional_decimal<S: serde::Serializer>(nanos: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match nanos {
+        Some(n) => serializer.collect_str(&Money(*n)),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Parses a decimal string into an integer scaled by `10^digits`, exactly.
 pub fn parse_fixed(s: &str, digits: u32) -> Result<i64, String> {
     let invalid = || format!("{s:?} is not a decimal number with at most {digits} decimals");

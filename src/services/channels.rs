@@ -72,7 +72,8 @@ pub struct ChannelView {
     /// The last failure seen (a failed test or an automatic disable), and when.
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
-    /// Spend routed through the channel, nano-units.
+    /// Spend routed through the channel (a decimal string in the API, like every amount).
+    #[serde(serialize_with = "crate::domain::money::as_decimal")]
     pub used_amount: i64,
     pub created_at: i64,
     pub updated_at: i64,

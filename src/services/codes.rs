@@ -91,12 +91,15 @@ pub struct GenerateInput {
 #[derive(Debug, serde::Serialize)]
 pub struct Generated {
     pub batch_name: String,
+    #[serde(serialize_with = "crate::domain::money::as_decimal")]
     pub amount: i64,
     pub codes: Vec<String>,
     pub expires_at: Option<i64>,
     /// What the reseller paid (0 for an operator).
+    #[serde(serialize_with = "crate::domain::money::as_decimal")]
     pub paid: i64,
     /// The reseller's balance afterwards.
+    #[serde(serialize_with = "crate::domain::money::as_optional_decimal")]
     pub balance: Option<i64>,
 }
 
@@ -260,6 +263,7 @@ fn csv_field(value: &str) -> String {
 pub struct VoidResult {
     pub voided: usize,
     /// Refunded to the codes' payers (resellers).
+    #[serde(serialize_with = "crate::domain::money::as_decimal")]
     pub refunded: i64,
 }
 
@@ -344,6 +348,7 @@ pub struct Invitee {
     pub email: String,
     pub joined_at: i64,
     /// The reward this signup earned the reseller (0 until the invitee confirms their email).
+    #[serde(serialize_with = "crate::domain::money::as_decimal")]
     pub reward: i64,
     pub rewarded: bool,
 }

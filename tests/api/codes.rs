@@ -105,7 +105,7 @@ async fn operators_generate_list_export_and_void_codes_through_the_api(backend: 
     assert_eq!(codes.len(), 3);
     assert!(codes.iter().all(|c| c.starts_with("VIP-") && c.len() == 24), "{codes:?}");
     assert_eq!(codes.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "unique");
-    assert_eq!((body["amount"].as_i64(), body["paid"].as_i64()), (Some(5 * NANOS), Some(0)), "operators pay nothing");
+    assert_eq!((body["amount"].as_str(), body["paid"].as_str()), (Some("5.00"), Some("0.00")), "operators pay nothing");
     let (_, other) =
         app.admin("POST", "/api/admin/codes", Some(json!({ "name": "Other", "amount": "1", "count": 1 }))).await;
     let other_code = codes_of(&other).remove(0);
@@ -338,8 +338,8 @@ async fn reseller_codes_cost_exactly_their_value_and_voids_refund_once(backend: 
         call(&app, &token, "POST", "/api/reseller/codes", Some(json!({ "name": "Nov", "amount": "7.50", "count": 4 })))
             .await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["paid"].as_i64(), Some(30 * NANOS));
-    assert_eq!(body["balance"].as_i64(), Some(70 * NANOS));
+    assert_eq!(body["paid"].as_str(), Some("30.00"));
+    assert_eq!(body["balance"].as_str(), Some("70.00"));
     let codes = codes_of(&body);
     assert_eq!(app.balance(seller).await, 70 * NANOS);
     assert_eq!(ledger_sum(&app, seller).await, 70 * NANOS);
@@ -453,7 +453,7 @@ async fn resellers_transfer_balance_atomically(backend: Backend) {
 
     let (status, body) = transfer("Customer@Example.com", "12.25").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["balance"].as_i64(), Some(37 * NANOS + 3 * NANOS / 4));
+    assert_eq!(body["balance"].as_str(), Some("37.75"));
     assert_eq!(app.balance(customer).await, 12 * NANOS + NANOS / 4);
     let notes: Vec<String> =
         sqlx::query_scalar("SELECT note FROM ledger WHERE reference LIKE 'transfer:%' ORDER BY id")
@@ -494,7 +494,7 @@ async fn resellers_work_in_their_console_section(backend: Backend) {
     let (status, body) = call(&app, &token, "GET", "/api/reseller/invitees", None).await;
     assert_eq!(status, 200);
     assert_eq!(body["invitees"][0]["email"], "f***@example.com", "{body}");
-    assert_eq!((body["invitees"][0]["reward"].as_i64(), body["earned"].as_i64()), (Some(3 * NANOS), Some(3 * NANOS)));
+    assert_eq!((body["invitees"][0]["reward"].as_str(), body["earned"].as_str()), (Some("3.00"), Some("3.00")));
 
     let (status, _, page) = browser.get("/console/reseller").await;
     assert_eq!(status, StatusCode::OK);
