@@ -3,8 +3,8 @@
 //! `services::codes`, the same as the console's `/admin/codes` and `/console/reseller`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::auth::{AdminAuth, ResellerAuth};
 use super::error::{ApiError, parse_id, parse_json};
+use super::me::query;
 use crate::db::codes::CodeRow;
 use crate::domain::money::Money;
 use crate::services::audit::Actor;
@@ -63,7 +64,7 @@ async fn generate(
 async fn list(state: &AppState, owner: Owner, query: &ListQuery) -> ApiResult<Json<Value>> {
     let filter = codes::filter(owner, &query.status, &query.batch)?;
     let rows: Vec<CodeRow> = codes::list(state, owner, &filter).await?;
-    Ok(Json(json!({ "codes": rows })))
+    Ok(Json(json!({ "data": rows })))
 }
 
 async fn export(state: &AppState, actor: &Actor, owner: Owner, query: &ListQuery) -> ApiResult<Response> {
@@ -100,21 +101,13 @@ pub async fn admin_generate(
 }
 
 /// `GET /api/admin/codes?status=&batch=`.
-pub async fn admin_list(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    list(&state, Owner::Operator, &q).await
+pub async fn admin_list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> ApiResult<Json<Value>> {
+    list(&state, Owner::Operator, &query(&uri)?).await
 }
 
 /// `GET /api/admin/codes/export?status=&batch=`: CSV.
-pub async fn admin_export(
-    State(state): State<AppState>,
-    auth: AdminAuth,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Response> {
-    export(&state, &auth.actor, Owner::Operator, &q).await
+pub async fn admin_export(State(state): State<AppState>, auth: AdminAuth, uri: Uri) -> ApiResult<Response> {
+    export(&state, &auth.actor, Owner::Operator, &query(&uri)?).await
 }
 
 /// `POST /api/admin/codes/{id}/void`.
@@ -145,21 +138,13 @@ pub async fn reseller_generate(
 }
 
 /// `GET /api/reseller/codes?status=&batch=`: the reseller's own codes, redeemers masked.
-pub async fn reseller_list(
-    State(state): State<AppState>,
-    auth: ResellerAuth,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    list(&state, Owner::Reseller(auth.user_id), &q).await
+pub async fn reseller_list(State(state): State<AppState>, auth: ResellerAuth, uri: Uri) -> ApiResult<Json<Value>> {
+    list(&state, Owner::Reseller(auth.user_id), &query(&uri)?).await
 }
 
 /// `GET /api/reseller/codes/export?status=&batch=`: CSV of the reseller's own codes.
-pub async fn reseller_export(
-    State(state): State<AppState>,
-    auth: ResellerAuth,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Response> {
-    export(&state, &auth.actor, Owner::Reseller(auth.user_id), &q).await
+pub async fn reseller_export(State(state): State<AppState>, auth: ResellerAuth, uri: Uri) -> ApiResult<Response> {
+    export(&state, &auth.actor, Owner::Reseller(auth.user_id), &query(&uri)?).await
 }
 
 /// `POST /api/reseller/codes/{id}/void`: refunds the code's value; another's code is a 404.
@@ -183,7 +168,7 @@ pub async fn reseller_void_batch(
 /// `GET /api/reseller/invitees`: invitees (masked) and rewards earned.
 pub async fn reseller_invitees(State(state): State<AppState>, auth: ResellerAuth) -> ApiResult<Json<Value>> {
     let (invitees, earned) = codes::invitees(&state, auth.user_id).await?;
-    Ok(Json(json!({ "invitees": invitees, "earned": Money(earned).to_string() })))
+    Ok(Json(json!({ "data": invitees, "earned": Money(earned).to_string() })))
 }
 
 /// `POST /api/reseller/transfer`: `{"email","amount"}` → the reseller's new balance.

@@ -128,10 +128,10 @@ async fn operators_generate_list_export_and_void_codes_through_the_api(backend: 
     let (buyer, _, _, _) = account(&app, "buyer", "user", "0").await;
     burncloud::billing::redeem(&app.db, buyer, &codes[0]).await.unwrap();
     let (_, list) = app.admin("GET", "/api/admin/codes?status=used", None).await;
-    assert_eq!(list["codes"].as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(list["codes"][0]["redeemed_by_email"], "buyer@example.com");
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["data"][0]["redeemed_by_email"], "buyer@example.com");
     let (_, list) = app.admin("GET", "/api/admin/codes?status=unused&batch=Launch", None).await;
-    assert_eq!(list["codes"].as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
     let (status, _) = app.admin("GET", "/api/admin/codes?status=lost", None).await;
     assert_eq!(status, 400);
 
@@ -144,13 +144,13 @@ async fn operators_generate_list_export_and_void_codes_through_the_api(backend: 
     assert!(csv.contains("buyer@example.com"), "{csv}");
 
     // Void: one unused code, then not again; a used one never; an unknown one is 404.
-    let unused_id = list["codes"][0]["id"].as_i64().unwrap();
+    let unused_id = list["data"][0]["id"].as_i64().unwrap();
     let (status, body) = app.admin("POST", &format!("/api/admin/codes/{unused_id}/void"), None).await;
     assert_eq!((status, body["voided"].as_i64()), (200, Some(1)), "{body}");
     let (status, _) = app.admin("POST", &format!("/api/admin/codes/{unused_id}/void"), None).await;
     assert_eq!(status, 409, "voided once");
     let (_, used) = app.admin("GET", "/api/admin/codes?status=used", None).await;
-    let (status, _) = app.admin("POST", &format!("/api/admin/codes/{}/void", used["codes"][0]["id"]), None).await;
+    let (status, _) = app.admin("POST", &format!("/api/admin/codes/{}/void", used["data"][0]["id"]), None).await;
     assert_eq!(status, 409, "a used code stays used");
     let (status, _) = app.admin("POST", "/api/admin/codes/999999/void", None).await;
     assert_eq!(status, 404);
@@ -159,7 +159,7 @@ async fn operators_generate_list_export_and_void_codes_through_the_api(backend: 
     let (status, _) = app.admin("POST", "/api/admin/codes/void", Some(json!({ "batch": "" }))).await;
     assert_eq!(status, 400);
     let (_, voided) = app.admin("GET", "/api/admin/codes?status=disabled", None).await;
-    assert_eq!(voided["codes"].as_array().unwrap().len(), 2);
+    assert_eq!(voided["data"].as_array().unwrap().len(), 2);
     assert!(burncloud::billing::redeem(&app.db, buyer, &codes[1]).await.is_err(), "a voided code cannot be redeemed");
 
     // Expired: an unused code past its expiry.
@@ -169,7 +169,7 @@ async fn operators_generate_list_export_and_void_codes_through_the_api(backend: 
         .await
         .unwrap();
     let (_, expired) = app.admin("GET", "/api/admin/codes?status=expired", None).await;
-    assert_eq!(expired["codes"][0]["code"], other_code.as_str(), "{expired}");
+    assert_eq!(expired["data"][0]["code"], other_code.as_str(), "{expired}");
 
     assert_eq!(audit_rows(&app, "codes.generate").await, 2);
     assert_eq!(audit_rows(&app, "code.void").await, 1);
@@ -367,9 +367,9 @@ async fn reseller_codes_cost_exactly_their_value_and_voids_refund_once(backend: 
     burncloud::billing::redeem(&app.db, buyer, &codes[0]).await.unwrap();
     assert_eq!(app.balance(buyer).await, 7 * NANOS + NANOS / 2, "the code is worth its value");
     let (_, list) = call(&app, &token, "GET", "/api/reseller/codes?status=used", None).await;
-    assert_eq!(list["codes"][0]["redeemed_by_email"], "b***@example.com", "{list}");
+    assert_eq!(list["data"][0]["redeemed_by_email"], "b***@example.com", "{list}");
     let (_, list) = call(&app, &rival_token, "GET", "/api/reseller/codes", None).await;
-    assert_eq!(list["codes"].as_array().unwrap().len(), 0, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 0, "{list}");
     let (_, _, csv) = get_text(&app, &rival_token, "/api/reseller/codes/export").await;
     assert_eq!(csv.lines().count(), 1, "the rival's export has only its header");
     let (_, _, csv) = get_text(&app, &token, "/api/reseller/codes/export").await;
@@ -493,8 +493,8 @@ async fn resellers_work_in_their_console_section(backend: Backend) {
     .unwrap();
     let (status, body) = call(&app, &token, "GET", "/api/reseller/invitees", None).await;
     assert_eq!(status, 200);
-    assert_eq!(body["invitees"][0]["email"], "f***@example.com", "{body}");
-    assert_eq!((body["invitees"][0]["reward"].as_str(), body["earned"].as_str()), (Some("3.00"), Some("3.00")));
+    assert_eq!(body["data"][0]["email"], "f***@example.com", "{body}");
+    assert_eq!((body["data"][0]["reward"].as_str(), body["earned"].as_str()), (Some("3.00"), Some("3.00")));
 
     let (status, _, page) = browser.get("/console/reseller").await;
     assert_eq!(status, StatusCode::OK);

@@ -372,7 +372,7 @@ async fn codes(c: &mut Checker<'_>, redeemer: i64) {
     let bad = json!({ "name": "doc", "amount": "1", "count": 0 });
     c.call(root, "POST", "/api/admin/codes", "/api/admin/codes", Some(bad)).await;
     let listed = c.call(root, "GET", "/api/admin/codes", "/api/admin/codes?batch=doc", None).await;
-    let rows = listed["codes"].as_array().unwrap();
+    let rows = listed["data"].as_array().unwrap();
     assert!(rows.iter().any(|r| r["redeemed_by_email"] == "doc@example.com"), "{listed}");
     let unused = rows.iter().find(|r| r["status"] == "unused").unwrap()["id"].clone();
     c.call(root, "GET", "/api/admin/codes", "/api/admin/codes?status=bogus", None).await;
@@ -413,7 +413,7 @@ async fn reseller(c: &mut Checker<'_>, invitee: i64) {
     let too_much = json!({ "name": "resold", "amount": "1000", "count": 1 });
     c.call(t, "POST", "/api/reseller/codes", "/api/reseller/codes", Some(too_much)).await;
     let listed = c.call(t, "GET", "/api/reseller/codes", "/api/reseller/codes?status=unused", None).await;
-    let id = listed["codes"][0]["id"].clone();
+    let id = listed["data"][0]["id"].clone();
     let csv = c.call(t, "GET", "/api/reseller/codes/export", "/api/reseller/codes/export", None).await;
     assert!(csv.as_str().unwrap().contains("resold"), "{csv}");
     let void = format!("/api/reseller/codes/{id}/void");
@@ -423,7 +423,7 @@ async fn reseller(c: &mut Checker<'_>, invitee: i64) {
     let batch = Some(json!({ "batch": "resold" }));
     c.call(t, "POST", "/api/reseller/codes/void", "/api/reseller/codes/void", batch).await;
     let invitees = c.call(t, "GET", "/api/reseller/invitees", "/api/reseller/invitees", None).await;
-    assert_eq!(invitees["invitees"][0]["email"], "d***@example.com", "{invitees}");
+    assert_eq!(invitees["data"][0]["email"], "d***@example.com", "{invitees}");
     let transfer = json!({ "email": "doc@example.com", "amount": "1" });
     c.call(t, "POST", "/api/reseller/transfer", "/api/reseller/transfer", Some(transfer)).await;
     let overdraw = json!({ "email": "doc@example.com", "amount": "100000" });
