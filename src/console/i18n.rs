@@ -299,8 +299,8 @@ pub const ZH: &[(&str, &str)] = &[
     ("Sign up, create a key and make your first request in minutes.", "注册、创建密钥，几分钟内即可发出第一个请求。"),
     // Pricing (templates/pricing.html).
     (
-        "Pay only for what you use. Prices are in the site currency, per 1M tokens or per request.",
-        "用多少付多少。价格以本站货币计，按每百万 Token 或每次请求计费。",
+        "Pay only for what you use. Prices are per 1M tokens or per request, in:",
+        "用多少付多少。按每百万 Token 或每次请求计费，货币：",
     ),
     ("Search models", "搜索模型"),
     ("e.g. gpt, claude", "例如 gpt、claude"),

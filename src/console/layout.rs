@@ -22,6 +22,8 @@ pub const THEME_COOKIE: &str = "burncloud_theme";
 pub struct Layout {
     pub site_name: String,
     pub announcement: String,
+    /// The site currency's code (`USD`), shown where amounts are explained.
+    pub currency: String,
     pub css_url: String,
     pub htmx_url: String,
     /// The console's own small script (copy buttons).
@@ -99,6 +101,7 @@ impl FromRequestParts<AppState> for Layout {
         Ok(Self {
             site_name: site.site_name.clone(),
             announcement: site.announcement.clone(),
+            currency: site.currency.clone(),
             css_url: assets::url("app.css"),
             htmx_url: assets::url("htmx.min.js"),
             app_js_url: assets::url("app.js"),

@@ -78,6 +78,8 @@ async fn the_settings_api_lists_validates_and_audits(backend: Backend) {
 
     let (status, body) = put(&app, "site.currency", "eur").await;
     assert_eq!((status, body["value"].as_str()), (200, Some("EUR")), "{body}");
+    let page = app.get("/pricing").await.text().await.unwrap();
+    assert!(page.contains("data-testid=\"currency\">EUR<"), "the price list names the currency: {page}");
     let (status, body) = put(&app, "gateway.retry_attempts", "5").await;
     assert_eq!((status, body["value"].as_str()), (200, Some("5")), "{body}");
     assert_eq!(app.state.site().gateway.retry_attempts, 5);

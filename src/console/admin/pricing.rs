@@ -327,8 +327,8 @@ pub const ZH: &[(&str, &str)] = &[
     ("Search models", "搜索模型"),
     ("Model prices", "模型价格"),
     (
-        "Per 1M tokens in the site currency; empty cached and cache-write prices use the input price.",
-        "以站点货币计，每 1M token；缓存读取与缓存写入留空时按输入价计。",
+        "Per 1M tokens; empty cached and cache-write prices use the input price. Currency:",
+        "每 1M token；缓存读取与缓存写入留空时按输入价计。货币：",
     ),
     ("Input", "输入"),
     ("Output", "输出"),
