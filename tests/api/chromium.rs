@@ -82,7 +82,21 @@ struct Chromedriver {
 }
 
 impl Chromedriver {
+    /// Starts chromedriver, again if it quits before reporting its port: on a busy machine its
+    /// `--port=0` bind can collide with another driver starting at the same moment.
     async fn start(log: &Path) -> Chromedriver {
+        for _ in 0..2 {
+            if let Some(driver) = Self::try_start(log).await {
+                return driver;
+            }
+        }
+        match Self::try_start(log).await {
+            Some(driver) => driver,
+            None => panic!("chromedriver did not report its port within {WAIT:?} (3 tries)\n{}", log_tail(log)),
+        }
+    }
+
+    async fn try_start(log: &Path) -> Option<Chromedriver> {
         let program = find_program("BURNCLOUD_CHROMEDRIVER", &["chromedriver"]);
         let child = Command::new(&program)
             .arg("--port=0")
@@ -111,10 +125,13 @@ impl Chromedriver {
             }
         });
         match tokio::time::timeout(WAIT, rx).await {
-            Ok(Ok(port)) => driver.port = port,
-            _ => panic!("{} did not report its port within {WAIT:?}\n{}", program.display(), log_tail(log)),
+            Ok(Ok(port)) => {
+                driver.port = port;
+                Some(driver)
+            }
+            // Dropping the driver kills what it started.
+            _ => None,
         }
-        driver
     }
 }
 
