@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Executor, Row};
 
-use super::request_logs::{LogFilter, LogRow};
+use super::request_logs::{LogFilter, LogRow, bind_filter, push_filter};
 
 /// One row of the site's log: a user's row and whose it is.
 #[derive(Clone, Debug)]
@@ -35,49 +35,18 @@ pub async fn list<'e>(
          WHERE 1 = 1",
     );
     let mut n = 0;
-    let mut next = |clause: &str| {
-        n += 1;
-        format!(" AND {}", clause.replace('?', &format!("${n}")))
-    };
     if email.is_some() {
-        sql.push_str(&next("LOWER(u.email) LIKE ? ESCAPE '\\'"));
+        n += 1;
+        sql.push_str(&format!(" AND LOWER(u.email) LIKE ${n} ESCAPE '\\'"));
     }
-    if filter.model.is_some() {
-        sql.push_str(&next("l.requested_model = ?"));
-    }
-    if filter.key_id.is_some() {
-        sql.push_str(&next("l.api_key_id = ?"));
-    }
-    match filter.failed {
-        Some(true) => sql.push_str(" AND l.status_code >= 400"),
-        Some(false) => sql.push_str(" AND l.status_code < 400"),
-        None => {}
-    }
-    if filter.from.is_some() {
-        sql.push_str(&next("l.created_at >= ?"));
-    }
-    if filter.until.is_some() {
-        sql.push_str(&next("l.created_at < ?"));
-    }
-    if filter.before_id.is_some() {
-        sql.push_str(&next("l.id < ?"));
-    }
+    push_filter(&mut sql, &mut n, filter);
     n += 1;
     sql.push_str(&format!(" ORDER BY l.id DESC LIMIT ${n}"));
     let mut query = sqlx::query(&sql);
     if let Some(email) = email {
         query = query.bind(contains_pattern(email));
     }
-    if let Some(model) = &filter.model {
-        query = query.bind(model.clone());
-    }
-    if let Some(key) = filter.key_id {
-        query = query.bind(key);
-    }
-    for value in [filter.from, filter.until, filter.before_id].into_iter().flatten() {
-        query = query.bind(value);
-    }
-    let rows = query.bind(limit).fetch_all(db).await?;
+    let rows = bind_filter(query, filter).bind(limit).fetch_all(db).await?;
     rows.iter()
         .map(|r| {
             Ok(SiteLogRow {

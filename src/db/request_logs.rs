@@ -129,42 +129,10 @@ pub async fn list_for_user<'e>(
          FROM request_logs l LEFT JOIN api_keys k ON k.id = l.api_key_id WHERE l.user_id = $1",
     );
     let mut n = 1;
-    let mut next = |clause: &str| {
-        n += 1;
-        format!(" AND {}", clause.replace('?', &format!("${n}")))
-    };
-    if filter.model.is_some() {
-        sql.push_str(&next("l.requested_model = ?"));
-    }
-    if filter.key_id.is_some() {
-        sql.push_str(&next("l.api_key_id = ?"));
-    }
-    match filter.failed {
-        Some(true) => sql.push_str(" AND l.status_code >= 400"),
-        Some(false) => sql.push_str(" AND l.status_code < 400"),
-        None => {}
-    }
-    if filter.from.is_some() {
-        sql.push_str(&next("l.created_at >= ?"));
-    }
-    if filter.until.is_some() {
-        sql.push_str(&next("l.created_at < ?"));
-    }
-    if filter.before_id.is_some() {
-        sql.push_str(&next("l.id < ?"));
-    }
+    push_filter(&mut sql, &mut n, filter);
     n += 1;
     sql.push_str(&format!(" ORDER BY l.id DESC LIMIT ${n}"));
-    let mut query = sqlx::query(&sql).bind(user_id);
-    if let Some(model) = &filter.model {
-        query = query.bind(model.clone());
-    }
-    if let Some(key) = filter.key_id {
-        query = query.bind(key);
-    }
-    for value in [filter.from, filter.until, filter.before_id].into_iter().flatten() {
-        query = query.bind(value);
-    }
+    let query = bind_filter(sqlx::query(&sql).bind(user_id), filter);
     let rows = query.bind(limit).fetch_all(db).await?;
     rows.iter()
         .map(|r| {
@@ -245,4 +213,50 @@ pub async fn tokens_by_model<'e>(
     .fetch_all(db)
     .await?;
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+}
+
+/// Appends `filter`'s conditions on `request_logs l` to `sql`, numbering placeholders after `n`
+/// (the user's and the site-wide log share it; [`bind_filter`] binds in the same order).
+pub(crate) fn push_filter(sql: &mut String, n: &mut usize, filter: &LogFilter) {
+    let mut next = |clause: &str| {
+        *n += 1;
+        format!(" AND {}", clause.replace('?', &format!("${n}")))
+    };
+    if filter.model.is_some() {
+        sql.push_str(&next("l.requested_model = ?"));
+    }
+    if filter.key_id.is_some() {
+        sql.push_str(&next("l.api_key_id = ?"));
+    }
+    match filter.failed {
+        Some(true) => sql.push_str(" AND l.status_code >= 400"),
+        Some(false) => sql.push_str(" AND l.status_code < 400"),
+        None => {}
+    }
+    if filter.from.is_some() {
+        sql.push_str(&next("l.created_at >= ?"));
+    }
+    if filter.until.is_some() {
+        sql.push_str(&next("l.created_at < ?"));
+    }
+    if filter.before_id.is_some() {
+        sql.push_str(&next("l.id < ?"));
+    }
+}
+
+/// Binds `filter`'s values for the conditions [`push_filter`] wrote.
+pub(crate) fn bind_filter<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    filter: &LogFilter,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    if let Some(model) = &filter.model {
+        query = query.bind(model.clone());
+    }
+    if let Some(key) = filter.key_id {
+        query = query.bind(key);
+    }
+    for value in [filter.from, filter.until, filter.before_id].into_iter().flatten() {
+        query = query.bind(value);
+    }
+    query
 }
