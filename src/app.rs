@@ -116,8 +116,9 @@ impl Application {
 
         // reqwest is built without a default crypto provider (to keep aws-lc out): use ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let site = crate::services::site::load(&db, &config, &secret_key).await.map_err(StartupError::Settings)?;
         let routing =
-            RoutingTable::load(&db, &secret_key, config.gateway.strategy).await.map_err(StartupError::Routing)?;
+            RoutingTable::load(&db, &secret_key, site.gateway.strategy).await.map_err(StartupError::Routing)?;
         let gateway = GatewayState::new(&config.gateway, Routing::new(routing)).map_err(StartupError::HttpClient)?;
         let billing_stop = CancellationToken::new();
         // Leases this holder left behind (a crash, or a stop that could not give them back) end
@@ -125,7 +126,6 @@ impl Application {
         let leases = Leases::new(lease::holder_name(local.port()));
         end_stale_leases(&db, Some(leases.holder())).await.map_err(StartupError::Leases)?;
         let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
-        let site = crate::services::site::load(&db, &config, &secret_key).await.map_err(StartupError::Settings)?;
         // The environment's SMTP settings must work (fail fast); stored ones that do not only turn
         // mail off, so a bad setting can never keep the server from starting.
         crate::mail::Mailer::from_config(config.smtp.as_ref()).map_err(StartupError::Mail)?;

@@ -197,6 +197,14 @@ impl Strategy {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WeightedRandom => "weighted_random",
+            Self::RoundRobin => "round_robin",
+            Self::Failover => "failover",
+        }
+    }
 }
 
 /// Gateway settings (see docs/configuration.md).

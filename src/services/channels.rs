@@ -344,7 +344,7 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ChannelError> {
 pub async fn reload_routing(state: &AppState) {
     let routing = &state.gateway().routing;
     for attempt in 1..=3u64 {
-        match routing.reload(state.db(), state.secret_key(), state.config().gateway.strategy).await {
+        match routing.reload(state.db(), state.secret_key(), state.site().gateway.strategy).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::error!(error = %e, attempt, "reloading the routing table failed");

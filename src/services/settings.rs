@@ -69,8 +69,9 @@ pub async fn set(state: &AppState, actor: &Actor, key: &str, value: &str) -> Res
         value.to_string()
     };
     settings::set(state.db().writer(), key, &stored).await.map_err(|e| SettingError::Internal(e.to_string()))?;
-    crate::services::channels::reload_routing(state).await;
+    // The site first: the routing table reads its default strategy from it.
     site::reload(state).await;
+    crate::services::channels::reload_routing(state).await;
     let details = if secret {
         json!({ "changed": true, "cleared": value.is_empty() })
     } else {

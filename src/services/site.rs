@@ -35,6 +35,7 @@ pub mod keys {
     pub const STRIPE_SECRET_KEY: &str = "stripe.secret_key";
     pub const STRIPE_WEBHOOK_SECRET: &str = "stripe.webhook_secret";
     pub const RETRY_ATTEMPTS: &str = "gateway.retry_attempts";
+    pub const ROUTING_STRATEGY: &str = "gateway.routing_strategy";
     pub const FIRST_BYTE_TIMEOUT: &str = "gateway.first_byte_timeout_secs";
     pub const IDLE_TIMEOUT: &str = "gateway.idle_timeout_secs";
     pub const MAX_BODY_BYTES: &str = "gateway.max_body_bytes";
@@ -61,6 +62,7 @@ pub mod keys {
         STRIPE_SECRET_KEY,
         STRIPE_WEBHOOK_SECRET,
         RETRY_ATTEMPTS,
+        ROUTING_STRATEGY,
         FIRST_BYTE_TIMEOUT,
         IDLE_TIMEOUT,
         MAX_BODY_BYTES,
@@ -167,8 +169,9 @@ pub struct SiteSettings {
     pub smtp: SmtpSettings,
     pub stripe_secret_key: Option<Secret>,
     pub stripe_webhook_secret: Option<Secret>,
-    /// The gateway's limits, read once per request by the gateway (the connect timeout, the
-    /// routing strategy default and the caches stay as configured: they are built at start-up).
+    /// The gateway's limits, read once per request by the gateway, and the default routing
+    /// strategy, read when the routing table is rebuilt (the connect timeout and the caches stay
+    /// as configured: they are built at start-up).
     pub gateway: GatewayConfig,
     /// Nano-units; a user whose balance falls below it gets one email (0 = off).
     pub low_balance: i64,
@@ -296,6 +299,10 @@ impl SiteSettings {
                 self.stripe_webhook_secret = Some(Secret::new(value)).filter(|s| !s.expose().is_empty());
             }
             keys::RETRY_ATTEMPTS => self.gateway.retry_attempts = whole(value, 1, 20)? as usize,
+            keys::ROUTING_STRATEGY => {
+                self.gateway.strategy =
+                    crate::config::Strategy::parse(value).ok_or("weighted_random, round_robin or failover")?;
+            }
             keys::FIRST_BYTE_TIMEOUT => {
                 self.gateway.first_byte_timeout = std::time::Duration::from_secs(whole(value, 1, 3600)?)
             }
@@ -346,6 +353,7 @@ impl SiteSettings {
             keys::SMTP_FROM => self.smtp.from.clone(),
             keys::SMTP_SECURITY => security_name(self.smtp.security).into(),
             keys::RETRY_ATTEMPTS => self.gateway.retry_attempts.to_string(),
+            keys::ROUTING_STRATEGY => self.gateway.strategy.as_str().to_string(),
             keys::FIRST_BYTE_TIMEOUT => self.gateway.first_byte_timeout.as_secs().to_string(),
             keys::IDLE_TIMEOUT => self.gateway.idle_timeout.as_secs().to_string(),
             keys::MAX_BODY_BYTES => self.gateway.max_body_bytes.to_string(),

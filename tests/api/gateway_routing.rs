@@ -97,6 +97,27 @@ async fn failover_strategy_sticks_to_the_first(backend: Backend) {
     let (_, key) = app.user_with_key("100.00").await;
     send_many(&app, &key, N, 8).await;
     assert_eq!((fake.count("a"), fake.count("b")), (N, 0));
+
+    // The site-wide default, changed at run time: applies to models without their own strategy.
+    let other = FakeOpenAi::start(Behavior::default()).await;
+    for name in ["x", "y"] {
+        app.add_channel(json!({ "name": name, "type": "openai", "base_url": other.base_url(name), "key": "k",
+                                "models": ["n"], "weight": 1 }))
+            .await;
+    }
+    app.set_price("n", json!({ "input": "0.01", "output": "0.01" })).await;
+    let (status, body) =
+        app.admin("PUT", "/api/admin/settings/gateway.routing_strategy", Some(json!({ "value": "failover" }))).await;
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..10 {
+        let answer = app.client.post(app.url("/v1/chat/completions")).bearer_auth(&key).json(&chat("n")).send().await;
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+    let counts = (other.count("x"), other.count("y"));
+    assert!(counts == (10, 0) || counts == (0, 10), "failover keeps to one channel: {counts:?}");
+    let (status, _) =
+        app.admin("PUT", "/api/admin/settings/gateway.routing_strategy", Some(json!({ "value": "sometimes" }))).await;
+    assert_eq!(status, 400);
 }
 
 async fn higher_priority_tiers_win_and_failures_fall_through(backend: Backend) {

@@ -77,6 +77,8 @@ pub struct Section {
 }
 
 const SIGNUP_MODES: &[(&str, &str)] = &[("open", "Open"), ("invite_only", "Invitation only"), ("closed", "Closed")];
+const STRATEGIES: &[(&str, &str)] =
+    &[("weighted_random", "Weighted random"), ("round_robin", "Round robin"), ("failover", "Failover (in order)")];
 const VERIFICATION: &[(&str, &str)] =
     &[("auto", "When SMTP is configured"), ("required", "Always"), ("off", "Not required")];
 const SECURITY: &[(&str, &str)] = &[("starttls", "STARTTLS"), ("tls", "TLS"), ("none", "None (plain)")];
@@ -161,6 +163,12 @@ const SPECS: &[Spec] = &[
         "Applied to the next request, without a restart.",
         &[
             (keys::RETRY_ATTEMPTS, "Channels tried per request", "1 to 20; 1 means no failover.", Kind::Number),
+            (
+                keys::ROUTING_STRATEGY,
+                "Default routing strategy",
+                "How a channel is picked among those of the same priority.",
+                Kind::Choice(STRATEGIES),
+            ),
             (keys::FIRST_BYTE_TIMEOUT, "First-byte timeout (seconds)", "", Kind::Number),
             (keys::IDLE_TIMEOUT, "Stream idle timeout (seconds)", "", Kind::Number),
             (keys::MAX_BODY_BYTES, "Largest request body (bytes)", "", Kind::Number),
