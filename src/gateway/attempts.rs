@@ -104,7 +104,7 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
     };
     let builder = state
         .gateway()
-        .http
+        .http()
         .post(format!("{}{}", channel.base_url, anthropic::MESSAGES_PATH))
         .header("x-api-key", channel.key())
         .header("anthropic-version", anthropic::VERSION)
@@ -161,7 +161,7 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
     let upstream_model = channel.upstream_model(request.model);
     let builder = state
         .gateway()
-        .http
+        .http()
         .post(format!("{}{}", channel.base_url, gemini::method_path(upstream_model, request.stream)))
         .header("x-goog-api-key", channel.key())
         .header(header::CONTENT_TYPE, "application/json")
@@ -183,7 +183,7 @@ async fn attempt_gemini_native(state: &AppState, channel: &Arc<Channel>, request
     let upstream_model = channel.upstream_model(request.model);
     let builder = state
         .gateway()
-        .http
+        .http()
         .post(format!("{}{}", channel.base_url, gemini::method_path(upstream_model, request.stream)))
         .header("x-goog-api-key", channel.key())
         .header(header::CONTENT_TYPE, "application/json")
@@ -264,7 +264,7 @@ async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, 
     let version = request.headers.get("anthropic-version").cloned();
     let mut builder = state
         .gateway()
-        .http
+        .http()
         .post(format!("{}{}", channel.base_url, anthropic::MESSAGES_PATH))
         .header("x-api-key", channel.key())
         .header("anthropic-version", version.unwrap_or(HeaderValue::from_static(anthropic::VERSION)))
@@ -340,7 +340,7 @@ fn bedrock_post(
         tracing::error!(channel = channel.id, error = %e, "cannot sign the Bedrock request");
         GatewayError::UpstreamUnavailable
     })?;
-    let mut builder = state.gateway().http.post(url).header(header::CONTENT_TYPE, "application/json");
+    let mut builder = state.gateway().http().post(url).header(header::CONTENT_TYPE, "application/json");
     for (name, value) in headers {
         builder = builder.header(name, value);
     }
@@ -357,7 +357,7 @@ async fn attempt_gemini_embeddings(state: &AppState, channel: &Arc<Channel>, req
     let model = channel.upstream_model(request.model);
     let builder = state
         .gateway()
-        .http
+        .http()
         .post(format!("{}/v1beta/models/{model}:batchEmbedContents", channel.base_url))
         .header("x-goog-api-key", channel.key())
         .header(header::CONTENT_TYPE, "application/json")

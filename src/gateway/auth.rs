@@ -67,7 +67,8 @@ impl Grant {
 /// Cached key lookups, by key hash. Unknown keys are cached too (briefly), so a flood of bad keys
 /// does not become a flood of queries.
 pub struct KeyCache {
-    ttl: Duration,
+    /// How long a lookup is trusted, in ms (a run-time setting: atomic, read per lookup).
+    ttl_ms: std::sync::atomic::AtomicU64,
     entries: RwLock<HashMap<String, CachedGrant>>,
 }
 
@@ -79,7 +80,16 @@ const MAX_ENTRIES: usize = 100_000;
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()) }
+        Self { ttl_ms: std::sync::atomic::AtomicU64::new(ttl.as_millis() as u64), entries: RwLock::new(HashMap::new()) }
+    }
+
+    /// Changes how long lookups are trusted (the `gateway.cache_ttl_secs` setting).
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(ttl.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn invalidate_all(&self) {
@@ -91,7 +101,7 @@ impl KeyCache {
     async fn lookup(&self, state: &AppState, hash: String) -> Result<Option<Arc<Grant>>, GatewayError> {
         if let Ok(entries) = self.entries.read()
             && let Some((loaded, grant)) = entries.get(&hash)
-            && loaded.elapsed() < self.ttl
+            && loaded.elapsed() < self.ttl()
         {
             return Ok(grant.clone());
         }

@@ -30,7 +30,9 @@ use crate::state::AppState;
 
 /// The gateway's shared parts.
 pub struct GatewayState {
-    pub http: reqwest::Client,
+    /// The upstream client and the connect timeout it was built with; rebuilt when the
+    /// `gateway.connect_timeout_secs` setting changes (a clone is an `Arc` bump).
+    http: std::sync::RwLock<(reqwest::Client, std::time::Duration)>,
     pub keys: KeyCache,
     pub rate_limiter: RateLimiter,
     pub routing: Routing,
@@ -38,15 +40,46 @@ pub struct GatewayState {
 
 impl GatewayState {
     pub fn new(config: &GatewayConfig, routing: Routing) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .tcp_nodelay(true)
-            // An upstream's redirect is never followed: channels name their exact endpoint.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = std::sync::RwLock::new((client(config.connect_timeout)?, config.connect_timeout));
         Ok(Self { http, keys: KeyCache::new(config.cache_ttl), rate_limiter: RateLimiter::default(), routing })
     }
+
+    /// The client for upstream requests.
+    pub fn http(&self) -> reqwest::Client {
+        self.http.read().map(|h| h.0.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().0.clone())
+    }
+
+    /// Applies run-time settings: a new connect timeout rebuilds the client (requests in flight
+    /// keep the old one), a new cache TTL applies to the next lookups.
+    pub fn apply(&self, config: &GatewayConfig) {
+        self.keys.set_ttl(config.cache_ttl);
+        let current = self.http.read().map(|h| h.1).unwrap_or_else(|poisoned| poisoned.into_inner().1);
+        if current == config.connect_timeout {
+            return;
+        }
+        match client(config.connect_timeout) {
+            Ok(client) => {
+                let mut slot = self.http.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                *slot = (client, config.connect_timeout);
+            }
+            Err(e) => tracing::error!(error = %e, "rebuilding the upstream client failed; keeping the old one"),
+        }
+    }
+
+    /// The connect timeout the client was built with.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.http.read().map(|h| h.1).unwrap_or_else(|poisoned| poisoned.into_inner().1)
+    }
+}
+
+fn client(connect_timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .tcp_nodelay(true)
+        // An upstream's redirect is never followed: channels name their exact endpoint.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 impl std::fmt::Debug for GatewayState {

@@ -69,7 +69,7 @@ pub(super) fn openai_post(
     endpoint: Endpoint,
     upstream_model: &str,
 ) -> reqwest::RequestBuilder {
-    let http = &state.gateway().http;
+    let http = state.gateway().http();
     match channel.kind.protocol {
         Protocol::Azure => {
             let version = channel.config.api_version.as_deref().unwrap_or(AZURE_API_VERSION);

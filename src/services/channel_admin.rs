@@ -227,7 +227,7 @@ pub async fn fetch_models(state: &AppState, actor: &Actor, id: i64, save: bool) 
     // The gateway's own client: no redirects followed, the gateway's connect timeout.
     let response = state
         .gateway()
-        .http
+        .http()
         .get(format!("{}/models", base.trim_end_matches('/')))
         .bearer_auth(&key)
         .timeout(FETCH_MODELS_TIMEOUT)

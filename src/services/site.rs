@@ -36,6 +36,8 @@ pub mod keys {
     pub const STRIPE_WEBHOOK_SECRET: &str = "stripe.webhook_secret";
     pub const RETRY_ATTEMPTS: &str = "gateway.retry_attempts";
     pub const ROUTING_STRATEGY: &str = "gateway.routing_strategy";
+    pub const CONNECT_TIMEOUT: &str = "gateway.connect_timeout_secs";
+    pub const CACHE_TTL: &str = "gateway.cache_ttl_secs";
     pub const FIRST_BYTE_TIMEOUT: &str = "gateway.first_byte_timeout_secs";
     pub const IDLE_TIMEOUT: &str = "gateway.idle_timeout_secs";
     pub const MAX_BODY_BYTES: &str = "gateway.max_body_bytes";
@@ -63,6 +65,8 @@ pub mod keys {
         STRIPE_WEBHOOK_SECRET,
         RETRY_ATTEMPTS,
         ROUTING_STRATEGY,
+        CONNECT_TIMEOUT,
+        CACHE_TTL,
         FIRST_BYTE_TIMEOUT,
         IDLE_TIMEOUT,
         MAX_BODY_BYTES,
@@ -169,9 +173,9 @@ pub struct SiteSettings {
     pub smtp: SmtpSettings,
     pub stripe_secret_key: Option<Secret>,
     pub stripe_webhook_secret: Option<Secret>,
-    /// The gateway's limits, read once per request by the gateway, and the default routing
-    /// strategy, read when the routing table is rebuilt (the connect timeout and the caches stay
-    /// as configured: they are built at start-up).
+    /// The gateway's limits, read once per request by the gateway; the default routing strategy
+    /// (read when the routing table is rebuilt), the connect timeout (the client is rebuilt) and
+    /// the key cache's lifetime are applied by [`reload`].
     pub gateway: GatewayConfig,
     /// Nano-units; a user whose balance falls below it gets one email (0 = off).
     pub low_balance: i64,
@@ -299,6 +303,10 @@ impl SiteSettings {
                 self.stripe_webhook_secret = Some(Secret::new(value)).filter(|s| !s.expose().is_empty());
             }
             keys::RETRY_ATTEMPTS => self.gateway.retry_attempts = whole(value, 1, 20)? as usize,
+            keys::CONNECT_TIMEOUT => {
+                self.gateway.connect_timeout = std::time::Duration::from_secs(whole(value, 1, 300)?)
+            }
+            keys::CACHE_TTL => self.gateway.cache_ttl = std::time::Duration::from_secs(whole(value, 0, 3600)?),
             keys::ROUTING_STRATEGY => {
                 self.gateway.strategy =
                     crate::config::Strategy::parse(value).ok_or("weighted_random, round_robin or failover")?;
@@ -354,6 +362,8 @@ impl SiteSettings {
             keys::SMTP_SECURITY => security_name(self.smtp.security).into(),
             keys::RETRY_ATTEMPTS => self.gateway.retry_attempts.to_string(),
             keys::ROUTING_STRATEGY => self.gateway.strategy.as_str().to_string(),
+            keys::CONNECT_TIMEOUT => self.gateway.connect_timeout.as_secs().to_string(),
+            keys::CACHE_TTL => self.gateway.cache_ttl.as_secs().to_string(),
             keys::FIRST_BYTE_TIMEOUT => self.gateway.first_byte_timeout.as_secs().to_string(),
             keys::IDLE_TIMEOUT => self.gateway.idle_timeout.as_secs().to_string(),
             keys::MAX_BODY_BYTES => self.gateway.max_body_bytes.to_string(),
@@ -459,6 +469,7 @@ pub async fn reload(state: &crate::state::AppState) {
     match load(state.db(), state.config(), state.secret_key()).await {
         Ok(site) => {
             let smtp = site.smtp.clone();
+            state.gateway().apply(&site.gateway);
             state.set_site(site);
             state.refresh_mailer(&smtp);
         }

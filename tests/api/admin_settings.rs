@@ -254,6 +254,18 @@ async fn gateway_defaults_apply_without_a_restart(backend: Backend) {
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("hi".into())).await.status(), 200, "free now");
     assert_eq!(put(&app, "gateway.max_body_bytes", "2048").await.0, 200);
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("x".repeat(4000))).await.status(), 413);
+
+    // The connect timeout rebuilds the upstream client; calls go on through the new one.
+    assert_eq!(put(&app, "gateway.connect_timeout_secs", "7").await.0, 200);
+    assert_eq!(app.state.gateway().connect_timeout(), std::time::Duration::from_secs(7));
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("hi".into())).await.status(), 200, "the new client works");
+    assert_eq!(put(&app, "gateway.connect_timeout_secs", "0").await.0, 400);
+
+    // The key cache's lifetime: at 0 a change made behind the cache's back (another replica)
+    // is seen by the very next request.
+    assert_eq!(put(&app, "gateway.cache_ttl_secs", "0").await.0, 200);
+    sqlx::query("UPDATE api_keys SET status = 'disabled'").execute(app.db.pool()).await.unwrap();
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("hi".into())).await.status(), 401);
     app.settled().await;
     app.assert_ledger_consistent().await;
 }

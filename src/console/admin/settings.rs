@@ -168,6 +168,13 @@ pub const ZH: &[(&str, &str)] = &[
     ("Always", "始终"),
     ("Not required", "不要求"),
     ("Default routing strategy", "默认路由策略"),
+    ("Connect timeout (seconds)", "连接超时（秒）"),
+    ("1 to 300.", "1 到 300。"),
+    ("Key cache (seconds)", "密钥缓存（秒）"),
+    (
+        "How long a key's lookup is trusted; changes made on other replicas show within it.",
+        "密钥查询结果的信任时长；其他副本上的更改会在此时间内生效。",
+    ),
     ("How a channel is picked among those of the same priority.", "在同一优先级的渠道中如何选择。"),
     ("Weighted random", "按权重随机"),
     ("Round robin", "轮询"),

@@ -169,10 +169,17 @@ const SPECS: &[Spec] = &[
                 "How a channel is picked among those of the same priority.",
                 Kind::Choice(STRATEGIES),
             ),
+            (keys::CONNECT_TIMEOUT, "Connect timeout (seconds)", "1 to 300.", Kind::Number),
             (keys::FIRST_BYTE_TIMEOUT, "First-byte timeout (seconds)", "", Kind::Number),
             (keys::IDLE_TIMEOUT, "Stream idle timeout (seconds)", "", Kind::Number),
             (keys::MAX_BODY_BYTES, "Largest request body (bytes)", "", Kind::Number),
             (keys::ALLOW_UNPRICED, "Free use of models without a price", "", Kind::Choice(YES_NO)),
+            (
+                keys::CACHE_TTL,
+                "Key cache (seconds)",
+                "How long a key's lookup is trusted; changes made on other replicas show within it.",
+                Kind::Number,
+            ),
         ],
     ),
     (
