@@ -33,6 +33,7 @@ db_tests!(
     balances_cannot_go_negative,
     concurrent_conditional_debits_never_overdraw,
     ledger_idempotency_keys_are_unique,
+    an_existing_database_upgrades_in_place,
 );
 
 async fn root_id(db: &Db) -> i64 {
@@ -124,4 +125,64 @@ async fn ledger_idempotency_keys_are_unique(backend: Backend) {
     let err = insert().await.unwrap_err();
     assert!(db::is_unique_violation(&err, "ledger_idempotency_key_key", "ledger.idempotency_key"), "{err}");
     assert!(!db::is_unique_violation(&err, "users_email_key", "users.email"));
+}
+
+/// A database made by the previous release (migrations up to 0003) with data in it upgrades to
+/// the current schema in place: the later migrations run as pending ones and keep every row.
+async fn an_existing_database_upgrades_in_place(backend: Backend) {
+    use burncloud::config::DatabaseUrl;
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::parse(&crate::helpers::fresh_database_url(backend, dir.path()).await).unwrap();
+    let db = Db::connect(&url, 2).await.unwrap();
+    let mut old = db::migrate::migrator(db.backend());
+    old.migrations = std::borrow::Cow::Owned(old.migrations.iter().filter(|m| m.version <= 3).cloned().collect());
+    old.run(db.writer()).await.expect("the previous release's schema");
+
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO users (email, password_hash, role, invite_code, balance, created_at, updated_at) \
+         VALUES ('old@example.com', 'x', 'reseller', 'OLDCODE1', 5000, $1, $1)",
+    )
+    .bind(now)
+    .execute(db.writer())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO channels (name, type, keys_encrypted, created_at, updated_at) VALUES ('old', 'openai', $1, $2, $2)",
+    )
+    .bind(vec![1u8, 2, 3])
+    .bind(now)
+    .execute(db.writer())
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO redemption_codes (code, amount, created_at) VALUES ('OLD-CODE', 100, $1)")
+        .bind(now)
+        .execute(db.writer())
+        .await
+        .unwrap();
+
+    db::migrate::run(&db).await.expect("the pending migrations apply");
+    let user = sqlx::query("SELECT balance, low_balance_notified_at FROM users WHERE email = 'old@example.com'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!((user.get::<i64, _>(0), user.get::<Option<i64>, _>(1)), (5000, None));
+    let channel = sqlx::query("SELECT used_amount, last_error FROM channels WHERE name = 'old'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!((channel.get::<i64, _>(0), channel.get::<Option<String>, _>(1)), (0, None));
+    let paid: i64 = sqlx::query("SELECT paid FROM redemption_codes WHERE code = 'OLD-CODE'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(paid, 0);
+    let allowed: Option<String> = sqlx::query("SELECT allowed_models FROM groups WHERE name = 'default'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(allowed, None, "groups keep every model");
+    db::migrate::run(&db).await.expect("and a second run changes nothing");
 }
