@@ -86,13 +86,18 @@ pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &
     }
 }
 
+/// The refusal for an endpoint a channel's protocol has no counterpart for.
+fn unsupported_endpoint(request: &Request<'_>) -> Attempt {
+    Attempt::Fail(GatewayError::BadRequest {
+        message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
+        param: Some("model"),
+    })
+}
+
 /// A chat completion through an Anthropic channel: converted there and back.
 async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     if request.endpoint != Endpoint::ChatCompletions {
-        return Attempt::Fail(GatewayError::BadRequest {
-            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
-            param: Some("model"),
-        });
+        return unsupported_endpoint(request);
     }
     let upstream_model = channel.upstream_model(request.model);
     let default_max_tokens = state.config().gateway.default_max_tokens;
@@ -145,10 +150,7 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
         return attempt_gemini_embeddings(state, channel, request).await;
     }
     if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
-        return Attempt::Fail(GatewayError::BadRequest {
-            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
-            param: Some("model"),
-        });
+        return unsupported_endpoint(request);
     }
     let chat = match chat_with_inline_images(state, request).await {
         Ok(chat) => chat,
@@ -215,10 +217,7 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
         return attempt_bedrock_embeddings(state, channel, request).await;
     }
     if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
-        return Attempt::Fail(GatewayError::BadRequest {
-            message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
-            param: Some("model"),
-        });
+        return unsupported_endpoint(request);
     }
     let chat = match chat_with_inline_images(state, request).await {
         Ok(chat) => chat,
