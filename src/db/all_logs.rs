@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Executor, Row};
 
-use super::request_logs::{LogFilter, LogRow, bind_filter, push_filter};
+use super::request_logs::{LOG_ROW_COLUMNS, LogFilter, LogRow, bind_filter, push_filter};
 
 /// One row of the site's log: a user's row and whose it is.
 #[derive(Clone, Debug)]
@@ -27,12 +27,10 @@ pub async fn list<'e>(
     filter: &LogFilter,
     limit: i64,
 ) -> Result<Vec<SiteLogRow>, sqlx::Error> {
-    let mut sql = String::from(
-        "SELECT l.id, l.created_at, k.name, l.requested_model, l.endpoint, l.prompt_tokens, l.completion_tokens, \
-         l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream, l.api_key_id, l.user_id, u.email, \
-         l.channel_id \
+    let mut sql = format!(
+        "SELECT {LOG_ROW_COLUMNS}, l.user_id, u.email, l.channel_id \
          FROM request_logs l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.api_key_id \
-         WHERE 1 = 1",
+         WHERE 1 = 1"
     );
     let mut n = 0;
     if email.is_some() {
@@ -50,21 +48,7 @@ pub async fn list<'e>(
     rows.iter()
         .map(|r| {
             Ok(SiteLogRow {
-                row: LogRow {
-                    id: r.try_get(0)?,
-                    created_at: r.try_get(1)?,
-                    key_name: r.try_get(2)?,
-                    model: r.try_get(3)?,
-                    endpoint: r.try_get(4)?,
-                    prompt_tokens: r.try_get(5)?,
-                    completion_tokens: r.try_get(6)?,
-                    cost: r.try_get(7)?,
-                    status_code: r.try_get(8)?,
-                    error_class: r.try_get(9)?,
-                    latency_ms: r.try_get(10)?,
-                    is_stream: r.try_get::<i64, _>(11)? != 0,
-                    key_id: r.try_get(12)?,
-                },
+                row: LogRow::decode(r)?,
                 user_id: r.try_get(13)?,
                 user_email: r.try_get(14)?,
                 channel_id: r.try_get(15)?,

@@ -115,6 +115,32 @@ pub struct LogRow {
     pub is_stream: bool,
 }
 
+/// The columns every log listing selects first, in [`LogRow::decode`]'s order.
+pub(crate) const LOG_ROW_COLUMNS: &str = "l.id, l.created_at, k.name, l.requested_model, l.endpoint, \
+    l.prompt_tokens, l.completion_tokens, l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream, l.api_key_id";
+
+impl LogRow {
+    /// Reads the first columns of a row selected with [`LOG_ROW_COLUMNS`].
+    pub(crate) fn decode(r: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            id: r.try_get(0)?,
+            created_at: r.try_get(1)?,
+            key_name: r.try_get(2)?,
+            model: r.try_get(3)?,
+            endpoint: r.try_get(4)?,
+            prompt_tokens: r.try_get(5)?,
+            completion_tokens: r.try_get(6)?,
+            cost: r.try_get(7)?,
+            status_code: r.try_get(8)?,
+            error_class: r.try_get(9)?,
+            latency_ms: r.try_get(10)?,
+            is_stream: r.try_get::<i64, _>(11)? != 0,
+            key_id: r.try_get(12)?,
+        })
+    }
+}
+
 /// The user's log rows matching `filter`, newest first, at most `limit`. Only ever this user's.
 pub async fn list_for_user<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Any>,
@@ -122,11 +148,8 @@ pub async fn list_for_user<'e>(
     filter: &LogFilter,
     limit: i64,
 ) -> Result<Vec<LogRow>, sqlx::Error> {
-    use sqlx::Row;
-    let mut sql = String::from(
-        "SELECT l.id, l.created_at, k.name, l.requested_model, l.endpoint, l.prompt_tokens, l.completion_tokens, \
-         l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream, l.api_key_id \
-         FROM request_logs l LEFT JOIN api_keys k ON k.id = l.api_key_id WHERE l.user_id = $1",
+    let mut sql = format!(
+        "SELECT {LOG_ROW_COLUMNS} FROM request_logs l LEFT JOIN api_keys k ON k.id = l.api_key_id WHERE l.user_id = $1"
     );
     let mut n = 1;
     push_filter(&mut sql, &mut n, filter);
@@ -134,25 +157,7 @@ pub async fn list_for_user<'e>(
     sql.push_str(&format!(" ORDER BY l.id DESC LIMIT ${n}"));
     let query = bind_filter(sqlx::query(&sql).bind(user_id), filter);
     let rows = query.bind(limit).fetch_all(db).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(LogRow {
-                id: r.try_get(0)?,
-                created_at: r.try_get(1)?,
-                key_name: r.try_get(2)?,
-                model: r.try_get(3)?,
-                endpoint: r.try_get(4)?,
-                prompt_tokens: r.try_get(5)?,
-                completion_tokens: r.try_get(6)?,
-                cost: r.try_get(7)?,
-                status_code: r.try_get(8)?,
-                error_class: r.try_get(9)?,
-                latency_ms: r.try_get(10)?,
-                is_stream: r.try_get::<i64, _>(11)? != 0,
-                key_id: r.try_get(12)?,
-            })
-        })
-        .collect()
+    rows.iter().map(LogRow::decode).collect()
 }
 
 /// The user's spend and requests per UTC day since `since_ms`: `(day number since the epoch,

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::db::all_logs::{self, SiteLogRow};
 use crate::db::audit::{self, AuditFilter, AuditRow};
 use crate::domain::money::Money;
-use crate::services::usage::{LogQuery, MAX_PAGE, PAGE};
+use crate::services::usage::{self, LogQuery};
 use crate::state::AppState;
 
 /// The extra filter of the site's log: part of the user's email.
@@ -114,11 +114,7 @@ impl AuditQuery {
     }
 
     pub fn page_size(&self) -> Result<i64, String> {
-        match self.limit {
-            None => Ok(PAGE),
-            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(_) => Err(format!("limit: 1 to {MAX_PAGE}.")),
-        }
+        usage::page_size(self.limit)
     }
 
     /// The filter as a query string, for "older" links.

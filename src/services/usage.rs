@@ -63,11 +63,7 @@ impl LogQuery {
 
     /// Rows per page: `limit` if given (1 to [`MAX_PAGE`]), else [`PAGE`].
     pub fn page_size(&self) -> Result<i64, String> {
-        match self.limit {
-            None => Ok(PAGE),
-            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(_) => Err(format!("limit: 1 to {MAX_PAGE}.")),
-        }
+        page_size(self.limit)
     }
 
     /// The filter as a query string, for "older" links and the CSV export.
@@ -79,6 +75,15 @@ impl LogQuery {
             .append_pair("from", &self.from)
             .append_pair("to", &self.to)
             .finish()
+    }
+}
+
+/// Rows per page for a listing's `limit` parameter: 1 to [`MAX_PAGE`], else [`PAGE`].
+pub fn page_size(limit: Option<i64>) -> Result<i64, String> {
+    match limit {
+        None => Ok(PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(format!("limit: 1 to {MAX_PAGE}.")),
     }
 }
 
