@@ -143,6 +143,19 @@ pub struct Config {
     pub welcome_credit: i64,
     /// Outgoing mail (`BURNCLOUD_SMTP_*`); `None` when no SMTP host is set.
     pub smtp: Option<SmtpConfig>,
+    /// Stripe top-ups (`BURNCLOUD_STRIPE_*`); the settings page's stored keys override these.
+    pub stripe: StripeConfig,
+}
+
+/// Stripe's keys from the environment, and where its API is (tests point it at a fake).
+#[derive(Clone, Debug)]
+pub struct StripeConfig {
+    /// `BURNCLOUD_STRIPE_SECRET_KEY` (`sk_…` or `rk_…`).
+    pub secret_key: Option<Secret>,
+    /// `BURNCLOUD_STRIPE_WEBHOOK_SECRET` (`whsec_…`).
+    pub webhook_secret: Option<Secret>,
+    /// `BURNCLOUD_STRIPE_API_BASE`, ending in `/`; Stripe's own by default.
+    pub api_base: Url,
 }
 
 /// How to reach the SMTP server that sends verification and password-reset mail.
@@ -298,6 +311,9 @@ settings! {
     SMTP_PASSWORD => "smtp_password", "BURNCLOUD_SMTP_PASSWORD";
     SMTP_FROM => "smtp_from", "BURNCLOUD_SMTP_FROM";
     SMTP_SECURITY => "smtp_security", "BURNCLOUD_SMTP_SECURITY";
+    STRIPE_SECRET_KEY => "stripe_secret_key", "BURNCLOUD_STRIPE_SECRET_KEY";
+    STRIPE_WEBHOOK_SECRET => "stripe_webhook_secret", "BURNCLOUD_STRIPE_WEBHOOK_SECRET";
+    STRIPE_API_BASE => "stripe_api_base", "BURNCLOUD_STRIPE_API_BASE";
 }
 
 /// The smallest accepted length for secret keys and tokens.
@@ -470,11 +486,41 @@ impl Config {
             }
         };
 
+        let stripe = StripeConfig {
+            secret_key: match get(&STRIPE_SECRET_KEY) {
+                Some(v) if !(v.starts_with("sk_") || v.starts_with("rk_")) => {
+                    return Err(ConfigError::new(&STRIPE_SECRET_KEY, "must be a Stripe secret key (sk_… or rk_…)"));
+                }
+                other => other.map(Secret::new),
+            },
+            webhook_secret: match get(&STRIPE_WEBHOOK_SECRET) {
+                Some(v) if !v.starts_with("whsec_") => {
+                    return Err(ConfigError::new(
+                        &STRIPE_WEBHOOK_SECRET,
+                        "must be a Stripe webhook signing secret (whsec_…)",
+                    ));
+                }
+                other => other.map(Secret::new),
+            },
+            api_base: {
+                let v = get(&STRIPE_API_BASE).unwrap_or("https://api.stripe.com/");
+                let mut url = Url::parse(v)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                    .ok_or_else(|| ConfigError::new(&STRIPE_API_BASE, format!("{v:?} is not an http(s) URL")))?;
+                if !url.path().ends_with('/') {
+                    url.set_path(&format!("{}/", url.path()));
+                }
+                url
+            },
+        };
+
         Ok(Self {
             gateway,
             signup_mode,
             welcome_credit,
             smtp,
+            stripe,
             listen,
             data_dir,
             database,

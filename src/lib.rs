@@ -26,6 +26,8 @@ pub mod mail;
 /// `GET /metrics`: the monitoring figures in Prometheus' text format, behind a token.
 pub mod metrics;
 pub mod ops;
+/// Stripe top-ups: pricing, Checkout Sessions, webhook signatures and events.
+pub mod payments;
 /// Upstream protocols and OpenAI-compatible vendor presets.
 pub mod providers;
 /// The route table.

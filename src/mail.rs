@@ -1,6 +1,7 @@
 //! Outgoing mail: verification, password-reset and email-change messages, sent over SMTP with
 //! lettre (plain, STARTTLS or TLS, from `BURNCLOUD_SMTP_*`). Every message is text + HTML from
-//! the askama templates `templates/email/action.{txt,html}`: a paragraph, one link, a footnote.
+//! the askama templates `templates/email/action.{txt,html}`: a paragraph, labelled values (a
+//! receipt's), one link, a footnote.
 //! Links are built from the public URL (the `site.public_url` setting, else
 //! `BURNCLOUD_PUBLIC_URL`), never from a request's Host header. The mailer is rebuilt when the
 //! operator changes the SMTP settings (`AppState::refresh_mailer`). Sending runs
@@ -38,6 +39,8 @@ pub struct ActionMail {
     pub action: &'static str,
     pub link: String,
     pub footnote: &'static str,
+    /// Labelled values shown under the intro (a receipt's amounts); usually empty.
+    pub details: Vec<(&'static str, String)>,
 }
 
 #[derive(Template)]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod me;
 pub mod me_keys;
 pub mod openapi;
+pub mod stripe_webhook;
 
 use crate::routes::Routes;
 
@@ -66,6 +67,7 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/admin/prices/import-ratios", admin_pricing::import)
         .get("/api/admin/prices/export-ratios", admin_pricing::export)
         .post("/api/admin/prices/defaults", admin_pricing::defaults)
+        .post("/api/stripe/webhook", stripe_webhook::webhook)
         .get("/api/me", me::me)
         .get("/api/me/balance", me::balance)
         .get("/api/me/logs", me::logs)

@@ -55,6 +55,19 @@ pub async fn unrewarded<'e>(
     .transpose()
 }
 
+/// Who invited `invitee_id`, if anyone.
+pub async fn inviter_of<'e>(
+    db: impl Executor<'e, Database = Any>,
+    invitee_id: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("SELECT inviter_id FROM invitations WHERE invitee_id = $1")
+        .bind(invitee_id)
+        .fetch_optional(db)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
 pub async fn mark_rewarded<'e>(db: impl Executor<'e, Database = Any>, invitee_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE invitations SET rewarded_at = $2 WHERE invitee_id = $1 AND rewarded_at IS NULL")
         .bind(invitee_id)

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod low_balance;
 pub mod migrate;
 pub mod monitoring;
+pub mod payments;
 pub mod prices;
 pub mod request_logs;
 pub mod settings;

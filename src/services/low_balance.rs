@@ -29,6 +29,7 @@ pub async fn notify(state: &AppState) -> Result<usize, sqlx::Error> {
             action: "Top up",
             link: link.to_string(),
             footnote: "You receive this once each time your balance falls below the threshold.",
+            details: Vec::new(),
         };
         send_later(state, email.clone(), mail);
     }

@@ -58,6 +58,7 @@ pub async fn request_reset(state: &AppState, email: &str, lang: Lang) -> Result<
         action: texts::RESET_ACTION,
         link,
         footnote: texts::RESET_FOOTNOTE,
+        details: Vec::new(),
     };
     send_later(state, email.as_str().to_string(), mail);
     Ok(())
@@ -184,6 +185,7 @@ pub async fn change_email(
             action: texts::CHANGE_ACTION,
             link,
             footnote: texts::CHANGE_FOOTNOTE,
+            details: Vec::new(),
         };
         send_later(state, email.as_str().to_string(), mail);
     }

@@ -105,6 +105,7 @@ pub async fn send_test_email(
         action: "Open the settings",
         link: link.to_string(),
         footnote: "You receive this because an operator asked for a test email.",
+        details: Vec::new(),
     };
     let result = mailer.send(to, &mail).await;
     audit::record(state, actor, "setting.test_email", ("setting", "smtp"), json!({ "ok": result.is_ok() })).await;

@@ -162,6 +162,7 @@ pub async fn send_verification(state: &AppState, user_id: i64, email: &Email, la
         action: texts::VERIFY_ACTION,
         link,
         footnote: texts::VERIFY_FOOTNOTE,
+        details: Vec::new(),
     };
     send_later(state, email.as_str().to_string(), mail);
     Ok(())
@@ -176,6 +177,7 @@ fn exists_mail(state: &AppState, lang: Lang) -> ActionMail {
         action: texts::EXISTS_ACTION,
         link: page_link(state, "/login", None),
         footnote: texts::EXISTS_FOOTNOTE,
+        details: Vec::new(),
     }
 }
 

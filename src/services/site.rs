@@ -11,6 +11,7 @@ use url::Url;
 use crate::config::{Config, GatewayConfig, Secret, SignupMode, SmtpConfig, SmtpSecurity};
 use crate::db::{Db, settings};
 use crate::domain::money::Money;
+use crate::payments::TopupSettings;
 use crate::secret_key::SecretKey;
 
 /// The keys [`SiteSettings`] reads, as stored in `settings`.
@@ -43,6 +44,12 @@ pub mod keys {
     pub const MAX_BODY_BYTES: &str = "gateway.max_body_bytes";
     pub const ALLOW_UNPRICED: &str = "gateway.allow_unpriced_models";
     pub const LOW_BALANCE: &str = "notify.low_balance";
+    pub const TOPUP_CURRENCY: &str = "topup.currency";
+    pub const TOPUP_AMOUNTS: &str = "topup.amounts";
+    pub const TOPUP_MIN: &str = "topup.min_amount";
+    pub const TOPUP_MAX: &str = "topup.max_amount";
+    pub const TOPUP_CREDIT_PER_UNIT: &str = "topup.credit_per_unit";
+    pub const TOPUP_GROUP_BONUS: &str = "topup.group_bonus";
     pub const ALL: &[&str] = &[
         SITE_NAME,
         PUBLIC_URL,
@@ -63,6 +70,13 @@ pub mod keys {
         SMTP_SECURITY,
         STRIPE_SECRET_KEY,
         STRIPE_WEBHOOK_SECRET,
+        // The currency first: the amounts after it are read in its minor unit.
+        TOPUP_CURRENCY,
+        TOPUP_AMOUNTS,
+        TOPUP_MIN,
+        TOPUP_MAX,
+        TOPUP_CREDIT_PER_UNIT,
+        TOPUP_GROUP_BONUS,
         RETRY_ATTEMPTS,
         ROUTING_STRATEGY,
         CONNECT_TIMEOUT,
@@ -76,7 +90,8 @@ pub mod keys {
     /// Write-only: stored encrypted, never shown, never in an audit row.
     pub const SECRETS: &[&str] = &[SMTP_PASSWORD, STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET];
     /// The key prefixes [`super::load`] reads.
-    pub const PREFIXES: &[&str] = &["site.", "signup.", "invitation.", "smtp.", "stripe.", "gateway.", "notify."];
+    pub const PREFIXES: &[&str] =
+        &["site.", "signup.", "invitation.", "smtp.", "stripe.", "topup.", "gateway.", "notify."];
 }
 
 /// The SMTP settings as the operator edits them: the environment's values overlaid with stored
@@ -173,6 +188,8 @@ pub struct SiteSettings {
     pub smtp: SmtpSettings,
     pub stripe_secret_key: Option<Secret>,
     pub stripe_webhook_secret: Option<Secret>,
+    /// How top-ups are priced (`topup.*`).
+    pub topup: TopupSettings,
     /// The gateway's limits, read once per request by the gateway; the default routing strategy
     /// (read when the routing table is rebuilt), the connect timeout (the client is rebuilt) and
     /// the key cache's lifetime are applied by [`reload`].
@@ -197,8 +214,9 @@ impl SiteSettings {
             public_url: None,
             currency: "USD".into(),
             smtp: SmtpSettings::from_config(config.smtp.as_ref()),
-            stripe_secret_key: None,
-            stripe_webhook_secret: None,
+            stripe_secret_key: config.stripe.secret_key.clone(),
+            stripe_webhook_secret: config.stripe.webhook_secret.clone(),
+            topup: TopupSettings::default(),
             gateway: config.gateway.clone(),
             low_balance: 0,
         }
@@ -324,6 +342,15 @@ impl SiteSettings {
                 }
             }
             keys::LOW_BALANCE => self.low_balance = amount(value)?,
+            keys::TOPUP_CURRENCY => self.topup.set_currency(value)?,
+            keys::TOPUP_AMOUNTS => self.topup.presets = self.topup.parse_presets(value)?,
+            keys::TOPUP_MIN => self.topup.min = self.topup_amount(value)?,
+            keys::TOPUP_MAX => self.topup.max = self.topup_amount(value)?,
+            keys::TOPUP_CREDIT_PER_UNIT => {
+                self.topup.credit_per_unit =
+                    Some(amount(value)?).filter(|n| *n > 0).ok_or("a positive amount like \"1.00\"")?
+            }
+            keys::TOPUP_GROUP_BONUS => self.topup.group_bonus = TopupSettings::parse_group_bonus(value)?,
             _ => return Err(format!("unknown setting {key:?}")),
         }
         Ok(())
@@ -369,6 +396,12 @@ impl SiteSettings {
             keys::MAX_BODY_BYTES => self.gateway.max_body_bytes.to_string(),
             keys::ALLOW_UNPRICED => self.gateway.allow_unpriced_models.to_string(),
             keys::LOW_BALANCE => money(self.low_balance),
+            keys::TOPUP_CURRENCY => self.topup.currency.clone(),
+            keys::TOPUP_AMOUNTS => self.topup.presets_text(),
+            keys::TOPUP_MIN => crate::payments::format_minor(self.topup.min, &self.topup.currency),
+            keys::TOPUP_MAX => crate::payments::format_minor(self.topup.max, &self.topup.currency),
+            keys::TOPUP_CREDIT_PER_UNIT => money(self.topup.credit_per_unit),
+            keys::TOPUP_GROUP_BONUS => self.topup.group_bonus_text(),
             _ => return None,
         })
     }
@@ -381,6 +414,17 @@ impl SiteSettings {
             keys::STRIPE_WEBHOOK_SECRET => self.stripe_webhook_secret.is_some(),
             _ => false,
         }
+    }
+
+    fn topup_amount(&self, value: &str) -> Result<i64, String> {
+        self.topup
+            .parse_amount(value)
+            .ok_or_else(|| format!("a positive amount in {} like 10.00", self.topup.currency.to_ascii_uppercase()))
+    }
+
+    /// Whether top-ups can be offered: Stripe's secret key and webhook secret are both set.
+    pub fn stripe_ready(&self) -> bool {
+        self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_some()
     }
 
     /// True when an email at this address may sign up.
@@ -443,7 +487,10 @@ fn unseal(secret_key: &SecretKey, stored: &str) -> Result<String, String> {
 pub async fn load(db: &Db, config: &Config, secret_key: &SecretKey) -> Result<SiteSettings, sqlx::Error> {
     let mut site = SiteSettings::from_config(config);
     for prefix in keys::PREFIXES {
-        for (key, value) in settings::with_prefix(db.pool(), prefix).await? {
+        let mut rows = settings::with_prefix(db.pool(), prefix).await?;
+        // The top-up currency first: the amounts are read in its minor unit.
+        rows.sort_by_key(|(key, _)| key != keys::TOPUP_CURRENCY);
+        for (key, value) in rows {
             let value = if keys::SECRETS.contains(&key.as_str()) && !value.is_empty() {
                 match unseal(secret_key, &value) {
                     Ok(plain) => plain,

@@ -1,0 +1,66 @@
+//! `POST /api/stripe/webhook`: Stripe's events about top-ups. The raw body is read up to 64 KiB,
+//! its `Stripe-Signature` verified against the webhook secret (everything is refused while none is
+//! configured), and only then parsed. Bodies are never logged. Answers: 200 `{"received": true}`
+//! for an event acted on, a replay or one that is not ours; 400 with the API's error JSON for
+//! anything unverified or inconsistent (Stripe shows it and retries); 500 on a database failure
+//! (Stripe retries, and the event's unique key keeps the retry from applying twice).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::payments::{events, signature};
+use crate::services::payments::{self, EventError, Outcome};
+use crate::state::AppState;
+
+/// The largest event accepted; Stripe's are a few KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return refuse("the body is larger than 64 KiB");
+    };
+    let Some(secret) = state.site().stripe_webhook_secret.clone() else {
+        return refuse("no webhook signing secret is configured");
+    };
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    let now = crate::domain::time::now_ms() / 1000;
+    if let Err(e) = signature::verify(header, &body, secret.expose(), now) {
+        tracing::warn!(reason = %e, "refused a Stripe webhook");
+        return refuse("the Stripe-Signature does not verify");
+    }
+    let envelope = match events::parse(&body) {
+        Ok(envelope) => envelope,
+        Err(message) => {
+            tracing::warn!(%message, "refused a signed Stripe webhook");
+            return ApiError::Invalid(message).into_response();
+        }
+    };
+    match payments::handle(&state, &envelope).await {
+        Ok(outcome) => {
+            let outcome = match outcome {
+                Outcome::Applied => "applied",
+                Outcome::Duplicate => "duplicate",
+                Outcome::Ignored => "ignored",
+            };
+            tracing::info!(event = %envelope.id, kind = %envelope.kind, outcome, "Stripe webhook");
+            (StatusCode::OK, Json(json!({ "received": true, "outcome": outcome }))).into_response()
+        }
+        Err(EventError::Rejected(message)) => {
+            tracing::warn!(event = %envelope.id, kind = %envelope.kind, %message, "refused a Stripe event");
+            ApiError::Invalid(message.to_string()).into_response()
+        }
+        Err(EventError::Db(e)) => {
+            tracing::error!(event = %envelope.id, error = %e, "a Stripe event could not be applied");
+            ApiError::Internal.into_response()
+        }
+    }
+}
+
+fn refuse(message: &str) -> Response {
+    ApiError::Invalid(message.to_string()).into_response()
+}

@@ -1,0 +1,308 @@
+//! Top-ups: opening a Stripe Checkout for a quoted amount, and acting on Stripe's verified webhook
+//! events — the only place a top-up credits a balance.
+//!
+//! Exactly once: every event is handled in one transaction that (1) records the event id under a
+//! unique key (a replay finds it and changes nothing), (2) moves the payment with a conditional
+//! UPDATE (`… WHERE status = 'pending'` and matching session, amount and currency: exactly one
+//! row, or nothing), and (3) moves the balance with its ledger row (under an idempotency key).
+//! Concurrent duplicates queue on the event's key and find it taken.
+
+use crate::db::ledger::{self, Entry, Kind};
+use crate::db::payments::{self, Payment};
+use crate::db::{invitations, users};
+use crate::domain::money::Money;
+use crate::mail::{ActionMail, send_later};
+use crate::payments::checkout::{self, CheckoutError, SessionRequest};
+use crate::payments::events::{Charge, Envelope, Event, Session};
+use crate::payments::{QuoteError, format_charge, refund_credit};
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopupError {
+    #[error("Top-ups are not available on this site yet.")]
+    NotAvailable,
+    #[error(transparent)]
+    Quote(#[from] QuoteError),
+    #[error("The payment page could not be opened. Try again in a moment.")]
+    Checkout(#[source] CheckoutError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Writes a pending payment for `charge` (minor units of the top-up currency) and opens its
+/// Checkout Session; the Stripe page to send the buyer to.
+pub async fn start(state: &AppState, user_id: i64, charge: i64) -> Result<String, TopupError> {
+    let site = state.site();
+    let Some(secret_key) = site.stripe_secret_key.as_ref().filter(|_| site.stripe_ready()) else {
+        return Err(TopupError::NotAvailable);
+    };
+    let user = users::summary(state.db().pool(), user_id).await?.ok_or(TopupError::NotAvailable)?;
+    let quote = site.topup.quote(charge, &user.group)?;
+    let id =
+        payments::insert_pending(state.db().writer(), user_id, quote.credit, quote.charge, &quote.currency).await?;
+    let link = |path: &str| {
+        let mut url = state.public_url();
+        url.set_path(path);
+        url.set_query(Some(&format!("payment={id}")));
+        url.to_string()
+    };
+    let description = format!("{} balance: {} {}", site.site_name, Money(quote.credit), site.currency);
+    let request = SessionRequest {
+        payment_id: id,
+        user_id,
+        email: &user.email,
+        charge: quote.charge,
+        currency: &quote.currency,
+        description: &description,
+        success_url: &link("/console/topup/success"),
+        cancel_url: &link("/console/topup/cancel"),
+    };
+    match checkout::open_session(&state.config().stripe.api_base, secret_key.expose(), &request).await {
+        Ok(session) => {
+            payments::set_session(state.db().writer(), id, &session.id, &session.url).await?;
+            tracing::info!(payment = id, user = user_id, charge = quote.charge, currency = %quote.currency, "checkout opened");
+            Ok(session.url)
+        }
+        Err(e) => {
+            tracing::warn!(payment = id, error = %e, "opening a Stripe Checkout failed");
+            payments::end_pending(state.db().writer(), id, "failed", &e.to_string()).await?;
+            Err(TopupError::Checkout(e))
+        }
+    }
+}
+
+/// What became of a verified event (all answered 2xx).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Seen before, or already applied through another event: nothing changed.
+    Duplicate,
+    /// Not an event a top-up waits for, or not about one of ours.
+    Ignored,
+}
+
+/// Why an event was refused (400: Stripe shows it in the endpoint's log and retries).
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("{0}")]
+    Rejected(&'static str),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Acts on one verified event.
+pub async fn handle(state: &AppState, envelope: &Envelope) -> Result<Outcome, EventError> {
+    match &envelope.event {
+        Event::SessionPaid(session) => session_paid(state, envelope, session).await,
+        Event::SessionFailed(session) => session_ended(state, envelope, session, "failed").await,
+        Event::SessionExpired(session) => session_ended(state, envelope, session, "expired").await,
+        Event::Refunded(charge) => refunded(state, envelope, charge).await,
+        Event::Ignored => Ok(Outcome::Ignored),
+    }
+}
+
+/// The payment a Checkout Session names; `None` when the session is not a top-up of ours.
+async fn payment_of(state: &AppState, session: &Session) -> Result<Option<Payment>, EventError> {
+    let Some(reference) = session.client_reference_id.as_deref() else { return Ok(None) };
+    let id = reference.parse::<i64>().map_err(|_| EventError::Rejected("client_reference_id is not a payment"))?;
+    let payment = payments::get(state.db().pool(), id).await?.ok_or(EventError::Rejected("no such payment"))?;
+    // The session must be the one opened for this payment: an event cannot point at another
+    // user's payment by naming its id.
+    if payment.session_id.as_deref() != Some(session.id.as_str()) {
+        return Err(EventError::Rejected("the Checkout Session is not this payment's"));
+    }
+    Ok(Some(payment))
+}
+
+async fn session_paid(state: &AppState, envelope: &Envelope, session: &Session) -> Result<Outcome, EventError> {
+    if session.payment_status != "paid" {
+        // `unpaid`: an asynchronous method (a bank debit) is still settling; its own event follows.
+        return Ok(Outcome::Ignored);
+    }
+    let Some(payment) = payment_of(state, session).await? else { return Ok(Outcome::Ignored) };
+    let (Some(amount), Some(currency)) = (session.amount_total, session.currency.as_deref()) else {
+        return Err(EventError::Rejected("the session has no amount"));
+    };
+    if amount != payment.charge || currency != payment.currency {
+        tracing::warn!(payment = payment.id, amount, currency, "a paid session does not match its payment");
+        return Err(EventError::Rejected("the amount or currency does not match the payment"));
+    }
+    let mut tx = state.db().writer().begin().await?;
+    if !payments::record_event(&mut tx, &envelope.id, &envelope.kind).await? {
+        tx.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    let claimed =
+        payments::claim_paid(&mut tx, payment.id, &session.id, amount, currency, session.payment_intent.as_deref())
+            .await?;
+    let Some((user_id, credit)) = claimed else {
+        tx.rollback().await?;
+        // Paid already (the same session under another event id) is a duplicate; anything else
+        // (failed, expired, refunded) is for an operator to look at.
+        return match payments::get(state.db().pool(), payment.id).await? {
+            Some(p) if p.status == "paid" || p.status.ends_with("refunded") => Ok(Outcome::Duplicate),
+            _ => Err(EventError::Rejected("the payment is not pending")),
+        };
+    };
+    let balance = ledger::credit(&mut tx, user_id, credit).await?.ok_or(EventError::Rejected("no such user"))?;
+    let reference = format!("payment:{}", payment.id);
+    let note = format!("Stripe {}", format_charge(amount, currency));
+    let idempotency_key = format!("stripe:payment:{}", payment.id);
+    let entry = Entry {
+        user_id,
+        kind: Kind::Topup,
+        amount: credit,
+        balance_after: balance,
+        reference: Some(&reference),
+        note: Some(&note),
+        idempotency_key: Some(&idempotency_key),
+    };
+    ledger::insert(&mut tx, &entry).await?;
+    reward_inviter(state, &mut tx, user_id, payment.id, credit).await?;
+    tx.commit().await?;
+    tracing::info!(payment = payment.id, user = user_id, event = %envelope.id, "top-up credited");
+    send_receipt(state, &payment, balance);
+    Ok(Outcome::Applied)
+}
+
+/// The inviter's share of an invitee's first top-up (`invitation.topup_reward_percent`), once:
+/// the ledger's idempotency key holds even if two first top-ups land together.
+async fn reward_inviter(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    user_id: i64,
+    payment_id: i64,
+    credit: i64,
+) -> Result<(), sqlx::Error> {
+    let percent = i64::from(state.site().topup_reward_percent);
+    if percent == 0 || payments::paid_before(tx, user_id, payment_id).await? {
+        return Ok(());
+    }
+    let reward = credit * percent / 100;
+    let Some(inviter) = invitations::inviter_of(&mut *tx, user_id).await?.filter(|_| reward > 0) else {
+        return Ok(());
+    };
+    let Some(balance) = ledger::credit(tx, inviter, reward).await? else { return Ok(()) };
+    let reference = format!("payment:{payment_id}");
+    let idempotency_key = format!("stripe:first-topup-reward:{user_id}");
+    let entry = Entry {
+        user_id: inviter,
+        kind: Kind::InvitationReward,
+        amount: reward,
+        balance_after: balance,
+        reference: Some(&reference),
+        note: Some("first top-up of an invited user"),
+        idempotency_key: Some(&idempotency_key),
+    };
+    ledger::insert(tx, &entry).await
+}
+
+async fn session_ended(
+    state: &AppState,
+    envelope: &Envelope,
+    session: &Session,
+    status: &str,
+) -> Result<Outcome, EventError> {
+    let Some(payment) = payment_of(state, session).await? else { return Ok(Outcome::Ignored) };
+    let mut tx = state.db().writer().begin().await?;
+    if !payments::record_event(&mut tx, &envelope.id, &envelope.kind).await? {
+        tx.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    let reason = if status == "expired" { "the payment page expired" } else { "the payment did not go through" };
+    let moved = payments::end_pending(&mut *tx, payment.id, status, reason).await?;
+    tx.commit().await?;
+    Ok(if moved { Outcome::Applied } else { Outcome::Duplicate })
+}
+
+/// `charge.refunded`: takes back the refunded share of the credit. A balance already spent is
+/// taken down to zero, never below; what could not be taken back is recorded on the payment and
+/// the account is flagged for an operator (docs/payments.md).
+async fn refunded(state: &AppState, envelope: &Envelope, charge: &Charge) -> Result<Outcome, EventError> {
+    let Some(intent) = charge.payment_intent.as_deref() else { return Ok(Outcome::Ignored) };
+    let Some(payment) = payments::by_payment_intent(state.db().pool(), intent).await? else {
+        return Ok(Outcome::Ignored);
+    };
+    if charge.amount != payment.charge || charge.currency != payment.currency {
+        return Err(EventError::Rejected("the charge does not match the payment"));
+    }
+    let mut tx = state.db().writer().begin().await?;
+    if !payments::record_event(&mut tx, &envelope.id, &envelope.kind).await? {
+        tx.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    // Read inside the transaction: the running total this event moves from.
+    let Some(current) = payments::get(&mut *tx, payment.id).await? else {
+        tx.rollback().await?;
+        return Ok(Outcome::Ignored);
+    };
+    if charge.amount_refunded <= current.refunded || !matches!(current.status.as_str(), "paid" | "partially_refunded") {
+        tx.commit().await?; // the event is recorded; an older or repeated total changes nothing
+        return Ok(Outcome::Duplicate);
+    }
+    let debit = refund_credit(current.credit, current.charge, current.refunded, charge.amount_refunded);
+    let (taken, balance) = ledger::debit_up_to(&mut tx, current.user_id, debit).await?;
+    let unrecovered = debit - taken;
+    let fully = charge.amount_refunded >= current.charge;
+    if !payments::record_refund(&mut tx, current.id, current.refunded, charge.amount_refunded, fully, unrecovered)
+        .await?
+    {
+        tx.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    let reference = format!("payment:{}", current.id);
+    let note =
+        format!("Stripe refund of {}", format_charge(charge.amount_refunded - current.refunded, &current.currency));
+    let entry = Entry {
+        user_id: current.user_id,
+        kind: Kind::Refund,
+        amount: -taken,
+        balance_after: balance,
+        reference: Some(&reference),
+        note: Some(&note),
+        idempotency_key: None,
+    };
+    ledger::insert(&mut tx, &entry).await?;
+    if unrecovered > 0 {
+        let flag = format!(
+            "A Stripe refund of payment #{} took back {} of {}: {} was already spent.",
+            current.id,
+            Money(taken),
+            Money(debit),
+            Money(unrecovered)
+        );
+        payments::flag_user(&mut tx, current.user_id, &flag).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(payment = current.id, taken, unrecovered, event = %envelope.id, "refund applied");
+    Ok(Outcome::Applied)
+}
+
+/// An operator gives up on a pending payment (`/admin/payments`); false when it was not pending.
+/// A webhook that arrives later for it is refused, and the operator refunds it in Stripe.
+pub async fn mark_failed(state: &AppState, id: i64) -> Result<bool, sqlx::Error> {
+    payments::end_pending(state.db().writer(), id, "failed", "marked failed by an operator").await
+}
+
+fn send_receipt(state: &AppState, payment: &Payment, balance: i64) {
+    let site = state.site();
+    let mut link = state.public_url();
+    link.set_path("/console/payments");
+    let credited = format!("{} {}", Money(payment.credit), site.currency);
+    let mail = ActionMail {
+        lang: crate::console::i18n::Lang::En,
+        site_name: site.site_name.clone(),
+        subject: "Payment received",
+        intro: "Thank you. Your payment was received and your balance has been credited.",
+        action: "Your payments",
+        link: link.to_string(),
+        footnote: "Stripe sends its own receipt for the card payment. Keep this email for your records.",
+        details: vec![
+            ("Payment", format!("#{}", payment.id)),
+            ("Amount paid", format_charge(payment.charge, &payment.currency)),
+            ("Credited", credited),
+            ("Balance", format!("{} {}", Money(balance), site.currency)),
+        ],
+    };
+    send_later(state, payment.email.clone(), mail);
+}
