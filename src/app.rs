@@ -153,7 +153,7 @@ impl Application {
             pages
                 .layer(axum::middleware::from_fn(crate::console::csrf::require_token))
                 .layer(sessions)
-                .layer(axum::middleware::map_response(crate::console::security_headers))
+                .layer(axum::middleware::map_response_with_state(state.clone(), crate::console::security_headers))
         });
         let router = customize(router.with_state(state.clone()).fallback(not_found));
         Ok(Self { router: with_http_layers(router), listener, state, port: local.port(), billing_stop, billing_task })

@@ -1,6 +1,6 @@
 //! `GET /api/openapi.json`: the OpenAPI 3.1 document of the management API. It is assembled
 //! from one JSON fragment per area under `src/api/openapi/` (`admin.json`, `me.json`,
-//! `reseller.json`, each `{"paths": {…}, "components": {"schemas": {…}}}`) over `base.json`, so
+//! `reseller.json`, `payments.json`, each `{"paths": {…}, "components": {"schemas": {…}}}`) over `base.json`, so
 //! documenting an endpoint is adding its entry to its area's file. Tests check that every
 //! `/api/…` route is documented and that real answers match the response schemas.
 
@@ -15,6 +15,7 @@ const PARTS: &[(&str, &str)] = &[
     ("admin.json", include_str!("openapi/admin.json")),
     ("me.json", include_str!("openapi/me.json")),
     ("reseller.json", include_str!("openapi/reseller.json")),
+    ("payments.json", include_str!("openapi/payments.json")),
 ];
 
 /// The whole document, or a message naming the fragment that is not valid JSON or redefines a

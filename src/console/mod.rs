@@ -24,6 +24,7 @@ pub mod reseller;
 pub mod session_store;
 pub mod throttle;
 pub mod tokens;
+pub mod topup;
 
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -62,6 +63,11 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys/{id}/edit", key_edit::save)
         .page_get("/console/billing", billing::page)
         .page_post("/console/billing/redeem", billing::redeem)
+        .page_get("/console/topup", topup::page)
+        .page_post("/console/topup", topup::pay)
+        .page_get("/console/topup/success", topup::success)
+        .page_get("/console/topup/cancel", topup::cancel)
+        .page_get("/console/payments", topup::history)
         .page_get("/console/invitations", invitations::page)
         .page_get("/console/profile", profile::page)
         .page_post("/console/profile/password", profile::change_password)
@@ -75,17 +81,23 @@ pub fn routes(routes: Routes) -> Routes {
 }
 
 /// Security headers on every console page: a Content-Security-Policy that allows only the
-/// site's own scripts and styles (no inline script), no framing, no MIME sniffing.
-pub async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+/// site's own scripts and styles (no inline script), no framing, no MIME sniffing. Forms may
+/// only submit to the site itself — and to Stripe's payment page, which the top-up form's answer
+/// redirects to (browsers check `form-action` on a submission's redirects too).
+pub async fn security_headers(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
     use axum::http::HeaderValue;
-    let headers = response.headers_mut();
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-             frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-        ),
+    let csp = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         frame-ancestors 'none'; base-uri 'self'; form-action 'self' {}",
+        crate::payments::checkout::page_origin(&state.config().stripe.api_base)
     );
+    let headers = response.headers_mut();
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        headers.insert("content-security-policy", csp);
+    }
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));

@@ -98,6 +98,15 @@ pub async fn open_session(
     Ok(OpenedSession { id: session.id.to_string(), url })
 }
 
+/// The origin of the hosted payment pages the buyer is sent to: Stripe's for its own API, else
+/// the configured API's (a test double serves both).
+pub fn page_origin(api_base: &Url) -> String {
+    match api_base.host_str() {
+        Some("api.stripe.com") | None => "https://checkout.stripe.com".into(),
+        Some(_) => api_base.origin().ascii_serialization(),
+    }
+}
+
 /// A short description of a Stripe error: its message, never the request.
 fn describe(e: &StripeError) -> String {
     match e {

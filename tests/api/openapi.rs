@@ -134,6 +134,11 @@ impl Checker<'_> {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        self.check(request, method, template, path).await
+    }
+
+    /// Sends a prepared request for `method template` and checks its answer.
+    async fn check(&mut self, request: reqwest::RequestBuilder, method: &str, template: &str, path: &str) -> Value {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16().to_string();
         let content_type = response
@@ -277,6 +282,7 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
     c.call(root, "DELETE", "/api/admin/channels/{id}", &channel_path, None).await;
 
     reseller(&mut c, user["id"].as_i64().unwrap()).await;
+    stripe_webhook(&mut c).await;
 
     let documented: BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()
@@ -430,4 +436,21 @@ async fn reseller(c: &mut Checker<'_>, invitee: i64) {
     c.call(t, "POST", "/api/reseller/transfer", "/api/reseller/transfer", Some(overdraw)).await;
     c.call(ADMIN_TOKEN, "GET", "/api/reseller/invitees", "/api/reseller/invitees", None).await;
     c.call("not-a-token", "GET", "/api/reseller/codes", "/api/reseller/codes", None).await;
+}
+
+/// `POST /api/stripe/webhook`: refused unsigned, acknowledged when signed with the secret.
+async fn stripe_webhook(c: &mut Checker<'_>) {
+    let path = "/api/stripe/webhook";
+    let event = crate::fake_stripe::event("customer.created", json!({ "id": "cus_1", "object": "customer" }));
+    let unsigned = c.app.client.post(c.app.url(path)).json(&event);
+    c.check(unsigned, "POST", path, path).await;
+    let secret = json!({ "value": crate::fake_stripe::WEBHOOK_SECRET });
+    c.call(ADMIN_TOKEN, "PUT", "/api/admin/settings/{key}", "/api/admin/settings/stripe.webhook_secret", Some(secret))
+        .await;
+    let body = event.to_string();
+    let signature =
+        crate::fake_stripe::signature(&body, crate::fake_stripe::WEBHOOK_SECRET, crate::fake_stripe::now_secs());
+    let signed = c.app.client.post(c.app.url(path)).header("stripe-signature", signature).body(body);
+    let answer = c.check(signed, "POST", path, path).await;
+    assert_eq!(answer["outcome"], "ignored", "{answer}");
 }

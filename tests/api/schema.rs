@@ -161,7 +161,24 @@ async fn an_existing_database_upgrades_in_place(backend: Backend) {
         .await
         .unwrap();
 
+    sqlx::query(
+        "INSERT INTO payments (user_id, provider_session_id, credit_amount, charge_amount, charge_currency, status, \
+         created_at, updated_at) SELECT id, 'cs_old', 1000, 100, 'usd', 'paid', $1, $1 FROM users WHERE email = 'old@example.com'",
+    )
+    .bind(now)
+    .execute(db.writer())
+    .await
+    .unwrap();
+
     db::migrate::run(&db).await.expect("the pending migrations apply");
+    // 0008 rebuilt `payments` on SQLite: the row is there, with the new columns' defaults.
+    let payment = sqlx::query("SELECT provider_session_id, status, unrecovered_credit, checkout_url FROM payments")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(payment.get::<String, _>(0), "cs_old");
+    assert_eq!((payment.get::<String, _>(1), payment.get::<i64, _>(2)), ("paid".to_string(), 0));
+    assert_eq!(payment.get::<Option<String>, _>(3), None);
     let user = sqlx::query("SELECT balance, low_balance_notified_at FROM users WHERE email = 'old@example.com'")
         .fetch_one(db.pool())
         .await
