@@ -539,6 +539,10 @@ pub const ZH: &[(&str, &str)] = &[
         "Stripe 会另行发送刷卡收据。请保留本邮件备查。",
     ),
     ("Amount paid", "支付金额"),
+    (
+        "Too many unfinished payments. Finish one, or try again in an hour.",
+        "未完成的支付过多。请先完成其中一笔，或一小时后再试。",
+    ),
 ];
 
 #[cfg(test)]

@@ -195,6 +195,9 @@ pub async fn pay(
             let error = match &e {
                 TopupError::Quote(q) => quote_error(layout, q),
                 TopupError::NotAvailable => layout.t("Top-ups are not available on this site yet."),
+                TopupError::TooManyPending => {
+                    layout.t("Too many unfinished payments. Finish one, or try again in an hour.")
+                }
                 _ => layout.t("The payment page could not be opened. Try again in a moment."),
             };
             render(&state, &user, form.amount, false, Some(error)).await

@@ -241,6 +241,20 @@ pub async fn record_refund(
     Ok(done.rows_affected() == 1)
 }
 
+/// How many of the user's payments created since `since` are still pending.
+pub async fn pending_since<'e>(
+    db: impl Executor<'e, Database = Any>,
+    user_id: i64,
+    since: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) FROM payments WHERE user_id = $1 AND status = 'pending' AND created_at >= $2")
+        .bind(user_id)
+        .bind(since)
+        .fetch_one(db)
+        .await?
+        .try_get(0)
+}
+
 /// Whether the user had a paid top-up before this one (the inviter's reward is for the first).
 pub async fn paid_before(conn: &mut AnyConnection, user_id: i64, payment_id: i64) -> Result<bool, sqlx::Error> {
     let n: i64 = sqlx::query(

@@ -25,9 +25,14 @@ pub enum TopupError {
     Quote(#[from] QuoteError),
     #[error("The payment page could not be opened. Try again in a moment.")]
     Checkout(#[source] CheckoutError),
+    #[error("Too many unfinished payments. Finish one, or try again in an hour.")]
+    TooManyPending,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
+
+/// Unfinished top-ups a user may open per hour.
+pub const MAX_PENDING_PER_HOUR: i64 = 10;
 
 /// Writes a pending payment for `charge` (minor units of the top-up currency) and opens its
 /// Checkout Session; the Stripe page to send the buyer to.
@@ -38,6 +43,12 @@ pub async fn start(state: &AppState, user_id: i64, charge: i64) -> Result<String
     };
     let user = users::summary(state.db().pool(), user_id).await?.ok_or(TopupError::NotAvailable)?;
     let quote = site.topup.quote(charge, &user.group)?;
+    // Each attempt opens a Stripe session: a user (or a script with their session) cannot open
+    // them without bound.
+    let hour_ago = crate::domain::time::now_ms() - 3_600_000;
+    if payments::pending_since(state.db().pool(), user_id, hour_ago).await? >= MAX_PENDING_PER_HOUR {
+        return Err(TopupError::TooManyPending);
+    }
     let id =
         payments::insert_pending(state.db().writer(), user_id, quote.credit, quote.charge, &quote.currency).await?;
     let link = |path: &str| {

@@ -135,6 +135,15 @@ async fn the_top_up_page_opens_a_checkout_session_stripe_accepts(backend: Backen
     let (_, _, page) = browser.get("/console/payments").await;
     assert!(page.contains(&format!("data-testid=\"payment-{id}\"")) && page.contains("Awaiting payment"), "{page}");
     assert!(page.contains("Continue to payment") && page.contains("12.50 USD"), "{page}");
+    // Ten unfinished payments in an hour are enough: the eleventh is refused before Stripe.
+    for _ in 0..8 {
+        start_topup(&mut browser, &stripe, "5").await;
+    }
+    let before = stripe.opened().len();
+    let (status, _, page) = browser.post("/console/topup", &[("amount", "5"), ("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("Too many unfinished payments."), "{page}");
+    assert_eq!(stripe.opened().len(), before);
     // Without the CSRF token nothing is opened.
     let before = stripe.opened().len();
     let (status, _, _) = browser.post("/console/topup", &[("amount", "10")]).await;
