@@ -100,6 +100,26 @@ async fn payments_are_listed_searched_and_filtered(backend: Backend) {
     };
     assert!(zh.contains("标记为失败") && zh.contains("已支付") && zh.contains("待支付"), "{zh}");
 
+    // 50 a page, then "Older →" with the filters kept.
+    for n in 0..50 {
+        pending(&app, bob, 100 + n, &format!("cs_test_many_{n}")).await;
+    }
+    let (_, _, page) = root.get("/admin/payments?email=bob").await;
+    assert_eq!(row_ids(&page).len(), 50);
+    let start = page.find("href=\"/admin/payments?email=bob").expect("an older link");
+    let older = page[start + 6..start + 6 + page[start + 6..].find('"').unwrap()].replace("&#38;", "&");
+    assert!(older.starts_with("/admin/payments?email=bob&status=&before="), "{older}");
+    let (_, _, page) = root.get(&older).await;
+    assert_eq!(row_ids(&page), [third], "{older}");
+    assert!(
+        page.contains("href=\"/admin/payments?email=bob&#38;status=\"") && !page.contains("before="),
+        "a newest link, no older one: {page}"
+    );
+    sqlx::query("DELETE FROM payments WHERE provider_session_id LIKE 'cs_test_many_%'")
+        .execute(app.db.writer())
+        .await
+        .unwrap();
+
     let (status, all) = app.admin("GET", "/api/admin/payments", None).await;
     assert_eq!(status, 200, "{all}");
     let ids: Vec<i64> = all["data"].as_array().unwrap().iter().map(|p| p["id"].as_i64().unwrap()).collect();
@@ -142,7 +162,9 @@ async fn a_pending_payment_is_marked_failed_once(backend: Backend) {
     let (status, _, _) = root.post(&format!("/admin/payments/{second}/fail"), &[("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(status_of(&app, second).await, "paid", "a paid payment stays paid");
-    assert_eq!(root.post("/admin/payments/999999/fail", &[("csrf", &csrf)]).await.0, StatusCode::NOT_FOUND);
+    let (status, _, page) = root.post("/admin/payments/999999/fail", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("No such payment"), "{page}");
     assert_eq!(root.post("/admin/payments/abc/fail", &[("csrf", &csrf)]).await.0, StatusCode::NOT_FOUND);
 
     // htmx: the row comes back, failed and without its button; refused, with the reason.

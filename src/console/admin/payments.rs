@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::AdminUser;
 use crate::console::Layout;
+use crate::console::auth::NoticePage;
 use crate::console::htmx::{HxRequest, vary};
 use crate::console::keys::format_time;
 use crate::db::payments::Payment;
@@ -137,11 +138,12 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 /// The refusal of marking a payment failed, as the English text to translate.
-fn refusal(e: &PaymentAdminError) -> &'static str {
-    match e {
-        PaymentAdminError::NotFound => "No such payment.",
-        _ => "Only a pending payment can be marked failed; this one is no longer pending.",
-    }
+const NOT_PENDING: &str = "Only a pending payment can be marked failed; this one is no longer pending.";
+
+/// An unknown payment id: the 404 page.
+fn not_found(layout: Layout) -> Response {
+    let page = NoticePage::new(layout, "No such payment", "This payment does not exist.");
+    (StatusCode::NOT_FOUND, page).into_response()
 }
 
 /// `GET /admin/payments?email=&status=&before=`.
@@ -189,9 +191,7 @@ pub async fn fail(
     HxRequest(hx): HxRequest,
     Path(id): Path<String>,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return (StatusCode::NOT_FOUND, admin.user.layout.t("No such payment.").to_string()).into_response();
-    };
+    let Ok(id) = id.parse::<i64>() else { return not_found(admin.user.layout) };
     let currency = state.site().currency.clone();
     let layout = admin.user.layout.clone();
     match admin_payments::mark_failed(&state, &admin.actor, id).await {
@@ -200,18 +200,16 @@ pub async fn fail(
         }
         Ok(_) => Redirect::to("/admin/payments?done=failed").into_response(),
         Err(PaymentAdminError::Db(e)) => internal(e),
-        Err(e @ PaymentAdminError::NotFound) => {
-            (StatusCode::NOT_FOUND, layout.t(refusal(&e)).to_string()).into_response()
-        }
-        Err(e) if hx => {
+        Err(PaymentAdminError::NotFound) => not_found(layout),
+        Err(_) if hx => {
             // The row as it is now, with the reason, so the operator sees what happened.
             match crate::db::payments::get(state.db().pool(), id).await {
                 Ok(Some(payment)) => {
-                    let row_error = Some(layout.t(refusal(&e)).to_string());
+                    let row_error = Some(layout.t(NOT_PENDING).to_string());
                     let row = PaymentRow { layout, row: PaymentLine::new(payment, &currency), row_error };
                     vary((StatusCode::CONFLICT, row).into_response())
                 }
-                Ok(None) => (StatusCode::NOT_FOUND, layout.t("No such payment.").to_string()).into_response(),
+                Ok(None) => not_found(layout),
                 Err(e) => internal(e),
             }
         }
@@ -242,7 +240,8 @@ pub const ZH: &[(&str, &str)] = &[
     ("partially refunded", "部分退款"),
     ("unknown", "未知"),
     ("Payment marked failed.", "已将该支付标记为失败。"),
-    ("No such payment.", "没有此支付记录。"),
+    ("No such payment", "没有此支付记录"),
+    ("This payment does not exist.", "此支付记录不存在。"),
     (
         "Only a pending payment can be marked failed; this one is no longer pending.",
         "只有待支付的记录可以标记为失败；这一笔已不再是待支付状态。",
