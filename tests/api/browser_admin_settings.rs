@@ -63,6 +63,8 @@ async fn an_operator_changes_settings_and_reads_the_logs(backend: Backend) {
     chrome.goto("/admin/payments").await;
     chrome.wait_for_text("cs_test_a1B2c3D4e5F6g7H8i9J0kLmNoPqRsTuVwXyZ0123456789").await;
     notes.extend(chrome.screenshot("payments").await);
+    // The button asks first (hx-confirm): say yes.
+    chrome.script("window.confirm = () => true; return null;").await;
     chrome.click(&format!("tr[data-payment='{pending}'] [data-testid=mark-failed]")).await;
     chrome.wait_for_text("marked failed by an operator").await;
     assert_eq!(chrome.path().await, "/admin/payments", "htmx swapped the row in place");

@@ -165,9 +165,7 @@ pub async fn page(
         .then(|| rows.last().map(|r| format!("/admin/payments?{filters}&before={}", r.id)))
         .flatten();
     let error = error.or_else(|| match done.error.as_str() {
-        "not-pending" => {
-            Some(layout.t("Only a pending payment can be marked failed; this one is no longer pending.").to_string())
-        }
+        "not-pending" => Some(layout.t(NOT_PENDING).to_string()),
         _ => None,
     });
     let page = PaymentsPage {
@@ -202,12 +200,13 @@ pub async fn fail(
         Err(PaymentAdminError::Db(e)) => internal(e),
         Err(PaymentAdminError::NotFound) => not_found(layout),
         Err(_) if hx => {
-            // The row as it is now, with the reason, so the operator sees what happened.
+            // The row as it is now, with the reason, so the operator sees what happened (200:
+            // htmx swaps only successful answers).
             match crate::db::payments::get(state.db().pool(), id).await {
                 Ok(Some(payment)) => {
                     let row_error = Some(layout.t(NOT_PENDING).to_string());
                     let row = PaymentRow { layout, row: PaymentLine::new(payment, &currency), row_error };
-                    vary((StatusCode::CONFLICT, row).into_response())
+                    vary(row.into_response())
                 }
                 Ok(None) => not_found(layout),
                 Err(e) => internal(e),
@@ -234,6 +233,10 @@ pub const ZH: &[(&str, &str)] = &[
     ("Not taken back", "未能收回"),
     ("Stripe session", "Stripe 会话"),
     ("Mark failed", "标记为失败"),
+    (
+        "Mark this payment failed? It will credit nothing, even if Stripe confirms it later.",
+        "将此支付标记为失败？即使 Stripe 之后确认付款，也不会到账。",
+    ),
     ("pending", "待支付"),
     ("paid", "已支付"),
     ("refunded", "已退款"),
