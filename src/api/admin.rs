@@ -11,7 +11,7 @@ use super::error::{ApiError, parse_id, parse_json};
 use crate::services::channel_admin;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
 use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
-use crate::services::users::{self, NewUserInput, UserView};
+use crate::services::users::{self, AdminUserView, NewUserInput, UserView};
 use crate::state::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -85,8 +85,8 @@ pub async fn get_user(
     State(state): State<AppState>,
     _: AdminAuth,
     Path(id): Path<String>,
-) -> ApiResult<Json<UserView>> {
-    Ok(Json(users::get(&state, parse_id(&id)?).await?))
+) -> ApiResult<Json<AdminUserView>> {
+    Ok(Json(users::get(&state, parse_id(&id)?).await?.into()))
 }
 
 pub async fn create_key(

@@ -52,7 +52,7 @@ pub async fn list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> ApiR
             json!({
                 "id": u.id, "email": u.email, "display_name": u.display_name, "role": u.role,
                 "status": u.status, "group": u.group, "balance": Money(u.balance).to_string(),
-                "created_at": u.created_at, "last_login_at": u.last_login_at,
+                "created_at": u.created_at, "last_login_at": u.last_login_at, "flag": u.flag,
             })
         })
         .collect();

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_channels;
 pub mod admin_logs;
+pub mod admin_payments;
 pub mod admin_pricing;
 pub mod admin_settings;
 pub mod admin_users;
@@ -81,5 +82,9 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/admin/settings/smtp/test", admin_settings::test_email)
         .get("/api/admin/logs", admin_logs::logs)
         .get("/api/admin/audit", admin_logs::audit)
+        // Payments and account flags (issue 7, the operator's side).
+        .get("/api/admin/payments", admin_payments::list)
+        .post("/api/admin/payments/{id}/fail", admin_payments::fail)
+        .post("/api/admin/users/{id}/clear-flag", admin_payments::clear_flag)
         .get("/api/openapi.json", openapi::serve)
 }

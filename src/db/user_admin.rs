@@ -26,6 +26,8 @@ pub struct UserListRow {
     pub balance: i64,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
+    /// Set when an operator should look at the account.
+    pub flag: Option<String>,
 }
 
 /// The WHERE clause and its values, `$1…$n` in order.
@@ -67,7 +69,7 @@ where
     let total: i64 = count.fetch_one(db).await?.try_get(0)?;
     let n = values.len();
     let sql = format!(
-        "SELECT id, email, display_name, role, status, group_name, balance, created_at, last_login_at FROM users{filter} \
+        "SELECT id, email, display_name, role, status, group_name, balance, created_at, last_login_at, flag FROM users{filter} \
          ORDER BY id DESC LIMIT ${} OFFSET ${}",
         n + 1,
         n + 2
@@ -90,6 +92,7 @@ where
                 balance: r.try_get(6)?,
                 created_at: r.try_get(7)?,
                 last_login_at: r.try_get(8)?,
+                flag: r.try_get(9)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;

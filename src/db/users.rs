@@ -123,11 +123,14 @@ pub struct UserSummary {
     pub balance: i64,
     pub email_verified_at: Option<i64>,
     pub created_at: i64,
+    /// Why an operator should look at the account (a refund of credit already spent).
+    pub flag: Option<String>,
 }
 
 pub async fn summary<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<UserSummary>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT id, email, display_name, role, status, group_name, balance, email_verified_at, created_at FROM users WHERE id = $1",
+        "SELECT id, email, display_name, role, status, group_name, balance, email_verified_at, created_at, flag \
+         FROM users WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db)
@@ -143,9 +146,20 @@ pub async fn summary<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Resu
             balance: r.try_get(6)?,
             email_verified_at: r.try_get(7)?,
             created_at: r.try_get(8)?,
+            flag: r.try_get(9)?,
         })
     })
     .transpose()
+}
+
+/// Clears an account's flag once an operator has looked at it; false when there was none.
+pub async fn clear_flag<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE users SET flag = NULL, updated_at = $2 WHERE id = $1 AND flag IS NOT NULL")
+        .bind(id)
+        .bind(now_ms())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Moves a user to another group.

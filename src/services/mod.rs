@@ -4,6 +4,7 @@
 pub mod access_tokens;
 pub mod accounts;
 pub mod admin_logs;
+pub mod admin_payments;
 pub mod audit;
 pub mod bootstrap;
 pub mod channel_admin;

@@ -266,3 +266,19 @@ pub async fn recent_usage(state: &AppState, id: i64) -> Result<(i64, i64), Admin
     let since = crate::domain::time::now_ms() - 30 * 86_400_000;
     Ok(user_admin::usage_totals(state.db().pool(), id, since).await?)
 }
+
+/// Clears the account's flag (an operator has looked at the refund it records), under the role
+/// rules, with an audit row keeping what it said. `Conflict` when the account has no flag.
+pub async fn clear_flag(state: &AppState, actor: &Actor, id: i64) -> Result<UserView, AdminUserError> {
+    let before = manageable(state, actor, id).await?;
+    let Some(flag) = before.flag else {
+        return Err(AdminUserError::Conflict("the account has no flag".into()));
+    };
+    if !users::clear_flag(state.db().writer(), id).await? {
+        // Cleared by someone else in between: nothing left to do, and nothing to record twice.
+        return Err(AdminUserError::Conflict("the account has no flag".into()));
+    }
+    let details = json!({ "before": { "flag": flag }, "after": { "flag": null } });
+    audit::record(state, actor, "user.clear_flag", ("user", &id.to_string()), details).await;
+    Ok(get_view(state, id).await?)
+}

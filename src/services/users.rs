@@ -66,6 +66,25 @@ pub struct UserView {
     pub balance: String,
     pub email_verified: bool,
     pub created_at: i64,
+    /// Why an operator should look at the account (a Stripe refund of credit already spent).
+    /// An operator's note: only [`AdminUserView`] answers carry it, never the user's own `/api/me`.
+    #[serde(skip)]
+    pub flag: Option<String>,
+}
+
+/// A user as the operator's API shows one: with the account's flag (null when nothing needs a
+/// look).
+#[derive(Debug, Serialize)]
+pub struct AdminUserView {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub flag: Option<String>,
+}
+
+impl From<UserView> for AdminUserView {
+    fn from(user: UserView) -> Self {
+        Self { flag: user.flag.clone(), user }
+    }
 }
 
 fn parse_role(role: Option<&str>) -> Result<Role, UserError> {
@@ -124,6 +143,7 @@ pub async fn get(state: &AppState, id: i64) -> Result<UserView, UserError> {
         balance: Money(row.balance).to_string(),
         email_verified: row.email_verified_at.is_some(),
         created_at: row.created_at,
+        flag: row.flag,
     })
 }
 

@@ -27,6 +27,13 @@ async fn operators_manage_users_groups_and_prices_in_a_browser(backend: Backend)
     assert_eq!(app.v1(&key, "/v1/chat/completions", &call).await.status(), 200);
     app.wait_for_logs(1).await;
     app.settled().await;
+    // A flagged account (a refund of credit already spent): a badge in the list, a notice on its page.
+    sqlx::query("UPDATE users SET flag = $2 WHERE id = $1")
+        .bind(user)
+        .bind("A Stripe refund of payment #12 took back 12.50 of 20.00: 7.50 was already spent.")
+        .execute(app.db.writer())
+        .await
+        .unwrap();
 
     let chrome = Chromium::start(&app, "admin-users", backend).await;
     chrome.goto("/login").await;
@@ -50,6 +57,8 @@ async fn operators_manage_users_groups_and_prices_in_a_browser(backend: Backend)
     chrome.wait_for_text("Support goodwill").await;
     assert!(chrome.text("[data-testid=user-balance]").await.starts_with("29.99"), "25 + 5 − the call");
     notes.extend(chrome.screenshot("user").await);
+    chrome.click_and_wait("[data-testid=clear-flag-form] button").await;
+    chrome.wait_for_text("Flag cleared.").await;
 
     chrome.goto("/admin/groups").await;
     chrome.wait_for_text("Volume customers").await;

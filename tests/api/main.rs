@@ -33,6 +33,7 @@ mod admin;
 mod admin_channels;
 mod admin_console;
 mod admin_logs;
+mod admin_payments;
 mod admin_settings;
 mod admin_users;
 mod anthropic;

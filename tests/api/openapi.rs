@@ -232,6 +232,7 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
     user_pages(&mut c, &user_path).await;
     groups_and_prices(&mut c).await;
     codes(&mut c, user["id"].as_i64().unwrap()).await;
+    payments_and_flags(&mut c, user["id"].as_i64().unwrap()).await;
     c.call(root, "PATCH", "/api/admin/keys/{id}", &key_path, Some(json!({ "name": "renamed" }))).await;
 
     c.call(root, "GET", "/api/admin/settings", "/api/admin/settings", None).await;
@@ -335,6 +336,35 @@ async fn user_pages(c: &mut Checker<'_>, user_path: &str) {
     let usage = c.call(root, "GET", "/api/admin/users/{id}/usage", &format!("{user_path}/usage?limit=10"), None).await;
     assert_eq!(usage["last_30_days"]["requests"], 1, "{usage}");
     c.call(root, "GET", "/api/admin/users/{id}/usage", "/api/admin/users/999999/usage", None).await;
+}
+
+/// The payment list, marking a pending payment failed, and an account's flag.
+async fn payments_and_flags(c: &mut Checker<'_>, user_id: i64) {
+    let root = ADMIN_TOKEN;
+    let db = c.app.db.clone();
+    let id = burncloud::db::payments::insert_pending(db.writer(), user_id, 10_000_000_000, 1000, "usd").await.unwrap();
+    burncloud::db::payments::set_session(db.writer(), id, "cs_test_doc", "https://checkout.example/doc").await.unwrap();
+    let listed = c.call(root, "GET", "/api/admin/payments", "/api/admin/payments?email=doc&limit=5", None).await;
+    assert_eq!(listed["data"][0]["id"], id, "{listed}");
+    c.call(root, "GET", "/api/admin/payments", "/api/admin/payments?status=lost", None).await;
+    let fail = format!("/api/admin/payments/{id}/fail");
+    let failed = c.call(root, "POST", "/api/admin/payments/{id}/fail", &fail, None).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    c.call(root, "POST", "/api/admin/payments/{id}/fail", &fail, None).await;
+    c.call(root, "POST", "/api/admin/payments/{id}/fail", "/api/admin/payments/999999/fail", None).await;
+
+    sqlx::query("UPDATE users SET flag = 'A refund took back less than it credited.' WHERE id = $1")
+        .bind(user_id)
+        .execute(db.writer())
+        .await
+        .unwrap();
+    let user_path = format!("/api/admin/users/{user_id}");
+    let flagged = c.call(root, "GET", "/api/admin/users/{id}", &user_path, None).await;
+    assert_eq!(flagged["flag"], "A refund took back less than it credited.", "{flagged}");
+    let clear = format!("{user_path}/clear-flag");
+    let cleared = c.call(root, "POST", "/api/admin/users/{id}/clear-flag", &clear, None).await;
+    assert_eq!(cleared["flag"], Value::Null, "{cleared}");
+    c.call(root, "POST", "/api/admin/users/{id}/clear-flag", &clear, None).await;
 }
 
 /// Groups, the price table, ratio import and export, and the default list.

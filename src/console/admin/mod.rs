@@ -8,6 +8,7 @@ pub mod codes;
 pub mod groups;
 pub mod logs;
 pub mod overview;
+pub mod payments;
 pub mod pricing;
 pub mod settings;
 pub mod settings_form;
@@ -32,6 +33,7 @@ pub fn routes(routes: Routes) -> Routes {
     let routes = groups::routes(routes);
     let routes = pricing::routes(routes);
     let routes = codes::routes(routes);
+    let routes = payments::routes(routes);
     let routes = settings::routes(routes);
     let routes = logs::routes(routes);
     audit::routes(routes)
@@ -105,6 +107,7 @@ pub const ZH: &[&[(&str, &str)]] = &[
     groups::ZH,
     pricing::ZH,
     codes::ZH,
+    payments::ZH,
     settings::ZH,
     logs::ZH,
     audit::ZH,

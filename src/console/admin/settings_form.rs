@@ -158,6 +158,34 @@ const SPECS: &[Spec] = &[
         ],
     ),
     (
+        "topup",
+        "Top-ups",
+        "What users can pay on the top-up page, and what it credits.",
+        &[
+            (
+                keys::TOPUP_CURRENCY,
+                "Payment currency",
+                "The three-letter code Stripe charges in, like usd. Amounts below are in it.",
+                Kind::Text,
+            ),
+            (keys::TOPUP_AMOUNTS, "Preset amounts", "Up to 12, separated by commas, like 5, 10, 20.", Kind::Text),
+            (keys::TOPUP_MIN, "Smallest custom amount", "", Kind::Amount),
+            (keys::TOPUP_MAX, "Largest custom amount", "", Kind::Amount),
+            (
+                keys::TOPUP_CREDIT_PER_UNIT,
+                "Credit per unit paid",
+                "Balance credited for one unit of the payment currency (1.00 USD, say).",
+                Kind::Amount,
+            ),
+            (
+                keys::TOPUP_GROUP_BONUS,
+                "Bonus by group (%)",
+                "Extra credit (or less, when negative) per group, like vip=10, trial=-5. Empty: none.",
+                Kind::Text,
+            ),
+        ],
+    ),
+    (
         "gateway",
         "Gateway",
         "Applied to the next request, without a restart.",

@@ -32,6 +32,7 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/admin/users/{id}/adjust", adjust)
         .page_post("/admin/users/{id}/update", update)
         .page_post("/admin/users/{id}/status", status)
+        .page_post("/admin/users/{id}/clear-flag", clear_flag)
 }
 
 /// One row of the user list, formatted.
@@ -44,6 +45,8 @@ pub struct UserRow {
     pub active: bool,
     pub balance: String,
     pub joined: String,
+    /// Why the account needs a look, when it does.
+    pub flag: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -120,6 +123,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminUser, Query(q): Que
                     active: u.status == "active",
                     balance: Money(u.balance).to_string(),
                     joined: format_time(u.created_at),
+                    flag: u.flag,
                 })
                 .collect();
             page.into_response()
@@ -197,6 +201,7 @@ fn notice_for(done: &str) -> Option<&'static str> {
         "updated" => Some("User updated."),
         "disabled" => Some("User disabled: their sessions ended and their keys stopped working."),
         "enabled" => Some("User enabled again."),
+        "flag-cleared" => Some("Flag cleared."),
         _ => None,
     }
 }
@@ -392,6 +397,15 @@ pub async fn status(
     }
 }
 
+/// `POST /admin/users/{id}/clear-flag`: the operator has looked at what the flag says.
+pub async fn clear_flag(State(state): State<AppState>, admin: AdminUser, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
+    match user_admin::clear_flag(&state, &admin.actor, id).await {
+        Ok(_) => Redirect::to(&format!("/admin/users/{id}?done=flag-cleared")).into_response(),
+        Err(e) => refused(&state, &admin, id, e, None).await,
+    }
+}
+
 /// This page's texts in Chinese.
 pub const ZH: &[(&str, &str)] = &[
     (
@@ -458,4 +472,12 @@ pub const ZH: &[(&str, &str)] = &[
     ("You can view this account; only the root account can change it.", "你可以查看此账户；只有 root 账户可以修改它。"),
     ("Created", "创建时间"),
     ("Back to users", "返回用户列表"),
+    ("Flagged", "已标记"),
+    ("This account is flagged", "此账户已被标记"),
+    ("Clear flag", "清除标记"),
+    ("Flag cleared.", "标记已清除。"),
+    (
+        "Look at the ledger and the payments, settle it with the user, then clear the flag.",
+        "请查看账本和支付记录，与用户处理完毕后再清除标记。",
+    ),
 ];

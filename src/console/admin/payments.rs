@@ -1,0 +1,258 @@
+//! `/admin/payments`: every user's payments, newest first — what was charged, what it credits,
+//! its status, refunds and what they could not take back — searchable by the payer's email and
+//! filtered by status, paged back by id. A pending payment can be marked failed (htmx swaps its
+//! row; a plain form redirects back). Everything goes through `services::admin_payments`, like
+//! `/api/admin/payments`.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::AdminUser;
+use crate::console::Layout;
+use crate::console::auth::NoticePage;
+use crate::console::htmx::{HxRequest, vary};
+use crate::console::keys::format_time;
+use crate::db::payments::Payment;
+use crate::domain::money::Money;
+use crate::payments::format_charge;
+use crate::routes::Routes;
+use crate::services::admin_payments::{self, PaymentAdminError, PaymentQuery, STATUSES};
+use crate::services::usage::PAGE;
+use crate::state::AppState;
+
+/// Adds this page's routes.
+pub fn routes(routes: Routes) -> Routes {
+    routes.page_get("/admin/payments", page).page_post("/admin/payments/{id}/fail", fail)
+}
+
+/// One payment as a table row shows it.
+pub struct PaymentLine {
+    pub id: i64,
+    pub time: String,
+    pub user_id: i64,
+    pub email: String,
+    pub charge: String,
+    pub credit: String,
+    pub status: String,
+    /// The refunded part of the charge, when there is one.
+    pub refunded: Option<String>,
+    /// Credit a refund could not take back (already spent), when there is some.
+    pub unrecovered: Option<String>,
+    pub failure: String,
+    pub session: String,
+}
+
+impl PaymentLine {
+    fn new(p: Payment, site_currency: &str) -> Self {
+        Self {
+            id: p.id,
+            time: format_time(p.created_at),
+            user_id: p.user_id,
+            email: p.email,
+            charge: format_charge(p.charge, &p.currency),
+            credit: format!("{} {site_currency}", Money(p.credit)),
+            refunded: (p.refunded != 0).then(|| format_charge(p.refunded, &p.currency)),
+            unrecovered: (p.unrecovered_credit != 0)
+                .then(|| format!("{} {site_currency}", Money(p.unrecovered_credit))),
+            failure: p.failure_reason.unwrap_or_default(),
+            session: p.session_id.unwrap_or_default(),
+            status: p.status,
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.status == "pending"
+    }
+
+    /// The status badge's class and (English) words.
+    fn badge(&self) -> (&'static str, &'static str) {
+        match self.status.as_str() {
+            "pending" => ("", "pending"),
+            "paid" => (" ok", "paid"),
+            "failed" => (" fail", "failed"),
+            "expired" => ("", "expired"),
+            "refunded" => (" accent", "refunded"),
+            "partially_refunded" => (" accent", "partially refunded"),
+            _ => ("", "unknown"),
+        }
+    }
+}
+
+/// A status as the filter's options name it.
+fn status_label(status: &str) -> &'static str {
+    match status {
+        "pending" => "pending",
+        "paid" => "paid",
+        "failed" => "failed",
+        "expired" => "expired",
+        "refunded" => "refunded",
+        "partially_refunded" => "partially refunded",
+        _ => "unknown",
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/payments.html")]
+pub struct PaymentsPage {
+    layout: Layout,
+    query: PaymentQuery,
+    statuses: &'static [&'static str],
+    rows: Vec<PaymentLine>,
+    older: Option<String>,
+    newest: String,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+impl PaymentsPage {
+    fn selected(&self, status: &str) -> bool {
+        self.query.status.trim() == status
+    }
+}
+
+/// One row, for htmx after an action.
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/_payment_row.html")]
+pub struct PaymentRow {
+    layout: Layout,
+    row: PaymentLine,
+    row_error: Option<String>,
+}
+
+/// `?done=` after a redirect, next to the filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct Done {
+    #[serde(default)]
+    done: String,
+    #[serde(default)]
+    error: String,
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "an /admin/payments page failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
+}
+
+/// The refusal of marking a payment failed, as the English text to translate.
+const NOT_PENDING: &str = "Only a pending payment can be marked failed; this one is no longer pending.";
+
+/// An unknown payment id: the 404 page.
+fn not_found(layout: Layout) -> Response {
+    let page = NoticePage::new(layout, "No such payment", "This payment does not exist.");
+    (StatusCode::NOT_FOUND, page).into_response()
+}
+
+/// `GET /admin/payments?email=&status=&before=`.
+pub async fn page(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Query(query): Query<PaymentQuery>,
+    Query(done): Query<Done>,
+) -> Response {
+    let layout = admin.user.layout;
+    let currency = state.site().currency.clone();
+    let (rows, error, status) = match admin_payments::list(&state, &query, PAGE).await {
+        Ok(rows) => (rows, None, StatusCode::OK),
+        Err(PaymentAdminError::Invalid(m)) => (Vec::new(), Some(m), StatusCode::BAD_REQUEST),
+        Err(e) => return internal(e),
+    };
+    let filters = query.query_string();
+    let older = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| format!("/admin/payments?{filters}&before={}", r.id)))
+        .flatten();
+    let error = error.or_else(|| match done.error.as_str() {
+        "not-pending" => Some(layout.t(NOT_PENDING).to_string()),
+        _ => None,
+    });
+    let page = PaymentsPage {
+        rows: rows.into_iter().map(|p| PaymentLine::new(p, &currency)).collect(),
+        older,
+        newest: format!("/admin/payments?{filters}"),
+        notice: (done.done == "failed").then_some("Payment marked failed."),
+        error,
+        statuses: STATUSES,
+        query,
+        layout,
+    };
+    (status, page).into_response()
+}
+
+/// `POST /admin/payments/{id}/fail`: a pending payment becomes `failed`. htmx gets the row back
+/// (with the reason when refused); a plain form goes back to the list.
+pub async fn fail(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    HxRequest(hx): HxRequest,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return not_found(admin.user.layout) };
+    let currency = state.site().currency.clone();
+    let layout = admin.user.layout.clone();
+    match admin_payments::mark_failed(&state, &admin.actor, id).await {
+        Ok(payment) if hx => {
+            vary(PaymentRow { layout, row: PaymentLine::new(payment, &currency), row_error: None }.into_response())
+        }
+        Ok(_) => Redirect::to("/admin/payments?done=failed").into_response(),
+        Err(PaymentAdminError::Db(e)) => internal(e),
+        Err(PaymentAdminError::NotFound) => not_found(layout),
+        Err(_) if hx => {
+            // The row as it is now, with the reason, so the operator sees what happened (200:
+            // htmx swaps only successful answers).
+            match crate::db::payments::get(state.db().pool(), id).await {
+                Ok(Some(payment)) => {
+                    let row_error = Some(layout.t(NOT_PENDING).to_string());
+                    let row = PaymentRow { layout, row: PaymentLine::new(payment, &currency), row_error };
+                    vary(row.into_response())
+                }
+                Ok(None) => not_found(layout),
+                Err(e) => internal(e),
+            }
+        }
+        Err(_) => vary(Redirect::to("/admin/payments?error=not-pending").into_response()),
+    }
+}
+
+/// This page's texts in Chinese.
+pub const ZH: &[(&str, &str)] = &[
+    ("Payments", "支付"),
+    (
+        "Every top-up: what was charged, what it credits, and what became of it.",
+        "每一笔充值：收取了多少、到账多少额度，以及它的结果。",
+    ),
+    ("Filter the payments", "筛选支付记录"),
+    ("Payer's email", "付款人邮箱"),
+    ("Part of an email", "邮箱的一部分"),
+    ("Amount charged", "收款金额"),
+    ("Balance credit", "到账额度"),
+    ("Details", "详情"),
+    ("Refunded amount", "已退款金额"),
+    ("Not taken back", "未能收回"),
+    ("Stripe session", "Stripe 会话"),
+    ("Mark failed", "标记为失败"),
+    (
+        "Mark this payment failed? It will credit nothing, even if Stripe confirms it later.",
+        "将此支付标记为失败？即使 Stripe 之后确认付款，也不会到账。",
+    ),
+    ("pending", "待支付"),
+    ("paid", "已支付"),
+    ("refunded", "已退款"),
+    ("partially refunded", "部分退款"),
+    ("unknown", "未知"),
+    ("Payment marked failed.", "已将该支付标记为失败。"),
+    ("No such payment", "没有此支付记录"),
+    ("This payment does not exist.", "此支付记录不存在。"),
+    (
+        "Only a pending payment can be marked failed; this one is no longer pending.",
+        "只有待支付的记录可以标记为失败；这一笔已不再是待支付状态。",
+    ),
+    ("No payments match.", "没有匹配的支付记录。"),
+    ("Top-ups users start on the top-up page show here.", "用户在充值页面发起的充值会显示在这里。"),
+    (
+        "Times are UTC. Up to 50 rows a page. A payment marked failed credits nothing, even if Stripe confirms it later: refund it in Stripe.",
+        "时间为 UTC。每页最多 50 行。标记为失败的支付不会到账，即使 Stripe 之后确认付款：请在 Stripe 中退款。",
+    ),
+];
