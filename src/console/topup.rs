@@ -225,17 +225,8 @@ pub struct PaymentView {
 }
 
 impl PaymentView {
-    /// The status in words (translated by the template).
     pub fn status_text(&self) -> &'static str {
-        match self.status.as_str() {
-            "pending" => "Awaiting payment",
-            "paid" => "Paid",
-            "failed" => "Failed",
-            "expired" => "Expired",
-            "refunded" => "Refunded",
-            "partially_refunded" => "Partially refunded",
-            _ => "Unknown",
-        }
+        crate::payments::status_text(&self.status)
     }
 }
 

@@ -85,6 +85,19 @@ pub fn format_charge(amount: i64, currency: &str) -> String {
     format!("{} {}", format_minor(amount, currency), currency.to_ascii_uppercase())
 }
 
+/// A payment's status in words, for the pages (translated by their templates).
+pub fn status_text(status: &str) -> &'static str {
+    match status {
+        "pending" => "Awaiting payment",
+        "paid" => "Paid",
+        "failed" => "Failed",
+        "expired" => "Expired",
+        "refunded" => "Refunded",
+        "partially_refunded" => "Partially refunded",
+        _ => "Unknown",
+    }
+}
+
 impl TopupSettings {
     /// Validates and sets the payment currency.
     pub fn set_currency(&mut self, value: &str) -> Result<(), String> {

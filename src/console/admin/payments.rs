@@ -70,29 +70,19 @@ impl PaymentLine {
 
     /// The status badge's class and (English) words.
     fn badge(&self) -> (&'static str, &'static str) {
-        match self.status.as_str() {
-            "pending" => ("", "pending"),
-            "paid" => (" ok", "paid"),
-            "failed" => (" fail", "failed"),
-            "expired" => ("", "expired"),
-            "refunded" => (" accent", "refunded"),
-            "partially_refunded" => (" accent", "partially refunded"),
-            _ => ("", "unknown"),
-        }
+        let class = match self.status.as_str() {
+            "paid" => " ok",
+            "failed" => " fail",
+            "refunded" | "partially_refunded" => " accent",
+            _ => "",
+        };
+        (class, status_label(&self.status))
     }
 }
 
-/// A status as the filter's options name it.
+/// A status in words (shared with the user's payment pages).
 fn status_label(status: &str) -> &'static str {
-    match status {
-        "pending" => "pending",
-        "paid" => "paid",
-        "failed" => "failed",
-        "expired" => "expired",
-        "refunded" => "refunded",
-        "partially_refunded" => "partially refunded",
-        _ => "unknown",
-    }
+    crate::payments::status_text(status)
 }
 
 #[derive(Template, WebTemplate)]
@@ -237,11 +227,6 @@ pub const ZH: &[(&str, &str)] = &[
         "Mark this payment failed? It will credit nothing, even if Stripe confirms it later.",
         "将此支付标记为失败？即使 Stripe 之后确认付款，也不会到账。",
     ),
-    ("pending", "待支付"),
-    ("paid", "已支付"),
-    ("refunded", "已退款"),
-    ("partially refunded", "部分退款"),
-    ("unknown", "未知"),
     ("Payment marked failed.", "已将该支付标记为失败。"),
     ("No such payment", "没有此支付记录"),
     ("This payment does not exist.", "此支付记录不存在。"),
