@@ -149,11 +149,12 @@ impl Application {
             mailer,
         });
         let sessions = crate::console::session_layer(state.db().clone(), state.public_url().scheme() == "https");
+        let csp = crate::console::content_security_policy(&state.config().stripe.api_base);
         let router = routes::all().into_router(|pages| {
             pages
                 .layer(axum::middleware::from_fn(crate::console::csrf::require_token))
                 .layer(sessions)
-                .layer(axum::middleware::map_response_with_state(state.clone(), crate::console::security_headers))
+                .layer(axum::middleware::map_response_with_state(csp, crate::console::security_headers))
         });
         let router = customize(router.with_state(state.clone()).fallback(not_found));
         Ok(Self { router: with_http_layers(router), listener, state, port: local.port(), billing_stop, billing_task })

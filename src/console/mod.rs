@@ -80,24 +80,27 @@ pub fn routes(routes: Routes) -> Routes {
         .page_get("/console/logs.csv", logs::csv)
 }
 
-/// Security headers on every console page: a Content-Security-Policy that allows only the
-/// site's own scripts and styles (no inline script), no framing, no MIME sniffing. Forms may
-/// only submit to the site itself — and to Stripe's payment page, which the top-up form's answer
-/// redirects to (browsers check `form-action` on a submission's redirects too).
+/// The console's Content-Security-Policy: only the site's own scripts and styles (no inline
+/// script), no framing. Forms may only submit to the site itself — and to Stripe's payment page,
+/// which the top-up form's answer redirects to (browsers check `form-action` on a submission's
+/// redirects too). Built once at start-up from the configured Stripe API.
+pub fn content_security_policy(stripe_api_base: &url::Url) -> axum::http::HeaderValue {
+    const OWN: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+        connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+    let origin = crate::payments::checkout::page_origin(stripe_api_base);
+    // An origin is ASCII; should it ever not be, the site's own pages still get a policy.
+    axum::http::HeaderValue::from_str(&format!("{OWN} {origin}"))
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static(OWN))
+}
+
+/// Security headers on every console page: the policy above, no framing, no MIME sniffing.
 pub async fn security_headers(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    axum::extract::State(csp): axum::extract::State<axum::http::HeaderValue>,
     mut response: axum::response::Response,
 ) -> axum::response::Response {
     use axum::http::HeaderValue;
-    let csp = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-         frame-ancestors 'none'; base-uri 'self'; form-action 'self' {}",
-        crate::payments::checkout::page_origin(&state.config().stripe.api_base)
-    );
     let headers = response.headers_mut();
-    if let Ok(csp) = HeaderValue::from_str(&csp) {
-        headers.insert("content-security-policy", csp);
-    }
+    headers.insert("content-security-policy", csp);
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));

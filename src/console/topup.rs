@@ -51,7 +51,7 @@ pub struct TopupPage {
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "_topup_quote.html")]
+#[template(path = "_topup_quote_body.html")]
 pub struct QuoteFragment {
     layout: Layout,
     quote: Option<Offer>,

@@ -268,14 +268,3 @@ pub async fn paid_before(conn: &mut AnyConnection, user_id: i64, payment_id: i64
     .try_get(0)?;
     Ok(n > 0)
 }
-
-/// Flags an account for an operator (a refund of credit already spent).
-pub async fn flag_user(conn: &mut AnyConnection, user_id: i64, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET flag = $2, updated_at = $3 WHERE id = $1")
-        .bind(user_id)
-        .bind(reason)
-        .bind(now_ms())
-        .execute(conn)
-        .await
-        .map(|_| ())
-}

@@ -152,6 +152,17 @@ pub async fn summary<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Resu
     .transpose()
 }
 
+/// Flags an account for an operator (a refund of credit already spent), replacing any flag.
+pub async fn set_flag<'e>(db: impl Executor<'e, Database = Any>, id: i64, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET flag = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(reason)
+        .bind(now_ms())
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 /// Clears an account's flag once an operator has looked at it; false when there was none.
 pub async fn clear_flag<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE users SET flag = NULL, updated_at = $2 WHERE id = $1 AND flag IS NOT NULL")

@@ -67,7 +67,7 @@ struct RawData {
 
 /// Parses a verified webhook body; `Err` names what is missing (never echoes the body).
 pub fn parse(body: &[u8]) -> Result<Envelope, String> {
-    let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("not a Stripe event: {}", e.classify_name()))?;
+    let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("not a Stripe event: {}", what_is_wrong(&e)))?;
     let session = |object: serde_json::Value| {
         serde_json::from_value::<Session>(object).map_err(|_| "the event's Checkout Session is incomplete".to_string())
     };
@@ -85,17 +85,13 @@ pub fn parse(body: &[u8]) -> Result<Envelope, String> {
     Ok(Envelope { id: raw.id, kind: raw.kind, event })
 }
 
-trait Classify {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl Classify for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "invalid JSON",
-            serde_json::error::Category::Data => "missing id, type or data.object",
-        }
+/// What is wrong with a body that is not an event, without quoting it.
+fn what_is_wrong(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax | Category::Eof => "invalid JSON",
+        Category::Data => "missing id, type or data.object",
     }
 }
 

@@ -282,7 +282,7 @@ async fn refunded(state: &AppState, envelope: &Envelope, charge: &Charge) -> Res
             Money(debit),
             Money(unrecovered)
         );
-        payments::flag_user(&mut tx, current.user_id, &flag).await?;
+        users::set_flag(&mut *tx, current.user_id, &flag).await?;
     }
     tx.commit().await?;
     tracing::info!(payment = current.id, taken, unrecovered, event = %envelope.id, "refund applied");

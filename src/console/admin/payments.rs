@@ -76,13 +76,8 @@ impl PaymentLine {
             "refunded" | "partially_refunded" => " accent",
             _ => "",
         };
-        (class, status_label(&self.status))
+        (class, crate::payments::status_text(&self.status))
     }
-}
-
-/// A status in words (shared with the user's payment pages).
-fn status_label(status: &str) -> &'static str {
-    crate::payments::status_text(status)
 }
 
 #[derive(Template, WebTemplate)]
