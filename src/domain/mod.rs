@@ -9,3 +9,4 @@ pub mod password;
 pub mod pricing;
 pub mod time;
 pub mod token;
+pub mod tokenizer;

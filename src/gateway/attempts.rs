@@ -363,11 +363,7 @@ async fn attempt_gemini_embeddings(state: &AppState, channel: &Arc<Channel>, req
         .body(embeddings::gemini_request(&embed, model));
     match send(state, channel, builder, false).await {
         Received::Whole { status, body, .. } => match embeddings::gemini_vectors(&body) {
-            Ok(vectors) => {
-                let text_bytes: usize = embed.texts.iter().map(String::len).sum();
-                let estimate = crate::gateway::relay::estimate_tokens(text_bytes).max(1);
-                embedded(status, request, vectors, embed.base64, estimate)
-            }
+            Ok(vectors) => embedded(status, request, vectors, embed.base64, texts_estimate(&embed.texts, request)),
             Err(_) => Attempt::Retry(GatewayError::UpstreamUnavailable),
         },
         Received::Stream { .. } => Attempt::Retry(GatewayError::UpstreamUnavailable),
@@ -409,9 +405,14 @@ async fn attempt_bedrock_embeddings(state: &AppState, channel: &Arc<Channel>, re
             Received::Failed(attempt) => return attempt,
         }
     }
-    let text_bytes: usize = embed.texts.iter().map(String::len).sum();
-    let estimate = crate::gateway::relay::estimate_tokens(text_bytes).max(1);
-    embedded(status, request, vectors, embed.base64, if counted { tokens } else { estimate })
+    let tokens = if counted { tokens } else { texts_estimate(&embed.texts, request) };
+    embedded(status, request, vectors, embed.base64, tokens)
+}
+
+/// The tokens of the texts to embed, for a provider that reports none.
+fn texts_estimate(texts: &[String], request: &Request<'_>) -> i64 {
+    let tokens = texts.iter().map(|t| crate::domain::tokenizer::count(t)).fold(0, i64::saturating_add);
+    request.rule.apply(tokens).max(1)
 }
 
 /// The OpenAI embeddings answer, billed at `prompt_tokens` (the provider's count, or the local

@@ -138,7 +138,12 @@ async fn count_tokens(auth: Result<ApiKeyAuth, GatewayError>, body: axum::body::
         let error = GatewayError::BadRequest { message: "messages: Field required".into(), param: None };
         return error.into_anthropic_response();
     }
-    let tokens = relay::estimate_tokens(crate::providers::openai::event_text_len(&body)).max(1);
+    let model = serde_json::from_slice::<crate::providers::openai::RequestPeek>(&body)
+        .ok()
+        .and_then(|peek| peek.model.map(|m| m.into_owned()))
+        .unwrap_or_default();
+    let rule = crate::domain::tokenizer::TokenRule::for_model(&model);
+    let tokens = rule.apply(crate::providers::openai::text_tokens(&body)).max(1);
     axum::Json(serde_json::json!({ "input_tokens": tokens })).into_response()
 }
 

@@ -25,6 +25,7 @@ use crate::billing::{BillingError, HoldRequest};
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
+use crate::domain::tokenizer::TokenRule;
 use crate::providers::multipart;
 use crate::providers::openai::{self, RequestPeek};
 use crate::state::AppState;
@@ -116,10 +117,13 @@ async fn relay_inner(
         None => return Err(GatewayError::ModelNotPriced(model)),
     };
 
-    // The hold assumes every byte of the body could be prompt; billing without upstream usage
-    // counts only the text the request carries.
-    let estimate = endpoint.estimate(&peek, estimate_tokens(body.len()), config.default_max_tokens);
-    let prompt_estimate = estimate_tokens(openai::event_text_len(&body)).max(1);
+    // Billing without upstream usage counts the tokens of the text the request carries (a real
+    // BPE, the model family's rule); the hold takes at least a token per four bytes of the whole
+    // body, which covers what the text count cannot see (tool schemas, images, JSON structure).
+    let rule = TokenRule::for_model(&model);
+    let prompt_estimate = rule.apply(openai::text_tokens(&body)).max(1);
+    let hold_prompt = prompt_estimate.max(bytes_floor(body.len()));
+    let estimate = endpoint.estimate(&peek, hold_prompt, config.default_max_tokens);
     let mut hold_amount = price.cost(&estimate, multiplier).min(config.max_hold);
     if price.is_set() && multiplier > 0 {
         // A priced model never runs on an empty balance.
@@ -172,6 +176,7 @@ async fn relay_inner(
         model: &model,
         stream,
         prompt_estimate,
+        rule,
         boundary: form.as_deref(),
         content_type,
         headers,
@@ -232,6 +237,7 @@ pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Resu
         model,
         stream: false,
         prompt_estimate: 1,
+        rule: TokenRule::for_model(model),
         boundary: None,
         content_type: HeaderValue::from_static("application/json"),
         headers: &headers,
@@ -284,7 +290,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                 None => request.endpoint.billable(
                     Usage {
                         prompt_tokens: request.prompt_estimate,
-                        completion_tokens: estimate_tokens(openai::event_text_len(&body)),
+                        completion_tokens: request.rule.apply(openai::text_tokens(&body)),
                         ..Usage::default()
                     },
                     request.peek,
@@ -306,6 +312,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                 strip_usage,
                 state.site().gateway.idle_timeout,
                 request.prompt_estimate,
+                request.rule,
                 converter,
             );
             let relay = if request.endpoint == Endpoint::Messages { relay.for_anthropic_client() } else { relay };
@@ -345,7 +352,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     })
 }
 
-/// A cautious token estimate from a byte count (about 4 bytes per token in English; rounding up).
-pub fn estimate_tokens(bytes: usize) -> i64 {
+/// A token per four bytes, rounding up: the least a hold assumes for a body of this size.
+fn bytes_floor(bytes: usize) -> i64 {
     i64::try_from(bytes.div_ceil(4)).unwrap_or(i64::MAX)
 }

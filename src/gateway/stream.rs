@@ -1,8 +1,14 @@
 //! Relaying an SSE stream event by event: usage is read from the events that carry it (never by
 //! parsing every chunk), the usage-only chunk the gateway asked for on the client's behalf is
 //! dropped, an idle upstream is cut after the idle timeout with a final error event, and the
-//! request is settled when the stream ends. If the client goes away, dropping the stream drops
-//! the [`Settlement`], which settles what was delivered.
+//! request is settled when the stream ends.
+//!
+//! Billing: a stream that ends cleanly is billed at the upstream's reported usage (an estimate only
+//! when it reported none). A stream that ends early — the client went away, the upstream broke or
+//! idled out, the server shut down — is billed for the larger of the upstream's reported output and
+//! the tokens of the text it delivered: upstreams report output at the end (Anthropic's
+//! `message_start` says `output_tokens: 1`, Gemini's early events only the prompt), so a partial
+//! report must never cap the bill. Dropping the relay (client gone) settles that way too.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,10 +18,10 @@ use futures_util::StreamExt;
 use futures_util::stream::{BoxStream, Stream};
 
 use super::error::GatewayError;
-use super::relay::estimate_tokens;
 use super::settlement::Settlement;
 use super::sse::{EventSplitter, data_payload};
 use crate::domain::pricing::Usage;
+use crate::domain::tokenizer::{Tally, TokenRule};
 use crate::providers::{StreamConverter, openai};
 
 pub struct StreamRelay {
@@ -26,8 +32,14 @@ pub struct StreamRelay {
     strip_usage_only: bool,
     idle: Duration,
     prompt_estimate: i64,
-    text_bytes: usize,
-    upstream_usage: bool,
+    /// The model family's rule for turning delivered text into tokens.
+    rule: TokenRule,
+    /// Text delivered so far (same-protocol streams; a converter keeps its own).
+    text: Tally,
+    /// The latest usage the upstream reported (same-protocol streams; a converter keeps its own).
+    reported: Option<Usage>,
+    /// Set once the upstream has ended: `Some(true)` when it ended early (broke, idled out).
+    interrupted: Option<bool>,
     failure_class: Option<&'static str>,
     /// Set when the upstream speaks another protocol than the client (or only its usage is read).
     converter: Option<Box<StreamConverter>>,
@@ -42,6 +54,7 @@ impl StreamRelay {
         strip_usage_only: bool,
         idle: Duration,
         prompt_estimate: i64,
+        rule: TokenRule,
         converter: Option<Box<StreamConverter>>,
     ) -> Self {
         Self {
@@ -52,8 +65,10 @@ impl StreamRelay {
             strip_usage_only,
             idle,
             prompt_estimate,
-            text_bytes: 0,
-            upstream_usage: false,
+            rule,
+            text: Tally::default(),
+            reported: None,
+            interrupted: None,
             failure_class: None,
             converter,
             anthropic_client: false,
@@ -71,7 +86,6 @@ impl StreamRelay {
             let mut converted = Vec::new();
             converter.push_bytes(&chunk, &mut converted);
             self.pending.extend(converted);
-            self.note_converted_usage();
             return;
         }
         let mut events = Vec::new();
@@ -92,46 +106,43 @@ impl StreamRelay {
         let mut converted = Vec::new();
         converter.convert(&event, &mut converted);
         self.pending.extend(converted);
-        self.note_converted_usage();
     }
 
-    /// With a converter, usage comes from the converter: the upstream's figures when it reported
-    /// them, else an estimate from the text generated so far.
-    fn note_converted_usage(&mut self) {
-        let (Some(converter), Some(settlement)) = (self.converter.as_ref(), self.settlement.as_mut()) else {
-            return;
-        };
-        settlement.usage = converter.usage().unwrap_or(Usage {
-            prompt_tokens: self.prompt_estimate,
-            completion_tokens: estimate_tokens(converter.text_bytes()),
-            ..Usage::default()
-        });
-    }
-
-    /// Records what the event says about usage; false when the event is to be dropped.
+    /// Records what the event says about usage and the text it carries; false when the event is
+    /// to be dropped (the usage-only chunk the gateway asked for on the client's behalf).
     fn keep(&mut self, event: &[u8]) -> bool {
         let Some(data) = data_payload(event) else { return true };
         if data == b"[DONE]" {
             return true;
         }
-        let Some(settlement) = self.settlement.as_mut() else {
-            return true;
-        };
         if let Some(reported) = openai::event_usage(data) {
             // The upstream's figures win, including an explicit 0.
-            settlement.usage = reported.usage;
-            self.upstream_usage = true;
-            return !(reported.usage_only && self.strip_usage_only);
+            self.reported = Some(reported.usage);
+            if reported.usage_only {
+                return !self.strip_usage_only;
+            }
         }
-        if !self.upstream_usage {
-            self.text_bytes += openai::event_text_len(data);
-            settlement.usage = Usage {
-                prompt_tokens: self.prompt_estimate,
-                completion_tokens: estimate_tokens(self.text_bytes),
-                ..Usage::default()
-            };
-        }
+        openai::tally_text(data, &mut self.text);
         true
+    }
+
+    /// What to bill: the upstream's report when the stream ended cleanly; after an early end, the
+    /// larger of its reported output and the tokens of the text delivered.
+    fn usage(&self, interrupted: bool) -> Usage {
+        let (reported, delivered) = match self.converter.as_deref() {
+            Some(converter) => (converter.usage(), converter.text_tokens()),
+            None => (self.reported, self.text.tokens()),
+        };
+        let delivered = self.rule.apply(delivered);
+        match reported {
+            Some(reported) if !interrupted => reported,
+            Some(reported) => Usage {
+                prompt_tokens: if reported.prompt_tokens > 0 { reported.prompt_tokens } else { self.prompt_estimate },
+                completion_tokens: reported.completion_tokens.max(delivered),
+                ..reported
+            },
+            None => Usage { prompt_tokens: self.prompt_estimate, completion_tokens: delivered, ..Usage::default() },
+        }
     }
 
     /// The upstream is done (or failed): flush what is left and queue the error event, if any.
@@ -147,6 +158,7 @@ impl StreamRelay {
             converter.finish(&mut closing);
             self.pending.extend(closing);
         }
+        self.interrupted = Some(failure.is_some());
         self.failure_class = failure.as_ref().map(|f| match f {
             GatewayError::UpstreamTimeout => "stream_idle_timeout",
             _ => "stream_interrupted",
@@ -162,8 +174,23 @@ impl StreamRelay {
     }
 
     fn settle(&mut self) {
-        if let Some(settlement) = self.settlement.take() {
+        let usage = self.usage(self.interrupted.unwrap_or(true));
+        if let Some(mut settlement) = self.settlement.take() {
+            settlement.usage = usage;
             settlement.finish(200, self.failure_class);
+        }
+    }
+}
+
+impl Drop for StreamRelay {
+    /// The stream was dropped before it was settled (the client went away, or the server shut
+    /// down): the settlement, dropped next, bills what this says.
+    fn drop(&mut self) {
+        if self.settlement.is_some() {
+            let usage = self.usage(self.interrupted.unwrap_or(true));
+            if let Some(settlement) = self.settlement.as_mut() {
+                settlement.usage = usage;
+            }
         }
     }
 }

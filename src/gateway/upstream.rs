@@ -30,6 +30,8 @@ pub(super) struct Request<'a> {
     pub(super) model: &'a str,
     pub(super) stream: bool,
     pub(super) prompt_estimate: i64,
+    /// How the requested model's family counts tokens (for estimates).
+    pub(super) rule: crate::domain::tokenizer::TokenRule,
     /// The multipart boundary, for form bodies.
     pub(super) boundary: Option<&'a str>,
     pub(super) content_type: HeaderValue,

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
 use crate::domain::pricing::Usage;
+use crate::domain::tokenizer::Tally;
 
 /// The API version the adapter speaks.
 pub const VERSION: &str = "2023-06-01";
@@ -361,7 +362,7 @@ pub fn to_chat(body: &[u8], model: &str, created: i64) -> Result<(Bytes, Usage),
 pub struct StreamUsage {
     usage: WireUsage,
     reported: bool,
-    text_bytes: usize,
+    text: Tally,
 }
 
 impl StreamUsage {
@@ -384,7 +385,9 @@ impl StreamUsage {
         }
         if let Some(delta) = &event.delta {
             let text = [&delta.text, &delta.partial_json, &delta.thinking];
-            self.text_bytes += text.iter().filter_map(|t| t.as_ref()).map(String::len).sum::<usize>();
+            for piece in text.iter().filter_map(|t| t.as_ref()) {
+                self.text.add(piece);
+            }
         }
     }
 
@@ -393,8 +396,9 @@ impl StreamUsage {
         self.reported.then(|| self.usage.normalise())
     }
 
-    pub fn text_bytes(&self) -> usize {
-        self.text_bytes
+    /// `o200k_base` tokens of the text generated so far (for an estimate).
+    pub fn text_tokens(&self) -> i64 {
+        self.text.tokens()
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
 use super::eventstream::{Decoder, Message};
 use crate::domain::pricing::Usage;
+use crate::domain::tokenizer::Tally;
 
 /// How the channel authenticates: SigV4 credentials (`ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`
 /// as the channel key) or a Bedrock API key (a key without `:`, sent as a bearer token).
@@ -293,7 +294,7 @@ pub struct ChatStream {
     /// Content block index → tool call index.
     tools: Vec<(u64, usize)>,
     usage: Option<Usage>,
-    text_bytes: usize,
+    text: Tally,
     done: bool,
 }
 
@@ -304,7 +305,7 @@ impl ChatStream {
             decoder: Decoder::default(),
             tools: Vec::new(),
             usage: None,
-            text_bytes: 0,
+            text: Tally::default(),
             done: false,
         }
     }
@@ -313,8 +314,9 @@ impl ChatStream {
         self.usage
     }
 
-    pub fn text_bytes(&self) -> usize {
-        self.text_bytes
+    /// `o200k_base` tokens of the text generated so far (for an estimate).
+    pub fn text_tokens(&self) -> i64 {
+        self.text.tokens()
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
@@ -360,13 +362,13 @@ impl ChatStream {
             "contentBlockDelta" => {
                 let delta = &event["delta"];
                 if let Some(text) = delta["text"].as_str() {
-                    self.text_bytes += text.len();
+                    self.text.add(text);
                     out.push(self.chunk(json!({ "content": text }), None));
                 } else if let Some(text) = delta["reasoningContent"]["text"].as_str() {
-                    self.text_bytes += text.len();
+                    self.text.add(text);
                     out.push(self.chunk(json!({ "reasoning_content": text }), None));
                 } else if let Some(input) = delta["toolUse"]["input"].as_str() {
-                    self.text_bytes += input.len();
+                    self.text.add(input);
                     let call_index = self.tools.iter().find(|(b, _)| *b == index).map_or(0, |(_, c)| *c);
                     let call = json!({ "index": call_index, "function": { "arguments": input } });
                     out.push(self.chunk(json!({ "tool_calls": [call] }), None));

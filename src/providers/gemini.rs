@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
 use crate::domain::pricing::Usage;
+use crate::domain::tokenizer::Tally;
 
 /// The path of a model's method under the channel's base URL
 /// (`https://generativelanguage.googleapis.com`).
@@ -308,7 +309,7 @@ pub struct ChatStream {
     started: bool,
     calls: usize,
     usage: Option<Usage>,
-    text_bytes: usize,
+    text: Tally,
     done: bool,
 }
 
@@ -319,7 +320,7 @@ impl ChatStream {
             started: false,
             calls: 0,
             usage: None,
-            text_bytes: 0,
+            text: Tally::default(),
             done: false,
         }
     }
@@ -328,8 +329,9 @@ impl ChatStream {
         self.usage
     }
 
-    pub fn text_bytes(&self) -> usize {
-        self.text_bytes
+    /// `o200k_base` tokens of the text generated so far (for an estimate).
+    pub fn text_tokens(&self) -> i64 {
+        self.text.tokens()
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
@@ -343,7 +345,8 @@ impl ChatStream {
             self.usage = Some(usage.normalise());
         }
         let p = pieces(response);
-        self.text_bytes += p.text.len() + p.reasoning.len();
+        self.text.add(&p.text);
+        self.text.add(&p.reasoning);
     }
 
     /// Converts one upstream event's `data:` payload; client events are appended to `out`.
@@ -359,17 +362,19 @@ impl ChatStream {
         }
         let p = pieces(response);
         if !p.reasoning.is_empty() {
-            self.text_bytes += p.reasoning.len();
+            self.text.add(&p.reasoning);
             out.push(self.chunk(json!({ "reasoning_content": p.reasoning }), None));
         }
         if !p.text.is_empty() {
-            self.text_bytes += p.text.len();
+            self.text.add(&p.text);
             out.push(self.chunk(json!({ "content": p.text }), None));
         }
         for (name, args) in &p.calls {
             let call = tool_call(self.calls, name, args);
             self.calls += 1;
-            self.text_bytes += call["function"]["arguments"].as_str().map_or(0, str::len);
+            if let Some(arguments) = call["function"]["arguments"].as_str() {
+                self.text.add(arguments);
+            }
             out.push(self.chunk(json!({ "tool_calls": [call] }), None));
         }
         if let Some(finish) = finish_reason(p.finish.as_deref(), self.calls > 0) {

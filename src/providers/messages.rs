@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::anthropic::{Block, ImageSource};
 use super::openai::WireUsage as OpenAiUsage;
 use crate::domain::pricing::Usage;
+use crate::domain::tokenizer::Tally;
 
 #[derive(Deserialize)]
 struct MessagesIn {
@@ -320,7 +321,7 @@ pub struct MessagesStream {
     tools: Vec<(usize, usize)>,
     finish: Option<String>,
     usage: Option<Usage>,
-    text_bytes: usize,
+    text: Tally,
 }
 
 fn event(name: &str, data: &Value) -> Bytes {
@@ -338,7 +339,7 @@ impl MessagesStream {
             tools: Vec::new(),
             finish: None,
             usage: None,
-            text_bytes: 0,
+            text: Tally::default(),
         }
     }
 
@@ -346,8 +347,9 @@ impl MessagesStream {
         self.usage
     }
 
-    pub fn text_bytes(&self) -> usize {
-        self.text_bytes
+    /// `o200k_base` tokens of the text generated so far (for an estimate).
+    pub fn text_tokens(&self) -> i64 {
+        self.text.tokens()
     }
 
     fn start(&mut self, id: &str, out: &mut Vec<Bytes>) {
@@ -411,12 +413,12 @@ impl MessagesStream {
         }
         let delta = choice.delta.unwrap_or_default();
         if let Some(thinking) = delta.reasoning_content.filter(|t| !t.is_empty()) {
-            self.text_bytes += thinking.len();
+            self.text.add(&thinking);
             let index = self.open_block(Open::Thinking, json!({ "type": "thinking", "thinking": "" }), out);
             Self::delta(index, json!({ "type": "thinking_delta", "thinking": thinking }), out);
         }
         if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-            self.text_bytes += text.len();
+            self.text.add(&text);
             let index = self.open_block(Open::Text, json!({ "type": "text", "text": "" }), out);
             Self::delta(index, json!({ "type": "text_delta", "text": text }), out);
         }
@@ -435,7 +437,7 @@ impl MessagesStream {
                 }
             };
             if let Some(arguments) = function.arguments.filter(|a| !a.is_empty()) {
-                self.text_bytes += arguments.len();
+                self.text.add(&arguments);
                 Self::delta(index, json!({ "type": "input_json_delta", "partial_json": arguments }), out);
             }
         }

@@ -164,15 +164,16 @@ impl StreamConverter {
         }
     }
 
-    /// Bytes of generated text so far, for an estimate when the upstream reports no usage.
-    pub fn text_bytes(&self) -> usize {
+    /// `o200k_base` tokens of the text generated so far, for an estimate when the upstream
+    /// reports no usage (or a stream ends early).
+    pub fn text_tokens(&self) -> i64 {
         match self {
-            Self::AnthropicToChat(stream) => stream.usage.text_bytes(),
-            Self::AnthropicPassthrough(usage) => usage.text_bytes(),
-            Self::ChatToAnthropic(stream) => stream.text_bytes(),
-            Self::GeminiToChat(stream) | Self::GeminiPassthrough(stream) => stream.text_bytes(),
-            Self::BedrockToChat(stream) => stream.text_bytes(),
-            Self::Chain(first, _) => first.text_bytes(),
+            Self::AnthropicToChat(stream) => stream.usage.text_tokens(),
+            Self::AnthropicPassthrough(usage) => usage.text_tokens(),
+            Self::ChatToAnthropic(stream) => stream.text_tokens(),
+            Self::GeminiToChat(stream) | Self::GeminiPassthrough(stream) => stream.text_tokens(),
+            Self::BedrockToChat(stream) => stream.text_tokens(),
+            Self::Chain(first, _) => first.text_tokens(),
         }
     }
 }

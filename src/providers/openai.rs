@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::pricing::Usage;
+use crate::domain::tokenizer::Tally;
 
 /// What the gateway needs from a request body; every other field is skipped, not copied.
 #[derive(Debug, Default, Deserialize)]
@@ -164,36 +165,68 @@ pub fn event_usage(data: &[u8]) -> Option<EventUsage> {
     Some(EventUsage { usage: usage.normalise(), usage_only })
 }
 
-/// Bytes of generated text in a chat/completions stream event (`"content":"…"`, `"text":"…"`,
-/// `"arguments":"…"`), for estimating output when an upstream reports no usage.
-pub fn event_text_len(data: &[u8]) -> usize {
-    [&b"\"content\":\""[..], b"\"text\":\"", b"\"arguments\":\"", b"\"delta\":\""]
-        .iter()
-        .map(|marker| string_values_len(data, marker))
-        .sum()
+/// The JSON string fields that carry text a model reads or writes: chat and completions
+/// (`content`, `text`, tool-call `arguments`, `reasoning_content`), the Responses API's deltas.
+const TEXT_MARKERS: [&[u8]; 6] = [
+    b"\"content\":\"",
+    b"\"text\":\"",
+    b"\"arguments\":\"",
+    b"\"delta\":\"",
+    b"\"reasoning_content\":\"",
+    b"\"reasoning\":\"",
+];
+
+/// Adds the text in a JSON payload (a stream event, a whole answer, or a request body) to a
+/// token tally. Responses API summary events (`….done`, `response.completed`) repeat text their
+/// deltas already carried, so only its `….delta` events count.
+pub fn tally_text(data: &[u8], tally: &mut Tally) {
+    if contains(data, b"\"type\":\"response.") && !contains(data, b".delta\"") {
+        return;
+    }
+    for marker in TEXT_MARKERS {
+        let mut rest = data;
+        while let Some(at) = find(rest, marker) {
+            // The marker ends with the value's opening quote.
+            let quoted = &rest[at + marker.len() - 1..];
+            let len = string_literal_len(quoted);
+            add_string_literal(&quoted[..len], tally);
+            rest = &quoted[len..];
+        }
+    }
 }
 
-fn string_values_len(data: &[u8], marker: &[u8]) -> usize {
-    let mut total = 0;
-    let mut rest = data;
-    while let Some(at) = find(rest, marker) {
-        let value = &rest[at + marker.len()..];
-        let mut escaped = false;
-        let mut len = 0;
-        for &b in value {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                break;
-            }
-            len += 1;
+/// The length of the JSON string literal at the start of `quoted` (quotes included; the rest
+/// of the input when it is not closed).
+fn string_literal_len(quoted: &[u8]) -> usize {
+    let mut escaped = false;
+    for (i, &b) in quoted.iter().enumerate().skip(1) {
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            return i + 1;
         }
-        total += len;
-        rest = &value[len.min(value.len())..];
     }
-    total
+    quoted.len()
+}
+
+fn add_string_literal(literal: &[u8], tally: &mut Tally) {
+    let inner = literal.get(1..literal.len().saturating_sub(1)).unwrap_or_default();
+    if !inner.contains(&b'\\') {
+        if let Ok(text) = std::str::from_utf8(inner) {
+            tally.add(text);
+        }
+    } else if let Ok(text) = serde_json::from_slice::<String>(literal) {
+        tally.add(&text);
+    }
+}
+
+/// `o200k_base` tokens of the text in a JSON payload (see [`tally_text`]).
+pub fn text_tokens(data: &[u8]) -> i64 {
+    let mut tally = Tally::default();
+    tally_text(data, &mut tally);
+    tally.tokens()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -257,7 +290,18 @@ mod tests {
 
     #[test]
     fn text_length_of_events() {
-        assert_eq!(event_text_len(br#"{"choices":[{"delta":{"content":"he\"llo"}}]}"#), 7);
-        assert_eq!(event_text_len(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#), 0);
+        assert_eq!(text_tokens(br#"{"choices":[{"delta":{"content":"hello world"}}]}"#), 2);
+        assert_eq!(
+            text_tokens(br#"{"choices":[{"delta":{"content":"hello\nworld \u00e9"}}]}"#),
+            crate::domain::tokenizer::count("hello\nworld é")
+        );
+        assert_eq!(text_tokens(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#), 0);
+        assert_eq!(text_tokens(br#"{"choices":[{"delta":{"reasoning_content":"hello world"}}]}"#), 2);
+        // An unclosed string still counts what is there; nothing panics.
+        assert!(text_tokens(br#"{"content":"hello wor"#) > 0);
+        assert_eq!(text_tokens(br#"{"content":""#), 0);
+        // Responses API: deltas count, summaries that repeat them do not.
+        assert_eq!(text_tokens(br#"{"type":"response.output_text.delta","delta":"hello world"}"#), 2);
+        assert_eq!(text_tokens(br#"{"type":"response.output_text.done","text":"hello world"}"#), 0);
     }
 }

@@ -52,8 +52,8 @@ async fn gemini_embeds_in_one_batch(backend: Backend) {
     // The openai SDKs ask for base64 by default.
     let body = embed(&app, &key, json!({ "model": "embed-g", "input": "hello", "encoding_format": "base64" })).await;
     assert_eq!(floats(&body["data"][0]["embedding"]), [5.0, 0.5, -0.25]);
-    // Gemini reports no tokens: counted locally, 7 bytes → 2 tokens, then 5 bytes → 2.
-    assert_eq!(app.balance(user).await, 1_000_000_000 - 2 * 1000 - 2 * 1000);
+    // Gemini reports no tokens: counted locally with o200k_base, "hello" + "hi" → 2, then "hello" → 1.
+    assert_eq!(app.balance(user).await, 1_000_000_000 - 2 * 1000 - 1000);
     let response = app.v1(&key, "/v1/embeddings", &json!({ "model": "embed-g", "input": [1, 2, 3] })).await;
     assert_eq!(response.status(), 400, "token arrays cannot be embedded by Gemini");
     app.assert_ledger_consistent().await;
@@ -83,7 +83,7 @@ async fn bedrock_embeds_with_titan_and_cohere(backend: Backend) {
         embed(&app, &key, json!({ "model": "cohere", "input": ["alpha", "beta"], "encoding_format": "base64" })).await;
     assert_eq!(floats(&body["data"][0]["embedding"]), [5.0, 0.5, -0.25]);
     assert_eq!(fake.received()[2].1["texts"], json!(["alpha", "beta"]));
-    // Titan: 4 tokens; Cohere reports none: 9 bytes → 3 tokens.
-    assert_eq!(app.balance(user).await, 1_000_000_000 - 4 * 1000 - 3 * 1000);
+    // Titan: 4 tokens; Cohere reports none: counted locally, "alpha" + "beta" → 2 tokens.
+    assert_eq!(app.balance(user).await, 1_000_000_000 - 4 * 1000 - 2 * 1000);
     app.assert_ledger_consistent().await;
 }

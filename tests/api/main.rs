@@ -72,6 +72,7 @@ mod live;
 mod management_api;
 mod me_api;
 mod messages;
+mod money_faults;
 mod openapi;
 mod payments;
 mod route_coverage;
