@@ -10,7 +10,8 @@ use super::auth::AdminAuth;
 use super::error::{ApiError, parse_id, parse_json};
 use crate::services::channel_admin;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
-use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
+use crate::services::key_admin;
+use crate::services::keys::{KeyPatch, KeyView, NewKeyInput};
 use crate::services::users::{self, AdminUserView, NewUserInput, UserView};
 use crate::state::AppState;
 
@@ -89,31 +90,37 @@ pub async fn get_user(
     Ok(Json(users::get(&state, parse_id(&id)?).await?.into()))
 }
 
+/// Issues a key for a user: an admin only for users and resellers (root for anyone), audited.
 pub async fn create_key(
     State(state): State<AppState>,
-    _: AdminAuth,
+    auth: AdminAuth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = parse_id(&id)?;
     let input: NewKeyInput = if body.is_empty() { NewKeyInput::default() } else { parse_json(&body)? };
-    let (key_id, key) = keys::create_key(&state, id, input).await?;
+    let (key_id, key) = key_admin::create(&state, &auth.actor, id, input).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": key_id, "key": key }))))
 }
 
-/// Any subset of the key's fields (status, name, limits); the key as it is now.
+/// Any subset of the key's fields (status, name, limits); the key as it is now. Under the same
+/// role rule as creating, audited.
 pub async fn update_key(
     State(state): State<AppState>,
-    _: AdminAuth,
+    auth: AdminAuth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<KeyView>> {
     let id = parse_id(&id)?;
     let patch: KeyPatch = parse_json(&body)?;
-    Ok(Json(keys::update_key(&state, KeyScope::Any, id, &patch).await?))
+    Ok(Json(key_admin::update(&state, &auth.actor, id, &patch).await?))
 }
 
-pub async fn delete_key(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    keys::delete_key(&state, KeyScope::Any, parse_id(&id)?).await?;
+pub async fn delete_key(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    key_admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

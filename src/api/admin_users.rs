@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -68,17 +68,42 @@ struct AdjustInput {
     note: String,
 }
 
+/// The longest `Idempotency-Key` taken.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's `Idempotency-Key`, if any: one header of 1 to 255 visible ASCII characters
+/// (anything else is refused, so a key is never silently ignored or cut).
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    let refused = || {
+        ApiError::Invalid(format!("Idempotency-Key: one key of 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"))
+    };
+    if values.next().is_some() {
+        return Err(refused());
+    }
+    let key = value.to_str().map_err(|_| refused())?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(refused());
+    }
+    Ok(Some(key))
+}
+
 /// `POST /api/admin/users/{id}/credit` `{"amount": "5.00" | "-2.50", "note": "…"}` (the note is
-/// required): the new balance.
+/// required): the new balance. With an `Idempotency-Key` header, a repeat of the same request
+/// (same operator, user, amount and note) moves nothing and gets the first answer again; the
+/// same key on a different request is a 409.
 pub async fn credit(
     State(state): State<AppState>,
     auth: AdminAuth,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: bytes::Bytes,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
+    let key = idempotency_key(&headers)?;
     let input: AdjustInput = parse_json(&body)?;
-    let balance = user_admin::adjust(&state, &auth.actor, id, &input.amount, &input.note).await?;
+    let balance = user_admin::adjust(&state, &auth.actor, id, &input.amount, &input.note, key).await?;
     Ok(Json(json!({ "id": id, "balance": Money(balance).to_string() })))
 }
 

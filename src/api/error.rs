@@ -18,6 +18,11 @@ pub enum ApiError {
     Invalid(String),
     NotFound,
     Conflict(String),
+    /// 422: well-formed, but the request needs something more (`code` names what).
+    Unprocessable {
+        code: &'static str,
+        message: String,
+    },
     Internal,
 }
 
@@ -29,6 +34,7 @@ impl IntoResponse for ApiError {
             Self::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".to_string()),
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            Self::Unprocessable { code, message } => (StatusCode::UNPROCESSABLE_ENTITY, code, message),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_string()),
         };
         (status, axum::Json(json!({ "error": { "message": message, "code": code } }))).into_response()
@@ -45,6 +51,7 @@ impl From<ChannelError> for ApiError {
         match e {
             ChannelError::Invalid(m) => Self::Invalid(m),
             ChannelError::NotFound => Self::NotFound,
+            ChannelError::KeyRequired(message) => Self::Unprocessable { code: "key_required", message },
             ChannelError::Internal(d) => internal("channel operation failed", &d),
         }
     }

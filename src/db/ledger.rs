@@ -183,6 +183,26 @@ pub async fn inconsistent_users<'e>(
     Ok(bad)
 }
 
+/// The ledger row that claimed an idempotency key: what it did, for comparing a repeated
+/// request with the first one and answering it the same way.
+pub struct Claim {
+    pub user_id: i64,
+    pub amount: i64,
+    pub note: Option<String>,
+    pub balance_after: i64,
+}
+
+pub async fn claim<'e>(db: impl Executor<'e, Database = sqlx::Any>, key: &str) -> Result<Option<Claim>, sqlx::Error> {
+    let row = sqlx::query("SELECT user_id, amount, note, balance_after FROM ledger WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(db)
+        .await?;
+    row.map(|r| {
+        Ok(Claim { user_id: r.try_get(0)?, amount: r.try_get(1)?, note: r.try_get(2)?, balance_after: r.try_get(3)? })
+    })
+    .transpose()
+}
+
 /// A ledger row as its user sees it.
 pub struct LedgerRow {
     pub created_at: i64,

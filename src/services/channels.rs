@@ -18,6 +18,10 @@ pub enum ChannelError {
     Invalid(String),
     #[error("no such channel")]
     NotFound,
+    /// An update would send the channel's stored key to a new destination (another base URL,
+    /// or the default host of another type or Bedrock region): the key must be entered again.
+    #[error("{0}")]
+    KeyRequired(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,8 +116,32 @@ fn clean_list(field: &str, items: Vec<String>) -> Result<Vec<String>, ChannelErr
     Ok(out)
 }
 
+/// Where a channel's requests (and so its key) go: the base URL, or the type's default host (for
+/// Bedrock, the region's endpoint), normalised so that case, a default port or a trailing slash
+/// are no change.
+fn destination(channel_type: &ChannelType, base_url: &str, config: &serde_json::Value) -> String {
+    let base = base_url.trim();
+    let base = if !base.is_empty() {
+        base.to_string()
+    } else if channel_type.protocol == crate::providers::Protocol::Bedrock {
+        // As the gateway does: the region's endpoint, us-east-1 when none is set.
+        let region = config.get("region").and_then(serde_json::Value::as_str).unwrap_or("us-east-1");
+        crate::providers::bedrock::endpoint(region)
+    } else {
+        channel_type.preset.default_base_url.unwrap_or_default().to_string()
+    };
+    match url::Url::parse(&base) {
+        Ok(url) => url.as_str().trim_end_matches('/').to_string(),
+        Err(_) => base.trim_end_matches('/').to_ascii_lowercase(),
+    }
+}
+
+/// The message of [`ChannelError::KeyRequired`].
+pub const KEY_REQUIRED: &str = "key: enter the channel's key again to change where it sends requests (base_url, type or region): a stored key is never sent to a new host";
+
 fn validate(input: ChannelInput, existing: Option<(&ChannelRow, Vec<String>)>) -> Result<Valid, ChannelError> {
     let old = existing.as_ref().map(|(row, _)| *row);
+    let keeps_stored_keys = existing.is_some() && input.key.is_none();
     let name = input.name.or_else(|| old.map(|r| r.name.clone())).unwrap_or_default().trim().to_string();
     if name.is_empty() || name.len() > 100 {
         return Err(invalid("name: required, at most 100 characters"));
@@ -195,6 +223,15 @@ fn validate(input: ChannelInput, existing: Option<(&ChannelRow, Vec<String>)>) -
         let region = config.get("region").and_then(serde_json::Value::as_str).unwrap_or_default();
         if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err(invalid("config.region: required for type bedrock, e.g. \"us-east-1\""));
+        }
+    }
+    if keeps_stored_keys && let Some(row) = old {
+        let before = ChannelType::parse(&row.kind).map(|t| {
+            let config = serde_json::from_str(&row.config).unwrap_or_else(|_| serde_json::json!({}));
+            destination(&t, &row.base_url, &config)
+        });
+        if before.as_deref() != Some(destination(&channel_type, &base_url, &config).as_str()) {
+            return Err(ChannelError::KeyRequired(KEY_REQUIRED.into()));
         }
     }
     let status = match input.status.as_deref() {

@@ -11,6 +11,7 @@ pub mod channel_admin;
 pub mod channels;
 pub mod codes;
 pub mod groups;
+pub mod key_admin;
 pub mod keys;
 pub mod low_balance;
 pub mod monitoring;

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::billing::{self, BillingError};
 use crate::console::session_store;
-use crate::db::ledger::Kind;
+use crate::db::ledger::{self, Kind};
 use crate::db::prices;
 use crate::db::user_admin::{self, UserListRow, UserSearch};
 use crate::db::users::{self, Role};
@@ -129,8 +129,9 @@ pub async fn search(state: &AppState, query: &SearchQuery) -> Result<SearchPage,
     Ok(SearchPage { rows, total, page, per_page })
 }
 
-/// The target user's role, refused with `Forbidden` when the actor may not manage it.
-async fn manageable(state: &AppState, actor: &Actor, id: i64) -> Result<UserView, AdminUserError> {
+/// The target user, refused with `Forbidden` when the actor may not manage them: the one role
+/// rule of every operator action on a user or their keys.
+pub(crate) async fn manageable(state: &AppState, actor: &Actor, id: i64) -> Result<UserView, AdminUserError> {
     let user = get_view(state, id).await?;
     let role = Role::parse(&user.role).unwrap_or(Role::User);
     if !actor.may_manage(role) {
@@ -151,10 +152,40 @@ pub async fn may_manage(state: &AppState, actor: &Actor, id: i64) -> Result<bool
 /// Longest note on an adjustment.
 const MAX_NOTE_CHARS: usize = 500;
 
+/// The ledger's idempotency key of an operator's adjustment: scoped to the actor, so two
+/// operators' keys never collide and nobody can replay (or block) another operator's request.
+fn adjustment_key(actor: &Actor, key: &str) -> String {
+    let who = match actor.user_id {
+        Some(id) => id.to_string(),
+        None if actor.via == audit::Via::System => "system".into(),
+        None => "root-token".into(),
+    };
+    format!("admin-credit:{who}:{key}")
+}
+
+/// A repeated request answered from the ledger row its key claimed: the same balance as the
+/// first answer when it is the same operation, `Conflict` when the key was used for another.
+fn replay(claim: &ledger::Claim, id: i64, amount: i64, note: &str) -> Result<i64, AdminUserError> {
+    if claim.user_id == id && claim.amount == amount && claim.note.as_deref() == Some(note) {
+        Ok(claim.balance_after)
+    } else {
+        Err(AdminUserError::Conflict("Idempotency-Key: already used for a different request".into()))
+    }
+}
+
 /// Credits (a positive amount) or debits (a negative one) with a mandatory note: one ledger row
 /// through `billing::adjust`. A debit larger than the balance is refused and changes nothing.
-/// Returns the new balance.
-pub async fn adjust(state: &AppState, actor: &Actor, id: i64, amount: &str, note: &str) -> Result<i64, AdminUserError> {
+/// With an idempotency key (the client's `Idempotency-Key`), the key is claimed by the ledger
+/// row in the same transaction, so any number of repeats — concurrent or later — move the
+/// balance once and all get the first answer. Returns the new balance.
+pub async fn adjust(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+    amount: &str,
+    note: &str,
+    idempotency_key: Option<&str>,
+) -> Result<i64, AdminUserError> {
     let amount = Money::parse(amount).map_err(|e| AdminUserError::Invalid(format!("amount: {e}")))?.nanos();
     if amount == 0 {
         return Err(AdminUserError::Invalid("amount: must not be zero".into()));
@@ -167,13 +198,32 @@ pub async fn adjust(state: &AppState, actor: &Actor, id: i64, amount: &str, note
         return Err(AdminUserError::Invalid(format!("note: one line of at most {MAX_NOTE_CHARS} characters")));
     }
     let before = manageable(state, actor, id).await?;
+    let key = idempotency_key.map(|k| adjustment_key(actor, k));
+    if let Some(key) = &key
+        && let Some(claim) = ledger::claim(state.db().writer(), key).await?
+    {
+        return replay(&claim, id, amount, note);
+    }
     if amount < 0 {
         // A debit may only take what no gateway lease has promised to requests.
         state.billing().give_back_lease(id).await?;
     }
-    let balance = billing::adjust(state.db(), id, amount, Kind::Adjustment, Some(note), None)
-        .await?
-        .ok_or_else(|| AdminUserError::Internal("adjustment without idempotency key was deduplicated".into()))?;
+    let result = billing::adjust(state.db(), id, amount, Kind::Adjustment, Some(note), key.as_deref()).await;
+    let balance = match (result, &key) {
+        (Ok(Some(balance)), _) => balance,
+        // Lost the race for the key to a concurrent repeat (the claim is its ledger row), or a
+        // repeated debit found the balance already taken by the first: answer as the first did.
+        (Ok(None) | Err(BillingError::InsufficientBalance), Some(key)) => {
+            return match ledger::claim(state.db().writer(), key).await? {
+                Some(claim) => replay(&claim, id, amount, note),
+                None => Err(UserError::InsufficientBalance.into()),
+            };
+        }
+        (Ok(None), None) => {
+            return Err(AdminUserError::Internal("adjustment without idempotency key was deduplicated".into()));
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     let verb = if amount > 0 { "user.credit" } else { "user.debit" };
     let details = json!({
         "amount": Money(amount).to_string(),

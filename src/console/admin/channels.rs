@@ -129,7 +129,9 @@ async fn answer(state: &AppState, admin: AdminUser, hx: bool, outcome: Outcome) 
 /// The outcome of a failed action: a message for the operator, or the 404 / 500 answer.
 fn refused(admin: &AdminUser, e: ChannelError) -> Result<Outcome, Box<Response>> {
     match e {
-        ChannelError::Invalid(message) => Ok(Outcome { error: Some(message), ..Outcome::default() }),
+        ChannelError::Invalid(message) | ChannelError::KeyRequired(message) => {
+            Ok(Outcome { error: Some(message), ..Outcome::default() })
+        }
         ChannelError::NotFound => Err(Box::new(not_found(admin))),
         e => Err(Box::new(internal(&e))),
     }
@@ -288,6 +290,11 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("Fetched {n} models: review them, then save.", "已获取 {n} 个模型：检查后保存。"),
     ("Channel saved.", "渠道已保存。"),
+    ("The channel's key is needed again to save this.", "保存此更改需要重新输入渠道密钥。"),
+    (
+        "The base URL, type or region changed: enter the key again. The current key is never sent to a new address.",
+        "基础 URL、类型或区域已更改：请重新输入密钥。当前密钥绝不会发送到新的地址。",
+    ),
     ("Keys", "密钥"),
     ("One key per line.", "每行一个密钥。"),
     ("Import as", "导入方式"),

@@ -343,7 +343,7 @@ pub async fn adjust(
         let error = AdminUserError::Invalid("amount: enter a positive amount and choose credit or debit".into());
         return refused(&state, &admin, id, error, Some(&form)).await;
     }
-    match user_admin::adjust(&state, &admin.actor, id, &signed, &form.note).await {
+    match user_admin::adjust(&state, &admin.actor, id, &signed, &form.note, None).await {
         Ok(_) => Redirect::to(&format!("/admin/users/{id}?done={}", if debit { "debited" } else { "credited" }))
             .into_response(),
         Err(e) => refused(&state, &admin, id, e, Some(&form)).await,

@@ -168,6 +168,8 @@ pub struct FormPage {
     key_hint: String,
     key_count: usize,
     error: Option<String>,
+    /// Shown at the key field: the key must be entered again (the destination changed).
+    key_error: Option<String>,
     notice: Option<String>,
 }
 
@@ -194,6 +196,7 @@ fn form_page(admin: AdminUser, id: Option<i64>, form: ChannelForm, current: Opti
         key_hint: current.map(|c| c.key_hint.clone()).unwrap_or_default(),
         key_count: current.map_or(0, |c| c.key_count),
         error: None,
+        key_error: None,
         notice: None,
     }
 }
@@ -261,9 +264,20 @@ pub async fn update(
             let page = FormPage { error: Some(message), ..form_page(admin, Some(current.id), form, Some(&current)) };
             (StatusCode::BAD_REQUEST, page).into_response()
         }
+        Err(ChannelError::KeyRequired(_)) => {
+            let layout = &admin.user.layout;
+            let error = Some(layout.t("The channel's key is needed again to save this.").to_string());
+            let key_error = Some(layout.t(KEY_AGAIN).to_string());
+            let page = FormPage { error, key_error, ..form_page(admin, Some(current.id), form, Some(&current)) };
+            (StatusCode::BAD_REQUEST, page).into_response()
+        }
         Err(e) => internal(&e),
     }
 }
+
+/// Why the key field is required again (the console's words for `ChannelError::KeyRequired`).
+const KEY_AGAIN: &str =
+    "The base URL, type or region changed: enter the key again. The current key is never sent to a new address.";
 
 /// `POST /admin/channels/{id}/models`: the edit form as sent, its models replaced by the
 /// upstream's list (not saved yet).
