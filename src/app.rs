@@ -220,8 +220,11 @@ impl Application {
             server.abort();
             tracing::warn!("grace period over: closing the connections still open");
         }
+        // Streams still open are cut now and settled for what they delivered; their
+        // settlements join the background tasks drained below, before the billing writer stops.
+        state.gateway().cut_streams.cancel();
         state.tasks().close();
-        if tokio::time::timeout_at(deadline.max(Instant::now() + Duration::from_millis(100)), state.tasks().wait())
+        if tokio::time::timeout_at(deadline.max(Instant::now() + Duration::from_secs(2)), state.tasks().wait())
             .await
             .is_err()
         {

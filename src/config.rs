@@ -227,6 +227,8 @@ pub struct GatewayConfig {
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A client that takes no stream data for this long is cut and billed for what it received.
+    pub client_stall: Duration,
     /// How many channels one request may try (1 = no failover).
     pub retry_attempts: usize,
     pub strategy: Strategy,
@@ -293,6 +295,7 @@ settings! {
     CONNECT_TIMEOUT_SECS => "upstream_connect_timeout_secs", "BURNCLOUD_UPSTREAM_CONNECT_TIMEOUT_SECS";
     FIRST_BYTE_TIMEOUT_SECS => "upstream_first_byte_timeout_secs", "BURNCLOUD_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS";
     IDLE_TIMEOUT_SECS => "upstream_idle_timeout_secs", "BURNCLOUD_UPSTREAM_IDLE_TIMEOUT_SECS";
+    CLIENT_STALL_SECS => "client_stall_secs", "BURNCLOUD_CLIENT_STALL_SECS";
     RETRY_ATTEMPTS => "retry_attempts", "BURNCLOUD_RETRY_ATTEMPTS";
     ROUTING_STRATEGY => "routing_strategy", "BURNCLOUD_ROUTING_STRATEGY";
     DEFAULT_MAX_TOKENS => "default_max_tokens", "BURNCLOUD_DEFAULT_MAX_TOKENS";
@@ -405,6 +408,7 @@ impl Config {
             connect_timeout: secs(get(&CONNECT_TIMEOUT_SECS), &CONNECT_TIMEOUT_SECS, 10)?,
             first_byte_timeout: secs(get(&FIRST_BYTE_TIMEOUT_SECS), &FIRST_BYTE_TIMEOUT_SECS, 300)?,
             idle_timeout: secs(get(&IDLE_TIMEOUT_SECS), &IDLE_TIMEOUT_SECS, 120)?,
+            client_stall: Duration::from_secs(number(get(&CLIENT_STALL_SECS), &CLIENT_STALL_SECS, 60, 1..=3600)?),
             retry_attempts: number(get(&RETRY_ATTEMPTS), &RETRY_ATTEMPTS, 3, 1..=20)?,
             strategy: match get(&ROUTING_STRATEGY) {
                 None => Strategy::WeightedRandom,

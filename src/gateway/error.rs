@@ -34,6 +34,8 @@ pub enum GatewayError {
     UpstreamTimeout,
     UpstreamUnavailable,
     NoHealthyChannel(String),
+    /// The shutdown grace period ended while the request was still streaming.
+    ShuttingDown,
     Internal,
 }
 
@@ -51,7 +53,7 @@ impl GatewayError {
             Self::UpstreamRejected { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Self::NoHealthyChannel(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyChannel(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +73,7 @@ impl GatewayError {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::NoHealthyChannel(_) => "no_channel",
+            Self::ShuttingDown => "shutdown",
             Self::Internal => "internal",
         }
     }
@@ -127,6 +130,12 @@ impl GatewayError {
                 "upstream_error".into(),
                 None,
                 s("upstream_timeout"),
+            ),
+            Self::ShuttingDown => (
+                "The server is restarting and ended this answer early. Please retry.".into(),
+                "server_error".into(),
+                None,
+                s("server_shutting_down"),
             ),
             Self::UpstreamUnavailable => (
                 "The upstream provider failed to answer. Please retry.".into(),

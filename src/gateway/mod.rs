@@ -36,12 +36,20 @@ pub struct GatewayState {
     pub keys: KeyCache,
     pub rate_limiter: RateLimiter,
     pub routing: Routing,
+    /// Cancelled when the shutdown grace period ends: open streams are cut and settled.
+    pub cut_streams: tokio_util::sync::CancellationToken,
 }
 
 impl GatewayState {
     pub fn new(config: &GatewayConfig, routing: Routing) -> Result<Self, reqwest::Error> {
         let http = std::sync::RwLock::new((client(config.connect_timeout)?, config.connect_timeout));
-        Ok(Self { http, keys: KeyCache::new(config.cache_ttl), rate_limiter: RateLimiter::default(), routing })
+        Ok(Self {
+            http,
+            keys: KeyCache::new(config.cache_ttl),
+            rate_limiter: RateLimiter::default(),
+            routing,
+            cut_streams: Default::default(),
+        })
     }
 
     /// The client for upstream requests.

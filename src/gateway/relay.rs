@@ -316,7 +316,11 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                 converter,
             );
             let relay = if request.endpoint == Endpoint::Messages { relay.for_anthropic_client() } else { relay };
-            let body = Body::from_stream(stream::relay_events(relay, first));
+            let cut = stream::Cut {
+                shutdown: state.gateway().cut_streams.clone(),
+                client_stall: state.site().gateway.client_stall,
+            };
+            let body = Body::from_stream(stream::relay_events(relay, first, state.tasks(), cut));
             let mut response = Response::new(body);
             let headers = response.headers_mut();
             headers.insert(

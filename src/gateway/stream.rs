@@ -161,6 +161,7 @@ impl StreamRelay {
         self.interrupted = Some(failure.is_some());
         self.failure_class = failure.as_ref().map(|f| match f {
             GatewayError::UpstreamTimeout => "stream_idle_timeout",
+            GatewayError::ShuttingDown => "shutdown",
             _ => "stream_interrupted",
         });
         if let Some(error) = failure {
@@ -195,19 +196,68 @@ impl Drop for StreamRelay {
     }
 }
 
-/// The client-facing stream: the first chunk (already received), then the rest.
-pub fn relay_events(mut relay: StreamRelay, first: Bytes) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+/// Events queued between the relay's task and the client's connection: enough to ride out
+/// scheduling jitter, few enough that a client that stops reading is noticed at once.
+const QUEUE_EVENTS: usize = 16;
+
+/// Why a stream stops before the upstream ends it.
+enum Stop {
+    /// The client's connection is gone: dropping the relay settles what was delivered.
+    ClientGone,
+    /// The client took nothing for the stall timeout (a slow-read attack holds a slot and a hold).
+    ClientStalled,
+    /// The shutdown grace period is over.
+    Shutdown,
+}
+
+/// How a relay's task learns to stop early.
+pub struct Cut {
+    /// Cancelled when the shutdown grace period ends.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// A client that takes no event for this long is cut.
+    pub client_stall: Duration,
+}
+
+/// The client-facing stream: the first chunk (already received), then the rest. The relay runs
+/// in a task of its own on the app's tracker, so the request is settled even when the client
+/// stops reading (the connection no longer polls its body), and shutdown can cut it.
+pub fn relay_events(
+    relay: StreamRelay,
+    first: Bytes,
+    tasks: &tokio_util::task::TaskTracker,
+    cut: Cut,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + use<> {
+    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_EVENTS);
+    tasks.spawn(pump(relay, first, tx, cut));
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|event| (Ok(event), rx)) })
+}
+
+async fn pump(mut relay: StreamRelay, first: Bytes, tx: tokio::sync::mpsc::Sender<Bytes>, cut: Cut) {
+    use tokio::sync::mpsc::error::SendTimeoutError;
     relay.absorb(first);
-    futures_util::stream::unfold((relay, false), |(mut relay, mut done)| async move {
-        loop {
-            if let Some(event) = relay.pending.pop_front() {
-                return Some((Ok(event), (relay, done)));
+    let mut done = false;
+    loop {
+        while let Some(event) = relay.pending.pop_front() {
+            let sent = tokio::select! {
+                biased;
+                () = cut.shutdown.cancelled() => Err(Stop::Shutdown),
+                sent = tx.send_timeout(event, cut.client_stall) => sent.map_err(|e| match e {
+                    SendTimeoutError::Timeout(_) => Stop::ClientStalled,
+                    SendTimeoutError::Closed(_) => Stop::ClientGone,
+                }),
+            };
+            if let Err(stop) = sent {
+                return relay.stop(stop, &tx);
             }
-            if done {
-                relay.settle();
-                return None;
-            }
-            match tokio::time::timeout(relay.idle, relay.upstream.next()).await {
+        }
+        if done {
+            return relay.settle();
+        }
+        tokio::select! {
+            biased;
+            () = cut.shutdown.cancelled() => return relay.stop(Stop::Shutdown, &tx),
+            () = tx.closed() => return relay.stop(Stop::ClientGone, &tx),
+            next = tokio::time::timeout(relay.idle, relay.upstream.next()) => match next {
                 Ok(Some(Ok(chunk))) => relay.absorb(chunk),
                 Ok(None) => {
                     relay.end(None);
@@ -223,7 +273,33 @@ pub fn relay_events(mut relay: StreamRelay, first: Bytes) -> impl Stream<Item = 
                     relay.end(Some(GatewayError::UpstreamTimeout));
                     done = true;
                 }
+            },
+        }
+    }
+}
+
+impl StreamRelay {
+    /// Ends the stream early and settles it for what it delivered.
+    fn stop(mut self, stop: Stop, tx: &tokio::sync::mpsc::Sender<Bytes>) {
+        match stop {
+            // Dropping the relay settles (a 499 in the log).
+            Stop::ClientGone => {}
+            Stop::ClientStalled => {
+                tracing::warn!("client stopped reading the stream: cut");
+                self.interrupted = Some(true);
+                self.failure_class = Some("client_stalled");
+                self.settle();
+            }
+            Stop::Shutdown => {
+                self.end(Some(GatewayError::ShuttingDown));
+                // Best effort: the error event goes out if the client's queue has room.
+                while let Some(event) = self.pending.pop_front() {
+                    if tx.try_send(event).is_err() {
+                        break;
+                    }
+                }
+                self.settle();
             }
         }
-    })
+    }
 }

@@ -40,6 +40,8 @@ db_tests!(
     interrupted_streams_idle_timeout,
     interrupted_streams_claude_rule,
     completed_streams_bill_the_upstream_report,
+    shutdown_cuts_and_settles_open_streams,
+    a_client_that_stops_reading_is_cut_and_billed,
 );
 
 const DELTAS: usize = 30;
@@ -272,11 +274,16 @@ impl CuttingUpstream {
 }
 
 async fn app_with_channel(backend: Backend, provider: Provider, port: u16, idle_secs: Option<u64>) -> TestApp {
+    let idle = idle_secs.map(|secs| ("BURNCLOUD_UPSTREAM_IDLE_TIMEOUT_SECS", secs));
+    app_with_channel_and(backend, provider, port, idle.as_slice()).await
+}
+
+async fn app_with_channel_and(backend: Backend, provider: Provider, port: u16, settings: &[(&str, u64)]) -> TestApp {
     let app = spawn_app_with(
         backend,
         |env| {
-            if let Some(secs) = idle_secs {
-                env.insert("BURNCLOUD_UPSTREAM_IDLE_TIMEOUT_SECS".into(), secs.to_string());
+            for (name, value) in settings {
+                env.insert((*name).to_string(), value.to_string());
             }
         },
         |router| router,
@@ -502,4 +509,85 @@ async fn completed_streams_bill_the_upstream_report(backend: Backend) {
         assert_eq!(app.balance(user).await, 1_000_000_000 - cost);
         app.assert_ledger_consistent().await;
     }
+}
+
+/// A stream still open when the shutdown grace period ends is cut, the client told why, and the
+/// request settled for what it delivered before the billing writer and the pool close.
+async fn shutdown_cuts_and_settles_open_streams(backend: Backend) {
+    let (upstream, port) = CuttingUpstream::start(Provider::Anthropic, Ingress::Messages).await;
+    let app = app_with_channel_and(backend, Provider::Anthropic, port, &[("BURNCLOUD_SHUTDOWN_GRACE_SECS", 1)]).await;
+    let (user, key) = app.user_with_key("1.00").await;
+    let steps = script(Provider::Anthropic, Ingress::Messages);
+    let k = steps.len() / 2;
+    upstream.set(k, Ending::Stall);
+    let database = app.state.config().database.clone();
+    let before = app.balance(user).await;
+
+    let response = app
+        .client
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", &key)
+        .json(&json!({ "model": MODEL, "max_tokens": 4000, "messages": [{ "role": "user", "content": "hi" }], "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let reading = tokio::spawn(async move { response.text().await.unwrap_or_default() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), app.server).await.unwrap().unwrap().unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(5), reading).await.unwrap().unwrap();
+    assert!(text.contains("event: error") && text.contains("restarting"), "the client is told: {text}");
+
+    // The app has closed its pool: read the books through a new one.
+    let db = burncloud::db::Db::connect(&database, 2).await.unwrap();
+    let row = sqlx::query("SELECT prompt_tokens, completion_tokens, cost, error_class FROM request_logs")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let (prompt, completion, cost): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(row.get::<String, _>(3), "shutdown");
+    assert_eq!((prompt, completion), expected_after(&steps, k, |t| t));
+    let balance = burncloud::db::ledger::balance(db.pool(), user).await.unwrap().unwrap();
+    assert_eq!(balance, before - cost, "settled, the rest of the hold released");
+    let bad = burncloud::db::ledger::inconsistent_users(db.pool()).await.unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+/// A client that stops reading (a slow-read attack holds a connection and a hold) is cut after the
+/// stall timeout and billed for what it received.
+async fn a_client_that_stops_reading_is_cut_and_billed(backend: Backend) {
+    let (upstream, port) = CuttingUpstream::start(Provider::OpenAi, Ingress::Chat).await;
+    // Big events, so the socket buffers fill and the gateway sees that nothing is taken.
+    upstream.events.lock().unwrap().iter_mut().for_each(|event| {
+        let big = String::from_utf8(event.to_vec()).unwrap().replace(&delta_text(), &delta_text().repeat(20000));
+        *event = Bytes::from(big);
+    });
+    let app = app_with_channel_and(backend, Provider::OpenAi, port, &[("BURNCLOUD_CLIENT_STALL_SECS", 1)]).await;
+    let (user, key) = app.user_with_key("10.00").await;
+    upstream.set(usize::MAX, Ending::Stall);
+    let response = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }], "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Never read the body: the request must still be settled, as `client_stalled`.
+    let started = std::time::Instant::now();
+    app.wait_for_logs(1).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    app.settled().await;
+    let row = sqlx::query("SELECT completion_tokens, cost, error_class FROM request_logs")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>(2), "client_stalled");
+    let (completion, cost): (i64, i64) = (row.get(0), row.get(1));
+    assert!(completion > 0, "what the gateway took from the upstream is billed");
+    assert_eq!(app.balance(user).await, 10_000_000_000 - cost);
+    app.assert_ledger_consistent().await;
+    drop(response);
 }
