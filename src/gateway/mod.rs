@@ -41,7 +41,12 @@ pub struct GatewayState {
 impl GatewayState {
     pub fn new(config: &GatewayConfig, routing: Routing) -> Result<Self, reqwest::Error> {
         let http = std::sync::RwLock::new((client(config.connect_timeout)?, config.connect_timeout));
-        Ok(Self { http, keys: KeyCache::new(config.cache_ttl), rate_limiter: RateLimiter::default(), routing })
+        Ok(Self {
+            http,
+            keys: KeyCache::new(config.cache_ttl, config.key_cache_entries),
+            rate_limiter: RateLimiter::default(),
+            routing,
+        })
     }
 
     /// The client for upstream requests.

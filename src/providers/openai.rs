@@ -196,8 +196,10 @@ fn string_values_len(data: &[u8], marker: &[u8]) -> usize {
     total
 }
 
+/// Runs on every stream event: a linear search (the window comparison it replaces was
+/// quadratic in the worst case).
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
