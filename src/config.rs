@@ -241,6 +241,8 @@ pub struct GatewayConfig {
     pub channel_retest: Duration,
     /// How long cached keys and routing data may be stale when another replica changes them.
     pub cache_ttl: Duration,
+    /// How many known API keys the gateway's key cache holds (least recently used go first).
+    pub key_cache_entries: usize,
     /// Image URLs fetched for providers that need inline bytes: the largest image, the time
     /// allowed, and whether loopback addresses may be fetched (local development and tests only;
     /// private, link-local and metadata addresses are refused regardless).
@@ -303,6 +305,7 @@ settings! {
     ALLOW_UNPRICED_MODELS => "allow_unpriced_models", "BURNCLOUD_ALLOW_UNPRICED_MODELS";
     CHANNEL_RETEST_SECS => "channel_retest_secs", "BURNCLOUD_CHANNEL_RETEST_SECS";
     CACHE_TTL_SECS => "cache_ttl_secs", "BURNCLOUD_CACHE_TTL_SECS";
+    KEY_CACHE_ENTRIES => "key_cache_entries", "BURNCLOUD_KEY_CACHE_ENTRIES";
     IMAGE_FETCH_MAX_BYTES => "image_fetch_max_bytes", "BURNCLOUD_IMAGE_FETCH_MAX_BYTES";
     IMAGE_FETCH_TIMEOUT_SECS => "image_fetch_timeout_secs", "BURNCLOUD_IMAGE_FETCH_TIMEOUT_SECS";
     IMAGE_FETCH_ALLOW_LOOPBACK => "image_fetch_allow_loopback", "BURNCLOUD_IMAGE_FETCH_ALLOW_LOOPBACK";
@@ -431,6 +434,7 @@ impl Config {
             allow_unpriced_models: boolean(get(&ALLOW_UNPRICED_MODELS), &ALLOW_UNPRICED_MODELS, false)?,
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
             cache_ttl: secs(get(&CACHE_TTL_SECS), &CACHE_TTL_SECS, 30)?,
+            key_cache_entries: number(get(&KEY_CACHE_ENTRIES), &KEY_CACHE_ENTRIES, 100_000, 100..=10_000_000)?,
             image_fetch_max_bytes: number(
                 get(&IMAGE_FETCH_MAX_BYTES),
                 &IMAGE_FETCH_MAX_BYTES,

@@ -232,6 +232,11 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("Your email address was changed.", "你的邮箱地址已更改。"),
     ("Password changed. Every other session was signed out.", "密码已修改。其他所有会话均已退出。"),
+    ("Also revoke my access tokens", "同时吊销我的访问令牌"),
+    (
+        "Password changed. Every other session was signed out and your access tokens were revoked.",
+        "密码已修改。其他所有会话均已退出，你的访问令牌也已吊销。",
+    ),
     (
         "If an account exists for that address, we sent it a link to choose a new password. The link expires in one hour.",
         "如果该地址有对应的账户，我们已向其发送设置新密码的链接。链接 1 小时内有效。",

@@ -1,6 +1,7 @@
 //! `/console/profile`: the display name, the email address (changed through a link to the new
 //! address, after the current password), the password (the current one required; every other
-//! session of the user ends), how many sessions are signed in, and sign out everywhere else.
+//! session of the user ends, and the access tokens too unless the user unticks the box), how
+//! many sessions are signed in, and sign out everywhere else.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -113,6 +114,18 @@ pub struct PasswordForm {
     current: String,
     #[serde(default)]
     new: String,
+    #[serde(default)]
+    revoke_tokens: Option<String>,
+    #[serde(default)]
+    tokens_choice: Option<String>,
+}
+
+/// The "Also revoke my access tokens" checkbox of the password forms (profile and reset), checked
+/// by default. A form that shows it also sends `tokens_choice`, so an unchecked box (sent as
+/// nothing) can be told from a post that never offered the choice (an older page, a script):
+/// that one revokes, the safe default.
+pub(super) fn revoke_tokens_chosen(revoke_tokens: Option<&str>, tokens_choice: Option<&str>) -> bool {
+    revoke_tokens.is_some() || tokens_choice.is_none()
 }
 
 /// `POST /console/profile/password`.
@@ -145,6 +158,13 @@ pub async fn change_password(
     let keep = user.session.id().map(|id| id.to_string());
     if let Err(e) = end_user_sessions(state.db(), user.id, keep.as_deref()).await {
         return failed(&e);
+    }
+    if revoke_tokens_chosen(form.revoke_tokens.as_deref(), form.tokens_choice.as_deref()) {
+        if let Err(e) = crate::services::access_tokens::revoke_all(&state, user.id).await {
+            return failed(&e);
+        }
+        let message = "Password changed. Every other session was signed out and your access tokens were revoked.";
+        return render(&state, &user, Some(message.into()), None).await;
     }
     render(&state, &user, Some("Password changed. Every other session was signed out.".into()), None).await
 }

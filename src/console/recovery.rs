@@ -139,11 +139,18 @@ pub struct ResetForm {
     token: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    revoke_tokens: Option<String>,
+    #[serde(default)]
+    tokens_choice: Option<String>,
 }
 
-/// `POST /reset-password`: sets the password, signs out every session, then to the login page.
+/// `POST /reset-password`: sets the password, signs out every session (and revokes the access
+/// tokens, unless the box was unticked), then to the login page.
 pub async fn reset(State(state): State<AppState>, layout: Layout, Form(form): Form<ResetForm>) -> Response {
-    match recovery::reset_password(&state, &form.token, &form.password).await {
+    let revoke_tokens =
+        super::profile::revoke_tokens_chosen(form.revoke_tokens.as_deref(), form.tokens_choice.as_deref());
+    match recovery::reset_password(&state, &form.token, &form.password, revoke_tokens).await {
         Ok(_) => Redirect::to("/login?done=reset").into_response(),
         Err(ResetError::WeakPassword(message)) => {
             let page = ResetPasswordPage { layout, token: form.token, error: Some(message) };

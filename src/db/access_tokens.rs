@@ -81,6 +81,11 @@ pub async fn delete_owned<'e>(
     Ok(done.rows_affected() == 1)
 }
 
+/// Deletes every token of the user; how many there were.
+pub async fn delete_for_user<'e>(db: impl Executor<'e, Database = Any>, user_id: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM access_tokens WHERE user_id = $1").bind(user_id).execute(db).await?.rows_affected())
+}
+
 /// What authenticating a token needs, read in one query (token joined with its user).
 pub struct TokenGrant {
     pub id: i64,

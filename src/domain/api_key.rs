@@ -35,6 +35,13 @@ pub fn visible_prefix(secret: &str) -> String {
     format!("{visible}…")
 }
 
+/// Whether `secret` is shaped like a key this site could have issued: `sk-`, 12 to 200 printable
+/// ASCII characters (generated keys are 51; operators may fix their own, see [`validate_fixed`]).
+/// The gateway refuses anything else without a database query.
+pub fn is_well_formed(secret: &str) -> bool {
+    validate_fixed(secret).is_ok()
+}
+
 /// Keys given by operators (bootstrap) must still look like keys and be long enough to be secret.
 pub fn validate_fixed(secret: &str) -> Result<(), String> {
     if !secret.starts_with(PREFIX) || secret.len() < 12 || secret.len() > 200 {
@@ -68,5 +75,17 @@ mod tests {
         assert!(validate_fixed("bench-tenant-key").is_err());
         assert!(validate_fixed("sk-short").is_err());
         assert!(validate_fixed("sk-with space in it").is_err());
+    }
+
+    #[test]
+    fn only_key_shaped_tokens_are_looked_up() {
+        assert!(is_well_formed(&generate().secret));
+        assert!(is_well_formed("sk-bench-tenant"));
+        for bad in ["", "sk-", "sk-short", "Bearer sk-abcdefghijkl", "bct_abcdefghijklmnop", "AIzaSyabcdefghijklmnop"] {
+            assert!(!is_well_formed(bad), "{bad}");
+        }
+        assert!(!is_well_formed(&format!("sk-{}", "a".repeat(198))));
+        assert!(!is_well_formed("sk-abcdefghi\u{7f}"));
+        assert!(!is_well_formed("sk-abcdéfghijkl"));
     }
 }

@@ -45,7 +45,7 @@ impl GatewayState {
         let http = std::sync::RwLock::new((client(config.connect_timeout)?, config.connect_timeout));
         Ok(Self {
             http,
-            keys: KeyCache::new(config.cache_ttl),
+            keys: KeyCache::new(config.cache_ttl, config.key_cache_entries),
             rate_limiter: RateLimiter::default(),
             routing,
             cut_streams: Default::default(),

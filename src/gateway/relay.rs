@@ -69,13 +69,20 @@ async fn relay_inner(
     let config = &site.gateway;
     let body = read_body(body, headers, config.max_body_bytes).await?;
     let form = if endpoint.multipart() {
-        let boundary =
-            headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(multipart::boundary).ok_or_else(
-                || GatewayError::BadRequest {
-                    message: format!("{} expects a multipart/form-data body.", endpoint.path()),
-                    param: None,
-                },
-            )?;
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let boundary = multipart::parse_boundary(content_type).map_err(|e| {
+            let message = match e {
+                multipart::BoundaryError::Missing => format!("{} expects a multipart/form-data body.", endpoint.path()),
+                multipart::BoundaryError::TooLong => format!(
+                    "The multipart boundary is longer than {} characters (RFC 2046).",
+                    multipart::MAX_BOUNDARY_LEN
+                ),
+                multipart::BoundaryError::Invalid => "The multipart boundary has characters RFC 2046 does not allow \
+                                                      (letters, digits and '()+_,-./:=? only, not ending in a space)."
+                    .to_string(),
+            };
+            GatewayError::BadRequest { message, param: None }
+        })?;
         Some(boundary.to_string())
     } else {
         None

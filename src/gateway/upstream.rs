@@ -14,6 +14,7 @@ use super::error::GatewayError;
 use super::routing::Channel;
 use crate::domain::pricing::Usage;
 use crate::providers::openai::RequestPeek;
+use crate::providers::upstream_error::{self, Cause, Verdict};
 use crate::providers::{Protocol, StreamConverter};
 use crate::services;
 use crate::state::AppState;
@@ -119,8 +120,10 @@ pub(super) async fn send(
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     if !status.is_success() {
+        // Bedrock (AWS) names its error in a header.
+        let error_type = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = read_limited(response, MAX_UPSTREAM_ERROR_BODY, config.first_byte_timeout).await.unwrap_or_default();
-        return Received::Failed(classify_failure(state, channel, status, &body));
+        return Received::Failed(classify_failure(state, channel, status, error_type.as_deref(), &body));
     }
     if stream {
         let mut rest = response.bytes_stream().boxed();
@@ -140,44 +143,32 @@ pub(super) async fn send(
     }
 }
 
-/// Decides what an upstream error means: the channel's fault (disable it, try another), a
-/// passing condition (try another), or the request's fault (tell the client).
-pub(super) fn classify_failure(state: &AppState, channel: &Channel, status: StatusCode, body: &[u8]) -> Attempt {
-    let text = String::from_utf8_lossy(body);
-    // Gemini answers a bad key with 400 `API_KEY_INVALID`.
-    let key_refused = text.contains("API_KEY_INVALID");
-    let quota_exhausted = text.contains("insufficient_quota")
-        || text.contains("billing_hard_limit")
-        || text.contains("credit balance is too low")
-        || status == StatusCode::PAYMENT_REQUIRED;
-    match status.as_u16() {
-        400 if key_refused => {
-            services::channels::auto_disable_in_background(
-                state,
-                channel.id,
-                "upstream rejected the key (HTTP 400)".into(),
-            );
+/// Decides what an upstream error means, from its status and code fields (never its message,
+/// see `providers::upstream_error`): the channel's fault (disable it, try another), a passing
+/// condition (try another), or the request's fault (tell the client).
+pub(super) fn classify_failure(
+    state: &AppState,
+    channel: &Channel,
+    status: StatusCode,
+    error_type: Option<&str>,
+    body: &[u8],
+) -> Attempt {
+    let status = status.as_u16();
+    match upstream_error::verdict(channel.kind.protocol, status, error_type, body) {
+        Verdict::Disable(cause, code) => {
+            let reason = match cause {
+                Cause::KeyRefused => format!("upstream rejected the key (HTTP {status}): {code}"),
+                Cause::NoCredit => format!("upstream account has no credit (HTTP {status}): {code}"),
+            };
+            services::channels::auto_disable_in_background(state, channel.id, reason);
             Attempt::Retry(GatewayError::UpstreamUnavailable)
         }
-        401 | 403 => {
-            services::channels::auto_disable_in_background(
-                state,
-                channel.id,
-                format!("upstream rejected the key (HTTP {})", status.as_u16()),
-            );
+        Verdict::Retry => {
+            tracing::warn!(channel = channel.id, status, "upstream refused the request; trying another channel");
             Attempt::Retry(GatewayError::UpstreamUnavailable)
         }
-        400 | 402 | 429 if quota_exhausted => {
-            services::channels::auto_disable_in_background(
-                state,
-                channel.id,
-                "upstream account has no credit".to_string(),
-            );
-            Attempt::Retry(GatewayError::UpstreamUnavailable)
-        }
-        429 => Attempt::Retry(GatewayError::UpstreamRateLimited),
-        408 | 500..=599 => Attempt::Retry(GatewayError::UpstreamUnavailable),
-        code => Attempt::Fail(translate_rejection(channel, code, body)),
+        Verdict::RateLimited => Attempt::Retry(GatewayError::UpstreamRateLimited),
+        Verdict::Client => Attempt::Fail(translate_rejection(channel, status, body)),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod multipart;
 pub mod openai;
 #[cfg(test)]
 mod properties;
+pub mod upstream_error;
 pub mod vendors;
 
 use vendors::VendorPreset;

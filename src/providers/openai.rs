@@ -229,8 +229,10 @@ pub fn text_tokens(data: &[u8]) -> i64 {
     tally.tokens()
 }
 
+/// Runs on every stream event: a linear search (the window comparison it replaces was
+/// quadratic in the worst case).
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

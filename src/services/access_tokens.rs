@@ -71,6 +71,17 @@ pub async fn revoke(state: &AppState, user_id: i64, id: i64) -> Result<(), UserE
     if access_tokens::delete_owned(state.db().writer(), id, user_id).await? { Ok(()) } else { Err(UserError::NotFound) }
 }
 
+/// Revokes every token of the user (a password change or reset that asks for it: whoever knew
+/// the old password may have made one); how many there were. Effective at once: tokens are
+/// checked against the database on every call.
+pub async fn revoke_all(state: &AppState, user_id: i64) -> Result<u64, sqlx::Error> {
+    let revoked = access_tokens::delete_for_user(state.db().writer(), user_id).await?;
+    if revoked > 0 {
+        tracing::info!(user = user_id, revoked, "access tokens revoked with a password change");
+    }
+    Ok(revoked)
+}
+
 /// The user a presented token acts for, if it is valid: known, not expired, its user active.
 /// Stamps its last use.
 pub async fn authenticate(state: &AppState, secret: &str) -> Result<Option<i64>, sqlx::Error> {

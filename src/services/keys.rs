@@ -256,7 +256,8 @@ pub async fn create_key(state: &AppState, user_id: i64, input: NewKeyInput) -> R
         }
         Err(e) => return Err(e.into()),
     };
-    state.gateway().keys.invalidate_all();
+    // The hash may be cached as unknown (a fixed key tried before it existed).
+    state.gateway().keys.invalidate_hash(&new_key.hash);
     Ok((id, new_key.secret))
 }
 
@@ -320,7 +321,7 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
         let now = load(state, scope, id).await?;
         return Err(below_spent(now.spent));
     }
-    state.gateway().keys.invalidate_all();
+    state.gateway().keys.invalidate_key(id);
     get_key(state, scope, id).await
 }
 
@@ -329,7 +330,7 @@ pub async fn delete_key(state: &AppState, scope: KeyScope, id: i64) -> Result<()
     if !api_keys::delete(state.db().writer(), id).await? {
         return Err(UserError::NotFound);
     }
-    state.gateway().keys.invalidate_all();
+    state.gateway().keys.invalidate_key(id);
     Ok(())
 }
 

@@ -85,10 +85,15 @@ impl From<sqlx::Error> for ResetError {
     }
 }
 
-/// Sets the new password with a reset link, ends every session of the account, and marks the
-/// address verified (the link proved the inbox). The link is used only when the password is
-/// acceptable, so a typo does not cost the user their link.
-pub async fn reset_password(state: &AppState, secret: &str, new_password: &str) -> Result<i64, ResetError> {
+/// Sets the new password with a reset link, ends every session of the account (and, if asked,
+/// revokes its access tokens), and marks the address verified (the link proved the inbox). The
+/// link is used only when the password is acceptable, so a typo does not cost the user their link.
+pub async fn reset_password(
+    state: &AppState,
+    secret: &str,
+    new_password: &str,
+    revoke_tokens: bool,
+) -> Result<i64, ResetError> {
     password::validate(new_password).map_err(ResetError::WeakPassword)?;
     let plain = new_password.to_string();
     let hash = tokio::task::spawn_blocking(move || password::hash(&plain))
@@ -103,6 +108,9 @@ pub async fn reset_password(state: &AppState, secret: &str, new_password: &str) 
     email_tokens::retire_all(state.db().writer(), id, Purpose::ResetPassword).await?;
     users::mark_verified(state.db().writer(), id).await?;
     end_user_sessions(state.db(), id, None).await?;
+    if revoke_tokens {
+        super::access_tokens::revoke_all(state, id).await?;
+    }
     Ok(id)
 }
 

@@ -301,6 +301,16 @@ async fn refused_keys(backend: Backend, provider: Provider) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_error", "{provider:?}: OpenAI's error shape");
     assert_eq!(fake.accepted(), 0);
+    if let Provider::Gemini = provider {
+        // Gemini refuses a key with a 400, which never disables a channel (see docs/gateway.md).
+        app.settled().await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, channel) = app.admin("GET", &format!("/api/admin/channels/{channel}"), None).await;
+        assert_eq!(channel["status"], "enabled", "{channel}");
+        assert_eq!(app.balance(user).await, 1_000_000_000, "failures are free");
+        app.assert_ledger_consistent().await;
+        return;
+    }
     for _ in 0..100 {
         let (_, channel) = app.admin("GET", &format!("/api/admin/channels/{channel}"), None).await;
         if channel["status"] == "auto_disabled" {

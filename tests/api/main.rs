@@ -29,6 +29,8 @@ mod fake_stripe;
 mod helpers;
 mod mail_sink;
 
+mod abuse_channels;
+mod abuse_keys;
 mod abuse_operators;
 mod admin;
 mod admin_channels;
