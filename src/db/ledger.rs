@@ -302,27 +302,38 @@ pub struct StatementRow {
     pub model: Option<String>,
 }
 
-/// The user's ledger rows written in `[from_ms, to_ms)` with an id above `after`, oldest first,
-/// at most `limit` (a statement reads a month in such chunks).
+/// Where a statement's reading stands: the time and id of the last row read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatementCursor {
+    pub created_at: i64,
+    pub id: i64,
+}
+
+/// The user's ledger rows written in `[from_ms, to_ms)` after `cursor`, in time order (ties by
+/// id), at most `limit`: a statement reads a month in such chunks. Keyset on `(created_at, id)`
+/// so each chunk starts in the `(user_id, created_at)` index where the last one ended.
 pub async fn statement_rows<'e>(
     db: impl Executor<'e, Database = sqlx::Any>,
     user_id: i64,
     (from_ms, to_ms): (i64, i64),
-    after: i64,
+    cursor: Option<StatementCursor>,
     limit: i64,
 ) -> Result<Vec<StatementRow>, sqlx::Error> {
+    let after = cursor.unwrap_or(StatementCursor { created_at: from_ms, id: 0 });
     // A subquery, not a join: a request id names one log row, but nothing in the schema says so.
     let rows = sqlx::query(
         "SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reference, l.note, \
            CASE WHEN l.kind = 'settle' THEN (SELECT MAX(r.requested_model) FROM request_logs r \
              WHERE r.request_id = l.reference AND r.user_id = l.user_id) END \
-         FROM ledger l WHERE l.user_id = $1 AND l.created_at >= $2 AND l.created_at < $3 AND l.id > $4 \
-         ORDER BY l.id LIMIT $5",
+         FROM ledger l WHERE l.user_id = $1 AND l.created_at >= $2 AND l.created_at < $3 \
+           AND l.created_at >= $4 AND (l.created_at > $4 OR l.id > $5) \
+         ORDER BY l.created_at, l.id LIMIT $6",
     )
     .bind(user_id)
     .bind(from_ms)
     .bind(to_ms)
-    .bind(after)
+    .bind(after.created_at)
+    .bind(after.id)
     .bind(limit)
     .fetch_all(db)
     .await?;

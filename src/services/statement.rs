@@ -2,15 +2,16 @@
 //! between an opening and a closing balance line, as CSV, so that the amounts sum exactly to
 //! `closing - opening`. Only ever the asking user's rows; no axum types here.
 //!
-//! The file is streamed in chunks read by id, so a month of millions of requests never sits in
-//! memory. The closing line is written last from the rows actually sent (opening + their sum,
-//! integers): the statement adds up even while new rows arrive during the download.
+//! Rows are in time order (ties by id). The file is streamed in chunks, so a month of millions
+//! of requests never sits in memory. The closing line is written last from the rows actually
+//! sent (opening + their sum, integers): the statement adds up even while new rows arrive during
+//! the download.
 
 use futures_util::Stream;
 use sqlx::AnyPool;
 
 use super::codes::csv_field;
-use crate::db::ledger::{self, StatementRow};
+use crate::db::ledger::{self, StatementCursor, StatementRow};
 use crate::domain::money::Money;
 use crate::domain::time::{now_ms, parse_utc_month, utc_iso};
 use crate::state::AppState;
@@ -62,8 +63,8 @@ struct Cursor {
     opening: i64,
     /// The opening balance plus every amount sent so far.
     running: i64,
-    /// The id of the last row sent.
-    after: i64,
+    /// The last row sent.
+    after: Option<StatementCursor>,
 }
 
 /// The user's statement for `month` as CSV chunks. The opening balance (every ledger row before
@@ -78,7 +79,8 @@ pub async fn csv(
     let pool = state.db().pool().clone();
     let opening = ledger::sum_before(&pool, user_id, month.start).await?;
     let currency = state.site().currency.clone();
-    let cursor = Cursor { pool, user_id, month, currency, phase: Phase::Opening, opening, running: opening, after: 0 };
+    let cursor =
+        Cursor { pool, user_id, month, currency, phase: Phase::Opening, opening, running: opening, after: None };
     Ok(futures_util::stream::try_unfold(cursor, next_chunk))
 }
 
@@ -109,7 +111,7 @@ async fn next_chunk(mut c: Cursor) -> Result<Option<(String, Cursor)>, sqlx::Err
             let mut out = String::with_capacity(rows.len() * 96);
             for r in &rows {
                 c.running += r.row.amount;
-                c.after = r.row.id;
+                c.after = Some(StatementCursor { created_at: r.row.created_at, id: r.row.id });
                 out.push_str(&row_line(r));
             }
             Ok(Some((out, c)))

@@ -187,6 +187,9 @@ async fn api_statement(app: &TestApp, token: &str, month: &str) -> reqwest::Resp
     app.client.get(app.url(&format!("/api/me/statement?month={month}"))).bearer_auth(token).send().await.unwrap()
 }
 
+/// Rows written straight into the ledger for the statement test: more than two reads' worth.
+const BULK: i64 = 2_500;
+
 async fn a_monthly_statement_sums_to_the_change_in_balance(backend: Backend) {
     let app = spawn_app(backend).await;
     let _fake = flat_priced(&app).await;
@@ -238,9 +241,29 @@ async fn a_monthly_statement_sums_to_the_change_in_balance(backend: Backend) {
             .await
             .unwrap();
     }
+    // And a busy hour last month: more rows than one read of the statement takes, on three
+    // timestamps only (a group commit gives a batch one timestamp), so chunks end inside ties.
+    let busy = parse_utc_month(&last_month).unwrap().0 + 36_000_000;
+    sqlx::query(
+        "INSERT INTO ledger (user_id, kind, amount, balance_after, reference, created_at) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
+         SELECT $1, 'settle', -1, 0, 'bulk-' || i, $2 + i % 3 FROM n",
+    )
+    .bind(user)
+    .bind(busy)
+    .bind(BULK)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE users SET balance = balance - $1 WHERE id = $2")
+        .bind(BULK)
+        .bind(user)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
     app.assert_ledger_consistent().await;
     let balance = app.balance(user).await;
-    assert_eq!(balance, 5_000_000_000 + 123_456_789 - 11 * 1_000_000 - 500_000_000);
+    assert_eq!(balance, 5_000_000_000 + 123_456_789 - 11 * 1_000_000 - 500_000_000 - BULK);
 
     // The API: CSV, an attachment, not cached.
     let answer = api_statement(&app, &token, &last_month).await;
@@ -253,10 +276,14 @@ async fn a_monthly_statement_sums_to_the_change_in_balance(backend: Backend) {
     assert_eq!(answer.headers()["cache-control"], "no-store");
     let last_csv = answer.text().await.unwrap();
     let last = Statement::parse(&last_csv);
-    assert_eq!((last.opening, last.rows.len()), (5_000_000_000, 8), "{last_csv}");
-    assert_eq!(last.sum(), last.closing - last.opening, "the rows add up exactly: {last_csv}");
-    assert_eq!(last.closing, 5_000_000_000 + 123_456_789 - 7_000_000);
-    let settles: Vec<&Vec<String>> = last.rows.iter().filter(|r| r[1] == "settle").collect();
+    assert_eq!((last.opening, last.rows.len()), (5_000_000_000, 8 + BULK as usize));
+    assert_eq!(last.sum(), last.closing - last.opening, "the rows add up exactly");
+    assert_eq!(last.closing, 5_000_000_000 + 123_456_789 - 7_000_000 - BULK);
+    let bulk: HashSet<&str> = last.rows.iter().filter_map(|r| r[6].strip_prefix("bulk-")).collect();
+    assert_eq!(bulk.len(), BULK as usize, "every row once across chunks, ties included");
+    assert!(last.rows.windows(2).all(|w| w[0][0] <= w[1][0]), "in time order");
+    let settles: Vec<&Vec<String>> =
+        last.rows.iter().filter(|r| r[1] == "settle" && !r[6].starts_with("bulk-")).collect();
     assert_eq!(settles.len(), 7);
     assert!(settles.iter().all(|r| r[2] == "-0.001" && r[5] == "flat" && !r[6].is_empty()), "{last_csv}");
     assert!(last.rows.iter().any(|r| r[1] == "adjustment" && r[2] == "0.123456789" && r[4] == "last month"));
