@@ -1,5 +1,6 @@
 //! The command line. `burncloud` alone is `burncloud serve`. Every failure prints one line on
-//! stderr naming what to fix, and exits non-zero: 2 for a configuration error, 1 otherwise.
+//! stderr naming what to fix, and exits non-zero: 2 for a configuration error, 1 otherwise —
+//! except `audit`, for cron: 0 clean books, 1 offenders found, 2 could not check.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -43,6 +44,10 @@ pub enum Command {
     },
     /// Exit 0 when the server on BURNCLOUD_LISTEN answers /healthz (for container health checks).
     Healthcheck,
+    /// Check the books: for every user, the ledger sums to the balance, leases hold no more than
+    /// the balance, and the balance is not negative. Prints each offender; exits 0 when clean, 1
+    /// with offenders, 2 when the check could not run (for cron).
+    Audit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +80,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             admin_create(&config, &email, password_stdin).await
         }
         Command::Healthcheck => healthcheck(&config).await,
+        // Its own exit codes: offenders are not a failure to run.
+        Command::Audit => return audit(&config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -149,4 +156,50 @@ async fn healthcheck(config: &Config) -> Result<(), String> {
         Ok(Err(e)) => Err(format!("healthcheck: {addr}: {e}")),
         Err(_) => Err(format!("healthcheck: {addr}: no answer within 5 s")),
     }
+}
+
+/// `burncloud audit`. Reads only: it neither migrates nor repairs (a wrong balance is for an
+/// operator to look into, with the ledger as the record).
+async fn audit(config: &Config) -> ExitCode {
+    let db = match Db::connect(&config.database, config.database_max_connections).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("burncloud: audit: DATABASE_URL: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let checked = db::ledger::audit(db.pool()).await;
+    db.close().await;
+    let (offenders, users) = match checked {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("burncloud: audit: reading the books failed: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for o in &offenders {
+        println!("{}", describe_offender(o));
+    }
+    println!("audit: {users} users checked, {} offenders", offenders.len());
+    if offenders.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// One line per offender, naming every rule the user breaks.
+fn describe_offender(o: &db::ledger::Offender) -> String {
+    use crate::domain::money::Money;
+    let mut problems = Vec::new();
+    if o.balance != o.ledger_sum {
+        problems.push(format!(
+            "ledger sum {} != balance (off by {})",
+            Money(o.ledger_sum),
+            Money(o.balance - o.ledger_sum)
+        ));
+    }
+    if o.leased > o.balance {
+        problems.push(format!("leased {} > balance", Money(o.leased)));
+    }
+    if o.balance < 0 {
+        problems.push("negative balance".to_string());
+    }
+    format!("user {} <{}>: balance {}: {}", o.user_id, o.email, Money(o.balance), problems.join("; "))
 }

@@ -120,13 +120,17 @@ pub async fn update(
 }
 
 #[derive(Deserialize)]
-struct LimitQuery {
+struct LedgerQuery {
     #[serde(default)]
     limit: Option<i64>,
+    #[serde(default)]
+    before: Option<i64>,
 }
 
-/// `GET /api/admin/users/{id}/ledger?limit=50`: the balance and the latest ledger rows (up to
-/// 200; per-request charges are in the usage log).
+/// `GET /api/admin/users/{id}/ledger?before=&limit=100`: the balance and one page of the user's
+/// whole ledger — every row, per-request settlements included — newest first (1 to 1000 rows,
+/// default 100). `next_before`, when there may be more, is the `before` of the next page; paging
+/// to the end and adding every amount gives the balance.
 pub async fn ledger(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -134,22 +138,24 @@ pub async fn ledger(
     uri: Uri,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let q: LimitQuery = query(&uri)?;
+    let q: LedgerQuery = query(&uri)?;
     let limit = match q.limit {
-        None => 50,
-        Some(n) if (1..=200).contains(&n) => n,
-        Some(_) => return Err(ApiError::Invalid("limit: 1 to 200".into())),
+        None => 100,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(_) => return Err(ApiError::Invalid("limit: 1 to 1000".into())),
     };
     let user = users::get(&state, id).await?;
-    let rows = ledger::history(state.db().pool(), id, limit).await.map_err(|e| internal(&e))?;
-    let rows: Vec<Value> = rows
+    let rows = ledger::page(state.db().pool(), id, q.before, limit).await.map_err(|e| internal(&e))?;
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit;
+    let next_before = full.then(|| rows.last().map(|r| r.id)).flatten();
+    let data: Vec<Value> = rows
         .into_iter()
         .map(|r| {
-            json!({ "created_at": r.created_at, "kind": r.kind, "amount": Money(r.amount).to_string(),
-                    "balance_after": Money(r.balance_after).to_string(), "note": r.note })
+            json!({ "id": r.id, "created_at": r.created_at, "kind": r.kind, "amount": Money(r.amount).to_string(),
+                    "balance_after": Money(r.balance_after).to_string(), "note": r.note, "reference": r.reference })
         })
         .collect();
-    Ok(Json(json!({ "balance": user.balance, "ledger": rows })))
+    Ok(Json(json!({ "balance": user.balance, "data": data, "next_before": next_before })))
 }
 
 /// `GET /api/admin/users/{id}/keys`: the user's keys (prefixes only).

@@ -1,10 +1,13 @@
-//! `/api/me`, `/api/me/balance`, `/api/me/logs`: the token owner's account, balance with recent
-//! ledger rows, and usage log (the console's filters, paged by id). Only ever the owner's data:
-//! every query is scoped to [`TokenUser`]'s id. Keys are in `me_keys`.
+//! `/api/me`, `/api/me/balance`, `/api/me/logs`, `/api/me/statement`: the token owner's account,
+//! balance with recent ledger rows, usage log (the console's filters, paged by id) and monthly
+//! statement (CSV). Only ever the owner's data: every query is scoped to [`TokenUser`]'s id.
+//! Keys are in `me_keys`.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::Uri;
+use axum::http::{Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -12,6 +15,7 @@ use super::auth::TokenUser;
 use super::error::ApiError;
 use crate::db::{ledger, request_logs};
 use crate::domain::money::Money;
+use crate::services::statement::{self, Month};
 use crate::services::usage::LogQuery;
 use crate::services::users::{self, UserView};
 use crate::state::AppState;
@@ -120,4 +124,34 @@ pub async fn logs(State(state): State<AppState>, auth: TokenUser, uri: Uri) -> A
         })
         .collect();
     Ok(Json(json!({ "data": data, "next_before": next_before })))
+}
+
+#[derive(Deserialize)]
+struct StatementQuery {
+    #[serde(default)]
+    month: String,
+}
+
+/// `GET /api/me/statement?month=YYYY-MM`: the month's statement (UTC) as CSV, the same file as
+/// the console's download: every ledger row of the month between an opening and a closing
+/// balance line.
+pub async fn statement(State(state): State<AppState>, auth: TokenUser, uri: Uri) -> ApiResult<Response> {
+    let q: StatementQuery = query(&uri)?;
+    let month = Month::parse(&q.month).map_err(|m| ApiError::Invalid(m.to_string()))?;
+    let disposition = format!("attachment; filename=\"{}\"", month.file_name());
+    let chunks = statement::csv(&state, auth.user_id, month).await.map_err(|e| internal(&e))?;
+    Ok(csv_download(disposition, Body::from_stream(chunks)))
+}
+
+/// A CSV attachment that no cache keeps (it is one user's money).
+fn csv_download(disposition: String, body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response()
 }

@@ -72,6 +72,7 @@ pub fn routes(routes: Routes) -> Routes {
         .get("/api/me", me::me)
         .get("/api/me/balance", me::balance)
         .get("/api/me/logs", me::logs)
+        .get("/api/me/statement", me::statement)
         .get("/api/me/keys", me_keys::list)
         .post("/api/me/keys", me_keys::create)
         .patch("/api/me/keys/{id}", me_keys::update)

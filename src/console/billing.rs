@@ -1,11 +1,13 @@
 //! `/console/billing`: balance, redeeming a code, and the ledger — top-ups, redemptions, rewards,
-//! adjustments and refunds one by one, request charges summed per day.
+//! adjustments and refunds one by one, request charges summed per day — and the monthly
+//! statement download (`/console/billing/statement.csv`, every row of a UTC month).
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -15,7 +17,8 @@ use super::keys::format_time;
 use crate::billing::{self, RedeemError};
 use crate::db::ledger;
 use crate::domain::money::Money;
-use crate::domain::time::now_ms;
+use crate::domain::time::{now_ms, utc_month};
+use crate::services::statement::{self, Month};
 use crate::state::AppState;
 
 pub struct HistoryRow {
@@ -40,6 +43,18 @@ pub struct BillingPage {
     charges: Vec<ChargeDay>,
     message: Option<String>,
     error: Option<&'static str>,
+    /// The statement picker's month (`YYYY-MM`): the current UTC month, or the one refused.
+    month: String,
+    statement_error: Option<&'static str>,
+}
+
+/// What the page shows besides the ledger: the outcome of a form.
+#[derive(Default)]
+struct Outcome {
+    message: Option<String>,
+    error: Option<&'static str>,
+    month: Option<String>,
+    statement_error: Option<&'static str>,
 }
 
 /// A ledger row's kind, in the viewer's language.
@@ -55,13 +70,7 @@ fn describe(layout: &Layout, kind: &str) -> &'static str {
     }
 }
 
-async fn render(
-    state: &AppState,
-    user: &CurrentUser,
-    balance: String,
-    message: Option<String>,
-    error: Option<&'static str>,
-) -> Response {
+async fn render(state: &AppState, user: &CurrentUser, balance: String, outcome: Outcome) -> Response {
     let pool = state.db().pool();
     let history = match ledger::history(pool, user.id, 100).await {
         Ok(rows) => rows,
@@ -95,17 +104,20 @@ async fn render(
                 amount: Money(-amount).to_string(),
             })
             .collect(),
-        message,
-        error,
+        message: outcome.message,
+        error: outcome.error,
+        month: outcome.month.unwrap_or_else(|| utc_month(now_ms())),
+        statement_error: outcome.statement_error,
     };
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let refused = page.error.is_some() || page.statement_error.is_some();
+    let status = if refused { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     (status, page).into_response()
 }
 
 /// `GET /console/billing`.
 pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response {
     let balance = user.balance.clone();
-    render(&state, &user, balance, None, None).await
+    render(&state, &user, balance, Outcome::default()).await
 }
 
 #[derive(Deserialize)]
@@ -126,7 +138,7 @@ pub async fn redeem(
     if state.login_throttle().check(ip, &throttle_key).is_err() {
         let balance = user.balance.clone();
         let error = user.layout.t("Too many attempts. Try again later.");
-        return render(&state, &user, balance, None, Some(error)).await;
+        return render(&state, &user, balance, Outcome { error: Some(error), ..Outcome::default() }).await;
     }
     let code = form.code.trim();
     match billing::redeem(state.db(), user.id, code).await {
@@ -135,16 +147,60 @@ pub async fn redeem(
                 .layout
                 .t("Redeemed: {amount} added to your balance.")
                 .replace("{amount}", &Money(amount).to_string());
-            render(&state, &user, Money(balance).to_string(), Some(message), None).await
+            let outcome = Outcome { message: Some(message), ..Outcome::default() };
+            render(&state, &user, Money(balance).to_string(), outcome).await
         }
         Err(RedeemError::Invalid) => {
             state.login_throttle().failed(ip, &throttle_key);
             let balance = user.balance.clone();
             // RedeemError::Invalid's text, in the viewer's language.
             let error = user.layout.t("This code is not valid, has expired or was already used.");
-            render(&state, &user, balance, None, Some(error)).await
+            render(&state, &user, balance, Outcome { error: Some(error), ..Outcome::default() }).await
         }
         Err(RedeemError::Db(e)) => failed(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StatementQuery {
+    #[serde(default)]
+    month: String,
+}
+
+/// `GET /console/billing/statement.csv?month=YYYY-MM`: the signed-in user's statement for a UTC
+/// month (see `services::statement`). A month that is not `YYYY-MM` gets the billing page back
+/// with the reason next to the picker (400).
+pub async fn statement(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(query): Query<StatementQuery>,
+) -> Response {
+    let month = match Month::parse(&query.month) {
+        Ok(month) => month,
+        Err(_) => {
+            let balance = user.balance.clone();
+            // Shown back as typed (escaped by the template), capped so the page stays small.
+            let typed: String = query.month.chars().take(20).collect();
+            let outcome = Outcome {
+                month: Some(typed),
+                statement_error: Some(user.layout.t("Choose a month as YYYY-MM, for example 2026-11.")),
+                ..Outcome::default()
+            };
+            return render(&state, &user, balance, outcome).await;
+        }
+    };
+    let disposition = format!("attachment; filename=\"{}\"", month.file_name());
+    match statement::csv(&state, user.id, month).await {
+        Ok(chunks) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, disposition),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+            Body::from_stream(chunks),
+        )
+            .into_response(),
+        Err(e) => failed(&e),
     }
 }
 

@@ -63,6 +63,7 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys/{id}/edit", key_edit::save)
         .page_get("/console/billing", billing::page)
         .page_post("/console/billing/redeem", billing::redeem)
+        .page_get("/console/billing/statement.csv", billing::statement)
         .page_get("/console/topup", topup::page)
         .page_post("/console/topup", topup::pay)
         .page_get("/console/topup/success", topup::success)

@@ -256,3 +256,148 @@ pub async fn charges_per_day<'e>(
     .await?;
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }
+
+/// A ledger row as an auditor sees it: every kind, with its id and reference.
+pub struct FullRow {
+    pub id: i64,
+    pub created_at: i64,
+    pub kind: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub reference: Option<String>,
+    pub note: Option<String>,
+}
+
+fn full_row(r: &sqlx::any::AnyRow) -> Result<FullRow, sqlx::Error> {
+    Ok(FullRow {
+        id: r.try_get(0)?,
+        created_at: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        amount: r.try_get(3)?,
+        balance_after: r.try_get(4)?,
+        reference: r.try_get(5)?,
+        note: r.try_get(6)?,
+    })
+}
+
+/// One page of the user's whole ledger (per-request settlements included), newest first: the
+/// rows with an id below `before` (all when `None`). Keyset paging, so a page costs the same at
+/// any depth and rows written meanwhile never shift a page.
+pub async fn page<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<FullRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, created_at, kind, amount, balance_after, reference, note FROM ledger \
+         WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(full_row).collect()
+}
+
+/// The sum of the user's ledger rows written before `before_ms`: the balance at that instant
+/// as the ledger tells it.
+pub async fn sum_before<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    before_ms: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE user_id = $1 AND created_at < $2")
+        .bind(user_id)
+        .bind(before_ms)
+        .fetch_one(db)
+        .await?
+        .try_get(0)
+}
+
+/// A ledger row on a statement: the row and, for a per-request settlement, the model asked for.
+pub struct StatementRow {
+    pub row: FullRow,
+    pub model: Option<String>,
+}
+
+/// Where a statement's reading stands: the time and id of the last row read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatementCursor {
+    pub created_at: i64,
+    pub id: i64,
+}
+
+/// The user's ledger rows written in `[from_ms, to_ms)` after `cursor`, in time order (ties by
+/// id), at most `limit`: a statement reads a month in such chunks. Keyset on `(created_at, id)`
+/// so each chunk starts in the `(user_id, created_at)` index where the last one ended.
+pub async fn statement_rows<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    (from_ms, to_ms): (i64, i64),
+    cursor: Option<StatementCursor>,
+    limit: i64,
+) -> Result<Vec<StatementRow>, sqlx::Error> {
+    let after = cursor.unwrap_or(StatementCursor { created_at: from_ms, id: 0 });
+    // A subquery, not a join: a request id names one log row, but nothing in the schema says so.
+    let rows = sqlx::query(
+        "SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reference, l.note, \
+           CASE WHEN l.kind = 'settle' THEN (SELECT MAX(r.requested_model) FROM request_logs r \
+             WHERE r.request_id = l.reference AND r.user_id = l.user_id) END \
+         FROM ledger l WHERE l.user_id = $1 AND l.created_at >= $2 AND l.created_at < $3 \
+           AND l.created_at >= $4 AND (l.created_at > $4 OR l.id > $5) \
+         ORDER BY l.created_at, l.id LIMIT $6",
+    )
+    .bind(user_id)
+    .bind(from_ms)
+    .bind(to_ms)
+    .bind(after.created_at)
+    .bind(after.id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok(StatementRow { row: full_row(r)?, model: r.try_get(7)? })).collect()
+}
+
+/// A user whose books are wrong: what `burncloud audit` reports.
+#[derive(Debug)]
+pub struct Offender {
+    pub user_id: i64,
+    pub email: String,
+    pub balance: i64,
+    pub ledger_sum: i64,
+    /// What the user's rows in `balance_leases` hold.
+    pub leased: i64,
+}
+
+/// Every user whose ledger does not sum to the balance, whose leases hold more than the balance,
+/// or whose balance is negative, by id; and how many users there are. The check is one
+/// statement, so it reads one consistent snapshot on both engines while the gateway writes.
+pub async fn audit(pool: &sqlx::AnyPool) -> Result<(Vec<Offender>, i64), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.email, u.balance, COALESCE(l.total, 0), COALESCE(b.held, 0) FROM users u \
+         LEFT JOIN (SELECT user_id, CAST(SUM(amount) AS BIGINT) AS total FROM ledger GROUP BY user_id) l \
+           ON l.user_id = u.id \
+         LEFT JOIN (SELECT user_id, CAST(SUM(amount) AS BIGINT) AS held FROM balance_leases GROUP BY user_id) b \
+           ON b.user_id = u.id \
+         WHERE u.balance < 0 OR u.balance <> COALESCE(l.total, 0) OR COALESCE(b.held, 0) > u.balance \
+         ORDER BY u.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let offenders = rows
+        .iter()
+        .map(|r| {
+            Ok(Offender {
+                user_id: r.try_get(0)?,
+                email: r.try_get(1)?,
+                balance: r.try_get(2)?,
+                ledger_sum: r.try_get(3)?,
+                leased: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let users: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(pool).await?.try_get(0)?;
+    Ok((offenders, users))
+}

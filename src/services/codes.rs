@@ -252,7 +252,7 @@ fn utc_time(ms: i64) -> String {
 
 /// One CSV field: quoted when needed, and a leading `= + - @` defused so a spreadsheet never
 /// runs a batch name as a formula.
-fn csv_field(value: &str) -> String {
+pub(crate) fn csv_field(value: &str) -> String {
     let value =
         if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_string() };
     if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }

@@ -23,6 +23,7 @@ pub mod recovery;
 pub mod settings;
 pub mod signup;
 pub mod site;
+pub mod statement;
 pub mod usage;
 pub mod user_admin;
 pub mod users;

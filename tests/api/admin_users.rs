@@ -101,8 +101,9 @@ async fn users_api_searches_adjusts_and_changes(backend: Backend) {
     let (status, ledger) = app.admin("GET", &format!("/api/admin/users/{bob_id}/ledger?limit=5"), None).await;
     assert_eq!(status, 200);
     assert_eq!(ledger["balance"], "10.00");
-    assert_eq!(ledger["ledger"][0]["note"], "refund of a mistake");
-    assert_eq!(ledger["ledger"][0]["amount"], "-0.50");
+    assert_eq!(ledger["data"][0]["note"], "refund of a mistake");
+    assert_eq!(ledger["data"][0]["amount"], "-0.50");
+    assert_eq!(ledger["next_before"], serde_json::Value::Null, "two rows: one page");
     assert_eq!(app.admin("GET", &format!("/api/admin/users/{bob_id}/ledger?limit=0"), None).await.0, 400);
     assert_eq!(app.admin("GET", "/api/admin/users/99999/ledger", None).await.0, 404);
 

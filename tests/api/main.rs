@@ -71,6 +71,7 @@ mod gemini;
 mod health;
 mod image_fetch;
 mod leases;
+mod ledger_audit;
 mod live;
 mod management_api;
 mod me_api;

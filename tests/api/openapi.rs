@@ -274,6 +274,10 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
     c.call(&token, "GET", "/api/me", "/api/me", None).await;
     c.call(&token, "GET", "/api/me/balance", "/api/me/balance", None).await;
     c.call(&token, "GET", "/api/me/logs", "/api/me/logs", None).await;
+    let month = burncloud::domain::time::utc_month(burncloud::domain::time::now_ms());
+    let csv = c.call(&token, "GET", "/api/me/statement", &format!("/api/me/statement?month={month}"), None).await;
+    assert!(csv.as_str().is_some_and(|s| s.contains(",settle,")), "{csv}");
+    c.call(&token, "GET", "/api/me/statement", "/api/me/statement?month=soon", None).await;
     c.call(&token, "GET", "/api/me/keys", "/api/me/keys", None).await;
     let mine = c.call(&token, "POST", "/api/me/keys", "/api/me/keys", Some(json!({ "name": "doc" }))).await;
     let mine_path = format!("/api/me/keys/{}", mine["id"]);
@@ -331,7 +335,11 @@ async fn user_pages(c: &mut Checker<'_>, user_path: &str) {
     c.call(root, "PATCH", "/api/admin/users/{id}", user_path, Some(json!({}))).await;
     let ledger =
         c.call(root, "GET", "/api/admin/users/{id}/ledger", &format!("{user_path}/ledger?limit=5"), None).await;
-    assert_eq!(ledger["ledger"][0]["note"], "doc", "{ledger}");
+    assert_eq!(
+        (ledger["data"][0]["kind"].as_str(), ledger["data"][1]["note"].as_str()),
+        (Some("settle"), Some("doc")),
+        "{ledger}"
+    );
     c.call(root, "GET", "/api/admin/users/{id}/keys", &format!("{user_path}/keys"), None).await;
     let usage = c.call(root, "GET", "/api/admin/users/{id}/usage", &format!("{user_path}/usage?limit=10"), None).await;
     assert_eq!(usage["last_30_days"]["requests"], 1, "{usage}");
