@@ -558,36 +558,45 @@ async fn shutdown_cuts_and_settles_open_streams(backend: Backend) {
 /// stall timeout and billed for what it received.
 async fn a_client_that_stops_reading_is_cut_and_billed(backend: Backend) {
     let (upstream, port) = CuttingUpstream::start(Provider::OpenAi, Ingress::Chat).await;
-    // Big events, so the socket buffers fill and the gateway sees that nothing is taken.
-    upstream.events.lock().unwrap().iter_mut().for_each(|event| {
-        let big = String::from_utf8(event.to_vec()).unwrap().replace(&delta_text(), &delta_text().repeat(20000));
-        *event = Bytes::from(big);
-    });
+    // A long answer (18 MB) that never ends: more than the sockets between can absorb.
+    let chunk = |text: &str| {
+        sse(
+            None,
+            json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{ "index": 0, "delta": { "content": text }, "finish_reason": null }] }),
+        )
+    };
+    let piece = " hello".repeat(10_000);
+    *upstream.events.lock().unwrap() = std::iter::once(chunk("")).chain((0..300).map(|_| chunk(&piece))).collect();
+    upstream.set(usize::MAX, Ending::Stall);
     let app = app_with_channel_and(backend, Provider::OpenAi, port, &[("BURNCLOUD_CLIENT_STALL_SECS", 1)]).await;
     let (user, key) = app.user_with_key("10.00").await;
-    upstream.set(usize::MAX, Ending::Stall);
-    let response = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }], "stream": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    // Never read the body: the request must still be settled, as `client_stalled`.
+
+    // A client with a small receive buffer that sends its request and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(format!("127.0.0.1:{}", app.port).parse().unwrap()).await.unwrap();
+    let body = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }], "stream": true }).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+
     let started = std::time::Instant::now();
     app.wait_for_logs(1).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
     app.settled().await;
     let row = sqlx::query("SELECT completion_tokens, cost, error_class FROM request_logs")
         .fetch_one(app.db.pool())
         .await
         .unwrap();
     assert_eq!(row.get::<String, _>(2), "client_stalled");
+    assert!(started.elapsed() < Duration::from_secs(5), "cut after {:?}", started.elapsed());
     let (completion, cost): (i64, i64) = (row.get(0), row.get(1));
-    assert!(completion > 0, "what the gateway took from the upstream is billed");
+    assert!(completion >= 10_000, "what the gateway took from the upstream is billed: {completion}");
+    assert!(completion < 300 * 10_000, "the rest was never taken: {completion}");
     assert_eq!(app.balance(user).await, 10_000_000_000 - cost);
     app.assert_ledger_consistent().await;
-    drop(response);
+    drop(stream);
 }
