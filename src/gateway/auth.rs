@@ -3,11 +3,11 @@
 //! replica arrive, and local changes invalidate at once) and the per-key requests-per-minute limit.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::error::GatewayError;
@@ -163,7 +163,7 @@ impl FromRequestParts<AppState> for ApiKeyAuth {
         let secret = bearer(parts).ok_or(GatewayError::InvalidApiKey)?;
         let grant =
             state.gateway().keys.lookup(state, api_key::hash(secret)).await?.ok_or(GatewayError::InvalidApiKey)?;
-        let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let client_ip = crate::client_ip::of(parts).0;
         let expired = grant.expires_at.is_some_and(|t| t <= now_ms());
         if !grant.active || expired || !grant.may_connect_from(client_ip) {
             return Err(GatewayError::InvalidApiKey);

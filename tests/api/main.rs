@@ -29,6 +29,7 @@ mod fake_stripe;
 mod helpers;
 mod mail_sink;
 
+mod abuse_auth;
 mod admin;
 mod admin_channels;
 mod admin_console;
