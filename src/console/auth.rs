@@ -158,6 +158,7 @@ pub async fn login(
         None => (None, None, false),
     };
     let Ok(matches) = passwords::verify(form.password.clone(), hash).await else {
+        state.login_throttle().give_back(ip, LOGIN, &form.email);
         return busy();
     };
     match id {

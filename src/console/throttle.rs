@@ -110,6 +110,19 @@ impl LoginThrottle {
         }
     }
 
+    /// An attempt that was never judged (the server was too busy to check the password): its
+    /// slots are given back, so a storm of others' requests does not use up a user's tries.
+    pub fn give_back(&self, ip: Option<IpAddr>, scope: &str, email: &str) {
+        let client = client_block(ip);
+        let account = account_key(scope, email);
+        let mut attempts = self.lock();
+        for key in [Key::ClientAccount(client, account.clone()), Key::Client(client), Key::Account(account)] {
+            if let Some(times) = attempts.get_mut(&key) {
+                times.pop();
+            }
+        }
+    }
+
     /// The account proved its owner (a reset link was used): it is open again from everywhere.
     pub fn clear_account(&self, scope: &str, email: &str) {
         let account = account_key(scope, email);
@@ -186,6 +199,10 @@ mod tests {
         for _ in 0..PER_CLIENT * 2 {
             assert!(throttle.attempt(ip("192.0.2.1"), "login", Some("ada@x.io")).is_ok());
             throttle.succeeded(ip("192.0.2.1"), "login", "ada@x.io");
+        }
+        for _ in 0..PER_CLIENT * 2 {
+            assert!(throttle.attempt(ip("192.0.2.1"), "login", Some("bob@x.io")).is_ok());
+            throttle.give_back(ip("192.0.2.1"), "login", "bob@x.io");
         }
     }
 
