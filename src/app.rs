@@ -152,12 +152,20 @@ impl Application {
         let csp = crate::console::content_security_policy(&state.config().stripe.api_base);
         let router = routes::all().into_router(|pages| {
             pages
-                .layer(axum::middleware::from_fn(crate::console::csrf::require_token))
+                .layer(axum::middleware::from_fn_with_state(state.clone(), crate::console::csrf::protect))
                 .layer(sessions)
                 .layer(axum::middleware::map_response_with_state(csp, crate::console::security_headers))
         });
         let router = customize(router.with_state(state.clone()).fallback(not_found));
-        Ok(Self { router: with_http_layers(router), listener, state, port: local.port(), billing_stop, billing_task })
+        let trusted = crate::client_ip::TrustedProxies::new(state.config().trusted_proxies.clone());
+        Ok(Self {
+            router: with_http_layers(router, trusted),
+            listener,
+            state,
+            port: local.port(),
+            billing_stop,
+            billing_task,
+        })
     }
 
     /// The port actually bound (useful with `BURNCLOUD_LISTEN=127.0.0.1:0`).
@@ -330,9 +338,12 @@ fn derived_public_url(local: SocketAddr) -> Result<Url, url::ParseError> {
 }
 
 /// Request ids, the request span, panic containment: the layers every route gets.
-fn with_http_layers(router: Router) -> Router {
+fn with_http_layers(router: Router, trusted: crate::client_ip::TrustedProxies) -> Router {
     router.layer(
         ServiceBuilder::new()
+            .layer(axum::middleware::map_request(move |request: Request| {
+                crate::client_ip::resolve(trusted.clone(), request)
+            }))
             .layer(axum::middleware::map_request(drop_unacceptable_request_id))
             .layer(SetRequestIdLayer::x_request_id(telemetry::MakeId))
             .layer(PropagateRequestIdLayer::x_request_id())

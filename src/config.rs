@@ -145,6 +145,9 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// Stripe top-ups (`BURNCLOUD_STRIPE_*`); the settings page's stored keys override these.
     pub stripe: StripeConfig,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` is believed
+    /// (`BURNCLOUD_TRUSTED_PROXIES`, a comma-separated CIDR list; empty: none).
+    pub trusted_proxies: Vec<crate::domain::ip_allowlist::IpBlock>,
 }
 
 /// Stripe's keys from the environment, and where its API is (tests point it at a fake).
@@ -320,6 +323,7 @@ settings! {
     STRIPE_SECRET_KEY => "stripe_secret_key", "BURNCLOUD_STRIPE_SECRET_KEY";
     STRIPE_WEBHOOK_SECRET => "stripe_webhook_secret", "BURNCLOUD_STRIPE_WEBHOOK_SECRET";
     STRIPE_API_BASE => "stripe_api_base", "BURNCLOUD_STRIPE_API_BASE";
+    TRUSTED_PROXIES => "trusted_proxies", "BURNCLOUD_TRUSTED_PROXIES";
 }
 
 /// The smallest accepted length for secret keys and tokens.
@@ -523,7 +527,22 @@ impl Config {
             },
         };
 
+        let trusted_proxies = match get(&TRUSTED_PROXIES) {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    crate::domain::ip_allowlist::IpBlock::parse(s).map_err(|m| {
+                        ConfigError::new(&TRUSTED_PROXIES, format!("{m} (example: 10.0.0.0/8, 127.0.0.1)"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+
         Ok(Self {
+            trusted_proxies,
             gateway,
             signup_mode,
             welcome_credit,
@@ -649,12 +668,23 @@ mod tests {
             ("BURNCLOUD_MAX_HOLD", "-1"),
             ("BURNCLOUD_ALLOW_UNPRICED_MODELS", "maybe"),
             ("BURNCLOUD_UPSTREAM_IDLE_TIMEOUT_SECS", "forever"),
+            ("BURNCLOUD_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+            ("BURNCLOUD_TRUSTED_PROXIES", "10.0.0.0/33"),
         ];
         for (name, value) in cases {
             let err = load(&[(name, value)]).unwrap_err();
             assert_eq!(err.setting, name, "{name}={value}: {err}");
             assert!(err.to_string().starts_with(name));
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_cidr_list_and_none_by_default() {
+        assert!(load(&[]).unwrap().trusted_proxies.is_empty());
+        let config = load(&[("BURNCLOUD_TRUSTED_PROXIES", " 10.0.0.0/8, 127.0.0.1 ,2001:db8::/32,")]).unwrap();
+        assert_eq!(config.trusted_proxies.len(), 3);
+        assert!(config.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!config.trusted_proxies[1].contains("127.0.0.2".parse().unwrap()));
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod app;
 pub mod billing;
 /// The command line: `serve`, `migrate`, `admin create`, `healthcheck`.
 pub mod cli;
+/// The client's address, through trusted reverse proxies only.
+pub mod client_ip;
 /// Typed configuration from defaults, a TOML file and the environment.
 pub mod config;
 /// The server-rendered console and its static assets.

@@ -48,13 +48,16 @@ pub fn is_acceptable_client_id(value: &HeaderValue) -> bool {
         && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// The span for one HTTP request; `request_id` is on every event inside it.
+/// The span for one HTTP request; `request_id` and the client's address (through trusted
+/// proxies only: `crate::client_ip`) are on every event inside it.
 pub fn request_span<B>(request: &Request<B>) -> Span {
     let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    let client_ip = request.extensions().get::<crate::client_ip::ClientIp>().and_then(|c| c.0);
     tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %request.method(),
         path = %request.uri().path(),
+        client_ip = %client_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
     )
 }

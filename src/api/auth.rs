@@ -33,9 +33,9 @@ pub struct AdminAuth {
     pub actor: Actor,
 }
 
-/// The client's address, when known.
+/// The client's address, when known (through trusted proxies only).
 fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+    crate::client_ip::of(parts).0
 }
 
 fn is_root_token(state: &AppState, presented: &str) -> bool {

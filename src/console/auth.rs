@@ -7,28 +7,23 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{Layout, csrf};
+use super::Layout;
 use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::money::Money;
-use crate::domain::password;
+use crate::services::passwords;
 use crate::services::signup::{self, SignupError, SignupInput, SignupOutcome};
 use crate::state::AppState;
 
 pub(super) const USER_KEY: &str = "user_id";
-
-/// A real hash of a random password, checked for unknown emails so they take as long as known ones.
-static DECOY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| password::hash(&password::generate()).unwrap_or_default());
 
 /// The logged-in user; pages that need one redirect to `/login` without it.
 pub struct CurrentUser {
@@ -67,14 +62,15 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
-/// The client's address, when the server knows it (tests and Unix sockets may not).
+/// The client's address, when the server knows it (tests and Unix sockets may not); through
+/// trusted proxies only (`crate::client_ip`).
 pub struct ClientAddr(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+        Ok(Self(crate::client_ip::of(parts).0))
     }
 }
 
@@ -148,7 +144,9 @@ pub async fn login(
     layout: Layout,
     Form(form): Form<Credentials>,
 ) -> Response {
-    if let Err(wait) = state.login_throttle().check(ip, &form.email) {
+    // The slot is taken before the password is checked, keyed by the submitted email whether or
+    // not it has an account: concurrent guesses cannot all slip through, and a 429 says nothing.
+    if let Err(wait) = state.login_throttle().attempt(ip, LOGIN, Some(&form.email)) {
         return too_many(wait);
     }
     let found = match Email::parse(&form.email) {
@@ -156,14 +154,16 @@ pub async fn login(
         Err(_) => None,
     };
     let (id, hash, active) = match found {
-        Some((id, hash, status)) => (Some(id), hash, status == "active"),
-        None => (None, DECOY_HASH.clone(), false),
+        Some((id, hash, status)) => (Some(id), Some(hash), status == "active"),
+        None => (None, None, false),
     };
-    let plain = form.password.clone();
-    let matches = tokio::task::spawn_blocking(move || password::verify(&plain, &hash)).await.unwrap_or(false);
+    let Ok(matches) = passwords::verify(form.password.clone(), hash).await else {
+        state.login_throttle().give_back(ip, LOGIN, &form.email);
+        return busy();
+    };
     match id {
         Some(id) if matches && active => {
-            state.login_throttle().succeeded(ip, &form.email);
+            state.login_throttle().succeeded(ip, LOGIN, &form.email);
             if let Some(response) = unverified(&state, id, &layout).await {
                 return response;
             }
@@ -173,7 +173,6 @@ pub async fn login(
             Redirect::to("/console").into_response()
         }
         _ => {
-            state.login_throttle().failed(ip, &form.email);
             let error = Some(layout.t("Incorrect email or password."));
             let page = LoginPage { layout, email: form.email, error, notice: None };
             (StatusCode::UNAUTHORIZED, page).into_response()
@@ -181,8 +180,19 @@ pub async fn login(
     }
 }
 
+/// The throttle's scope for logins (reset links clear it: `console::recovery`).
+pub(super) const LOGIN: &str = "login";
+
+/// 503 with `Retry-After`, when password hashing is saturated (`services::passwords`): the same
+/// answer for every account, given before any account is looked at.
+pub(super) fn busy() -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, "The server is busy. Try again in a moment.").into_response();
+    response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
+    response
+}
+
 /// 429 with `Retry-After`, for a client over the throttle's limits.
-fn too_many(wait: std::time::Duration) -> Response {
+pub(super) fn too_many(wait: std::time::Duration) -> Response {
     let minutes = wait.as_secs().div_ceil(60).max(1);
     let message = format!("Too many attempts. Try again in {minutes} minute(s), or reset your password.");
     let mut response = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
@@ -192,10 +202,10 @@ fn too_many(wait: std::time::Duration) -> Response {
     response
 }
 
-/// Starts the user's session: a new session id (a fixated id from before is worthless) and a new
-/// CSRF token. False when the session store failed.
+/// Starts the user's session (the first row written for this visitor): a new session id, so a
+/// fixated id from before is worthless and the CSRF token, bound to the id, changes too. False
+/// when the session store failed.
 async fn log_in(session: &Session, id: i64) -> bool {
-    csrf::rotate(session).await;
     session.cycle_id().await.is_ok() && session.insert(USER_KEY, id).await.is_ok()
 }
 
@@ -253,11 +263,9 @@ pub async fn signup(
 ) -> Response {
     // Every attempt counts, per address and per email: nobody mass-creates accounts or mails
     // one inbox over and over.
-    let throttle_key = format!("signup:{}", form.email.trim().to_lowercase());
-    if let Err(wait) = state.login_throttle().check(ip, &throttle_key) {
+    if let Err(wait) = state.login_throttle().attempt(ip, "signup", Some(&form.email)) {
         return too_many(wait);
     }
-    state.login_throttle().failed(ip, &throttle_key);
     let input = SignupInput {
         email: form.email.clone(),
         password: form.password,
@@ -279,6 +287,7 @@ pub async fn signup(
             )
             .into_response();
         }
+        Err(SignupError::Busy) => return busy(),
         Err(SignupError::Internal(e)) => {
             tracing::error!(error = %e, "signup failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();

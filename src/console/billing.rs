@@ -134,8 +134,10 @@ pub async fn redeem(
     user: CurrentUser,
     Form(form): Form<RedeemForm>,
 ) -> Response {
-    let throttle_key = format!("redeem:{}", user.id);
-    if state.login_throttle().check(ip, &throttle_key).is_err() {
+    // The slot is taken before the code is tried (so concurrent guesses cannot all pass) and
+    // given back when the code was good.
+    let account = user.id.to_string();
+    if state.login_throttle().attempt(ip, "redeem", Some(&account)).is_err() {
         let balance = user.balance.clone();
         let error = user.layout.t("Too many attempts. Try again later.");
         return render(&state, &user, balance, Outcome { error: Some(error), ..Outcome::default() }).await;
@@ -143,6 +145,7 @@ pub async fn redeem(
     let code = form.code.trim();
     match billing::redeem(state.db(), user.id, code).await {
         Ok((amount, balance)) => {
+            state.login_throttle().succeeded(ip, "redeem", &account);
             let message = user
                 .layout
                 .t("Redeemed: {amount} added to your balance.")
@@ -151,7 +154,6 @@ pub async fn redeem(
             render(&state, &user, Money(balance).to_string(), outcome).await
         }
         Err(RedeemError::Invalid) => {
-            state.login_throttle().failed(ip, &throttle_key);
             let balance = user.balance.clone();
             // RedeemError::Invalid's text, in the viewer's language.
             let error = user.layout.t("This code is not valid, has expired or was already used.");

@@ -416,6 +416,13 @@ pub const ZH: &[(&str, &str)] = &[
     ("Adjustment", "余额调整"),
     ("Other", "其他"),
     ("Too many attempts. Try again later.", "尝试次数过多，请稍后再试。"),
+    ("The server is busy. Try again in a moment.", "服务器繁忙，请稍后再试。"),
+    ("This form was refused", "表单被拒绝"),
+    ("This form has expired. Go back, reload the page and try again.", "表单已过期。请返回、刷新页面后重试。"),
+    (
+        "This form was sent from another site, so it was refused. Open this site directly and try again.",
+        "该表单来自其他网站，已被拒绝。请直接打开本站后重试。",
+    ),
     ("Redeemed: {amount} added to your balance.", "兑换成功：{amount} 已计入你的余额。"),
     ("This code is not valid, has expired or was already used.", "该兑换码无效、已过期或已被使用。"),
     // Invitations (templates/invitations.html).

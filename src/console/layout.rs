@@ -1,5 +1,5 @@
 //! What every full page's layout (`templates/base.html`) needs, taken from the request: the
-//! site's name and announcement, the session's CSRF token (for forms and htmx's header), the
+//! site's name and announcement, the request's CSRF token (for forms and htmx's header), the
 //! viewer's language (cookie, else `Accept-Language`) and colour theme (cookie, else the
 //! system's), and whether someone is logged in. Handlers take it as an extractor.
 
@@ -105,7 +105,7 @@ impl FromRequestParts<AppState> for Layout {
             css_url: assets::url("app.css"),
             htmx_url: assets::url("htmx.min.js"),
             app_js_url: assets::url("app.js"),
-            csrf: csrf::token(&session).await,
+            csrf: csrf::token(state, parts, &session, user_id.is_some()),
             lang: language(&parts.headers),
             theme,
             logged_in: user_id.is_some(),

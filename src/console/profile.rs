@@ -140,16 +140,20 @@ pub async fn change_password(
         Err(e) => return failed(&e),
     };
     let current = form.current.clone();
-    if !tokio::task::spawn_blocking(move || password::verify(&current, &hash)).await.unwrap_or(false) {
+    let Ok(matches) = crate::services::passwords::verify(current, Some(hash)).await else {
+        return super::auth::busy();
+    };
+    if !matches {
         return render(&state, &user, None, Some("The current password is not right.".into())).await;
     }
     if let Err(message) = password::validate(&form.new) {
         return render(&state, &user, None, Some(message)).await;
     }
     let new = form.new.clone();
-    let hashed = match tokio::task::spawn_blocking(move || password::hash(&new)).await {
+    let hashed = match crate::services::passwords::hash(new).await {
         Ok(Ok(hash)) => hash,
-        _ => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Ok(Err(_)) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(_) => return super::auth::busy(),
     };
     if let Err(e) = users::set_password_hash(state.db().writer(), user.id, &hashed).await {
         return failed(&e);

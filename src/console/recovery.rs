@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::Layout;
-use super::auth::{ClientAddr, NoticePage};
+use super::auth::{ClientAddr, LOGIN, NoticePage, busy, too_many};
 use crate::services::recovery::{self, ResetError};
 use crate::services::signup::{self, Verified};
 use crate::state::AppState;
@@ -109,12 +109,11 @@ pub async fn forgot(
         return no_mail(layout);
     }
     let email = form.email.trim().to_lowercase();
-    let throttle_key = format!("reset:{email}");
-    if state.login_throttle().check(ip, &throttle_key).is_ok() {
-        state.login_throttle().failed(ip, &throttle_key);
-        if let Err(e) = recovery::request_reset(&state, &email, layout.lang).await {
-            return failed(&e);
-        }
+    // Over the limit, no mail goes out, and the answer stays the same.
+    if state.login_throttle().attempt(ip, "forgot", Some(&email)).is_ok()
+        && let Err(e) = recovery::request_reset(&state, &email, layout.lang).await
+    {
+        return failed(&e);
     }
     NoticePage::new(
         layout,
@@ -146,12 +145,27 @@ pub struct ResetForm {
 }
 
 /// `POST /reset-password`: sets the password, signs out every session (and revokes the access
-/// tokens, unless the box was unticked), then to the login page.
-pub async fn reset(State(state): State<AppState>, layout: Layout, Form(form): Form<ResetForm>) -> Response {
+/// tokens, unless the box was unticked), then to the login page. Every attempt counts towards the
+/// client's throttle (the token is checked before any hashing, but a flood of bogus tokens still
+/// costs lookups).
+pub async fn reset(
+    State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
+    layout: Layout,
+    Form(form): Form<ResetForm>,
+) -> Response {
+    if let Err(wait) = state.login_throttle().attempt(ip, "reset-password", None) {
+        return too_many(wait);
+    }
     let revoke_tokens =
         super::profile::revoke_tokens_chosen(form.revoke_tokens.as_deref(), form.tokens_choice.as_deref());
     match recovery::reset_password(&state, &form.token, &form.password, revoke_tokens).await {
-        Ok(_) => Redirect::to("/login?done=reset").into_response(),
+        Ok(email) => {
+            // The link proved the inbox: logins to the account are open again from everywhere.
+            state.login_throttle().clear_account(LOGIN, &email);
+            Redirect::to("/login?done=reset").into_response()
+        }
+        Err(ResetError::Busy) => busy(),
         Err(ResetError::WeakPassword(message)) => {
             let page = ResetPasswordPage { layout, token: form.token, error: Some(message) };
             (StatusCode::BAD_REQUEST, page).into_response()

@@ -4,12 +4,12 @@
 //! invalidate their entries at once) and the per-key requests-per-minute limit.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use hashlink::LruCache;
 
@@ -263,7 +263,7 @@ impl FromRequestParts<AppState> for ApiKeyAuth {
         }
         let grant =
             state.gateway().keys.lookup(state, api_key::hash(secret)).await?.ok_or(GatewayError::InvalidApiKey)?;
-        let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let client_ip = crate::client_ip::of(parts).0;
         let expired = grant.expires_at.is_some_and(|t| t <= now_ms());
         if !grant.active || expired || !grant.may_connect_from(client_ip) {
             return Err(GatewayError::InvalidApiKey);

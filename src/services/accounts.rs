@@ -54,7 +54,7 @@ pub async fn ensure_root_admin(db: &Db, email: &str, configured: Option<&Secret>
 pub async fn create_or_reset_admin(db: &Db, email: &Email, password: &str) -> Result<(), AccountError> {
     password::validate(password).map_err(AccountError::Invalid)?;
     let owned = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&owned))
+    let hash = crate::services::passwords::hash(owned)
         .await
         .map_err(|e| AccountError::Invalid(format!("hashing failed: {e}")))?
         .map_err(AccountError::Invalid)?;

@@ -15,6 +15,7 @@ pub mod key_admin;
 pub mod keys;
 pub mod low_balance;
 pub mod monitoring;
+pub mod passwords;
 pub mod payments;
 pub mod price_admin;
 pub mod price_defaults;

@@ -75,6 +75,9 @@ pub enum ResetError {
     WeakPassword(String),
     #[error("This link is not valid any more: it was used or has expired. Ask for a new one.")]
     BadLink,
+    /// Password hashing is saturated (`services::passwords`).
+    #[error("The server is busy. Try again in a moment.")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -86,20 +89,25 @@ impl From<sqlx::Error> for ResetError {
 }
 
 /// Sets the new password with a reset link, ends every session of the account (and, if asked,
-/// revokes its access tokens), and marks the address verified (the link proved the inbox). The
-/// link is used only when the password is acceptable, so a typo does not cost the user their link.
+/// revokes its access tokens), and marks the address verified (the link proved the inbox); the
+/// account's email. The link is checked first, with a lookup by its hash, so a bogus or spent one
+/// costs no password hash; it is used only when the password is acceptable, so a typo does not
+/// cost the user their link.
 pub async fn reset_password(
     state: &AppState,
     secret: &str,
     new_password: &str,
     revoke_tokens: bool,
-) -> Result<i64, ResetError> {
+) -> Result<String, ResetError> {
+    if !reset_link_is_open(state, secret).await? {
+        return Err(ResetError::BadLink);
+    }
     password::validate(new_password).map_err(ResetError::WeakPassword)?;
-    let plain = new_password.to_string();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&plain))
+    let hash = crate::services::passwords::hash(new_password.to_string())
         .await
-        .map_err(|e| ResetError::Internal(e.to_string()))?
+        .map_err(|_| ResetError::Busy)?
         .map_err(ResetError::Internal)?;
+    // Claimed only now: two uses of one link race here, and exactly one wins.
     let claimed = email_tokens::claim(state.db().writer(), &token::hash(secret), Purpose::ResetPassword)
         .await?
         .ok_or(ResetError::BadLink)?;
@@ -111,7 +119,8 @@ pub async fn reset_password(
     if revoke_tokens {
         super::access_tokens::revoke_all(state, id).await?;
     }
-    Ok(id)
+    let email = users::verification(state.db().pool(), id).await?.map(|(email, _, _)| email).unwrap_or_default();
+    Ok(email)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -154,7 +163,10 @@ pub async fn change_email(
 ) -> Result<EmailChange, EmailChangeError> {
     let hash = users::password_hash(state.db().pool(), user_id).await?.ok_or(EmailChangeError::WrongPassword)?;
     let plain = current_password.to_string();
-    if !tokio::task::spawn_blocking(move || password::verify(&plain, &hash)).await.unwrap_or(false) {
+    if !crate::services::passwords::verify(plain, Some(hash))
+        .await
+        .map_err(|e| EmailChangeError::Internal(e.to_string()))?
+    {
         return Err(EmailChangeError::WrongPassword);
     }
     let email = Email::parse(new_email).map_err(EmailChangeError::Invalid)?;

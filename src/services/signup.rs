@@ -77,6 +77,9 @@ pub enum SignupError {
     EmailTaken,
     #[error("{0}")]
     Invalid(String),
+    /// Password hashing is saturated (`services::passwords`).
+    #[error("The server is busy. Try again in a moment.")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -108,10 +111,8 @@ pub async fn sign_up(state: &AppState, input: SignupInput) -> Result<SignupOutco
 
     // Hashing runs whether or not the address is taken, so both take the same time.
     let plain = input.password.clone();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&plain))
-        .await
-        .map_err(|e| SignupError::Internal(e.to_string()))?
-        .map_err(SignupError::Internal)?;
+    let hash =
+        crate::services::passwords::hash(plain).await.map_err(|_| SignupError::Busy)?.map_err(SignupError::Internal)?;
     let user = NewUser {
         email: &email,
         password_hash: &hash,

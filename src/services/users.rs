@@ -111,7 +111,7 @@ pub async fn create(state: &AppState, input: NewUserInput) -> Result<UserView, U
     let role = parse_role(input.role.as_deref())?;
     let group = existing_group(state, input.group.as_deref()).await?;
     let plain = input.password.clone();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&plain))
+    let hash = crate::services::passwords::hash(plain)
         .await
         .map_err(|e| UserError::Internal(e.to_string()))?
         .map_err(UserError::Internal)?;

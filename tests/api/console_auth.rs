@@ -92,6 +92,13 @@ impl<'a> Browser<'a> {
         self.log_in(crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD).await;
     }
 
+    /// Every cookie the browser holds, as a `Cookie` header (the session's and the anonymous
+    /// CSRF cookie among them).
+    pub fn cookies(&self) -> String {
+        let others = self.others.iter().map(|(name, value)| format!("{name}={value}"));
+        self.cookie.clone().into_iter().chain(others).collect::<Vec<_>>().join("; ")
+    }
+
     /// The CSRF token of the form on `path`.
     pub async fn csrf(&mut self, path: &str) -> String {
         let (_, _, page) = self.get(path).await;

@@ -98,7 +98,7 @@ async fn signup_is_verified_by_email_before_login_and_credits(backend: Backend) 
         .client
         .post(app.url("/signup"))
         .header("host", "evil.example")
-        .header("cookie", browser.cookie.clone().unwrap())
+        .header("cookie", browser.cookies())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()

@@ -86,7 +86,7 @@ async fn cookies_are_secure_when_the_site_is_https(backend: Backend) {
     let response = browser
         .client
         .post(app.url("/preferences"))
-        .header("cookie", browser.cookie.clone().unwrap())
+        .header("cookie", browser.cookies())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()

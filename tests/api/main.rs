@@ -29,6 +29,7 @@ mod fake_stripe;
 mod helpers;
 mod mail_sink;
 
+mod abuse_auth;
 mod abuse_channels;
 mod abuse_keys;
 mod abuse_operators;
