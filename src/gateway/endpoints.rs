@@ -3,6 +3,17 @@
 use crate::domain::pricing::Usage;
 use crate::providers::openai::RequestPeek;
 
+/// The output assumed for a reasoning model's request that sets no cap.
+pub const REASONING_DEFAULT_MAX_TOKENS: i64 = 32_768;
+
+/// Models that reason before answering, by name: OpenAI's o-series and GPT-5, DeepSeek's
+/// reasoner and R1, Qwen's QwQ, and any `…thinking…` variant.
+fn is_reasoning_model(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    ["o1", "o3", "o4", "gpt-5"].iter().any(|p| name.starts_with(p))
+        || ["reasoner", "thinking", "deepseek-r1", "qwq"].iter().any(|p| name.contains(p))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     ChatCompletions,
@@ -68,12 +79,22 @@ impl Endpoint {
         matches!(self, Self::ChatCompletions | Self::Completions)
     }
 
+    /// The output a request without a cap is assumed to write: reasoning models think at length
+    /// before they answer, so they get at least [`REASONING_DEFAULT_MAX_TOKENS`].
+    pub fn default_max_tokens(model: &str, peek: &RequestPeek<'_>, configured: i64) -> i64 {
+        if peek.wants_reasoning() || is_reasoning_model(model) {
+            configured.max(REASONING_DEFAULT_MAX_TOKENS)
+        } else {
+            configured
+        }
+    }
+
     /// The usage assumed for the hold, before the upstream answers.
     pub fn estimate(self, peek: &RequestPeek<'_>, prompt_tokens: i64, default_max_tokens: i64) -> Usage {
         let base = Usage { prompt_tokens, ..Usage::default() };
         match self {
             Self::ChatCompletions | Self::Completions | Self::Responses | Self::Messages | Self::GeminiGenerate => {
-                let n = peek.n.unwrap_or(1).clamp(1, 128);
+                let n = peek.choices().unwrap_or(1).clamp(1, 128);
                 Usage { completion_tokens: peek.max_output().unwrap_or(default_max_tokens).saturating_mul(n), ..base }
             }
             Self::Embeddings | Self::Moderations => base,

@@ -100,6 +100,9 @@ async fn relay_inner(
         param: Some("model"),
     })?;
     let model = model.to_string();
+    if form.is_none() {
+        check_request(endpoint, &peek)?;
+    }
     let stream = peek.is_stream();
     if stream && !endpoint.streams() {
         return Err(GatewayError::BadRequest {
@@ -130,7 +133,8 @@ async fn relay_inner(
     let rule = TokenRule::for_model(&model);
     let prompt_estimate = rule.apply(openai::text_tokens(&body)).max(1);
     let hold_prompt = prompt_estimate.max(bytes_floor(body.len()));
-    let estimate = endpoint.estimate(&peek, hold_prompt, config.default_max_tokens);
+    let default_max = Endpoint::default_max_tokens(&model, &peek, config.default_max_tokens);
+    let estimate = endpoint.estimate(&peek, hold_prompt, default_max);
     let mut hold_amount = price.cost(&estimate, multiplier).min(config.max_hold);
     if price.is_set() && multiplier > 0 {
         // A priced model never runs on an empty balance.
@@ -226,6 +230,30 @@ async fn relay_inner(
     }
     settlement.finish(last_error.status().as_u16(), Some(last_error.class()));
     Err(last_error)
+}
+
+/// Refuses, before any hold or upstream call, what the API being imitated refuses: sizes and
+/// sampling values out of range, `/v1/messages` without `max_tokens` (Anthropic requires it), and
+/// server-side tools the upstream would bill per call, beyond what the gateway can price.
+fn check_request(endpoint: Endpoint, peek: &RequestPeek<'_>) -> Result<(), GatewayError> {
+    let temperature_max = if endpoint == Endpoint::Messages { 1.0 } else { 2.0 };
+    peek.check_ranges(temperature_max)
+        .map_err(|(message, param)| GatewayError::BadRequest { message, param: Some(param) })?;
+    if endpoint == Endpoint::Messages && peek.max_tokens.is_none() {
+        return Err(GatewayError::BadRequest {
+            message: "max_tokens: Field required".into(),
+            param: Some("max_tokens"),
+        });
+    }
+    if let Some(tool) = peek.server_tool() {
+        return Err(GatewayError::BadRequest {
+            message: format!(
+                "The server-side tool `{tool}` is billed per call by the provider and is not available through this gateway."
+            ),
+            param: Some("tools"),
+        });
+    }
+    Ok(())
 }
 
 /// Sends one tiny chat completion for `model` through the channel, the way requests go (its

@@ -33,7 +33,75 @@ pub struct RequestPeek<'a> {
     /// Text input of speech, embeddings and moderation requests.
     #[serde(borrow, default)]
     pub input: Option<&'a RawValue>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Gemini's request options (its own API).
+    #[serde(default, rename = "generationConfig")]
+    pub generation_config: Option<GenerationConfig>,
+    /// Bedrock Converse's request options.
+    #[serde(default, rename = "inferenceConfig")]
+    pub inference_config: Option<InferenceConfig>,
+    /// OpenAI's reasoning models (`reasoning_effort`, the Responses API's `reasoning`) and
+    /// Anthropic's extended thinking ask for hidden output the hold must cover.
+    #[serde(default)]
+    pub reasoning_effort: Option<&'a RawValue>,
+    #[serde(default)]
+    pub reasoning: Option<&'a RawValue>,
+    #[serde(default)]
+    pub thinking: Option<&'a RawValue>,
+    /// Tools, read only for the server-side ones the upstream bills per call.
+    #[serde(borrow, default)]
+    pub tools: Option<Vec<ToolPeek<'a>>>,
+    /// Chat completions' built-in web search.
+    #[serde(default)]
+    pub web_search_options: Option<&'a RawValue>,
 }
+
+/// What the gateway reads of a tool: its type (OpenAI, Anthropic) or Gemini's built-in members.
+#[derive(Debug, Default, Deserialize)]
+pub struct ToolPeek<'a> {
+    #[serde(borrow, default, rename = "type")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(default, rename = "googleSearch", alias = "google_search")]
+    pub google_search: Option<&'a RawValue>,
+    #[serde(default, rename = "googleSearchRetrieval", alias = "google_search_retrieval")]
+    pub google_search_retrieval: Option<&'a RawValue>,
+    #[serde(default, rename = "codeExecution", alias = "code_execution")]
+    pub code_execution: Option<&'a RawValue>,
+    #[serde(default, rename = "urlContext", alias = "url_context")]
+    pub url_context: Option<&'a RawValue>,
+}
+
+/// Tool types the provider runs itself and bills per call (search, fetch, code execution, file
+/// search, image generation), beside the tokens: the gateway cannot price those calls.
+const SERVER_TOOL_PREFIXES: [&str; 6] =
+    ["web_search", "web_fetch", "code_execution", "code_interpreter", "file_search", "image_generation"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerationConfig {
+    #[serde(default)]
+    pub max_output_tokens: Option<i64>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub candidate_count: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceConfig {
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+}
+
+/// The largest output cap the gateway passes on: no model writes more; a larger one is a mistake
+/// or an attack on the hold.
+pub const MAX_OUTPUT_TOKENS: i64 = 1 << 21;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct StreamOptions {
@@ -54,9 +122,93 @@ impl RequestPeek<'_> {
         self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
     }
 
-    /// The output-token ceiling the client set, if any.
+    /// The output-token ceiling the client set, if any, in any protocol's field.
     pub fn max_output(&self) -> Option<i64> {
-        self.max_completion_tokens.or(self.max_tokens).or(self.max_output_tokens).filter(|n| *n > 0)
+        self.max_completion_tokens
+            .or(self.max_tokens)
+            .or(self.max_output_tokens)
+            .or(self.generation_config.as_ref().and_then(|g| g.max_output_tokens))
+            .or(self.inference_config.as_ref().and_then(|c| c.max_tokens))
+            .filter(|n| *n > 0)
+    }
+
+    /// How many answers the request asks for (`n`, Gemini's `candidateCount`).
+    pub fn choices(&self) -> Option<i64> {
+        self.n.or(self.generation_config.as_ref().and_then(|g| g.candidate_count))
+    }
+
+    /// The first server-side tool the request asks for, which the upstream would bill per call.
+    pub fn server_tool(&self) -> Option<String> {
+        if self.web_search_options.is_some_and(|v| v.get() != "null") {
+            return Some("web_search_options".into());
+        }
+        self.tools.iter().flatten().find_map(|tool| {
+            let gemini = [
+                ("googleSearch", tool.google_search),
+                ("googleSearchRetrieval", tool.google_search_retrieval),
+                ("codeExecution", tool.code_execution),
+                ("urlContext", tool.url_context),
+            ];
+            if let Some((name, _)) = gemini.iter().find(|(_, v)| v.is_some()) {
+                return Some((*name).to_string());
+            }
+            let kind = tool.kind.as_deref()?;
+            SERVER_TOOL_PREFIXES.iter().any(|p| kind.starts_with(p)).then(|| kind.to_string())
+        })
+    }
+
+    /// The request asks for reasoning (hidden output tokens).
+    pub fn wants_reasoning(&self) -> bool {
+        let set = |v: Option<&RawValue>| v.is_some_and(|v| v.get() != "null");
+        set(self.reasoning_effort) || set(self.reasoning) || self.thinking.is_some_and(|t| t.get().contains("enabled"))
+    }
+
+    /// Checks the sampling and size fields as OpenAI's API does: `(message, param)` of the first
+    /// one out of range. `temperature_max` is 2 for OpenAI and Gemini, 1 for Anthropic.
+    pub fn check_ranges(&self, temperature_max: f64) -> Result<(), (String, &'static str)> {
+        let generation = self.generation_config.as_ref();
+        let caps = [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+            ("max_output_tokens", self.max_output_tokens),
+            ("generationConfig.maxOutputTokens", generation.and_then(|g| g.max_output_tokens)),
+            ("inferenceConfig.maxTokens", self.inference_config.as_ref().and_then(|c| c.max_tokens)),
+        ];
+        for (param, value) in caps {
+            if let Some(value) = value.filter(|v| !(1..=MAX_OUTPUT_TOKENS).contains(v)) {
+                return Err((
+                    format!(
+                        "Invalid '{param}': expected a value from 1 to {MAX_OUTPUT_TOKENS}, but got {value} instead."
+                    ),
+                    param,
+                ));
+            }
+        }
+        for (param, value) in
+            [("n", self.n), ("generationConfig.candidateCount", generation.and_then(|g| g.candidate_count))]
+        {
+            if let Some(value) = value.filter(|v| !(1..=128).contains(v)) {
+                return Err((
+                    format!("Invalid '{param}': expected a value from 1 to 128, but got {value} instead."),
+                    param,
+                ));
+            }
+        }
+        let samplers = [
+            ("temperature", self.temperature, temperature_max),
+            ("generationConfig.temperature", generation.and_then(|g| g.temperature), 2.0),
+            ("top_p", self.top_p, 1.0),
+            ("generationConfig.topP", generation.and_then(|g| g.top_p), 1.0),
+        ];
+        for (param, value, max) in samplers {
+            if let Some(value) = value.filter(|v| !(0.0..=max).contains(v)) {
+                return Err((
+                    format!("Invalid '{param}': expected a value from 0 to {max}, but got {value} instead."),
+                    param,
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Characters of a plain-string `input` (speech is priced per character).

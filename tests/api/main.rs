@@ -33,6 +33,7 @@ mod abuse_auth;
 mod abuse_channels;
 mod abuse_keys;
 mod abuse_operators;
+mod abuse_requests;
 mod admin;
 mod admin_channels;
 mod admin_console;
