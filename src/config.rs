@@ -239,6 +239,9 @@ pub struct GatewayConfig {
     pub channel_retest: Duration,
     /// How long cached keys and routing data may be stale when another replica changes them.
     pub cache_ttl: Duration,
+    /// How often this process renews its balance leases, reconciles them with the database and
+    /// ends other holders' expired ones. Below half a lease's lifetime, so leases stay usable.
+    pub lease_renew: Duration,
     /// Image URLs fetched for providers that need inline bytes: the largest image, the time
     /// allowed, and whether loopback addresses may be fetched (local development and tests only;
     /// private, link-local and metadata addresses are refused regardless).
@@ -300,6 +303,7 @@ settings! {
     ALLOW_UNPRICED_MODELS => "allow_unpriced_models", "BURNCLOUD_ALLOW_UNPRICED_MODELS";
     CHANNEL_RETEST_SECS => "channel_retest_secs", "BURNCLOUD_CHANNEL_RETEST_SECS";
     CACHE_TTL_SECS => "cache_ttl_secs", "BURNCLOUD_CACHE_TTL_SECS";
+    LEASE_RENEW_SECS => "lease_renew_secs", "BURNCLOUD_LEASE_RENEW_SECS";
     IMAGE_FETCH_MAX_BYTES => "image_fetch_max_bytes", "BURNCLOUD_IMAGE_FETCH_MAX_BYTES";
     IMAGE_FETCH_TIMEOUT_SECS => "image_fetch_timeout_secs", "BURNCLOUD_IMAGE_FETCH_TIMEOUT_SECS";
     IMAGE_FETCH_ALLOW_LOOPBACK => "image_fetch_allow_loopback", "BURNCLOUD_IMAGE_FETCH_ALLOW_LOOPBACK";
@@ -427,6 +431,8 @@ impl Config {
             allow_unpriced_models: boolean(get(&ALLOW_UNPRICED_MODELS), &ALLOW_UNPRICED_MODELS, false)?,
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
             cache_ttl: secs(get(&CACHE_TTL_SECS), &CACHE_TTL_SECS, 30)?,
+            // At most 20 s: a lease lives 60 s and is used for 30 s after a renewal.
+            lease_renew: number(get(&LEASE_RENEW_SECS), &LEASE_RENEW_SECS, 10, 1..=20).map(Duration::from_secs)?,
             image_fetch_max_bytes: number(
                 get(&IMAGE_FETCH_MAX_BYTES),
                 &IMAGE_FETCH_MAX_BYTES,
