@@ -290,7 +290,7 @@ fn spawn_maintenance(state: &AppState) {
             crate::services::site::reload(&s).await;
         })
     });
-    every(lease::RENEW_EVERY, |s| {
+    every(config.lease_renew, |s| {
         Box::pin(async move {
             if let Err(e) = s.billing().leases().renew(s.db()).await {
                 tracing::warn!(error = %e, "renewing balance leases failed");
@@ -314,10 +314,11 @@ fn spawn_maintenance(state: &AppState) {
     });
 }
 
-/// Ends expired leases (and all of `holder`'s), returning their reservations to the users.
+/// Ends leases expired by the database's clock (and all of `holder`'s), returning their
+/// reservations to the users.
 async fn end_stale_leases(db: &crate::db::Db, holder: Option<&str>) -> Result<(), sqlx::Error> {
     let mut tx = db.writer().begin().await?;
-    let ended = crate::db::leases::end_stale(&mut tx, crate::domain::time::now_ms(), holder).await?;
+    let ended = crate::db::leases::end_stale(&mut tx, holder).await?;
     tx.commit().await?;
     if ended > 0 {
         tracing::info!(ended, "ended balance leases left by a stopped process");

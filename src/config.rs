@@ -246,6 +246,9 @@ pub struct GatewayConfig {
     pub cache_ttl: Duration,
     /// How many known API keys the gateway's key cache holds (least recently used go first).
     pub key_cache_entries: usize,
+    /// How often this process renews its balance leases, reconciles them with the database and
+    /// ends other holders' expired ones. Below half a lease's lifetime, so leases stay usable.
+    pub lease_renew: Duration,
     /// Image URLs fetched for providers that need inline bytes: the largest image, the time
     /// allowed, and whether loopback addresses may be fetched (local development and tests only;
     /// private, link-local and metadata addresses are refused regardless).
@@ -309,6 +312,7 @@ settings! {
     CHANNEL_RETEST_SECS => "channel_retest_secs", "BURNCLOUD_CHANNEL_RETEST_SECS";
     CACHE_TTL_SECS => "cache_ttl_secs", "BURNCLOUD_CACHE_TTL_SECS";
     KEY_CACHE_ENTRIES => "key_cache_entries", "BURNCLOUD_KEY_CACHE_ENTRIES";
+    LEASE_RENEW_SECS => "lease_renew_secs", "BURNCLOUD_LEASE_RENEW_SECS";
     IMAGE_FETCH_MAX_BYTES => "image_fetch_max_bytes", "BURNCLOUD_IMAGE_FETCH_MAX_BYTES";
     IMAGE_FETCH_TIMEOUT_SECS => "image_fetch_timeout_secs", "BURNCLOUD_IMAGE_FETCH_TIMEOUT_SECS";
     IMAGE_FETCH_ALLOW_LOOPBACK => "image_fetch_allow_loopback", "BURNCLOUD_IMAGE_FETCH_ALLOW_LOOPBACK";
@@ -439,6 +443,8 @@ impl Config {
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
             cache_ttl: secs(get(&CACHE_TTL_SECS), &CACHE_TTL_SECS, 30)?,
             key_cache_entries: number(get(&KEY_CACHE_ENTRIES), &KEY_CACHE_ENTRIES, 100_000, 100..=10_000_000)?,
+            // At most 20 s: a lease lives 60 s and is used for 30 s after a renewal.
+            lease_renew: number(get(&LEASE_RENEW_SECS), &LEASE_RENEW_SECS, 10, 1..=20).map(Duration::from_secs)?,
             image_fetch_max_bytes: number(
                 get(&IMAGE_FETCH_MAX_BYTES),
                 &IMAGE_FETCH_MAX_BYTES,

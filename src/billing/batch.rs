@@ -8,8 +8,17 @@
 //! own, first, since requests wait for them. If a batch fails as a whole, its operations are
 //! retried one at a time, so one bad operation cannot fail the others; when the writer is gone
 //! (shutdown), operations apply directly, one transaction each.
+//!
+//! Retrying is safe because every settlement carries a unique key, written with its request log
+//! row (unique) and its ledger rows (unique idempotency keys) in the transaction that charges it:
+//! a retry first looks its keys up and skips the settlements already committed, answering with
+//! what they charged. So a COMMIT that went through but whose acknowledgement was lost (the
+//! connection died) never charges twice; and should a retry race the first commit, the unique
+//! keys make it fail and roll back whole.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::Acquire;
@@ -60,6 +69,27 @@ enum Op {
     GiveBack(GiveBack),
 }
 
+/// Test seam: faults the writer injects into its own commits.
+#[derive(Debug, Default)]
+struct Faults {
+    /// How many more commits of settlements report a failure after they committed, as a
+    /// connection lost before COMMIT's acknowledgement does.
+    lose_acks: AtomicU32,
+    /// How many were reported so far.
+    lost_acks: AtomicU32,
+}
+
+impl Faults {
+    /// True when this commit's acknowledgement is to be "lost".
+    fn lose_ack(&self) -> bool {
+        let armed = self.lose_acks.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if armed {
+            self.lost_acks.fetch_add(1, Ordering::SeqCst);
+        }
+        armed
+    }
+}
+
 /// The handle requests use.
 #[derive(Debug)]
 pub struct Batcher {
@@ -67,14 +97,27 @@ pub struct Batcher {
     db: Db,
     leases: Leases,
     unsettled: Semaphore,
+    faults: Arc<Faults>,
 }
 
 impl Batcher {
     /// Starts the writer task; it drains its queue and ends when `stop` is cancelled.
     pub fn start(db: Db, leases: Leases, stop: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let task = tokio::spawn(run(db.clone(), leases.holder().to_string(), rx, stop));
-        (Self { tx, db, leases, unsettled: Semaphore::new(MAX_UNSETTLED) }, task)
+        let faults = Arc::new(Faults::default());
+        let task = tokio::spawn(run(db.clone(), leases.holder().to_string(), rx, stop, faults.clone()));
+        (Self { tx, db, leases, unsettled: Semaphore::new(MAX_UNSETTLED), faults }, task)
+    }
+
+    /// Test seam: the next `n` commits of settlements report a failure although they committed
+    /// (as when the connection dies right after COMMIT), so the writer retries them.
+    pub fn lose_commit_acks(&self, n: u32) {
+        self.faults.lose_acks.store(n, Ordering::SeqCst);
+    }
+
+    /// How many commit acknowledgements `lose_commit_acks` made the writer lose so far.
+    pub fn lost_commit_acks(&self) -> u32 {
+        self.faults.lost_acks.load(Ordering::SeqCst)
     }
 
     pub fn leases(&self) -> &Leases {
@@ -122,6 +165,8 @@ impl Batcher {
 
     async fn charge(&self, hold: Hold, cost: i64, log: &mut RequestLog) -> Result<i64, BillingError> {
         let cost = cost.max(0);
+        // One key for every attempt: the attempts after a lost acknowledgement find it committed.
+        log.settle_key = Some(format!("settle:{}", crate::domain::token::random_alphanumeric(24)));
         let plan = if hold.amount == 0 && cost == 0 {
             ChargePlan { from_lease: 0, beyond: 0 }
         } else {
@@ -142,6 +187,8 @@ impl Batcher {
                 }
             }
         }
+        // Not charged: the lease row still reserves what the charge was to take from it.
+        self.leases.restore(hold.user_id, plan.from_lease);
         Err(last)
     }
 
@@ -156,7 +203,7 @@ impl Batcher {
     pub async fn give_back_idle(&self, idle: Duration) {
         for (user_id, amount) in self.leases.drain_idle(idle) {
             if let Err(e) = self.give_back(user_id, amount).await {
-                tracing::warn!(user_id, error = %e, "could not give a lease back; it ends when it expires");
+                tracing::warn!(user_id, error = %e, "could not give a lease back; it stays in memory");
             }
         }
     }
@@ -171,11 +218,18 @@ impl Batcher {
         }
     }
 
+    /// Gives `amount`, already drained from memory, back to the database; when the database
+    /// refuses, it returns to memory (the row still reserves it for this process, and renewals
+    /// keep it alive: forgotten, it would stay reserved for as long as the process lives).
     async fn give_back(&self, user_id: i64, amount: i64) -> Result<(), BillingError> {
         if amount == 0 {
             return Ok(());
         }
-        self.submit(|reply| Op::GiveBack(GiveBack { user_id, amount, reply })).await
+        let given = self.submit(|reply| Op::GiveBack(GiveBack { user_id, amount, reply })).await;
+        if given.is_err() {
+            self.leases.restore(user_id, amount);
+        }
+        given
     }
 
     /// Queues an operation for the writer and waits for its outcome; applies it directly when the
@@ -188,12 +242,12 @@ impl Batcher {
             return outcome;
         }
         let (reply, answer) = oneshot::channel();
-        apply(&self.db, self.leases.holder(), vec![op(reply)]).await;
+        apply(&self.db, self.leases.holder(), vec![op(reply)], &self.faults).await;
         answer.await.unwrap_or(Err(BillingError::WriterGone))
     }
 }
 
-async fn run(db: Db, holder: String, mut rx: mpsc::Receiver<Op>, stop: CancellationToken) {
+async fn run(db: Db, holder: String, mut rx: mpsc::Receiver<Op>, stop: CancellationToken, faults: Arc<Faults>) {
     loop {
         let first = tokio::select! {
             op = rx.recv() => op,
@@ -207,7 +261,7 @@ async fn run(db: Db, holder: String, mut rx: mpsc::Receiver<Op>, stop: Cancellat
                 Err(_) => break,
             }
         }
-        apply(&db, &holder, batch).await;
+        apply(&db, &holder, batch, &faults).await;
     }
     // Stopping: refuse new work (senders fall back to the direct path) and finish what is queued.
     rx.close();
@@ -216,11 +270,11 @@ async fn run(db: Db, holder: String, mut rx: mpsc::Receiver<Op>, stop: Cancellat
         rest.push(op);
     }
     if !rest.is_empty() {
-        apply(&db, &holder, rest).await;
+        apply(&db, &holder, rest, &faults).await;
     }
 }
 
-async fn apply(db: &Db, holder: &str, batch: Vec<Op>) {
+async fn apply(db: &Db, holder: &str, batch: Vec<Op>, faults: &Faults) {
     let mut key_holds = Vec::new();
     let mut charges = Vec::new();
     let mut give_backs = Vec::new();
@@ -252,7 +306,7 @@ async fn apply(db: &Db, holder: &str, batch: Vec<Op>) {
     if charges.is_empty() && give_backs.is_empty() {
         return;
     }
-    match apply_books(db, holder, &mut charges, &give_backs).await {
+    match apply_books(db, holder, &mut charges, &give_backs, faults).await {
         Ok(charged) => {
             for (op, charged) in charges.into_iter().zip(charged) {
                 let _ = op.reply.send(Ok(charged));
@@ -261,14 +315,22 @@ async fn apply(db: &Db, holder: &str, batch: Vec<Op>) {
                 let _ = op.reply.send(Ok(()));
             }
         }
+        Err(e) if charges.len() + give_backs.len() == 1 => {
+            // Nothing to separate: the caller retries (a charge) or keeps the amount (a give-back).
+            if let Some(op) = charges.pop() {
+                let _ = op.reply.send(Err(e.into()));
+            } else if let Some(op) = give_backs.pop() {
+                let _ = op.reply.send(Err(e.into()));
+            }
+        }
         Err(e) => {
             tracing::warn!(error = %e, "group commit of charges failed; applying one at a time");
             for mut op in charges {
-                let result = apply_books(db, holder, std::slice::from_mut(&mut op), &[]).await;
+                let result = apply_books(db, holder, std::slice::from_mut(&mut op), &[], faults).await;
                 let _ = op.reply.send(result.map(|c| c.first().copied().unwrap_or(0)).map_err(Into::into));
             }
             for op in give_backs {
-                let result = apply_books(db, holder, &mut [], std::slice::from_ref(&op)).await;
+                let result = apply_books(db, holder, &mut [], std::slice::from_ref(&op), faults).await;
                 let _ = op.reply.send(result.map(|_| ()).map_err(Into::into));
             }
         }
@@ -303,20 +365,35 @@ async fn apply_key_holds(db: &Db, holds: &[KeyHold]) -> Result<Vec<bool>, sqlx::
 
 /// Charges settled requests (per user at once, from the lease; beyond it from the unreserved
 /// balance), moves their keys' spend, gives leases back, and writes the ledger and log rows, in
-/// one transaction. Returns what each request was charged.
+/// one transaction. Returns what each request was charged. Settlements whose key is already in
+/// the database (committed by an earlier attempt) change nothing and return what they charged.
 async fn apply_books(
     db: &Db,
     holder: &str,
     charges: &mut [Charge],
     give_backs: &[GiveBack],
+    faults: &Faults,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let mut conn = db.writer().acquire().await?;
     let mut tx = conn.begin().await?;
-    let mut entries: Vec<(i64, i64, i64, usize)> = Vec::new(); // user, amount, balance after, charge index
     let mut charged = vec![0i64; charges.len()];
-    let mut beyond: Vec<i64> = charges.iter().map(|c| c.plan.beyond).collect();
+    let keys: Vec<&str> = charges.iter().filter_map(|c| c.log.settle_key.as_deref()).collect();
+    let done = request_logs::settled(&mut tx, &keys).await?;
+    let mut fresh = Vec::with_capacity(charges.len());
+    for (i, c) in charges.iter().enumerate() {
+        match c.log.settle_key.as_ref().and_then(|k| done.get(k)) {
+            Some(&cost) => charged[i] = cost,
+            None => fresh.push(i),
+        }
+    }
+    if fresh.len() < charges.len() {
+        tracing::info!(already = charges.len() - fresh.len(), "settlements committed by an earlier attempt skipped");
+    }
 
-    let from_lease = (0..charges.len()).filter(|&i| charges[i].plan.from_lease > 0);
+    // user, amount, balance after, charge index, from the lease (or beyond it)
+    let mut entries: Vec<(i64, i64, i64, usize, bool)> = Vec::new();
+    let mut beyond: Vec<i64> = charges.iter().map(|c| c.plan.beyond).collect();
+    let from_lease = fresh.iter().copied().filter(|&i| charges[i].plan.from_lease > 0);
     for (user, idxs) in group_by(from_lease, |i| charges[i].hold.user_id) {
         let total: i64 = idxs.iter().map(|&i| charges[i].plan.from_lease).sum();
         match leases::charge(&mut tx, user, holder, total).await? {
@@ -325,7 +402,7 @@ async fn apply_books(
                 for &i in &idxs {
                     after -= charges[i].plan.from_lease;
                     charged[i] += charges[i].plan.from_lease;
-                    entries.push((user, -charges[i].plan.from_lease, after, i));
+                    entries.push((user, -charges[i].plan.from_lease, after, i, true));
                 }
             }
             None => {
@@ -338,17 +415,17 @@ async fn apply_books(
             }
         }
     }
-    for (i, &more) in beyond.iter().enumerate() {
-        if more > 0 {
+    for &i in &fresh {
+        if beyond[i] > 0 {
             let user = charges[i].hold.user_id;
-            let (taken, after) = ledger::debit_up_to(&mut tx, user, more).await?;
+            let (taken, after) = ledger::debit_up_to(&mut tx, user, beyond[i]).await?;
             if taken > 0 {
                 charged[i] += taken;
-                entries.push((user, -taken, after, i));
+                entries.push((user, -taken, after, i, false));
             }
         }
     }
-    for (key, idxs) in group_by(0..charges.len(), |i| charges[i].hold.key_id) {
+    for (key, idxs) in group_by(fresh.iter().copied(), |i| charges[i].hold.key_id) {
         let delta: i64 = idxs.iter().map(|&i| charges[i].hold.key_delta(charged[i])).sum();
         ledger::key_adjust_spent(&mut tx, key, delta).await?;
     }
@@ -356,24 +433,40 @@ async fn apply_books(
         leases::give_back(&mut tx, g.user_id, holder, g.amount).await?;
     }
 
+    // Each ledger row carries its settlement's key (the part beyond the lease, a second row,
+    // a derived one), so the ledger alone also shows that no settlement was written twice.
+    let row_keys: Vec<Option<String>> = entries
+        .iter()
+        .map(|&(.., i, from_lease)| {
+            let key = charges[i].log.settle_key.as_deref()?;
+            Some(if from_lease { key.to_string() } else { format!("{key}:beyond") })
+        })
+        .collect();
     let rows: Vec<Entry<'_>> = entries
         .iter()
-        .map(|&(user_id, amount, balance_after, i)| Entry {
+        .zip(&row_keys)
+        .map(|(&(user_id, amount, balance_after, i, _), key)| Entry {
             user_id,
             kind: Kind::Settle,
             amount,
             balance_after,
             reference: Some(charges[i].log.request_id.as_str()),
             note: None,
-            idempotency_key: None,
+            idempotency_key: key.as_deref(),
         })
         .collect();
     ledger::insert_many(&mut tx, &rows).await?;
     for (op, cost) in charges.iter_mut().zip(&charged) {
         op.log.cost = *cost;
     }
-    let logs: Vec<&RequestLog> = charges.iter().map(|c| &c.log).collect();
+    let logs: Vec<&RequestLog> = fresh.iter().map(|&i| &charges[i].log).collect();
     request_logs::insert_many(&mut tx, &logs).await?;
     tx.commit().await?;
+    if !fresh.is_empty() && faults.lose_ack() {
+        return Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "injected fault: the COMMIT acknowledgement was lost",
+        )));
+    }
     Ok(charged)
 }

@@ -11,12 +11,19 @@
 //!   everyone else's debits see `users.leased`;
 //! - a process that crashes or loses the database stops renewing its leases; it stops admitting
 //!   after half the lease's lifetime, and any process ends leases past their expiry, returning
-//!   the reservation. A restart of the same holder ends its old leases at once.
+//!   the reservation. A restart of the same holder ends its old leases at once;
+//! - expiry is decided by the database's clock (the SQL computes it), never by a process's, so
+//!   replicas whose clocks disagree still agree on which leases are live;
+//! - memory never promises more than the database holds for this process: every renewal reads
+//!   the process's lease rows back and drops from memory what is no longer there (a lease ended
+//!   by another process or the sweeper); an amount the database refused to take back (a failed
+//!   give-back) or to charge stays in memory, still reserved, to be used or given back later.
 //!
 //! Requests in flight at a crash are not charged (their holds lived in memory); what they could
 //! cost is bounded by the holds of the requests in flight.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,8 +36,8 @@ use crate::domain::time::now_ms;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
-/// How often this process renews its leases (and ends other holders' expired ones).
-pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// A process clock further than this from the database's is worth a warning.
+const CLOCK_WARN_MS: i64 = 5_000;
 /// A lease unused for this long goes back to the user's balance.
 pub const IDLE_RETURN: Duration = Duration::from_secs(10);
 /// A new lease covers at least this many holds like the one that asked for it, or a quarter of
@@ -41,6 +48,10 @@ const HOLDS_PER_LEASE: i64 = 64;
 pub struct Leases {
     holder: String,
     inner: Mutex<Inner>,
+    /// Test seam: how far this process's wall clock is off, as the lease code reads it.
+    skew_ms: AtomicI64,
+    /// This process's clock minus the database's, measured at the last renewal.
+    clock_offset_ms: AtomicI64,
 }
 
 #[derive(Debug)]
@@ -60,11 +71,14 @@ struct UserLease {
     last_used: Instant,
     /// One lease request per user at a time; the others wait and use what it brought.
     taking: Arc<tokio::sync::Mutex<()>>,
+    /// Counts the leases taken, so a renewal can tell that its view of the database may predate
+    /// one and must not be reconciled against.
+    takes: u64,
 }
 
 impl UserLease {
     fn new(now: Instant) -> Self {
-        Self { available: 0, held: 0, last_used: now, taking: Arc::default() }
+        Self { available: 0, held: 0, last_used: now, taking: Arc::default(), takes: 0 }
     }
 }
 
@@ -81,7 +95,34 @@ impl Leases {
     /// sharing the database and stable across restarts (see [`holder_name`]).
     pub fn new(holder: String) -> Self {
         let valid_until = Instant::now() + LEASE_TTL / 2;
-        Self { holder, inner: Mutex::new(Inner { users: HashMap::new(), valid_until }) }
+        Self {
+            holder,
+            inner: Mutex::new(Inner { users: HashMap::new(), valid_until }),
+            skew_ms: AtomicI64::new(0),
+            clock_offset_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Test seam: plays a process whose wall clock is `ms` off (positive: ahead).
+    pub fn skew_clock(&self, ms: i64) {
+        self.skew_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// This process's wall clock (unix ms) as the lease code reads it: only to tell how far it is
+    /// from the database's (expiry never reads it).
+    fn wall_ms(&self) -> i64 {
+        now_ms().saturating_add(self.skew_ms.load(Ordering::Relaxed))
+    }
+
+    /// How far this process's clock was from the database's at the last renewal (ms, positive:
+    /// ahead).
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// What this process may still promise from the user's lease, in memory.
+    pub fn available(&self, user_id: i64) -> i64 {
+        self.lock().users.get(&user_id).map_or(0, |lease| lease.available)
     }
 
     pub fn holder(&self) -> &str {
@@ -114,8 +155,7 @@ impl Leases {
         let mut conn = db.writer().acquire().await?;
         let mut tx = conn.begin().await?;
         let size = |free: i64| amount.saturating_mul(HOLDS_PER_LEASE).max(free / 4);
-        let expires_at = now_ms() + millis(LEASE_TTL);
-        let taken = match leases::take(&mut tx, user_id, &self.holder, amount, size, expires_at).await {
+        let taken = match leases::take(&mut tx, user_id, &self.holder, amount, size, millis(LEASE_TTL)).await {
             Ok(Some(taken)) => taken,
             Ok(None) => return Err(BillingError::InsufficientBalance),
             Err(sqlx::Error::RowNotFound) => return Err(BillingError::NoSuchUser),
@@ -123,8 +163,19 @@ impl Leases {
         };
         tx.commit().await?;
         let mut inner = self.lock();
-        inner.users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now())).available += taken;
+        let lease = inner.users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now()));
+        lease.available += taken;
+        lease.takes += 1;
         if inner.try_admit(user_id, amount) { Ok(()) } else { Err(BillingError::InsufficientBalance) }
+    }
+
+    /// Puts back an amount drained or planned for a charge that the database refused (a failed
+    /// give-back or an abandoned charge): the database still reserves it for this process. If the
+    /// refusal was only reported (the commit went through), the next renewal drops it again.
+    pub fn restore(&self, user_id: i64, amount: i64) {
+        if amount > 0 {
+            self.lock().users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now())).available += amount;
+        }
     }
 
     /// Takes back a promise that will not be charged (the request was refused after all).
@@ -182,13 +233,50 @@ impl Leases {
         out
     }
 
-    /// Extends this process's leases; on success they stay usable for half their lifetime.
+    /// Extends this process's leases; on success they stay usable for half their lifetime. Memory
+    /// is reconciled with what the database says this process still holds: a lease ended
+    /// elsewhere (another process's sweeper) stops being spendable here at once.
     pub async fn renew(&self, db: &Db) -> Result<(), sqlx::Error> {
         let started = Instant::now();
-        leases::renew(db.writer(), &self.holder, now_ms() + millis(LEASE_TTL)).await?;
+        let takes: HashMap<i64, u64> = self.lock().users.iter().map(|(&user, lease)| (user, lease.takes)).collect();
+        let renewal = {
+            let mut conn = db.writer().acquire().await?;
+            leases::renew(&mut conn, &self.holder, millis(LEASE_TTL)).await?
+        };
+        self.note_clock(renewal.now);
+        let in_db: HashMap<i64, i64> = renewal.leases.into_iter().collect();
         let mut inner = self.lock();
+        for (user_id, lease) in &mut inner.users {
+            // A lease taken since the rows were read is not in them.
+            if takes.get(user_id) != Some(&lease.takes) {
+                continue;
+            }
+            // The row holds what memory may promise plus what is promised (and charges on their
+            // way to the database), so memory never holds more than the row minus the promises.
+            let reserved = in_db.get(user_id).copied().unwrap_or(0);
+            let at_most = (reserved - lease.held).max(0);
+            if lease.available > at_most {
+                tracing::warn!(
+                    user_id,
+                    in_memory = lease.available,
+                    in_database = reserved,
+                    "balance lease ended or shrunk elsewhere; no longer promising it"
+                );
+                lease.available = at_most;
+            }
+        }
         inner.valid_until = inner.valid_until.max(started + LEASE_TTL / 2);
         Ok(())
+    }
+
+    /// Records how far this process's clock is from the database's, warning when it is far off:
+    /// leases do not mind (the database's clock decides), but timestamps this process writes do.
+    fn note_clock(&self, db_now: i64) {
+        let offset = self.wall_ms().saturating_sub(db_now);
+        self.clock_offset_ms.store(offset, Ordering::Relaxed);
+        if offset.abs() > CLOCK_WARN_MS {
+            tracing::warn!(offset_ms = offset, "this process's clock is off the database's; check its time sync");
+        }
     }
 }
 

@@ -8,19 +8,42 @@
 //! decrements it (`… AND amount >= $n`), and only then `users.leased`, so a lease that expired and
 //! was swept by another process can never be spent twice.
 
-use sqlx::{AnyConnection, Executor, Row};
+use sqlx::{AnyConnection, Row};
 
-/// Reserves up to `want` (at least `need`) of the user's unreserved balance for `holder`, until
-/// `expires_at` (Unix ms). The amount reserved, `Ok(None)` when the unreserved balance is below
-/// `need`, or `Err(RowNotFound)` for an unknown user.
+/// The database's clock in unix ms, as SQL for `conn`'s engine. Leases expire by it, not by the
+/// clock of the process that writes or sweeps them, so replicas whose clocks disagree still agree
+/// on which leases are live.
+fn clock(conn: &AnyConnection) -> &'static str {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+    } else {
+        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    }
+}
+
+/// The database's clock (unix ms).
+pub async fn now_ms(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
+    let sql = format!("SELECT {}", clock(conn));
+    sqlx::query(&sql).fetch_one(conn).await?.try_get(0)
+}
+
+/// Reserves up to `want` (at least `need`) of the user's unreserved balance for `holder`, for
+/// `ttl_ms` by the database's clock. The amount reserved, `Ok(None)` when the unreserved balance
+/// is below `need`, or `Err(RowNotFound)` for an unknown user.
 pub async fn take(
     conn: &mut AnyConnection,
     user_id: i64,
     holder: &str,
     need: i64,
     size: impl Fn(i64) -> i64,
-    expires_at: i64,
+    ttl_ms: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
+    let upsert = format!(
+        "INSERT INTO balance_leases (user_id, holder, amount, expires_at) VALUES ($1, $2, $3, {} + $4) \
+         ON CONFLICT (user_id, holder) DO UPDATE \
+         SET amount = balance_leases.amount + excluded.amount, expires_at = excluded.expires_at",
+        clock(conn)
+    );
     for _ in 0..5 {
         let free: i64 = sqlx::query("SELECT balance - leased FROM users WHERE id = $1")
             .bind(user_id)
@@ -40,17 +63,7 @@ pub async fn take(
             // A concurrent debit moved the balance (Postgres): look again.
             continue;
         }
-        sqlx::query(
-            "INSERT INTO balance_leases (user_id, holder, amount, expires_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (user_id, holder) DO UPDATE \
-             SET amount = balance_leases.amount + excluded.amount, expires_at = excluded.expires_at",
-        )
-        .bind(user_id)
-        .bind(holder)
-        .bind(amount)
-        .bind(expires_at)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&upsert).bind(user_id).bind(holder).bind(amount).bind(ttl_ms).execute(&mut *conn).await?;
         return Ok(Some(amount));
     }
     Ok(None)
@@ -108,31 +121,36 @@ pub async fn give_back(conn: &mut AnyConnection, user_id: i64, holder: &str, amo
     Ok(())
 }
 
-/// Extends every lease of `holder` to `expires_at`; the number of rows.
-pub async fn renew<'e>(
-    db: impl Executor<'e, Database = sqlx::Any>,
-    holder: &str,
-    expires_at: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("UPDATE balance_leases SET expires_at = $1 WHERE holder = $2")
-        .bind(expires_at)
-        .bind(holder)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected())
+/// What a renewal found: the database's clock, and the holder's leases as `(user, amount)`.
+pub struct Renewal {
+    pub now: i64,
+    pub leases: Vec<(i64, i64)>,
 }
 
-/// Ends the leases that expired before `now` (their holder crashed or lost the database), or all
-/// of `holder`'s when given (a restart of that holder): their reservations return to the users.
-/// The number of leases ended.
-pub async fn end_stale(conn: &mut AnyConnection, now: i64, holder: Option<&str>) -> Result<usize, sqlx::Error> {
+/// Extends every lease of `holder` to `ttl_ms` past the database's now, and returns them: a lease
+/// missing from the answer was ended by someone else (it expired and was swept).
+pub async fn renew(conn: &mut AnyConnection, holder: &str, ttl_ms: i64) -> Result<Renewal, sqlx::Error> {
+    let now = now_ms(conn).await?;
     let rows = sqlx::query(
-        "DELETE FROM balance_leases WHERE expires_at < $1 OR holder = $2 RETURNING user_id, CAST(amount AS BIGINT)",
+        "UPDATE balance_leases SET expires_at = $1 WHERE holder = $2 RETURNING user_id, CAST(amount AS BIGINT)",
     )
-    .bind(now)
-    .bind(holder.unwrap_or(""))
+    .bind(now.saturating_add(ttl_ms))
+    .bind(holder)
     .fetch_all(&mut *conn)
     .await?;
+    let leases = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?;
+    Ok(Renewal { now, leases })
+}
+
+/// Ends the leases that expired by the database's clock (their holder crashed or lost the
+/// database), or all of `holder`'s when given (a restart of that holder): their reservations
+/// return to the users. The number of leases ended.
+pub async fn end_stale(conn: &mut AnyConnection, holder: Option<&str>) -> Result<usize, sqlx::Error> {
+    let sql = format!(
+        "DELETE FROM balance_leases WHERE expires_at < {} OR holder = $1 RETURNING user_id, CAST(amount AS BIGINT)",
+        clock(conn)
+    );
+    let rows = sqlx::query(&sql).bind(holder.unwrap_or("")).fetch_all(&mut *conn).await?;
     for row in &rows {
         let (user_id, amount): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         sqlx::query("UPDATE users SET leased = CASE WHEN leased < $1 THEN 0 ELSE leased - $1 END WHERE id = $2")

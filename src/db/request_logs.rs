@@ -1,6 +1,8 @@
 //! Queries on `request_logs`: one row per gateway request.
 
-use sqlx::AnyConnection;
+use std::collections::HashMap;
+
+use sqlx::{AnyConnection, Row};
 
 use crate::domain::pricing::Usage;
 
@@ -24,12 +26,32 @@ pub struct RequestLog {
     pub is_stream: bool,
     pub attempts: i64,
     pub client_ip: Option<String>,
+    /// The settlement's unique key (gateway requests): a retried settlement finds it and is not
+    /// written, or charged, twice.
+    pub settle_key: Option<String>,
 }
 
 const COLUMNS: &str = "request_id, created_at, user_id, api_key_id, channel_id, endpoint, requested_model, \
     upstream_model, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost, \
-    status_code, error_class, latency_ms, ttfb_ms, is_stream, attempts, client_ip";
-const WIDTH: usize = 21;
+    status_code, error_class, latency_ms, ttfb_ms, is_stream, attempts, client_ip, settle_key";
+const WIDTH: usize = 22;
+
+/// The settlements among `keys` already written, with what each charged.
+pub async fn settled(conn: &mut AnyConnection, keys: &[&str]) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut done = HashMap::new();
+    for chunk in keys.chunks(64) {
+        let list = (1..=chunk.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT settle_key, cost FROM request_logs WHERE settle_key IN ({list})");
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            done.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+    }
+    Ok(done)
+}
 
 /// Inserts many rows in few statements (group commit).
 pub async fn insert_many(conn: &mut AnyConnection, logs: &[&RequestLog]) -> Result<(), sqlx::Error> {
@@ -58,7 +80,8 @@ pub async fn insert_many(conn: &mut AnyConnection, logs: &[&RequestLog]) -> Resu
                 .bind(log.ttfb_ms)
                 .bind(i64::from(log.is_stream))
                 .bind(log.attempts)
-                .bind(log.client_ip.as_deref());
+                .bind(log.client_ip.as_deref())
+                .bind(log.settle_key.as_deref());
         }
         query.execute(&mut *conn).await?;
     }
