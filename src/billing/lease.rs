@@ -58,13 +58,16 @@ struct UserLease {
     /// Promised to requests in flight.
     held: i64,
     last_used: Instant,
+    /// When this process last took a lease for the user (a renewal that started earlier may not
+    /// have seen its row yet).
+    taken_at: Instant,
     /// One lease request per user at a time; the others wait and use what it brought.
     taking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl UserLease {
     fn new(now: Instant) -> Self {
-        Self { available: 0, held: 0, last_used: now, taking: Arc::default() }
+        Self { available: 0, held: 0, last_used: now, taken_at: now, taking: Arc::default() }
     }
 }
 
@@ -123,7 +126,9 @@ impl Leases {
         };
         tx.commit().await?;
         let mut inner = self.lock();
-        inner.users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now())).available += taken;
+        let lease = inner.users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now()));
+        lease.available += taken;
+        lease.taken_at = Instant::now();
         if inner.try_admit(user_id, amount) { Ok(()) } else { Err(BillingError::InsufficientBalance) }
     }
 
@@ -183,16 +188,29 @@ impl Leases {
     }
 
     /// Extends this process's leases; on success they stay usable for half their lifetime.
+    /// A lease whose row is gone (another process ended it: a refund took the credit back, or it
+    /// expired and was swept) is no longer promised from.
     pub async fn renew(&self, db: &Db) -> Result<(), sqlx::Error> {
         let started = Instant::now();
-        leases::renew(db.writer(), &self.holder, now_ms() + millis(LEASE_TTL)).await?;
+        let live = leases::renew(db.writer(), &self.holder, now_ms() + millis(LEASE_TTL)).await?;
         let mut inner = self.lock();
         inner.valid_until = inner.valid_until.max(started + LEASE_TTL / 2);
+        inner.forget_ended(&live, started);
         Ok(())
     }
 }
 
 impl Inner {
+    /// Stops promising leases the database no longer has (`live`: the users it still has a row
+    /// for), except those taken since `since` (the row may be newer than the read).
+    fn forget_ended(&mut self, live: &[i64], since: Instant) {
+        for (user_id, lease) in &mut self.users {
+            if lease.taken_at < since && !live.contains(user_id) {
+                lease.available = 0;
+            }
+        }
+    }
+
     fn try_admit(&mut self, user_id: i64, amount: i64) -> bool {
         let now = Instant::now();
         if now >= self.valid_until {
@@ -272,6 +290,21 @@ mod tests {
         assert_eq!(leases.plan_charge(1, 30, 30), ChargePlan { from_lease: 30, beyond: 0 });
         assert_eq!(leases.drain_idle(Duration::ZERO), Vec::<(i64, i64)>::new());
         assert!(leases.lock().users.is_empty());
+    }
+
+    #[test]
+    fn a_lease_ended_elsewhere_is_no_longer_promised() {
+        let leases = with_lease(100);
+        let before = Instant::now();
+        leases.lock().users.insert(2, UserLease { available: 50, ..UserLease::new(before) });
+        std::thread::sleep(Duration::from_millis(2));
+        let renewal = Instant::now();
+        leases.lock().users.insert(3, UserLease { available: 70, ..UserLease::new(Instant::now()) });
+        leases.lock().forget_ended(&[1], renewal);
+        let inner = leases.lock();
+        assert_eq!(inner.users[&1].available, 100, "still in the database");
+        assert_eq!(inner.users[&2].available, 0, "its row was ended by another process");
+        assert_eq!(inner.users[&3].available, 70, "taken after the renewal read the rows");
     }
 
     #[test]

@@ -108,18 +108,37 @@ pub async fn give_back(conn: &mut AnyConnection, user_id: i64, holder: &str, amo
     Ok(())
 }
 
-/// Extends every lease of `holder` to `expires_at`; the number of rows.
+/// Ends every lease on the user's balance, whoever holds it (a refund or dispute must take back
+/// credit a gateway process reserved); the amount returned to the unreserved balance. A holder
+/// whose row is gone charges what the user has instead, and stops promising it at its next
+/// renewal ([`renew`] no longer returns the user).
+pub async fn end_for_user(conn: &mut AnyConnection, user_id: i64) -> Result<i64, sqlx::Error> {
+    let rows = sqlx::query("DELETE FROM balance_leases WHERE user_id = $1 RETURNING CAST(amount AS BIGINT)")
+        .bind(user_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut ended = 0i64;
+    for row in &rows {
+        ended += row.try_get::<i64, _>(0)?;
+    }
+    if !rows.is_empty() {
+        sqlx::query("UPDATE users SET leased = 0 WHERE id = $1").bind(user_id).execute(conn).await?;
+    }
+    Ok(ended)
+}
+
+/// Extends every lease of `holder` to `expires_at`; the users it still holds a lease on.
 pub async fn renew<'e>(
     db: impl Executor<'e, Database = sqlx::Any>,
     holder: &str,
     expires_at: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("UPDATE balance_leases SET expires_at = $1 WHERE holder = $2")
+) -> Result<Vec<i64>, sqlx::Error> {
+    let rows = sqlx::query("UPDATE balance_leases SET expires_at = $1 WHERE holder = $2 RETURNING user_id")
         .bind(expires_at)
         .bind(holder)
-        .execute(db)
+        .fetch_all(db)
         .await?;
-    Ok(done.rows_affected())
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// Ends the leases that expired before `now` (their holder crashed or lost the database), or all

@@ -75,6 +75,7 @@ mod me_api;
 mod messages;
 mod money_faults;
 mod openapi;
+mod payment_faults;
 mod payments;
 mod route_coverage;
 mod schema;
