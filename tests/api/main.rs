@@ -29,6 +29,7 @@ mod fake_stripe;
 mod helpers;
 mod mail_sink;
 
+mod abuse_images;
 mod abuse_operators;
 mod admin;
 mod admin_channels;
