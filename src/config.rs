@@ -255,6 +255,11 @@ pub struct GatewayConfig {
     pub image_fetch_max_bytes: usize,
     pub image_fetch_timeout: Duration,
     pub image_fetch_allow_loopback: bool,
+    /// Per request: how many image URLs may be fetched, how many bytes in all, and the time
+    /// allowed for all of them.
+    pub image_fetch_max_images: usize,
+    pub image_fetch_max_total_bytes: usize,
+    pub image_fetch_deadline: Duration,
 }
 
 /// A setting that could not be used; `Display` names it the way the operator wrote it.
@@ -316,6 +321,9 @@ settings! {
     IMAGE_FETCH_MAX_BYTES => "image_fetch_max_bytes", "BURNCLOUD_IMAGE_FETCH_MAX_BYTES";
     IMAGE_FETCH_TIMEOUT_SECS => "image_fetch_timeout_secs", "BURNCLOUD_IMAGE_FETCH_TIMEOUT_SECS";
     IMAGE_FETCH_ALLOW_LOOPBACK => "image_fetch_allow_loopback", "BURNCLOUD_IMAGE_FETCH_ALLOW_LOOPBACK";
+    IMAGE_FETCH_MAX_IMAGES => "image_fetch_max_images", "BURNCLOUD_IMAGE_FETCH_MAX_IMAGES";
+    IMAGE_FETCH_MAX_TOTAL_BYTES => "image_fetch_max_total_bytes", "BURNCLOUD_IMAGE_FETCH_MAX_TOTAL_BYTES";
+    IMAGE_FETCH_DEADLINE_SECS => "image_fetch_deadline_secs", "BURNCLOUD_IMAGE_FETCH_DEADLINE_SECS";
     SIGNUP_MODE => "signup_mode", "BURNCLOUD_SIGNUP_MODE";
     WELCOME_CREDIT => "welcome_credit", "BURNCLOUD_WELCOME_CREDIT";
     SMTP_HOST => "smtp_host", "BURNCLOUD_SMTP_HOST";
@@ -453,6 +461,15 @@ impl Config {
             )?,
             image_fetch_timeout: secs(get(&IMAGE_FETCH_TIMEOUT_SECS), &IMAGE_FETCH_TIMEOUT_SECS, 10)?,
             image_fetch_allow_loopback: boolean(get(&IMAGE_FETCH_ALLOW_LOOPBACK), &IMAGE_FETCH_ALLOW_LOOPBACK, false)?,
+            image_fetch_max_images: number(get(&IMAGE_FETCH_MAX_IMAGES), &IMAGE_FETCH_MAX_IMAGES, 16, 1..=256)?,
+            image_fetch_max_total_bytes: number(
+                get(&IMAGE_FETCH_MAX_TOTAL_BYTES),
+                &IMAGE_FETCH_MAX_TOTAL_BYTES,
+                32 * 1024 * 1024,
+                1024..=1024 * 1024 * 1024,
+            )?,
+            image_fetch_deadline: number(get(&IMAGE_FETCH_DEADLINE_SECS), &IMAGE_FETCH_DEADLINE_SECS, 30, 1..=3600)
+                .map(Duration::from_secs)?,
         };
 
         let signup_mode = match get(&SIGNUP_MODE) {

@@ -24,6 +24,8 @@ pub enum ApiError {
         message: String,
     },
     Internal,
+    /// 503: not possible yet; the caller should retry later (a webhook that arrived early).
+    Unavailable(String),
 }
 
 impl IntoResponse for ApiError {
@@ -36,6 +38,7 @@ impl IntoResponse for ApiError {
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             Self::Unprocessable { code, message } => (StatusCode::UNPROCESSABLE_ENTITY, code, message),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_string()),
+            Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "retry_later", m),
         };
         (status, axum::Json(json!({ "error": { "message": message, "code": code } }))).into_response()
     }

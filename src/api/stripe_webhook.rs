@@ -2,7 +2,9 @@
 //! its `Stripe-Signature` verified against the webhook secret (everything is refused while none is
 //! configured), and only then parsed. Bodies are never logged. Answers: 200 `{"received": true}`
 //! for an event acted on, a replay or one that is not ours; 400 with the API's error JSON for
-//! anything unverified or inconsistent (Stripe shows it and retries); 500 on a database failure
+//! anything unverified or inconsistent (Stripe shows it and retries); 503 for an event that came
+//! before the one it depends on (a refund of a payment not yet recorded as paid: its id is not
+//! claimed, so Stripe's retry applies it once the payment is in); 500 on a database failure
 //! (Stripe retries, and the event's unique key keeps the retry from applying twice).
 
 use axum::Json;
@@ -53,6 +55,10 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bo
         Err(EventError::Rejected(message)) => {
             tracing::warn!(event = %envelope.id, kind = %envelope.kind, %message, "refused a Stripe event");
             ApiError::Invalid(message.to_string()).into_response()
+        }
+        Err(EventError::NotYet(message)) => {
+            tracing::info!(event = %envelope.id, kind = %envelope.kind, %message, "a Stripe event came early; Stripe retries");
+            ApiError::Unavailable(message.to_string()).into_response()
         }
         Err(EventError::Db(e)) => {
             tracing::error!(event = %envelope.id, error = %e, "a Stripe event could not be applied");

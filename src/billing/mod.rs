@@ -11,8 +11,8 @@ pub mod batch;
 pub mod codes;
 pub mod lease;
 
-use crate::db::Db;
 use crate::db::ledger::{self, Entry, Kind};
+use crate::db::{Db, leases};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
@@ -94,6 +94,19 @@ pub async fn adjust(
     }
     tx.commit().await?;
     Ok(Some(balance))
+}
+
+/// Takes back up to `amount` of credit (a refund, a dispute), never below zero: first from the
+/// unreserved balance, then — when that is short — from what gateway processes reserved on it
+/// (their leases end, so the money cannot be spent afterwards). `(taken, new balance)`; the
+/// caller writes one ledger row for `taken` in the same transaction.
+pub async fn take_back(conn: &mut sqlx::AnyConnection, user_id: i64, amount: i64) -> Result<(i64, i64), sqlx::Error> {
+    let (taken, balance) = ledger::debit_up_to(conn, user_id, amount).await?;
+    if taken >= amount || leases::end_for_user(conn, user_id).await? == 0 {
+        return Ok((taken, balance));
+    }
+    let (more, balance) = ledger::debit_up_to(conn, user_id, amount - taken).await?;
+    Ok((taken + more, balance))
 }
 
 /// Why a code could not be redeemed (one message for all: codes must not be probed).

@@ -121,6 +121,25 @@ pub async fn give_back(conn: &mut AnyConnection, user_id: i64, holder: &str, amo
     Ok(())
 }
 
+/// Ends every lease on the user's balance, whoever holds it (a refund or dispute must take back
+/// credit a gateway process reserved); the amount returned to the unreserved balance. A holder
+/// whose row is gone charges what the user has instead, and stops promising it at its next
+/// renewal ([`renew`] no longer returns the user).
+pub async fn end_for_user(conn: &mut AnyConnection, user_id: i64) -> Result<i64, sqlx::Error> {
+    let rows = sqlx::query("DELETE FROM balance_leases WHERE user_id = $1 RETURNING CAST(amount AS BIGINT)")
+        .bind(user_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut ended = 0i64;
+    for row in &rows {
+        ended += row.try_get::<i64, _>(0)?;
+    }
+    if !rows.is_empty() {
+        sqlx::query("UPDATE users SET leased = 0 WHERE id = $1").bind(user_id).execute(conn).await?;
+    }
+    Ok(ended)
+}
+
 /// What a renewal found: the database's clock, and the holder's leases as `(user, amount)`.
 pub struct Renewal {
     pub now: i64,

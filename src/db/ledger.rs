@@ -203,6 +203,19 @@ pub async fn claim<'e>(db: impl Executor<'e, Database = sqlx::Any>, key: &str) -
     .transpose()
 }
 
+/// The row that claimed an idempotency key: `(user, amount, reference)`.
+pub async fn keyed<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    key: &str,
+) -> Result<Option<(i64, i64, Option<String>)>, sqlx::Error> {
+    sqlx::query("SELECT user_id, amount, reference FROM ledger WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(db)
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .transpose()
+}
+
 /// A ledger row as its user sees it.
 pub struct LedgerRow {
     pub created_at: i64,

@@ -28,6 +28,10 @@ pub struct Payment {
     #[serde(serialize_with = "crate::domain::money::as_decimal")]
     pub unrecovered_credit: i64,
     pub failure_reason: Option<String>,
+    /// A Stripe dispute of the charge: `open`, `won` or `lost`.
+    pub dispute_status: Option<String>,
+    /// Minor units disputed.
+    pub disputed_amount: i64,
     #[serde(skip)]
     pub checkout_url: Option<String>,
     pub created_at: i64,
@@ -36,7 +40,7 @@ pub struct Payment {
 
 const COLUMNS: &str = "p.id, p.user_id, u.email, p.provider_session_id, p.provider_payment_id, p.credit_amount, \
      p.charge_amount, p.charge_currency, p.status, p.refunded_amount, p.unrecovered_credit, p.failure_reason, \
-     p.checkout_url, p.created_at, p.paid_at";
+     p.checkout_url, p.created_at, p.paid_at, p.dispute_status, p.disputed_amount";
 
 fn decode(r: &AnyRow) -> Result<Payment, sqlx::Error> {
     Ok(Payment {
@@ -55,6 +59,8 @@ fn decode(r: &AnyRow) -> Result<Payment, sqlx::Error> {
         checkout_url: r.try_get(12)?,
         created_at: r.try_get(13)?,
         paid_at: r.try_get(14)?,
+        dispute_status: r.try_get(15)?,
+        disputed_amount: r.try_get(16)?,
     })
 }
 
@@ -267,4 +273,83 @@ pub async fn paid_before(conn: &mut AnyConnection, user_id: i64, payment_id: i64
     .await?
     .try_get(0)?;
     Ok(n > 0)
+}
+
+/// Records a dispute of a paid payment (one per charge), as `status` (`open`, or `won`/`lost` when
+/// its close arrives first); false when the payment already has one or was never paid.
+pub async fn open_dispute(
+    conn: &mut AnyConnection,
+    id: i64,
+    dispute_id: &str,
+    amount: i64,
+    status: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE payments SET dispute_id = $2, disputed_amount = $3, dispute_status = $4, updated_at = $5 \
+         WHERE id = $1 AND dispute_id IS NULL AND status IN ('paid', 'partially_refunded', 'refunded')",
+    )
+    .bind(id)
+    .bind(dispute_id)
+    .bind(amount)
+    .bind(status)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What a dispute took back: the credit taken, and what could not be (added to the payment's
+/// unrecovered credit).
+pub async fn record_dispute_take(
+    conn: &mut AnyConnection,
+    id: i64,
+    taken: i64,
+    unrecovered: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET dispute_taken = $2, dispute_unrecovered = $3, \
+         unrecovered_credit = unrecovered_credit + $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(taken)
+    .bind(unrecovered)
+    .bind(now_ms())
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Closes an open dispute as `won` or `lost`; `(credit taken, unrecovered)` when it was open,
+/// `None` otherwise. A won dispute no longer counts its shortfall as unrecovered.
+pub async fn close_dispute(
+    conn: &mut AnyConnection,
+    id: i64,
+    dispute_id: &str,
+    won: bool,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET dispute_status = $3, updated_at = $4, \
+         unrecovered_credit = CASE WHEN $3 = 'won' THEN unrecovered_credit - dispute_unrecovered \
+                                   ELSE unrecovered_credit END \
+         WHERE id = $1 AND dispute_id = $2 AND dispute_status = 'open' \
+         RETURNING CAST(dispute_taken AS BIGINT), CAST(dispute_unrecovered AS BIGINT)",
+    )
+    .bind(id)
+    .bind(dispute_id)
+    .bind(if won { "won" } else { "lost" })
+    .bind(now_ms())
+    .fetch_optional(conn)
+    .await?
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .transpose()
+}
+
+/// The payment's dispute: `(dispute id, status)`, if it has one.
+pub async fn dispute_of(conn: &mut AnyConnection, id: i64) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query("SELECT dispute_id, dispute_status FROM payments WHERE id = $1 AND dispute_id IS NOT NULL")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
 }

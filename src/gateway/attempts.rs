@@ -129,18 +129,22 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
 }
 
 /// The request as an OpenAI chat completion (a Messages request converted to one) with its image
-/// URLs fetched into `data:` URLs, for providers that take images inline only.
+/// URLs fetched into `data:` URLs, for providers that take images inline only. Made once per
+/// request: a failover attempt reuses it instead of fetching the images again.
 async fn chat_with_inline_images(state: &AppState, request: &Request<'_>) -> Result<Bytes, Attempt> {
-    let chat = if request.endpoint == Endpoint::Messages {
-        messages::to_chat(request.body, request.model, false)
-            .map_err(|message| Attempt::Fail(GatewayError::BadRequest { message, param: None }))?
-    } else {
-        request.body.clone()
-    };
-    let limits = fetch::Limits::from_config(&state.config().gateway);
-    fetch::inline_image_urls(&chat, limits)
-        .await
-        .map_err(|e| Attempt::Fail(GatewayError::BadRequest { message: e.to_string(), param: Some("messages") }))
+    let inlined = request
+        .inline_images
+        .get_or_init(|| async {
+            let chat = if request.endpoint == Endpoint::Messages {
+                messages::to_chat(request.body, request.model, false).map_err(|message| (message, None))?
+            } else {
+                request.body.clone()
+            };
+            let limits = fetch::Limits::from_config(&state.config().gateway);
+            fetch::inline_image_urls(&chat, limits).await.map_err(|e| (e.to_string(), Some("messages")))
+        })
+        .await;
+    inlined.clone().map_err(|(message, param)| Attempt::Fail(GatewayError::BadRequest { message, param }))
 }
 
 /// A chat completion (or, converted to one first, a Messages request) through a Gemini channel.

@@ -20,7 +20,7 @@ use super::error::GatewayError;
 use super::routing::Channel;
 use super::settlement::Settlement;
 use super::stream::{self, StreamRelay};
-use super::upstream::{Answer, Attempt, Request};
+use super::upstream::{Answer, Attempt, InlineImages, Request};
 use crate::billing::{BillingError, HoldRequest};
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
@@ -191,6 +191,7 @@ async fn relay_inner(
         boundary: form.as_deref(),
         content_type,
         headers,
+        inline_images: InlineImages::new(),
     };
 
     let strategy = table.strategy(&grant.group, &model);
@@ -276,6 +277,7 @@ pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Resu
         boundary: None,
         content_type: HeaderValue::from_static("application/json"),
         headers: &headers,
+        inline_images: InlineImages::new(),
     };
     match attempt(state, &channel, &request).await {
         Attempt::Answered(Answer::Whole { body, .. }) => Ok(probe_sample(&body)),

@@ -38,7 +38,13 @@ pub(super) struct Request<'a> {
     pub(super) content_type: HeaderValue,
     /// The client's headers (Anthropic's version and beta headers pass through).
     pub(super) headers: &'a HeaderMap,
+    /// The request as a chat completion with its image URLs fetched inline, made by the first
+    /// attempt that needs it and reused by the failover attempts (images are fetched once).
+    pub(super) inline_images: InlineImages,
 }
+
+/// The outcome of inlining a request's images: the body, or the refusal's message and parameter.
+pub(super) type InlineImages = tokio::sync::OnceCell<Result<Bytes, (String, Option<&'static str>)>>;
 
 pub(super) enum Answer {
     Whole {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use stripe::{ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData, ProductData,
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, ProductData,
 };
 use url::Url;
 
@@ -76,6 +77,11 @@ pub async fn open_session(
         ("burncloud_payment_id".to_string(), request.payment_id.to_string()),
         ("burncloud_user_id".to_string(), request.user_id.to_string()),
     ]);
+    // On the PaymentIntent too: Stripe copies it onto the charge, so a `charge.refunded` that
+    // arrives before the session's own event still names the payment (and is retried, not lost).
+    let mut intent_data = CreateCheckoutSessionPaymentIntentData::new();
+    intent_data.metadata =
+        Some(std::collections::HashMap::from([("burncloud_payment_id".to_string(), request.payment_id.to_string())]));
     let key = IdempotencyKey::new(format!("burncloud-topup-{}", request.payment_id))
         .map_err(|_| CheckoutError::Refused("bad idempotency key".into()))?;
     let session = CreateCheckoutSession::new()
@@ -84,6 +90,7 @@ pub async fn open_session(
         .customer_email(request.email)
         .line_items(vec![item])
         .metadata(metadata)
+        .payment_intent_data(intent_data)
         .success_url(request.success_url)
         .cancel_url(request.cancel_url)
         .customize()

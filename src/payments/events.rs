@@ -29,6 +29,37 @@ pub struct Charge {
     pub amount: i64,
     pub amount_refunded: i64,
     pub currency: String,
+    /// The PaymentIntent's metadata, which Stripe copies onto its charges: names our payment
+    /// even before the payment's own event has told us its PaymentIntent.
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+}
+
+impl Charge {
+    /// The BurnCloud payment id the charge's metadata names, if any.
+    pub fn payment_id(&self) -> Option<&str> {
+        self.metadata.as_ref().and_then(|m| m.burncloud_payment_id.as_deref())
+    }
+}
+
+/// The metadata keys BurnCloud sets (others are ignored).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Metadata {
+    #[serde(default)]
+    pub burncloud_payment_id: Option<String>,
+}
+
+/// A Dispute as the `charge.dispute.*` events carry it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Dispute {
+    pub id: String,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    /// Minor units disputed.
+    pub amount: i64,
+    pub currency: String,
+    /// `needs_response`, `under_review`, `won`, `lost`, `warning_closed`, …
+    pub status: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +72,10 @@ pub enum Event {
     SessionExpired(Session),
     /// `charge.refunded`.
     Refunded(Charge),
+    /// `charge.dispute.created`.
+    DisputeOpened(Dispute),
+    /// `charge.dispute.closed` (won, lost or an inquiry closed).
+    DisputeClosed(Dispute),
     Ignored,
 }
 
@@ -71,6 +106,9 @@ pub fn parse(body: &[u8]) -> Result<Envelope, String> {
     let session = |object: serde_json::Value| {
         serde_json::from_value::<Session>(object).map_err(|_| "the event's Checkout Session is incomplete".to_string())
     };
+    let dispute = |object: serde_json::Value| {
+        serde_json::from_value::<Dispute>(object).map_err(|_| "the event's Dispute is incomplete".to_string())
+    };
     let event = match raw.kind.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             Event::SessionPaid(session(raw.data.object)?)
@@ -80,6 +118,8 @@ pub fn parse(body: &[u8]) -> Result<Envelope, String> {
         "charge.refunded" => Event::Refunded(
             serde_json::from_value(raw.data.object).map_err(|_| "the event's Charge is incomplete".to_string())?,
         ),
+        "charge.dispute.created" => Event::DisputeOpened(dispute(raw.data.object)?),
+        "charge.dispute.closed" => Event::DisputeClosed(dispute(raw.data.object)?),
         _ => Event::Ignored,
     };
     Ok(Envelope { id: raw.id, kind: raw.kind, event })
@@ -115,5 +155,14 @@ mod tests {
         assert_eq!(parse(other).unwrap().event, Event::Ignored);
         assert!(parse(b"{").is_err());
         assert!(parse(br#"{"id":"evt_3","type":"charge.refunded","data":{"object":{"id":"ch_1"}}}"#).is_err());
+        let refund = br#"{"id":"evt_4","type":"charge.refunded","data":{"object":{"id":"ch_1","amount":5,
+            "amount_refunded":5,"currency":"usd","payment_intent":"pi_1","metadata":{"burncloud_payment_id":"9","x":"y"}}}}"#;
+        let Event::Refunded(c) = parse(refund).unwrap().event else { panic!("a refund") };
+        assert_eq!(c.payment_id(), Some("9"));
+        let dispute = br#"{"id":"evt_5","type":"charge.dispute.closed","data":{"object":{"id":"dp_1","amount":5,
+            "currency":"usd","payment_intent":"pi_1","status":"won","charge":"ch_1"}}}"#;
+        let Event::DisputeClosed(d) = parse(dispute).unwrap().event else { panic!("a dispute") };
+        assert_eq!((d.id.as_str(), d.status.as_str(), d.amount), ("dp_1", "won", 5));
+        assert!(parse(br#"{"id":"evt_6","type":"charge.dispute.created","data":{"object":{"id":"dp_1"}}}"#).is_err());
     }
 }

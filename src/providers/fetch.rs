@@ -6,7 +6,9 @@
 //! included), shared, documentation, multicast and unspecified ranges are refused; the connection
 //! is pinned to the checked address (no second DNS answer); redirects are followed by hand, at
 //! most three, each target checked the same way; the body is capped in size and the whole fetch in
-//! time, and must be an image.
+//! time, and must be an image. Per request, the number of image URLs and the bytes fetched in all
+//! are capped too, and all of its fetches share one deadline, so one request cannot make the
+//! gateway download without bound.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -27,9 +29,17 @@ pub struct FetchError(String);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// The largest image.
     pub max_bytes: usize,
+    /// The time allowed for one image.
     pub timeout: Duration,
     pub allow_loopback: bool,
+    /// Image URLs one request may name.
+    pub max_images: usize,
+    /// Bytes fetched for one request in all.
+    pub max_total_bytes: usize,
+    /// The time allowed for all the fetches of one request.
+    pub deadline: Duration,
 }
 
 impl Limits {
@@ -38,6 +48,9 @@ impl Limits {
             max_bytes: config.image_fetch_max_bytes,
             timeout: config.image_fetch_timeout,
             allow_loopback: config.image_fetch_allow_loopback,
+            max_images: config.image_fetch_max_images,
+            max_total_bytes: config.image_fetch_max_total_bytes,
+            deadline: config.image_fetch_deadline,
         }
     }
 }
@@ -84,12 +97,32 @@ fn public_v4(ip: Ipv4Addr, allow_loopback: bool) -> bool {
 
 /// Fetches an image: `(media type, bytes)`.
 pub async fn fetch_image(url: &str, limits: Limits) -> Result<(String, Bytes), FetchError> {
-    tokio::time::timeout(limits.timeout, fetch_following(url, limits))
+    let cap = Cap { bytes: limits.max_bytes, too_large: || too_large(limits) };
+    fetch_capped(url, limits, cap).await
+}
+
+/// At most `bytes`, or the error `too_large` makes.
+#[derive(Clone, Copy)]
+struct Cap<F> {
+    bytes: usize,
+    too_large: F,
+}
+
+async fn fetch_capped(
+    url: &str,
+    limits: Limits,
+    cap: Cap<impl Fn() -> FetchError + Copy>,
+) -> Result<(String, Bytes), FetchError> {
+    tokio::time::timeout(limits.timeout, fetch_following(url, limits, cap))
         .await
         .unwrap_or_else(|_| Err(FetchError(format!("Fetching the image {url} took too long."))))
 }
 
-async fn fetch_following(url: &str, limits: Limits) -> Result<(String, Bytes), FetchError> {
+async fn fetch_following(
+    url: &str,
+    limits: Limits,
+    cap: Cap<impl Fn() -> FetchError>,
+) -> Result<(String, Bytes), FetchError> {
     let mut url = url::Url::parse(url).map_err(|_| FetchError("An image URL is not a valid URL.".into()))?;
     for _ in 0..=MAX_REDIRECTS {
         let response = get_checked(&url, limits).await?;
@@ -110,15 +143,15 @@ async fn fetch_following(url: &str, limits: Limits) -> Result<(String, Bytes), F
             .map(|v| v.trim().to_ascii_lowercase())
             .filter(|v| v.starts_with("image/"))
             .ok_or_else(|| FetchError("An image URL does not point at an image.".into()))?;
-        if response.content_length().is_some_and(|n| n > limits.max_bytes as u64) {
-            return Err(too_large(limits));
+        if response.content_length().is_some_and(|n| n > cap.bytes as u64) {
+            return Err((cap.too_large)());
         }
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| FetchError("Fetching an image failed.".into()))?;
-            if body.len() + chunk.len() > limits.max_bytes {
-                return Err(too_large(limits));
+            if body.len() + chunk.len() > cap.bytes {
+                return Err((cap.too_large)());
             }
             body.extend_from_slice(&chunk);
         }
@@ -159,7 +192,9 @@ async fn get_checked(url: &url::Url, limits: Limits) -> Result<reqwest::Response
 }
 
 /// Replaces the `http(s)` image URLs of a chat request's messages by `data:` URLs, fetched with
-/// [`fetch_image`]; the body unchanged (and not parsed) when it names no such image.
+/// [`fetch_image`]'s checks; the body unchanged (and not parsed) when it names no such image.
+/// Refused before any fetch when it names more than `max_images`; the images share the
+/// `max_total_bytes` budget and the `deadline`.
 pub async fn inline_image_urls(body: &Bytes, limits: Limits) -> Result<Bytes, FetchError> {
     let text = String::from_utf8_lossy(body);
     if !text.contains("image_url") || !text.contains("http") {
@@ -171,12 +206,45 @@ pub async fn inline_image_urls(body: &Bytes, limits: Limits) -> Result<Bytes, Fe
     if urls.is_empty() {
         return Ok(body.clone());
     }
-    let mut inline = Vec::with_capacity(urls.len());
-    for url in &urls {
-        let (media_type, bytes) = fetch_image(url, limits).await?;
-        let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-        inline.push(format!("data:{media_type};base64,{data}"));
+    if urls.len() > limits.max_images {
+        return Err(FetchError(format!(
+            "This request names {} image URLs; at most {} are fetched per request.",
+            urls.len(),
+            limits.max_images
+        )));
     }
+    let fetch_all = async {
+        let mut inline = Vec::with_capacity(urls.len());
+        let mut left = limits.max_total_bytes;
+        for url in &urls {
+            // Whichever cap is tighter is the one the error names.
+            let budget = left < limits.max_bytes;
+            let cap = Cap {
+                bytes: left.min(limits.max_bytes),
+                too_large: move || {
+                    if budget {
+                        FetchError(format!(
+                            "The images of this request are larger than {} bytes in all.",
+                            limits.max_total_bytes
+                        ))
+                    } else {
+                        too_large(limits)
+                    }
+                },
+            };
+            let (media_type, bytes) = fetch_capped(url, limits, cap).await?;
+            left -= bytes.len();
+            let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            inline.push(format!("data:{media_type};base64,{data}"));
+        }
+        Ok::<_, FetchError>(inline)
+    };
+    let inline = tokio::time::timeout(limits.deadline, fetch_all).await.unwrap_or_else(|_| {
+        Err(FetchError(format!(
+            "Fetching the images of this request took longer than {} s.",
+            limits.deadline.as_secs_f64()
+        )))
+    })?;
     let mut inline = inline.into_iter();
     for part in image_parts(&mut request) {
         if remote_url(part).is_some()

@@ -7,13 +7,14 @@
 //! row, or nothing), and (3) moves the balance with its ledger row (under an idempotency key).
 //! Concurrent duplicates queue on the event's key and find it taken.
 
+use crate::billing;
 use crate::db::ledger::{self, Entry, Kind};
 use crate::db::payments::{self, Payment};
 use crate::db::{invitations, users};
 use crate::domain::money::Money;
 use crate::mail::{ActionMail, send_later};
 use crate::payments::checkout::{self, CheckoutError, SessionRequest};
-use crate::payments::events::{Charge, Envelope, Event, Session};
+use crate::payments::events::{Charge, Dispute, Envelope, Event, Session};
 use crate::payments::{QuoteError, format_charge, refund_credit};
 use crate::state::AppState;
 
@@ -92,11 +93,14 @@ pub enum Outcome {
     Ignored,
 }
 
-/// Why an event was refused (400: Stripe shows it in the endpoint's log and retries).
+/// Why an event was refused (400: Stripe shows it in the endpoint's log and retries), or put off.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("{0}")]
     Rejected(&'static str),
+    /// Came before the event it depends on (503: Stripe retries; its id is not claimed).
+    #[error("{0}")]
+    NotYet(&'static str),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -108,6 +112,8 @@ pub async fn handle(state: &AppState, envelope: &Envelope) -> Result<Outcome, Ev
         Event::SessionFailed(session) => session_ended(state, envelope, session, "failed").await,
         Event::SessionExpired(session) => session_ended(state, envelope, session, "expired").await,
         Event::Refunded(charge) => refunded(state, envelope, charge).await,
+        Event::DisputeOpened(dispute) => dispute_opened(state, envelope, dispute).await,
+        Event::DisputeClosed(dispute) => dispute_closed(state, envelope, dispute).await,
         Event::Ignored => Ok(Outcome::Ignored),
     }
 }
@@ -195,7 +201,7 @@ async fn reward_inviter(
     };
     let Some(balance) = ledger::credit(tx, inviter, reward).await? else { return Ok(()) };
     let reference = format!("payment:{payment_id}");
-    let idempotency_key = format!("stripe:first-topup-reward:{user_id}");
+    let idempotency_key = reward_key(user_id);
     let entry = Entry {
         user_id: inviter,
         kind: Kind::InvitationReward,
@@ -226,17 +232,31 @@ async fn session_ended(
     Ok(if moved { Outcome::Applied } else { Outcome::Duplicate })
 }
 
-/// `charge.refunded`: takes back the refunded share of the credit. A balance already spent is
-/// taken down to zero, never below; what could not be taken back is recorded on the payment and
-/// the account is flagged for an operator (docs/payments.md).
+/// `charge.refunded`: takes back the refunded share of the credit, and the same share of the
+/// inviter's first-top-up reward. Leased balance is taken back too (the leases end) before any
+/// shortfall is declared; a balance already spent is taken down to zero, never below; what could
+/// not be taken back is recorded on the payment and the account is flagged (docs/payments.md).
+///
+/// A refund of a payment we have not recorded as paid yet (Stripe does not order events: the
+/// refund may come before `checkout.session.completed`) is answered 503 without claiming its
+/// event id, so Stripe's retry applies it once the payment is in.
 async fn refunded(state: &AppState, envelope: &Envelope, charge: &Charge) -> Result<Outcome, EventError> {
-    let Some(intent) = charge.payment_intent.as_deref() else { return Ok(Outcome::Ignored) };
-    let Some(payment) = payments::by_payment_intent(state.db().pool(), intent).await? else {
-        return Ok(Outcome::Ignored);
+    let known = match charge.payment_intent.as_deref() {
+        Some(intent) => payments::by_payment_intent(state.db().pool(), intent).await?,
+        None => None,
+    };
+    let payment = match known {
+        Some(payment) => payment,
+        None => match not_yet_recorded(state, charge).await? {
+            Some(outcome) => return Ok(outcome),
+            None => return Err(EventError::NotYet("the payment this refund is for is not recorded as paid yet")),
+        },
     };
     if charge.amount != payment.charge || charge.currency != payment.currency {
         return Err(EventError::Rejected("the charge does not match the payment"));
     }
+    let reward = reward_of(state, &payment).await?;
+    give_back_leases(state, payment.user_id, reward.as_ref().map(|r| r.0)).await;
     let mut tx = state.db().writer().begin().await?;
     if !payments::record_event(&mut tx, &envelope.id, &envelope.kind).await? {
         tx.rollback().await?;
@@ -252,8 +272,17 @@ async fn refunded(state: &AppState, envelope: &Envelope, charge: &Charge) -> Res
         return Ok(Outcome::Duplicate);
     }
     let debit = refund_credit(current.credit, current.charge, current.refunded, charge.amount_refunded);
-    let (taken, balance) = ledger::debit_up_to(&mut tx, current.user_id, debit).await?;
-    let unrecovered = debit - taken;
+    let (taken, balance) = billing::take_back(&mut tx, current.user_id, debit).await?;
+    let mut unrecovered = debit - taken;
+    // The inviter's reward shrinks in the same proportion (all of it on a full refund).
+    let reversal = reward.map(|(inviter, amount)| {
+        (inviter, refund_credit(amount, current.charge, current.refunded, charge.amount_refunded))
+    });
+    let reward_unrecovered = match reversal {
+        Some((inviter, amount)) if amount > 0 => reverse_reward(&mut tx, &current, inviter, amount).await?,
+        _ => 0,
+    };
+    unrecovered += reward_unrecovered;
     let fully = charge.amount_refunded >= current.charge;
     if !payments::record_refund(&mut tx, current.id, current.refunded, charge.amount_refunded, fully, unrecovered)
         .await?
@@ -274,19 +303,212 @@ async fn refunded(state: &AppState, envelope: &Envelope, charge: &Charge) -> Res
         idempotency_key: None,
     };
     ledger::insert(&mut tx, &entry).await?;
-    if unrecovered > 0 {
+    if debit > taken {
         let flag = format!(
             "A Stripe refund of payment #{} took back {} of {}: {} was already spent.",
             current.id,
             Money(taken),
             Money(debit),
-            Money(unrecovered)
+            Money(debit - taken)
         );
         users::set_flag(&mut *tx, current.user_id, &flag).await?;
     }
     tx.commit().await?;
     tracing::info!(payment = current.id, taken, unrecovered, event = %envelope.id, "refund applied");
     Ok(Outcome::Applied)
+}
+
+/// A refund whose PaymentIntent we do not know: `Some(outcome)` to acknowledge it, `None` when it
+/// is one of ours whose payment is not recorded as paid yet (retry later).
+async fn not_yet_recorded(state: &AppState, charge: &Charge) -> Result<Option<Outcome>, EventError> {
+    // Without our metadata the charge is not a top-up of ours (another product on the account).
+    let Some(reference) = charge.payment_id() else { return Ok(Some(Outcome::Ignored)) };
+    let id = reference.parse::<i64>().map_err(|_| EventError::Rejected("the charge names no payment"))?;
+    let payment = payments::get(state.db().pool(), id).await?.ok_or(EventError::Rejected("no such payment"))?;
+    match payment.status.as_str() {
+        "pending" => Ok(None),
+        // Marked failed or expired: nothing was credited, so there is nothing to take back.
+        "failed" | "expired" => Ok(Some(Outcome::Ignored)),
+        // Paid under another PaymentIntent: not this charge's payment.
+        _ => Err(EventError::Rejected("the charge does not match the payment")),
+    }
+}
+
+/// The inviter's first-top-up reward credited for this payment: `(inviter, amount)`.
+async fn reward_of(state: &AppState, payment: &Payment) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let key = reward_key(payment.user_id);
+    let reference = format!("payment:{}", payment.id);
+    Ok(ledger::keyed(state.db().pool(), &key)
+        .await?
+        .filter(|(_, _, r)| r.as_deref() == Some(reference.as_str()))
+        .map(|(inviter, amount, _)| (inviter, amount)))
+}
+
+fn reward_key(invitee: i64) -> String {
+    format!("stripe:first-topup-reward:{invitee}")
+}
+
+/// This process's unpromised leases on the payer's (and the inviter's) balance go back first, so
+/// the take-back below finds them in the balance (other processes' are ended in the transaction).
+async fn give_back_leases(state: &AppState, user_id: i64, inviter: Option<i64>) {
+    for user in std::iter::once(user_id).chain(inviter) {
+        if let Err(e) = state.billing().give_back_lease(user).await {
+            tracing::warn!(user, error = %e, "could not give a lease back before a take-back");
+        }
+    }
+}
+
+/// Takes `amount` of the inviter's reward back (never below zero, leases included), with its
+/// ledger row; flags the inviter for what could not be. What could not be taken back.
+async fn reverse_reward(
+    tx: &mut sqlx::AnyConnection,
+    payment: &Payment,
+    inviter: i64,
+    amount: i64,
+) -> Result<i64, sqlx::Error> {
+    let (taken, balance) = billing::take_back(tx, inviter, amount).await?;
+    let reference = format!("payment:{}", payment.id);
+    let entry = Entry {
+        user_id: inviter,
+        kind: Kind::Refund,
+        amount: -taken,
+        balance_after: balance,
+        reference: Some(&reference),
+        note: Some("invitation reward reversed: the invited user's top-up was refunded"),
+        idempotency_key: None,
+    };
+    ledger::insert(tx, &entry).await?;
+    if taken < amount {
+        let flag = format!(
+            "The refund of an invited user's payment #{} reversed {} of this account's reward: {} was already spent.",
+            payment.id,
+            Money(amount),
+            Money(amount - taken)
+        );
+        users::set_flag(&mut *tx, inviter, &flag).await?;
+    }
+    Ok(amount - taken)
+}
+
+/// `charge.dispute.created`: the disputed share of the credit is taken back like a refund (leases
+/// included, never below zero, a shortfall flagged); given back if the dispute is won.
+async fn dispute_opened(state: &AppState, envelope: &Envelope, dispute: &Dispute) -> Result<Outcome, EventError> {
+    let Some(payment) = disputed_payment(state, dispute).await? else { return Ok(Outcome::Ignored) };
+    give_back_leases(state, payment.user_id, None).await;
+    let mut tx = state.db().writer().begin().await?;
+    if !payments::record_event(&mut tx, &envelope.id, &envelope.kind).await? {
+        tx.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    if !payments::open_dispute(&mut tx, payment.id, &dispute.id, dispute.amount, "open").await? {
+        tx.commit().await?; // recorded: the payment already has this dispute (or its close came first)
+        return Ok(Outcome::Duplicate);
+    }
+    // Read inside the transaction: the refunds so far.
+    let current = payments::get(&mut *tx, payment.id).await?.unwrap_or(payment);
+    take_disputed(&mut tx, &current, dispute).await?;
+    tx.commit().await?;
+    tracing::info!(payment = current.id, dispute = %dispute.id, event = %envelope.id, "dispute opened");
+    Ok(Outcome::Applied)
+}
+
+/// Takes back the disputed share of the payment's credit (not counting what refunds already
+/// took), records it on the payment and writes its ledger row.
+async fn take_disputed(tx: &mut sqlx::AnyConnection, payment: &Payment, dispute: &Dispute) -> Result<(), sqlx::Error> {
+    let upto = (payment.refunded + dispute.amount).min(payment.charge);
+    let debit = refund_credit(payment.credit, payment.charge, payment.refunded, upto);
+    let (taken, balance) = billing::take_back(tx, payment.user_id, debit).await?;
+    payments::record_dispute_take(tx, payment.id, taken, debit - taken).await?;
+    let reference = format!("payment:{}", payment.id);
+    let note = format!("Stripe dispute of {}", format_charge(dispute.amount, &payment.currency));
+    let entry = Entry {
+        user_id: payment.user_id,
+        kind: Kind::Refund,
+        amount: -taken,
+        balance_after: balance,
+        reference: Some(&reference),
+        note: Some(&note),
+        idempotency_key: None,
+    };
+    ledger::insert(tx, &entry).await?;
+    if taken < debit {
+        let flag = format!(
+            "A Stripe dispute of payment #{} took back {} of {}: {} was already spent.",
+            payment.id,
+            Money(taken),
+            Money(debit),
+            Money(debit - taken)
+        );
+        users::set_flag(&mut *tx, payment.user_id, &flag).await?;
+    }
+    Ok(())
+}
+
+/// `charge.dispute.closed`: won (or an inquiry closed without a chargeback) gives back what the
+/// dispute took; lost keeps it. A close that arrives before the dispute's creation is recorded
+/// as the dispute (a lost one takes the credit back then), so the late creation changes nothing.
+async fn dispute_closed(state: &AppState, envelope: &Envelope, dispute: &Dispute) -> Result<Outcome, EventError> {
+    let Some(payment) = disputed_payment(state, dispute).await? else { return Ok(Outcome::Ignored) };
+    let won = matches!(dispute.status.as_str(), "won" | "warning_closed");
+    if !won && dispute.status != "lost" {
+        return Ok(Outcome::Ignored);
+    }
+    if !won {
+        give_back_leases(state, payment.user_id, None).await;
+    }
+    let mut tx = state.db().writer().begin().await?;
+    if !payments::record_event(&mut tx, &envelope.id, &envelope.kind).await? {
+        tx.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    let status = if won { "won" } else { "lost" };
+    if payments::open_dispute(&mut tx, payment.id, &dispute.id, dispute.amount, status).await? {
+        if !won {
+            let current = payments::get(&mut *tx, payment.id).await?.unwrap_or(payment);
+            take_disputed(&mut tx, &current, dispute).await?;
+        }
+        tx.commit().await?;
+        return Ok(Outcome::Applied);
+    }
+    match payments::dispute_of(&mut tx, payment.id).await? {
+        Some((id, _)) if id != dispute.id => {
+            tx.rollback().await?;
+            return Err(EventError::Rejected("the payment has another dispute"));
+        }
+        _ => {}
+    }
+    let Some((taken, _)) = payments::close_dispute(&mut tx, payment.id, &dispute.id, won).await? else {
+        tx.commit().await?; // closed already
+        return Ok(Outcome::Duplicate);
+    };
+    if won && taken > 0 {
+        let balance =
+            ledger::credit(&mut tx, payment.user_id, taken).await?.ok_or(EventError::Rejected("no such user"))?;
+        let reference = format!("payment:{}", payment.id);
+        let entry = Entry {
+            user_id: payment.user_id,
+            kind: Kind::Refund,
+            amount: taken,
+            balance_after: balance,
+            reference: Some(&reference),
+            note: Some("Stripe dispute won: credit given back"),
+            idempotency_key: None,
+        };
+        ledger::insert(&mut tx, &entry).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(payment = payment.id, dispute = %dispute.id, status, taken, event = %envelope.id, "dispute closed");
+    Ok(Outcome::Applied)
+}
+
+/// The paid payment a dispute is about; `None` when it is not one of ours.
+async fn disputed_payment(state: &AppState, dispute: &Dispute) -> Result<Option<Payment>, EventError> {
+    let Some(intent) = dispute.payment_intent.as_deref() else { return Ok(None) };
+    let Some(payment) = payments::by_payment_intent(state.db().pool(), intent).await? else { return Ok(None) };
+    if dispute.currency != payment.currency || dispute.amount <= 0 || dispute.amount > payment.charge {
+        return Err(EventError::Rejected("the dispute does not match the payment"));
+    }
+    Ok(Some(payment))
 }
 
 /// An operator gives up on a pending payment (`/admin/payments`); false when it was not pending.

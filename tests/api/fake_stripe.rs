@@ -256,10 +256,19 @@ pub fn payment_intent_of(opened: &Opened) -> String {
     format!("pi_3{}", &id[id.len().saturating_sub(20)..])
 }
 
-/// `charge.refunded` for a session's payment, `refunded` minor units refunded in all so far.
+/// `charge.refunded` for a session's payment, `refunded` minor units refunded in all so far. Like
+/// Stripe, the charge carries its PaymentIntent's metadata (`payment_intent_data[metadata]`).
 pub fn refunded_charge(opened: &Opened, refunded: i64) -> Value {
     let amount = opened.session["amount_total"].as_i64().unwrap_or_default();
+    let metadata: serde_json::Map<String, Value> = opened
+        .form
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((k.strip_prefix("payment_intent_data[metadata][")?.strip_suffix(']')?.to_string(), json!(v)))
+        })
+        .collect();
     json!({
+        "metadata": metadata,
         "id": format!("ch_3{}", burncloud::domain::token::random_alphanumeric(20)),
         "object": "charge",
         "amount": amount,
@@ -271,5 +280,24 @@ pub fn refunded_charge(opened: &Opened, refunded: i64) -> Value {
         "payment_intent": payment_intent_of(opened),
         "refunded": refunded >= amount,
         "status": "succeeded",
+    })
+}
+
+/// A Dispute of a session's payment, as the `charge.dispute.*` events carry it.
+pub fn dispute(opened: &Opened, id: &str, amount: i64, status: &str) -> Value {
+    json!({
+        "id": id,
+        "object": "dispute",
+        "amount": amount,
+        "balance_transactions": [],
+        "charge": format!("ch_3{}", burncloud::domain::token::random_alphanumeric(20)),
+        "created": now_secs(),
+        "currency": opened.session["currency"],
+        "is_charge_refundable": false,
+        "livemode": false,
+        "metadata": {},
+        "payment_intent": payment_intent_of(opened),
+        "reason": "fraudulent",
+        "status": status,
     })
 }

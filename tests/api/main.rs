@@ -31,6 +31,7 @@ mod mail_sink;
 
 mod abuse_auth;
 mod abuse_channels;
+mod abuse_images;
 mod abuse_keys;
 mod abuse_operators;
 mod abuse_requests;
@@ -81,6 +82,7 @@ mod messages;
 mod money_faults;
 mod money_faults_leases;
 mod openapi;
+mod payment_faults;
 mod payments;
 mod route_coverage;
 mod schema;
