@@ -16,11 +16,12 @@ db_tests!(
     leases_of_a_crashed_process_end_when_it_restarts,
 );
 
-fn chat() -> Value {
+pub fn chat() -> Value {
     json!({ "model": "gpt-test", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 10 })
 }
 
-async fn priced(app: &TestApp, fake: &FakeOpenAi) {
+/// A channel to the fake serving `gpt-test`, priced 1.00 in and 2.00 out per 1M tokens.
+pub async fn priced(app: &TestApp, fake: &FakeOpenAi) {
     app.add_channel(json!({
         "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "sk-upstream", "models": ["gpt-test"]
     }))
@@ -28,7 +29,8 @@ async fn priced(app: &TestApp, fake: &FakeOpenAi) {
     app.set_price("gpt-test", json!({ "input": "1.00", "output": "2.00" })).await;
 }
 
-async fn leased(app: &TestApp, user: i64) -> (i64, i64) {
+/// `(users.leased, lease rows)` of a user.
+pub async fn leased(app: &TestApp, user: i64) -> (i64, i64) {
     let row =
         sqlx::query("SELECT leased, (SELECT COUNT(*) FROM balance_leases WHERE user_id = $1) FROM users WHERE id = $1")
             .bind(user)

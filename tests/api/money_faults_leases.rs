@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::fake_openai::{Behavior, DEFAULT_COMPLETION, DEFAULT_PROMPT, FakeOpenAi};
 use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::leases::{chat, leased, priced};
 
 db_tests!(
     exactly_once_settlement_under_faults,
@@ -27,18 +28,6 @@ db_tests!(
 
 /// What one `chat()` request costs at the `priced` prices (1.00 and 2.00 per 1M tokens).
 const COST: i64 = DEFAULT_PROMPT * 1_000 + DEFAULT_COMPLETION * 2_000;
-
-fn chat() -> Value {
-    json!({ "model": "gpt-test", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 10 })
-}
-
-async fn priced(app: &TestApp, fake: &FakeOpenAi) {
-    app.add_channel(json!({
-        "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "sk-upstream", "models": ["gpt-test"]
-    }))
-    .await;
-    app.set_price("gpt-test", json!({ "input": "1.00", "output": "2.00" })).await;
-}
 
 /// The app with its leases renewed (and reconciled, and others' expired ones ended) every `renew_secs`.
 async fn spawn(backend: Backend, renew_secs: u64) -> TestApp {
@@ -56,17 +45,6 @@ async fn spawn(backend: Backend, renew_secs: u64) -> TestApp {
 async fn db_now(app: &TestApp) -> i64 {
     let mut conn = app.db.pool().acquire().await.unwrap();
     burncloud::db::leases::now_ms(&mut conn).await.unwrap()
-}
-
-/// `users.leased` and the number of the user's lease rows.
-async fn leased(app: &TestApp, user: i64) -> (i64, i64) {
-    let row =
-        sqlx::query("SELECT leased, (SELECT COUNT(*) FROM balance_leases WHERE user_id = $1) FROM users WHERE id = $1")
-            .bind(user)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
-    (row.get(0), row.get(1))
 }
 
 /// When the holder's lease on the user ends (unix ms, database clock), if it has one.

@@ -10,6 +10,7 @@ use crate::console_auth::Browser;
 use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::fake_stripe::{self, FakeStripe};
 use crate::helpers::{Backend, TestApp};
+use crate::leases::leased;
 use crate::payments::{payment_status, send_event, spawn_with_stripe, start_topup, user_id, webhook_events};
 
 db_tests!(
@@ -27,17 +28,6 @@ async fn payment(app: &TestApp, id: i64) -> burncloud::db::payments::Payment {
 
 async fn flag(app: &TestApp, user: i64) -> Option<String> {
     sqlx::query("SELECT flag FROM users WHERE id = $1").bind(user).fetch_one(app.db.pool()).await.unwrap().get(0)
-}
-
-/// `(users.leased, lease rows)` of a user.
-async fn leased(app: &TestApp, user: i64) -> (i64, i64) {
-    let row =
-        sqlx::query("SELECT leased, (SELECT COUNT(*) FROM balance_leases WHERE user_id = $1) FROM users WHERE id = $1")
-            .bind(user)
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap();
-    (row.get(0), row.get(1))
 }
 
 async fn a_refund_before_its_payment_is_retried_until_the_payment_is_in(backend: Backend) {
