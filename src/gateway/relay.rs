@@ -134,6 +134,21 @@ async fn relay_inner(
     let prompt_estimate = rule.apply(openai::text_tokens(&body)).max(1);
     let hold_prompt = prompt_estimate.max(bytes_floor(body.len()));
     let default_max = Endpoint::default_max_tokens(&model, &peek, config.default_max_tokens);
+    // `billing.cap_output_by_balance`: a request with no output cap gets one its user's balance
+    // pays for, written into the body the attempts forward or convert, so the hold covers it.
+    let capped_body;
+    let (body, peek) =
+        match output_cap(state, &grant, &table, endpoint, &peek, (&price, multiplier), hold_prompt, default_max).await?
+        {
+            Some(cap) if form.is_none() => {
+                capped_body = with_output_cap(endpoint, &model, &body, cap);
+                let mut capped = RequestPeek::parse(&capped_body)
+                    .map_err(|message| GatewayError::BadRequest { message, param: None })?;
+                (capped.model, capped.stream) = (peek.model.clone(), peek.stream);
+                (&capped_body, capped)
+            }
+            _ => (&body, peek),
+        };
     let estimate = endpoint.estimate(&peek, hold_prompt, default_max);
     let mut hold_amount = price.cost(&estimate, multiplier).min(config.max_hold);
     if price.is_set() && multiplier > 0 {
@@ -150,18 +165,7 @@ async fn relay_inner(
             key_limited: grant.spend_limited,
         })
         .await
-        .map_err(|e| match e {
-            BillingError::InsufficientBalance => GatewayError::InsufficientQuota(
-                "You exceeded your current quota, please check your plan and billing details.",
-            ),
-            BillingError::KeyLimitReached => {
-                GatewayError::InsufficientQuota("This API key has reached its spend limit.")
-            }
-            other => {
-                tracing::error!(error = %other, "hold failed");
-                GatewayError::Internal
-            }
-        })?;
+        .map_err(quota_error)?;
     let log = RequestLog {
         request_id,
         created_at: now_ms(),
@@ -182,7 +186,7 @@ async fn relay_inner(
     };
     let request = Request {
         endpoint,
-        body: &body,
+        body,
         peek: &peek,
         model: &model,
         stream,
@@ -231,6 +235,100 @@ async fn relay_inner(
     }
     settlement.finish(last_error.status().as_u16(), Some(last_error.class()));
     Err(last_error)
+}
+
+/// What a refused hold tells the client.
+fn quota_error(e: BillingError) -> GatewayError {
+    match e {
+        BillingError::InsufficientBalance => GatewayError::InsufficientQuota(
+            "You exceeded your current quota, please check your plan and billing details.",
+        ),
+        BillingError::KeyLimitReached => GatewayError::InsufficientQuota("This API key has reached its spend limit."),
+        BillingError::InDebt => GatewayError::InsufficientQuota(
+            "Your account has an unpaid balance: a request cost more than your balance. Add credit to pay it and continue.",
+        ),
+        other => {
+            tracing::error!(error = %other, "hold failed");
+            GatewayError::Internal
+        }
+    }
+}
+
+/// The output cap `billing.cap_output_by_balance` sets on a request of a group that has it on,
+/// when the request sets none (per answer, for `n` answers) and the user's spendable balance
+/// cannot pay the usual default: the most output tokens that balance pays for on top of the
+/// prompt's hold. `None`: nothing to set (the setting is off, the request has its own cap, or
+/// the balance pays the usual hold). Refused with `insufficient_quota` when not even one output
+/// token can be paid.
+#[allow(clippy::too_many_arguments)]
+async fn output_cap(
+    state: &AppState,
+    grant: &super::auth::Grant,
+    table: &super::routing::RoutingTable,
+    endpoint: Endpoint,
+    peek: &RequestPeek<'_>,
+    (price, multiplier): (&Price, i64),
+    hold_prompt: i64,
+    default_max: i64,
+) -> Result<Option<i64>, GatewayError> {
+    let caps = matches!(
+        endpoint,
+        Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Responses | Endpoint::GeminiGenerate
+    );
+    if !caps || peek.max_output().is_some() || !price.is_set() || !table.caps_output_by_balance(&grant.group) {
+        return Ok(None);
+    }
+    let spendable = state.billing().spendable(grant.user_id).await.map_err(quota_error)?;
+    let choices = peek.choices().unwrap_or(1).clamp(1, 128);
+    let cost = |n: i64| {
+        let usage =
+            Usage { prompt_tokens: hold_prompt, completion_tokens: n.saturating_mul(choices), ..Usage::default() };
+        price.cost(&usage, multiplier)
+    };
+    if cost(default_max) <= spendable {
+        return Ok(None);
+    }
+    // The cost grows with the output: the largest affordable `n` in [0, default_max).
+    let (mut affordable, mut beyond) = (0i64, default_max);
+    while beyond - affordable > 1 {
+        let mid = affordable + (beyond - affordable) / 2;
+        if cost(mid) <= spendable { affordable = mid } else { beyond = mid }
+    }
+    if affordable == 0 || cost(affordable) > spendable {
+        return Err(quota_error(BillingError::InsufficientBalance));
+    }
+    Ok(Some(affordable))
+}
+
+/// The request's JSON body with an output cap of `cap` tokens in the field its protocol reads
+/// (`max_completion_tokens` for reasoning models on chat, whose upstreams refuse `max_tokens`).
+/// A top-level field is written in front of the others, the rest of the bytes kept as they came;
+/// Gemini's nested `generationConfig.maxOutputTokens` goes through a JSON value.
+fn with_output_cap(endpoint: Endpoint, model: &str, body: &Bytes, cap: i64) -> Bytes {
+    let field = match endpoint {
+        Endpoint::ChatCompletions if super::endpoints::is_reasoning_model(model) => "max_completion_tokens",
+        Endpoint::Responses => "max_output_tokens",
+        Endpoint::GeminiGenerate => {
+            let mut value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                let config = object.entry("generationConfig").or_insert_with(|| serde_json::json!({}));
+                if let Some(config) = config.as_object_mut() {
+                    config.insert("maxOutputTokens".into(), cap.into());
+                }
+            }
+            return serde_json::to_vec(&value).map(Bytes::from).unwrap_or_else(|_| body.clone());
+        }
+        _ => "max_tokens",
+    };
+    let text = body.as_ref();
+    let Some(open) = text.iter().position(|b| *b == b'{') else { return body.clone() };
+    let rest = &text[open + 1..];
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(text.len() + field.len() + 24);
+    out.extend_from_slice(&text[..=open]);
+    out.extend_from_slice(format!("\"{field}\":{cap}{}", if empty { "" } else { "," }).as_bytes());
+    out.extend_from_slice(rest);
+    Bytes::from(out)
 }
 
 /// Refuses, before any hold or upstream call, what the API being imitated refuses: sizes and
