@@ -303,24 +303,36 @@ async fn output_cap(
 /// The request's JSON body with an output cap of `cap` tokens in the field its protocol reads
 /// (`max_completion_tokens` for reasoning models on chat, whose upstreams refuse `max_tokens`).
 /// A top-level field is written in front of the others, the rest of the bytes kept as they came;
-/// Gemini's nested `generationConfig.maxOutputTokens` goes through a JSON value.
+/// a body that already names a cap field (as `null`) and Gemini's nested
+/// `generationConfig.maxOutputTokens` go through a JSON value, so no key is ever written twice.
 fn with_output_cap(endpoint: Endpoint, model: &str, body: &Bytes, cap: i64) -> Bytes {
+    const CAP_FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
     let field = match endpoint {
         Endpoint::ChatCompletions if super::endpoints::is_reasoning_model(model) => "max_completion_tokens",
         Endpoint::Responses => "max_output_tokens",
-        Endpoint::GeminiGenerate => {
-            let mut value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-            if let Some(object) = value.as_object_mut() {
-                let config = object.entry("generationConfig").or_insert_with(|| serde_json::json!({}));
-                if let Some(config) = config.as_object_mut() {
-                    config.insert("maxOutputTokens".into(), cap.into());
-                }
-            }
-            return serde_json::to_vec(&value).map(Bytes::from).unwrap_or_else(|_| body.clone());
-        }
+        Endpoint::GeminiGenerate => "generationConfig",
         _ => "max_tokens",
     };
     let text = body.as_ref();
+    let named = |name: &str| memchr::memmem::find(text, format!("\"{name}\"").as_bytes()).is_some();
+    if field == "generationConfig" || CAP_FIELDS.iter().any(|f| named(f)) {
+        let mut value: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.retain(|k, v| !(v.is_null() && CAP_FIELDS.contains(&k.as_str())));
+            if field == "generationConfig" {
+                let config = object.entry(field).or_insert_with(|| serde_json::json!({}));
+                if !config.is_object() {
+                    *config = serde_json::json!({});
+                }
+                if let Some(config) = config.as_object_mut() {
+                    config.insert("maxOutputTokens".into(), cap.into());
+                }
+            } else {
+                object.insert(field.into(), cap.into());
+            }
+        }
+        return serde_json::to_vec(&value).map(Bytes::from).unwrap_or_else(|_| body.clone());
+    }
     let Some(open) = text.iter().position(|b| *b == b'{') else { return body.clone() };
     let rest = &text[open + 1..];
     let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');

@@ -16,6 +16,7 @@ db_tests!(
     debt_is_recorded_refuses_requests_and_is_paid_first_by_the_next_credit,
     debt_is_paid_by_a_redeemed_code_and_shown_in_the_consoles,
     cap_output_by_balance_sets_the_cap_the_balance_pays_for,
+    cap_output_by_balance_reaches_converted_protocols,
     cap_output_by_balance_is_set_in_the_admin_api_and_the_group_form,
 );
 
@@ -251,6 +252,18 @@ async fn cap_output_by_balance_sets_the_cap_the_balance_pays_for(backend: Backen
     assert_eq!(user_json(&app, user).await["debt"], "0.00", "the charge stayed within the balance");
     app.assert_ledger_consistent().await;
 
+    // A cap given as null is no cap: it is replaced, never written twice.
+    let (_, key_null) = app.user_with_key_in("capped", "0.01", json!({})).await;
+    let null_cap = r#"{"model":"gpt-test","max_tokens":null,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    assert_eq!(send_raw(&app, &key_null, null_cap).await.status(), 200);
+    let received = fake.received().last().unwrap().body.clone();
+    let prompt_null = prompt_hold("gpt-test", null_cap);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&received).unwrap()["max_tokens"],
+        (balance - prompt_null * INPUT_NANO) / OUTPUT_NANO
+    );
+    assert_eq!(String::from_utf8_lossy(&received).matches("max_tokens").count(), 1);
+
     // A reasoning model's chat upstream takes `max_completion_tokens` instead.
     let (_, key2) = app.user_with_key_in("capped", "0.01", json!({})).await;
     let reasoning = body.replace("gpt-test", "o3-test");
@@ -290,6 +303,36 @@ async fn cap_output_by_balance_sets_the_cap_the_balance_pays_for(backend: Backen
     assert_eq!(fake.received().last().unwrap().body, body.as_bytes(), "forwarded as sent");
     app.assert_ledger_consistent().await;
     assert_audit_clean(&app).await;
+}
+
+async fn cap_output_by_balance_reaches_converted_protocols(backend: Backend) {
+    use crate::fake_anthropic::{FakeAnthropic, KEY, Reply};
+    let app = spawn_app(backend).await;
+    let fake = FakeAnthropic::start(Reply::Text).await;
+    let (status, _) = app
+        .admin(
+            "PUT",
+            "/api/admin/groups/capped",
+            Some(json!({ "multiplier": "2", "billing": { "cap_output_by_balance": true } })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.add_channel(json!({
+        "name": "claude", "type": "anthropic", "base_url": fake.base_url(), "key": KEY,
+        "models": ["claude-test"], "groups": ["capped"]
+    }))
+    .await;
+    app.set_price("claude-test", json!({ "input": "2.50", "output": "10.00" })).await;
+    let (user, key) = app.user_with_key_in("capped", "0.01", json!({})).await;
+    let body = r#"{"model":"claude-test","messages":[{"role":"user","content":"Say hello"}]}"#;
+    assert_eq!(send_raw(&app, &key, body).await.status(), 200);
+    // The group's ×2 multiplier doubles both prices.
+    let prompt = prompt_hold("claude-test", body);
+    let expected = (DOLLAR / 100 - 2 * prompt * INPUT_NANO) / (2 * OUTPUT_NANO);
+    let sent = fake.received().last().unwrap().clone();
+    assert_eq!(sent["max_tokens"], expected, "Anthropic's required max_tokens is the cap: {sent}");
+    assert!(app.balance(user).await >= 0);
+    app.assert_ledger_consistent().await;
 }
 
 async fn cap_output_by_balance_is_set_in_the_admin_api_and_the_group_form(backend: Backend) {
