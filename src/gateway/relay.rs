@@ -285,19 +285,27 @@ async fn output_cap(
             Usage { prompt_tokens: hold_prompt, completion_tokens: n.saturating_mul(choices), ..Usage::default() };
         price.cost(&usage, multiplier)
     };
-    if cost(default_max) <= spendable {
-        return Ok(None);
+    match affordable_output(cost, spendable, default_max) {
+        None => Ok(None),
+        Some(0) => Err(quota_error(BillingError::InsufficientBalance)),
+        Some(cap) => Ok(Some(cap)),
     }
-    // The cost grows with the output: the largest affordable `n` in [0, default_max).
+}
+
+/// The most output tokens `spendable` pays for at `cost(tokens)` (which grows with the tokens),
+/// below `default_max`: `None` when `default_max` itself is affordable, `Some(0)` when not one
+/// token is.
+fn affordable_output(cost: impl Fn(i64) -> i64, spendable: i64, default_max: i64) -> Option<i64> {
+    if cost(default_max) <= spendable {
+        return None;
+    }
+    // Binary search: `cost(affordable) <= spendable` (or `affordable` is 0), `cost(beyond) > spendable`.
     let (mut affordable, mut beyond) = (0i64, default_max);
     while beyond - affordable > 1 {
         let mid = affordable + (beyond - affordable) / 2;
         if cost(mid) <= spendable { affordable = mid } else { beyond = mid }
     }
-    if affordable == 0 || cost(affordable) > spendable {
-        return Err(quota_error(BillingError::InsufficientBalance));
-    }
-    Ok(Some(affordable))
+    Some(if cost(affordable) <= spendable { affordable } else { 0 })
 }
 
 /// The request's JSON body with an output cap of `cap` tokens in the field its protocol reads
@@ -506,4 +514,51 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 /// A token per four bytes, rounding up: the least a hold assumes for a body of this size.
 fn bytes_floor(bytes: usize) -> i64 {
     i64::try_from(bytes.div_ceil(4)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(price: Price, multiplier: i64, prompt: i64) -> impl Fn(i64) -> i64 {
+        move |n| price.cost(&Usage { prompt_tokens: prompt, completion_tokens: n, ..Usage::default() }, multiplier)
+    }
+
+    #[test]
+    fn the_output_cap_is_the_largest_the_balance_pays_for_whatever_the_rounding() {
+        // Prices and a multiplier that do not divide evenly: compare with counting up.
+        let price = Price { input_per_mtok: Some(333_333), output_per_mtok: Some(7_777_777), ..Price::default() };
+        for (multiplier, spendable) in [(1_500_000, 1_000), (1_000_000, 17_777), (333_333, 5), (2_000_000, 31_111)] {
+            let cost = cost(price, multiplier, 9);
+            let expected = (0..4096).take_while(|&n| cost(n) <= spendable).last().unwrap_or(0);
+            assert!(expected > 0 || spendable == 5, "the cases cap: {multiplier} {spendable}");
+            assert_eq!(affordable_output(&cost, spendable, 4096), Some(expected), "{multiplier} {spendable}");
+        }
+        let cost = cost(price, 1_000_000, 9);
+        assert_eq!(affordable_output(&cost, i64::MAX, 4096), None, "the default fits: no cap");
+        assert_eq!(affordable_output(&cost, cost(1) - 1, 4096), Some(0), "not one token");
+        assert_eq!(affordable_output(&cost, cost(1), 1), None);
+    }
+
+    #[test]
+    fn the_cap_is_written_once_in_the_protocols_field() {
+        let chat = Bytes::from_static(br#" {"model":"m","messages":[]}"#);
+        assert_eq!(
+            with_output_cap(Endpoint::ChatCompletions, "gpt-4o", &chat, 7).as_ref(),
+            br#" {"max_tokens":7,"model":"m","messages":[]}"#
+        );
+        let reasoning = with_output_cap(Endpoint::ChatCompletions, "o3-mini", &chat, 7);
+        assert!(reasoning.starts_with(br#" {"max_completion_tokens":7,"#));
+        let empty = with_output_cap(Endpoint::Responses, "m", &Bytes::from_static(b"{ }"), 3);
+        assert_eq!(empty.as_ref(), br#"{"max_output_tokens":3 }"#);
+        let null = with_output_cap(Endpoint::ChatCompletions, "m", &Bytes::from_static(br#"{"max_tokens":null}"#), 5);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&null).ok(),
+            Some(serde_json::json!({ "max_tokens": 5 }))
+        );
+        let gemini = Bytes::from_static(br#"{"contents":[],"generationConfig":{"temperature":0.5}}"#);
+        let capped: serde_json::Value =
+            serde_json::from_slice(&with_output_cap(Endpoint::GeminiGenerate, "gemini-x", &gemini, 9)).unwrap();
+        assert_eq!(capped["generationConfig"], serde_json::json!({ "temperature": 0.5, "maxOutputTokens": 9 }));
+    }
 }
