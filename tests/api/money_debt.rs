@@ -15,6 +15,7 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 db_tests!(
     debt_is_recorded_refuses_requests_and_is_paid_first_by_the_next_credit,
     debt_is_paid_by_a_redeemed_code_and_shown_in_the_consoles,
+    debt_from_concurrent_requests_is_all_recorded,
     cap_output_by_balance_sets_the_cap_the_balance_pays_for,
     cap_output_by_balance_reaches_converted_protocols,
     cap_output_by_balance_is_set_in_the_admin_api_and_the_group_form,
@@ -184,6 +185,56 @@ async fn debt_is_paid_by_a_redeemed_code_and_shown_in_the_consoles(backend: Back
     assert_eq!((shown["debt"].as_str(), shown["flag"].as_str()), (Some("0.00"), None), "{shown}");
     let (_, _, page) = root.get(&format!("/admin/users/{user}")).await;
     assert!(!page.contains("user-debt-amount"));
+    app.assert_ledger_consistent().await;
+    assert_audit_clean(&app).await;
+}
+
+async fn debt_from_concurrent_requests_is_all_recorded(backend: Backend) {
+    // A $1 tenant with a script: ten requests at once, each billed $10 by the upstream.
+    let (app, fake) = setup(backend, Behavior::Ok { prompt_tokens: 0, completion_tokens: 1_000_000 }).await;
+    let (user, key) = app.user_with_key("1.00").await;
+    let mut request = chat("gpt-test");
+    request["max_tokens"] = json!(10);
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, url, key, request) =
+                (app.client.clone(), app.url("/v1/chat/completions"), key.clone(), request.clone());
+            tokio::spawn(async move { client.post(url).bearer_auth(key).json(&request).send().await.unwrap().status() })
+        })
+        .collect();
+    let mut served = 0i64;
+    for r in requests {
+        let status = r.await.unwrap();
+        assert!(status == 200 || status == 429, "{status}");
+        served += i64::from(status == 200);
+    }
+    assert!(served >= 1);
+    assert_eq!(i64::try_from(fake.received().len()).unwrap(), served);
+    app.settled().await;
+
+    // Whatever was admitted, every dollar billed is either charged or owed, never lost.
+    assert_eq!(app.balance(user).await, 0);
+    let charged: i64 = sqlx::query("SELECT CAST(SUM(cost) AS BIGINT) FROM request_logs WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(charged, DOLLAR);
+    let owed: i64 =
+        sqlx::query("SELECT debt FROM users WHERE id = $1").bind(user).fetch_one(app.db.pool()).await.unwrap().get(0);
+    assert_eq!(owed, served * 10 * DOLLAR - DOLLAR, "{served} served");
+    let debt_rows: i64 = sqlx::query("SELECT COUNT(*) FROM ledger WHERE user_id = $1 AND kind = 'debt'")
+        .bind(user)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert!((1..=served).contains(&debt_rows), "{debt_rows}");
+    let leased: i64 =
+        sqlx::query("SELECT leased FROM users WHERE id = $1").bind(user).fetch_one(app.db.pool()).await.unwrap().get(0);
+    assert_eq!(leased, 0, "no lease survives a debt");
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &request).await.status(), 429);
     app.assert_ledger_consistent().await;
     assert_audit_clean(&app).await;
 }
