@@ -120,6 +120,17 @@ impl Batcher {
         self.faults.lost_acks.load(Ordering::SeqCst)
     }
 
+    /// What the user could spend now: this process's unpromised lease and the unreserved
+    /// balance (one database read: only requests that ask for `billing.cap_output_by_balance`
+    /// pay it). `InDebt` while the user owes a debt.
+    pub async fn spendable(&self, user_id: i64) -> Result<i64, BillingError> {
+        match ledger::unreserved(self.db.pool(), user_id).await? {
+            Some(Ok(free)) => Ok(free.saturating_add(self.leases.available(user_id))),
+            Some(Err(_debt)) => Err(BillingError::InDebt),
+            None => Err(BillingError::NoSuchUser),
+        }
+    }
+
     pub fn leases(&self) -> &Leases {
         &self.leases
     }
@@ -177,6 +188,11 @@ impl Batcher {
             let charge = |reply| Op::Charge(Box::new(Charge { hold: Hold { ..hold }, plan, log: log.clone(), reply }));
             match self.submit(charge).await {
                 Ok(charged) => {
+                    if charged < cost {
+                        // A shortfall became debt, and the settlement ended every lease on the
+                        // user's balance: what memory still offers must not be promised.
+                        self.leases.drain_user(hold.user_id);
+                    }
                     log.cost = charged;
                     return Ok(charged);
                 }
@@ -415,13 +431,21 @@ async fn apply_books(
             }
         }
     }
+    // user, shortfall, balance after, charge index
+    let mut debts: Vec<(i64, i64, i64, usize)> = Vec::new();
     for &i in &fresh {
         if beyond[i] > 0 {
             let user = charges[i].hold.user_id;
-            let (taken, after) = ledger::debit_up_to(&mut tx, user, beyond[i]).await?;
+            // What the unreserved balance holds, then what leases reserved on it (they end, so
+            // no process promises that money again); the rest is debt.
+            let (taken, after) = super::take_back(&mut tx, user, beyond[i]).await?;
             if taken > 0 {
                 charged[i] += taken;
                 entries.push((user, -taken, after, i, false));
+            }
+            if taken < beyond[i] {
+                ledger::add_debt(&mut tx, user, beyond[i] - taken).await?;
+                debts.push((user, beyond[i] - taken, after, i));
             }
         }
     }
@@ -442,7 +466,13 @@ async fn apply_books(
             Some(if from_lease { key.to_string() } else { format!("{key}:beyond") })
         })
         .collect();
-    let rows: Vec<Entry<'_>> = entries
+    let debt_keys: Vec<Option<String>> =
+        debts.iter().map(|&(.., i)| charges[i].log.settle_key.as_deref().map(|key| format!("{key}:debt"))).collect();
+    let debt_notes: Vec<String> = debts
+        .iter()
+        .map(|&(_, short, ..)| format!("Cost beyond the balance, owed: {}", crate::domain::money::Money(short)))
+        .collect();
+    let mut rows: Vec<Entry<'_>> = entries
         .iter()
         .zip(&row_keys)
         .map(|(&(user_id, amount, balance_after, i, _), key)| Entry {
@@ -455,6 +485,19 @@ async fn apply_books(
             idempotency_key: key.as_deref(),
         })
         .collect();
+    // A debt row moves no money (amount 0: the ledger still sums to the balance); the amount
+    // owed is in `users.debt` and the row's note.
+    rows.extend(debts.iter().zip(&debt_keys).zip(&debt_notes).map(|((&(user_id, _, balance_after, i), key), note)| {
+        Entry {
+            user_id,
+            kind: Kind::Debt,
+            amount: 0,
+            balance_after,
+            reference: Some(charges[i].log.request_id.as_str()),
+            note: Some(note.as_str()),
+            idempotency_key: key.as_deref(),
+        }
+    }));
     ledger::insert_many(&mut tx, &rows).await?;
     for (op, cost) in charges.iter_mut().zip(&charged) {
         op.log.cost = *cost;

@@ -156,8 +156,9 @@ impl Leases {
         let mut tx = conn.begin().await?;
         let size = |free: i64| amount.saturating_mul(HOLDS_PER_LEASE).max(free / 4);
         let taken = match leases::take(&mut tx, user_id, &self.holder, amount, size, millis(LEASE_TTL)).await {
-            Ok(Some(taken)) => taken,
-            Ok(None) => return Err(BillingError::InsufficientBalance),
+            Ok(leases::Taken::Reserved(taken)) => taken,
+            Ok(leases::Taken::Short) => return Err(BillingError::InsufficientBalance),
+            Ok(leases::Taken::InDebt) => return Err(BillingError::InDebt),
             Err(sqlx::Error::RowNotFound) => return Err(BillingError::NoSuchUser),
             Err(e) => return Err(e.into()),
         };

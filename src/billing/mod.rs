@@ -18,6 +18,8 @@ use crate::db::{Db, leases};
 pub enum BillingError {
     #[error("the balance does not cover this request")]
     InsufficientBalance,
+    #[error("the account owes an unpaid balance")]
+    InDebt,
     #[error("the key's spend limit is reached")]
     KeyLimitReached,
     #[error("no such user")]
@@ -92,6 +94,8 @@ pub async fn adjust(
         }
         Err(e) => return Err(e.into()),
     }
+    // A credit pays the user's debt first (in `ledger::insert`): answer with what is left.
+    let balance = if amount > 0 { ledger::balance(&mut *tx, user_id).await?.unwrap_or(balance) } else { balance };
     tx.commit().await?;
     Ok(Some(balance))
 }
@@ -154,6 +158,8 @@ pub async fn redeem(db: &Db, user_id: i64, code: &str) -> Result<(i64, i64), Red
         idempotency_key: None,
     };
     ledger::insert(&mut tx, &entry).await?;
+    // A credit pays the user's debt first (in `ledger::insert`): answer with what is left.
+    let balance = ledger::balance(&mut *tx, user_id).await?.unwrap_or(balance);
     tx.commit().await?;
     Ok((amount, balance))
 }

@@ -39,6 +39,8 @@ pub struct ChargeDay {
 pub struct BillingPage {
     layout: Layout,
     balance: String,
+    /// What the user owes (a request cost beyond the balance), when anything.
+    debt: Option<String>,
     history: Vec<HistoryRow>,
     charges: Vec<ChargeDay>,
     message: Option<String>,
@@ -66,6 +68,8 @@ fn describe(layout: &Layout, kind: &str) -> &'static str {
         "welcome_credit" => layout.t("Welcome credit"),
         "refund" => layout.t("Refund"),
         "adjustment" => layout.t("Adjustment"),
+        "debt" => layout.t("Debt"),
+        "debt_paid" => layout.t("Debt paid"),
         _ => layout.t("Other"),
     }
 }
@@ -81,9 +85,14 @@ async fn render(state: &AppState, user: &CurrentUser, balance: String, outcome: 
         Ok(rows) => rows,
         Err(e) => return failed(&e),
     };
+    let debt = match ledger::debt(pool, user.id).await {
+        Ok(debt) => (debt > 0).then(|| Money(debt).to_string()),
+        Err(e) => return failed(&e),
+    };
     let page = BillingPage {
         layout: user.layout.clone(),
         balance,
+        debt,
         history: history
             .into_iter()
             .map(|r| HistoryRow {

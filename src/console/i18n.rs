@@ -379,6 +379,13 @@ pub const ZH: &[(&str, &str)] = &[
     ("Your balance, redemption codes and every change to your balance.", "账户余额、兑换码，以及每一笔余额变动。"),
     ("Balance", "余额"),
     ("Prepaid credit for requests made with any of your keys.", "预付额度，可用于你任一密钥发出的请求。"),
+    ("Unpaid balance", "欠款"),
+    (
+        "A request cost more than your balance. Your next credit pays this first; until then your keys are refused.",
+        "有请求的费用超过了你的余额。下一笔充值会先偿还这笔欠款；在此之前你的密钥将被拒绝。",
+    ),
+    ("Debt", "欠款"),
+    ("Debt paid", "偿还欠款"),
     ("Redeem a code", "兑换码充值"),
     ("Redemption code", "兑换码"),
     ("Redeem", "兑换"),

@@ -12,12 +12,15 @@ pub struct GroupListing {
     /// JSON list, or `None` for every model its channels serve.
     pub allowed_models: Option<String>,
     pub users: i64,
+    /// `billing.cap_output_by_balance`: a request without an output cap gets one the balance pays.
+    pub cap_output_by_balance: bool,
 }
 
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<GroupListing>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT g.name, g.description, g.multiplier_ppm, g.allowed_models, \
-         (SELECT COUNT(*) FROM users u WHERE u.group_name = g.name) FROM groups g ORDER BY g.name",
+         (SELECT COUNT(*) FROM users u WHERE u.group_name = g.name), g.cap_output_by_balance \
+         FROM groups g ORDER BY g.name",
     )
     .fetch_all(db)
     .await?;
@@ -29,6 +32,7 @@ pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<Group
                 multiplier_ppm: r.try_get(2)?,
                 allowed_models: r.try_get(3)?,
                 users: r.try_get(4)?,
+                cap_output_by_balance: r.try_get::<i64, _>(5)? != 0,
             })
         })
         .collect()
@@ -48,6 +52,25 @@ pub async fn set_allowed_models<'e>(
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE groups SET allowed_models = $1 WHERE name = $2")
         .bind(models)
+        .bind(name)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// The groups whose `billing.cap_output_by_balance` is on.
+pub async fn capping_output<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query("SELECT name FROM groups WHERE cap_output_by_balance = 1").fetch_all(db).await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+pub async fn set_cap_output_by_balance<'e>(
+    db: impl Executor<'e, Database = Any>,
+    name: &str,
+    on: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE groups SET cap_output_by_balance = $1 WHERE name = $2")
+        .bind(i64::from(on))
         .bind(name)
         .execute(db)
         .await

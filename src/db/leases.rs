@@ -27,9 +27,21 @@ pub async fn now_ms(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query(&sql).fetch_one(conn).await?.try_get(0)
 }
 
+/// What [`take`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// This much is reserved for the holder.
+    Reserved(i64),
+    /// The unreserved balance is below what was needed.
+    Short,
+    /// The user owes a debt: nothing is lent on the balance until it is paid.
+    InDebt,
+}
+
 /// Reserves up to `want` (at least `need`) of the user's unreserved balance for `holder`, for
-/// `ttl_ms` by the database's clock. The amount reserved, `Ok(None)` when the unreserved balance
-/// is below `need`, or `Err(RowNotFound)` for an unknown user.
+/// `ttl_ms` by the database's clock; never while the user owes a debt (`users.debt > 0`), which
+/// is how the gateway learns of a debt without reading the database per request: no lease, no
+/// admission. `Err(RowNotFound)` for an unknown user.
 pub async fn take(
     conn: &mut AnyConnection,
     user_id: i64,
@@ -37,7 +49,7 @@ pub async fn take(
     need: i64,
     size: impl Fn(i64) -> i64,
     ttl_ms: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<Taken, sqlx::Error> {
     let upsert = format!(
         "INSERT INTO balance_leases (user_id, holder, amount, expires_at) VALUES ($1, $2, $3, {} + $4) \
          ON CONFLICT (user_id, holder) DO UPDATE \
@@ -45,28 +57,32 @@ pub async fn take(
         clock(conn)
     );
     for _ in 0..5 {
-        let free: i64 = sqlx::query("SELECT balance - leased FROM users WHERE id = $1")
+        let row = sqlx::query("SELECT balance - leased, debt FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
+            .await?;
+        let (free, debt): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if debt > 0 {
+            return Ok(Taken::InDebt);
+        }
         if free < need {
-            return Ok(None);
+            return Ok(Taken::Short);
         }
         let amount = size(free).clamp(need, free);
-        let reserved = sqlx::query("UPDATE users SET leased = leased + $1 WHERE id = $2 AND balance - leased >= $1")
-            .bind(amount)
-            .bind(user_id)
-            .execute(&mut *conn)
-            .await?;
+        let reserved =
+            sqlx::query("UPDATE users SET leased = leased + $1 WHERE id = $2 AND balance - leased >= $1 AND debt = 0")
+                .bind(amount)
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await?;
         if reserved.rows_affected() == 0 {
             // A concurrent debit moved the balance (Postgres): look again.
             continue;
         }
         sqlx::query(&upsert).bind(user_id).bind(holder).bind(amount).bind(ttl_ms).execute(&mut *conn).await?;
-        return Ok(Some(amount));
+        return Ok(Taken::Reserved(amount));
     }
-    Ok(None)
+    Ok(Taken::Short)
 }
 
 /// Takes `amount` off the holder's lease row; false when the row does not hold that much (it

@@ -17,6 +17,10 @@ pub enum Kind {
     Settle,
     Refund,
     Adjustment,
+    /// A shortfall recorded as debt (amount 0: the money never existed; `users.debt` holds it).
+    Debt,
+    /// Debt paid from a credit (amount negative, written right after the credit's own row).
+    DebtPaid,
 }
 
 impl Kind {
@@ -30,6 +34,8 @@ impl Kind {
             Kind::Settle => "settle",
             Kind::Refund => "refund",
             Kind::Adjustment => "adjustment",
+            Kind::Debt => "debt",
+            Kind::DebtPaid => "debt_paid",
         }
     }
 }
@@ -49,8 +55,22 @@ pub async fn insert(conn: &mut AnyConnection, e: &Entry<'_>) -> Result<(), sqlx:
     insert_many(conn, std::slice::from_ref(e)).await
 }
 
-/// Inserts many rows in few statements (group commit).
+/// Inserts many rows in few statements (group commit). A credit (a row with a positive amount)
+/// first pays its user's debt, if any, in the same transaction: every way money comes in (top-up,
+/// redemption, operator's credit, reward, refund of codes, a won dispute) writes its row here,
+/// so none can forget to.
 pub async fn insert_many(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
+    insert_rows(conn, entries).await?;
+    let mut credited: Vec<i64> = entries.iter().filter(|e| e.amount > 0).map(|e| e.user_id).collect();
+    credited.sort_unstable();
+    credited.dedup();
+    for user_id in credited {
+        pay_debt(conn, user_id).await?;
+    }
+    Ok(())
+}
+
+async fn insert_rows(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for (chunk, values) in crate::db::insert_chunks(conn, entries, 8) {
         let sql = format!(
@@ -118,6 +138,93 @@ pub async fn debit_up_to(conn: &mut AnyConnection, user_id: i64, amount: i64) ->
     let current: i64 =
         sqlx::query("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_one(&mut *conn).await?.try_get(0)?;
     Ok((0, current))
+}
+
+/// Why an account is flagged while it owes a debt; cleared with the debt (an operator's flag
+/// set for another reason stays).
+pub const DEBT_FLAG: &str = "Unpaid balance: a request cost more than the balance could pay (debt).";
+
+/// Records a shortfall as debt (`users.debt`) and flags the account unless it already is. The
+/// caller writes the `debt` ledger row (amount 0) in the same transaction.
+pub async fn add_debt(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET debt = debt + $1, flag = COALESCE(flag, $2), updated_at = $3 WHERE id = $4")
+        .bind(amount)
+        .bind(DEBT_FLAG)
+        .bind(now_ms())
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Pays as much of the user's debt as the unreserved balance holds, with a `debt_paid` row
+/// (amount negative); clears the debt flag once the debt is paid in full. What was paid.
+pub async fn pay_debt(conn: &mut AnyConnection, user_id: i64) -> Result<i64, sqlx::Error> {
+    // Retried because a concurrent debit may move the balance between the read and the update.
+    for _ in 0..5 {
+        let Some(row) = sqlx::query("SELECT debt, balance - leased FROM users WHERE id = $1 AND debt > 0")
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(0);
+        };
+        let (debt, free): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let pay = free.clamp(0, debt);
+        if pay == 0 {
+            return Ok(0);
+        }
+        let paid = sqlx::query(
+            "UPDATE users SET balance = balance - $1, debt = debt - $1, \
+               flag = CASE WHEN debt = $1 AND flag = $3 THEN NULL ELSE flag END \
+             WHERE id = $2 AND debt >= $1 AND balance - leased >= $1 RETURNING balance",
+        )
+        .bind(pay)
+        .bind(user_id)
+        .bind(DEBT_FLAG)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = paid else { continue };
+        let balance_after: i64 = row.try_get(0)?;
+        let entry = Entry {
+            user_id,
+            kind: Kind::DebtPaid,
+            amount: -pay,
+            balance_after,
+            reference: None,
+            note: Some("Unpaid balance settled from this credit"),
+            idempotency_key: None,
+        };
+        insert_rows(conn, std::slice::from_ref(&entry)).await?;
+        return Ok(pay);
+    }
+    Ok(0)
+}
+
+/// The user's unreserved balance (not leased to any gateway process): `None` for an unknown
+/// user, `Some(Err(debt))` while the user owes a debt.
+pub async fn unreserved<'e>(
+    db: impl Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+) -> Result<Option<Result<i64, i64>>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT balance - leased, debt FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
+    row.map(|r| {
+        let (free, debt): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+        Ok(if debt > 0 { Err(debt) } else { Ok(free.max(0)) })
+    })
+    .transpose()
+}
+
+/// What the user owes (0 when nothing).
+pub async fn debt<'e>(db: impl Executor<'e, Database = sqlx::Any>, user_id: i64) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query("SELECT debt FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .unwrap_or(0))
 }
 
 /// Adds `amount` to a key's spend if it stays within the key's limit; false when it would not.

@@ -125,11 +125,13 @@ pub struct UserSummary {
     pub created_at: i64,
     /// Why an operator should look at the account (a refund of credit already spent).
     pub flag: Option<String>,
+    /// What a request cost beyond the balance, owed until the next credit pays it.
+    pub debt: i64,
 }
 
 pub async fn summary<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<UserSummary>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT id, email, display_name, role, status, group_name, balance, email_verified_at, created_at, flag \
+        "SELECT id, email, display_name, role, status, group_name, balance, email_verified_at, created_at, flag, debt \
          FROM users WHERE id = $1",
     )
     .bind(id)
@@ -147,6 +149,7 @@ pub async fn summary<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Resu
             email_verified_at: r.try_get(7)?,
             created_at: r.try_get(8)?,
             flag: r.try_get(9)?,
+            debt: r.try_get(10)?,
         })
     })
     .transpose()

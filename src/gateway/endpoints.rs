@@ -8,7 +8,7 @@ pub const REASONING_DEFAULT_MAX_TOKENS: i64 = 32_768;
 
 /// Models that reason before answering, by name: OpenAI's o-series and GPT-5, DeepSeek's
 /// reasoner and R1, Qwen's QwQ, and any `…thinking…` variant.
-fn is_reasoning_model(model: &str) -> bool {
+pub(crate) fn is_reasoning_model(model: &str) -> bool {
     let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
     ["o1", "o3", "o4", "gpt-5"].iter().any(|p| name.starts_with(p))
         || ["reasoner", "thinking", "deepseek-r1", "qwq"].iter().any(|p| name.contains(p))

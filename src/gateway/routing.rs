@@ -140,6 +140,8 @@ pub struct RoutingTable {
     prices: HashMap<String, Price>,
     group_prices: HashMap<(String, String), Price>,
     multipliers: HashMap<String, i64>,
+    /// Groups with `billing.cap_output_by_balance` on.
+    capped_groups: HashSet<String>,
     strategies: HashMap<String, Strategy>,
     default_strategy: Option<Strategy>,
 }
@@ -178,6 +180,12 @@ impl RoutingTable {
         }
         let price = self.prices.get(model).filter(|p| p.is_set())?;
         Some((*price, self.multipliers.get(group).copied().unwrap_or(MILLION)))
+    }
+
+    /// Whether the group's `billing.cap_output_by_balance` is on: a request without an output cap
+    /// gets one the user's balance can pay for.
+    pub fn caps_output_by_balance(&self, group: &str) -> bool {
+        self.capped_groups.contains(group)
     }
 
     /// Builds a snapshot from the database.
@@ -236,7 +244,16 @@ impl RoutingTable {
                 strategies.insert(target.to_string(), strategy);
             }
         }
-        Ok(Self { routes, prices, group_prices, multipliers, strategies, default_strategy: Some(default_strategy) })
+        let capped_groups = db::groups::capping_output(db.pool()).await?.into_iter().collect();
+        Ok(Self {
+            routes,
+            prices,
+            group_prices,
+            multipliers,
+            capped_groups,
+            strategies,
+            default_strategy: Some(default_strategy),
+        })
     }
 }
 

@@ -24,6 +24,19 @@ pub struct GroupView {
     /// The models the group may use; `null`: every model its channels serve.
     pub models: Option<Vec<String>>,
     pub users: i64,
+    /// The group's billing settings.
+    pub billing: GroupBilling,
+}
+
+/// A group's billing settings (`billing.<name>`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBilling {
+    /// `billing.cap_output_by_balance`: a request that sets no output cap gets the largest one the
+    /// user's available balance can pay for (when that is below the usual default), so its cost
+    /// never runs past the balance.
+    #[serde(default)]
+    pub cap_output_by_balance: bool,
 }
 
 impl From<GroupListing> for GroupView {
@@ -34,6 +47,7 @@ impl From<GroupListing> for GroupView {
             name: g.name,
             description: g.description,
             users: g.users,
+            billing: GroupBilling { cap_output_by_balance: g.cap_output_by_balance },
         }
     }
 }
@@ -47,6 +61,9 @@ pub struct GroupSave {
     pub description: Option<String>,
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    /// Absent: billing settings stay as they are (off for a new group).
+    #[serde(default)]
+    pub billing: Option<GroupBilling>,
 }
 
 pub async fn list(state: &AppState) -> Result<Vec<GroupView>, PricingError> {
@@ -104,10 +121,16 @@ pub async fn save(state: &AppState, actor: &Actor, name: &str, input: &GroupSave
     let mut tx = state.db().writer().begin().await?;
     prices::upsert_group(&mut *tx, name, description, ppm).await?;
     db_groups::set_allowed_models(&mut *tx, name, models.as_deref()).await?;
+    if let Some(billing) = input.billing {
+        db_groups::set_cap_output_by_balance(&mut *tx, name, billing.cap_output_by_balance).await?;
+    }
     tx.commit().await?;
     reload_routing(state).await;
     let after = find(state, name).await?.ok_or_else(|| PricingError::Internal("saved group vanished".into()))?;
-    let shown = |g: &GroupView| json!({ "description": g.description, "multiplier": g.multiplier, "models": g.models });
+    let shown = |g: &GroupView| {
+        json!({ "description": g.description, "multiplier": g.multiplier, "models": g.models,
+                "billing.cap_output_by_balance": g.billing.cap_output_by_balance })
+    };
     let (action, details) = match &before {
         Some(b) => ("group.update", audit::changes(&shown(b), &shown(&after))),
         None => ("group.create", shown(&after)),

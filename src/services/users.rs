@@ -70,6 +70,9 @@ pub struct UserView {
     /// An operator's note: only [`AdminUserView`] answers carry it, never the user's own `/api/me`.
     #[serde(skip)]
     pub flag: Option<String>,
+    /// What a request cost beyond the balance (a decimal), owed: the next credit pays it first,
+    /// and until then the gateway refuses the user's requests.
+    pub debt: String,
 }
 
 /// A user as the operator's API shows one: with the account's flag (null when nothing needs a
@@ -144,6 +147,7 @@ pub async fn get(state: &AppState, id: i64) -> Result<UserView, UserError> {
         email_verified: row.email_verified_at.is_some(),
         created_at: row.created_at,
         flag: row.flag,
+        debt: Money(row.debt).to_string(),
     })
 }
 

@@ -440,7 +440,8 @@ async fn groups_api_and_page(backend: Backend) {
     assert_eq!(status, 200, "{group}");
     assert_eq!(
         group,
-        json!({ "name": "team", "description": "Team", "multiplier": "0.75", "models": ["a", "b"], "users": 0 })
+        json!({ "name": "team", "description": "Team", "multiplier": "0.75", "models": ["a", "b"], "users": 0,
+                "billing": { "cap_output_by_balance": false } })
     );
     for bad in [
         json!({ "multiplier": "-1" }),

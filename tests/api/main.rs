@@ -79,6 +79,7 @@ mod live;
 mod management_api;
 mod me_api;
 mod messages;
+mod money_debt;
 mod money_faults;
 mod money_faults_leases;
 mod openapi;

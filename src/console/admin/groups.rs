@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::AdminUser;
 use crate::console::Layout;
 use crate::routes::Routes;
-use crate::services::groups::{self, GroupSave, GroupView};
+use crate::services::groups::{self, GroupBilling, GroupSave, GroupView};
 use crate::services::pricing::PricingError;
 use crate::state::AppState;
 
@@ -37,6 +37,9 @@ pub struct GroupForm {
     /// One model per line (or comma-separated); empty: every model.
     #[serde(default)]
     pub models: String,
+    /// `billing.cap_output_by_balance`: the checkbox is sent only when ticked.
+    #[serde(default)]
+    pub cap_output_by_balance: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -100,6 +103,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
             multiplier: g.multiplier.clone(),
             description: g.description.clone(),
             models: g.models.as_ref().map(|m| m.join("\n")).unwrap_or_default(),
+            cap_output_by_balance: g.billing.cap_output_by_balance.then(|| "1".into()),
         },
         None => GroupForm { multiplier: "1".into(), ..GroupForm::default() },
     };
@@ -127,6 +131,7 @@ pub async fn save(State(state): State<AppState>, admin: AdminUser, Form(form): F
         multiplier: form.multiplier.clone(),
         description: Some(form.description.clone()),
         models: (!models.is_empty()).then_some(models),
+        billing: Some(GroupBilling { cap_output_by_balance: form.cap_output_by_balance.is_some() }),
     };
     match groups::save(&state, &admin.actor, &form.name, &input).await {
         Ok(_) => Redirect::to("/admin/groups?done=saved").into_response(),
@@ -164,6 +169,12 @@ pub const ZH: &[(&str, &str)] = &[
     ("Allowed models", "允许的模型"),
     ("One per line. Empty: every model the group's channels serve.", "每行一个。留空：该分组渠道提供的全部模型。"),
     ("Save group", "保存分组"),
+    ("Cap output by balance", "按余额限制输出"),
+    ("Output capped by balance", "输出按余额限制"),
+    (
+        "A request without an output limit gets the largest one the member's balance can pay for, so no request costs more than the balance.",
+        "未设置输出上限的请求将获得成员余额可支付的最大上限，因此任何请求的费用都不会超过余额。",
+    ),
     ("Group saved.", "分组已保存。"),
     ("Group deleted.", "分组已删除。"),
     ("No such group.", "没有此分组。"),

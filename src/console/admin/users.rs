@@ -476,6 +476,11 @@ pub const ZH: &[(&str, &str)] = &[
     ("This account is flagged", "此账户已被标记"),
     ("Clear flag", "清除标记"),
     ("Flag cleared.", "标记已清除。"),
+    ("Unpaid balance", "欠款"),
+    (
+        "Requests cost this much beyond the balance. The next credit pays it first; until then the gateway refuses this user's requests.",
+        "请求费用超出余额的部分。下一笔入账会先偿还它；在此之前网关将拒绝此用户的请求。",
+    ),
     (
         "Look at the ledger and the payments, settle it with the user, then clear the flag.",
         "请查看账本和支付记录，与用户处理完毕后再清除标记。",
