@@ -1,8 +1,8 @@
 //! The relay: one request from an authenticated key to an upstream channel and back.
 //!
-//! Peek (model, stream) → route → price → hold → try channels (priority tiers, strategy, no
-//! channel twice, retry only before any byte reached the client) → pass the answer through →
-//! settle from the upstream's usage. Same-protocol bodies are forwarded as received unless model
+//! Admit (concurrency caps) → read the body → peek (model, stream) → route → price → hold → try
+//! channels (priority tiers, strategy, no channel twice, retry only before any byte reached the
+//! client) → pass the answer through → settle from the upstream's usage. Same-protocol bodies are forwarded as received unless model
 //! mapping or stream usage needs a field changed. Streams are relayed event by event; the status
 //! is committed only after the first upstream chunk, so early failures can still fail over.
 
