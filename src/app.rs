@@ -159,7 +159,7 @@ impl Application {
         let router = customize(router.with_state(state.clone()).fallback(not_found));
         let trusted = crate::client_ip::TrustedProxies::new(state.config().trusted_proxies.clone());
         Ok(Self {
-            router: with_http_layers(router, trusted),
+            router: with_http_layers(router, trusted, state.config().body_read_timeout),
             listener,
             state,
             port: local.port(),
@@ -206,9 +206,8 @@ impl Application {
                 }
             }
         };
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
-        let mut server = tokio::spawn(async move { server.await });
+        let timeout = state.config().header_read_timeout;
+        let mut server = tokio::spawn(serve(self.listener, self.router, timeout, signal));
 
         let finished = tokio::select! {
             result = &mut server => Some(result),
@@ -253,6 +252,88 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The accept loop (axum::serve's, with a header-read timeout, which axum::serve does not set):
+/// every connection is served by hyper's HTTP/1 server with a timer, so a client that does not
+/// finish its request line and headers within `header_read_timeout` (or leaves a keep-alive
+/// connection idle that long) is disconnected. Each request carries the peer's address as
+/// `ConnectInfo`. When `signal` completes, no connection is accepted any more, the open ones
+/// finish their current request and close, and the future ends when the last one has.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        signal.await;
+        drop(signal_rx);
+    });
+    // Every connection task holds a receiver; the loop's end waits until all are dropped.
+    let (close_tx, close_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+            () = signal_tx.closed() => break,
+        };
+        let service = router.clone().map_request(move |request: axum::http::Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+            request
+        });
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let (signal_tx, close_rx) = (signal_tx.clone(), close_rx.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            let mut signalled = std::pin::pin!(signal_tx.closed());
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = &mut signalled, if !draining => {
+                        draining = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(close_rx);
+        });
+    }
+    drop(close_rx);
+    drop(listener);
+    close_tx.closed().await;
+    Ok(())
+}
+
+/// An accept that failed: a connection reset before it was accepted is nothing; anything else
+/// (out of file descriptors, above all) is logged and the loop pauses, as axum::serve does,
+/// instead of spinning.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Periodic background work, stopped by shutdown: checkpoint SQLite's write-ahead log, refresh the
@@ -338,14 +419,16 @@ fn derived_public_url(local: SocketAddr) -> Result<Url, url::ParseError> {
     Url::parse(&format!("http://{host}:{}/", local.port()))
 }
 
-/// Request ids, the request span, panic containment: the layers every route gets.
-fn with_http_layers(router: Router, trusted: crate::client_ip::TrustedProxies) -> Router {
+/// Request ids, the body-read deadline, the request span, panic containment: the layers every
+/// route gets.
+fn with_http_layers(router: Router, trusted: crate::client_ip::TrustedProxies, body_read_timeout: Duration) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(axum::middleware::map_request(move |request: Request| {
                 crate::client_ip::resolve(trusted.clone(), request)
             }))
             .layer(axum::middleware::map_request(drop_unacceptable_request_id))
+            .layer(axum::middleware::from_fn_with_state(body_read_timeout, crate::gateway::ingress::body_deadline))
             .layer(SetRequestIdLayer::x_request_id(telemetry::MakeId))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))

@@ -135,6 +135,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long in-flight requests and streams may run after a shutdown signal (`BURNCLOUD_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's line and headers (`BURNCLOUD_HEADER_READ_TIMEOUT_SECS`);
+    /// also how long an idle keep-alive connection is kept. A slow-headers client holds a socket
+    /// and a task for no more than this.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a whole request body, from the end of its headers
+    /// (`BURNCLOUD_BODY_READ_TIMEOUT_SECS`); past it the request is answered 408.
+    pub body_read_timeout: Duration,
     /// Gateway behaviour: limits, timeouts, retries, holds.
     pub gateway: GatewayConfig,
     /// Who may sign up on their own (`BURNCLOUD_SIGNUP_MODE`).
@@ -260,7 +267,18 @@ pub struct GatewayConfig {
     pub image_fetch_max_images: usize,
     pub image_fetch_max_total_bytes: usize,
     pub image_fetch_deadline: Duration,
+    /// Admission: at most this many requests in flight per API key, per user, and in all (a
+    /// request is in flight from admission until its settlement); a request over a cap waits up
+    /// to `admission_wait` for a slot, then is refused with 429 and `Retry-After`.
+    pub max_concurrent_per_key: usize,
+    pub max_concurrent_per_user: usize,
+    pub max_concurrent_requests: usize,
+    pub admission_wait: Duration,
 }
+
+/// The most requests in flight in all: the billing writer keeps at most this many holds
+/// unsettled (`billing::batch`'s own cap), and a hold beyond it would queue without a deadline.
+pub const MAX_CONCURRENT_REQUESTS: usize = 2048;
 
 /// A setting that could not be used; `Display` names it the way the operator wrote it.
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +322,8 @@ settings! {
     LOG => "log", "BURNCLOUD_LOG";
     LOG_FORMAT => "log_format", "BURNCLOUD_LOG_FORMAT";
     SHUTDOWN_GRACE_SECS => "shutdown_grace_secs", "BURNCLOUD_SHUTDOWN_GRACE_SECS";
+    HEADER_READ_TIMEOUT_SECS => "header_read_timeout_secs", "BURNCLOUD_HEADER_READ_TIMEOUT_SECS";
+    BODY_READ_TIMEOUT_SECS => "body_read_timeout_secs", "BURNCLOUD_BODY_READ_TIMEOUT_SECS";
     MAX_BODY_BYTES => "max_body_bytes", "BURNCLOUD_MAX_BODY_BYTES";
     CONNECT_TIMEOUT_SECS => "upstream_connect_timeout_secs", "BURNCLOUD_UPSTREAM_CONNECT_TIMEOUT_SECS";
     FIRST_BYTE_TIMEOUT_SECS => "upstream_first_byte_timeout_secs", "BURNCLOUD_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS";
@@ -324,6 +344,10 @@ settings! {
     IMAGE_FETCH_MAX_IMAGES => "image_fetch_max_images", "BURNCLOUD_IMAGE_FETCH_MAX_IMAGES";
     IMAGE_FETCH_MAX_TOTAL_BYTES => "image_fetch_max_total_bytes", "BURNCLOUD_IMAGE_FETCH_MAX_TOTAL_BYTES";
     IMAGE_FETCH_DEADLINE_SECS => "image_fetch_deadline_secs", "BURNCLOUD_IMAGE_FETCH_DEADLINE_SECS";
+    MAX_CONCURRENT_PER_KEY => "max_concurrent_per_key", "BURNCLOUD_MAX_CONCURRENT_PER_KEY";
+    MAX_CONCURRENT_PER_USER => "max_concurrent_per_user", "BURNCLOUD_MAX_CONCURRENT_PER_USER";
+    MAX_CONCURRENT_REQUESTS_SETTING => "max_concurrent_requests", "BURNCLOUD_MAX_CONCURRENT_REQUESTS";
+    ADMISSION_WAIT_MS => "admission_wait_ms", "BURNCLOUD_ADMISSION_WAIT_MS";
     SIGNUP_MODE => "signup_mode", "BURNCLOUD_SIGNUP_MODE";
     WELCOME_CREDIT => "welcome_credit", "BURNCLOUD_WELCOME_CREDIT";
     SMTP_HOST => "smtp_host", "BURNCLOUD_SMTP_HOST";
@@ -421,6 +445,29 @@ impl Config {
             }
         };
         let shutdown_grace = secs(get(&SHUTDOWN_GRACE_SECS), &SHUTDOWN_GRACE_SECS, 30)?;
+        let header_read_timeout =
+            number(get(&HEADER_READ_TIMEOUT_SECS), &HEADER_READ_TIMEOUT_SECS, 30, 1..=3600).map(Duration::from_secs)?;
+        let body_read_timeout =
+            number(get(&BODY_READ_TIMEOUT_SECS), &BODY_READ_TIMEOUT_SECS, 60, 1..=3600).map(Duration::from_secs)?;
+        let max_concurrent_requests = number(
+            get(&MAX_CONCURRENT_REQUESTS_SETTING),
+            &MAX_CONCURRENT_REQUESTS_SETTING,
+            MAX_CONCURRENT_REQUESTS,
+            2..=MAX_CONCURRENT_REQUESTS,
+        )?;
+        // One tenant at its cap must leave slots to the others: a user's cap stays below the total.
+        let max_concurrent_per_user = number(
+            get(&MAX_CONCURRENT_PER_USER),
+            &MAX_CONCURRENT_PER_USER,
+            128.min(max_concurrent_requests / 2),
+            1..=max_concurrent_requests - 1,
+        )?;
+        let max_concurrent_per_key = number(
+            get(&MAX_CONCURRENT_PER_KEY),
+            &MAX_CONCURRENT_PER_KEY,
+            64.min(max_concurrent_per_user),
+            1..=max_concurrent_per_user,
+        )?;
 
         let gateway = GatewayConfig {
             max_body_bytes: number(get(&MAX_BODY_BYTES), &MAX_BODY_BYTES, 32 * 1024 * 1024, 1024..=1024 * 1024 * 1024)?,
@@ -470,6 +517,11 @@ impl Config {
             )?,
             image_fetch_deadline: number(get(&IMAGE_FETCH_DEADLINE_SECS), &IMAGE_FETCH_DEADLINE_SECS, 30, 1..=3600)
                 .map(Duration::from_secs)?,
+            max_concurrent_per_key,
+            max_concurrent_per_user,
+            max_concurrent_requests,
+            admission_wait: number(get(&ADMISSION_WAIT_MS), &ADMISSION_WAIT_MS, 2000, 0..=60_000)
+                .map(Duration::from_millis)?,
         };
 
         let signup_mode = match get(&SIGNUP_MODE) {
@@ -584,6 +636,8 @@ impl Config {
             log,
             log_format,
             shutdown_grace,
+            header_read_timeout,
+            body_read_timeout,
         })
     }
 }
@@ -693,12 +747,36 @@ mod tests {
             ("BURNCLOUD_UPSTREAM_IDLE_TIMEOUT_SECS", "forever"),
             ("BURNCLOUD_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
             ("BURNCLOUD_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("BURNCLOUD_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("BURNCLOUD_BODY_READ_TIMEOUT_SECS", "never"),
+            ("BURNCLOUD_MAX_CONCURRENT_PER_KEY", "0"),
+            ("BURNCLOUD_MAX_CONCURRENT_REQUESTS", "4096"),
+            ("BURNCLOUD_ADMISSION_WAIT_MS", "-5"),
         ];
         for (name, value) in cases {
             let err = load(&[(name, value)]).unwrap_err();
             assert_eq!(err.setting, name, "{name}={value}: {err}");
             assert!(err.to_string().starts_with(name));
         }
+    }
+
+    #[test]
+    fn one_user_cannot_be_allowed_every_slot() {
+        let config = load(&[]).unwrap();
+        let g = &config.gateway;
+        assert_eq!((g.max_concurrent_per_key, g.max_concurrent_per_user, g.max_concurrent_requests), (64, 128, 2048));
+        assert!(g.max_concurrent_per_user < g.max_concurrent_requests);
+        // A user's cap as large as the total is refused, naming the setting…
+        let err = load(&[("BURNCLOUD_MAX_CONCURRENT_REQUESTS", "100"), ("BURNCLOUD_MAX_CONCURRENT_PER_USER", "100")])
+            .unwrap_err();
+        assert_eq!(err.setting, "BURNCLOUD_MAX_CONCURRENT_PER_USER", "{err}");
+        // …and a key's cap above its user's is pointless, so refused too.
+        let err = load(&[("BURNCLOUD_MAX_CONCURRENT_PER_USER", "10"), ("BURNCLOUD_MAX_CONCURRENT_PER_KEY", "11")])
+            .unwrap_err();
+        assert_eq!(err.setting, "BURNCLOUD_MAX_CONCURRENT_PER_KEY", "{err}");
+        // Smaller totals bring the default per-user and per-key caps down with them.
+        let small = load(&[("BURNCLOUD_MAX_CONCURRENT_REQUESTS", "10")]).unwrap().gateway;
+        assert_eq!((small.max_concurrent_per_user, small.max_concurrent_per_key), (5, 5));
     }
 
     #[test]

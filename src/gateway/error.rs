@@ -6,6 +6,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// What a request refused by admission is told to wait: a slot frees when any request of the
+/// key's (or user's) ends, which cannot be predicted, so a short, fixed back-off.
+pub const CONCURRENCY_RETRY_AFTER_SECS: u64 = 1;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayError {
     InvalidApiKey,
@@ -22,6 +26,13 @@ pub enum GatewayError {
     RateLimited {
         retry_after_secs: u64,
     },
+    /// Admission refused the request: a concurrency cap stayed full for the whole wait.
+    ConcurrencyLimited {
+        scope: super::admission::Scope,
+        limit: usize,
+    },
+    /// The client did not send its whole body within the body-read timeout.
+    BodyTimeout,
     /// An upstream refused the request itself (a 4xx other than auth/quota/rate): its message,
     /// scrubbed, with its status.
     UpstreamRejected {
@@ -45,6 +56,8 @@ impl GatewayError {
             Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::ConcurrencyLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::ModelNotPriced(_) => StatusCode::FORBIDDEN,
             Self::InsufficientQuota(_) | Self::RateLimited { .. } | Self::UpstreamRateLimited => {
@@ -68,6 +81,8 @@ impl GatewayError {
             Self::ModelNotPriced(_) => "model_not_priced",
             Self::InsufficientQuota(_) => "insufficient_quota",
             Self::RateLimited { .. } => "rate_limited",
+            Self::ConcurrencyLimited { .. } => "concurrency_limited",
+            Self::BodyTimeout => "body_timeout",
             Self::UpstreamRejected { .. } => "upstream_rejected",
             Self::UpstreamRateLimited => "upstream_rate_limited",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -116,6 +131,26 @@ impl GatewayError {
                 None,
                 s("rate_limit_exceeded"),
             ),
+            Self::ConcurrencyLimited { scope, limit } => {
+                use super::admission::Scope;
+                let what = match scope {
+                    Scope::Key => format!("this API key has {limit} requests in flight, its limit"),
+                    Scope::User => format!("this account has {limit} requests in flight, its limit"),
+                    Scope::Server => "the server is at its limit of requests in flight".to_string(),
+                };
+                (
+                    format!("Too many concurrent requests: {what}. Retry after {CONCURRENCY_RETRY_AFTER_SECS} s."),
+                    "requests".into(),
+                    None,
+                    s("concurrency_limit_exceeded"),
+                )
+            }
+            Self::BodyTimeout => (
+                "The request body was not received in time.".into(),
+                "invalid_request_error".into(),
+                None,
+                s("request_timeout"),
+            ),
             Self::UpstreamRejected { message, kind, code, .. } => {
                 (message.clone(), kind.clone().unwrap_or_else(|| "invalid_request_error".into()), None, code.clone())
             }
@@ -155,6 +190,25 @@ impl GatewayError {
         }
     }
 
+    /// Seconds a client should wait before retrying (the `Retry-After` header), when known.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::ConcurrencyLimited { .. } => Some(CONCURRENCY_RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
+    /// Adds `Retry-After` when the error has one.
+    fn with_retry_after(&self, mut response: Response) -> Response {
+        if let Some(secs) = self.retry_after_secs()
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+
     /// The JSON error object, also used as the final event of a stream that failed mid-way.
     pub fn body(&self) -> serde_json::Value {
         let (message, kind, param, code) = self.parts();
@@ -181,13 +235,8 @@ impl GatewayError {
 
     /// The response for an Anthropic client.
     pub fn into_anthropic_response(self) -> Response {
-        let mut response = (self.status(), axum::Json(self.anthropic_body())).into_response();
-        if let Self::RateLimited { retry_after_secs } = &self
-            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        response
+        let response = (self.status(), axum::Json(self.anthropic_body())).into_response();
+        self.with_retry_after(response)
     }
 }
 
@@ -201,25 +250,22 @@ impl GatewayError {
             401 => "UNAUTHENTICATED",
             403 => "PERMISSION_DENIED",
             404 => "NOT_FOUND",
+            408 => "DEADLINE_EXCEEDED",
             429 => "RESOURCE_EXHAUSTED",
             503 => "UNAVAILABLE",
             504 => "DEADLINE_EXCEEDED",
             _ => "INTERNAL",
         };
         let body = json!({ "error": { "code": status.as_u16(), "message": message, "status": google_status } });
-        (status, axum::Json(body)).into_response()
+        let response = (status, axum::Json(body)).into_response();
+        self.with_retry_after(response)
     }
 }
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), axum::Json(self.body())).into_response();
-        if let Self::RateLimited { retry_after_secs } = &self
-            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        response
+        let response = (self.status(), axum::Json(self.body())).into_response();
+        self.with_retry_after(response)
     }
 }
 

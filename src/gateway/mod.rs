@@ -3,10 +3,12 @@
 //! bills it through `billing`. It must stay fast: no database read on a cache hit, no
 //! re-serialisation of bodies it does not need to change, no stream buffering.
 
+pub mod admission;
 pub mod attempts;
 pub mod auth;
 pub mod endpoints;
 pub mod error;
+pub mod ingress;
 pub mod models;
 pub mod relay;
 pub mod routing;
@@ -35,6 +37,8 @@ pub struct GatewayState {
     http: std::sync::RwLock<(reqwest::Client, std::time::Duration)>,
     pub keys: KeyCache,
     pub rate_limiter: RateLimiter,
+    /// Concurrency caps per key, per user and in all.
+    pub admission: admission::Admission,
     pub routing: Routing,
     /// Cancelled when the shutdown grace period ends: open streams are cut and settled.
     pub cut_streams: tokio_util::sync::CancellationToken,
@@ -47,6 +51,7 @@ impl GatewayState {
             http,
             keys: KeyCache::new(config.cache_ttl, config.key_cache_entries),
             rate_limiter: RateLimiter::default(),
+            admission: admission::Admission::new(config.max_concurrent_requests),
             routing,
             cut_streams: Default::default(),
         })

@@ -1,8 +1,8 @@
 //! The relay: one request from an authenticated key to an upstream channel and back.
 //!
-//! Peek (model, stream) → route → price → hold → try channels (priority tiers, strategy, no
-//! channel twice, retry only before any byte reached the client) → pass the answer through →
-//! settle from the upstream's usage. Same-protocol bodies are forwarded as received unless model
+//! Admit (concurrency caps) → read the body → peek (model, stream) → route → price → hold → try
+//! channels (priority tiers, strategy, no channel twice, retry only before any byte reached the
+//! client) → pass the answer through → settle from the upstream's usage. Same-protocol bodies are forwarded as received unless model
 //! mapping or stream usage needs a field changed. Streams are relayed event by event; the status
 //! is committed only after the first upstream chunk, so early failures can still fail over.
 
@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use super::admission::Limits;
 use super::attempts::attempt;
 use super::auth::ApiKeyAuth;
 use super::endpoints::Endpoint;
@@ -67,6 +68,19 @@ async fn relay_inner(
     // The operator's runtime gateway settings, read once for this request (no lock held).
     let site = state.site();
     let config = &site.gateway;
+    // Admission first, before the body is read: a tenant over its caps costs neither memory nor
+    // a hold. The slots go with the settlement and are given back when the request is settled.
+    let limits = Limits {
+        per_key: config.max_concurrent_per_key,
+        per_user: config.max_concurrent_per_user,
+        wait: config.admission_wait,
+    };
+    let admitted = state.gateway().admission.admit(auth.grant.key_id, auth.grant.user_id, limits).await.map_err(
+        |refusal| {
+            tracing::debug!(key = auth.grant.key_id, user = auth.grant.user_id, scope = ?refusal.scope, "admission refused");
+            GatewayError::ConcurrencyLimited { scope: refusal.scope, limit: refusal.limit }
+        },
+    )?;
     let body = read_body(body, headers, config.max_body_bytes).await?;
     let form = if endpoint.multipart() {
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -177,7 +191,7 @@ async fn relay_inner(
         client_ip: auth.client_ip.map(|ip| ip.to_string()),
         ..RequestLog::default()
     };
-    let mut settlement = Settlement::new(state.clone(), hold, price, multiplier, log);
+    let mut settlement = Settlement::new(state.clone(), hold, price, multiplier, log, admitted);
     let content_type = match &form {
         Some(_) => {
             headers.get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("multipart/form-data"))
@@ -503,7 +517,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
             too_large |= err.is::<http_body_util::LengthLimitError>();
             source = err.source();
         }
-        if too_large {
+        if super::ingress::is_body_timeout(&e) {
+            GatewayError::BodyTimeout
+        } else if too_large {
             GatewayError::BodyTooLarge { limit }
         } else {
             GatewayError::BadRequest { message: "The request body could not be read.".into(), param: None }

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use super::admission::AdmissionGuard;
 use crate::billing::Hold;
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{Price, Usage};
@@ -12,6 +13,9 @@ use crate::state::AppState;
 
 pub struct Settlement {
     state: AppState,
+    /// The request's concurrency slots: given back after the settlement is written, so the
+    /// gateway never has more requests in flight than holds the billing writer keeps unsettled.
+    admission: Option<AdmissionGuard>,
     hold: Option<Hold>,
     price: Price,
     multiplier_ppm: i64,
@@ -23,9 +27,25 @@ pub struct Settlement {
 }
 
 impl Settlement {
-    pub fn new(state: AppState, hold: Hold, price: Price, multiplier_ppm: i64, log: RequestLog) -> Self {
+    pub fn new(
+        state: AppState,
+        hold: Hold,
+        price: Price,
+        multiplier_ppm: i64,
+        log: RequestLog,
+        admission: AdmissionGuard,
+    ) -> Self {
         state.settlement_opened();
-        Self { state, hold: Some(hold), price, multiplier_ppm, started: Instant::now(), log, usage: Usage::default() }
+        Self {
+            state,
+            admission: Some(admission),
+            hold: Some(hold),
+            price,
+            multiplier_ppm,
+            started: Instant::now(),
+            log,
+            usage: Usage::default(),
+        }
     }
 
     /// The cost of the usage recorded so far.
@@ -70,9 +90,11 @@ impl Drop for Settlement {
         let mut log = self.prepared_log(499, Some("client_closed"));
         let cost = self.cost();
         let state = self.state.clone();
+        let admission = self.admission.take();
         if tokio::runtime::Handle::try_current().is_ok() {
             state.tasks().clone().spawn(async move {
                 settle_with_retries(&state, hold, cost, &mut log).await;
+                drop(admission);
             });
         } else {
             tracing::error!(request_id = %log.request_id, amount = hold.amount, "hold dropped outside a runtime: not settled");

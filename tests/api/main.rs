@@ -31,6 +31,7 @@ mod mail_sink;
 
 mod abuse_auth;
 mod abuse_channels;
+mod abuse_fairness;
 mod abuse_images;
 mod abuse_keys;
 mod abuse_operators;
