@@ -36,8 +36,8 @@ use crate::db::request_logs::{self, RequestLog};
 const MAX_BATCH: usize = 512;
 /// The most requests admitted and not yet settled. Settlements commit after the answer; when the
 /// writer falls behind a sustained load, new requests wait here instead of the queue (and memory)
-/// growing without bound.
-const MAX_UNSETTLED: usize = 2048;
+/// growing without bound. The gateway's admission caps stay within it (config checks that).
+const MAX_UNSETTLED: usize = crate::config::MAX_CONCURRENT_REQUESTS;
 
 type Reply<T> = oneshot::Sender<Result<T, BillingError>>;
 
