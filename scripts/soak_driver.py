@@ -490,6 +490,7 @@ def check(a):
     for rid, log in logs.items():
         k = "%d %s" % (log["status"], log["err"]) if log["err"] else str(log["status"])
         log_status[k] = log_status.get(k, 0) + 1
+    cut_logged_complete = sum(1 for r in reqs if r["outcome"] == "cut" and logs.get(r["id"], {}).get("status") == 200)
     aborted = [r for r in reqs if r["outcome"] == "aborted"]
     aborted_logged = sum(1 for r in aborted if r["id"] in logs)
     aborted_charged = sum(1 for r in aborted if r["id"] in logs and logs[r["id"]]["cost"] > 0)
@@ -556,6 +557,8 @@ def check(a):
         "request_logs_rows": len(logs),
         "request_logs_by_status": dict(sorted(log_status.items(), key=lambda kv: -kv[1])),
         "settled_requests_with_ledger_rows": len(settles),
+        # A stream the client cut after the gateway had relayed all of it is logged 200, not 499.
+        "cut_streams_logged_200": cut_logged_complete,
         "aborted_before_answer": {"sent": len(aborted), "logged": aborted_logged, "charged": aborted_charged},
         "unsettled_answered_in_outage": len(unsettled["in_outage"]),
         "unsettled_answered_outside_outage": len(unsettled["outside_outage"]),
