@@ -170,16 +170,6 @@ async fn relay_inner(
         hold_amount = hold_amount.max(1);
     }
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let hold = state
-        .billing()
-        .hold(HoldRequest {
-            user_id: grant.user_id,
-            key_id: grant.key_id,
-            amount: hold_amount,
-            key_limited: grant.spend_limited,
-        })
-        .await
-        .map_err(quota_error)?;
     let log = RequestLog {
         request_id,
         created_at: now_ms(),
@@ -191,7 +181,28 @@ async fn relay_inner(
         client_ip: auth.client_ip.map(|ip| ip.to_string()),
         ..RequestLog::default()
     };
-    let mut settlement = Settlement::new(state.clone(), hold, price, multiplier, log, admitted);
+    let hold_request = HoldRequest {
+        user_id: grant.user_id,
+        key_id: grant.key_id,
+        amount: hold_amount,
+        key_limited: grant.spend_limited,
+    };
+    // The hold runs in a task of its own, so a client that goes away cannot cancel its database
+    // work half-way (a cancelled BEGIN leaves a pooled connection inside a transaction; a
+    // cancelled commit leaves a lease this process does not know it holds). If the request is
+    // gone by the time the hold is granted, the settlement dropped with the unsent answer
+    // releases it (logged as 499, nothing charged).
+    let (granted_tx, granted_rx) = tokio::sync::oneshot::channel();
+    let holder = state.clone();
+    state.tasks().spawn(async move {
+        let granted = holder
+            .billing()
+            .hold(hold_request)
+            .await
+            .map(|hold| Settlement::new(holder.clone(), hold, price, multiplier, log, admitted));
+        let _ = granted_tx.send(granted);
+    });
+    let mut settlement = granted_rx.await.map_err(|_| GatewayError::Internal)?.map_err(quota_error)?;
     let content_type = match &form {
         Some(_) => {
             headers.get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("multipart/form-data"))

@@ -42,6 +42,7 @@ db_tests!(
     completed_streams_bill_the_upstream_report,
     shutdown_cuts_and_settles_open_streams,
     a_client_that_stops_reading_is_cut_and_billed,
+    clients_gone_during_the_hold_leave_no_open_transaction,
 );
 
 const DELTAS: usize = 30;
@@ -599,4 +600,55 @@ async fn a_client_that_stops_reading_is_cut_and_billed(backend: Backend) {
     assert_eq!(app.balance(user).await, 10_000_000_000 - cost);
     app.assert_ledger_consistent().await;
     drop(stream);
+}
+
+/// Clients that give up while their hold is being taken (a lease's database round trip) cancel
+/// nothing half-way: no pooled connection is left inside a transaction, no lease is reserved
+/// that the process does not know of, and the books stay exact.
+async fn clients_gone_during_the_hold_leave_no_open_transaction(backend: Backend) {
+    let (upstream, port) = CuttingUpstream::start(Provider::OpenAi, Ingress::Chat).await;
+    upstream.set(usize::MAX, Ending::End);
+    let app = app_with_channel(backend, Provider::OpenAi, port, None).await;
+    let mut users = Vec::new();
+    for _ in 0..16 {
+        users.push(app.user_with_key("1.00").await);
+    }
+    // Each request is abandoned after a few hundred microseconds, often while its user's first
+    // lease is being taken; leases are given back between the rounds so each round takes new ones.
+    for round in 0..10u64 {
+        let mut tasks = Vec::new();
+        for (i, (_, key)) in users.iter().enumerate() {
+            let client = app.client.clone();
+            let url = app.url("/v1/chat/completions");
+            let key = key.clone();
+            let wait = Duration::from_micros(200 + 300 * ((i as u64 * 7 + round * 3) % 17));
+            tasks.push(tokio::spawn(async move {
+                let body =
+                    json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 5 });
+                let _ = tokio::time::timeout(wait, client.post(url).bearer_auth(key).json(&body).send()).await;
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.settled().await;
+        app.state.billing().give_back_all().await;
+    }
+    app.settled().await;
+    if backend == Backend::Postgres {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(open, 0, "a pooled connection was left inside a transaction");
+    }
+    let reserved: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(leased), 0) AS BIGINT) FROM users")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(reserved, 0, "every lease this process took is known to it and was given back");
+    app.assert_ledger_consistent().await;
 }
