@@ -56,6 +56,15 @@ pub async fn take(
          SET amount = balance_leases.amount + excluded.amount, expires_at = excluded.expires_at",
         clock(conn)
     );
+    // Lock order: the holder's own lease row before the users row, as charges and give-backs
+    // (`shrink`, then `users`) and the sweepers take them; the other way round, a take and a
+    // charge of the same user could deadlock (seen in the soak). A no-op update takes the lock
+    // on both engines.
+    sqlx::query("UPDATE balance_leases SET amount = amount WHERE user_id = $1 AND holder = $2")
+        .bind(user_id)
+        .bind(holder)
+        .execute(&mut *conn)
+        .await?;
     for _ in 0..5 {
         let row = sqlx::query("SELECT balance - leased, debt FROM users WHERE id = $1")
             .bind(user_id)
