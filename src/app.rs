@@ -279,7 +279,15 @@ async fn serve(
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    // Each stream event is written as it comes: Nagle's algorithm would hold a
+                    // small write back until the previous one is acknowledged (40 ms of delayed
+                    // ACK between the headers and the first event).
+                    if let Err(e) = accepted.0.set_nodelay(true) {
+                        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                    }
+                    accepted
+                }
                 Err(e) => {
                     accept_error(e).await;
                     continue;
