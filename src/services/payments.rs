@@ -272,7 +272,18 @@ async fn refunded(state: &AppState, envelope: &Envelope, charge: &Charge) -> Res
         return Ok(Outcome::Duplicate);
     }
     let debit = refund_credit(current.credit, current.charge, current.refunded, charge.amount_refunded);
-    let (taken, balance) = billing::take_back(&mut tx, current.user_id, debit).await?;
+    let note =
+        format!("Stripe refund of {}", format_charge(charge.amount_refunded - current.refunded, &current.currency));
+    let taken = take_back_for(&mut tx, current.user_id, current.id, debit, &note, |taken| {
+        format!(
+            "A Stripe refund of payment #{} took back {} of {}: {} was already spent.",
+            current.id,
+            Money(taken),
+            Money(debit),
+            Money(debit - taken)
+        )
+    })
+    .await?;
     let mut unrecovered = debit - taken;
     // The inviter's reward shrinks in the same proportion (all of it on a full refund).
     let reversal = reward.map(|(inviter, amount)| {
@@ -289,29 +300,6 @@ async fn refunded(state: &AppState, envelope: &Envelope, charge: &Charge) -> Res
     {
         tx.rollback().await?;
         return Ok(Outcome::Duplicate);
-    }
-    let reference = format!("payment:{}", current.id);
-    let note =
-        format!("Stripe refund of {}", format_charge(charge.amount_refunded - current.refunded, &current.currency));
-    let entry = Entry {
-        user_id: current.user_id,
-        kind: Kind::Refund,
-        amount: -taken,
-        balance_after: balance,
-        reference: Some(&reference),
-        note: Some(&note),
-        idempotency_key: None,
-    };
-    ledger::insert(&mut tx, &entry).await?;
-    if debit > taken {
-        let flag = format!(
-            "A Stripe refund of payment #{} took back {} of {}: {} was already spent.",
-            current.id,
-            Money(taken),
-            Money(debit),
-            Money(debit - taken)
-        );
-        users::set_flag(&mut *tx, current.user_id, &flag).await?;
     }
     tx.commit().await?;
     tracing::info!(payment = current.id, taken, unrecovered, event = %envelope.id, "refund applied");
@@ -358,6 +346,35 @@ async fn give_back_leases(state: &AppState, user_id: i64, inviter: Option<i64>) 
     }
 }
 
+/// Takes up to `amount` back from the user's balance for the payment (never below zero, leases
+/// included) with its `refund` ledger row, and flags the account with `shortfall(taken)` when part
+/// of it was already spent. What was taken.
+async fn take_back_for(
+    tx: &mut sqlx::AnyConnection,
+    user_id: i64,
+    payment_id: i64,
+    amount: i64,
+    note: &str,
+    shortfall: impl FnOnce(i64) -> String,
+) -> Result<i64, sqlx::Error> {
+    let (taken, balance) = billing::take_back(tx, user_id, amount).await?;
+    let reference = format!("payment:{payment_id}");
+    let entry = Entry {
+        user_id,
+        kind: Kind::Refund,
+        amount: -taken,
+        balance_after: balance,
+        reference: Some(&reference),
+        note: Some(note),
+        idempotency_key: None,
+    };
+    ledger::insert(tx, &entry).await?;
+    if taken < amount {
+        users::set_flag(&mut *tx, user_id, &shortfall(taken)).await?;
+    }
+    Ok(taken)
+}
+
 /// Takes `amount` of the inviter's reward back (never below zero, leases included), with its
 /// ledger row; flags the inviter for what could not be. What could not be taken back.
 async fn reverse_reward(
@@ -366,27 +383,16 @@ async fn reverse_reward(
     inviter: i64,
     amount: i64,
 ) -> Result<i64, sqlx::Error> {
-    let (taken, balance) = billing::take_back(tx, inviter, amount).await?;
-    let reference = format!("payment:{}", payment.id);
-    let entry = Entry {
-        user_id: inviter,
-        kind: Kind::Refund,
-        amount: -taken,
-        balance_after: balance,
-        reference: Some(&reference),
-        note: Some("invitation reward reversed: the invited user's top-up was refunded"),
-        idempotency_key: None,
-    };
-    ledger::insert(tx, &entry).await?;
-    if taken < amount {
-        let flag = format!(
+    let note = "invitation reward reversed: the invited user's top-up was refunded";
+    let taken = take_back_for(tx, inviter, payment.id, amount, note, |taken| {
+        format!(
             "The refund of an invited user's payment #{} reversed {} of this account's reward: {} was already spent.",
             payment.id,
             Money(amount),
             Money(amount - taken)
-        );
-        users::set_flag(&mut *tx, inviter, &flag).await?;
-    }
+        )
+    })
+    .await?;
     Ok(amount - taken)
 }
 
@@ -417,30 +423,18 @@ async fn dispute_opened(state: &AppState, envelope: &Envelope, dispute: &Dispute
 async fn take_disputed(tx: &mut sqlx::AnyConnection, payment: &Payment, dispute: &Dispute) -> Result<(), sqlx::Error> {
     let upto = (payment.refunded + dispute.amount).min(payment.charge);
     let debit = refund_credit(payment.credit, payment.charge, payment.refunded, upto);
-    let (taken, balance) = billing::take_back(tx, payment.user_id, debit).await?;
-    payments::record_dispute_take(tx, payment.id, taken, debit - taken).await?;
-    let reference = format!("payment:{}", payment.id);
     let note = format!("Stripe dispute of {}", format_charge(dispute.amount, &payment.currency));
-    let entry = Entry {
-        user_id: payment.user_id,
-        kind: Kind::Refund,
-        amount: -taken,
-        balance_after: balance,
-        reference: Some(&reference),
-        note: Some(&note),
-        idempotency_key: None,
-    };
-    ledger::insert(tx, &entry).await?;
-    if taken < debit {
-        let flag = format!(
+    let taken = take_back_for(tx, payment.user_id, payment.id, debit, &note, |taken| {
+        format!(
             "A Stripe dispute of payment #{} took back {} of {}: {} was already spent.",
             payment.id,
             Money(taken),
             Money(debit),
             Money(debit - taken)
-        );
-        users::set_flag(&mut *tx, payment.user_id, &flag).await?;
-    }
+        )
+    })
+    .await?;
+    payments::record_dispute_take(tx, payment.id, taken, debit - taken).await?;
     Ok(())
 }
 
