@@ -15,6 +15,7 @@ use crate::config::Strategy;
 use crate::crypto;
 use crate::db::{self, Db};
 use crate::domain::pricing::{MILLION, Price};
+use crate::domain::capabilities::{self, Capabilities};
 use crate::providers::ChannelType;
 use crate::secret_key::SecretKey;
 
@@ -139,6 +140,8 @@ pub struct RoutingTable {
     routes: HashMap<String, HashMap<String, Route>>,
     prices: HashMap<String, Price>,
     group_prices: HashMap<(String, String), Price>,
+    /// Operators' capability rows by model (the shipped defaults apply to the others).
+    capabilities: HashMap<String, Capabilities>,
     multipliers: HashMap<String, i64>,
     /// Groups with `billing.cap_output_by_balance` on.
     capped_groups: HashSet<String>,
@@ -180,6 +183,12 @@ impl RoutingTable {
         }
         let price = self.prices.get(model).filter(|p| p.is_set())?;
         Some((*price, self.multipliers.get(group).copied().unwrap_or(MILLION)))
+    }
+
+    /// What `model` (an upstream's name) can do: the operator's row, else the shipped default,
+    /// else nothing known.
+    pub fn capabilities(&self, model: &str) -> Capabilities {
+        self.capabilities.get(model).copied().or_else(|| capabilities::default_for(model)).unwrap_or_default()
     }
 
     /// Whether the group's `billing.cap_output_by_balance` is on: a request without an output cap
@@ -249,6 +258,7 @@ impl RoutingTable {
             routes,
             prices,
             group_prices,
+            capabilities: HashMap::new(),
             multipliers,
             capped_groups,
             strategies,

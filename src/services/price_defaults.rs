@@ -50,3 +50,13 @@ pub const DEFAULT_PRICES: &[DefaultPrice] = &[
     ("mistral-small-latest", "0.10", "0.30", None, None),
     ("codestral-latest", "0.30", "0.90", None, None),
 ];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_default_price_has_capabilities() {
+        for (model, ..) in super::DEFAULT_PRICES {
+            assert!(crate::domain::capabilities::default_for(model).is_some(), "{model} has no default capabilities");
+        }
+    }
+}
