@@ -12,6 +12,8 @@ pub struct SiteLogRow {
     pub user_id: i64,
     pub user_email: String,
     pub channel_id: Option<i64>,
+    /// The channel's name for the model (after its model mapping).
+    pub upstream_model: String,
 }
 
 /// `text` as a LIKE pattern matching it anywhere (its `%`, `_` and `\` taken literally).
@@ -28,7 +30,7 @@ pub async fn list<'e>(
     limit: i64,
 ) -> Result<Vec<SiteLogRow>, sqlx::Error> {
     let mut sql = format!(
-        "SELECT {LOG_ROW_COLUMNS}, l.user_id, u.email, l.channel_id \
+        "SELECT {LOG_ROW_COLUMNS}, l.user_id, u.email, l.channel_id, l.upstream_model \
          FROM request_logs l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.api_key_id \
          WHERE 1 = 1"
     );
@@ -52,6 +54,7 @@ pub async fn list<'e>(
                 user_id: r.try_get(13)?,
                 user_email: r.try_get(14)?,
                 channel_id: r.try_get(15)?,
+                upstream_model: r.try_get(16)?,
             })
         })
         .collect()

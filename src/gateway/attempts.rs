@@ -11,11 +11,14 @@ use super::endpoints::Endpoint;
 use super::error::GatewayError;
 use super::routing::Channel;
 use super::upstream::{Answer, Attempt, Received, Request, openai_post, send};
+use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
 use crate::domain::time::now_ms;
 use crate::providers::openai;
 use crate::providers::vendors::StreamUsage;
-use crate::providers::{Protocol, StreamConverter, anthropic, bedrock, embeddings, fetch, gemini, messages, multipart};
+use crate::providers::{
+    self, Protocol, StreamConverter, anthropic, bedrock, embeddings, fetch, gemini, messages, multipart,
+};
 use crate::state::AppState;
 
 pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
@@ -44,14 +47,15 @@ pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &
         && request.endpoint.injects_stream_usage()
         && channel.kind.preset.stream_usage == StreamUsage::OnRequest
         && !request.peek.wants_stream_usage();
-    let payload = if let (Some(boundary), Some(model)) = (request.boundary, mapped) {
-        match multipart::replace_field(request.body, boundary, "model", model) {
-            Some(bytes) => bytes,
-            None => request.body.clone(),
+    let payload = if let Some(boundary) = request.boundary {
+        mapped.and_then(|model| multipart::replace_field(request.body, boundary, "model", model))
+    } else {
+        let caps = capabilities(state, upstream_model);
+        if let Err(message) = refuse_unsupported_passthrough(request, &caps) {
+            return Attempt::Fail(GatewayError::BadRequest { message, param: None });
         }
-    } else if request.boundary.is_none() && (mapped.is_some() || inject_usage) {
-        match openai::rewrite_request(request.body, mapped, inject_usage) {
-            Ok(bytes) => bytes,
+        match openai::fit_request(request.body, request.peek, mapped, inject_usage, &caps) {
+            Ok(payload) => payload,
             Err(e) => {
                 return Attempt::Fail(GatewayError::BadRequest {
                     message: format!("Invalid JSON body ({e})."),
@@ -59,9 +63,8 @@ pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &
                 });
             }
         }
-    } else {
-        request.body.clone()
     };
+    let payload = payload.unwrap_or_else(|| request.body.clone());
     let builder = openai_post(state, channel, request.endpoint, upstream_model)
         .header(header::CONTENT_TYPE, request.content_type.clone())
         .body(payload);
@@ -86,6 +89,23 @@ pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &
     }
 }
 
+/// What the channel's model can do (the operator's table, else the shipped defaults).
+fn capabilities(state: &AppState, upstream_model: &str) -> Capabilities {
+    state.gateway().routing.current().capabilities(upstream_model)
+}
+
+/// Tools or images in a passed-through request for a model known not to take them. Images are
+/// looked for only then, and as JSON's own `"image_url"` / `"input_image"` strings (quotes inside
+/// text are escaped, so text cannot match).
+fn refuse_unsupported_passthrough(request: &Request<'_>, caps: &Capabilities) -> Result<(), String> {
+    let tools = request.peek.tools.as_ref().is_some_and(|t| !t.is_empty());
+    let images = caps.refuses_images() && {
+        let body: &[u8] = request.body;
+        [&b"\"image_url\""[..], b"\"input_image\""].iter().any(|n| body.windows(n.len()).any(|w| w == *n))
+    };
+    providers::chat::refuse_unsupported(caps, tools, images)
+}
+
 /// The refusal for an endpoint a channel's protocol has no counterpart for.
 fn unsupported_endpoint(request: &Request<'_>) -> Attempt {
     Attempt::Fail(GatewayError::BadRequest {
@@ -101,7 +121,8 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
     }
     let upstream_model = channel.upstream_model(request.model);
     let default_max_tokens = state.config().gateway.default_max_tokens;
-    let converted = anthropic::from_chat(request.body, upstream_model, default_max_tokens)
+    let caps = capabilities(state, upstream_model);
+    let converted = anthropic::from_chat(request.body, upstream_model, default_max_tokens, &caps)
         .and_then(|r| serde_json::to_vec(&r).map_err(|e| e.to_string()));
     let payload = match converted {
         Ok(payload) => payload,
@@ -131,12 +152,16 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
 /// The request as an OpenAI chat completion (a Messages request converted to one) with its image
 /// URLs fetched into `data:` URLs, for providers that take images inline only. Made once per
 /// request: a failover attempt reuses it instead of fetching the images again.
-async fn chat_with_inline_images(state: &AppState, request: &Request<'_>) -> Result<Bytes, Attempt> {
+async fn chat_with_inline_images(
+    state: &AppState,
+    request: &Request<'_>,
+    caps: &Capabilities,
+) -> Result<Bytes, Attempt> {
     let inlined = request
         .inline_images
         .get_or_init(|| async {
             let chat = if request.endpoint == Endpoint::Messages {
-                messages::to_chat(request.body, request.model, false).map_err(|message| (message, None))?
+                messages::to_chat(request.body, request.model, false, caps).map_err(|message| (message, None))?
             } else {
                 request.body.clone()
             };
@@ -156,15 +181,16 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
     if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
         return unsupported_endpoint(request);
     }
-    let chat = match chat_with_inline_images(state, request).await {
+    let upstream_model = channel.upstream_model(request.model);
+    let caps = capabilities(state, upstream_model);
+    let chat = match chat_with_inline_images(state, request, &caps).await {
         Ok(chat) => chat,
         Err(attempt) => return attempt,
     };
-    let payload = match gemini::from_chat(&chat) {
+    let payload = match gemini::from_chat(&chat, &caps) {
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
     };
-    let upstream_model = channel.upstream_model(request.model);
     let builder = state
         .gateway()
         .http()
@@ -223,15 +249,17 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
     if !anthropic_client && request.endpoint != Endpoint::ChatCompletions {
         return unsupported_endpoint(request);
     }
-    let chat = match chat_with_inline_images(state, request).await {
+    let upstream_model = channel.upstream_model(request.model);
+    let caps = capabilities(state, upstream_model);
+    let chat = match chat_with_inline_images(state, request, &caps).await {
         Ok(chat) => chat,
         Err(attempt) => return attempt,
     };
-    let payload = match bedrock::from_chat(&chat) {
+    let payload = match bedrock::from_chat(&chat, &caps) {
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
     };
-    let path = bedrock::path(channel.upstream_model(request.model), request.stream);
+    let path = bedrock::path(upstream_model, request.stream);
     let builder = match bedrock_post(state, channel, &path, payload) {
         Ok(builder) => builder,
         Err(error) => return Attempt::Retry(error),
@@ -251,17 +279,15 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
 /// maps it), its usage read from the answer or the stream.
 async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
-    let payload = if upstream_model == request.model {
-        request.body.clone()
-    } else {
-        match openai::rewrite_request(request.body, Some(upstream_model), false) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                return Attempt::Fail(GatewayError::BadRequest {
-                    message: format!("Invalid JSON body ({e})."),
-                    param: None,
-                });
-            }
+    let caps = capabilities(state, upstream_model);
+    let mapped = (upstream_model != request.model).then_some(upstream_model);
+    let payload = match anthropic::fit_request(request.body, request.peek, mapped, &caps) {
+        Ok(payload) => payload.unwrap_or_else(|| request.body.clone()),
+        Err(e) => {
+            return Attempt::Fail(GatewayError::BadRequest {
+                message: format!("Invalid JSON body ({e})."),
+                param: None,
+            });
         }
     };
     let version = request.headers.get("anthropic-version").cloned();
@@ -298,7 +324,8 @@ async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, 
 async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let include_usage = channel.kind.preset.stream_usage == StreamUsage::OnRequest;
-    let payload = match messages::to_chat(request.body, upstream_model, include_usage) {
+    let caps = capabilities(state, upstream_model);
+    let payload = match messages::to_chat(request.body, upstream_model, include_usage, &caps) {
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),
     };
@@ -310,7 +337,10 @@ async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, req
             content_type: None,
             first,
             rest,
-            converter: Some(Box::new(StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model)))),
+            converter: Some(Box::new(StreamConverter::ChatToAnthropic(messages::MessagesStream::new(
+                request.model,
+                request.prompt_estimate,
+            )))),
         }),
         Received::Whole { status, body, .. } => match messages::from_chat(&body, request.model) {
             Ok((body, usage)) => Attempt::Answered(Answer::Whole {
@@ -454,7 +484,10 @@ fn in_client_protocol(
             // The Anthropic conversion reads the usage chunk for its `message_delta`.
             let to_chat = to_chat_stream(anthropic_client || request.peek.wants_stream_usage());
             let converter = if anthropic_client {
-                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(request.model));
+                let to_messages = StreamConverter::ChatToAnthropic(messages::MessagesStream::new(
+                    request.model,
+                    request.prompt_estimate,
+                ));
                 StreamConverter::Chain(Box::new(to_chat), Box::new(to_messages))
             } else {
                 to_chat

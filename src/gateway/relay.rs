@@ -240,7 +240,8 @@ async fn relay_inner(
             match attempt(state, &channel, &request).await {
                 Attempt::Answered(answer) => {
                     settlement.log.ttfb_ms = Some(settlement.elapsed_ms());
-                    return Ok(respond(state, answer, settlement, &request).await);
+                    let upstream_model = channel.upstream_model(&model);
+                    return Ok(respond(state, answer, settlement, &request, upstream_model).await);
                 }
                 Attempt::Retry(error) => {
                     tracing::warn!(
@@ -461,9 +462,22 @@ fn multipart_peek<'a>(body: &'a [u8], boundary: &str) -> RequestPeek<'a> {
     }
 }
 
-async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, request: &Request<'_>) -> Response {
+/// The answer to the client. A mapped model's answer names the model the client asked for (the
+/// upstream's name is in the request log).
+async fn respond(
+    state: &AppState,
+    answer: Answer,
+    mut settlement: Settlement,
+    request: &Request<'_>,
+    upstream_model: &str,
+) -> Response {
+    let mapped = upstream_model != request.model;
     match answer {
         Answer::Whole { status, content_type, body, usage } => {
+            let body = match mapped && request.endpoint.answers_json() {
+                true => crate::providers::body::rename_model(&body, upstream_model, request.model).unwrap_or(body),
+                false => body,
+            };
             settlement.usage = match usage {
                 Some(usage) => request.endpoint.billable(usage, request.peek),
                 // No usage from upstream: count locally (estimated from text length).
@@ -496,6 +510,7 @@ async fn respond(state: &AppState, answer: Answer, mut settlement: Settlement, r
                 converter,
             );
             let relay = if request.endpoint == Endpoint::Messages { relay.for_anthropic_client() } else { relay };
+            let relay = if mapped { relay.renaming(upstream_model, request.model) } else { relay };
             let cut = stream::Cut {
                 shutdown: state.gateway().cut_streams.clone(),
                 client_stall: state.site().gateway.client_stall,

@@ -45,6 +45,8 @@ pub struct StreamRelay {
     converter: Option<Box<StreamConverter>>,
     /// The client speaks Anthropic's protocol: a failure ends the stream with `event: error`.
     anthropic_client: bool,
+    /// A mapped model: the upstream's name, and the client's to put back in each event.
+    rename: Option<(String, String)>,
 }
 
 impl StreamRelay {
@@ -72,6 +74,7 @@ impl StreamRelay {
             failure_class: None,
             converter,
             anthropic_client: false,
+            rename: None,
         }
     }
 
@@ -81,11 +84,30 @@ impl StreamRelay {
         self
     }
 
+    /// Events name the model `to` where the upstream said `from` (a mapped model).
+    pub fn renaming(mut self, from: &str, to: &str) -> Self {
+        self.rename = Some((from.to_string(), to.to_string()));
+        self
+    }
+
+    /// Queues events for the client, the model renamed where it is mapped.
+    fn queue(&mut self, events: impl IntoIterator<Item = Bytes>) {
+        match &self.rename {
+            None => self.pending.extend(events),
+            Some((from, to)) => {
+                for event in events {
+                    let renamed = crate::providers::body::rename_model(&event, from, to);
+                    self.pending.push_back(renamed.unwrap_or(event));
+                }
+            }
+        }
+    }
+
     fn absorb(&mut self, chunk: Bytes) {
         if let Some(converter) = self.converter.as_mut().filter(|c| c.is_binary()) {
             let mut converted = Vec::new();
             converter.push_bytes(&chunk, &mut converted);
-            self.pending.extend(converted);
+            self.queue(converted);
             return;
         }
         let mut events = Vec::new();
@@ -99,13 +121,13 @@ impl StreamRelay {
     fn take(&mut self, event: Bytes) {
         let Some(converter) = self.converter.as_mut() else {
             if self.keep(&event) {
-                self.pending.push_back(event);
+                self.queue([event]);
             }
             return;
         };
         let mut converted = Vec::new();
         converter.convert(&event, &mut converted);
-        self.pending.extend(converted);
+        self.queue(converted);
     }
 
     /// Records what the event says about usage and the text it carries; false when the event is

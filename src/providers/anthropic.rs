@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
+use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::Tally;
 
@@ -180,11 +181,40 @@ pub fn response_usage(body: &[u8]) -> Result<Usage, serde_json::Error> {
     Ok(serde_json::from_slice::<Holder>(body)?.usage.normalise())
 }
 
+/// A Messages request passed through to an Anthropic channel: the model mapped and `max_tokens`
+/// lowered to the model's limit, everything else as sent (fields in order, values byte for
+/// byte). `None`: nothing to change.
+pub fn fit_request(
+    body: &[u8],
+    peek: &super::openai::RequestPeek<'_>,
+    model: Option<&str>,
+    caps: &Capabilities,
+) -> Result<Option<Bytes>, serde_json::Error> {
+    use super::body::Edit;
+    let mut edits = Vec::new();
+    if let Some(model) = model {
+        edits.push(Edit::set("model", model)?);
+    }
+    if let Some(max_tokens) = peek.max_tokens.filter(|n| caps.clamp_output(*n) != *n) {
+        edits.push(Edit::set("max_tokens", caps.clamp_output(max_tokens))?);
+    }
+    if edits.is_empty() {
+        return Ok(None);
+    }
+    super::body::edit(body, edits).map(Some)
+}
+
 /// Converts an OpenAI chat request to a Messages request for `model`. `Err` is a message for a
 /// 400 (something the upstream cannot express).
-pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<MessagesRequest, String> {
-    let request = ChatRequest::parse_single_choice(body)?;
-    let mut max_tokens = request.max_output().unwrap_or(default_max_tokens).max(1);
+pub fn from_chat(
+    body: &[u8],
+    model: &str,
+    default_max_tokens: i64,
+    caps: &Capabilities,
+) -> Result<MessagesRequest, String> {
+    let mut request = ChatRequest::parse_single_choice(body)?;
+    request.fit(caps)?;
+    let mut max_tokens = caps.clamp_output(request.max_output().unwrap_or(default_max_tokens).max(1));
     let mut system: Vec<String> = Vec::new();
     let mut messages: Vec<Message> = Vec::new();
     for message in request.messages {
@@ -261,9 +291,12 @@ pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<Me
                 "medium" => 4096,
                 _ => 16384,
             };
-            // The budget counts within max_tokens and must leave room for the answer.
-            max_tokens = max_tokens.max(budget + 1024);
-            Some(json!({ "type": "enabled", "budget_tokens": budget }))
+            // The budget counts within max_tokens and must leave room for the answer, within
+            // the model's output limit; a limit too small for the minimum budget (1024) means
+            // no thinking.
+            max_tokens = caps.clamp_output(max_tokens.max(budget + 1024));
+            let budget = budget.min(max_tokens - 1024);
+            (budget >= 1024).then(|| json!({ "type": "enabled", "budget_tokens": budget }))
         }
     };
     Ok(MessagesRequest {
@@ -278,7 +311,7 @@ pub fn from_chat(body: &[u8], model: &str, default_max_tokens: i64) -> Result<Me
         tools,
         tool_choice,
         thinking,
-        metadata: request.user.map(|user| json!({ "user_id": user })),
+        metadata: request.user.map(|user| json!({ "user_id": chat::fitted_user_id(&user, chat::ANTHROPIC_USER_MAX) })),
         stream: request.stream.unwrap_or(false),
     })
 }
@@ -551,7 +584,7 @@ mod tests {
             "tools": [{ "type": "function", "function": { "name": "w", "parameters": { "type": "object" } } }],
             "tool_choice": "required",
         });
-        let request = from_chat(body.to_string().as_bytes(), "claude-x", 4096).unwrap();
+        let request = from_chat(body.to_string().as_bytes(), "claude-x", 4096, &Capabilities::default()).unwrap();
         assert_eq!(request.system.as_deref(), Some("Be brief."));
         assert_eq!(request.stop_sequences, ["END"]);
         assert_eq!(request.tool_choice, Some(json!({ "type": "any", "disable_parallel_tool_use": true })));
@@ -569,9 +602,9 @@ mod tests {
             json!({ "model": "m", "messages": [{ "role": "tool", "content": "x" }] }),
             json!({ "model": "m", "messages": [{ "role": "user", "content": "x" }], "tool_choice": 3 }),
         ] {
-            assert!(from_chat(body.to_string().as_bytes(), "m", 10).is_err(), "{body}");
+            assert!(from_chat(body.to_string().as_bytes(), "m", 10, &Capabilities::default()).is_err(), "{body}");
         }
-        assert!(from_chat(b"not json", "m", 10).is_err());
+        assert!(from_chat(b"not json", "m", 10, &Capabilities::default()).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
 use super::eventstream::{Decoder, Message};
+use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::Tally;
 
@@ -98,8 +99,9 @@ pub fn auth_headers(
 }
 
 /// Converts an OpenAI chat request into a Converse body. `Err` is a message for a 400.
-pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
-    let request = ChatRequest::parse_single_choice(body)?;
+pub fn from_chat(body: &[u8], caps: &Capabilities) -> Result<Bytes, String> {
+    let mut request = ChatRequest::parse_single_choice(body)?;
+    request.fit(caps)?;
     let max_output = request.max_output();
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
@@ -431,7 +433,8 @@ mod tests {
             "tools": [{ "type": "function", "function": { "name": "w" } }],
             "tool_choice": "required",
         });
-        let out: Value = serde_json::from_slice(&from_chat(body.to_string().as_bytes()).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&from_chat(body.to_string().as_bytes(), &Capabilities::default()).unwrap()).unwrap();
         assert_eq!(out["system"], json!([{ "text": "Be brief." }]));
         assert_eq!(out["messages"][2]["content"][0]["toolResult"]["content"][0]["json"]["temp"], 15);
         assert_eq!(out["toolConfig"]["toolChoice"], json!({ "any": {} }));

@@ -5,6 +5,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::capabilities::Capabilities;
+
 /// A chat completion request, as much of it as conversions use.
 #[derive(Debug, Default, Deserialize)]
 pub struct ChatRequest {
@@ -41,6 +43,25 @@ pub struct ChatRequest {
 impl ChatRequest {
     pub fn max_output(&self) -> Option<i64> {
         self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// The request made to fit what the target model can do (`caps`): the output cap lowered to
+    /// its limit, a reasoning effort dropped for a model known not to reason, and a clear refusal
+    /// for tools or images a model is known not to take. Unknown capabilities change nothing.
+    pub fn fit(&mut self, caps: &Capabilities) -> Result<(), String> {
+        refuse_unsupported(caps, self.tools.as_ref().is_some_and(|t| !t.is_empty()), self.has_images())?;
+        self.max_tokens = self.max_tokens.map(|n| caps.clamp_output(n));
+        self.max_completion_tokens = self.max_completion_tokens.map(|n| caps.clamp_output(n));
+        if caps.reasoning == Some(false) {
+            self.reasoning_effort = None;
+        }
+        Ok(())
+    }
+
+    fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| {
+            matches!(&m.content, Some(Content::Parts(parts)) if parts.iter().any(|p| matches!(p, Part::ImageUrl { .. })))
+        })
     }
 
     /// Parses a chat request for a converting provider, which answers one choice per request.
@@ -184,6 +205,35 @@ pub struct FunctionDef {
     pub description: Option<String>,
     #[serde(default)]
     pub parameters: Option<Value>,
+}
+
+/// The refusal for a request with tools or images sent to a model known not to take them.
+pub fn refuse_unsupported(caps: &Capabilities, tools: bool, images: bool) -> Result<(), String> {
+    if tools && caps.refuses_tools() {
+        return Err("This model does not support tools (function calling).".into());
+    }
+    if images && caps.refuses_images() {
+        return Err("This model does not support image input.".into());
+    }
+    Ok(())
+}
+
+/// The longest end-user id OpenAI's `user` field takes.
+pub const OPENAI_USER_MAX: usize = 64;
+/// The longest `metadata.user_id` Anthropic takes.
+pub const ANTHROPIC_USER_MAX: usize = 256;
+
+/// An end-user id that fits in `max` characters: itself when it does, else the hex SHA-256 of it
+/// (the same id always becomes the same hash, so the provider's abuse tracking still tells users
+/// apart), cut to `max`.
+pub fn fitted_user_id(user: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    use sha2::Digest;
+    if user.chars().count() <= max {
+        return std::borrow::Cow::Borrowed(user);
+    }
+    let mut hashed = hex::encode(sha2::Sha256::digest(user.as_bytes()));
+    hashed.truncate(max);
+    std::borrow::Cow::Owned(hashed)
 }
 
 /// A data URL's media type and base64 payload (`data:image/png;base64,…`).

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
+use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::Tally;
 
@@ -23,8 +24,9 @@ pub fn method_path(model: &str, stream: bool) -> String {
 }
 
 /// Converts an OpenAI chat request into a `generateContent` body. `Err` is a message for a 400.
-pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
-    let request = ChatRequest::parse_single_choice(body)?;
+pub fn from_chat(body: &[u8], caps: &Capabilities) -> Result<Bytes, String> {
+    let mut request = ChatRequest::parse_single_choice(body)?;
+    request.fit(caps)?;
     let max_output = request.max_output();
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
@@ -120,8 +122,15 @@ pub fn from_chat(body: &[u8]) -> Result<Bytes, String> {
             if let Some(d) = t.function.description {
                 declaration["description"] = json!(d);
             }
-            if let Some(p) = t.function.parameters {
-                declaration["parameters"] = p;
+            // `parametersJsonSchema` takes JSON Schema as clients write it (`additionalProperties`,
+            // `exclusiveMinimum`, `$ref`, …), where `parameters` takes only an OpenAPI subset and
+            // refuses the rest: every constraint reaches the model, none is dropped.
+            if let Some(mut p) = t.function.parameters {
+                if let Some(schema) = p.as_object_mut() {
+                    // Names the dialect, constrains nothing; Gemini does not know it.
+                    schema.remove("$schema");
+                }
+                declaration["parametersJsonSchema"] = p;
             }
             declaration
         })
@@ -411,7 +420,8 @@ mod tests {
             "tools": [{ "type": "function", "function": { "name": "w", "parameters": { "type": "object" } } }],
             "tool_choice": { "type": "function", "function": { "name": "w" } },
         });
-        let out: Value = serde_json::from_slice(&from_chat(body.to_string().as_bytes()).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&from_chat(body.to_string().as_bytes(), &Capabilities::default()).unwrap()).unwrap();
         assert_eq!(out["systemInstruction"]["parts"][0]["text"], "Be brief.");
         assert_eq!(out["contents"][1]["parts"][0]["functionCall"]["args"]["c"], "Paris");
         assert_eq!(
@@ -427,9 +437,30 @@ mod tests {
         let schema = json!({ "type": "object", "properties": { "a": { "type": "string" } } });
         let body = json!({ "model": "g", "messages": [{ "role": "user", "content": "x" }],
                            "response_format": { "type": "json_schema", "json_schema": { "name": "s", "schema": schema } } });
-        let out: Value = serde_json::from_slice(&from_chat(body.to_string().as_bytes()).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&from_chat(body.to_string().as_bytes(), &Capabilities::default()).unwrap()).unwrap();
         assert_eq!(out["generationConfig"]["responseMimeType"], "application/json");
         assert_eq!(out["generationConfig"]["responseJsonSchema"], schema);
+    }
+
+    #[test]
+    fn tool_schemas_reach_gemini_whole_and_caps_apply() {
+        let schema = json!({ "$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+                             "properties": { "n": { "type": "integer", "exclusiveMinimum": 0 } },
+                             "required": ["n"], "additionalProperties": false });
+        let body = json!({ "model": "g", "max_tokens": 32000, "reasoning_effort": "high",
+                           "messages": [{ "role": "user", "content": "x" }],
+                           "tools": [{ "type": "function", "function": { "name": "f", "parameters": schema } }] });
+        let caps = Capabilities { max_output_tokens: Some(8192), reasoning: Some(false), ..Capabilities::default() };
+        let out: Value = serde_json::from_slice(&from_chat(body.to_string().as_bytes(), &caps).unwrap()).unwrap();
+        let declared = &out["tools"][0]["functionDeclarations"][0];
+        assert_eq!(declared.get("parameters"), None);
+        assert_eq!(declared["parametersJsonSchema"]["additionalProperties"], false);
+        assert_eq!(declared["parametersJsonSchema"]["properties"]["n"]["exclusiveMinimum"], 0);
+        assert_eq!(declared["parametersJsonSchema"].get("$schema"), None);
+        assert_eq!(out["generationConfig"], json!({ "maxOutputTokens": 8192 }));
+        let no_tools = Capabilities { tools: Some(false), ..Capabilities::default() };
+        assert!(from_chat(body.to_string().as_bytes(), &no_tools).unwrap_err().contains("does not support tools"));
     }
 
     #[test]
@@ -439,7 +470,7 @@ mod tests {
             json!({ "model": "m", "messages": [{ "role": "tool", "tool_call_id": "x", "content": "r" }] }),
             json!({ "model": "m", "messages": [{ "role": "user", "content": [{ "type": "image_url", "image_url": { "url": "http://x/y.png" } }] }] }),
         ] {
-            assert!(from_chat(body.to_string().as_bytes()).is_err(), "{body}");
+            assert!(from_chat(body.to_string().as_bytes(), &Capabilities::default()).is_err(), "{body}");
         }
     }
 }

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::anthropic::{Block, ImageSource};
+use super::chat;
 use super::openai::WireUsage as OpenAiUsage;
+use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::Tally;
 
@@ -32,6 +34,12 @@ struct MessagesIn {
     stream: Option<bool>,
     #[serde(default)]
     metadata: Option<Value>,
+    /// Extended thinking (`{"type": "enabled", "budget_tokens": N}`, `adaptive`, `disabled`).
+    #[serde(default)]
+    thinking: Option<Value>,
+    /// `{"effort": "low" | "medium" | "high" | …}`.
+    #[serde(default)]
+    output_config: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -74,11 +82,18 @@ fn texts(blocks: &[Block]) -> String {
         .join("\n")
 }
 
-/// Converts a Messages request into a chat completion request for `model`. `include_usage` asks
-/// a streaming upstream for its usage (channels whose streams carry it anyway are not asked).
+/// Converts a Messages request into a chat completion request for `model`, fitted to what the
+/// model can do (`caps`: output cap clamped, reasoning hints mapped only for a reasoning model,
+/// tools and images refused for a model known not to take them). `include_usage` asks a
+/// streaming upstream for its usage (channels whose streams carry it anyway are not asked).
 /// `Err` is a message for a 400.
-pub fn to_chat(body: &[u8], model: &str, include_usage: bool) -> Result<Bytes, String> {
+pub fn to_chat(body: &[u8], model: &str, include_usage: bool, caps: &Capabilities) -> Result<Bytes, String> {
     let request: MessagesIn = serde_json::from_slice(body).map_err(|e| format!("Invalid Messages request: {e}"))?;
+    let has_tools = request.tools.as_ref().is_some_and(|t| !t.is_empty());
+    let has_images = request.messages.iter().any(
+        |m| matches!(&m.content, ContentIn::Blocks(blocks) if blocks.iter().any(|b| matches!(b, Block::Image { .. }))),
+    );
+    chat::refuse_unsupported(caps, has_tools, has_images)?;
     let mut messages = Vec::new();
     match request.system {
         Some(SystemIn::Text(text)) if !text.is_empty() => messages.push(json!({ "role": "system", "content": text })),
@@ -95,12 +110,20 @@ pub fn to_chat(body: &[u8], model: &str, include_usage: bool) -> Result<Bytes, S
         match message.role.as_str() {
             "user" => user_messages(blocks, &mut messages),
             "assistant" => messages.push(assistant_message(blocks)),
+            // A system turn inside the conversation (Claude Code sends one for models it does not
+            // know, beta `mid-conversation-system-2026-04-07`) stays where it was said.
+            "system" => messages.push(json!({ "role": "system", "content": texts(&blocks) })),
             other => return Err(format!("messages: unexpected role {other:?}.")),
         }
     }
     let mut chat = json!({ "model": model, "messages": messages });
     if let Some(max_tokens) = request.max_tokens {
-        chat["max_tokens"] = json!(max_tokens);
+        chat["max_tokens"] = json!(caps.clamp_output(max_tokens));
+    }
+    if caps.takes_reasoning()
+        && let Some(effort) = reasoning_effort(request.thinking.as_ref(), request.output_config.as_ref())
+    {
+        chat["reasoning_effort"] = json!(effort);
     }
     if let Some(stop) = request.stop_sequences.filter(|s| !s.is_empty()) {
         chat["stop"] = json!(stop);
@@ -145,9 +168,40 @@ pub fn to_chat(body: &[u8], model: &str, include_usage: bool) -> Result<Bytes, S
         }
     }
     if let Some(user) = request.metadata.as_ref().and_then(|m| m.get("user_id")).and_then(Value::as_str) {
-        chat["user"] = json!(user);
+        // Claude Code's ids run to ~150 characters; OpenAI-protocol upstreams take 64.
+        chat["user"] = json!(chat::fitted_user_id(user, chat::OPENAI_USER_MAX));
     }
     serde_json::to_vec(&chat).map(Bytes::from).map_err(|e| e.to_string())
+}
+
+/// The OpenAI reasoning effort for Anthropic's hints: `output_config.effort` when thinking is
+/// not switched off, else the thinking budget's size (`adaptive` thinking: medium).
+fn reasoning_effort(thinking: Option<&Value>, output_config: Option<&Value>) -> Option<&'static str> {
+    let kind = thinking.and_then(|t| t.get("type")).and_then(Value::as_str);
+    if kind == Some("disabled") {
+        return None;
+    }
+    if let Some(effort) = output_config.and_then(|c| c.get("effort")).and_then(Value::as_str) {
+        return Some(match effort {
+            "low" => "low",
+            "medium" => "medium",
+            _ => "high",
+        });
+    }
+    match kind? {
+        "enabled" => {
+            let budget = thinking.and_then(|t| t.get("budget_tokens")).and_then(Value::as_i64).unwrap_or(0);
+            Some(if budget <= 2048 {
+                "low"
+            } else if budget <= 8192 {
+                "medium"
+            } else {
+                "high"
+            })
+        }
+        "adaptive" => Some("medium"),
+        _ => None,
+    }
 }
 
 /// A user turn: its tool results become `tool` messages (which must follow the assistant's
@@ -210,10 +264,15 @@ fn stop_reason(finish_reason: Option<&str>) -> &'static str {
     }
 }
 
+/// Anthropic's `input_tokens`: the prompt without its cached part.
+fn uncached_input(usage: &Usage) -> i64 {
+    usage.prompt_tokens.saturating_sub(usage.cached_tokens).saturating_sub(usage.cache_write_tokens).max(0)
+}
+
 /// Anthropic's usage object for normalised usage (its `input_tokens` exclude the cached prompt).
 fn usage_json(usage: &Usage) -> Value {
     json!({
-        "input_tokens": usage.prompt_tokens.saturating_sub(usage.cached_tokens).saturating_sub(usage.cache_write_tokens).max(0),
+        "input_tokens": uncached_input(usage),
         "output_tokens": usage.completion_tokens,
         "cache_creation_input_tokens": usage.cache_write_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
@@ -322,6 +381,10 @@ pub struct MessagesStream {
     finish: Option<String>,
     usage: Option<Usage>,
     text: Tally,
+    /// The prompt's tokens for `message_start` (which Anthropic fills with the real count, and
+    /// clients such as LangChain read): the gateway's estimate, or the upstream's count when its
+    /// first chunk carries one.
+    input_tokens: i64,
 }
 
 fn event(name: &str, data: &Value) -> Bytes {
@@ -329,8 +392,9 @@ fn event(name: &str, data: &Value) -> Bytes {
 }
 
 impl MessagesStream {
-    pub fn new(model: &str) -> Self {
+    pub fn new(model: &str, input_tokens: i64) -> Self {
         Self {
+            input_tokens,
             model: model.to_string(),
             started: false,
             ended: false,
@@ -360,7 +424,7 @@ impl MessagesStream {
         let message = json!({
             "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": self.model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": { "input_tokens": 0, "output_tokens": 0 },
+            "usage": { "input_tokens": self.input_tokens, "output_tokens": 0 },
         });
         out.push(event("message_start", &json!({ "type": "message_start", "message": message })));
         out.push(event("ping", &json!({ "type": "ping" })));
@@ -403,10 +467,14 @@ impl MessagesStream {
             return;
         }
         let Ok(chunk) = serde_json::from_slice::<Completion>(data) else { return };
-        self.start(&chunk.id, out);
         if let Some(usage) = &chunk.usage {
-            self.usage = Some(usage.normalise());
+            let usage = usage.normalise();
+            if !self.started && usage.prompt_tokens > 0 {
+                self.input_tokens = uncached_input(&usage);
+            }
+            self.usage = Some(usage);
         }
+        self.start(&chunk.id, out);
         let Some(choice) = chunk.choices.into_iter().next() else { return };
         if let Some(reason) = choice.finish_reason {
             self.finish = Some(reason);
@@ -478,7 +546,10 @@ mod tests {
             ],
             "tool_choice": { "type": "any", "disable_parallel_tool_use": true },
         });
-        let chat: Value = serde_json::from_slice(&to_chat(body.to_string().as_bytes(), "gpt", true).unwrap()).unwrap();
+        let chat: Value = serde_json::from_slice(
+            &to_chat(body.to_string().as_bytes(), "gpt", true, &Capabilities::default()).unwrap(),
+        )
+        .unwrap();
         let roles: Vec<&str> =
             chat["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
         assert_eq!(roles, ["system", "user", "assistant", "tool", "user"]);
@@ -491,8 +562,63 @@ mod tests {
     }
 
     #[test]
+    fn claude_code_requests_fit_a_non_claude_model() {
+        let user_id = format!("user_{}_account__session_{}", "a".repeat(64), "b".repeat(36));
+        let body = json!({
+            "model": "m", "max_tokens": 32000, "metadata": { "user_id": user_id },
+            "thinking": { "type": "enabled", "budget_tokens": 31999 },
+            "messages": [
+                { "role": "user", "content": "hi" },
+                { "role": "system", "content": [{ "type": "text", "text": "Mind the tools." }] },
+                { "role": "assistant", "content": "ok" },
+            ],
+        });
+        let fit = |caps: &Capabilities| -> Value {
+            serde_json::from_slice(&to_chat(body.to_string().as_bytes(), "up", true, caps).unwrap()).unwrap()
+        };
+        let reasoning =
+            Capabilities { max_output_tokens: Some(8192), reasoning: Some(true), ..Capabilities::default() };
+        let chat = fit(&reasoning);
+        let roles: Vec<&str> =
+            chat["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["user", "system", "assistant"]);
+        assert_eq!(chat["messages"][1]["content"], "Mind the tools.");
+        assert_eq!((chat["max_tokens"].as_i64(), chat["reasoning_effort"].as_str()), (Some(8192), Some("high")));
+        let user = chat["user"].as_str().unwrap();
+        assert_eq!(user.len(), 64);
+        assert_eq!(user, fit(&reasoning)["user"].as_str().unwrap(), "the same id hashes the same");
+        // Unknown or non-reasoning models: no hint, no clamp.
+        let plain = fit(&Capabilities::default());
+        assert_eq!((plain["max_tokens"].as_i64(), plain.get("reasoning_effort")), (Some(32000), None));
+        let effort = json!({ "model": "m", "max_tokens": 5, "output_config": { "effort": "low" },
+                             "messages": [{ "role": "user", "content": "x" }] });
+        let chat: Value =
+            serde_json::from_slice(&to_chat(effort.to_string().as_bytes(), "up", true, &reasoning).unwrap()).unwrap();
+        assert_eq!(chat["reasoning_effort"], "low");
+        let tools = json!({ "model": "m", "max_tokens": 5, "messages": [{ "role": "user", "content": "x" }],
+                            "tools": [{ "name": "t", "input_schema": { "type": "object" } }] });
+        let no_tools = Capabilities { tools: Some(false), ..Capabilities::default() };
+        assert!(to_chat(tools.to_string().as_bytes(), "up", true, &no_tools).unwrap_err().contains("tools"));
+    }
+
+    #[test]
+    fn message_start_carries_the_prompt_estimate_or_the_upstream_count() {
+        let start = |first_chunk: Value| {
+            let mut stream = MessagesStream::new("claude", 42);
+            let mut out = Vec::new();
+            stream.convert(first_chunk.to_string().as_bytes(), &mut out);
+            let data =
+                String::from_utf8_lossy(&out[0]).lines().nth(1).unwrap().trim_start_matches("data: ").to_string();
+            serde_json::from_str::<Value>(&data).unwrap()["message"]["usage"]["input_tokens"].as_i64()
+        };
+        assert_eq!(start(json!({ "id": "1", "choices": [{ "delta": { "content": "a" } }] })), Some(42));
+        let counted = json!({ "id": "1", "choices": [], "usage": { "prompt_tokens": 7, "completion_tokens": 0 } });
+        assert_eq!(start(counted), Some(7));
+    }
+
+    #[test]
     fn chunks_become_the_documented_event_sequence() {
-        let mut stream = MessagesStream::new("claude");
+        let mut stream = MessagesStream::new("claude", 12);
         let mut out = Vec::new();
         for chunk in [
             json!({ "id": "1", "choices": [{ "index": 0, "delta": { "role": "assistant", "content": "Hel" } }] }),

@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod body;
 pub mod chat;
 pub mod embeddings;
 pub mod eventstream;

@@ -57,6 +57,9 @@ pub struct RequestPeek<'a> {
     /// Chat completions' built-in web search.
     #[serde(default)]
     pub web_search_options: Option<&'a RawValue>,
+    /// The end user's id (cut to what the upstream takes).
+    #[serde(borrow, default)]
+    pub user: Option<Cow<'a, str>>,
 }
 
 /// What the gateway reads of a tool: its type (OpenAI, Anthropic) or Gemini's built-in members.
@@ -219,22 +222,47 @@ impl RequestPeek<'_> {
     }
 }
 
-/// Rewrites only what must change: the model name and/or `stream_options.include_usage`.
-/// Every other field is copied verbatim (as raw JSON, not re-serialised value by value).
-pub fn rewrite_request(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<Bytes, serde_json::Error> {
-    let mut fields: BTreeMap<Cow<'_, str>, Cow<'_, RawValue>> = serde_json::from_slice(body)?;
+/// The client's request for a channel: the model mapped, the usage chunk asked for, the output
+/// cap lowered to the model's limit, an over-long end-user id hashed, everything else as sent
+/// (fields in their order, values byte for byte). `None`: nothing to change.
+pub fn fit_request(
+    body: &[u8],
+    peek: &RequestPeek<'_>,
+    model: Option<&str>,
+    include_usage: bool,
+    caps: &crate::domain::capabilities::Capabilities,
+) -> Result<Option<Bytes>, serde_json::Error> {
+    use super::body::Edit;
+    let mut edits = Vec::new();
     if let Some(model) = model {
-        fields.insert(Cow::Borrowed("model"), Cow::Owned(serde_json::value::to_raw_value(model)?));
+        edits.push(Edit::set("model", model)?);
     }
     if include_usage {
-        let mut options: BTreeMap<String, Box<RawValue>> = match fields.get("stream_options") {
+        let mut options: BTreeMap<String, Box<RawValue>> = match super::body::field(body, "stream_options") {
             Some(raw) if raw.get() != "null" => serde_json::from_str(raw.get())?,
             _ => BTreeMap::new(),
         };
         options.insert("include_usage".into(), serde_json::value::to_raw_value(&true)?);
-        fields.insert(Cow::Borrowed("stream_options"), Cow::Owned(serde_json::value::to_raw_value(&options)?));
+        edits.push(Edit::set("stream_options", options)?);
     }
-    serde_json::to_vec(&fields).map(Bytes::from)
+    for (field, value) in [
+        ("max_tokens", peek.max_tokens),
+        ("max_completion_tokens", peek.max_completion_tokens),
+        ("max_output_tokens", peek.max_output_tokens),
+    ] {
+        if let Some(value) = value.filter(|v| caps.clamp_output(*v) != *v) {
+            edits.push(Edit::set(field, caps.clamp_output(value))?);
+        }
+    }
+    if let Some(user) = peek.user.as_deref()
+        && let fitted @ Cow::Owned(_) = super::chat::fitted_user_id(user, super::chat::OPENAI_USER_MAX)
+    {
+        edits.push(Edit::set("user", fitted)?);
+    }
+    if edits.is_empty() {
+        return Ok(None);
+    }
+    super::body::edit(body, edits).map(Some)
 }
 
 /// Usage in any of OpenAI's shapes: chat/completions/embeddings (`prompt_tokens`,
@@ -409,13 +437,16 @@ mod tests {
     #[test]
     fn rewrite_changes_model_and_usage_only() {
         let body = r#"{"model":"alias","messages":[{"role":"user","content":"a \"quoted\" ü"}],"temperature":0.25,"stream":true}"#.as_bytes();
-        let out = rewrite_request(body, Some("real-model"), true).unwrap();
+        let peek = RequestPeek::parse(body).unwrap();
+        let caps = crate::domain::capabilities::Capabilities::default();
+        let out = fit_request(body, &peek, Some("real-model"), true, &caps).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "real-model");
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["messages"][0]["content"], "a \"quoted\" ü");
         assert_eq!(v["temperature"], 0.25);
-        let kept = rewrite_request(br#"{"model":"m","stream_options":{"x":1}}"#, None, true).unwrap();
+        let body = br#"{"model":"m","stream_options":{"x":1}}"#;
+        let kept = fit_request(body, &RequestPeek::parse(body).unwrap(), None, true, &caps).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&kept).unwrap();
         assert_eq!(v["stream_options"], serde_json::json!({"x":1,"include_usage":true}));
     }

@@ -116,10 +116,11 @@ proptest! {
     #[test]
     fn request_conversions_never_panic(value in any_json()) {
         let body = value.to_string();
-        let _ = anthropic::from_chat(body.as_bytes(), "m", 16);
-        let _ = gemini::from_chat(body.as_bytes());
-        let _ = bedrock::from_chat(body.as_bytes());
-        let _ = messages::to_chat(body.as_bytes(), "m", true);
+        let caps = crate::domain::capabilities::Capabilities { max_output_tokens: Some(8), reasoning: Some(true), ..Default::default() };
+        let _ = anthropic::from_chat(body.as_bytes(), "m", 16, &caps);
+        let _ = gemini::from_chat(body.as_bytes(), &caps);
+        let _ = bedrock::from_chat(body.as_bytes(), &caps);
+        let _ = messages::to_chat(body.as_bytes(), "m", true, &caps);
     }
 
     #[test]
@@ -132,16 +133,16 @@ proptest! {
         let mut out = Vec::new();
         anthropic::ChatStream::new("m", 0, true).convert(body.as_bytes(), &mut out);
         gemini::ChatStream::new("m", 0, true).convert(body.as_bytes(), &mut out);
-        messages::MessagesStream::new("m").convert(body.as_bytes(), &mut out);
+        messages::MessagesStream::new("m", 1).convert(body.as_bytes(), &mut out);
         bedrock::ChatStream::new("m", 0, true).push(&bytes, &mut out);
     }
 
     #[test]
     fn chat_to_messages_and_back_keeps_text_tools_and_order(conversation in conversation()) {
         let chat = json!({ "model": "m", "max_tokens": 10, "messages": conversation });
-        let request = anthropic::from_chat(chat.to_string().as_bytes(), "m", 10).unwrap();
+        let request = anthropic::from_chat(chat.to_string().as_bytes(), "m", 10, &Default::default()).unwrap();
         let wire = serde_json::to_vec(&request).unwrap();
-        let back: Value = serde_json::from_slice(&messages::to_chat(&wire, "m", false).unwrap()).unwrap();
+        let back: Value = serde_json::from_slice(&messages::to_chat(&wire, "m", false, &Default::default()).unwrap()).unwrap();
         let (texts, calls) = texts_and_calls(&chat);
         let (back_texts, back_calls) = texts_and_calls(&back);
         // Neighbouring user turns merge on the way (the Messages API needs alternation), so compare

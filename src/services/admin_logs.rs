@@ -35,6 +35,8 @@ pub struct SiteLogView {
     pub key_name: Option<String>,
     pub channel_id: Option<i64>,
     pub model: String,
+    /// The channel's name for the model (after its model mapping).
+    pub upstream_model: String,
     pub endpoint: String,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
@@ -56,6 +58,7 @@ impl From<SiteLogRow> for SiteLogView {
             key_name: r.row.key_name,
             channel_id: r.channel_id,
             model: r.row.model,
+            upstream_model: r.upstream_model,
             endpoint: r.row.endpoint,
             prompt_tokens: r.row.prompt_tokens,
             completion_tokens: r.row.completion_tokens,

@@ -83,7 +83,13 @@ async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error(400, "invalid_request_error", "The request body is not valid JSON.");
     };
-    if let Err(message) = validate(&request) {
+    // A `system` turn inside `messages` is Claude Code's beta `mid-conversation-system-2026-04-07`:
+    // accepted only with that beta header, and then left out of the alternation.
+    let system_turns = headers
+        .get("anthropic-beta")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|b| b.split(',').any(|b| b.trim() == "mid-conversation-system-2026-04-07"));
+    if let Err(message) = validate(&request, system_turns) {
         return error(400, "invalid_request_error", &message);
     }
     shared.received.lock().unwrap().push((headers, request.clone()));
@@ -104,7 +110,7 @@ async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
 }
 
 /// The checks the real API makes that a converter could get wrong.
-fn validate(request: &Value) -> Result<(), String> {
+fn validate(request: &Value, system_turns: bool) -> Result<(), String> {
     if !request["model"].is_string() {
         return Err("model: Field required".into());
     }
@@ -116,9 +122,14 @@ fn validate(request: &Value) -> Result<(), String> {
         return Err("messages: at least one message is required".into());
     }
     let mut previous_tool_uses: Vec<String> = Vec::new();
+    let mut turn = 0;
     for (i, message) in messages.iter().enumerate() {
         let role = message["role"].as_str().ok_or(format!("messages.{i}.role: Field required"))?;
-        let expected = if i % 2 == 0 { "user" } else { "assistant" };
+        if role == "system" && system_turns {
+            continue;
+        }
+        let expected = if turn % 2 == 0 { "user" } else { "assistant" };
+        turn += 1;
         if role != expected {
             return Err(format!("messages: roles must alternate between \"user\" and \"assistant\" (messages.{i})"));
         }

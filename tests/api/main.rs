@@ -80,6 +80,7 @@ mod live;
 mod management_api;
 mod me_api;
 mod messages;
+mod model_fit;
 mod money_debt;
 mod money_faults;
 mod money_faults_leases;
