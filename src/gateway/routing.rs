@@ -14,8 +14,8 @@ use rand::Rng;
 use crate::config::Strategy;
 use crate::crypto;
 use crate::db::{self, Db};
-use crate::domain::pricing::{MILLION, Price};
 use crate::domain::capabilities::{self, Capabilities};
+use crate::domain::pricing::{MILLION, Price};
 use crate::providers::ChannelType;
 use crate::secret_key::SecretKey;
 
@@ -254,11 +254,12 @@ impl RoutingTable {
             }
         }
         let capped_groups = db::groups::capping_output(db.pool()).await?.into_iter().collect();
+        let capabilities = db::capabilities::all(db.pool()).await?.into_iter().collect();
         Ok(Self {
             routes,
             prices,
             group_prices,
-            capabilities: HashMap::new(),
+            capabilities,
             multipliers,
             capped_groups,
             strategies,
