@@ -319,10 +319,6 @@ pub const ZH: &[(&str, &str)] = &[
     ("Output / 1M tokens", "输出 / 百万 Token"),
     ("Per request", "每次请求"),
     ("“—” means that part is not charged.", "“—” 表示该项不收费。"),
-    (
-        "Context and max output are in tokens; there “—” means not known.",
-        "上下文与最大输出以 token 计；其中 “—” 表示未知。",
-    ),
     // Quick start (templates/quickstart.html).
     ("From zero to your first request in a few minutes.", "几分钟内，从零开始发出第一个请求。"),
     ("Done: you are logged in.", "已完成：你已登录。"),

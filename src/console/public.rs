@@ -20,20 +20,18 @@ pub struct PriceRow {
     pub output: String,
     pub cached_input: String,
     pub per_request: String,
-    /// Context window and output cap in tokens ("—" when not known).
-    pub context: String,
-    pub max_output: String,
+    /// The known limits, in tokens: `("Context", "128,000")`, `("Max output", "16,384")`.
+    pub limits: Vec<(&'static str, String)>,
     /// What the model is known to take: "Tools", "Vision", "Audio", "Reasoning".
     pub labels: Vec<&'static str>,
 }
 
-/// `n` with thousands separators ("—" when not known).
-fn tokens(n: Option<i64>) -> String {
-    let Some(n) = n else { return "—".to_string() };
+/// `n` with thousands separators.
+fn tokens(n: i64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 && c.is_ascii_digit() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) && c.is_ascii_digit() {
             out.push(',');
         }
         out.push(c);
@@ -97,8 +95,10 @@ pub async fn pricing(
                 output: scaled(price.output_per_mtok, multiplier),
                 cached_input: scaled(price.cached_input_per_mtok.or(price.input_per_mtok), multiplier),
                 per_request: scaled(price.per_request, multiplier),
-                context: tokens(caps.context_window),
-                max_output: tokens(caps.max_output_tokens),
+                limits: [("Context", caps.context_window), ("Max output", caps.max_output_tokens)]
+                    .into_iter()
+                    .filter_map(|(label, n)| Some((label, tokens(n?))))
+                    .collect(),
                 labels: known.into_iter().filter(|(v, _)| *v == Some(true)).map(|(_, label)| label).collect(),
             })
         })
@@ -125,9 +125,8 @@ pub async fn quickstart(State(state): State<AppState>, layout: Layout) -> Quicks
 mod tests {
     #[test]
     fn token_counts_are_grouped() {
-        assert_eq!(super::tokens(Some(1_047_576)), "1,047,576");
-        assert_eq!(super::tokens(Some(128_000)), "128,000");
-        assert_eq!(super::tokens(Some(999)), "999");
-        assert_eq!(super::tokens(None), "—");
+        assert_eq!(super::tokens(1_047_576), "1,047,576");
+        assert_eq!(super::tokens(128_000), "128,000");
+        assert_eq!(super::tokens(999), "999");
     }
 }

@@ -72,6 +72,14 @@ async fn api_round_trip_switches_between_custom_and_default(backend: Backend) {
         (&json!(16_384), &json!(4096))
     );
 
+    // A dated snapshot that is priced takes its family's default.
+    app.set_price("gpt-4o-2024-08-06", json!({ "input": "2.5", "output": "10" })).await;
+    let dated = listed(&app, "gpt-4o-2024-08-06").await;
+    assert_eq!(
+        (&dated["source"], &dated["priced"], &dated["max_output_tokens"]),
+        (&json!("default"), &json!(true), &json!(16_384))
+    );
+
     // A model without a shipped default, priced: custom, then nothing known after the reset.
     app.set_price("house-model", json!({ "input": "1", "output": "2" })).await;
     assert_eq!(listed(&app, "house-model").await["source"], "none");
@@ -195,6 +203,8 @@ async fn console_section_edits_with_csrf(backend: Backend) {
     let (status, _, page) = root.get("/admin/pricing").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("data-testid=\"caps-table\"") && page.contains("<code>gpt-4o</code>"), "{page}");
+    let (_, _, page) = root.get("/admin/pricing?q=claude").await;
+    assert!(page.contains("<code>claude-sonnet-4-5</code>") && !page.contains("<code>gpt-4o</code>"), "searched");
     let (_, _, page) = root.get("/admin/pricing?caps_edit=gpt-4o").await;
     assert!(page.contains("data-testid=\"caps-edit-row\"") && page.contains("form=\"caps-gpt-4o\""), "no-JS edit");
     assert!(page.contains("value=\"16384\""), "the edit row holds the shipped default");
@@ -286,18 +296,22 @@ async fn public_pricing_shows_capabilities(backend: Backend) {
     };
     let page = app.get("/pricing").await.text().await.unwrap();
     let gpt = row(&page, "gpt-4o");
-    assert!(gpt.contains(">128,000<") && gpt.contains(">16,384<"), "the shipped default: {gpt}");
+    assert!(gpt.contains(">Context 128,000 · Max output 16,384<"), "the shipped default: {gpt}");
     assert!(gpt.contains(">Tools<") && gpt.contains(">Vision<") && !gpt.contains(">Audio<"), "{gpt}");
     let house = row(&page, "house-model");
-    assert!(house.contains("data-testid=\"context\">—<") && !house.contains("cap-label"), "nothing known: {house}");
+    assert!(!house.contains("data-testid=\"limits\"") && !house.contains("cap-label"), "nothing known: {house}");
 
     let body = json!({ "context_window": 32_000, "max_output_tokens": 4000, "audio": true, "tools": false });
     assert_eq!(app.admin("PUT", "/api/admin/capabilities/house-model", Some(body)).await.0, 200);
     let page = app.get("/pricing").await.text().await.unwrap();
     let house = row(&page, "house-model");
-    assert!(house.contains(">32,000<") && house.contains(">4,000<") && house.contains(">Audio<"), "{house}");
+    assert!(house.contains(">Context 32,000 · Max output 4,000<") && house.contains(">Audio<"), "{house}");
     assert!(!house.contains(">Tools<"), "a model known not to take tools gets no label: {house}");
     let zh = app.client.get(app.url("/pricing")).header("Accept-Language", "zh-CN").send().await.unwrap();
     let zh = zh.text().await.unwrap();
-    assert!(row(&zh, "house-model").contains(">音频<") && zh.contains("最大输出"), "both languages");
+    assert!(
+        row(&zh, "house-model").contains(">音频<")
+            && row(&zh, "house-model").contains(">上下文 32,000 · 最大输出 4,000<"),
+        "both languages"
+    );
 }
