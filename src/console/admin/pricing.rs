@@ -2,7 +2,7 @@
 //! write; or per request) with search and inline row editing (htmx swaps one row; without
 //! JavaScript `?edit=<model>` opens the same row as a form), per-group prices, One API / New API
 //! ratio import and export, and the default price list. Through `services::price_admin`, like
-//! `/api/admin/prices*`.
+//! `/api/admin/prices*`. The model capabilities section at the bottom is `capabilities`.
 
 use askama::Template;
 use askama_web::WebTemplate;
