@@ -2,6 +2,7 @@
 //! resellers' tooling. Handlers are thin: they authenticate, parse and call `services`.
 
 pub mod admin;
+pub mod admin_capabilities;
 pub mod admin_channels;
 pub mod admin_logs;
 pub mod admin_payments;
@@ -68,6 +69,9 @@ pub fn routes(routes: Routes) -> Routes {
         .post("/api/admin/prices/import-ratios", admin_pricing::import)
         .get("/api/admin/prices/export-ratios", admin_pricing::export)
         .post("/api/admin/prices/defaults", admin_pricing::defaults)
+        .get("/api/admin/capabilities", admin_capabilities::list)
+        .put("/api/admin/capabilities/{model}", admin_capabilities::set)
+        .delete("/api/admin/capabilities/{model}", admin_capabilities::reset)
         .post("/api/stripe/webhook", stripe_webhook::webhook)
         .get("/api/me", me::me)
         .get("/api/me/balance", me::balance)

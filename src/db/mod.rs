@@ -7,6 +7,7 @@ pub mod access_tokens;
 pub mod all_logs;
 pub mod api_keys;
 pub mod audit;
+pub mod capabilities;
 pub mod channels;
 pub mod codes;
 pub mod email_tokens;

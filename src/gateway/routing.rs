@@ -254,11 +254,12 @@ impl RoutingTable {
             }
         }
         let capped_groups = db::groups::capping_output(db.pool()).await?.into_iter().collect();
+        let capabilities = db::capabilities::all(db.pool()).await?.into_iter().collect();
         Ok(Self {
             routes,
             prices,
             group_prices,
-            capabilities: HashMap::new(),
+            capabilities,
             multipliers,
             capped_groups,
             strategies,

@@ -7,6 +7,7 @@ pub mod admin_logs;
 pub mod admin_payments;
 pub mod audit;
 pub mod bootstrap;
+pub mod capabilities;
 pub mod channel_admin;
 pub mod channels;
 pub mod codes;

@@ -56,10 +56,16 @@ fn shown(value: Option<i64>) -> Option<String> {
     value.map(|n| Money(n).to_string())
 }
 
-fn validated(model: &str, input: &PriceInput) -> Result<Price, PricingError> {
+/// The model-name rule of the price table (and of the capabilities table): 1 to 200 bytes.
+pub fn check_model_name(model: &str) -> Result<(), PricingError> {
     if model.is_empty() || model.len() > 200 {
         return Err(PricingError::Invalid("model: 1 to 200 characters".into()));
     }
+    Ok(())
+}
+
+fn validated(model: &str, input: &PriceInput) -> Result<Price, PricingError> {
+    check_model_name(model)?;
     let price = Price {
         input_per_mtok: amount("input", input.input.as_deref())?,
         output_per_mtok: amount("output", input.output.as_deref())?,

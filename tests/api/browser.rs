@@ -229,6 +229,9 @@ async fn check_and_capture(chrome: &Chromium, path: &str, name: &str, shows: &st
 async fn the_main_pages_render_at_desktop_and_phone_widths(backend: Backend) {
     let app = spawn_app(backend).await;
     let _upstream = a_model_to_call(&app).await;
+    // Capabilities, so /pricing is captured with its limits and labels.
+    let caps = json!({ "context_window": 128_000, "max_output_tokens": 16_384, "tools": true, "vision": true });
+    assert_eq!(app.admin("PUT", &format!("/api/admin/capabilities/{MODEL}"), Some(caps)).await.0, 200);
     add_code(&app, "SCREEN-GIFT", 5_000_000_000, None).await;
     let chrome = Chromium::start(&app, "pages", backend).await;
     let mut notes = Vec::new();

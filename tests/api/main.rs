@@ -51,6 +51,7 @@ mod browser_admin_settings;
 mod browser_admin_users;
 mod browser_codes;
 mod browser_topup;
+mod capabilities;
 mod cli;
 mod codes;
 mod conformance;

@@ -404,6 +404,15 @@ async fn groups_and_prices(c: &mut Checker<'_>) {
     assert_eq!(listed["data"][0]["per_request"], Value::Null, "{listed}");
     c.call(root, "DELETE", "/api/admin/prices/{model}", "/api/admin/prices/ratio-model", None).await;
     c.call(root, "DELETE", "/api/admin/prices/{model}", "/api/admin/prices/ratio-model", None).await;
+
+    let caps = "/api/admin/capabilities/{model}";
+    let set = c.call(root, "PUT", caps, "/api/admin/capabilities/gpt-test", Some(json!({ "tools": false }))).await;
+    assert_eq!((&set["source"], &set["tools"]), (&json!("custom"), &json!(false)), "{set}");
+    c.call(root, "PUT", caps, "/api/admin/capabilities/gpt-test", Some(json!({ "context_window": 0 }))).await;
+    let listed = c.call(root, "GET", "/api/admin/capabilities", "/api/admin/capabilities", None).await;
+    assert!(listed["data"].as_array().is_some_and(|rows| rows.iter().any(|r| r["source"] == "default")), "{listed}");
+    c.call(root, "DELETE", caps, "/api/admin/capabilities/gpt-test", None).await;
+    c.call(root, "DELETE", caps, "/api/admin/capabilities/gpt-test", None).await;
 }
 
 /// The operator's redemption codes: generate, list (one redeemed), export, void.

@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "sessions",
     "settings",
     "audit_log",
+    "model_capabilities",
 ];
 
 db_tests!(

@@ -3,6 +3,7 @@
 //! the management API (`/api/admin/*`) and writes an audit row (`services::audit`).
 
 pub mod audit;
+pub mod capabilities;
 pub mod channels;
 pub mod codes;
 pub mod groups;
@@ -32,6 +33,7 @@ pub fn routes(routes: Routes) -> Routes {
     let routes = users::routes(routes);
     let routes = groups::routes(routes);
     let routes = pricing::routes(routes);
+    let routes = capabilities::routes(routes);
     let routes = codes::routes(routes);
     let routes = payments::routes(routes);
     let routes = settings::routes(routes);
@@ -106,6 +108,7 @@ pub const ZH: &[&[(&str, &str)]] = &[
     users::ZH,
     groups::ZH,
     pricing::ZH,
+    capabilities::ZH,
     codes::ZH,
     payments::ZH,
     settings::ZH,

@@ -2,7 +2,7 @@
 //! write; or per request) with search and inline row editing (htmx swaps one row; without
 //! JavaScript `?edit=<model>` opens the same row as a form), per-group prices, One API / New API
 //! ratio import and export, and the default price list. Through `services::price_admin`, like
-//! `/api/admin/prices*`.
+//! `/api/admin/prices*`. The model capabilities section at the bottom is `capabilities`.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::AdminUser;
+use super::capabilities::{self, CapsSection};
 use crate::console::Layout;
 use crate::console::htmx::{HxRequest, vary};
 use crate::db::prices;
@@ -50,6 +51,8 @@ pub struct PricingPage {
     /// The override form as sent.
     override_form: PriceForm,
     ratios: String,
+    /// The model capabilities table (`capabilities`).
+    pub(super) caps: CapsSection,
     notice: Option<&'static str>,
     error: Option<String>,
 }
@@ -123,10 +126,12 @@ pub struct PageQuery {
     #[serde(default)]
     edit: String,
     #[serde(default)]
+    caps_edit: String,
+    #[serde(default)]
     done: String,
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+pub(super) fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "an /admin/pricing page failed");
     (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
 }
@@ -139,6 +144,8 @@ fn notice_for(done: &str) -> Option<&'static str> {
         "override-deleted" => Some("Group price removed."),
         "imported" => Some("Ratios imported."),
         "defaults" => Some("Default prices applied."),
+        "caps-saved" => Some("Capabilities saved."),
+        "caps-reset" => Some("Capabilities reset to the default."),
         _ => None,
     }
 }
@@ -154,6 +161,7 @@ async fn build(state: &AppState, layout: Layout, q: &str) -> Result<PricingPage,
         form: PriceForm::default(),
         override_form: PriceForm::default(),
         ratios: String::new(),
+        caps: capabilities::section(state, q).await?,
         notice: None,
         error: None,
     })
@@ -164,6 +172,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
     match build(&state, admin.user.layout, &q.q).await {
         Ok(mut page) => {
             page.editing = Some(q.edit).filter(|e| !e.is_empty());
+            page.caps.editing = Some(q.caps_edit).filter(|e| !e.is_empty());
             page.notice = notice_for(&q.done);
             page.into_response()
         }
@@ -172,7 +181,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
 }
 
 /// The page again with a refusal (status 400) and `tweak` applied (the form as sent).
-async fn refused(
+pub(super) async fn refused(
     state: &AppState,
     admin: AdminUser,
     error: PricingError,

@@ -1,0 +1,243 @@
+//! The capabilities section of `/admin/pricing`: each model's output cap, context window and
+//! whether it takes tools, images, audio and reasoning hints, with inline row editing (htmx swaps
+//! one row; without JavaScript `?caps_edit=<model>` opens the same row as a form), a form for any
+//! model name, and "reset to default". Through `services::capabilities`, like
+//! `/api/admin/capabilities*`.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::AdminUser;
+use super::pricing::{internal, refused};
+use crate::console::Layout;
+use crate::console::htmx::{HxRequest, vary};
+use crate::domain::capabilities::Capabilities;
+use crate::routes::Routes;
+use crate::services::capabilities::{self, CapabilityView, parse_flag, parse_tokens};
+use crate::services::pricing::PricingError;
+use crate::state::AppState;
+
+/// Adds this section's routes.
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .page_get("/admin/pricing/capabilities/row", row)
+        .page_post("/admin/pricing/capabilities", save)
+        .page_post("/admin/pricing/capabilities/reset", reset)
+}
+
+/// What the pricing page shows of the capabilities table.
+#[derive(Default)]
+pub struct CapsSection {
+    pub rows: Vec<CapabilityView>,
+    /// The model whose row is open as a form (without JavaScript).
+    pub editing: Option<String>,
+    /// The "any model" form as sent (a refused save).
+    pub form: CapsForm,
+}
+
+impl CapsSection {
+    pub fn is_editing(&self, model: &str) -> bool {
+        self.editing.as_deref() == Some(model)
+    }
+
+    /// The form values of `row` (to open it for editing).
+    pub fn form_of(&self, row: &CapabilityView) -> CapsForm {
+        CapsForm::from(row)
+    }
+}
+
+/// The section's data, read through the service: models whose name contains `search`
+/// (case-insensitive), like the price table above it.
+pub async fn section(state: &AppState, search: &str) -> Result<CapsSection, PricingError> {
+    let needle = search.trim().to_lowercase();
+    let mut rows = capabilities::list(state).await?;
+    rows.retain(|r| r.model.to_lowercase().contains(&needle));
+    Ok(CapsSection { rows, ..CapsSection::default() })
+}
+
+/// One row of the capabilities table: shown, or open as a form (`edit`) holding `cform`.
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/_capability_row.html")]
+pub struct CapabilityRow {
+    layout: Layout,
+    row: CapabilityView,
+    cform: CapsForm,
+    edit: bool,
+    row_error: Option<String>,
+}
+
+/// A capabilities form: token counts as text (empty = unknown), flags as `yes`, `no` or empty.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CapsForm {
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub max_output_tokens: String,
+    #[serde(default)]
+    pub context_window: String,
+    #[serde(default)]
+    pub reasoning: String,
+    #[serde(default)]
+    pub tools: String,
+    #[serde(default)]
+    pub vision: String,
+    #[serde(default)]
+    pub audio: String,
+}
+
+impl CapsForm {
+    fn parse(&self) -> Result<Capabilities, PricingError> {
+        Ok(Capabilities {
+            max_output_tokens: parse_tokens("max_output_tokens", &self.max_output_tokens)?,
+            context_window: parse_tokens("context_window", &self.context_window)?,
+            reasoning: parse_flag("reasoning", &self.reasoning)?,
+            tools: parse_flag("tools", &self.tools)?,
+            vision: parse_flag("vision", &self.vision)?,
+            audio: parse_flag("audio", &self.audio)?,
+        })
+    }
+}
+
+impl From<&CapabilityView> for CapsForm {
+    fn from(view: &CapabilityView) -> Self {
+        let tokens = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let flag = |v: Option<bool>| match v {
+            Some(true) => "yes".to_string(),
+            Some(false) => "no".to_string(),
+            None => String::new(),
+        };
+        Self {
+            model: view.model.clone(),
+            max_output_tokens: tokens(view.max_output_tokens),
+            context_window: tokens(view.context_window),
+            reasoning: flag(view.reasoning),
+            tools: flag(view.tools),
+            vision: flag(view.vision),
+            audio: flag(view.audio),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RowQuery {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    edit: bool,
+}
+
+/// `GET /admin/pricing/capabilities/row?model=&edit=true`: one row, shown or as a form (htmx).
+pub async fn row(State(state): State<AppState>, admin: AdminUser, Query(q): Query<RowQuery>) -> Response {
+    if q.model.trim().is_empty() {
+        return (StatusCode::NOT_FOUND, "No such model.").into_response();
+    }
+    match capabilities::get(&state, q.model.trim()).await {
+        Ok(row) => {
+            let form = CapsForm::from(&row);
+            vary(
+                CapabilityRow { layout: admin.user.layout, row, cform: form, edit: q.edit, row_error: None }
+                    .into_response(),
+            )
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /admin/pricing/capabilities`: set a model's capabilities (a row edit, or any model by
+/// name). htmx gets the row back (as a form with the reason when refused).
+pub async fn save(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    HxRequest(hx): HxRequest,
+    Form(form): Form<CapsForm>,
+) -> Response {
+    let saved = match form.parse() {
+        Ok(caps) => capabilities::set(&state, &admin.actor, &form.model, &caps).await,
+        Err(e) => Err(e),
+    };
+    match saved {
+        Ok(row) if hx => {
+            let form = CapsForm::from(&row);
+            vary(
+                CapabilityRow { layout: admin.user.layout, row, cform: form, edit: false, row_error: None }
+                    .into_response(),
+            )
+        }
+        Ok(_) => Redirect::to("/admin/pricing?done=caps-saved#capabilities").into_response(),
+        Err(PricingError::Invalid(m)) if hx => {
+            let row = match capabilities::get(&state, form.model.trim()).await {
+                Ok(row) => row,
+                Err(e) => return internal(e),
+            };
+            let page = CapabilityRow { layout: admin.user.layout, row, cform: form, edit: true, row_error: Some(m) };
+            vary(page.into_response())
+        }
+        Err(e) => refused(&state, admin, e, |page| page.caps.form = form).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    model: String,
+}
+
+/// `POST /admin/pricing/capabilities/reset`: back to the shipped default. htmx gets the row back.
+pub async fn reset(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    HxRequest(hx): HxRequest,
+    Form(form): Form<ResetForm>,
+) -> Response {
+    if let Err(e) = capabilities::reset(&state, &admin.actor, &form.model).await {
+        return refused(&state, admin, e, |_| {}).await;
+    }
+    if !hx {
+        return Redirect::to("/admin/pricing?done=caps-reset#capabilities").into_response();
+    }
+    match capabilities::get(&state, form.model.trim()).await {
+        Ok(row) => {
+            let form = CapsForm::from(&row);
+            vary(
+                CapabilityRow { layout: admin.user.layout, row, cform: form, edit: false, row_error: None }
+                    .into_response(),
+            )
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// This section's texts in Chinese.
+pub const ZH: &[(&str, &str)] = &[
+    ("Model capabilities", "模型能力"),
+    (
+        "What each model can do. The gateway lowers output caps above a model's limit and refuses tools, images or audio a model is known not to take; unknown values are never used to clamp or refuse.",
+        "各模型的能力。网关会把超过模型上限的输出上限降到上限，并拒绝模型明确不支持的工具、图片或音频；未知的值不用于限制或拒绝。",
+    ),
+    ("Context", "上下文"),
+    ("Max output", "最大输出"),
+    ("Tools", "工具"),
+    ("Vision", "视觉"),
+    ("Audio", "音频"),
+    ("Reasoning", "推理"),
+    ("Source", "来源"),
+    ("Custom", "自定义"),
+    ("Default", "默认"),
+    ("Yes", "是"),
+    ("No", "否"),
+    ("Unknown", "未知"),
+    ("Reset to default", "恢复默认"),
+    ("Set a model's capabilities", "设置模型能力"),
+    (
+        "Any model name, including an upstream's name a channel maps to. Empty means unknown.",
+        "任意模型名称，包括渠道映射到的上游名称。留空表示未知。",
+    ),
+    ("Save capabilities", "保存能力"),
+    ("Capabilities saved.", "能力已保存。"),
+    ("Capabilities reset to the default.", "能力已恢复默认。"),
+];
