@@ -52,6 +52,7 @@ mod browser_admin_users;
 mod browser_codes;
 mod browser_topup;
 mod cli;
+mod clients;
 mod codes;
 mod conformance;
 mod console;
