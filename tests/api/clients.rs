@@ -73,8 +73,13 @@ async fn setup(backend: Backend) -> Setup {
 }
 
 impl Setup {
-    /// The ledger shows exactly the charge the fake's reported usage implies, and the books balance.
+    /// The ledger shows exactly the charge the fake's reported usage implies, and the books balance;
+    /// and the upstream never saw the client's BurnCloud key (only the channel's).
     async fn assert_charged(&self) {
+        for received in self.fake.received() {
+            let leaked = received.headers.values().any(|v| v.to_str().is_ok_and(|v| v.contains(&self.key)));
+            assert!(!leaked, "the client's key reached the upstream: {:?}", received.headers);
+        }
         let (input, output) = self.fake.usage();
         assert!(input > 0 && output > 0, "no upstream answer was billed:\n{}", self.fake.summary());
         let spent = START - self.app.balance(self.user).await;
@@ -377,4 +382,109 @@ async fn llm_on_gemini(backend: Backend) {
 
 async fn llm_on_deepseek(backend: Backend) {
     llm_on(backend, "deepseek").await;
+}
+
+// ---- the fake itself ---------------------------------------------------------------------------
+
+/// The fake refuses what the real providers refuse, in their error shapes, so the suite fails
+/// where real clients fail against real providers (and accepts what they accept).
+#[tokio::test]
+async fn fake_agent_refuses_what_real_providers_refuse() {
+    let fake = FakeAgent::start().await;
+    let http = reqwest::Client::new();
+    let post = |url: String, body: Value, headers: &[(&str, &str)]| {
+        let mut request = http.post(url).json(&body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let bearer = [("authorization", "Bearer k")];
+    let hello = json!([{ "role": "user", "content": "hi" }]);
+
+    // OpenAI and DeepSeek: output caps above the model's limit, an over-long `user`.
+    let openai = format!("{}/chat/completions", fake.base_url("openai"));
+    let deepseek = format!("{}/chat/completions", fake.base_url("deepseek"));
+    let (status, body) =
+        post(openai.clone(), json!({ "model": "gpt-4o-mini", "messages": hello, "max_tokens": 32000 }), &bearer).await;
+    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("max_tokens")), "{body}");
+    let (status, _) = post(
+        openai.clone(),
+        json!({ "model": "gpt-4o-mini", "messages": hello, "max_completion_tokens": 16384 }),
+        &bearer,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        post(openai.clone(), json!({ "model": "gpt-4o-mini", "messages": hello, "user": "u".repeat(65) }), &bearer)
+            .await;
+    assert!(status == 400 && body["error"]["message"].as_str().unwrap().contains("maximum length 64"), "{body}");
+    let (status, body) =
+        post(deepseek.clone(), json!({ "model": "deepseek-chat", "messages": hello, "max_tokens": 8193 }), &bearer)
+            .await;
+    assert!(status == 400 && body["error"]["message"].as_str().unwrap().contains("[1, 8192]"), "{body}");
+    let (status, body) =
+        post(deepseek, json!({ "model": "deepseek-chat", "messages": hello, "max_tokens": 8192 }), &bearer).await;
+    assert!(status == 200 && body["choices"][0]["message"]["content"].as_str().unwrap().starts_with(ANSWER), "{body}");
+
+    // Gemini: schema keywords outside its subset, `parameters` and `parametersJsonSchema` together.
+    let gemini = format!("{}/v1beta/models/gemini-2.5-flash:generateContent", fake.base_url("gemini"));
+    let key = [("x-goog-api-key", "k")];
+    let contents = json!([{ "role": "user", "parts": [{ "text": "hi" }] }]);
+    let strict =
+        json!({ "type": "object", "properties": { "path": { "type": "string" } }, "additionalProperties": false });
+    let tools = |declaration: Value| json!([{ "functionDeclarations": [declaration] }]);
+    let (status, body) = post(
+        gemini.clone(),
+        json!({ "contents": contents, "tools": tools(json!({ "name": "f", "parameters": strict })) }),
+        &key,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid JSON payload received. Unknown name \"additionalProperties\" at 'tools[0].function_declarations[0].parameters': Cannot find field."
+    );
+    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+    let nested = json!({ "type": "object", "properties": { "n": { "type": "integer", "exclusiveMinimum": 0 } } });
+    let (status, body) = post(
+        gemini.clone(),
+        json!({ "contents": contents, "tools": tools(json!({ "name": "f", "parameters": nested })) }),
+        &key,
+    )
+    .await;
+    assert!(status == 400 && body["error"]["message"].as_str().unwrap().contains("exclusiveMinimum"), "{body}");
+    let (status, body) = post(
+        gemini.clone(),
+        json!({ "contents": contents, "tools": tools(json!({ "name": "f", "parametersJsonSchema": strict })) }),
+        &key,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let both = json!({ "name": "f", "parameters": { "type": "object" }, "parametersJsonSchema": strict });
+    let (status, _) = post(gemini, json!({ "contents": contents, "tools": tools(both) }), &key).await;
+    assert_eq!(status, 400);
+
+    // Anthropic: a `system` turn inside `messages` only with the beta that allows it.
+    let messages = format!("{}/v1/messages", fake.base_url("anthropic"));
+    let turns = json!([{ "role": "user", "content": "hi" }, { "role": "system", "content": "be brief" }]);
+    let request = json!({ "model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": turns });
+    let plain = [("x-api-key", "k"), ("anthropic-version", "2023-06-01")];
+    let (status, body) = post(messages.clone(), request.clone(), &plain).await;
+    assert_eq!((status, body["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{body}");
+    let beta = [
+        ("x-api-key", "k"),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", fake_agent::MID_CONVERSATION_SYSTEM_BETA),
+    ];
+    let (status, body) = post(messages.clone(), request, &beta).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) =
+        post(messages, json!({ "model": "claude-sonnet-4-5", "max_tokens": 64001, "messages": hello }), &plain).await;
+    assert_eq!(status, 400);
+    assert_eq!(fake.received().iter().filter(|r| r.status == 200).count(), 4, "{}", fake.summary());
 }

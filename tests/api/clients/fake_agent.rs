@@ -122,7 +122,7 @@ fn decide(conversation: &Conversation, protocol: &str) -> (Answer, &'static str)
     }
     if !conversation.has_tool_result
         && let Some((name, arguments)) = requested_call(&conversation.user_text)
-        && conversation.tools.iter().any(|t| *t == name)
+        && conversation.tools.contains(&name)
     {
         return (Answer::ToolCall { name, arguments }, "tool_call");
     }
