@@ -164,6 +164,12 @@ async fn claude_code_on(backend: Backend, kind: &str) {
     claude_code_round_trips(&setup, model, &["--output-format", "text"]).await;
     claude_code_round_trips(&setup, model, &["--tools", "Read", "--output-format", "text"]).await;
     setup.assert_round_trip(protocol_of(kind));
+    if kind == "gemini" {
+        // Claude Code's reasoning hints (`thinking`, `output_config.effort`) reach a model that
+        // reasons as Gemini's thinking budget (issue 14, fix 7).
+        let thinking = setup.fake.received().iter().any(|r| r.body["generationConfig"]["thinkingConfig"].is_object());
+        assert!(thinking, "no request carried generationConfig.thinkingConfig:\n{}", setup.fake.summary());
+    }
     setup.assert_charged().await;
 }
 
@@ -423,6 +429,9 @@ async fn fake_agent_refuses_what_real_providers_refuse() {
         post(openai.clone(), json!({ "model": "gpt-4o-mini", "messages": hello, "user": "u".repeat(65) }), &bearer)
             .await;
     assert!(status == 400 && body["error"]["message"].as_str().unwrap().contains("maximum length 64"), "{body}");
+    let effort = json!({ "model": "gpt-4o-mini", "messages": hello, "reasoning_effort": "high" });
+    let (status, body) = post(openai.clone(), effort, &bearer).await;
+    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("reasoning_effort")), "{body}");
     let (status, body) =
         post(deepseek.clone(), json!({ "model": "deepseek-chat", "messages": hello, "max_tokens": 8193 }), &bearer)
             .await;

@@ -98,6 +98,11 @@ fn output_limit(model: &str) -> Option<i64> {
     }
 }
 
+/// Whether a model takes reasoning parameters (OpenAI refuses `reasoning_effort` on the others).
+fn reasons(model: &str) -> bool {
+    !matches!(model, "gpt-4o-mini" | "gpt-4o")
+}
+
 /// The conversation as the script sees it, whatever the protocol.
 struct Conversation {
     /// Names of the tools the request offers.
@@ -254,6 +259,10 @@ fn chat_completions(path: &str, headers: &HeaderMap, request: &Value, size: usiz
             };
             return Err((400, openai_error(400, "invalid_request_error", &message, Some(field))));
         }
+    }
+    if !request["reasoning_effort"].is_null() && !reasons(&model) {
+        let message = "Unsupported parameter: 'reasoning_effort' is not supported with this model.";
+        return Err((400, openai_error(400, "invalid_request_error", message, Some("reasoning_effort"))));
     }
     if let Some(user) = request["user"].as_str()
         && user.chars().count() > 64
