@@ -14,8 +14,8 @@ use rand::Rng;
 use crate::config::Strategy;
 use crate::crypto;
 use crate::db::{self, Db};
-use crate::domain::capabilities::{self, Capabilities};
 use crate::domain::pricing::{MILLION, Price};
+use crate::domain::capabilities::{self, Capabilities};
 use crate::providers::ChannelType;
 use crate::secret_key::SecretKey;
 
