@@ -25,6 +25,35 @@ if ! cmp -s tests/sdk/requirements.txt "$SDK_VENV/requirements.txt" 2>/dev/null;
 fi
 export BURNCLOUD_SDK_PYTHON="$SDK_VENV/bin/python"
 
+# The real clients the client suite drives (tests/api/clients.rs): Claude Code and Codex CLI from
+# npm (tests/clients/package-lock.json, `npm ci`), LangChain and llm from PyPI
+# (tests/clients/requirements.txt, a venv of their own). Kept between runs; reinstalled only when
+# the pins change. Without npm the client tests fail and say how to install them.
+CLIENTS_DIR="${BURNCLOUD_CLIENTS_DIR:-$HOME/.cache/burncloud-clients}"
+if ! cmp -s tests/clients/package-lock.json "$CLIENTS_DIR/npm/installed-lock.json" 2>/dev/null; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "installing the npm clients into $CLIENTS_DIR/npm"
+    rm -rf "$CLIENTS_DIR/npm"
+    mkdir -p "$CLIENTS_DIR/npm"
+    cp tests/clients/package.json tests/clients/package-lock.json "$CLIENTS_DIR/npm/"
+    (cd "$CLIENTS_DIR/npm" && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/clients/package-lock.json "$CLIENTS_DIR/npm/installed-lock.json"
+  else
+    echo "warning: npm is not installed: the Claude Code and Codex tests will fail (apt-get install nodejs npm)"
+  fi
+fi
+if ! cmp -s tests/clients/requirements.txt "$CLIENTS_DIR/venv/requirements.txt" 2>/dev/null; then
+  echo "preparing the clients venv in $CLIENTS_DIR/venv"
+  rm -rf "$CLIENTS_DIR/venv"
+  python3 -m venv "$CLIENTS_DIR/venv"
+  "$CLIENTS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+  cp tests/clients/requirements.txt "$CLIENTS_DIR/venv/requirements.txt"
+fi
+export BURNCLOUD_CLAUDE="$CLIENTS_DIR/npm/node_modules/.bin/claude"
+export BURNCLOUD_CODEX="$CLIENTS_DIR/npm/node_modules/.bin/codex"
+export BURNCLOUD_CLIENTS_PYTHON="$CLIENTS_DIR/venv/bin/python"
+export BURNCLOUD_LLM="$CLIENTS_DIR/venv/bin/llm"
+
 echo "test databases: SQLite (one file per test) and Postgres at ${BURNCLOUD_TEST_DATABASE_URL%%\?*}"
 
 # The browser tests (tests/api/browser.rs) need Chromium and chromedriver (Debian: chromium,

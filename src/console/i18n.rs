@@ -343,6 +343,14 @@ pub const ZH: &[(&str, &str)] = &[
         "Anthropic SDK 以不带 /v1 的站点地址作为 Base URL，并以你的密钥作为 API Key：",
     ),
     ("your API key", "你的 API 密钥"),
+    (
+        "For a model other than Claude, name it for the main and the background tasks:",
+        "使用 Claude 以外的模型时，为主任务和后台任务都指定该模型：",
+    ),
+    (
+        "Codex speaks the Responses API, which OpenAI models serve here. Add this provider to ~/.codex/config.toml (web search is a tool the provider bills per call, which this site does not relay):",
+        "Codex 使用 Responses API，本站由 OpenAI 模型提供。将以下提供方加入 ~/.codex/config.toml（网页搜索是上游按次计费的工具，本站不转发）：",
+    ),
     ("Model names and prices:", "模型名称与价格："),
     // Usage log (templates/logs.html, src/console/logs.rs).
     ("Every request made with your keys, newest first.", "你的密钥发出的每一个请求，最新的在前。"),

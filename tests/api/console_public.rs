@@ -53,7 +53,29 @@ async fn quickstart_names_this_site(backend: Backend) {
     let base = format!("{}/v1", app.address.replace("127.0.0.1", "localhost"));
     let shown = page.split("data-testid=\"api-base\">").nth(1).and_then(|s| s.split('<').next()).unwrap();
     assert!(shown == base || shown == format!("{}/v1", app.address), "{shown}");
-    assert!(page.contains("ANTHROPIC_BASE_URL"));
+    let site = shown.trim_end_matches("/v1");
+    // Claude Code's environment and Codex's provider block, filled in with this site's address.
+    let claude = page.split("data-testid=\"claude-code-env\">").nth(1).and_then(|s| s.split("</code>").next()).unwrap();
+    for line in [
+        format!("export ANTHROPIC_BASE_URL={site}\n"),
+        "export ANTHROPIC_AUTH_TOKEN=sk-".into(),
+        "export ANTHROPIC_MODEL=".into(),
+        "export ANTHROPIC_DEFAULT_HAIKU_MODEL=".into(),
+    ] {
+        assert!(claude.contains(&line), "Claude Code settings lack {line:?}: {claude}");
+    }
+    let codex = page.split("data-testid=\"codex-config\">").nth(1).and_then(|s| s.split("</code>").next()).unwrap();
+    for line in [
+        "model_provider = \"burncloud\"".to_string(),
+        "[model_providers.burncloud]".into(),
+        format!("base_url = \"{shown}\""),
+        "env_key = \"BURNCLOUD_API_KEY\"".into(),
+        "wire_api = \"responses\"".into(),
+        "web_search = \"disabled\"".into(),
+    ] {
+        assert!(codex.contains(&line), "Codex settings lack {line:?}: {codex}");
+    }
+    assert!(page.contains("export BURNCLOUD_API_KEY=sk-"), "{page}");
 }
 
 async fn language_follows_the_browser_then_the_choice(backend: Backend) {

@@ -53,6 +53,7 @@ mod browser_codes;
 mod browser_topup;
 mod capabilities;
 mod cli;
+mod clients;
 mod codes;
 mod conformance;
 mod console;
