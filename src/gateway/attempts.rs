@@ -39,6 +39,10 @@ pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &
         }
         (_, Protocol::Gemini) => return attempt_gemini(state, channel, request).await,
         (_, Protocol::Bedrock) => return attempt_bedrock(state, channel, request).await,
+        // Another channel of the route may serve it: try it, and refuse clearly if none does.
+        (Endpoint::Responses, Protocol::OpenAi | Protocol::Azure) if !channel.kind.preset.responses => {
+            return Attempt::Retry(unsupported(request));
+        }
         (_, Protocol::OpenAi | Protocol::Azure) => {}
     }
     let upstream_model = channel.upstream_model(request.model);
@@ -108,10 +112,14 @@ fn refuse_unsupported_passthrough(request: &Request<'_>, caps: &Capabilities) ->
 
 /// The refusal for an endpoint a channel's protocol has no counterpart for.
 fn unsupported_endpoint(request: &Request<'_>) -> Attempt {
-    Attempt::Fail(GatewayError::BadRequest {
+    Attempt::Fail(unsupported(request))
+}
+
+fn unsupported(request: &Request<'_>) -> GatewayError {
+    GatewayError::BadRequest {
         message: format!("The model {} does not support {}.", request.model, request.endpoint.path()),
         param: Some("model"),
-    })
+    }
 }
 
 /// A chat completion through an Anthropic channel: converted there and back.

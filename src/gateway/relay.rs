@@ -163,7 +163,13 @@ async fn relay_inner(
             }
             _ => (&body, peek),
         };
-    let estimate = endpoint.estimate(&peek, hold_prompt, default_max);
+    let mut estimate = endpoint.estimate(&peek, hold_prompt, default_max);
+    // An output cap above what the model can answer is lowered on the way (`attempts`): the hold
+    // covers what any channel of the route can answer, not what was asked.
+    if let Some(limit) = route.output_limit(&table, &model) {
+        let n = peek.choices().unwrap_or(1).clamp(1, 128);
+        estimate.completion_tokens = estimate.completion_tokens.min(limit.saturating_mul(n));
+    }
     let mut hold_amount = price.cost(&estimate, multiplier).min(config.max_hold);
     if price.is_set() && multiplier > 0 {
         // A priced model never runs on an empty balance.

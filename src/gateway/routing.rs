@@ -134,6 +134,19 @@ pub struct Route {
     pub tiers: Vec<Tier>,
 }
 
+impl Route {
+    /// The most output tokens any channel of the route can answer `model` with (each channel's
+    /// upstream name looked up in `table`); `None` when one of them has no known limit.
+    pub fn output_limit(&self, table: &RoutingTable, model: &str) -> Option<i64> {
+        let mut most = None;
+        for member in self.tiers.iter().flat_map(|t| &t.members) {
+            let limit = table.capabilities(member.channel.upstream_model(model)).max_output_tokens?;
+            most = most.max(Some(limit));
+        }
+        most
+    }
+}
+
 /// The whole snapshot.
 #[derive(Debug, Default)]
 pub struct RoutingTable {

@@ -28,6 +28,9 @@ pub struct VendorPreset {
     pub stream_usage: StreamUsage,
     /// The protocol spoken: OpenAI's for the vendors, another for the adapters' channel types.
     pub protocol: Protocol,
+    /// Serves OpenAI's Responses API (`/v1/responses`, which Codex speaks). A vendor without it
+    /// answers 404; the gateway refuses such a request clearly instead of passing it through.
+    pub responses: bool,
 }
 
 const fn preset(
@@ -36,7 +39,20 @@ const fn preset(
     base: Option<&'static str>,
     stream_usage: StreamUsage,
 ) -> VendorPreset {
-    VendorPreset { name, label, default_base_url: base, auth: Auth::Bearer, stream_usage, protocol: Protocol::OpenAi }
+    VendorPreset {
+        name,
+        label,
+        default_base_url: base,
+        auth: Auth::Bearer,
+        stream_usage,
+        protocol: Protocol::OpenAi,
+        responses: true,
+    }
+}
+
+/// A vendor whose API has no `/v1/responses`.
+const fn without_responses(preset: VendorPreset) -> VendorPreset {
+    VendorPreset { responses: false, ..preset }
 }
 
 use super::Protocol;
@@ -45,21 +61,21 @@ use StreamUsage::{Always, OnRequest};
 pub static PRESETS: &[VendorPreset] = &[
     preset("openai", "OpenAI", Some("https://api.openai.com/v1"), OnRequest),
     preset("openai-compatible", "Any OpenAI-compatible API", None, OnRequest),
-    preset("deepseek", "DeepSeek", Some("https://api.deepseek.com/v1"), OnRequest),
-    preset(
+    without_responses(preset("deepseek", "DeepSeek", Some("https://api.deepseek.com/v1"), OnRequest)),
+    without_responses(preset(
         "qwen",
         "Qwen (DashScope compatible mode)",
         Some("https://dashscope.aliyuncs.com/compatible-mode/v1"),
         OnRequest,
-    ),
-    preset("moonshot", "Moonshot (Kimi)", Some("https://api.moonshot.cn/v1"), OnRequest),
-    preset("zhipu", "Zhipu GLM", Some("https://open.bigmodel.cn/api/paas/v4"), Always),
-    preset("mistral", "Mistral", Some("https://api.mistral.ai/v1"), Always),
+    )),
+    without_responses(preset("moonshot", "Moonshot (Kimi)", Some("https://api.moonshot.cn/v1"), OnRequest)),
+    without_responses(preset("zhipu", "Zhipu GLM", Some("https://open.bigmodel.cn/api/paas/v4"), Always)),
+    without_responses(preset("mistral", "Mistral", Some("https://api.mistral.ai/v1"), Always)),
     preset("groq", "Groq", Some("https://api.groq.com/openai/v1"), OnRequest),
     preset("xai", "xAI (Grok)", Some("https://api.x.ai/v1"), OnRequest),
     preset("openrouter", "OpenRouter", Some("https://openrouter.ai/api/v1"), OnRequest),
-    preset("together", "Together AI", Some("https://api.together.xyz/v1"), OnRequest),
-    preset("siliconflow", "SiliconFlow", Some("https://api.siliconflow.cn/v1"), OnRequest),
+    without_responses(preset("together", "Together AI", Some("https://api.together.xyz/v1"), OnRequest)),
+    without_responses(preset("siliconflow", "SiliconFlow", Some("https://api.siliconflow.cn/v1"), OnRequest)),
     preset("ollama", "Ollama", Some("http://127.0.0.1:11434/v1"), OnRequest),
     preset("vllm", "vLLM", Some("http://127.0.0.1:8000/v1"), OnRequest),
     // Protocol adapters (src/providers/<protocol>.rs). Their base URLs have no version segment.
@@ -70,6 +86,7 @@ pub static PRESETS: &[VendorPreset] = &[
         auth: Auth::Bearer,
         stream_usage: Always,
         protocol: Protocol::Anthropic,
+        responses: false,
     },
     VendorPreset {
         name: "gemini",
@@ -78,6 +95,7 @@ pub static PRESETS: &[VendorPreset] = &[
         auth: Auth::Bearer,
         stream_usage: Always,
         protocol: Protocol::Gemini,
+        responses: false,
     },
     VendorPreset {
         name: "azure",
@@ -87,6 +105,7 @@ pub static PRESETS: &[VendorPreset] = &[
         auth: Auth::Bearer,
         stream_usage: OnRequest,
         protocol: Protocol::Azure,
+        responses: true,
     },
     VendorPreset {
         name: "bedrock",
@@ -96,6 +115,7 @@ pub static PRESETS: &[VendorPreset] = &[
         auth: Auth::Bearer,
         stream_usage: Always,
         protocol: Protocol::Bedrock,
+        responses: false,
     },
 ];
 

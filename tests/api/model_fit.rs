@@ -146,6 +146,11 @@ async fn output_caps_are_clamped_to_the_models_limit(backend: Backend) {
         json!({ "model": "gpt-4o-mini", "max_tokens": 32000, "messages": [{ "role": "user", "content": "hi" }] });
     assert_eq!(messages(&app, &key, &body).await.status(), 200);
     assert_eq!(fake.received().last().unwrap().json()["max_tokens"], 16384);
+    // The hold covers what the model can answer: $0.20 pays 16,384 output tokens at $10 / 1M,
+    // not the 32,000 asked for (which an unknown model's hold still takes).
+    let (_, small) = app.user_with_key("0.20").await;
+    assert_eq!(app.v1(&small, "/v1/chat/completions", &ask("gpt-4o-mini", "max_tokens")).await.status(), 200);
+    assert_eq!(app.v1(&small, "/v1/chat/completions", &ask("gpt-test", "max_tokens")).await.status(), 429);
     // An operator's own limit wins over the shipped one.
     let (status, answer) =
         app.admin("PUT", "/api/admin/capabilities/gpt-test", Some(json!({ "max_output_tokens": 1000 }))).await;
