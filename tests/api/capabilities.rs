@@ -203,6 +203,9 @@ async fn console_section_edits_with_csrf(backend: Backend) {
     let (status, _, page) = root.get("/admin/pricing").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("data-testid=\"caps-table\"") && page.contains("<code>gpt-4o</code>"), "{page}");
+    let title = &page[page.find("<title>").unwrap() + "<title>".len()..page.find("</title>").unwrap()];
+    assert!(title.starts_with("Pricing · Admin") && !title.contains('<'), "{title}");
+    assert_eq!(page.matches("data-testid=\"caps-table\"").count(), 1, "the section is on the page once");
     let (_, _, page) = root.get("/admin/pricing?q=claude").await;
     assert!(page.contains("<code>claude-sonnet-4-5</code>") && !page.contains("<code>gpt-4o</code>"), "searched");
     let (_, _, page) = root.get("/admin/pricing?caps_edit=gpt-4o").await;

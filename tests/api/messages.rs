@@ -18,7 +18,7 @@ db_tests!(
     a_stream_cut_short_ends_with_an_anthropic_error_event,
 );
 
-async fn messages(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
+pub async fn messages(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
     app.client
         .post(app.url("/v1/messages"))
         .header("x-api-key", key)

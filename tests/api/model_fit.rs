@@ -10,7 +10,8 @@ use crate::fake_anthropic::{FakeAnthropic, KEY, Reply};
 use crate::fake_gemini::{self, FakeGemini};
 use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::{events, priced_channel};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, spawn_app};
+use crate::messages::messages;
 
 db_tests!(
     a_mapped_model_answers_with_the_name_asked_for,
@@ -23,17 +24,6 @@ db_tests!(
     what_a_model_cannot_take_is_refused_before_the_upstream,
     gemini_gets_tool_schemas_whole,
 );
-
-async fn messages(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/messages"))
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01")
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
 
 /// The `data:` payloads of an SSE body that are JSON.
 fn payloads(text: &str) -> Vec<Value> {

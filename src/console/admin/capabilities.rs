@@ -137,15 +137,15 @@ pub async fn row(State(state): State<AppState>, admin: AdminUser, Query(q): Quer
         return (StatusCode::NOT_FOUND, "No such model.").into_response();
     }
     match capabilities::get(&state, q.model.trim()).await {
-        Ok(row) => {
-            let form = CapsForm::from(&row);
-            vary(
-                CapabilityRow { layout: admin.user.layout, row, cform: form, edit: q.edit, row_error: None }
-                    .into_response(),
-            )
-        }
+        Ok(row) => shown(admin, row, q.edit),
         Err(e) => internal(e),
     }
+}
+
+/// One row as the table shows it (`edit`: as a form holding its values).
+fn shown(admin: AdminUser, row: CapabilityView, edit: bool) -> Response {
+    let cform = CapsForm::from(&row);
+    vary(CapabilityRow { layout: admin.user.layout, row, cform, edit, row_error: None }.into_response())
 }
 
 /// `POST /admin/pricing/capabilities`: set a model's capabilities (a row edit, or any model by
@@ -161,13 +161,7 @@ pub async fn save(
         Err(e) => Err(e),
     };
     match saved {
-        Ok(row) if hx => {
-            let form = CapsForm::from(&row);
-            vary(
-                CapabilityRow { layout: admin.user.layout, row, cform: form, edit: false, row_error: None }
-                    .into_response(),
-            )
-        }
+        Ok(row) if hx => shown(admin, row, false),
         Ok(_) => Redirect::to("/admin/pricing?done=caps-saved#capabilities").into_response(),
         Err(PricingError::Invalid(m)) if hx => {
             let row = match capabilities::get(&state, form.model.trim()).await {
@@ -201,13 +195,7 @@ pub async fn reset(
         return Redirect::to("/admin/pricing?done=caps-reset#capabilities").into_response();
     }
     match capabilities::get(&state, form.model.trim()).await {
-        Ok(row) => {
-            let form = CapsForm::from(&row);
-            vary(
-                CapabilityRow { layout: admin.user.layout, row, cform: form, edit: false, row_error: None }
-                    .into_response(),
-            )
-        }
+        Ok(row) => shown(admin, row, false),
         Err(e) => internal(e),
     }
 }
@@ -216,8 +204,8 @@ pub async fn reset(
 pub const ZH: &[(&str, &str)] = &[
     ("Model capabilities", "模型能力"),
     (
-        "What each model can do. The gateway lowers output caps above a model's limit and refuses tools, images or audio a model is known not to take; unknown values are never used to clamp or refuse.",
-        "各模型的能力。网关会把超过模型上限的输出上限降到上限，并拒绝模型明确不支持的工具、图片或音频；未知的值不用于限制或拒绝。",
+        "What each model can do. The gateway lowers output caps above a model's limit and refuses tools or images a model is known not to take; unknown values are never used to clamp or refuse.",
+        "各模型的能力。网关会把超过模型上限的输出上限降到上限，并拒绝模型明确不支持的工具或图片；未知的值不用于限制或拒绝。",
     ),
     ("Context", "上下文"),
     ("Max output", "最大输出"),
