@@ -98,16 +98,18 @@ fn capabilities(state: &AppState, upstream_model: &str) -> Capabilities {
     state.gateway().routing.current().capabilities(upstream_model)
 }
 
-/// Tools or images in a passed-through request for a model known not to take them. Images are
-/// looked for only then, and as JSON's own `"image_url"` / `"input_image"` strings (quotes inside
-/// text are escaped, so text cannot match).
+/// Tools, images or audio in a passed-through request for a model known not to take them.
+/// Images and audio are looked for only then, as JSON's own part types (`"image_url"`,
+/// `"input_image"`, `"input_audio"`: quotes inside text are escaped, so text cannot match).
 fn refuse_unsupported_passthrough(request: &Request<'_>, caps: &Capabilities) -> Result<(), String> {
-    let tools = request.peek.tools.as_ref().is_some_and(|t| !t.is_empty());
-    let images = caps.refuses_images() && {
-        let body: &[u8] = request.body;
-        [&b"\"image_url\""[..], b"\"input_image\""].iter().any(|n| body.windows(n.len()).any(|w| w == *n))
+    let body: &[u8] = request.body;
+    let has = |needles: &[&[u8]]| needles.iter().any(|n| body.windows(n.len()).any(|w| w == *n));
+    let needs = providers::chat::Needs {
+        tools: request.peek.tools.as_ref().is_some_and(|t| !t.is_empty()),
+        images: caps.refuses_images() && has(&[b"\"image_url\"", b"\"input_image\""]),
+        audio: caps.refuses_audio() && has(&[b"\"input_audio\""]),
     };
-    providers::chat::refuse_unsupported(caps, tools, images)
+    providers::chat::refuse_unsupported(caps, needs)
 }
 
 /// The refusal for an endpoint a channel's protocol has no counterpart for.

@@ -49,7 +49,14 @@ impl ChatRequest {
     /// its limit, a reasoning effort dropped for a model known not to reason, and a clear refusal
     /// for tools or images a model is known not to take. Unknown capabilities change nothing.
     pub fn fit(&mut self, caps: &Capabilities) -> Result<(), String> {
-        refuse_unsupported(caps, self.tools.as_ref().is_some_and(|t| !t.is_empty()), self.has_images())?;
+        // Audio parts never get this far: the converting providers refuse them as parts they
+        // cannot carry.
+        let needs = Needs {
+            tools: self.tools.as_ref().is_some_and(|t| !t.is_empty()),
+            images: self.has_images(),
+            audio: false,
+        };
+        refuse_unsupported(caps, needs)?;
         self.max_tokens = self.max_tokens.map(|n| caps.clamp_output(n));
         self.max_completion_tokens = self.max_completion_tokens.map(|n| caps.clamp_output(n));
         if caps.reasoning == Some(false) {
@@ -207,13 +214,24 @@ pub struct FunctionDef {
     pub parameters: Option<Value>,
 }
 
-/// The refusal for a request with tools or images sent to a model known not to take them.
-pub fn refuse_unsupported(caps: &Capabilities, tools: bool, images: bool) -> Result<(), String> {
-    if tools && caps.refuses_tools() {
+/// What a request asks of a model beyond text.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Needs {
+    pub tools: bool,
+    pub images: bool,
+    pub audio: bool,
+}
+
+/// The refusal for a request with tools, images or audio sent to a model known not to take them.
+pub fn refuse_unsupported(caps: &Capabilities, needs: Needs) -> Result<(), String> {
+    if needs.tools && caps.refuses_tools() {
         return Err("This model does not support tools (function calling).".into());
     }
-    if images && caps.refuses_images() {
+    if needs.images && caps.refuses_images() {
         return Err("This model does not support image input.".into());
+    }
+    if needs.audio && caps.refuses_audio() {
+        return Err("This model does not support audio input.".into());
     }
     Ok(())
 }

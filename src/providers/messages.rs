@@ -93,7 +93,7 @@ pub fn to_chat(body: &[u8], model: &str, include_usage: bool, caps: &Capabilitie
     let has_images = request.messages.iter().any(
         |m| matches!(&m.content, ContentIn::Blocks(blocks) if blocks.iter().any(|b| matches!(b, Block::Image { .. }))),
     );
-    chat::refuse_unsupported(caps, has_tools, has_images)?;
+    chat::refuse_unsupported(caps, chat::Needs { tools: has_tools, images: has_images, audio: false })?;
     let mut messages = Vec::new();
     match request.system {
         Some(SystemIn::Text(text)) if !text.is_empty() => messages.push(json!({ "role": "system", "content": text })),

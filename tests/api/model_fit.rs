@@ -297,6 +297,18 @@ async fn what_a_model_cannot_take_is_refused_before_the_upstream(backend: Backen
     );
     assert!(error["error"]["message"].as_str().unwrap().contains("image"), "{error}");
 
+    // gpt-4o takes no audio input (gpt-4o-audio-preview does).
+    priced_channel(&app, &fake, "four", "gpt-4o", json!({})).await;
+    let audio = json!([{ "type": "input_audio", "input_audio": { "data": "UklGRg==", "format": "wav" } }]);
+    let chat = json!({ "model": "gpt-4o", "max_tokens": 5, "messages": [{ "role": "user", "content": audio }] });
+    let response = app.v1(&key, "/v1/chat/completions", &chat).await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("does not support audio input"));
+    // Text that only talks about those part types is not refused.
+    let text = r#"what do "image_url" and "input_audio" mean?"#;
+    let chat = json!({ "model": "gpt-4o", "max_tokens": 5, "messages": [{ "role": "user", "content": text }] });
+    let (_, other_key) = app.user_with_key("1.00").await;
+    assert_eq!(app.v1(&other_key, "/v1/chat/completions", &chat).await.status(), 200);
     // A model the operator marks as taking no tools.
     let (status, _) = app.admin("PUT", "/api/admin/capabilities/deepseek-chat", Some(json!({ "tools": false }))).await;
     if status == 200 {
@@ -307,7 +319,7 @@ async fn what_a_model_cannot_take_is_refused_before_the_upstream(backend: Backen
         assert_eq!(response.status(), 400);
         assert!(response.text().await.unwrap().contains("does not support tools"));
     }
-    assert!(fake.received().is_empty(), "no upstream was called");
+    assert_eq!(fake.received().len(), 1, "only the text-only request reached an upstream");
     app.settled().await;
     assert_eq!(app.balance(user).await, before, "refusals cost nothing");
     app.assert_ledger_consistent().await;

@@ -204,8 +204,8 @@ pub async fn reset(
 pub const ZH: &[(&str, &str)] = &[
     ("Model capabilities", "模型能力"),
     (
-        "What each model can do. The gateway lowers output caps above a model's limit and refuses tools or images a model is known not to take; unknown values are never used to clamp or refuse.",
-        "各模型的能力。网关会把超过模型上限的输出上限降到上限，并拒绝模型明确不支持的工具或图片；未知的值不用于限制或拒绝。",
+        "What each model can do. The gateway lowers output caps above a model's limit and refuses tools, images or audio a model is known not to take; unknown values are never used to clamp or refuse.",
+        "各模型的能力。网关会把超过模型上限的输出上限降到上限，并拒绝模型明确不支持的工具、图片或音频；未知的值不用于限制或拒绝。",
     ),
     ("Context", "上下文"),
     ("Max output", "最大输出"),
