@@ -54,7 +54,7 @@ pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &
     let payload = if let Some(boundary) = request.boundary {
         mapped.and_then(|model| multipart::replace_field(request.body, boundary, "model", model))
     } else {
-        let caps = capabilities(state, upstream_model);
+        let caps = capabilities(request, upstream_model);
         if let Err(message) = refuse_unsupported_passthrough(request, &caps) {
             return Attempt::Fail(GatewayError::BadRequest { message, param: None });
         }
@@ -94,8 +94,8 @@ pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &
 }
 
 /// What the channel's model can do (the operator's table, else the shipped defaults).
-fn capabilities(state: &AppState, upstream_model: &str) -> Capabilities {
-    state.gateway().routing.current().capabilities(upstream_model)
+fn capabilities(request: &Request<'_>, upstream_model: &str) -> Capabilities {
+    request.table.capabilities(upstream_model)
 }
 
 /// Tools, images or audio in a passed-through request for a model known not to take them.
@@ -131,7 +131,7 @@ async fn attempt_anthropic(state: &AppState, channel: &Arc<Channel>, request: &R
     }
     let upstream_model = channel.upstream_model(request.model);
     let default_max_tokens = state.config().gateway.default_max_tokens;
-    let caps = capabilities(state, upstream_model);
+    let caps = capabilities(request, upstream_model);
     let converted = anthropic::from_chat(request.body, upstream_model, default_max_tokens, &caps)
         .and_then(|r| serde_json::to_vec(&r).map_err(|e| e.to_string()));
     let payload = match converted {
@@ -192,7 +192,7 @@ async fn attempt_gemini(state: &AppState, channel: &Arc<Channel>, request: &Requ
         return unsupported_endpoint(request);
     }
     let upstream_model = channel.upstream_model(request.model);
-    let caps = capabilities(state, upstream_model);
+    let caps = capabilities(request, upstream_model);
     let chat = match chat_with_inline_images(state, request, &caps).await {
         Ok(chat) => chat,
         Err(attempt) => return attempt,
@@ -260,7 +260,7 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
         return unsupported_endpoint(request);
     }
     let upstream_model = channel.upstream_model(request.model);
-    let caps = capabilities(state, upstream_model);
+    let caps = capabilities(request, upstream_model);
     let chat = match chat_with_inline_images(state, request, &caps).await {
         Ok(chat) => chat,
         Err(attempt) => return attempt,
@@ -289,7 +289,7 @@ async fn attempt_bedrock(state: &AppState, channel: &Arc<Channel>, request: &Req
 /// maps it), its usage read from the answer or the stream.
 async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
-    let caps = capabilities(state, upstream_model);
+    let caps = capabilities(request, upstream_model);
     let mapped = (upstream_model != request.model).then_some(upstream_model);
     let payload = match anthropic::fit_request(request.body, request.peek, mapped, &caps) {
         Ok(payload) => payload.unwrap_or_else(|| request.body.clone()),
@@ -334,7 +334,7 @@ async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, 
 async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let include_usage = channel.kind.preset.stream_usage == StreamUsage::OnRequest;
-    let caps = capabilities(state, upstream_model);
+    let caps = capabilities(request, upstream_model);
     let payload = match messages::to_chat(request.body, upstream_model, include_usage, &caps) {
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),

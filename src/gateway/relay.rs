@@ -227,6 +227,7 @@ async fn relay_inner(
         content_type,
         headers,
         inline_images: InlineImages::new(),
+        table: &table,
     };
 
     let strategy = table.strategy(&grant.group, &model);
@@ -416,6 +417,7 @@ pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Resu
     );
     let peek = RequestPeek::parse(&body)?;
     let headers = HeaderMap::new();
+    let table = state.gateway().routing.current();
     let request = Request {
         endpoint: Endpoint::ChatCompletions,
         body: &body,
@@ -428,6 +430,7 @@ pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Resu
         content_type: HeaderValue::from_static("application/json"),
         headers: &headers,
         inline_images: InlineImages::new(),
+        table: &table,
     };
     match attempt(state, &channel, &request).await {
         Attempt::Answered(Answer::Whole { body, .. }) => Ok(probe_sample(&body)),

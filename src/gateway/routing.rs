@@ -267,7 +267,19 @@ impl RoutingTable {
             }
         }
         let capped_groups = db::groups::capping_output(db.pool()).await?.into_iter().collect();
-        let capabilities = db::capabilities::all(db.pool()).await?.into_iter().collect();
+        let mut capabilities: HashMap<String, Capabilities> =
+            db::capabilities::all(db.pool()).await?.into_iter().collect();
+        // Every name a route can send upstream resolves with one lookup on the request path
+        // (the shipped default, or nothing known), not a scan of the defaults per request.
+        for (model, route) in routes.values().flat_map(|by_model| by_model.iter()) {
+            for member in route.tiers.iter().flat_map(|t| &t.members) {
+                let upstream = member.channel.upstream_model(model);
+                if !capabilities.contains_key(upstream) {
+                    let known = capabilities::default_for(upstream).unwrap_or_default();
+                    capabilities.insert(upstream.to_string(), known);
+                }
+            }
+        }
         Ok(Self {
             routes,
             prices,

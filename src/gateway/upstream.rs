@@ -41,6 +41,8 @@ pub(super) struct Request<'a> {
     /// The request as a chat completion with its image URLs fetched inline, made by the first
     /// attempt that needs it and reused by the failover attempts (images are fetched once).
     pub(super) inline_images: InlineImages,
+    /// The routing snapshot the request was routed with (prices, capabilities).
+    pub(super) table: &'a super::routing::RoutingTable,
 }
 
 /// The outcome of inlining a request's images: the body, or the refusal's message and parameter.
