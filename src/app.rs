@@ -207,6 +207,8 @@ impl Application {
             }
         };
         let timeout = state.config().header_read_timeout;
+        // Joined below: shutdown waits for the server to drain.
+        #[allow(clippy::disallowed_methods)]
         let mut server = tokio::spawn(serve(self.listener, self.router, timeout, signal));
 
         let finished = tokio::select! {
@@ -270,6 +272,8 @@ async fn serve(
     use tower::ServiceExt;
 
     let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
+    // Ends with the shutdown signal, which the server below waits for.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         signal.await;
         drop(signal_rx);
@@ -302,6 +306,8 @@ async fn serve(
         });
         let service = hyper_util::service::TowerToHyperService::new(service);
         let (signal_tx, close_rx) = (signal_tx.clone(), close_rx.clone());
+        // Tracked by `close_rx`: the accept loop's end waits until every connection has ended.
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);

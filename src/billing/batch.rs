@@ -105,6 +105,8 @@ impl Batcher {
     pub fn start(db: Db, leases: Leases, stop: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(16 * 1024);
         let faults = Arc::new(Faults::default());
+        // Its handle is returned and joined at shutdown, after the last settlement is queued.
+        #[allow(clippy::disallowed_methods)]
         let task = tokio::spawn(run(db.clone(), leases.holder().to_string(), rx, stop, faults.clone()));
         (Self { tx, db, leases, unsettled: Semaphore::new(MAX_UNSETTLED), faults }, task)
     }

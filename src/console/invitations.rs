@@ -33,17 +33,6 @@ pub struct InvitationsPage {
     invitee_reward: String,
 }
 
-/// `a***@example.com`: enough to recognise a friend, not to harvest addresses.
-pub fn mask_email(email: &str) -> String {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
-        }
-        None => "***".to_string(),
-    }
-}
-
 /// `GET /console/invitations`.
 pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response {
     let earned = match crate::db::invitations::earned(state.db().pool(), user.id).await {
@@ -66,7 +55,10 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
                 code,
                 invitees: invitees
                     .into_iter()
-                    .map(|(email, at)| Invitee { email: mask_email(&email), joined: format_time(at) })
+                    .map(|(email, at)| Invitee {
+                        email: crate::domain::email::mask_email(&email),
+                        joined: format_time(at),
+                    })
                     .collect(),
                 earned: Money(earned).to_string(),
                 inviter_reward: offer(site.inviter_reward),
@@ -78,14 +70,5 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
             tracing::error!(error = %e, "loading invitations failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn emails_are_masked() {
-        assert_eq!(super::mask_email("ada@example.com"), "a***@example.com");
-        assert_eq!(super::mask_email("nonsense"), "***");
     }
 }

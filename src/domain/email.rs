@@ -41,8 +41,25 @@ pub fn looks_like_email(s: &str) -> bool {
         && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ','))
 }
 
+/// `a***@example.com`: enough to recognise a friend, not to harvest addresses.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn emails_are_masked() {
+        assert_eq!(super::mask_email("ada@example.com"), "a***@example.com");
+        assert_eq!(super::mask_email("nonsense"), "***");
+    }
+
     use super::*;
 
     #[test]

@@ -145,6 +145,7 @@ impl Drop for Slot {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests spawn freely
 mod tests {
     use super::*;
 

@@ -299,6 +299,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests spawn freely
 mod tests {
     use super::*;
 

@@ -205,7 +205,7 @@ pub async fn list(state: &AppState, owner: Owner, filter: &Filter) -> Result<Vec
 fn mask(owner: Owner, mut rows: Vec<CodeRow>) -> Vec<CodeRow> {
     if let Owner::Reseller(_) = owner {
         for row in &mut rows {
-            row.redeemed_by_email = row.redeemed_by_email.as_deref().map(crate::console::invitations::mask_email);
+            row.redeemed_by_email = row.redeemed_by_email.as_deref().map(crate::domain::email::mask_email);
         }
     }
     rows
@@ -324,10 +324,10 @@ pub async fn transfer(state: &AppState, actor: &Actor, from: i64, input: &Transf
     if Role::parse(&sender.role) != Some(Role::Reseller) {
         return Err(CodesError::Invalid("Only resellers transfer balance.".into()));
     }
-    let masked_to = crate::console::invitations::mask_email(email.as_str());
+    let masked_to = crate::domain::email::mask_email(email.as_str());
     let reference = format!("transfer:{}", token::random_alphanumeric(12));
     let note_from = format!("Transfer to {masked_to}");
-    let note_to = format!("Transfer from {}", crate::console::invitations::mask_email(&sender.email));
+    let note_to = format!("Transfer from {}", crate::domain::email::mask_email(&sender.email));
     let transfer =
         billing::codes::Transfer { from, to, amount, reference: &reference, note_from: &note_from, note_to: &note_to };
     let balance = billing::codes::transfer(state.db(), &transfer).await?;
@@ -360,7 +360,7 @@ pub async fn invitees(state: &AppState, user_id: i64) -> Result<(Vec<Invitee>, i
     let invitees = rows
         .into_iter()
         .map(|(email, joined_at, reward, rewarded_at)| Invitee {
-            email: crate::console::invitations::mask_email(&email),
+            email: crate::domain::email::mask_email(&email),
             joined_at,
             reward: if rewarded_at.is_some() { reward } else { 0 },
             rewarded: rewarded_at.is_some(),

@@ -131,6 +131,7 @@ pub async fn verify(plain: String, phc: Option<String>) -> Result<bool, Busy> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests spawn freely
 mod tests {
     use super::*;
     use std::sync::Arc;

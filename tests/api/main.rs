@@ -1,7 +1,8 @@
 //! The integration test suite: one binary, one fresh database per test, every database test run
 //! on both SQLite and Postgres (`db_tests!`). Start it with `scripts/test.sh`, which provides a
 //! throwaway Postgres; see README.md.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests spawn freely: the suite has no shutdown to wait for them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 /// Generates `<name>::sqlite` and `<name>::postgres` tests calling `async fn <name>(Backend)`.
 macro_rules! db_tests {
@@ -44,6 +45,7 @@ mod admin_payments;
 mod admin_settings;
 mod admin_users;
 mod anthropic;
+mod architecture;
 mod azure;
 mod bedrock;
 mod browser;
