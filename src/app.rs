@@ -152,6 +152,7 @@ impl Application {
         let csp = crate::console::content_security_policy(&state.config().stripe.api_base);
         let router = routes::all().into_router(|pages| {
             pages
+                .layer(axum::middleware::from_fn(crate::console::error::friendly))
                 .layer(axum::middleware::from_fn_with_state(state.clone(), crate::console::csrf::protect))
                 .layer(sessions)
                 .layer(axum::middleware::map_response_with_state(csp, crate::console::security_headers))

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::Layout;
+use crate::console::error::ConsoleError;
 use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::money::Money;
@@ -54,10 +55,7 @@ impl FromRequestParts<AppState> for CurrentUser {
                 let _ = session.flush().await;
                 Err(to_login())
             }
-            Err(e) => {
-                tracing::error!(error = %e, "loading the session's user failed");
-                Err(StatusCode::INTERNAL_SERVER_ERROR.into_response())
-            }
+            Err(e) => Err(ConsoleError::internal("loading the session's user", e).into_response()),
         }
     }
 }
@@ -168,7 +166,7 @@ pub async fn login(
                 return response;
             }
             if !log_in(&session, id).await {
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                return ConsoleError::internal("logging in", "the session could not be written").into_response();
             }
             Redirect::to("/console").into_response()
         }
@@ -233,10 +231,7 @@ async fn unverified(state: &AppState, id: i64, layout: &Layout) -> Option<Respon
             Some((StatusCode::FORBIDDEN, page).into_response())
         }
         Ok(None) => Some(StatusCode::NOT_FOUND.into_response()),
-        Err(e) => {
-            tracing::error!(error = %e, "loading a user failed");
-            Some(StatusCode::INTERNAL_SERVER_ERROR.into_response())
-        }
+        Err(e) => Some(ConsoleError::internal("loading a user", e).into_response()),
     }
 }
 
@@ -275,7 +270,7 @@ pub async fn signup(
     let error = match signup::sign_up(&state, input).await {
         Ok(SignupOutcome::Created(id)) => {
             if !log_in(&session, id).await {
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                return ConsoleError::internal("logging in", "the session could not be written").into_response();
             }
             return Redirect::to("/console").into_response();
         }
@@ -289,8 +284,7 @@ pub async fn signup(
         }
         Err(SignupError::Busy) => return busy(),
         Err(SignupError::Internal(e)) => {
-            tracing::error!(error = %e, "signup failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            return ConsoleError::internal("signup", e).into_response();
         }
         Err(e) => e,
     };

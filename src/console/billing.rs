@@ -15,6 +15,7 @@ use super::Layout;
 use super::auth::{ClientAddr, CurrentUser};
 use super::keys::format_time;
 use crate::billing::{self, RedeemError};
+use crate::console::error::ConsoleError;
 use crate::db::ledger;
 use crate::domain::money::Money;
 use crate::domain::time::{now_ms, utc_month};
@@ -78,16 +79,16 @@ async fn render(state: &AppState, user: &CurrentUser, balance: String, outcome: 
     let pool = state.db().pool();
     let history = match ledger::history(pool, user.id, 100).await {
         Ok(rows) => rows,
-        Err(e) => return failed(&e),
+        Err(e) => return ConsoleError::internal("the billing page", e).into_response(),
     };
     let since = (now_ms().div_euclid(86_400_000) - 29) * 86_400_000;
     let charges = match ledger::charges_per_day(pool, user.id, since).await {
         Ok(rows) => rows,
-        Err(e) => return failed(&e),
+        Err(e) => return ConsoleError::internal("the billing page", e).into_response(),
     };
     let debt = match ledger::debt(pool, user.id).await {
         Ok(debt) => (debt > 0).then(|| Money(debt).to_string()),
-        Err(e) => return failed(&e),
+        Err(e) => return ConsoleError::internal("the billing page", e).into_response(),
     };
     let page = BillingPage {
         layout: user.layout.clone(),
@@ -168,7 +169,7 @@ pub async fn redeem(
             let error = user.layout.t("This code is not valid, has expired or was already used.");
             render(&state, &user, balance, Outcome { error: Some(error), ..Outcome::default() }).await
         }
-        Err(RedeemError::Db(e)) => failed(&e),
+        Err(RedeemError::Db(e)) => ConsoleError::internal("the billing page", e).into_response(),
     }
 }
 
@@ -211,11 +212,6 @@ pub async fn statement(
             Body::from_stream(chunks),
         )
             .into_response(),
-        Err(e) => failed(&e),
+        Err(e) => ConsoleError::internal("the billing page", e).into_response(),
     }
-}
-
-fn failed(e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "the billing page failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }

@@ -6,12 +6,12 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::Layout;
 use super::auth::CurrentUser;
 use super::charts::{self, Column, Point, Stacked};
+use crate::console::error::ConsoleError;
 use crate::db::request_logs;
 use crate::domain::money::Money;
 use crate::domain::time::{DAY_MS, now_ms};
@@ -141,7 +141,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
             let mail_off = matches!(user.role.as_str(), "root" | "admin") && !state.mailer().is_configured();
             Dashboard { layout: user.layout.clone(), email: user.email, stats, mail_off }.into_response()
         }
-        Err(e) => failed(&e),
+        Err(e) => ConsoleError::internal("loading the dashboard", e).into_response(),
     }
 }
 
@@ -149,11 +149,6 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
 pub async fn fragment(State(state): State<AppState>, user: CurrentUser) -> Response {
     match stats(&state, &user).await {
         Ok(stats) => StatsFragment { layout: user.layout.clone(), stats }.into_response(),
-        Err(e) => failed(&e),
+        Err(e) => ConsoleError::internal("loading the dashboard", e).into_response(),
     }
-}
-
-fn failed(e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "loading the dashboard failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }

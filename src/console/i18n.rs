@@ -166,6 +166,13 @@ pub const ZH: &[(&str, &str)] = &[
     ("This is already your email address.", "这已经是你的邮箱地址。"),
     ("Incorrect email or password.", "邮箱或密码不正确。"),
     ("Home", "首页"),
+    // Errors (console/error.rs, templates/error.html).
+    ("Not found", "未找到"),
+    ("Something went wrong", "出错了"),
+    (
+        "Something went wrong on our side. Please try again; if it keeps happening, contact the site's operator.",
+        "我们这边出了问题。请重试；如果一直出现，请联系站点运营者。",
+    ),
     ("Email", "邮箱"),
     ("Password", "密码"),
     ("Forgot your password?", "忘记密码？"),

@@ -4,12 +4,12 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::Layout;
 use super::auth::CurrentUser;
 use super::keys::format_time;
+use crate::console::error::ConsoleError;
 use crate::db::users;
 use crate::domain::money::Money;
 use crate::state::AppState;
@@ -38,8 +38,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
     let earned = match crate::db::invitations::earned(state.db().pool(), user.id).await {
         Ok(earned) => earned,
         Err(e) => {
-            tracing::error!(error = %e, "loading invitation rewards failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            return ConsoleError::internal("loading invitation rewards", e).into_response();
         }
     };
     let site = state.site();
@@ -66,9 +65,6 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
             }
             .into_response()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "loading invitations failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(e) => ConsoleError::internal("loading invitations", e).into_response(),
     }
 }

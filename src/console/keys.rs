@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::Layout;
 use super::auth::CurrentUser;
 use super::key_form::KeyForm;
+use crate::console::error::ConsoleError;
 use crate::domain::money::Money;
 use crate::services::keys::{self as key_service, KeyPatch, KeyScope, KeyView};
 use crate::services::users::UserError;
@@ -120,12 +121,10 @@ pub async fn render(state: &AppState, user: &CurrentUser, parts: PageParts) -> R
 
 pub(super) fn failed(e: &UserError) -> Response {
     match e {
-        UserError::NotFound => (StatusCode::NOT_FOUND, "No such key.").into_response(),
-        e => {
-            tracing::error!(error = %e, "a key operation failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        UserError::NotFound => ConsoleError::not_found("No such key."),
+        e => ConsoleError::internal("a key operation", e),
     }
+    .into_response()
 }
 
 /// `GET /console/keys`.

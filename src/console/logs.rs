@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::Layout;
 use super::auth::CurrentUser;
 use super::keys::format_time;
+use crate::console::error::ConsoleError;
 use crate::db::api_keys;
 use crate::db::request_logs::{self, LogRow};
 use crate::domain::money::Money;
@@ -81,12 +82,12 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query)
                 name: if k.name.is_empty() { k.prefix } else { k.name },
             })
             .collect(),
-        Err(e) => return internal(&e),
+        Err(e) => return ConsoleError::internal("loading the usage log", e).into_response(),
     };
     let (rows, error) = match query.filter() {
         Ok(filter) => match request_logs::list_for_user(state.db().pool(), user.id, &filter, PAGE).await {
             Ok(rows) => (rows, None),
-            Err(e) => return internal(&e),
+            Err(e) => return ConsoleError::internal("loading the usage log", e).into_response(),
         },
         Err(message) => (Vec::new(), Some(user.layout.t(&message).to_string())),
     };
@@ -116,7 +117,7 @@ pub async fn csv(State(state): State<AppState>, user: CurrentUser, Query(query):
     };
     let rows = match request_logs::list_for_user(state.db().pool(), user.id, &filter, CSV_ROWS).await {
         Ok(rows) => rows,
-        Err(e) => return internal(&e),
+        Err(e) => return ConsoleError::internal("loading the usage log", e).into_response(),
     };
     let mut out =
         String::from("time,key,model,endpoint,prompt_tokens,completion_tokens,cost,status,error,latency_ms,stream\n");
@@ -152,11 +153,6 @@ pub(crate) fn csv_field(value: &str) -> String {
     let value =
         if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_string() };
     if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
-}
-
-fn internal(e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "loading the usage log failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod charts;
 pub mod csrf;
 pub mod dashboard;
+pub mod error;
 pub mod htmx;
 pub mod i18n;
 pub mod invitations;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::Layout;
 use super::auth::CurrentUser;
 use super::session_store::{count_user_sessions, end_user_sessions};
+use crate::console::error::ConsoleError;
 use crate::db::users;
 use crate::domain::password;
 use crate::services::recovery::{self, EmailChange, EmailChangeError};
@@ -34,12 +35,12 @@ pub struct ProfilePage {
 async fn render(state: &AppState, user: &CurrentUser, message: Option<String>, error: Option<String>) -> Response {
     let sessions = match count_user_sessions(state.db(), user.id).await {
         Ok(n) => n.max(1),
-        Err(e) => return failed(&e),
+        Err(e) => return ConsoleError::internal("the profile page", e).into_response(),
     };
     let (email, display_name) = match users::summary(state.db().pool(), user.id).await {
         Ok(Some(summary)) => (summary.email, summary.display_name),
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
-        Err(e) => return failed(&e),
+        Err(e) => return ConsoleError::internal("the profile page", e).into_response(),
     };
     let tokens = match super::tokens::TokenSection::load(state, user.id).await {
         Ok(tokens) => tokens,
@@ -78,7 +79,7 @@ pub async fn change_name(State(state): State<AppState>, user: CurrentUser, Form(
         return render(&state, &user, None, Some("The display name is at most 64 characters.".into())).await;
     }
     if let Err(e) = users::set_display_name(state.db().writer(), user.id, name).await {
-        return failed(&e);
+        return ConsoleError::internal("the profile page", e).into_response();
     }
     render(&state, &user, Some("Saved.".into()), None).await
 }
@@ -100,10 +101,7 @@ pub async fn change_email(State(state): State<AppState>, user: CurrentUser, Form
             render(&state, &user, Some(message.into()), None).await
         }
         Ok(EmailChange::Changed) => render(&state, &user, Some("Your email address was changed.".into()), None).await,
-        Err(EmailChangeError::Internal(e)) => {
-            tracing::error!(error = %e, "changing an email failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(EmailChangeError::Internal(e)) => ConsoleError::internal("changing an email", e).into_response(),
         Err(e) => render(&state, &user, None, Some(e.to_string())).await,
     }
 }
@@ -137,7 +135,7 @@ pub async fn change_password(
     let hash = match users::password_hash(state.db().pool(), user.id).await {
         Ok(Some(hash)) => hash,
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
-        Err(e) => return failed(&e),
+        Err(e) => return ConsoleError::internal("the profile page", e).into_response(),
     };
     let current = form.current.clone();
     let Ok(matches) = crate::services::passwords::verify(current, Some(hash)).await else {
@@ -152,20 +150,20 @@ pub async fn change_password(
     let new = form.new.clone();
     let hashed = match crate::services::passwords::hash(new).await {
         Ok(Ok(hash)) => hash,
-        Ok(Err(_)) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Ok(Err(e)) => return ConsoleError::internal("hashing a new password", e).into_response(),
         Err(_) => return super::auth::busy(),
     };
     if let Err(e) = users::set_password_hash(state.db().writer(), user.id, &hashed).await {
-        return failed(&e);
+        return ConsoleError::internal("the profile page", e).into_response();
     }
     // Whoever else holds a session (maybe whoever learned the old password) is signed out.
     let keep = user.session.id().map(|id| id.to_string());
     if let Err(e) = end_user_sessions(state.db(), user.id, keep.as_deref()).await {
-        return failed(&e);
+        return ConsoleError::internal("the profile page", e).into_response();
     }
     if revoke_tokens_chosen(form.revoke_tokens.as_deref(), form.tokens_choice.as_deref()) {
         if let Err(e) = crate::services::access_tokens::revoke_all(&state, user.id).await {
-            return failed(&e);
+            return ConsoleError::internal("the profile page", e).into_response();
         }
         let message = "Password changed. Every other session was signed out and your access tokens were revoked.";
         return render(&state, &user, Some(message.into()), None).await;
@@ -178,11 +176,6 @@ pub async fn sign_out_others(State(state): State<AppState>, user: CurrentUser) -
     let keep = user.session.id().map(|id| id.to_string());
     match end_user_sessions(state.db(), user.id, keep.as_deref()).await {
         Ok(n) => render(&state, &user, Some(format!("Signed out {n} other session(s).")), None).await,
-        Err(e) => failed(&e),
+        Err(e) => ConsoleError::internal("the profile page", e).into_response(),
     }
-}
-
-fn failed(e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "the profile page failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::Layout;
 use super::auth::{ClientAddr, LOGIN, NoticePage, busy, too_many};
+use crate::console::error::ConsoleError;
 use crate::services::recovery::{self, ResetError};
 use crate::services::signup::{self, Verified};
 use crate::state::AppState;
@@ -50,17 +51,12 @@ fn link_gone(layout: Layout) -> Response {
     (StatusCode::BAD_REQUEST, NoticePage::new(layout, "This link has expired", LINK_GONE)).into_response()
 }
 
-fn failed(e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "an email-link page failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
-
 /// `GET /verify-email?token=…`: a button that confirms the address.
 pub async fn verify_page(State(state): State<AppState>, layout: Layout, Query(query): Query<TokenQuery>) -> Response {
     match signup::verification_link_is_open(&state, &query.token).await {
         Ok(true) => VerifyEmailPage { layout, token: query.token }.into_response(),
         Ok(false) => link_gone(layout),
-        Err(e) => failed(&e),
+        Err(e) => ConsoleError::internal("an email-link page", e).into_response(),
     }
 }
 
@@ -72,7 +68,7 @@ pub async fn verify(State(state): State<AppState>, layout: Layout, Form(form): F
         }
         Ok(Some(_)) => Redirect::to("/login?done=verified").into_response(),
         Ok(None) => link_gone(layout),
-        Err(e) => failed(&e),
+        Err(e) => ConsoleError::internal("an email-link page", e).into_response(),
     }
 }
 
@@ -113,7 +109,7 @@ pub async fn forgot(
     if state.login_throttle().attempt(ip, "forgot", Some(&email)).is_ok()
         && let Err(e) = recovery::request_reset(&state, &email, layout.lang).await
     {
-        return failed(&e);
+        return ConsoleError::internal("an email-link page", e).into_response();
     }
     NoticePage::new(
         layout,
@@ -128,7 +124,7 @@ pub async fn reset_page(State(state): State<AppState>, layout: Layout, Query(que
     match recovery::reset_link_is_open(&state, &query.token).await {
         Ok(true) => ResetPasswordPage { layout, token: query.token, error: None }.into_response(),
         Ok(false) => link_gone(layout),
-        Err(e) => failed(&e),
+        Err(e) => ConsoleError::internal("an email-link page", e).into_response(),
     }
 }
 
@@ -171,9 +167,6 @@ pub async fn reset(
             (StatusCode::BAD_REQUEST, page).into_response()
         }
         Err(ResetError::BadLink) => link_gone(layout),
-        Err(ResetError::Internal(e)) => {
-            tracing::error!(error = %e, "resetting a password failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(ResetError::Internal(e)) => ConsoleError::internal("resetting a password", e).into_response(),
     }
 }

@@ -17,6 +17,7 @@ use super::auth::CurrentUser;
 use super::htmx::{HxRequest, vary};
 use super::key_form::{last_day, parse_last_day};
 use super::keys::format_time;
+use crate::console::error::ConsoleError;
 use crate::services::access_tokens::{self, TokenView};
 use crate::services::users::UserError;
 use crate::state::AppState;
@@ -86,12 +87,10 @@ pub struct TokensPage {
 
 fn failed(e: &UserError) -> Response {
     match e {
-        UserError::NotFound => (StatusCode::NOT_FOUND, "No such token.").into_response(),
-        e => {
-            tracing::error!(error = %e, "an access token operation failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        UserError::NotFound => ConsoleError::not_found("No such token."),
+        e => ConsoleError::internal("an access token operation", e),
     }
+    .into_response()
 }
 
 /// The section after an action: a fragment for htmx (200 even when refused, so htmx swaps the

@@ -14,6 +14,7 @@ use super::Layout;
 use super::auth::{CurrentUser, NoticePage};
 use super::htmx::{HxRequest, vary};
 use super::keys::format_time;
+use crate::console::error::ConsoleError;
 use crate::db::payments::{self, Filter, Payment};
 use crate::db::users;
 use crate::domain::money::Money;
@@ -89,7 +90,7 @@ async fn group_of(state: &AppState, user_id: i64) -> Result<String, Response> {
     match users::summary(state.db().pool(), user_id).await {
         Ok(Some(user)) => Ok(user.group),
         Ok(None) => Err(StatusCode::NOT_FOUND.into_response()),
-        Err(e) => Err(failed(&e)),
+        Err(e) => Err(ConsoleError::internal("a top-up page", e).into_response()),
     }
 }
 
@@ -190,7 +191,7 @@ pub async fn pay(
             }
         }
         Ok(url) => Redirect::to(&url).into_response(),
-        Err(TopupError::Db(e)) => failed(&e),
+        Err(TopupError::Db(e)) => ConsoleError::internal("a top-up page", e).into_response(),
         Err(e) => {
             let error = match &e {
                 TopupError::Quote(q) => quote_error(layout, q),
@@ -269,7 +270,7 @@ async fn own_payment(state: &AppState, user: &CurrentUser, query: &PaymentQuery)
     match payments::get(state.db().pool(), id).await {
         Ok(Some(payment)) if payment.user_id == user.id => Ok(payment),
         Ok(_) => Err(not_found()),
-        Err(e) => Err(failed(&e)),
+        Err(e) => Err(ConsoleError::internal("a top-up page", e).into_response()),
     }
 }
 
@@ -288,7 +289,7 @@ pub async fn success(
     // The balance now, not the one the session was loaded with before the credit landed.
     let balance = match crate::db::ledger::balance(state.db().pool(), user.id).await {
         Ok(balance) => Money(balance.unwrap_or_default()).to_string(),
-        Err(e) => return failed(&e),
+        Err(e) => return ConsoleError::internal("a top-up page", e).into_response(),
     };
     let payment = view(&payment, &state.site().currency);
     let layout = user.layout.clone();
@@ -324,11 +325,6 @@ pub async fn history(State(state): State<AppState>, user: CurrentUser) -> Respon
             let payments = rows.iter().map(|p| view(p, &site.currency)).collect();
             PaymentsPage { layout: user.layout.clone(), payments, available: site.stripe_ready() }.into_response()
         }
-        Err(e) => failed(&e),
+        Err(e) => ConsoleError::internal("a top-up page", e).into_response(),
     }
-}
-
-fn failed(e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "a top-up page failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }

@@ -80,8 +80,20 @@ async fn another_users_keys_are_out_of_reach(backend: Backend) {
         let (status, _, _) = other.post(&path, &[("status", "disabled"), ("csrf", &csrf)]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
-    let (status, _, _) = other.post("/console/keys/999999/delete", &[("csrf", &csrf)]).await;
+    let (status, _, page) = other.post("/console/keys/999999/delete", &[("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a missing key looks the same");
+    // The console's one error answer: a page in the viewer's language, or for htmx the message.
+    assert!(page.contains("data-testid=\"error-page\"") && page.contains("No such key."), "{page}");
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs([("csrf", csrf.as_str())]).finish();
+    let request = other
+        .client
+        .post(app.url("/console/keys/999999/delete"))
+        .header("hx-request", "true")
+        .header("x-csrf-token", csrf.as_str())
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body);
+    let (status, _, fragment) = other.send(request).await;
+    assert_eq!((status, fragment.as_str()), (StatusCode::NOT_FOUND, "<p class=\"error\" role=\"alert\">No such key.</p>"));
     let response = app.client.get(app.url("/v1/models")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(response.status(), 200, "the owner's key is untouched");
 

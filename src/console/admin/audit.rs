@@ -5,12 +5,12 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AdminUser;
 use crate::console::Layout;
+use crate::console::error::ConsoleError;
 use crate::console::keys::format_time;
 use crate::routes::Routes;
 use crate::services::admin_logs::{self, AuditQuery, actor_name};
@@ -49,8 +49,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(query):
     let rows = match admin_logs::audit_log(&state, &query, PAGE).await {
         Ok(rows) => rows,
         Err(e) => {
-            tracing::error!(error = %e, "loading the audit log failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            return ConsoleError::internal("loading the audit log", e).into_response();
         }
     };
     let filters = query.query_string();

@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::AdminUser;
-use super::pricing::{internal, refused};
+use super::pricing::refused;
 use crate::console::Layout;
+use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
 use crate::domain::capabilities::Capabilities;
 use crate::routes::Routes;
@@ -138,7 +139,7 @@ pub async fn row(State(state): State<AppState>, admin: AdminUser, Query(q): Quer
     }
     match capabilities::get(&state, q.model.trim()).await {
         Ok(row) => shown(admin, row, q.edit),
-        Err(e) => internal(e),
+        Err(e) => ConsoleError::internal("an /admin/pricing page", e).into_response(),
     }
 }
 
@@ -166,7 +167,7 @@ pub async fn save(
         Err(PricingError::Invalid(m)) if hx => {
             let row = match capabilities::get(&state, form.model.trim()).await {
                 Ok(row) => row,
-                Err(e) => return internal(e),
+                Err(e) => return ConsoleError::internal("an /admin/pricing page", e).into_response(),
             };
             let page = CapabilityRow { layout: admin.user.layout, row, cform: form, edit: true, row_error: Some(m) };
             vary(page.into_response())
@@ -196,7 +197,7 @@ pub async fn reset(
     }
     match capabilities::get(&state, form.model.trim()).await {
         Ok(row) => shown(admin, row, false),
-        Err(e) => internal(e),
+        Err(e) => ConsoleError::internal("an /admin/pricing page", e).into_response(),
     }
 }
 

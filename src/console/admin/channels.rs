@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use super::AdminUser;
 use crate::console::Layout;
 use crate::console::auth::NoticePage;
+use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
 use crate::domain::money::Money;
 use crate::routes::Routes;
@@ -107,16 +108,11 @@ pub struct ChannelsFragment {
     outcome: Outcome,
 }
 
-fn internal(e: &ChannelError) -> Response {
-    tracing::error!(error = %e, "a channel page failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
-
 /// The list with `outcome`: the section for htmx, else the page (400 when refused).
 async fn answer(state: &AppState, admin: AdminUser, hx: bool, outcome: Outcome) -> Response {
     let rows = match channels::list(state).await {
         Ok(list) => list.into_iter().map(Row::from).collect(),
-        Err(e) => return internal(&e),
+        Err(e) => return ConsoleError::internal("a channel page", e).into_response(),
     };
     let layout = admin.user.layout;
     if hx {
@@ -133,7 +129,7 @@ fn refused(admin: &AdminUser, e: ChannelError) -> Result<Outcome, Box<Response>>
             Ok(Outcome { error: Some(message), ..Outcome::default() })
         }
         ChannelError::NotFound => Err(Box::new(not_found(admin))),
-        e => Err(Box::new(internal(&e))),
+        e => Err(Box::new(ConsoleError::internal("a channel page", e).into_response())),
     }
 }
 
@@ -220,7 +216,7 @@ row_action!(delete, "`POST /admin/channels/{id}/delete`.", |state, admin, id| {
 pub async fn test_all(State(state): State<AppState>, admin: AdminUser, HxRequest(hx): HxRequest) -> Response {
     match channel_admin::test_all(&state, &admin.actor).await {
         Ok(results) => answer(&state, admin, hx, Outcome { results, ..Outcome::default() }).await,
-        Err(e) => internal(&e),
+        Err(e) => ConsoleError::internal("a channel page", e).into_response(),
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::AdminUser;
 use crate::api::codes::{ListQuery, csv_response};
 use crate::console::Layout;
+use crate::console::error::ConsoleError;
 use crate::console::keys::format_time;
 use crate::db::codes::CodeRow;
 use crate::domain::money::Money;
@@ -194,12 +195,10 @@ pub fn message(e: &CodesError) -> String {
 /// The answer to an unexpected failure (logged, never shown).
 pub fn failed(e: &CodesError) -> Response {
     match e {
-        CodesError::NotFound => (StatusCode::NOT_FOUND, "No such code.").into_response(),
-        e => {
-            tracing::error!(error = %e, "a redemption code page failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        CodesError::NotFound => ConsoleError::not_found("No such code."),
+        e => ConsoleError::internal("a redemption code page", e),
     }
+    .into_response()
 }
 
 #[derive(Template, WebTemplate)]

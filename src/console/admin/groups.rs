@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::AdminUser;
 use crate::console::Layout;
+use crate::console::error::ConsoleError;
 use crate::routes::Routes;
 use crate::services::groups::{self, GroupBilling, GroupSave, GroupView};
 use crate::services::pricing::PricingError;
@@ -68,11 +69,6 @@ pub struct PageQuery {
     done: String,
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "an /admin/groups page failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
-}
-
 async fn render(
     state: &AppState,
     admin: AdminUser,
@@ -86,7 +82,7 @@ async fn render(
             let page = GroupsPage { layout: admin.user.layout, groups: list, form, editing, notice: None, error };
             (status, page).into_response()
         }
-        Err(e) => internal(e),
+        Err(e) => ConsoleError::internal("an /admin/groups page", e).into_response(),
     }
 }
 
@@ -94,7 +90,7 @@ async fn render(
 pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Query<PageQuery>) -> Response {
     let list = match groups::list(&state).await {
         Ok(list) => list,
-        Err(e) => return internal(e),
+        Err(e) => return ConsoleError::internal("an /admin/groups page", e).into_response(),
     };
     let editing = list.iter().find(|g| g.name == q.edit).cloned();
     let form = match &editing {
@@ -135,7 +131,7 @@ pub async fn save(State(state): State<AppState>, admin: AdminUser, Form(form): F
     };
     match groups::save(&state, &admin.actor, &form.name, &input).await {
         Ok(_) => Redirect::to("/admin/groups?done=saved").into_response(),
-        Err(PricingError::Internal(e)) => internal(e),
+        Err(PricingError::Internal(e)) => ConsoleError::internal("an /admin/groups page", e).into_response(),
         Err(e) => {
             let editing = groups::list(&state).await.is_ok_and(|l| l.iter().any(|g| g.name == form.name.trim()));
             render(&state, admin, form, editing, status_of(&e), Some(e.to_string())).await
@@ -149,7 +145,7 @@ pub async fn delete(State(state): State<AppState>, admin: AdminUser, Path(name):
     match groups::delete(&state, &admin.actor, &name).await {
         Ok(true) => Redirect::to("/admin/groups?done=deleted").into_response(),
         Ok(false) => render(&state, admin, fresh, false, StatusCode::NOT_FOUND, Some("No such group.".into())).await,
-        Err(PricingError::Internal(e)) => internal(e),
+        Err(PricingError::Internal(e)) => ConsoleError::internal("an /admin/groups page", e).into_response(),
         Err(e) => render(&state, admin, fresh, false, status_of(&e), Some(e.to_string())).await,
     }
 }

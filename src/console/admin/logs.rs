@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AdminUser;
 use crate::console::Layout;
+use crate::console::error::ConsoleError;
 use crate::console::keys::format_time;
 use crate::console::logs::{Row, csv_field};
 use crate::db::all_logs::SiteLogRow;
@@ -60,7 +61,7 @@ pub async fn page(
     let (rows, error) = match admin_logs::site_logs(&state, &query, &user, PAGE).await {
         Ok(rows) => (rows, None),
         Err(LogsError::Invalid(message)) => (Vec::new(), Some(layout.t(&message).to_string())),
-        Err(LogsError::Db(e)) => return internal(&e),
+        Err(LogsError::Db(e)) => return ConsoleError::internal("loading the site's request log", e).into_response(),
     };
     let filters = filters(&query, &user);
     let older = (rows.len() as i64 == PAGE)
@@ -95,7 +96,7 @@ pub async fn csv(
         Err(LogsError::Invalid(message)) => {
             return (StatusCode::BAD_REQUEST, admin.user.layout.t(&message).to_string()).into_response();
         }
-        Err(LogsError::Db(e)) => return internal(&e),
+        Err(LogsError::Db(e)) => return ConsoleError::internal("loading the site's request log", e).into_response(),
     };
     let mut out = String::from(
         "time,user,key,channel,model,endpoint,prompt_tokens,completion_tokens,cost,status,error,latency_ms,stream\n",
@@ -127,11 +128,6 @@ pub async fn csv(
         out,
     )
         .into_response()
-}
-
-fn internal(e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "loading the site's request log failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
 /// This page's texts in Chinese.

@@ -7,13 +7,13 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AdminUser;
 use crate::console::Layout;
 use crate::console::charts::{self, Column, Point};
+use crate::console::error::ConsoleError;
 use crate::console::htmx::vary;
 use crate::domain::money::Money;
 use crate::routes::Routes;
@@ -138,10 +138,8 @@ fn chart(
 }
 
 async fn load(state: &AppState, layout: &Layout, range: Range) -> Result<Monitor, Response> {
-    let failed = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "loading the monitoring figures failed");
-        StatusCode::INTERNAL_SERVER_ERROR.into_response()
-    };
+    let failed =
+        |e: &dyn std::fmt::Display| ConsoleError::internal("loading the monitoring figures", e).into_response();
     let snapshot = monitoring::snapshot(state, range).await.map_err(|e| failed(&e))?;
     let list = channels::list(state).await.map_err(|e| failed(&e))?;
     let health = list

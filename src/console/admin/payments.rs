@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::AdminUser;
 use crate::console::Layout;
 use crate::console::auth::NoticePage;
+use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
 use crate::console::keys::format_time;
 use crate::db::payments::Payment;
@@ -117,11 +118,6 @@ pub struct Done {
     error: String,
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "an /admin/payments page failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
-}
-
 /// The refusal of marking a payment failed, as the English text to translate.
 const NOT_PENDING: &str = "Only a pending payment can be marked failed; this one is no longer pending.";
 
@@ -143,7 +139,7 @@ pub async fn page(
     let (rows, error, status) = match admin_payments::list(&state, &query, PAGE).await {
         Ok(rows) => (rows, None, StatusCode::OK),
         Err(PaymentAdminError::Invalid(m)) => (Vec::new(), Some(m), StatusCode::BAD_REQUEST),
-        Err(e) => return internal(e),
+        Err(e) => return ConsoleError::internal("an /admin/payments page", e).into_response(),
     };
     let filters = query.query_string();
     let older = (rows.len() as i64 == PAGE)
@@ -182,7 +178,7 @@ pub async fn fail(
             vary(PaymentRow { layout, row: PaymentLine::new(payment, &currency), row_error: None }.into_response())
         }
         Ok(_) => Redirect::to("/admin/payments?done=failed").into_response(),
-        Err(PaymentAdminError::Db(e)) => internal(e),
+        Err(PaymentAdminError::Db(e)) => ConsoleError::internal("an /admin/payments page", e).into_response(),
         Err(PaymentAdminError::NotFound) => not_found(layout),
         Err(_) if hx => {
             // The row as it is now, with the reason, so the operator sees what happened (200:
@@ -194,7 +190,7 @@ pub async fn fail(
                     vary(row.into_response())
                 }
                 Ok(None) => not_found(layout),
-                Err(e) => internal(e),
+                Err(e) => ConsoleError::internal("an /admin/payments page", e).into_response(),
             }
         }
         Err(_) => vary(Redirect::to("/admin/payments?error=not-pending").into_response()),

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::AdminUser;
 use super::capabilities::{self, CapsSection};
 use crate::console::Layout;
+use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
 use crate::db::prices;
 use crate::routes::Routes;
@@ -131,11 +132,6 @@ pub struct PageQuery {
     done: String,
 }
 
-pub(super) fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "an /admin/pricing page failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
-}
-
 fn notice_for(done: &str) -> Option<&'static str> {
     match done {
         "saved" => Some("Price saved."),
@@ -176,7 +172,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
             page.notice = notice_for(&q.done);
             page.into_response()
         }
-        Err(e) => internal(e),
+        Err(e) => ConsoleError::internal("an /admin/pricing page", e).into_response(),
     }
 }
 
@@ -189,7 +185,7 @@ pub(super) async fn refused(
 ) -> Response {
     let message = match error {
         PricingError::Invalid(m) => m,
-        PricingError::Internal(e) => return internal(e),
+        PricingError::Internal(e) => return ConsoleError::internal("an /admin/pricing page", e).into_response(),
     };
     match build(state, admin.user.layout, "").await {
         Ok(mut page) => {
@@ -197,7 +193,7 @@ pub(super) async fn refused(
             tweak(&mut page);
             (StatusCode::BAD_REQUEST, page).into_response()
         }
-        Err(e) => internal(e),
+        Err(e) => ConsoleError::internal("an /admin/pricing page", e).into_response(),
     }
 }
 
@@ -216,7 +212,7 @@ pub async fn row(State(state): State<AppState>, admin: AdminUser, Query(q): Quer
             vary(PriceRow { layout: admin.user.layout, row, edit: q.edit, row_error: None }.into_response())
         }
         Ok(None) => (StatusCode::NOT_FOUND, "No such price.").into_response(),
-        Err(e) => internal(e),
+        Err(e) => ConsoleError::internal("an /admin/pricing page", e).into_response(),
     }
 }
 
@@ -308,7 +304,7 @@ pub async fn export(State(state): State<AppState>, _: AdminUser) -> Response {
             serde_json::to_string_pretty(&json).unwrap_or_default(),
         )
             .into_response(),
-        Err(e) => internal(e),
+        Err(e) => ConsoleError::internal("an /admin/pricing page", e).into_response(),
     }
 }
 

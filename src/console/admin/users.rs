@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{AdminUser, forbidden_target};
 use crate::console::Layout;
+use crate::console::error::ConsoleError;
 use crate::console::keys::format_time;
 use crate::db::request_logs::LogFilter;
 use crate::db::{ledger, prices, request_logs};
@@ -66,11 +67,6 @@ pub struct UsersPage {
     error: Option<String>,
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "an /admin/users page failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
-}
-
 /// The list's link for another page, keeping the filters.
 fn page_link(q: &SearchQuery, page: i64) -> String {
     let pairs = [("q", &q.q), ("role", &q.role), ("group", &q.group), ("status", &q.status)];
@@ -88,7 +84,7 @@ fn page_link(q: &SearchQuery, page: i64) -> String {
 pub async fn list(State(state): State<AppState>, admin: AdminUser, Query(q): Query<SearchQuery>) -> Response {
     let groups = match prices::all_groups(state.db().pool()).await {
         Ok(g) => g.into_iter().map(|g| g.name).collect(),
-        Err(e) => return internal(e),
+        Err(e) => return ConsoleError::internal("an /admin/users page", e).into_response(),
     };
     let shown = |v: &Option<String>| v.clone().unwrap_or_default();
     let mut page = UsersPage {
@@ -132,7 +128,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminUser, Query(q): Que
             page.error = Some(m);
             (StatusCode::BAD_REQUEST, page).into_response()
         }
-        Err(e) => internal(e),
+        Err(e) => ConsoleError::internal("an /admin/users page", e).into_response(),
     }
 }
 
@@ -211,13 +207,20 @@ async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<Use
     let user = match users::get(state, id).await {
         Ok(u) => u,
         Err(crate::services::users::UserError::NotFound) => return Ok(None),
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(ConsoleError::internal("an /admin/users page", e).into_response()),
     };
-    let manageable = user_admin::may_manage(state, &admin.actor, id).await.map_err(internal)?;
-    let groups = prices::all_groups(state.db().pool()).await.map_err(internal)?.into_iter().map(|g| g.name).collect();
+    let manageable = user_admin::may_manage(state, &admin.actor, id)
+        .await
+        .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?;
+    let groups = prices::all_groups(state.db().pool())
+        .await
+        .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
     let ledger = ledger::history(state.db().pool(), id, 20)
         .await
-        .map_err(internal)?
+        .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?
         .into_iter()
         .map(|r| LedgerLine {
             time: format_time(r.created_at),
@@ -228,10 +231,12 @@ async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<Use
             note: r.note.unwrap_or_default(),
         })
         .collect();
-    let keys = keys::list_keys(state, id).await.map_err(internal)?;
+    let keys = keys::list_keys(state, id)
+        .await
+        .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?;
     let usage = request_logs::list_for_user(state.db().pool(), id, &LogFilter::default(), 20)
         .await
-        .map_err(internal)?
+        .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?
         .into_iter()
         .map(|r| UsageLine {
             time: format_time(r.created_at),
@@ -242,7 +247,9 @@ async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<Use
             failed: r.status_code >= 400,
         })
         .collect();
-    let (requests_30d, spend) = user_admin::recent_usage(state, id).await.map_err(internal)?;
+    let (requests_30d, spend) = user_admin::recent_usage(state, id)
+        .await
+        .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?;
     Ok(Some(UserPage {
         layout: admin.user.layout.clone(),
         user,
@@ -301,7 +308,7 @@ async fn refused(
         AdminUserError::NotFound => return not_found(admin),
         AdminUserError::Invalid(_) => StatusCode::BAD_REQUEST,
         AdminUserError::Conflict(_) => StatusCode::CONFLICT,
-        AdminUserError::Internal(_) => return internal(error),
+        AdminUserError::Internal(_) => return ConsoleError::internal("an /admin/users page", error).into_response(),
     };
     match load(state, admin, id).await {
         Ok(Some(mut page)) => {

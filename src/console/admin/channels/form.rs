@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::{AdminUser, not_found};
 use crate::console::Layout;
+use crate::console::error::ConsoleError;
 use crate::providers::vendors::PRESETS;
 use crate::routes::Routes;
 use crate::services::channel_admin::{self, ImportInput};
@@ -182,11 +183,6 @@ pub struct ImportPage {
     error: Option<String>,
 }
 
-fn internal(e: &ChannelError) -> Response {
-    tracing::error!(error = %e, "a channel form failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
-
 fn form_page(admin: AdminUser, id: Option<i64>, form: ChannelForm, current: Option<&ChannelView>) -> FormPage {
     FormPage {
         layout: admin.user.layout,
@@ -218,7 +214,7 @@ pub async fn create(State(state): State<AppState>, admin: AdminUser, Form(form):
             let page = FormPage { error: Some(message), ..form_page(admin, None, form, None) };
             (StatusCode::BAD_REQUEST, page).into_response()
         }
-        Err(e) => internal(&e),
+        Err(e) => ConsoleError::internal("a channel form", e).into_response(),
     }
 }
 
@@ -227,7 +223,7 @@ async fn load(state: &AppState, admin: &AdminUser, raw: &str) -> Result<ChannelV
     match channels::get(state, id).await {
         Ok(c) => Ok(c),
         Err(ChannelError::NotFound) => Err(not_found(admin)),
-        Err(e) => Err(internal(&e)),
+        Err(e) => Err(ConsoleError::internal("a channel form", e).into_response()),
     }
 }
 
@@ -271,7 +267,7 @@ pub async fn update(
             let page = FormPage { error, key_error, ..form_page(admin, Some(current.id), form, Some(&current)) };
             (StatusCode::BAD_REQUEST, page).into_response()
         }
-        Err(e) => internal(&e),
+        Err(e) => ConsoleError::internal("a channel form", e).into_response(),
     }
 }
 
@@ -308,7 +304,7 @@ pub async fn fetch_models(
             (StatusCode::BAD_REQUEST, page).into_response()
         }
         Err(ChannelError::NotFound) => not_found(&admin),
-        Err(e) => internal(&e),
+        Err(e) => ConsoleError::internal("a channel form", e).into_response(),
     }
 }
 
@@ -334,6 +330,6 @@ pub async fn import(State(state): State<AppState>, admin: AdminUser, Form(form):
             let page = ImportPage { layout: admin.user.layout, form, types: types(), error: Some(message) };
             (StatusCode::BAD_REQUEST, page).into_response()
         }
-        Err(e) => internal(&e),
+        Err(e) => ConsoleError::internal("a channel form", e).into_response(),
     }
 }
