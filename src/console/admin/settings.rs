@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::AdminUser;
 use super::settings_form::{self, Section};
+use crate::config::runtime;
 use crate::console::Layout;
 use crate::console::htmx::{HxRequest, vary};
 use crate::routes::Routes;
 use crate::services::settings::{self, SettingError};
-use crate::services::site::keys;
 use crate::state::AppState;
 
 /// Adds this page's routes.
@@ -95,7 +95,7 @@ pub async fn save(
     let mut changes: Vec<(&str, String)> = Vec::new();
     for key in settings_form::keys_of(id) {
         let value = field(key).unwrap_or("").trim();
-        if keys::SECRETS.contains(&key) {
+        if runtime::find(key).is_some_and(runtime::RuntimeSetting::is_secret) {
             if field(&format!("clear:{key}")).is_some() {
                 changes.push((key, String::new()));
             } else if !value.is_empty() {
