@@ -428,7 +428,7 @@ impl Config {
             connect_timeout: Duration::ZERO,
             first_byte_timeout: Duration::ZERO,
             idle_timeout: Duration::ZERO,
-            client_stall: Duration::from_secs(number(get(&CLIENT_STALL_SECS), &CLIENT_STALL_SECS, 60, 1..=3600)?),
+            client_stall: Duration::ZERO,
             retry_attempts: 0,
             strategy: Strategy::WeightedRandom,
             default_max_tokens: number(get(&DEFAULT_MAX_TOKENS), &DEFAULT_MAX_TOKENS, 4096, 1..=10_000_000)?,
@@ -699,6 +699,8 @@ mod tests {
             ("BURNCLOUD_MAX_CONCURRENT_PER_KEY", "0"),
             ("BURNCLOUD_MAX_CONCURRENT_REQUESTS", "4096"),
             ("BURNCLOUD_ADMISSION_WAIT_MS", "-5"),
+            ("BURNCLOUD_CLIENT_STALL_SECS", "0"),
+            ("BURNCLOUD_UPSTREAM_CONNECT_TIMEOUT_SECS", "86401"),
         ];
         for (name, value) in cases {
             let err = load(&[(name, value)]).unwrap_err();

@@ -509,6 +509,18 @@ pub static TABLE: &[RuntimeSetting] = &[
         ..SITE
     },
     RuntimeSetting {
+        key: "gateway.client_stall_secs",
+        section: "gateway",
+        label: "Client stall cut (seconds)",
+        help: "A streaming client that takes no data for this long is cut and billed for what it received.",
+        kind: Kind::Whole { min: 1, max: 3600 },
+        bind: Bind::Secs(|g| &mut g.client_stall),
+        env: Some(&super::CLIENT_STALL_SECS),
+        default: "60",
+        doc: "A streaming client that takes no data for this long is cut and billed for what it received ([gateway.md](gateway.md#billing)); a change applies to the streams that start after it.",
+        ..SITE
+    },
+    RuntimeSetting {
         key: "gateway.max_body_bytes",
         section: "gateway",
         label: "Largest request body (bytes)",
@@ -683,6 +695,36 @@ mod tests {
             table,
             "docs/configuration.md is stale: run `BURNCLOUD_BLESS=1 cargo test --lib the_documentation_shows_every_setting`"
         );
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<super::super::Config, ConfigError> {
+        let env: std::collections::BTreeMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        super::super::Config::load_from(None, |name| env.get(name).cloned())
+    }
+
+    /// The run-time settings' start-up values come from the table: its defaults, or the
+    /// environment (with the start-up parsing it always had: yes/no flags, wider timeout ranges).
+    #[test]
+    fn run_time_settings_start_from_the_table() {
+        let g = load(&[]).unwrap().gateway;
+        assert_eq!((g.retry_attempts, g.max_body_bytes, g.strategy), (3, 32 * 1024 * 1024, Strategy::WeightedRandom));
+        assert_eq!((g.connect_timeout, g.first_byte_timeout), (Duration::from_secs(10), Duration::from_secs(300)));
+        assert_eq!((g.idle_timeout, g.cache_ttl), (Duration::from_secs(120), Duration::from_secs(30)));
+        assert_eq!((g.client_stall, g.allow_unpriced_models), (Duration::from_secs(60), false));
+        let g = load(&[
+            ("BURNCLOUD_CLIENT_STALL_SECS", "7"),
+            ("BURNCLOUD_ROUTING_STRATEGY", "failover"),
+            ("BURNCLOUD_ALLOW_UNPRICED_MODELS", "yes"),
+            ("BURNCLOUD_UPSTREAM_CONNECT_TIMEOUT_SECS", "900"),
+        ])
+        .unwrap()
+        .gateway;
+        assert_eq!(
+            (g.client_stall, g.strategy, g.allow_unpriced_models),
+            (Duration::from_secs(7), Strategy::Failover, true)
+        );
+        assert_eq!(g.connect_timeout, Duration::from_secs(900));
     }
 
     #[test]

@@ -456,6 +456,19 @@ mod tests {
         }
     }
 
+    /// The start-up variable sets a run-time setting's value until one is stored.
+    #[test]
+    fn the_environment_is_the_default_a_stored_value_overrides() {
+        let config =
+            Config::load_from(None, |name| (name == "BURNCLOUD_CLIENT_STALL_SECS").then(|| "7".into())).unwrap();
+        let mut site = SiteSettings::from_config(&config);
+        assert_eq!(site.value_of("gateway.client_stall_secs").as_deref(), Some("7"));
+        site.apply("gateway.client_stall_secs", "9").unwrap();
+        assert_eq!(site.gateway.client_stall, std::time::Duration::from_secs(9));
+        assert!(site.apply("gateway.client_stall_secs", "3601").is_err());
+        assert_eq!(site.gateway.client_stall, std::time::Duration::from_secs(9), "a refused value changes nothing");
+    }
+
     #[test]
     fn the_domain_allowlist_matches_whole_domains() {
         let mut site = site();

@@ -234,6 +234,11 @@ pub const ZH: &[(&str, &str)] = &[
     ("First-byte timeout (seconds)", "首字节超时（秒）"),
     ("Stream idle timeout (seconds)", "流空闲超时（秒）"),
     ("Largest request body (bytes)", "请求体上限（字节）"),
+    ("Client stall cut (seconds)", "客户端停滞断开（秒）"),
+    (
+        "A streaming client that takes no data for this long is cut and billed for what it received.",
+        "流式客户端超过此时长未接收数据即被断开，并按已收到的内容计费。",
+    ),
     ("Free use of models without a price", "未定价模型免费使用"),
     ("No", "否"),
     ("Yes", "是"),
