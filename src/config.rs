@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use url::Url;
 
+pub mod runtime;
+pub use runtime::{SignupMode, SmtpSecurity, Strategy};
+
 /// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -178,56 +181,6 @@ pub struct SmtpConfig {
     /// The `From:` mailbox, e.g. `BurnCloud <noreply@example.com>`.
     pub from: String,
     pub security: SmtpSecurity,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SmtpSecurity {
-    /// Plain SMTP (a relay on the same host or network).
-    None,
-    /// Upgrade with STARTTLS, required (port 587).
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Tls,
-}
-
-/// Who may sign up on their own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignupMode {
-    Open,
-    /// Only with an invitation code.
-    InviteOnly,
-    /// Nobody: accounts are created by operators.
-    Closed,
-}
-
-/// How channels are picked inside one priority tier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    /// Random, proportional to weight (the default).
-    WeightedRandom,
-    /// Smooth weighted round-robin: proportional to weight, evenly interleaved.
-    RoundRobin,
-    /// Always the first healthy channel, by weight then id; the others only on failure.
-    Failover,
-}
-
-impl Strategy {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "weighted_random" => Some(Self::WeightedRandom),
-            "round_robin" => Some(Self::RoundRobin),
-            "failover" => Some(Self::Failover),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WeightedRandom => "weighted_random",
-            Self::RoundRobin => "round_robin",
-            Self::Failover => "failover",
-        }
-    }
 }
 
 /// Gateway settings (see docs/configuration.md).
@@ -469,22 +422,15 @@ impl Config {
             1..=max_concurrent_per_user,
         )?;
 
-        let gateway = GatewayConfig {
-            max_body_bytes: number(get(&MAX_BODY_BYTES), &MAX_BODY_BYTES, 32 * 1024 * 1024, 1024..=1024 * 1024 * 1024)?,
-            connect_timeout: secs(get(&CONNECT_TIMEOUT_SECS), &CONNECT_TIMEOUT_SECS, 10)?,
-            first_byte_timeout: secs(get(&FIRST_BYTE_TIMEOUT_SECS), &FIRST_BYTE_TIMEOUT_SECS, 300)?,
-            idle_timeout: secs(get(&IDLE_TIMEOUT_SECS), &IDLE_TIMEOUT_SECS, 120)?,
-            client_stall: Duration::from_secs(number(get(&CLIENT_STALL_SECS), &CLIENT_STALL_SECS, 60, 1..=3600)?),
-            retry_attempts: number(get(&RETRY_ATTEMPTS), &RETRY_ATTEMPTS, 3, 1..=20)?,
-            strategy: match get(&ROUTING_STRATEGY) {
-                None => Strategy::WeightedRandom,
-                Some(v) => Strategy::parse(v).ok_or_else(|| {
-                    ConfigError::new(
-                        &ROUTING_STRATEGY,
-                        format!("{v:?} must be weighted_random, round_robin or failover"),
-                    )
-                })?,
-            },
+        // The run-time ones (retries, timeouts, strategy, …) are set from the table just below.
+        let mut gateway = GatewayConfig {
+            max_body_bytes: 0,
+            connect_timeout: Duration::ZERO,
+            first_byte_timeout: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
+            client_stall: Duration::ZERO,
+            retry_attempts: 0,
+            strategy: Strategy::WeightedRandom,
             default_max_tokens: number(get(&DEFAULT_MAX_TOKENS), &DEFAULT_MAX_TOKENS, 4096, 1..=10_000_000)?,
             max_hold: match get(&MAX_HOLD) {
                 None => 5 * crate::domain::money::NANOS_PER_UNIT,
@@ -494,9 +440,9 @@ impl Config {
                     )?
                 }
             },
-            allow_unpriced_models: boolean(get(&ALLOW_UNPRICED_MODELS), &ALLOW_UNPRICED_MODELS, false)?,
+            allow_unpriced_models: false,
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
-            cache_ttl: secs(get(&CACHE_TTL_SECS), &CACHE_TTL_SECS, 30)?,
+            cache_ttl: Duration::ZERO,
             key_cache_entries: number(get(&KEY_CACHE_ENTRIES), &KEY_CACHE_ENTRIES, 100_000, 100..=10_000_000)?,
             // At most 20 s: a lease lives 60 s and is used for 30 s after a renewal.
             lease_renew: number(get(&LEASE_RENEW_SECS), &LEASE_RENEW_SECS, 10, 1..=20).map(Duration::from_secs)?,
@@ -523,6 +469,7 @@ impl Config {
             admission_wait: number(get(&ADMISSION_WAIT_MS), &ADMISSION_WAIT_MS, 2000, 0..=60_000)
                 .map(Duration::from_millis)?,
         };
+        runtime::start_up(&mut gateway, |s| get(s).map(str::to_string))?;
 
         let signup_mode = match get(&SIGNUP_MODE) {
             None | Some("open") => SignupMode::Open,
@@ -752,6 +699,8 @@ mod tests {
             ("BURNCLOUD_MAX_CONCURRENT_PER_KEY", "0"),
             ("BURNCLOUD_MAX_CONCURRENT_REQUESTS", "4096"),
             ("BURNCLOUD_ADMISSION_WAIT_MS", "-5"),
+            ("BURNCLOUD_CLIENT_STALL_SECS", "0"),
+            ("BURNCLOUD_UPSTREAM_CONNECT_TIMEOUT_SECS", "86401"),
         ];
         for (name, value) in cases {
             let err = load(&[(name, value)]).unwrap_err();

@@ -5,12 +5,12 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::Strategy;
+use crate::config::{Strategy, runtime};
 use crate::db::settings;
 use crate::gateway::routing::STRATEGY_SETTING_PREFIX;
 use crate::mail::ActionMail;
 use crate::services::audit::{self, Actor};
-use crate::services::site::{self, keys};
+use crate::services::site;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +33,10 @@ pub struct SettingView {
 /// Every site setting with its current value (secrets masked).
 pub fn list(state: &AppState) -> Vec<SettingView> {
     let site = state.site();
-    keys::ALL
+    runtime::TABLE
         .iter()
-        .map(|&key| {
-            let secret = keys::SECRETS.contains(&key);
+        .map(|setting| {
+            let (key, secret) = (setting.key, setting.is_secret());
             SettingView {
                 key: key.to_string(),
                 value: if secret { None } else { site.value_of(key) },
@@ -51,11 +51,11 @@ pub fn list(state: &AppState) -> Vec<SettingView> {
 /// only that it changed). Answers the setting as shown afterwards.
 pub async fn set(state: &AppState, actor: &Actor, key: &str, value: &str) -> Result<SettingView, SettingError> {
     let value = value.trim();
-    let secret = keys::SECRETS.contains(&key);
+    let secret = runtime::find(key).is_some_and(runtime::RuntimeSetting::is_secret);
     let before;
     if key.starts_with(STRATEGY_SETTING_PREFIX) {
         if Strategy::parse(value).is_none() {
-            return Err(SettingError::Invalid(format!("{key}: weighted_random, round_robin or failover")));
+            return Err(SettingError::Invalid(format!("{key}: {}", Strategy::accepted())));
         }
         before = None;
     } else {

@@ -4,95 +4,22 @@
 //! to the configuration (file or environment) when the `settings` table has no row for it. The
 //! console and the gateway read them on every request, so they live in memory ([`SiteSettings`]
 //! behind an `Arc`, no database read) and are reloaded after a change and by the maintenance loop
-//! (other replicas' changes). Secret settings ([`keys::SECRETS`]) are stored encrypted.
+//! (other replicas' changes). Secret settings (`Kind::Secret` in the table) are stored encrypted.
 
 use url::Url;
 
+use crate::config::runtime::{self, Kind};
 use crate::config::{Config, GatewayConfig, Secret, SignupMode, SmtpConfig, SmtpSecurity};
 use crate::db::{Db, settings};
 use crate::domain::money::Money;
 use crate::payments::TopupSettings;
 use crate::secret_key::SecretKey;
 
-/// The keys [`SiteSettings`] reads, as stored in `settings`.
-pub mod keys {
-    pub const SITE_NAME: &str = "site.name";
-    pub const ANNOUNCEMENT: &str = "site.announcement";
-    pub const SIGNUP_MODE: &str = "signup.mode";
-    pub const EMAIL_DOMAINS: &str = "signup.email_domains";
-    pub const EMAIL_VERIFICATION: &str = "signup.email_verification";
-    pub const WELCOME_CREDIT: &str = "signup.welcome_credit";
-    pub const INVITER_REWARD: &str = "invitation.inviter_reward";
-    pub const INVITEE_REWARD: &str = "invitation.invitee_reward";
-    pub const TOPUP_REWARD_PERCENT: &str = "invitation.topup_reward_percent";
-    pub const PUBLIC_URL: &str = "site.public_url";
-    pub const CURRENCY: &str = "site.currency";
-    pub const SMTP_HOST: &str = "smtp.host";
-    pub const SMTP_PORT: &str = "smtp.port";
-    pub const SMTP_USERNAME: &str = "smtp.username";
-    pub const SMTP_PASSWORD: &str = "smtp.password";
-    pub const SMTP_FROM: &str = "smtp.from";
-    pub const SMTP_SECURITY: &str = "smtp.security";
-    pub const STRIPE_SECRET_KEY: &str = "stripe.secret_key";
-    pub const STRIPE_WEBHOOK_SECRET: &str = "stripe.webhook_secret";
-    pub const RETRY_ATTEMPTS: &str = "gateway.retry_attempts";
-    pub const ROUTING_STRATEGY: &str = "gateway.routing_strategy";
-    pub const CONNECT_TIMEOUT: &str = "gateway.connect_timeout_secs";
-    pub const CACHE_TTL: &str = "gateway.cache_ttl_secs";
-    pub const FIRST_BYTE_TIMEOUT: &str = "gateway.first_byte_timeout_secs";
-    pub const IDLE_TIMEOUT: &str = "gateway.idle_timeout_secs";
-    pub const MAX_BODY_BYTES: &str = "gateway.max_body_bytes";
-    pub const ALLOW_UNPRICED: &str = "gateway.allow_unpriced_models";
-    pub const LOW_BALANCE: &str = "notify.low_balance";
-    pub const TOPUP_CURRENCY: &str = "topup.currency";
-    pub const TOPUP_AMOUNTS: &str = "topup.amounts";
-    pub const TOPUP_MIN: &str = "topup.min_amount";
-    pub const TOPUP_MAX: &str = "topup.max_amount";
-    pub const TOPUP_CREDIT_PER_UNIT: &str = "topup.credit_per_unit";
-    pub const TOPUP_GROUP_BONUS: &str = "topup.group_bonus";
-    pub const ALL: &[&str] = &[
-        SITE_NAME,
-        PUBLIC_URL,
-        CURRENCY,
-        ANNOUNCEMENT,
-        SIGNUP_MODE,
-        EMAIL_DOMAINS,
-        EMAIL_VERIFICATION,
-        WELCOME_CREDIT,
-        INVITER_REWARD,
-        INVITEE_REWARD,
-        TOPUP_REWARD_PERCENT,
-        SMTP_HOST,
-        SMTP_PORT,
-        SMTP_USERNAME,
-        SMTP_PASSWORD,
-        SMTP_FROM,
-        SMTP_SECURITY,
-        STRIPE_SECRET_KEY,
-        STRIPE_WEBHOOK_SECRET,
-        // The currency first: the amounts after it are read in its minor unit.
-        TOPUP_CURRENCY,
-        TOPUP_AMOUNTS,
-        TOPUP_MIN,
-        TOPUP_MAX,
-        TOPUP_CREDIT_PER_UNIT,
-        TOPUP_GROUP_BONUS,
-        RETRY_ATTEMPTS,
-        ROUTING_STRATEGY,
-        CONNECT_TIMEOUT,
-        CACHE_TTL,
-        FIRST_BYTE_TIMEOUT,
-        IDLE_TIMEOUT,
-        MAX_BODY_BYTES,
-        ALLOW_UNPRICED,
-        LOW_BALANCE,
-    ];
-    /// Write-only: stored encrypted, never shown, never in an audit row.
-    pub const SECRETS: &[&str] = &[SMTP_PASSWORD, STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET];
-    /// The key prefixes [`super::load`] reads.
-    pub const PREFIXES: &[&str] =
-        &["site.", "signup.", "invitation.", "smtp.", "stripe.", "topup.", "gateway.", "notify."];
-}
+/// The keys [`SiteSettings`] applies itself; every run-time setting is in [`runtime::TABLE`].
+pub use crate::config::runtime::keys;
+
+/// The key prefixes [`load`] reads.
+const PREFIXES: &[&str] = &["site.", "signup.", "invitation.", "smtp.", "stripe.", "topup.", "gateway.", "notify."];
 
 /// The SMTP settings as the operator edits them: the environment's values overlaid with stored
 /// ones. An empty host means no SMTP.
@@ -226,6 +153,10 @@ impl SiteSettings {
     /// accepted (the admin API shows it; at load, a bad stored value is logged and skipped).
     pub fn apply(&mut self, key: &str, value: &str) -> Result<(), String> {
         let value = value.trim();
+        let setting = runtime::find(key).ok_or_else(|| format!("unknown setting {key:?}"))?;
+        if setting.apply_to(&mut self.gateway, value)? {
+            return Ok(());
+        }
         match key {
             keys::SITE_NAME => {
                 if value.is_empty() || value.chars().count() > 64 {
@@ -320,27 +251,6 @@ impl SiteSettings {
                 }
                 self.stripe_webhook_secret = Some(Secret::new(value)).filter(|s| !s.expose().is_empty());
             }
-            keys::RETRY_ATTEMPTS => self.gateway.retry_attempts = whole(value, 1, 20)? as usize,
-            keys::CONNECT_TIMEOUT => {
-                self.gateway.connect_timeout = std::time::Duration::from_secs(whole(value, 1, 300)?)
-            }
-            keys::CACHE_TTL => self.gateway.cache_ttl = std::time::Duration::from_secs(whole(value, 0, 3600)?),
-            keys::ROUTING_STRATEGY => {
-                self.gateway.strategy =
-                    crate::config::Strategy::parse(value).ok_or("weighted_random, round_robin or failover")?;
-            }
-            keys::FIRST_BYTE_TIMEOUT => {
-                self.gateway.first_byte_timeout = std::time::Duration::from_secs(whole(value, 1, 3600)?)
-            }
-            keys::IDLE_TIMEOUT => self.gateway.idle_timeout = std::time::Duration::from_secs(whole(value, 1, 3600)?),
-            keys::MAX_BODY_BYTES => self.gateway.max_body_bytes = whole(value, 1024, 1024 * 1024 * 1024)? as usize,
-            keys::ALLOW_UNPRICED => {
-                self.gateway.allow_unpriced_models = match value {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err("true or false".into()),
-                }
-            }
             keys::LOW_BALANCE => self.low_balance = amount(value)?,
             keys::TOPUP_CURRENCY => self.topup.set_currency(value)?,
             keys::TOPUP_AMOUNTS => self.topup.presets = self.topup.parse_presets(value)?,
@@ -360,6 +270,9 @@ impl SiteSettings {
     /// secrets (write-only) and unknown keys.
     pub fn value_of(&self, key: &str) -> Option<String> {
         let money = |n: i64| Money(n).to_string();
+        if let Some(value) = runtime::find(key)?.value_in(&self.gateway) {
+            return Some(value);
+        }
         Some(match key {
             keys::SITE_NAME => self.site_name.clone(),
             keys::PUBLIC_URL => self.public_url.as_ref().map(Url::to_string).unwrap_or_default(),
@@ -387,14 +300,6 @@ impl SiteSettings {
             keys::SMTP_USERNAME => self.smtp.username.clone(),
             keys::SMTP_FROM => self.smtp.from.clone(),
             keys::SMTP_SECURITY => security_name(self.smtp.security).into(),
-            keys::RETRY_ATTEMPTS => self.gateway.retry_attempts.to_string(),
-            keys::ROUTING_STRATEGY => self.gateway.strategy.as_str().to_string(),
-            keys::CONNECT_TIMEOUT => self.gateway.connect_timeout.as_secs().to_string(),
-            keys::CACHE_TTL => self.gateway.cache_ttl.as_secs().to_string(),
-            keys::FIRST_BYTE_TIMEOUT => self.gateway.first_byte_timeout.as_secs().to_string(),
-            keys::IDLE_TIMEOUT => self.gateway.idle_timeout.as_secs().to_string(),
-            keys::MAX_BODY_BYTES => self.gateway.max_body_bytes.to_string(),
-            keys::ALLOW_UNPRICED => self.gateway.allow_unpriced_models.to_string(),
             keys::LOW_BALANCE => money(self.low_balance),
             keys::TOPUP_CURRENCY => self.topup.currency.clone(),
             keys::TOPUP_AMOUNTS => self.topup.presets_text(),
@@ -447,14 +352,6 @@ fn amount(value: &str) -> Result<i64, String> {
     Money::parse(value).ok().map(|m| m.nanos()).filter(|n| *n >= 0).ok_or_else(|| "an amount like \"1.00\"".into())
 }
 
-fn whole(value: &str, min: u64, max: u64) -> Result<u64, String> {
-    value
-        .parse::<u64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("a whole number from {min} to {max}"))
-}
-
 fn public_url(value: &str) -> Result<Option<Url>, String> {
     if value.is_empty() {
         return Ok(None);
@@ -486,12 +383,12 @@ fn unseal(secret_key: &SecretKey, stored: &str) -> Result<String, String> {
 /// The configuration's values overlaid with every stored setting (secrets decrypted).
 pub async fn load(db: &Db, config: &Config, secret_key: &SecretKey) -> Result<SiteSettings, sqlx::Error> {
     let mut site = SiteSettings::from_config(config);
-    for prefix in keys::PREFIXES {
+    for prefix in PREFIXES {
         let mut rows = settings::with_prefix(db.pool(), prefix).await?;
         // The top-up currency first: the amounts are read in its minor unit.
         rows.sort_by_key(|(key, _)| key != keys::TOPUP_CURRENCY);
         for (key, value) in rows {
-            let value = if keys::SECRETS.contains(&key.as_str()) && !value.is_empty() {
+            let value = if runtime::find(&key).is_some_and(|s| s.kind == Kind::Secret) && !value.is_empty() {
                 match unseal(secret_key, &value) {
                     Ok(plain) => plain,
                     Err(message) => {
@@ -544,6 +441,32 @@ mod tests {
         assert!(site.apply(keys::TOPUP_REWARD_PERCENT, "101").is_err());
         assert!(site.apply("site.colour", "red").is_err());
         assert!(site.apply(keys::SITE_NAME, "").is_err());
+    }
+
+    /// The table's defaults are the snapshot's values before any stored setting (so the
+    /// documentation's defaults are true), and each one passes its own validation.
+    #[test]
+    fn every_setting_starts_at_its_documented_default() {
+        let start = site();
+        for setting in runtime::TABLE.iter().filter(|s| !s.is_secret()) {
+            let mut again = start.clone();
+            again.apply(setting.key, setting.default).unwrap_or_else(|e| panic!("{}: {e}", setting.key));
+            assert_eq!(again.value_of(setting.key), start.value_of(setting.key), "{}", setting.key);
+            assert!(start.value_of(setting.key).is_some(), "{} has no value to show", setting.key);
+        }
+    }
+
+    /// The start-up variable sets a run-time setting's value until one is stored.
+    #[test]
+    fn the_environment_is_the_default_a_stored_value_overrides() {
+        let config =
+            Config::load_from(None, |name| (name == "BURNCLOUD_CLIENT_STALL_SECS").then(|| "7".into())).unwrap();
+        let mut site = SiteSettings::from_config(&config);
+        assert_eq!(site.value_of("gateway.client_stall_secs").as_deref(), Some("7"));
+        site.apply("gateway.client_stall_secs", "9").unwrap();
+        assert_eq!(site.gateway.client_stall, std::time::Duration::from_secs(9));
+        assert!(site.apply("gateway.client_stall_secs", "3601").is_err());
+        assert_eq!(site.gateway.client_stall, std::time::Duration::from_secs(9), "a refused value changes nothing");
     }
 
     #[test]

@@ -94,4 +94,5 @@ mod payments;
 mod route_coverage;
 mod schema;
 mod sdk;
+mod settings_table;
 mod shutdown;

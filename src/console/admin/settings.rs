@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::AdminUser;
 use super::settings_form::{self, Section};
+use crate::config::runtime;
 use crate::console::Layout;
 use crate::console::htmx::{HxRequest, vary};
 use crate::routes::Routes;
 use crate::services::settings::{self, SettingError};
-use crate::services::site::keys;
 use crate::state::AppState;
 
 /// Adds this page's routes.
@@ -95,7 +95,7 @@ pub async fn save(
     let mut changes: Vec<(&str, String)> = Vec::new();
     for key in settings_form::keys_of(id) {
         let value = field(key).unwrap_or("").trim();
-        if keys::SECRETS.contains(&key) {
+        if runtime::find(key).is_some_and(runtime::RuntimeSetting::is_secret) {
             if field(&format!("clear:{key}")).is_some() {
                 changes.push((key, String::new()));
             } else if !value.is_empty() {
@@ -234,6 +234,11 @@ pub const ZH: &[(&str, &str)] = &[
     ("First-byte timeout (seconds)", "首字节超时（秒）"),
     ("Stream idle timeout (seconds)", "流空闲超时（秒）"),
     ("Largest request body (bytes)", "请求体上限（字节）"),
+    ("Client stall cut (seconds)", "客户端停滞断开（秒）"),
+    (
+        "A streaming client that takes no data for this long is cut and billed for what it received.",
+        "流式客户端超过此时长未接收数据即被断开，并按已收到的内容计费。",
+    ),
     ("Free use of models without a price", "未定价模型免费使用"),
     ("No", "否"),
     ("Yes", "是"),

@@ -1,28 +1,16 @@
-//! What the settings page shows: the site settings grouped in sections, each field with its
-//! label, kind and current value (never a secret's value). Pure data; the page is `settings`.
+//! What the settings page shows: the run-time settings table (`config::runtime`) grouped in its
+//! sections, each field with its label, kind and current value (never a secret's value). Pure
+//! data; the page is `settings`.
 
-use crate::services::site::{SiteSettings, keys};
-
-/// How a field is edited.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Url,
-    Number,
-    Amount,
-    LongText,
-    /// One of the options: (value, label).
-    Choice(&'static [(&'static str, &'static str)]),
-    /// Write-only: an empty input keeps the stored value.
-    Secret,
-}
+use crate::config::runtime::{self, Kind, SECTIONS, TABLE};
+use crate::services::site::SiteSettings;
 
 /// One field of a section.
 pub struct Field {
     pub key: &'static str,
     pub label: &'static str,
     pub help: &'static str,
-    pub kind: Kind,
+    pub kind: &'static Kind,
     pub value: String,
     /// For a secret: whether one is stored.
     pub set: bool,
@@ -30,12 +18,13 @@ pub struct Field {
 
 impl Field {
     pub fn is_choice(&self) -> bool {
-        matches!(self.kind, Kind::Choice(_))
+        !self.options().is_empty()
     }
 
     pub fn options(&self) -> &'static [(&'static str, &'static str)] {
         match self.kind {
             Kind::Choice(options) => options,
+            Kind::Flag => runtime::YES_NO,
             _ => &[],
         }
     }
@@ -43,24 +32,24 @@ impl Field {
     pub fn input_type(&self) -> &'static str {
         match self.kind {
             Kind::Url => "url",
-            Kind::Number => "number",
+            Kind::Number | Kind::Whole { .. } => "number",
             Kind::Secret => "password",
             _ => "text",
         }
     }
 
     pub fn is_secret(&self) -> bool {
-        self.kind == Kind::Secret
+        *self.kind == Kind::Secret
     }
 
     pub fn is_long(&self) -> bool {
-        self.kind == Kind::LongText
+        *self.kind == Kind::LongText
     }
 
     pub fn input_mode(&self) -> &'static str {
         match self.kind {
             Kind::Amount => "decimal",
-            Kind::Number => "numeric",
+            Kind::Number | Kind::Whole { .. } => "numeric",
             _ => "text",
         }
     }
@@ -76,170 +65,24 @@ pub struct Section {
     pub error: Option<String>,
 }
 
-const SIGNUP_MODES: &[(&str, &str)] = &[("open", "Open"), ("invite_only", "Invitation only"), ("closed", "Closed")];
-const STRATEGIES: &[(&str, &str)] =
-    &[("weighted_random", "Weighted random"), ("round_robin", "Round robin"), ("failover", "Failover (in order)")];
-const VERIFICATION: &[(&str, &str)] =
-    &[("auto", "When SMTP is configured"), ("required", "Always"), ("off", "Not required")];
-const SECURITY: &[(&str, &str)] = &[("starttls", "STARTTLS"), ("tls", "TLS"), ("none", "None (plain)")];
-const YES_NO: &[(&str, &str)] = &[("false", "No"), ("true", "Yes")];
-
-/// (section id, title, note, fields as (key, label, help, kind)).
-type Spec = (&'static str, &'static str, &'static str, &'static [(&'static str, &'static str, &'static str, Kind)]);
-
-const SPECS: &[Spec] = &[
-    (
-        "general",
-        "General",
-        "How the site presents itself.",
-        &[
-            (keys::SITE_NAME, "Site name", "", Kind::Text),
-            (
-                keys::PUBLIC_URL,
-                "Public URL",
-                "Used in email, invitation and quick-start links. Empty: the configured URL.",
-                Kind::Url,
-            ),
-            (keys::CURRENCY, "Currency", "A three-letter code, shown with amounts.", Kind::Text),
-            (keys::ANNOUNCEMENT, "Announcement", "Shown on top of every page. Empty: none.", Kind::LongText),
-        ],
-    ),
-    (
-        "signup",
-        "Signups",
-        "Who may create an account, and what they get.",
-        &[
-            (keys::SIGNUP_MODE, "Signup mode", "", Kind::Choice(SIGNUP_MODES)),
-            (
-                keys::EMAIL_DOMAINS,
-                "Allowed email domains",
-                "Comma-separated, like example.com. Empty: any.",
-                Kind::Text,
-            ),
-            (keys::EMAIL_VERIFICATION, "Email verification", "", Kind::Choice(VERIFICATION)),
-            (keys::WELCOME_CREDIT, "Welcome credit", "Credited once the address is verified.", Kind::Amount),
-        ],
-    ),
-    (
-        "invitation",
-        "Invitations",
-        "Rewards for inviting people.",
-        &[
-            (keys::INVITER_REWARD, "Inviter reward", "", Kind::Amount),
-            (keys::INVITEE_REWARD, "Invitee reward", "", Kind::Amount),
-            (
-                keys::TOPUP_REWARD_PERCENT,
-                "Top-up reward (%)",
-                "Of the invitee's first top-up, to the inviter.",
-                Kind::Number,
-            ),
-        ],
-    ),
-    (
-        "smtp",
-        "Mail (SMTP)",
-        "Verification, password-reset and notification mail. Overrides the environment.",
-        &[
-            (keys::SMTP_HOST, "SMTP host", "Empty: no mail.", Kind::Text),
-            (keys::SMTP_PORT, "Port", "Empty: the usual port for the security mode.", Kind::Number),
-            (keys::SMTP_SECURITY, "Security", "", Kind::Choice(SECURITY)),
-            (keys::SMTP_USERNAME, "Username", "", Kind::Text),
-            (keys::SMTP_PASSWORD, "Password", "", Kind::Secret),
-            (keys::SMTP_FROM, "Sender", "Like BurnCloud <noreply@example.com>.", Kind::Text),
-        ],
-    ),
-    (
-        "stripe",
-        "Payments (Stripe)",
-        "Stored encrypted and never shown again.",
-        &[
-            (keys::STRIPE_SECRET_KEY, "Secret key", "", Kind::Secret),
-            (keys::STRIPE_WEBHOOK_SECRET, "Webhook signing secret", "", Kind::Secret),
-        ],
-    ),
-    (
-        "topup",
-        "Top-ups",
-        "What users can pay on the top-up page, and what it credits.",
-        &[
-            (
-                keys::TOPUP_CURRENCY,
-                "Payment currency",
-                "The three-letter code Stripe charges in, like usd. Amounts below are in it.",
-                Kind::Text,
-            ),
-            (keys::TOPUP_AMOUNTS, "Preset amounts", "Up to 12, separated by commas, like 5, 10, 20.", Kind::Text),
-            (keys::TOPUP_MIN, "Smallest custom amount", "", Kind::Amount),
-            (keys::TOPUP_MAX, "Largest custom amount", "", Kind::Amount),
-            (
-                keys::TOPUP_CREDIT_PER_UNIT,
-                "Credit per unit paid",
-                "Balance credited for one unit of the payment currency (1.00 USD, say).",
-                Kind::Amount,
-            ),
-            (
-                keys::TOPUP_GROUP_BONUS,
-                "Bonus by group (%)",
-                "Extra credit (or less, when negative) per group, like vip=10, trial=-5. Empty: none.",
-                Kind::Text,
-            ),
-        ],
-    ),
-    (
-        "gateway",
-        "Gateway",
-        "Applied to the next request, without a restart.",
-        &[
-            (keys::RETRY_ATTEMPTS, "Channels tried per request", "1 to 20; 1 means no failover.", Kind::Number),
-            (
-                keys::ROUTING_STRATEGY,
-                "Default routing strategy",
-                "How a channel is picked among those of the same priority.",
-                Kind::Choice(STRATEGIES),
-            ),
-            (keys::CONNECT_TIMEOUT, "Connect timeout (seconds)", "1 to 300.", Kind::Number),
-            (keys::FIRST_BYTE_TIMEOUT, "First-byte timeout (seconds)", "", Kind::Number),
-            (keys::IDLE_TIMEOUT, "Stream idle timeout (seconds)", "", Kind::Number),
-            (keys::MAX_BODY_BYTES, "Largest request body (bytes)", "", Kind::Number),
-            (keys::ALLOW_UNPRICED, "Free use of models without a price", "", Kind::Choice(YES_NO)),
-            (
-                keys::CACHE_TTL,
-                "Key cache (seconds)",
-                "How long a key's lookup is trusted; changes made on other replicas show within it.",
-                Kind::Number,
-            ),
-        ],
-    ),
-    (
-        "notify",
-        "Notifications",
-        "Email sent to users by the site.",
-        &[(
-            keys::LOW_BALANCE,
-            "Low-balance email below",
-            "One email when a balance falls below this amount. 0: off.",
-            Kind::Amount,
-        )],
-    ),
-];
-
 /// Every section with the current values.
 pub fn sections(site: &SiteSettings) -> Vec<Section> {
-    SPECS
+    SECTIONS
         .iter()
-        .map(|(id, title, note, fields)| Section {
+        .map(|&(id, title, note)| Section {
             id,
             title,
             note,
-            fields: fields
+            fields: TABLE
                 .iter()
-                .map(|(key, label, help, kind)| Field {
-                    key,
-                    label,
-                    help,
-                    kind: kind.clone(),
-                    value: site.value_of(key).unwrap_or_default(),
-                    set: site.secret_is_set(key),
+                .filter(|s| s.section == id)
+                .map(|s| Field {
+                    key: s.key,
+                    label: s.label,
+                    help: s.help,
+                    kind: &s.kind,
+                    value: site.value_of(s.key).unwrap_or_default(),
+                    set: site.secret_is_set(s.key),
                 })
                 .collect(),
             message: None,
@@ -250,31 +93,27 @@ pub fn sections(site: &SiteSettings) -> Vec<Section> {
 
 /// The label of a setting, for error messages.
 pub fn label_of(key: &str) -> &'static str {
-    SPECS.iter().flat_map(|s| s.3.iter()).find(|f| f.0 == key).map_or("Setting", |f| f.1)
+    runtime::find(key).map_or("Setting", |s| s.label)
 }
 
 /// The section a form names, if it is one.
 pub fn section_id(id: &str) -> Option<&'static str> {
-    SPECS.iter().find(|s| s.0 == id).map(|s| s.0)
+    SECTIONS.iter().find(|s| s.0 == id).map(|s| s.0)
 }
 
 /// The keys a section edits.
 pub fn keys_of(section: &str) -> Vec<&'static str> {
-    SPECS.iter().filter(|s| s.0 == section).flat_map(|s| s.3.iter().map(|f| f.0)).collect()
+    TABLE.iter().filter(|s| s.section == section).map(|s| s.key).collect()
 }
 
 /// Every label, help line, title, note and option label the page shows (for the translation
 /// test: these texts reach `layout.t` from data, not from template literals).
 pub fn texts() -> Vec<&'static str> {
-    let mut texts = Vec::new();
-    for (_, title, note, fields) in SPECS {
-        texts.extend([*title, *note]);
-        for (_, label, help, kind) in fields.iter() {
-            texts.extend([*label, *help]);
-            if let Kind::Choice(options) = kind {
-                texts.extend(options.iter().map(|o| o.1));
-            }
-        }
+    let mut texts: Vec<&'static str> = SECTIONS.iter().flat_map(|&(_, title, note)| [title, note]).collect();
+    for setting in TABLE {
+        texts.extend([setting.label, setting.help]);
+        let field = Field { key: "", label: "", help: "", kind: &setting.kind, value: String::new(), set: false };
+        texts.extend(field.options().iter().map(|o| o.1));
     }
     texts.retain(|t| !t.is_empty());
     texts
@@ -295,10 +134,10 @@ mod tests {
     }
 
     #[test]
-    fn every_site_setting_has_a_field() {
-        let shown: Vec<_> = SPECS.iter().flat_map(|s| s.3.iter().map(|f| f.0)).collect();
-        for key in keys::ALL {
-            assert!(shown.contains(key), "{key} is not on the settings page");
+    fn every_setting_has_a_field() {
+        let shown: Vec<_> = SECTIONS.iter().flat_map(|s| keys_of(s.0)).collect();
+        for setting in TABLE {
+            assert!(shown.contains(&setting.key), "{} is not on the settings page", setting.key);
         }
     }
 }

@@ -1,0 +1,138 @@
+//! The run-time settings table's payoff: `gateway.client_stall_secs` (start-up only before, as
+//! `BURNCLOUD_CLIENT_STALL_SECS`) is one table entry, so the settings page and the management API
+//! show, validate and apply it, and the next stream is cut by the new value without a restart.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::Response;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::console_auth::Browser;
+use crate::helpers::{Backend, TestApp, serve_locally, spawn_app};
+
+db_tests!(the_client_stall_setting_is_validated_and_shown, a_changed_client_stall_cuts_the_next_stream);
+
+const KEY: &str = "gateway.client_stall_secs";
+const MODEL: &str = "stall-model";
+
+async fn shown(app: &TestApp) -> Value {
+    let (status, list) = app.admin("GET", "/api/admin/settings", None).await;
+    assert_eq!(status, 200, "{list}");
+    list["data"].as_array().unwrap().iter().find(|s| s["key"] == KEY).cloned().unwrap_or(Value::Null)
+}
+
+/// Out-of-range and non-numeric values are refused with the accepted range, and change nothing.
+async fn the_client_stall_setting_is_validated_and_shown(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(shown(&app).await["value"], "60", "the start-up default is shown");
+    for bad in ["0", "3601", "soon", "-1", "1.5"] {
+        let (status, body) =
+            app.admin("PUT", &format!("/api/admin/settings/{KEY}"), Some(json!({ "value": bad }))).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.to_string().contains("a whole number from 1 to 3600"), "{bad}: {body}");
+    }
+    assert_eq!(app.state.site().gateway.client_stall, Duration::from_secs(60));
+    let stored: i64 = sqlx::query("SELECT COUNT(*) FROM settings WHERE key = $1")
+        .bind(KEY)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "a refused value is not stored");
+
+    let (status, body) =
+        app.admin("PUT", &format!("/api/admin/settings/{KEY}"), Some(json!({ "value": "3600" }))).await;
+    assert_eq!((status, &body["value"]), (200, &json!("3600")), "{body}");
+    assert_eq!(app.state.site().gateway.client_stall, Duration::from_secs(3600));
+
+    // The settings page lists it in the gateway section, and a bad value there saves nothing.
+    let mut browser = Browser::new(&app);
+    browser.log_in_as_root().await;
+    let (status, _, page) = browser.get("/admin/settings").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&format!("name=\"{KEY}\"")) && page.contains("value=\"3600\""), "{page}");
+    let csrf = browser.csrf("/admin/settings").await;
+    let form = [("csrf", csrf.as_str()), ("section", "gateway"), (KEY, "0")];
+    let (status, _, page) = browser.post("/admin/settings", &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("a whole number from 1 to 3600"), "{page}");
+    assert_eq!(app.state.site().gateway.client_stall, Duration::from_secs(3600));
+}
+
+/// An upstream whose answer never ends: a role chunk, 300 chunks of 60 kB, then silence.
+async fn endless_upstream() -> u16 {
+    let chunk = |text: &str| {
+        let event = json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+            "choices": [{ "index": 0, "delta": { "content": text }, "finish_reason": null }] });
+        Bytes::from(format!("data: {event}\n\n"))
+    };
+    let piece = " hello".repeat(10_000);
+    let events: Vec<Bytes> = std::iter::once(chunk("")).chain((0..300).map(|_| chunk(&piece))).collect();
+    let app = Router::new().fallback(move || {
+        let events = events.clone();
+        async move {
+            let head = futures_util::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
+            let mut response = Response::new(Body::from_stream(head.chain(futures_util::stream::pending())));
+            response.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+            response
+        }
+    });
+    serve_locally(app).await
+}
+
+/// Before: a client that stops reading holds its stream for the start-up 60 s. The operator sets
+/// 1 s on /admin/settings; the next such client is cut within seconds and billed for what the
+/// gateway took from the upstream — no restart.
+async fn a_changed_client_stall_cuts_the_next_stream(backend: Backend) {
+    let port = endless_upstream().await;
+    let app = spawn_app(backend).await;
+    app.add_channel(json!({ "name": "c", "type": "openai", "base_url": format!("http://127.0.0.1:{port}/v1"),
+        "key": "sk-up", "models": [MODEL] }))
+        .await;
+    app.set_price(MODEL, json!({ "input": "1.00", "output": "2.00" })).await;
+    let (user, key) = app.user_with_key("10.00").await;
+    assert_eq!(app.state.site().gateway.client_stall, Duration::from_secs(60));
+
+    let mut browser = Browser::new(&app);
+    browser.log_in_as_root().await;
+    let csrf = browser.csrf("/admin/settings").await;
+    let form = [("csrf", csrf.as_str()), ("section", "gateway"), (KEY, "1")];
+    let (status, _, page) = browser.post("/admin/settings", &form).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Saved."), "{page}");
+    assert_eq!(shown(&app).await["value"], "1");
+
+    // A client with a small receive buffer that sends its request and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(format!("127.0.0.1:{}", app.port).parse().unwrap()).await.unwrap();
+    let body = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }], "stream": true }).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+
+    let started = std::time::Instant::now();
+    // Waits at most 5 s: with the start-up 60 s still in force, no log row would be written yet.
+    app.wait_for_logs(1).await;
+    app.settled().await;
+    let row = sqlx::query("SELECT completion_tokens, cost, error_class FROM request_logs")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>(2), "client_stalled");
+    assert!(started.elapsed() < Duration::from_secs(10), "cut after {:?}", started.elapsed());
+    let (completion, cost): (i64, i64) = (row.get(0), row.get(1));
+    assert!(completion > 0 && cost > 0, "what the gateway took is billed: {completion} tokens, {cost}");
+    assert_eq!(app.balance(user).await, 10_000_000_000 - cost);
+    app.assert_ledger_consistent().await;
+    drop(stream);
+}
