@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 
 use super::error::GatewayError;
+use super::estimate;
 use super::routing::Channel;
 use super::upstream::{Answer, Attempt, Received, Request, send};
 use crate::domain::pricing::Usage;
@@ -33,7 +34,9 @@ async fn gemini_embeddings(state: &AppState, channel: &Arc<Channel>, request: &R
     let builder = gemini::post_embeddings(&channel.upstream(&http), model, embeddings::gemini_request(&embed, model));
     match send(state, channel, builder, false).await {
         Received::Whole { status, body, .. } => match embeddings::gemini_vectors(&body) {
-            Ok(vectors) => embedded(status, request, vectors, embed.base64, texts_estimate(&embed.texts, request)),
+            Ok(vectors) => {
+                embedded(status, request, vectors, embed.base64, estimate::texts(request.rule, &embed.texts))
+            }
             Err(_) => Attempt::Retry(GatewayError::UpstreamUnavailable),
         },
         Received::Stream { .. } => Attempt::Retry(GatewayError::UpstreamUnavailable),
@@ -79,14 +82,8 @@ async fn bedrock_embeddings(state: &AppState, channel: &Arc<Channel>, request: &
             Received::Failed(attempt) => return attempt,
         }
     }
-    let tokens = if counted { tokens } else { texts_estimate(&embed.texts, request) };
+    let tokens = if counted { tokens } else { estimate::texts(request.rule, &embed.texts) };
     embedded(status, request, vectors, embed.base64, tokens)
-}
-
-/// The tokens of the texts to embed, for a provider that reports none.
-fn texts_estimate(texts: &[String], request: &Request<'_>) -> i64 {
-    let tokens = texts.iter().map(|t| crate::domain::tokenizer::count(t)).fold(0, i64::saturating_add);
-    request.rule.apply(tokens).max(1)
 }
 
 /// The OpenAI embeddings answer, billed at `prompt_tokens` (the provider's count, or the local

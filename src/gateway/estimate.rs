@@ -1,14 +1,14 @@
 //! Token estimation before the upstream reports usage: the prompt counted locally (a real BPE,
 //! the model family's rule), the hold's usage (the output a request may produce, lowered to what
-//! the route's models can answer), an answer's output counted when the upstream reports none,
+//! the route's models can answer), an answer's output and embedded texts counted when the
+//! upstream reports none,
 //! and `billing.cap_output_by_balance`'s output cap.
 
 use bytes::Bytes;
 
 use super::auth::Grant;
 use super::endpoints::Endpoint;
-use super::error::GatewayError;
-use super::relay::quota_error;
+use super::error::{GatewayError, quota_error};
 use super::routing::{Route, RoutingTable};
 use crate::billing::BillingError;
 use crate::domain::pricing::{Price, Usage};
@@ -51,6 +51,12 @@ pub(super) fn hold_usage(
         estimate.completion_tokens = estimate.completion_tokens.min(limit.saturating_mul(n));
     }
     estimate
+}
+
+/// The tokens of texts to embed, for a provider that reports none.
+pub(super) fn texts(rule: TokenRule, texts: &[String]) -> i64 {
+    let tokens = texts.iter().map(|t| crate::domain::tokenizer::count(t)).fold(0, i64::saturating_add);
+    rule.apply(tokens).max(1)
 }
 
 /// The output tokens of an answer whose upstream reported no usage (counted from its text).

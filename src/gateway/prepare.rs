@@ -31,10 +31,43 @@ pub(super) fn form_boundary(endpoint: Endpoint, headers: &HeaderMap) -> Result<O
     Ok(Some(boundary.to_string()))
 }
 
+/// The peek at the request (its model and stream flag taken `from_url` when the URL names them,
+/// as Gemini's API does) and the requested model; what the API being imitated refuses is refused.
+pub(super) fn peek_request<'a>(
+    endpoint: Endpoint,
+    body: &'a Bytes,
+    form: Option<&str>,
+    from_url: Option<(String, bool)>,
+) -> Result<(RequestPeek<'a>, String), GatewayError> {
+    let mut peek = match form {
+        Some(boundary) => multipart_peek(body, boundary),
+        None => RequestPeek::parse(body).map_err(|message| GatewayError::BadRequest { message, param: None })?,
+    };
+    if let Some((model, stream)) = from_url {
+        peek.model = Some(std::borrow::Cow::Owned(model));
+        peek.stream = Some(stream);
+    }
+    let model = peek.model.as_deref().filter(|m| !m.is_empty()).ok_or_else(|| GatewayError::BadRequest {
+        message: "You must provide a model parameter.".into(),
+        param: Some("model"),
+    })?;
+    let model = model.to_string();
+    if form.is_none() {
+        check_request(endpoint, &peek)?;
+    }
+    if peek.is_stream() && !endpoint.streams() {
+        return Err(GatewayError::BadRequest {
+            message: format!("Streaming is not supported on {}.", endpoint.path()),
+            param: Some("stream"),
+        });
+    }
+    Ok((peek, model))
+}
+
 /// Refuses, before any hold or upstream call, what the API being imitated refuses: sizes and
 /// sampling values out of range, `/v1/messages` without `max_tokens` (Anthropic requires it), and
 /// server-side tools the upstream would bill per call, beyond what the gateway can price.
-pub(super) fn check_request(endpoint: Endpoint, peek: &RequestPeek<'_>) -> Result<(), GatewayError> {
+fn check_request(endpoint: Endpoint, peek: &RequestPeek<'_>) -> Result<(), GatewayError> {
     let temperature_max = if endpoint == Endpoint::Messages { 1.0 } else { 2.0 };
     peek.check_ranges(temperature_max)
         .map_err(|(message, param)| GatewayError::BadRequest { message, param: Some(param) })?;
@@ -56,7 +89,7 @@ pub(super) fn check_request(endpoint: Endpoint, peek: &RequestPeek<'_>) -> Resul
 }
 
 /// The fields of a multipart request the gateway needs (the model, `n`, `stream`).
-pub(super) fn multipart_peek<'a>(body: &'a [u8], boundary: &str) -> RequestPeek<'a> {
+fn multipart_peek<'a>(body: &'a [u8], boundary: &str) -> RequestPeek<'a> {
     let field = |name| multipart::field(body, boundary, name).map(str::trim);
     RequestPeek {
         model: field("model").map(std::borrow::Cow::Borrowed),

@@ -13,20 +13,20 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::admission::Limits;
+use super::admission::{AdmissionGuard, Limits};
 use super::attempts::attempt;
 use super::auth::ApiKeyAuth;
 use super::endpoints::Endpoint;
-use super::error::GatewayError;
+use super::error::{GatewayError, quota_error};
 use super::estimate::{self, Prompt};
 use super::health;
-use super::prepare::{check_request, form_boundary, multipart_peek, read_body};
+use super::prepare::{form_boundary, peek_request, read_body};
 use super::routing::{Channel, Route};
 use super::settlement::Settlement;
 use super::stream::{self, StreamRelay};
 use super::upstream::{Answer, Attempt, InlineImages, Request};
-use crate::billing::{BillingError, HoldRequest};
-use crate::config::Strategy;
+use crate::billing::HoldRequest;
+use crate::config::{GatewayConfig, Strategy};
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
@@ -74,42 +74,11 @@ async fn relay_inner(
     let config = &site.gateway;
     // Admission first, before the body is read: a tenant over its caps costs neither memory nor
     // a hold. The slots go with the settlement and are given back when the request is settled.
-    let limits = Limits {
-        per_key: config.max_concurrent_per_key,
-        per_user: config.max_concurrent_per_user,
-        wait: config.admission_wait,
-    };
-    let admitted = state.gateway().admission.admit(auth.grant.key_id, auth.grant.user_id, limits).await.map_err(
-        |refusal| {
-            tracing::debug!(key = auth.grant.key_id, user = auth.grant.user_id, scope = ?refusal.scope, "admission refused");
-            GatewayError::ConcurrencyLimited { scope: refusal.scope, limit: refusal.limit }
-        },
-    )?;
+    let admitted = admit(state, &auth, config).await?;
     let body = read_body(body, headers, config.max_body_bytes).await?;
     let form = form_boundary(endpoint, headers)?;
-    let mut peek = match &form {
-        Some(boundary) => multipart_peek(&body, boundary),
-        None => RequestPeek::parse(&body).map_err(|message| GatewayError::BadRequest { message, param: None })?,
-    };
-    if let Some((model, stream)) = from_url {
-        peek.model = Some(std::borrow::Cow::Owned(model));
-        peek.stream = Some(stream);
-    }
-    let model = peek.model.as_deref().filter(|m| !m.is_empty()).ok_or_else(|| GatewayError::BadRequest {
-        message: "You must provide a model parameter.".into(),
-        param: Some("model"),
-    })?;
-    let model = model.to_string();
-    if form.is_none() {
-        check_request(endpoint, &peek)?;
-    }
+    let (peek, model) = peek_request(endpoint, &body, form.as_deref(), from_url)?;
     let stream = peek.is_stream();
-    if stream && !endpoint.streams() {
-        return Err(GatewayError::BadRequest {
-            message: format!("Streaming is not supported on {}.", endpoint.path()),
-            param: Some("stream"),
-        });
-    }
     let grant = auth.grant.clone();
     if !grant.may_use_model(&model) {
         return Err(GatewayError::ModelNotFound(model));
@@ -169,22 +138,7 @@ async fn relay_inner(
         amount: hold_amount,
         key_limited: grant.spend_limited,
     };
-    // The hold runs in a task of its own, so a client that goes away cannot cancel its database
-    // work half-way (a cancelled BEGIN leaves a pooled connection inside a transaction; a
-    // cancelled commit leaves a lease this process does not know it holds). If the request is
-    // gone by the time the hold is granted, the settlement dropped with the unsent answer
-    // releases it (logged as 499, nothing charged).
-    let (granted_tx, granted_rx) = tokio::sync::oneshot::channel();
-    let holder = state.clone();
-    state.tasks().spawn(async move {
-        let granted = holder
-            .billing()
-            .hold(hold_request)
-            .await
-            .map(|hold| Settlement::new(holder.clone(), hold, price, multiplier, log, admitted));
-        let _ = granted_tx.send(granted);
-    });
-    let settlement = granted_rx.await.map_err(|_| GatewayError::Internal)?.map_err(quota_error)?;
+    let settlement = hold(state, hold_request, (price, multiplier), log, admitted).await?;
     let content_type = match &form {
         Some(_) => {
             headers.get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("multipart/form-data"))
@@ -207,6 +161,45 @@ async fn relay_inner(
     };
     let strategy = table.strategy(&grant.group, &model);
     try_tiers(state, route, strategy, settlement, &request, config.retry_attempts).await
+}
+
+/// Admits the request under its key's and user's concurrency caps (waiting a little for a slot).
+async fn admit(state: &AppState, auth: &ApiKeyAuth, config: &GatewayConfig) -> Result<AdmissionGuard, GatewayError> {
+    let limits = Limits {
+        per_key: config.max_concurrent_per_key,
+        per_user: config.max_concurrent_per_user,
+        wait: config.admission_wait,
+    };
+    let (key, user) = (auth.grant.key_id, auth.grant.user_id);
+    state.gateway().admission.admit(key, user, limits).await.map_err(|refusal| {
+        tracing::debug!(key, user, scope = ?refusal.scope, "admission refused");
+        GatewayError::ConcurrencyLimited { scope: refusal.scope, limit: refusal.limit }
+    })
+}
+
+/// Holds the request's money and opens its settlement. The hold runs in a task of its own, so a
+/// client that goes away cannot cancel its database work half-way (a cancelled BEGIN leaves a
+/// pooled connection inside a transaction; a cancelled commit leaves a lease this process does
+/// not know it holds). If the request is gone by the time the hold is granted, the settlement
+/// dropped with the unsent answer releases it (logged as 499, nothing charged).
+async fn hold(
+    state: &AppState,
+    request: HoldRequest,
+    (price, multiplier): (Price, i64),
+    log: RequestLog,
+    admitted: AdmissionGuard,
+) -> Result<Settlement, GatewayError> {
+    let (granted_tx, granted_rx) = tokio::sync::oneshot::channel();
+    let holder = state.clone();
+    state.tasks().spawn(async move {
+        let granted = holder
+            .billing()
+            .hold(request)
+            .await
+            .map(|hold| Settlement::new(holder.clone(), hold, price, multiplier, log, admitted));
+        let _ = granted_tx.send(granted);
+    });
+    granted_rx.await.map_err(|_| GatewayError::Internal)?.map_err(quota_error)
 }
 
 /// Tries the route's channels, tier by tier in the strategy's order, no channel twice and at most
@@ -270,23 +263,6 @@ pub(super) async fn attempt_on(state: &AppState, channel: &Arc<Channel>, request
             Attempt::Retry(error)
         }
         other => other,
-    }
-}
-
-/// What a refused hold tells the client.
-pub(super) fn quota_error(e: BillingError) -> GatewayError {
-    match e {
-        BillingError::InsufficientBalance => GatewayError::InsufficientQuota(
-            "You exceeded your current quota, please check your plan and billing details.",
-        ),
-        BillingError::KeyLimitReached => GatewayError::InsufficientQuota("This API key has reached its spend limit."),
-        BillingError::InDebt => GatewayError::InsufficientQuota(
-            "Your account has an unpaid balance: a request cost more than your balance. Add credit to pay it and continue.",
-        ),
-        other => {
-            tracing::error!(error = %other, "hold failed");
-            GatewayError::Internal
-        }
     }
 }
 
