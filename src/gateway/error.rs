@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::billing::BillingError;
+
 /// What a request refused by admission is told to wait: a slot frees when any request of the
 /// key's (or user's) ends, which cannot be predicted, so a short, fixed back-off.
 pub const CONCURRENCY_RETRY_AFTER_SECS: u64 = 1;
@@ -266,6 +268,23 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let response = (self.status(), axum::Json(self.body())).into_response();
         self.with_retry_after(response)
+    }
+}
+
+/// What a refused hold tells the client.
+pub(super) fn quota_error(e: BillingError) -> GatewayError {
+    match e {
+        BillingError::InsufficientBalance => GatewayError::InsufficientQuota(
+            "You exceeded your current quota, please check your plan and billing details.",
+        ),
+        BillingError::KeyLimitReached => GatewayError::InsufficientQuota("This API key has reached its spend limit."),
+        BillingError::InDebt => GatewayError::InsufficientQuota(
+            "Your account has an unpaid balance: a request cost more than your balance. Add credit to pay it and continue.",
+        ),
+        other => {
+            tracing::error!(error = %other, "hold failed");
+            GatewayError::Internal
+        }
     }
 }
 

@@ -6,14 +6,18 @@
 pub mod admission;
 pub mod attempts;
 pub mod auth;
+mod embed;
 pub mod endpoints;
 pub mod error;
+mod estimate;
+mod health;
 pub mod ingress;
 pub mod models;
+mod prepare;
+pub mod probe;
 pub mod relay;
 pub mod routing;
 pub mod settlement;
-pub mod sse;
 pub mod stream;
 pub mod upstream;
 

@@ -16,7 +16,7 @@ use crate::crypto;
 use crate::db::{self, Db};
 use crate::domain::capabilities::{self, Capabilities};
 use crate::domain::pricing::{MILLION, Price};
-use crate::providers::ChannelType;
+use crate::providers::{ChannelType, Upstream};
 use crate::secret_key::SecretKey;
 
 /// A channel ready to be called: keys decrypted, mapping parsed.
@@ -50,6 +50,17 @@ impl Channel {
             0 => "",
             1 => &self.keys[0],
             n => &self.keys[rand::rng().random_range(0..n)],
+        }
+    }
+
+    /// The channel as the wire sees it for one upstream call (one of its keys, as [`Self::key`]).
+    pub fn upstream<'a>(&'a self, http: &'a reqwest::Client) -> Upstream<'a> {
+        Upstream {
+            http,
+            base_url: &self.base_url,
+            key: self.key(),
+            api_version: self.config.api_version.as_deref(),
+            region: self.config.region.as_deref(),
         }
     }
 
@@ -358,6 +369,21 @@ impl Routing {
         let table = RoutingTable::load(db, secret_key, strategy).await?;
         self.replace(table);
         Ok(())
+    }
+
+    /// [`Self::reload`], retried a few times: until one succeeds, the change it carries is not
+    /// live (the periodic reload catches up after that).
+    pub async fn reload_retrying(&self, db: &Db, secret_key: &SecretKey, strategy: Strategy) {
+        for attempt in 1..=3u64 {
+            match self.reload(db, secret_key, strategy).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, attempt, "reloading the routing table failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        }
+        tracing::error!("keeping the previous routing table until the next periodic reload");
     }
 
     pub fn replace(&self, table: RoutingTable) {

@@ -19,9 +19,9 @@ use futures_util::stream::{BoxStream, Stream};
 
 use super::error::GatewayError;
 use super::settlement::Settlement;
-use super::sse::{EventSplitter, data_payload};
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::{Tally, TokenRule};
+use crate::providers::sse::{EventSplitter, data_payload};
 use crate::providers::{StreamConverter, openai};
 
 pub struct StreamRelay {

@@ -1,6 +1,6 @@
 //! Talking to an upstream: the request as the attempts see it, what an attempt brings back, one
 //! HTTP call under the first-byte timeout, and what an upstream's failure means (retry elsewhere,
-//! disable the channel, or tell the client).
+//! disable the channel, or tell the client): a verdict the relay acts on.
 
 use std::time::Duration;
 
@@ -13,10 +13,9 @@ use super::endpoints::Endpoint;
 use super::error::GatewayError;
 use super::routing::Channel;
 use crate::domain::pricing::Usage;
+use crate::providers::StreamConverter;
 use crate::providers::openai::RequestPeek;
 use crate::providers::upstream_error::{self, Cause, Verdict};
-use crate::providers::{Protocol, StreamConverter};
-use crate::services;
 use crate::state::AppState;
 
 /// The most we read of an upstream's non-stream answer or error.
@@ -69,34 +68,13 @@ pub(super) enum Attempt {
     Retry(GatewayError),
     /// The request itself was refused: no other channel would do better.
     Fail(GatewayError),
+    /// The upstream refused the channel's key or credit: the channel is to be disabled for
+    /// `reason` (the relay does it), and another channel may try.
+    Disable {
+        error: GatewayError,
+        reason: String,
+    },
 }
-
-/// The upstream request for an OpenAI-protocol endpoint: `{base}/v1/…` with a bearer key, or on
-/// Azure OpenAI `{base}/openai/deployments/{deployment}/…?api-version=…` with `api-key`, where the
-/// deployment is the channel's upstream model name (its model mapping).
-pub(super) fn openai_post(
-    state: &AppState,
-    channel: &Channel,
-    endpoint: Endpoint,
-    upstream_model: &str,
-) -> reqwest::RequestBuilder {
-    let http = state.gateway().http();
-    match channel.kind.protocol {
-        Protocol::Azure => {
-            let version = channel.config.api_version.as_deref().unwrap_or(AZURE_API_VERSION);
-            let url = format!(
-                "{}/openai/deployments/{upstream_model}{}?api-version={version}",
-                channel.base_url,
-                endpoint.path_after_version()
-            );
-            http.post(url).header("api-key", channel.key())
-        }
-        _ => http.post(format!("{}{}", channel.base_url, endpoint.path_after_version())).bearer_auth(channel.key()),
-    }
-}
-
-/// The Azure OpenAI API version used when a channel's config names none (the latest GA).
-const AZURE_API_VERSION: &str = "2024-10-21";
 
 /// What one upstream call brought: a whole 2xx body, a 2xx stream with its first chunk, or a
 /// failure already classified.
@@ -128,10 +106,9 @@ pub(super) async fn send(
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     if !status.is_success() {
-        // Bedrock (AWS) names its error in a header.
-        let error_type = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let error_type = upstream_error::error_type_header(response.headers());
         let body = read_limited(response, MAX_UPSTREAM_ERROR_BODY, config.first_byte_timeout).await.unwrap_or_default();
-        return Received::Failed(classify_failure(state, channel, status, error_type.as_deref(), &body));
+        return Received::Failed(classify_failure(channel, status, error_type.as_deref(), &body));
     }
     if stream {
         let mut rest = response.bytes_stream().boxed();
@@ -153,9 +130,8 @@ pub(super) async fn send(
 
 /// Decides what an upstream error means, from its status and code fields (never its message,
 /// see `providers::upstream_error`): the channel's fault (disable it, try another), a passing
-/// condition (try another), or the request's fault (tell the client).
+/// condition (try another), or the request's fault (tell the client). Nothing is done here.
 pub(super) fn classify_failure(
-    state: &AppState,
     channel: &Channel,
     status: StatusCode,
     error_type: Option<&str>,
@@ -168,8 +144,7 @@ pub(super) fn classify_failure(
                 Cause::KeyRefused => format!("upstream rejected the key (HTTP {status}): {code}"),
                 Cause::NoCredit => format!("upstream account has no credit (HTTP {status}): {code}"),
             };
-            services::channels::auto_disable_in_background(state, channel.id, reason);
-            Attempt::Retry(GatewayError::UpstreamUnavailable)
+            Attempt::Disable { error: GatewayError::UpstreamUnavailable, reason }
         }
         Verdict::Retry => {
             tracing::warn!(channel = channel.id, status, "upstream refused the request; trying another channel");

@@ -6,10 +6,12 @@
 //! <https://docs.anthropic.com/en/api/messages-streaming>.
 
 use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
+use super::{ChatAdapter, Convert, StreamConverter, Upstream};
 use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::Tally;
@@ -18,6 +20,54 @@ use crate::domain::tokenizer::Tally;
 pub const VERSION: &str = "2023-06-01";
 /// The path appended to the channel's base URL (`https://api.anthropic.com`).
 pub const MESSAGES_PATH: &str = "/v1/messages";
+
+/// A Messages call carrying `payload`. A passed-through request (`client` holds its headers)
+/// keeps the client's `anthropic-version` and `anthropic-beta`; a converted one speaks [`VERSION`].
+pub fn post(to: &Upstream<'_>, payload: Bytes, client: Option<&HeaderMap>) -> reqwest::RequestBuilder {
+    let version = client.and_then(|h| h.get("anthropic-version")).cloned();
+    let mut builder = to
+        .http
+        .post(format!("{}{MESSAGES_PATH}", to.base_url))
+        .header("x-api-key", to.key)
+        .header("anthropic-version", version.unwrap_or(HeaderValue::from_static(VERSION)))
+        .header(CONTENT_TYPE, "application/json")
+        .body(payload);
+    if let Some(beta) = client.and_then(|h| h.get("anthropic-beta")) {
+        builder = builder.header("anthropic-beta", beta.clone());
+    }
+    builder
+}
+
+/// Anthropic as a converting upstream for OpenAI chat (it fetches image URLs itself).
+pub static CHAT: ChatAdapter = ChatAdapter {
+    inline_images: false,
+    from_chat: chat_payload,
+    post: chat_post,
+    stream: chat_stream,
+    to_chat: chat_answer,
+};
+
+fn chat_payload(body: &[u8], convert: &Convert<'_>) -> Result<Bytes, String> {
+    let request = from_chat(body, convert.model, convert.default_max_tokens, convert.caps)?;
+    serde_json::to_vec(&request).map(Bytes::from).map_err(|e| e.to_string())
+}
+
+fn chat_post(
+    to: &Upstream<'_>,
+    _model: &str,
+    _stream: bool,
+    payload: Bytes,
+) -> Result<reqwest::RequestBuilder, String> {
+    Ok(post(to, payload, None))
+}
+
+fn chat_stream(model: &str, created: i64, include_usage: bool) -> StreamConverter {
+    StreamConverter::AnthropicToChat(ChatStream::new(model, created, include_usage))
+}
+
+fn chat_answer(body: &[u8], model: &str, created: i64) -> Result<(Bytes, Option<Usage>), serde_json::Error> {
+    to_chat(body, model, created).map(|(chat, usage)| (chat, Some(usage)))
+}
 
 #[derive(Debug, Serialize)]
 pub struct MessagesRequest {

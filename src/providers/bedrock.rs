@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
 use super::eventstream::{Decoder, Message};
+use super::{ChatAdapter, Convert, StreamConverter, Upstream};
 use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::Tally;
@@ -51,6 +52,37 @@ pub fn path(model: &str, stream: bool) -> String {
 /// The InvokeModel path for a model id (embedding models).
 pub fn invoke_path(model: &str) -> String {
     path(model, false).replace("/converse", "/invoke")
+}
+
+/// A signed POST of `payload` to `path` (see [`path`], [`invoke_path`]) on the channel's
+/// endpoint (its base URL, else its region's, us-east-1 when none is set).
+pub fn post(to: &Upstream<'_>, path: &str, payload: Bytes) -> Result<reqwest::RequestBuilder, String> {
+    let region = to.region.unwrap_or("us-east-1");
+    let url =
+        if to.base_url.is_empty() { format!("{}{path}", endpoint(region)) } else { format!("{}{path}", to.base_url) };
+    let auth = Auth::from_key(to.key);
+    let headers = auth_headers(&auth, region, &url, &payload, SystemTime::now())?;
+    let mut builder = to.http.post(url).header(reqwest::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    Ok(builder.body(payload))
+}
+
+/// Bedrock as a converting upstream for OpenAI chat: Converse / ConverseStream (images inline only).
+pub static CHAT: ChatAdapter =
+    ChatAdapter { inline_images: true, from_chat: chat_payload, post: chat_post, stream: chat_stream, to_chat };
+
+fn chat_payload(body: &[u8], convert: &Convert<'_>) -> Result<Bytes, String> {
+    from_chat(body, convert.caps)
+}
+
+fn chat_post(to: &Upstream<'_>, model: &str, stream: bool, payload: Bytes) -> Result<reqwest::RequestBuilder, String> {
+    post(to, &path(model, stream), payload)
+}
+
+fn chat_stream(model: &str, created: i64, include_usage: bool) -> StreamConverter {
+    StreamConverter::BedrockToChat(ChatStream::new(model, created, include_usage))
 }
 
 /// The default endpoint of a region.

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::chat::{self, ChatMessage, ChatRequest, Content, Part};
+use super::{ChatAdapter, Convert, StreamConverter, Upstream};
 use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::Tally;
@@ -21,6 +22,40 @@ pub fn method_path(model: &str, stream: bool) -> String {
     } else {
         format!("/v1beta/models/{model}:generateContent")
     }
+}
+
+/// A `generateContent` (or, streaming, `streamGenerateContent`) call for `model`.
+pub fn post(to: &Upstream<'_>, model: &str, stream: bool, payload: Bytes) -> reqwest::RequestBuilder {
+    to.http
+        .post(format!("{}{}", to.base_url, method_path(model, stream)))
+        .header("x-goog-api-key", to.key)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(payload)
+}
+
+/// A `batchEmbedContents` call for the embedding `model`.
+pub fn post_embeddings(to: &Upstream<'_>, model: &str, payload: Bytes) -> reqwest::RequestBuilder {
+    to.http
+        .post(format!("{}/v1beta/models/{model}:batchEmbedContents", to.base_url))
+        .header("x-goog-api-key", to.key)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(payload)
+}
+
+/// Gemini as a converting upstream for OpenAI chat (images inline only).
+pub static CHAT: ChatAdapter =
+    ChatAdapter { inline_images: true, from_chat: chat_payload, post: chat_post, stream: chat_stream, to_chat };
+
+fn chat_payload(body: &[u8], convert: &Convert<'_>) -> Result<Bytes, String> {
+    from_chat(body, convert.caps)
+}
+
+fn chat_post(to: &Upstream<'_>, model: &str, stream: bool, payload: Bytes) -> Result<reqwest::RequestBuilder, String> {
+    Ok(post(to, model, stream, payload))
+}
+
+fn chat_stream(model: &str, created: i64, include_usage: bool) -> StreamConverter {
+    StreamConverter::GeminiToChat(ChatStream::new(model, created, include_usage))
 }
 
 /// Converts an OpenAI chat request into a `generateContent` body. `Err` is a message for a 400.

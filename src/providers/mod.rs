@@ -4,6 +4,7 @@
 //! with their own modules; the relay dispatches on the protocol and learns no provider details.
 
 pub mod anthropic;
+pub mod azure;
 pub mod bedrock;
 pub mod body;
 pub mod chat;
@@ -16,10 +17,13 @@ pub mod multipart;
 pub mod openai;
 #[cfg(test)]
 mod properties;
+pub mod sse;
 pub mod upstream_error;
 pub mod vendors;
+pub mod wire;
 
 use vendors::VendorPreset;
+pub use wire::{ChatAdapter, Convert, Upstream};
 
 /// The wire protocol spoken to an upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +61,18 @@ impl ChannelType {
     /// Every accepted `type` string.
     pub fn names() -> impl Iterator<Item = &'static str> {
         vendors::PRESETS.iter().map(|p| p.name)
+    }
+}
+
+impl Protocol {
+    /// How the protocol serves OpenAI chat by converting; `None` for the OpenAI wire itself.
+    pub fn chat_adapter(self) -> Option<&'static ChatAdapter> {
+        match self {
+            Self::Anthropic => Some(&anthropic::CHAT),
+            Self::Gemini => Some(&gemini::CHAT),
+            Self::Bedrock => Some(&bedrock::CHAT),
+            Self::OpenAi | Self::Azure => None,
+        }
     }
 }
 
@@ -105,7 +121,7 @@ impl StreamConverter {
     /// Converts one upstream SSE event; client events are appended to `out` (passed-through
     /// events share the upstream's bytes: no copy).
     pub fn convert(&mut self, event: &bytes::Bytes, out: &mut Vec<bytes::Bytes>) {
-        let data = crate::gateway::sse::data_payload(event);
+        let data = sse::data_payload(event);
         match (self, data) {
             (Self::AnthropicToChat(stream), Some(data)) => stream.convert(data, out),
             (Self::AnthropicPassthrough(usage), data) => {

@@ -9,8 +9,26 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::{Protocol, Upstream};
 use crate::domain::pricing::Usage;
 use crate::domain::tokenizer::Tally;
+
+/// The upstream request for an OpenAI endpoint (`path` after `/v1`) carrying `payload` of
+/// `content_type`: `{base}{path}` with a bearer key, or on Azure its deployment URL for `model`.
+pub fn post(
+    to: &Upstream<'_>,
+    protocol: Protocol,
+    path: &str,
+    model: &str,
+    content_type: reqwest::header::HeaderValue,
+    payload: Bytes,
+) -> reqwest::RequestBuilder {
+    let builder = match protocol {
+        Protocol::Azure => super::azure::post(to, path, model),
+        _ => to.http.post(format!("{}{path}", to.base_url)).bearer_auth(to.key),
+    };
+    builder.header(reqwest::header::CONTENT_TYPE, content_type).body(payload)
+}
 
 /// What the gateway needs from a request body; every other field is skipped, not copied.
 #[derive(Debug, Default, Deserialize)]

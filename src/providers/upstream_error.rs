@@ -9,6 +9,11 @@ use serde_json::Value;
 
 use super::Protocol;
 
+/// The error name an upstream puts in a header (Bedrock, like every AWS service), if any.
+pub fn error_type_header(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers.get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
 /// Why a channel is taken out of service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {

@@ -379,39 +379,8 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ChannelError> {
 /// Rebuilds the gateway's routing snapshot from the database (after any change).
 /// A failed reload is retried a few times: until one succeeds, the change it carries is not live.
 pub async fn reload_routing(state: &AppState) {
-    let routing = &state.gateway().routing;
-    for attempt in 1..=3u64 {
-        match routing.reload(state.db(), state.secret_key(), state.site().gateway.strategy).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::error!(error = %e, attempt, "reloading the routing table failed");
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-            }
-        }
-    }
-    tracing::error!("keeping the previous routing table until the next periodic reload");
-}
-
-/// Disables a channel whose upstream refused its key or credit, without delaying the request.
-pub fn auto_disable_in_background(state: &AppState, channel_id: i64, reason: String) {
-    // Effective at once for every request; the database and the snapshot follow.
-    state.gateway().routing.suspend(channel_id);
-    let state = state.clone();
-    state.tasks().clone().spawn(async move {
-        let result = async {
-            let mut conn = state.db().writer().acquire().await?;
-            db_channels::auto_disable(&mut conn, channel_id, &reason).await
-        }
-        .await;
-        match result {
-            Ok(true) => {
-                tracing::warn!(channel = channel_id, %reason, "channel disabled automatically");
-                reload_routing(&state).await;
-            }
-            Ok(false) => {}
-            Err(e) => tracing::error!(channel = channel_id, error = %e, "could not disable the channel"),
-        }
-    });
+    let strategy = state.site().gateway.strategy;
+    state.gateway().routing.reload_retrying(state.db(), state.secret_key(), strategy).await;
 }
 
 /// The outcome of a channel probe.
@@ -434,7 +403,7 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
     let keys = channel.keys.clone();
     let started = Instant::now();
     let timeout = state.site().gateway.first_byte_timeout.min(Duration::from_secs(30));
-    let probe = crate::gateway::relay::probe(state, std::sync::Arc::new(channel), &model);
+    let probe = crate::gateway::probe::probe(state, std::sync::Arc::new(channel), &model);
     let (sample, error) = match tokio::time::timeout(timeout, probe).await {
         Ok(Ok(sample)) => (Some(sample), None),
         Ok(Err(e)) => (None, Some(e)),

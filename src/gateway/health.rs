@@ -1,0 +1,28 @@
+//! Acting on an upstream's verdict about a channel: a channel whose key or credit was refused
+//! is taken out of routing at once and disabled in the database behind the request.
+
+use crate::db::channels as db_channels;
+use crate::state::AppState;
+
+/// Disables a channel whose upstream refused its key or credit, without delaying the request.
+pub(super) fn disable_in_background(state: &AppState, channel_id: i64, reason: String) {
+    // Effective at once for every request; the database and the snapshot follow.
+    state.gateway().routing.suspend(channel_id);
+    let state = state.clone();
+    state.tasks().clone().spawn(async move {
+        let result = async {
+            let mut conn = state.db().writer().acquire().await?;
+            db_channels::auto_disable(&mut conn, channel_id, &reason).await
+        }
+        .await;
+        match result {
+            Ok(true) => {
+                tracing::warn!(channel = channel_id, %reason, "channel disabled automatically");
+                let strategy = state.site().gateway.strategy;
+                state.gateway().routing.reload_retrying(state.db(), state.secret_key(), strategy).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(channel = channel_id, error = %e, "could not disable the channel"),
+        }
+    });
+}

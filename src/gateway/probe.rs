@@ -1,0 +1,68 @@
+//! A channel probe: one tiny chat completion sent the way requests go (the channel's protocol
+//! conversion included), for the operator's "test" button.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue};
+use bytes::Bytes;
+
+use super::endpoints::Endpoint;
+use super::error::GatewayError;
+use super::relay::attempt_on;
+use super::routing::Channel;
+use super::upstream::{Answer, Attempt, InlineImages, Request};
+use crate::domain::tokenizer::TokenRule;
+use crate::providers::openai::RequestPeek;
+use crate::state::AppState;
+
+/// Sends one tiny chat completion for `model` through the channel, the way requests go (its
+/// protocol's conversion included); a message saying what went wrong otherwise.
+pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Result<String, String> {
+    let body = Bytes::from(
+        serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": "ping" }], "max_tokens": 1 })
+            .to_string(),
+    );
+    let peek = RequestPeek::parse(&body)?;
+    let headers = HeaderMap::new();
+    let table = state.gateway().routing.current();
+    let request = Request {
+        endpoint: Endpoint::ChatCompletions,
+        body: &body,
+        peek: &peek,
+        model,
+        stream: false,
+        prompt_estimate: 1,
+        rule: TokenRule::for_model(model),
+        boundary: None,
+        content_type: HeaderValue::from_static("application/json"),
+        headers: &headers,
+        inline_images: InlineImages::new(),
+        table: &table,
+    };
+    match attempt_on(state, &channel, &request).await {
+        Attempt::Answered(Answer::Whole { body, .. }) => Ok(probe_sample(&body)),
+        Attempt::Answered(Answer::Stream { .. }) => Ok(String::new()),
+        Attempt::Retry(e) | Attempt::Fail(e) | Attempt::Disable { error: e, .. } => Err(probe_failure(&e)),
+    }
+}
+
+/// The start of a probe's reply (the assistant's text when the body is a chat completion), for
+/// the operator to see what the upstream said.
+fn probe_sample(body: &[u8]) -> String {
+    let text = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/choices/0/message/content").and_then(|c| c.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    text.chars().take(200).collect()
+}
+
+fn probe_failure(error: &GatewayError) -> String {
+    match error {
+        GatewayError::UpstreamTimeout => "the upstream did not answer in time".into(),
+        GatewayError::UpstreamRateLimited => "the upstream is rate limiting".into(),
+        GatewayError::UpstreamRejected { status, message, .. } => {
+            format!("the upstream answered HTTP {status}: {message}")
+        }
+        _ => "the upstream could not be reached or failed".into(),
+    }
+}
