@@ -22,6 +22,8 @@ pub mod db;
 pub mod domain;
 /// The OpenAI-compatible `/v1` gateway.
 pub mod gateway;
+/// Languages (English, Simplified Chinese) and the translation tables of the console and emails.
+pub mod i18n;
 /// Liveness and readiness endpoints.
 /// Outgoing mail over SMTP (verification, password reset).
 pub mod mail;

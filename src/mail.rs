@@ -16,7 +16,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{SmtpConfig, SmtpSecurity};
-use crate::console::i18n::Lang;
+use crate::i18n::Lang;
 
 /// The SMTP transport, when one is configured.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
 use super::error::{ApiError, parse_json};
-use crate::console::i18n::Lang;
+use crate::i18n::Lang;
 use crate::services::settings::{self, SettingError, SettingView};
 use crate::state::AppState;
 

@@ -11,8 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::assets;
-use super::i18n::Lang;
 use super::layout::language;
+use crate::i18n::Lang;
 
 /// What went wrong, as the viewer is told.
 #[derive(Clone, Copy, Debug)]

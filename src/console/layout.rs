@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
-use super::i18n::Lang;
 use super::{assets, csrf};
+use crate::i18n::Lang;
 use crate::state::AppState;
 
 /// The cookie holding the chosen language (`en` or `zh`).

@@ -9,7 +9,6 @@ pub mod csrf;
 pub mod dashboard;
 pub mod error;
 pub mod htmx;
-pub mod i18n;
 pub mod invitations;
 pub mod key_edit;
 pub mod key_form;

@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::i18n::Lang;
 use super::layout::{LANG_COOKIE, THEME_COOKIE};
+use crate::i18n::Lang;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

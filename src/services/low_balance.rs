@@ -2,9 +2,9 @@
 //! (`notify.low_balance`), checked by the maintenance loop, never on the request path. A user is
 //! told again only after their balance has been back at or above the threshold.
 
-use crate::console::i18n::Lang;
 use crate::db::low_balance;
 use crate::domain::time::now_ms;
+use crate::i18n::Lang;
 use crate::mail::{ActionMail, send_later};
 use crate::state::AppState;
 

@@ -517,7 +517,7 @@ fn send_receipt(state: &AppState, payment: &Payment, balance: i64) {
     link.set_path("/console/payments");
     let credited = format!("{} {}", Money(payment.credit), site.currency);
     let mail = ActionMail {
-        lang: crate::console::i18n::Lang::En,
+        lang: crate::i18n::Lang::En,
         site_name: site.site_name.clone(),
         subject: "Payment received",
         intro: "Thank you. Your payment was received and your balance has been credited.",

@@ -3,12 +3,12 @@
 //! password and ends every session of the account. An email change asks for the current
 //! password, then mails a link to the new address; the address changes only when it is used.
 
-use crate::console::i18n::Lang;
 use crate::console::session_store::end_user_sessions;
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::{password, token};
+use crate::i18n::Lang;
 use crate::mail::{ActionMail, send_later};
 use crate::services::signup::issue_link;
 use crate::state::AppState;
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn mail_texts_are_translated() {
         for text in super::texts::ALL {
-            assert_ne!(crate::console::i18n::Lang::Zh.t(text), *text, "no Chinese for {text:?}");
+            assert_ne!(crate::i18n::Lang::Zh.t(text), *text, "no Chinese for {text:?}");
         }
     }
 }

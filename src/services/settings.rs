@@ -89,7 +89,7 @@ pub async fn send_test_email(
     state: &AppState,
     actor: &Actor,
     to: &str,
-    lang: crate::console::i18n::Lang,
+    lang: crate::i18n::Lang,
 ) -> Result<(), SettingError> {
     let mailer = state.mailer();
     if !mailer.is_configured() {

@@ -9,13 +9,13 @@
 
 use crate::billing;
 use crate::config::SignupMode;
-use crate::console::i18n::Lang;
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::invitations::{self, Invitation};
 use crate::db::ledger::Kind;
 use crate::db::users::{self, NewUser, Role};
 use crate::domain::email::Email;
 use crate::domain::{password, time::now_ms, token};
+use crate::i18n::Lang;
 use crate::mail::{ActionMail, send_later};
 use crate::state::AppState;
 
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn mail_texts_are_translated() {
         for text in super::texts::ALL {
-            assert_ne!(crate::console::i18n::Lang::Zh.t(text), *text, "no Chinese for {text:?}");
+            assert_ne!(crate::i18n::Lang::Zh.t(text), *text, "no Chinese for {text:?}");
         }
     }
 }

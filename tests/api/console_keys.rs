@@ -93,7 +93,10 @@ async fn another_users_keys_are_out_of_reach(backend: Backend) {
         .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(body);
     let (status, _, fragment) = other.send(request).await;
-    assert_eq!((status, fragment.as_str()), (StatusCode::NOT_FOUND, "<p class=\"error\" role=\"alert\">No such key.</p>"));
+    assert_eq!(
+        (status, fragment.as_str()),
+        (StatusCode::NOT_FOUND, "<p class=\"error\" role=\"alert\">No such key.</p>")
+    );
     let response = app.client.get(app.url("/v1/models")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(response.status(), 200, "the owner's key is untouched");
 

@@ -149,31 +149,3 @@ pub async fn delete(State(state): State<AppState>, admin: AdminUser, Path(name):
         Err(e) => render(&state, admin, fresh, false, status_of(&e), Some(e.to_string())).await,
     }
 }
-
-/// This page's texts in Chinese.
-pub const ZH: &[(&str, &str)] = &[
-    ("Price multipliers and the models each group may use.", "各分组的价格倍率及可用模型。"),
-    ("Multiplier", "倍率"),
-    ("Members", "成员"),
-    ("Every model", "全部模型"),
-    ("New group", "新建分组"),
-    ("Edit group", "编辑分组"),
-    ("Group name", "分组名称"),
-    ("Letters, digits, - or _.", "字母、数字、- 或 _。"),
-    ("Price multiplier", "价格倍率"),
-    ("1 is list price; 0.8 is 20% off.", "1 为原价；0.8 即八折。"),
-    ("Allowed models", "允许的模型"),
-    ("One per line. Empty: every model the group's channels serve.", "每行一个。留空：该分组渠道提供的全部模型。"),
-    ("Save group", "保存分组"),
-    ("Cap output by balance", "按余额限制输出"),
-    ("Output capped by balance", "输出按余额限制"),
-    (
-        "A request without an output limit gets the largest one the member's balance can pay for, so no request costs more than the balance.",
-        "未设置输出上限的请求将获得成员余额可支付的最大上限，因此任何请求的费用都不会超过余额。",
-    ),
-    ("Group saved.", "分组已保存。"),
-    ("Group deleted.", "分组已删除。"),
-    ("No such group.", "没有此分组。"),
-    ("Delete this group?", "删除此分组？"),
-    ("In use", "使用中"),
-];

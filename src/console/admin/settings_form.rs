@@ -122,7 +122,7 @@ pub fn texts() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::i18n::Lang;
+    use crate::i18n::Lang;
 
     /// The labels reach `layout.t` from this table, out of sight of the template scan.
     #[test]
