@@ -21,7 +21,9 @@ pub mod monitoring;
 pub mod payments;
 pub mod prices;
 pub mod request_logs;
+pub mod sessions;
 pub mod settings;
+pub(crate) mod sql_builder;
 pub mod user_admin;
 pub mod users;
 
