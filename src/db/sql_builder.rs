@@ -59,7 +59,8 @@ impl SqlBuilder {
         self
     }
 
-    pub(crate) fn sql(&self) -> &str {
+    #[cfg(test)]
+    fn sql(&self) -> &str {
         &self.sql
     }
 
