@@ -126,23 +126,12 @@ pub enum RedeemError {
 /// number of concurrent attempts wins) and credits its amount with a ledger row, in one
 /// transaction. Returns `(amount, new balance)`.
 pub async fn redeem(db: &Db, user_id: i64, code: &str) -> Result<(i64, i64), RedeemError> {
-    use sqlx::Row;
     let now = crate::domain::time::now_ms();
     let mut tx = db.writer().begin().await?;
-    let claimed = sqlx::query(
-        "UPDATE redemption_codes SET status = 'used', redeemed_by = $1, redeemed_at = $2 \
-         WHERE code = $3 AND status = 'unused' AND (expires_at IS NULL OR expires_at > $2) RETURNING id, amount",
-    )
-    .bind(user_id)
-    .bind(now)
-    .bind(code)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = claimed else {
+    let Some((id, amount)) = crate::db::codes::claim(&mut tx, user_id, code, now).await? else {
         tx.rollback().await?;
         return Err(RedeemError::Invalid);
     };
-    let (id, amount): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     let Some(balance) = ledger::credit(&mut tx, user_id, amount).await? else {
         tx.rollback().await?;
         return Err(RedeemError::Invalid);

@@ -3,11 +3,11 @@
 //! `load` and swept periodically.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use crate::db::Db;
+use crate::db::sessions::{self, NewSession};
 
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
@@ -22,9 +22,7 @@ impl DbSessionStore {
     /// Deletes expired sessions; how many.
     pub async fn sweep(&self) -> Result<u64, sqlx::Error> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let done =
-            sqlx::query("DELETE FROM sessions WHERE expiry_date < $1").bind(now).execute(self.db.writer()).await?;
-        Ok(done.rows_affected())
+        sessions::delete_expired(self.db.writer(), now).await
     }
 }
 
@@ -35,23 +33,13 @@ fn owner(record: &Record) -> Option<i64> {
 
 /// Ends the user's sessions, all or all but `keep` (a session id); how many.
 pub async fn end_user_sessions(db: &Db, user_id: i64, keep: Option<&str>) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
-        .bind(user_id)
-        .bind(keep.unwrap_or(""))
-        .execute(db.writer())
-        .await?;
-    Ok(done.rows_affected())
+    sessions::delete_for_user(db.writer(), user_id, keep.unwrap_or("")).await
 }
 
 /// How many live sessions the user has.
 pub async fn count_user_sessions(db: &Db, user_id: i64) -> Result<i64, sqlx::Error> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    sqlx::query("SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND expiry_date > $2")
-        .bind(user_id)
-        .bind(now)
-        .fetch_one(db.pool())
-        .await?
-        .try_get(0)
+    sessions::count_live_for_user(db.pool(), user_id, now).await
 }
 
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
@@ -64,17 +52,14 @@ impl SessionStore for DbSessionStore {
         let data = serde_json::to_vec(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         // A new id until one is free (a collision of 128 random bits is not expected, but cheap to handle).
         for _ in 0..8 {
-            let inserted = sqlx::query(
-                "INSERT INTO sessions (id, data, expiry_date, user_id) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(record.id.to_string())
-            .bind(data.clone())
-            .bind(record.expiry_date.unix_timestamp())
-            .bind(owner(record))
-            .execute(self.db.writer())
-            .await
-            .map_err(backend)?;
-            if inserted.rows_affected() == 1 {
+            let id = record.id.to_string();
+            let row = NewSession {
+                id: &id,
+                data: &data,
+                expiry: record.expiry_date.unix_timestamp(),
+                user_id: owner(record),
+            };
+            if sessions::insert_new(self.db.writer(), &row).await.map_err(backend)? {
                 return Ok(());
             }
             record.id = Id::default();
@@ -84,32 +69,16 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_vec(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO sessions (id, data, expiry_date, user_id) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date, \
-             user_id = excluded.user_id",
-        )
-        .bind(record.id.to_string())
-        .bind(data)
-        .bind(record.expiry_date.unix_timestamp())
-        .bind(owner(record))
-        .execute(self.db.writer())
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let id = record.id.to_string();
+        let row =
+            NewSession { id: &id, data: &data, expiry: record.expiry_date.unix_timestamp(), user_id: owner(record) };
+        sessions::upsert(self.db.writer(), &row).await.map_err(backend)
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let row = sqlx::query("SELECT data, expiry_date FROM sessions WHERE id = $1 AND expiry_date > $2")
-            .bind(id.to_string())
-            .bind(now)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let data: Vec<u8> = row.try_get(0).map_err(backend)?;
-        let expiry: i64 = row.try_get(1).map_err(backend)?;
+        let row = sessions::load_live(self.db.pool(), &id.to_string(), now).await.map_err(backend)?;
+        let Some((data, expiry)) = row else { return Ok(None) };
         Ok(Some(Record {
             id: *id,
             data: serde_json::from_slice(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?,
@@ -118,11 +87,6 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(id.to_string())
-            .execute(self.db.writer())
-            .await
-            .map_err(backend)?;
-        Ok(())
+        sessions::delete(self.db.writer(), &id.to_string()).await.map_err(backend)
     }
 }

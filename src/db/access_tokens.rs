@@ -34,7 +34,7 @@ pub async fn insert<'e>(
     .bind(now_ms())
     .fetch_one(db)
     .await?
-    .try_get(0)
+    .try_get("id")
 }
 
 /// The user's tokens, newest first.
@@ -52,19 +52,23 @@ pub async fn list_for_user<'e>(
     rows.iter()
         .map(|r| {
             Ok(TokenListing {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                prefix: r.try_get(2)?,
-                expires_at: r.try_get(3)?,
-                last_used_at: r.try_get(4)?,
-                created_at: r.try_get(5)?,
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                prefix: r.try_get("token_prefix")?,
+                expires_at: r.try_get("expires_at")?,
+                last_used_at: r.try_get("last_used_at")?,
+                created_at: r.try_get("created_at")?,
             })
         })
         .collect()
 }
 
 pub async fn count_for_user<'e>(db: impl Executor<'e, Database = Any>, user_id: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) FROM access_tokens WHERE user_id = $1").bind(user_id).fetch_one(db).await?.try_get(0)
+    sqlx::query("SELECT COUNT(*) AS n FROM access_tokens WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db)
+        .await?
+        .try_get("n")
 }
 
 /// Deletes the token if it is the user's; false otherwise (missing or someone else's).
@@ -108,11 +112,11 @@ pub async fn grant_by_hash<'e>(
     .await?;
     row.map(|r| {
         Ok(TokenGrant {
-            id: r.try_get(0)?,
-            user_id: r.try_get(1)?,
-            expires_at: r.try_get(2)?,
-            last_used_at: r.try_get(3)?,
-            user_status: r.try_get(4)?,
+            id: r.try_get("id")?,
+            user_id: r.try_get("user_id")?,
+            expires_at: r.try_get("expires_at")?,
+            last_used_at: r.try_get("last_used_at")?,
+            user_status: r.try_get("status")?,
         })
     })
     .transpose()

@@ -3,7 +3,8 @@
 
 use sqlx::{Any, Executor, Row};
 
-use super::request_logs::{LOG_ROW_COLUMNS, LogFilter, LogRow, bind_filter, push_filter};
+use super::request_logs::{LOG_ROW_COLUMNS, LogFilter, LogRow, push_filter};
+use super::sql_builder::SqlBuilder;
 
 /// One row of the site's log: a user's row and whose it is.
 #[derive(Clone, Debug)]
@@ -29,32 +30,25 @@ pub async fn list<'e>(
     filter: &LogFilter,
     limit: i64,
 ) -> Result<Vec<SiteLogRow>, sqlx::Error> {
-    let mut sql = format!(
+    let mut b = SqlBuilder::new(format!(
         "SELECT {LOG_ROW_COLUMNS}, l.user_id, u.email, l.channel_id, l.upstream_model \
          FROM request_logs l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.api_key_id \
          WHERE 1 = 1"
-    );
-    let mut n = 0;
-    if email.is_some() {
-        n += 1;
-        sql.push_str(&format!(" AND LOWER(u.email) LIKE ${n} ESCAPE '\\'"));
-    }
-    push_filter(&mut sql, &mut n, filter);
-    n += 1;
-    sql.push_str(&format!(" ORDER BY l.id DESC LIMIT ${n}"));
-    let mut query = sqlx::query(&sql);
+    ));
     if let Some(email) = email {
-        query = query.bind(contains_pattern(email));
+        b.push(" AND LOWER(u.email) LIKE ").push_bind(contains_pattern(email)).push(" ESCAPE '\\'");
     }
-    let rows = bind_filter(query, filter).bind(limit).fetch_all(db).await?;
+    push_filter(&mut b, filter);
+    b.push(" ORDER BY l.id DESC LIMIT ").push_bind(limit);
+    let rows = b.build().fetch_all(db).await?;
     rows.iter()
         .map(|r| {
             Ok(SiteLogRow {
                 row: LogRow::decode(r)?,
-                user_id: r.try_get(13)?,
-                user_email: r.try_get(14)?,
-                channel_id: r.try_get(15)?,
-                upstream_model: r.try_get(16)?,
+                user_id: r.try_get("user_id")?,
+                user_email: r.try_get("email")?,
+                channel_id: r.try_get("channel_id")?,
+                upstream_model: r.try_get("upstream_model")?,
             })
         })
         .collect()

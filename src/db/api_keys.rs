@@ -24,7 +24,7 @@ pub async fn grant_by_hash<'e>(
     hash: &str,
 ) -> Result<Option<KeyGrant>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT k.id, k.user_id, k.status, u.status, u.group_name, k.expires_at, k.spend_limit, k.allowed_models, \
+        "SELECT k.id, k.user_id, k.status AS key_status, u.status AS user_status, u.group_name, k.expires_at, k.spend_limit, k.allowed_models, \
          k.allowed_ips, k.rate_limit_rpm FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
     )
     .bind(hash)
@@ -32,16 +32,16 @@ pub async fn grant_by_hash<'e>(
     .await?;
     row.map(|r| {
         Ok(KeyGrant {
-            key_id: r.try_get(0)?,
-            user_id: r.try_get(1)?,
-            key_status: r.try_get(2)?,
-            user_status: r.try_get(3)?,
-            group: r.try_get(4)?,
-            expires_at: r.try_get(5)?,
-            spend_limit: r.try_get(6)?,
-            allowed_models: r.try_get(7)?,
-            allowed_ips: r.try_get(8)?,
-            rate_limit_rpm: r.try_get(9)?,
+            key_id: r.try_get("id")?,
+            user_id: r.try_get("user_id")?,
+            key_status: r.try_get("key_status")?,
+            user_status: r.try_get("user_status")?,
+            group: r.try_get("group_name")?,
+            expires_at: r.try_get("expires_at")?,
+            spend_limit: r.try_get("spend_limit")?,
+            allowed_models: r.try_get("allowed_models")?,
+            allowed_ips: r.try_get("allowed_ips")?,
+            rate_limit_rpm: r.try_get("rate_limit_rpm")?,
         })
     })
     .transpose()
@@ -83,7 +83,7 @@ pub async fn insert<'e>(
     .bind(now_ms())
     .fetch_one(db)
     .await?
-    .try_get(0)
+    .try_get("id")
 }
 
 /// The id and owner of the key with this hash, if any.
@@ -95,7 +95,7 @@ pub async fn owner_by_hash<'e>(
         .bind(hash)
         .fetch_optional(db)
         .await?
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .map(|r| Ok((r.try_get("id")?, r.try_get("user_id")?)))
         .transpose()
 }
 
@@ -128,19 +128,19 @@ const LISTING: &str = "SELECT id, user_id, name, key_prefix, status, spend_limit
 
 fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
     Ok(KeyListing {
-        id: r.try_get(0)?,
-        user_id: r.try_get(1)?,
-        name: r.try_get(2)?,
-        prefix: r.try_get(3)?,
-        status: r.try_get(4)?,
-        spend_limit: r.try_get(5)?,
-        spent: r.try_get(6)?,
-        expires_at: r.try_get(7)?,
-        allowed_models: r.try_get(8)?,
-        allowed_ips: r.try_get(9)?,
-        rate_limit_rpm: r.try_get(10)?,
-        last_used_at: r.try_get(11)?,
-        created_at: r.try_get(12)?,
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        name: r.try_get("name")?,
+        prefix: r.try_get("key_prefix")?,
+        status: r.try_get("status")?,
+        spend_limit: r.try_get("spend_limit")?,
+        spent: r.try_get("spent")?,
+        expires_at: r.try_get("expires_at")?,
+        allowed_models: r.try_get("allowed_models")?,
+        allowed_ips: r.try_get("allowed_ips")?,
+        rate_limit_rpm: r.try_get("rate_limit_rpm")?,
+        last_used_at: r.try_get("last_used_at")?,
+        created_at: r.try_get("created_at")?,
     })
 }
 

@@ -26,14 +26,14 @@ pub async fn all<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<(Strin
     rows.iter()
         .map(|r| {
             let caps = Capabilities {
-                max_output_tokens: r.try_get(1)?,
-                context_window: r.try_get(2)?,
+                max_output_tokens: r.try_get("max_output_tokens")?,
+                context_window: r.try_get("context_window")?,
                 reasoning: flag(r, 3)?,
                 tools: flag(r, 4)?,
                 vision: flag(r, 5)?,
                 audio: flag(r, 6)?,
             };
-            Ok((r.try_get(0)?, caps))
+            Ok((r.try_get("model")?, caps))
         })
         .collect()
 }

@@ -53,26 +53,26 @@ const COLUMNS: &str = "id, name, type, base_url, keys_encrypted, models, model_m
 
 fn from_row(row: &AnyRow) -> Result<ChannelRow, sqlx::Error> {
     Ok(ChannelRow {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        base_url: row.try_get(3)?,
-        keys_encrypted: row.try_get(4)?,
-        models: row.try_get(5)?,
-        model_mapping: row.try_get(6)?,
-        groups: row.try_get(7)?,
-        priority: row.try_get(8)?,
-        weight: row.try_get(9)?,
-        status: row.try_get(10)?,
-        disabled_reason: row.try_get(11)?,
-        config: row.try_get(12)?,
-        test_latency_ms: row.try_get(13)?,
-        tested_at: row.try_get(14)?,
-        created_at: row.try_get(15)?,
-        updated_at: row.try_get(16)?,
-        last_error: row.try_get(17)?,
-        last_error_at: row.try_get(18)?,
-        used_amount: row.try_get(19)?,
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: row.try_get("type")?,
+        base_url: row.try_get("base_url")?,
+        keys_encrypted: row.try_get("keys_encrypted")?,
+        models: row.try_get("models")?,
+        model_mapping: row.try_get("model_mapping")?,
+        groups: row.try_get("groups")?,
+        priority: row.try_get("priority")?,
+        weight: row.try_get("weight")?,
+        status: row.try_get("status")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        config: row.try_get("config")?,
+        test_latency_ms: row.try_get("test_latency_ms")?,
+        tested_at: row.try_get("tested_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_error: row.try_get("last_error")?,
+        last_error_at: row.try_get("last_error_at")?,
+        used_amount: row.try_get("used_amount")?,
     })
 }
 
@@ -91,7 +91,7 @@ pub async fn id_by_name<'e>(db: impl Executor<'e, Database = Any>, name: &str) -
         .bind(name)
         .fetch_optional(db)
         .await?
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("id"))
         .transpose()
 }
 
@@ -122,7 +122,7 @@ pub async fn insert<'e>(db: impl Executor<'e, Database = Any>, c: &ChannelWrite<
     )
     .fetch_one(db)
     .await?
-    .try_get(0)
+    .try_get("id")
 }
 
 /// Overwrites every writable column; a status change to enabled clears the disable reason.
@@ -269,12 +269,12 @@ pub async fn abilities<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<
     rows.iter()
         .map(|r| {
             Ok(AbilityRow {
-                group: r.try_get(0)?,
-                model: r.try_get(1)?,
-                channel_id: r.try_get(2)?,
-                priority: r.try_get(3)?,
-                weight: r.try_get(4)?,
-                enabled: r.try_get::<i64, _>(5)? == 1,
+                group: r.try_get("group_name")?,
+                model: r.try_get("model")?,
+                channel_id: r.try_get("channel_id")?,
+                priority: r.try_get("priority")?,
+                weight: r.try_get("weight")?,
+                enabled: r.try_get::<i64, _>("enabled")? == 1,
             })
         })
         .collect()

@@ -130,22 +130,22 @@ pub async fn list<'e>(
 }
 
 fn row(r: &sqlx::any::AnyRow, now: i64) -> Result<CodeRow, sqlx::Error> {
-    let status: String = r.try_get(5)?;
-    let expires_at: Option<i64> = r.try_get(9)?;
+    let status: String = r.try_get("status")?;
+    let expires_at: Option<i64> = r.try_get("expires_at")?;
     let status =
         if status == "unused" && expires_at.is_some_and(|t| t <= now) { "expired".to_string() } else { status };
     Ok(CodeRow {
-        id: r.try_get(0)?,
-        code: r.try_get(1)?,
-        batch_name: r.try_get(2)?,
-        amount: r.try_get(3)?,
-        paid: r.try_get(4)?,
+        id: r.try_get("id")?,
+        code: r.try_get("code")?,
+        batch_name: r.try_get("batch_name")?,
+        amount: r.try_get("amount")?,
+        paid: r.try_get("paid")?,
         status,
-        created_by: r.try_get(6)?,
-        redeemed_by_email: r.try_get(7)?,
-        redeemed_at: r.try_get(8)?,
+        created_by: r.try_get("created_by")?,
+        redeemed_by_email: r.try_get("email")?,
+        redeemed_at: r.try_get("redeemed_at")?,
         expires_at,
-        created_at: r.try_get(10)?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
@@ -161,7 +161,7 @@ pub async fn batches<'e>(
     .bind(owner)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| r.try_get(0)).collect()
+    rows.iter().map(|r| r.try_get("batch_name")).collect()
 }
 
 /// A voided code: who paid for it and how much (to refund).
@@ -190,7 +190,9 @@ pub async fn void(
     .bind(batch)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(|r| Ok(Voided { id: r.try_get(0)?, paid: r.try_get(1)?, created_by: r.try_get(2)? })).collect()
+    rows.iter()
+        .map(|r| Ok(Voided { id: r.try_get("id")?, paid: r.try_get("paid")?, created_by: r.try_get("created_by")? }))
+        .collect()
 }
 
 /// Whether a code with `id` exists for `owner` (or at all), to tell "not yours / no such code"
@@ -206,4 +208,26 @@ pub async fn exists<'e>(
         .fetch_optional(db)
         .await?
         .is_some())
+}
+
+/// Claims an unused, unexpired code for `user_id` at `now` (`… WHERE status = 'unused'`, so
+/// exactly one of any number of concurrent claims wins); `(code id, amount)` when this call won.
+/// The caller credits the amount in the same transaction.
+pub async fn claim(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    code: &str,
+    now: i64,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE redemption_codes SET status = 'used', redeemed_by = $1, redeemed_at = $2 \
+         WHERE code = $3 AND status = 'unused' AND (expires_at IS NULL OR expires_at > $2) RETURNING id, amount",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(code)
+    .fetch_optional(conn)
+    .await?
+    .map(|r| Ok((r.try_get("id")?, r.try_get("amount")?)))
+    .transpose()
 }

@@ -67,7 +67,7 @@ pub async fn peek<'e>(
     .bind(now_ms())
     .fetch_optional(db)
     .await?
-    .map(|row| Ok(Claimed { user_id: row.try_get(0)?, new_email: row.try_get(1)? }))
+    .map(|row| Ok(Claimed { user_id: row.try_get("user_id")?, new_email: row.try_get("new_email")? }))
     .transpose()
 }
 
@@ -89,7 +89,7 @@ pub async fn claim<'e>(
     .bind(now)
     .fetch_optional(db)
     .await?
-    .map(|row| Ok(Claimed { user_id: row.try_get(0)?, new_email: row.try_get(1)? }))
+    .map(|row| Ok(Claimed { user_id: row.try_get("user_id")?, new_email: row.try_get("new_email")? }))
     .transpose()
 }
 

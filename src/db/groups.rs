@@ -19,7 +19,7 @@ pub struct GroupListing {
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<GroupListing>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT g.name, g.description, g.multiplier_ppm, g.allowed_models, \
-         (SELECT COUNT(*) FROM users u WHERE u.group_name = g.name), g.cap_output_by_balance \
+         (SELECT COUNT(*) FROM users u WHERE u.group_name = g.name) AS user_count, g.cap_output_by_balance \
          FROM groups g ORDER BY g.name",
     )
     .fetch_all(db)
@@ -27,12 +27,12 @@ pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<Group
     rows.iter()
         .map(|r| {
             Ok(GroupListing {
-                name: r.try_get(0)?,
-                description: r.try_get(1)?,
-                multiplier_ppm: r.try_get(2)?,
-                allowed_models: r.try_get(3)?,
-                users: r.try_get(4)?,
-                cap_output_by_balance: r.try_get::<i64, _>(5)? != 0,
+                name: r.try_get("name")?,
+                description: r.try_get("description")?,
+                multiplier_ppm: r.try_get("multiplier_ppm")?,
+                allowed_models: r.try_get("allowed_models")?,
+                users: r.try_get("user_count")?,
+                cap_output_by_balance: r.try_get::<i64, _>("cap_output_by_balance")? != 0,
             })
         })
         .collect()
@@ -42,7 +42,7 @@ pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<Group
 pub async fn allowlists<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<(String, String)>, sqlx::Error> {
     let rows =
         sqlx::query("SELECT name, allowed_models FROM groups WHERE allowed_models IS NOT NULL").fetch_all(db).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("allowed_models")?))).collect()
 }
 
 pub async fn set_allowed_models<'e>(
@@ -61,7 +61,7 @@ pub async fn set_allowed_models<'e>(
 /// The groups whose `billing.cap_output_by_balance` is on.
 pub async fn capping_output<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query("SELECT name FROM groups WHERE cap_output_by_balance = 1").fetch_all(db).await?;
-    rows.iter().map(|r| r.try_get(0)).collect()
+    rows.iter().map(|r| r.try_get("name")).collect()
 }
 
 pub async fn set_cap_output_by_balance<'e>(

@@ -46,10 +46,10 @@ pub async fn unrewarded<'e>(
     .await?
     .map(|r| {
         Ok(Invitation {
-            inviter_id: r.try_get(0)?,
-            invitee_id: r.try_get(1)?,
-            inviter_reward: r.try_get(2)?,
-            invitee_reward: r.try_get(3)?,
+            inviter_id: r.try_get("inviter_id")?,
+            invitee_id: r.try_get("invitee_id")?,
+            inviter_reward: r.try_get("inviter_reward")?,
+            invitee_reward: r.try_get("invitee_reward")?,
         })
     })
     .transpose()
@@ -64,7 +64,7 @@ pub async fn inviter_of<'e>(
         .bind(invitee_id)
         .fetch_optional(db)
         .await?
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("inviter_id"))
         .transpose()
 }
 
@@ -80,13 +80,13 @@ pub async fn mark_rewarded<'e>(db: impl Executor<'e, Database = Any>, invitee_id
 /// What the inviter has earned: the sum of paid inviter rewards.
 pub async fn earned<'e>(db: impl Executor<'e, Database = Any>, inviter_id: i64) -> Result<i64, sqlx::Error> {
     sqlx::query(
-        "SELECT CAST(COALESCE(SUM(inviter_reward), 0) AS BIGINT) FROM invitations \
+        "SELECT CAST(COALESCE(SUM(inviter_reward), 0) AS BIGINT) AS total_reward FROM invitations \
          WHERE inviter_id = $1 AND rewarded_at IS NOT NULL",
     )
     .bind(inviter_id)
     .fetch_one(db)
     .await?
-    .try_get(0)
+    .try_get("total_reward")
 }
 
 /// An inviter's invitees with the reward each earned them: `(email, joined at, inviter reward,
@@ -96,12 +96,14 @@ pub async fn invitees_with_rewards<'e>(
     inviter_id: i64,
 ) -> Result<Vec<(String, i64, i64, Option<i64>)>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT u.email, u.created_at, COALESCE(i.inviter_reward, 0), i.rewarded_at FROM users u \
+        "SELECT u.email, u.created_at, COALESCE(i.inviter_reward, 0) AS reward, i.rewarded_at FROM users u \
          LEFT JOIN invitations i ON i.invitee_id = u.id AND i.inviter_id = $1 \
          WHERE u.invited_by = $1 ORDER BY u.id DESC LIMIT 500",
     )
     .bind(inviter_id)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get("email")?, r.try_get("created_at")?, r.try_get("reward")?, r.try_get("rewarded_at")?)))
+        .collect()
 }

@@ -23,8 +23,8 @@ fn clock(conn: &AnyConnection) -> &'static str {
 
 /// The database's clock (unix ms).
 pub async fn now_ms(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
-    let sql = format!("SELECT {}", clock(conn));
-    sqlx::query(&sql).fetch_one(conn).await?.try_get(0)
+    let sql = format!("SELECT {} AS now_ms", clock(conn));
+    sqlx::query(&sql).fetch_one(conn).await?.try_get("now_ms")
 }
 
 /// What [`take`] got.
@@ -66,11 +66,11 @@ pub async fn take(
         .execute(&mut *conn)
         .await?;
     for _ in 0..5 {
-        let row = sqlx::query("SELECT balance - leased, debt FROM users WHERE id = $1")
+        let row = sqlx::query("SELECT balance - leased AS free_balance, debt FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_one(&mut *conn)
             .await?;
-        let (free, debt): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let (free, debt): (i64, i64) = (row.try_get("free_balance")?, row.try_get("debt")?);
         if debt > 0 {
             return Ok(Taken::InDebt);
         }
@@ -125,7 +125,7 @@ pub async fn charge(
             .bind(user_id)
             .fetch_one(conn)
             .await?
-            .try_get(0)?;
+            .try_get("balance")?;
     Ok(Some(balance))
 }
 
@@ -151,13 +151,13 @@ pub async fn give_back(conn: &mut AnyConnection, user_id: i64, holder: &str, amo
 /// whose row is gone charges what the user has instead, and stops promising it at its next
 /// renewal ([`renew`] no longer returns the user).
 pub async fn end_for_user(conn: &mut AnyConnection, user_id: i64) -> Result<i64, sqlx::Error> {
-    let rows = sqlx::query("DELETE FROM balance_leases WHERE user_id = $1 RETURNING CAST(amount AS BIGINT)")
+    let rows = sqlx::query("DELETE FROM balance_leases WHERE user_id = $1 RETURNING CAST(amount AS BIGINT) AS lent")
         .bind(user_id)
         .fetch_all(&mut *conn)
         .await?;
     let mut ended = 0i64;
     for row in &rows {
-        ended += row.try_get::<i64, _>(0)?;
+        ended += row.try_get::<i64, _>("lent")?;
     }
     if !rows.is_empty() {
         sqlx::query("UPDATE users SET leased = 0 WHERE id = $1").bind(user_id).execute(conn).await?;
@@ -176,13 +176,14 @@ pub struct Renewal {
 pub async fn renew(conn: &mut AnyConnection, holder: &str, ttl_ms: i64) -> Result<Renewal, sqlx::Error> {
     let now = now_ms(conn).await?;
     let rows = sqlx::query(
-        "UPDATE balance_leases SET expires_at = $1 WHERE holder = $2 RETURNING user_id, CAST(amount AS BIGINT)",
+        "UPDATE balance_leases SET expires_at = $1 WHERE holder = $2 RETURNING user_id, CAST(amount AS BIGINT) AS lent",
     )
     .bind(now.saturating_add(ttl_ms))
     .bind(holder)
     .fetch_all(&mut *conn)
     .await?;
-    let leases = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?;
+    let leases =
+        rows.iter().map(|r| Ok((r.try_get("user_id")?, r.try_get("lent")?))).collect::<Result<_, sqlx::Error>>()?;
     Ok(Renewal { now, leases })
 }
 
@@ -191,12 +192,12 @@ pub async fn renew(conn: &mut AnyConnection, holder: &str, ttl_ms: i64) -> Resul
 /// return to the users. The number of leases ended.
 pub async fn end_stale(conn: &mut AnyConnection, holder: Option<&str>) -> Result<usize, sqlx::Error> {
     let sql = format!(
-        "DELETE FROM balance_leases WHERE expires_at < {} OR holder = $1 RETURNING user_id, CAST(amount AS BIGINT)",
+        "DELETE FROM balance_leases WHERE expires_at < {} OR holder = $1 RETURNING user_id, CAST(amount AS BIGINT) AS lent",
         clock(conn)
     );
     let rows = sqlx::query(&sql).bind(holder.unwrap_or("")).fetch_all(&mut *conn).await?;
     for row in &rows {
-        let (user_id, amount): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let (user_id, amount): (i64, i64) = (row.try_get("user_id")?, row.try_get("lent")?);
         sqlx::query("UPDATE users SET leased = CASE WHEN leased < $1 THEN 0 ELSE leased - $1 END WHERE id = $2")
             .bind(amount)
             .bind(user_id)

@@ -102,7 +102,7 @@ pub async fn debit_if_covered(conn: &mut AnyConnection, user_id: i64, amount: i6
         .bind(user_id)
         .fetch_optional(conn)
         .await?
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("balance"))
         .transpose()
 }
 
@@ -113,7 +113,7 @@ pub async fn credit(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Resu
         .bind(user_id)
         .fetch_optional(conn)
         .await?
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("balance"))
         .transpose()
 }
 
@@ -125,18 +125,21 @@ pub async fn debit_up_to(conn: &mut AnyConnection, user_id: i64, amount: i64) ->
     }
     // Not covered: take what is there. Retried because a concurrent debit may move the balance.
     for _ in 0..5 {
-        let free: i64 = sqlx::query("SELECT balance - leased FROM users WHERE id = $1")
+        let free: i64 = sqlx::query("SELECT balance - leased AS free_balance FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_one(&mut *conn)
             .await?
-            .try_get(0)?;
+            .try_get("free_balance")?;
         let take = free.clamp(0, amount);
         if let Some(balance) = debit_if_covered(conn, user_id, take).await? {
             return Ok((take, balance));
         }
     }
-    let current: i64 =
-        sqlx::query("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_one(&mut *conn).await?.try_get(0)?;
+    let current: i64 = sqlx::query("SELECT balance FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("balance")?;
     Ok((0, current))
 }
 
@@ -162,14 +165,15 @@ pub async fn add_debt(conn: &mut AnyConnection, user_id: i64, amount: i64) -> Re
 pub async fn pay_debt(conn: &mut AnyConnection, user_id: i64) -> Result<i64, sqlx::Error> {
     // Retried because a concurrent debit may move the balance between the read and the update.
     for _ in 0..5 {
-        let Some(row) = sqlx::query("SELECT debt, balance - leased FROM users WHERE id = $1 AND debt > 0")
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?
+        let Some(row) =
+            sqlx::query("SELECT debt, balance - leased AS free_balance FROM users WHERE id = $1 AND debt > 0")
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?
         else {
             return Ok(0);
         };
-        let (debt, free): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let (debt, free): (i64, i64) = (row.try_get("debt")?, row.try_get("free_balance")?);
         let pay = free.clamp(0, debt);
         if pay == 0 {
             return Ok(0);
@@ -185,7 +189,7 @@ pub async fn pay_debt(conn: &mut AnyConnection, user_id: i64) -> Result<i64, sql
         .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = paid else { continue };
-        let balance_after: i64 = row.try_get(0)?;
+        let balance_after: i64 = row.try_get("balance")?;
         let entry = Entry {
             user_id,
             kind: Kind::DebtPaid,
@@ -207,10 +211,12 @@ pub async fn unreserved<'e>(
     db: impl Executor<'e, Database = sqlx::Any>,
     user_id: i64,
 ) -> Result<Option<Result<i64, i64>>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT balance - leased, debt FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
+    let row = sqlx::query("SELECT balance - leased AS free_balance, debt FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?;
     row.map(|r| {
-        let (free, debt): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+        let (free, debt): (i64, i64) = (r.try_get("free_balance")?, r.try_get("debt")?);
         Ok(if debt > 0 { Err(debt) } else { Ok(free.max(0)) })
     })
     .transpose()
@@ -222,7 +228,7 @@ pub async fn debt<'e>(db: impl Executor<'e, Database = sqlx::Any>, user_id: i64)
         .bind(user_id)
         .fetch_optional(db)
         .await?
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("debt"))
         .transpose()?
         .unwrap_or(0))
 }
@@ -264,7 +270,7 @@ pub async fn balance<'e>(
         .bind(user_id)
         .fetch_optional(db)
         .await?
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("balance"))
         .transpose()
 }
 
@@ -275,14 +281,14 @@ pub async fn inconsistent_users<'e>(
 ) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT u.id, u.balance, \
-         COALESCE((SELECT CAST(SUM(l.amount) AS BIGINT) FROM ledger l WHERE l.user_id = u.id), 0) FROM users u",
+         COALESCE((SELECT CAST(SUM(l.amount) AS BIGINT) FROM ledger l WHERE l.user_id = u.id), 0) AS ledger_sum FROM users u",
     )
     .fetch_all(db)
     .await?;
     let mut bad = Vec::new();
     for r in rows {
-        let (id, balance): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
-        let total: i64 = r.try_get(2)?;
+        let (id, balance): (i64, i64) = (r.try_get("id")?, r.try_get("balance")?);
+        let total: i64 = r.try_get("ledger_sum")?;
         if balance < 0 || balance != total {
             bad.push((id, balance, total));
         }
@@ -305,7 +311,12 @@ pub async fn claim<'e>(db: impl Executor<'e, Database = sqlx::Any>, key: &str) -
         .fetch_optional(db)
         .await?;
     row.map(|r| {
-        Ok(Claim { user_id: r.try_get(0)?, amount: r.try_get(1)?, note: r.try_get(2)?, balance_after: r.try_get(3)? })
+        Ok(Claim {
+            user_id: r.try_get("user_id")?,
+            amount: r.try_get("amount")?,
+            note: r.try_get("note")?,
+            balance_after: r.try_get("balance_after")?,
+        })
     })
     .transpose()
 }
@@ -319,7 +330,7 @@ pub async fn keyed<'e>(
         .bind(key)
         .fetch_optional(db)
         .await?
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| Ok((r.try_get("user_id")?, r.try_get("amount")?, r.try_get("reference")?)))
         .transpose()
 }
 
@@ -349,11 +360,11 @@ pub async fn history<'e>(
     rows.iter()
         .map(|r| {
             Ok(LedgerRow {
-                created_at: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                amount: r.try_get(2)?,
-                balance_after: r.try_get(3)?,
-                note: r.try_get(4)?,
+                created_at: r.try_get("created_at")?,
+                kind: r.try_get("kind")?,
+                amount: r.try_get("amount")?,
+                balance_after: r.try_get("balance_after")?,
+                note: r.try_get("note")?,
             })
         })
         .collect()
@@ -367,14 +378,14 @@ pub async fn charges_per_day<'e>(
     since_ms: i64,
 ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT created_at / 86400000 AS day, CAST(SUM(amount) AS BIGINT) FROM ledger \
+        "SELECT created_at / 86400000 AS day, CAST(SUM(amount) AS BIGINT) AS day_sum FROM ledger \
          WHERE user_id = $1 AND kind = 'settle' AND created_at >= $2 GROUP BY created_at / 86400000 ORDER BY day DESC",
     )
     .bind(user_id)
     .bind(since_ms)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("day")?, r.try_get("day_sum")?))).collect()
 }
 
 /// A ledger row as an auditor sees it: every kind, with its id and reference.
@@ -390,13 +401,13 @@ pub struct FullRow {
 
 fn full_row(r: &sqlx::any::AnyRow) -> Result<FullRow, sqlx::Error> {
     Ok(FullRow {
-        id: r.try_get(0)?,
-        created_at: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        amount: r.try_get(3)?,
-        balance_after: r.try_get(4)?,
-        reference: r.try_get(5)?,
-        note: r.try_get(6)?,
+        id: r.try_get("id")?,
+        created_at: r.try_get("created_at")?,
+        kind: r.try_get("kind")?,
+        amount: r.try_get("amount")?,
+        balance_after: r.try_get("balance_after")?,
+        reference: r.try_get("reference")?,
+        note: r.try_get("note")?,
     })
 }
 
@@ -428,12 +439,14 @@ pub async fn sum_before<'e>(
     user_id: i64,
     before_ms: i64,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE user_id = $1 AND created_at < $2")
-        .bind(user_id)
-        .bind(before_ms)
-        .fetch_one(db)
-        .await?
-        .try_get(0)
+    sqlx::query(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM ledger WHERE user_id = $1 AND created_at < $2",
+    )
+    .bind(user_id)
+    .bind(before_ms)
+    .fetch_one(db)
+    .await?
+    .try_get("total")
 }
 
 /// A ledger row on a statement: the row and, for a per-request settlement, the model asked for.
@@ -464,7 +477,7 @@ pub async fn statement_rows<'e>(
     let rows = sqlx::query(
         "SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reference, l.note, \
            CASE WHEN l.kind = 'settle' THEN (SELECT MAX(r.requested_model) FROM request_logs r \
-             WHERE r.request_id = l.reference AND r.user_id = l.user_id) END \
+             WHERE r.request_id = l.reference AND r.user_id = l.user_id) END AS model \
          FROM ledger l WHERE l.user_id = $1 AND l.created_at >= $2 AND l.created_at < $3 \
            AND l.created_at >= $4 AND (l.created_at > $4 OR l.id > $5) \
          ORDER BY l.created_at, l.id LIMIT $6",
@@ -477,7 +490,7 @@ pub async fn statement_rows<'e>(
     .bind(limit)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok(StatementRow { row: full_row(r)?, model: r.try_get(7)? })).collect()
+    rows.iter().map(|r| Ok(StatementRow { row: full_row(r)?, model: r.try_get("model")? })).collect()
 }
 
 /// A user whose books are wrong: what `burncloud audit` reports.
@@ -496,7 +509,7 @@ pub struct Offender {
 /// statement, so it reads one consistent snapshot on both engines while the gateway writes.
 pub async fn audit(pool: &sqlx::AnyPool) -> Result<(Vec<Offender>, i64), sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT u.id, u.email, u.balance, COALESCE(l.total, 0), COALESCE(b.held, 0) FROM users u \
+        "SELECT u.id, u.email, u.balance, COALESCE(l.total, 0) AS ledger_sum, COALESCE(b.held, 0) AS leased_sum FROM users u \
          LEFT JOIN (SELECT user_id, CAST(SUM(amount) AS BIGINT) AS total FROM ledger GROUP BY user_id) l \
            ON l.user_id = u.id \
          LEFT JOIN (SELECT user_id, CAST(SUM(amount) AS BIGINT) AS held FROM balance_leases GROUP BY user_id) b \
@@ -510,14 +523,14 @@ pub async fn audit(pool: &sqlx::AnyPool) -> Result<(Vec<Offender>, i64), sqlx::E
         .iter()
         .map(|r| {
             Ok(Offender {
-                user_id: r.try_get(0)?,
-                email: r.try_get(1)?,
-                balance: r.try_get(2)?,
-                ledger_sum: r.try_get(3)?,
-                leased: r.try_get(4)?,
+                user_id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                balance: r.try_get("balance")?,
+                ledger_sum: r.try_get("ledger_sum")?,
+                leased: r.try_get("leased_sum")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let users: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(pool).await?.try_get(0)?;
+    let users: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(pool).await?.try_get("n")?;
     Ok((offenders, users))
 }

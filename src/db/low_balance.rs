@@ -35,5 +35,5 @@ pub async fn claim<'e>(
     .bind(now)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("email")?))).collect()
 }

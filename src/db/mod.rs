@@ -2,6 +2,12 @@
 //! and one module of free functions per table group. All SQL lives under this module and is
 //! written in the subset both engines share (`$n` placeholders, `RETURNING`, `ON CONFLICT`;
 //! BIGINT for money, timestamps and flags). Nothing here knows about HTTP.
+//!
+//! Rows are read by column name, never by position, so reordering a `SELECT` cannot swap two
+//! columns of the same type: give every computed column an alias (`COUNT(*) AS n`) and two
+//! columns of the same name distinct ones (`k.status AS key_status`). Lowercase aliases only:
+//! Postgres folds unquoted names to lowercase, SQLite keeps them as written. Statements with
+//! optional conditions are assembled with [`sql_builder::SqlBuilder`], which numbers `$n` itself.
 
 pub mod access_tokens;
 pub mod all_logs;
@@ -21,7 +27,9 @@ pub mod monitoring;
 pub mod payments;
 pub mod prices;
 pub mod request_logs;
+pub mod sessions;
 pub mod settings;
+pub(crate) mod sql_builder;
 pub mod user_admin;
 pub mod users;
 

@@ -15,18 +15,19 @@ pub struct Totals {
 }
 
 /// The sum columns of [`Totals`], in order, for a `SELECT`.
-const SUMS: &str = "CAST(COUNT(*) AS BIGINT), \
-    CAST(COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(cost), 0) AS BIGINT)";
+const SUMS: &str = "CAST(COUNT(*) AS BIGINT) AS requests, \
+    CAST(COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
+    CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_sum, \
+    CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_sum, \
+    CAST(COALESCE(SUM(cost), 0) AS BIGINT) AS cost_sum";
 
-fn totals(row: &sqlx::any::AnyRow, first: usize) -> Result<Totals, sqlx::Error> {
+fn totals(row: &sqlx::any::AnyRow) -> Result<Totals, sqlx::Error> {
     Ok(Totals {
-        requests: row.try_get(first)?,
-        errors: row.try_get(first + 1)?,
-        prompt_tokens: row.try_get(first + 2)?,
-        completion_tokens: row.try_get(first + 3)?,
-        cost: row.try_get(first + 4)?,
+        requests: row.try_get("requests")?,
+        errors: row.try_get("errors")?,
+        prompt_tokens: row.try_get("prompt_sum")?,
+        completion_tokens: row.try_get("completion_sum")?,
+        cost: row.try_get("cost_sum")?,
     })
 }
 
@@ -44,7 +45,7 @@ pub async fn buckets<'e>(
     .bind(bucket_ms.max(1))
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, totals(r, 1)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("bucket")?, totals(r)?))).collect()
 }
 
 /// Totals per requested model since `since_ms`, busiest first, at most `limit`.
@@ -61,7 +62,7 @@ pub async fn by_model<'e>(
     .bind(limit)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, totals(r, 1)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("requested_model")?, totals(r)?))).collect()
 }
 
 /// Totals per channel since `since_ms` (`None`: requests no channel served), busiest first.
@@ -78,7 +79,7 @@ pub async fn by_channel<'e>(
     .bind(limit)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, totals(r, 1)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("channel_id")?, totals(r)?))).collect()
 }
 
 /// The newest `limit` requests since `since_ms`: `(model, channel, latency ms)`.
@@ -95,5 +96,7 @@ pub async fn latency_sample<'e>(
     .bind(limit)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get("requested_model")?, r.try_get("channel_id")?, r.try_get("latency_ms")?)))
+        .collect()
 }

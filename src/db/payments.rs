@@ -44,23 +44,23 @@ const COLUMNS: &str = "p.id, p.user_id, u.email, p.provider_session_id, p.provid
 
 fn decode(r: &AnyRow) -> Result<Payment, sqlx::Error> {
     Ok(Payment {
-        id: r.try_get(0)?,
-        user_id: r.try_get(1)?,
-        email: r.try_get(2)?,
-        session_id: r.try_get(3)?,
-        payment_intent: r.try_get(4)?,
-        credit: r.try_get(5)?,
-        charge: r.try_get(6)?,
-        currency: r.try_get(7)?,
-        status: r.try_get(8)?,
-        refunded: r.try_get(9)?,
-        unrecovered_credit: r.try_get(10)?,
-        failure_reason: r.try_get(11)?,
-        checkout_url: r.try_get(12)?,
-        created_at: r.try_get(13)?,
-        paid_at: r.try_get(14)?,
-        dispute_status: r.try_get(15)?,
-        disputed_amount: r.try_get(16)?,
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        email: r.try_get("email")?,
+        session_id: r.try_get("provider_session_id")?,
+        payment_intent: r.try_get("provider_payment_id")?,
+        credit: r.try_get("credit_amount")?,
+        charge: r.try_get("charge_amount")?,
+        currency: r.try_get("charge_currency")?,
+        status: r.try_get("status")?,
+        refunded: r.try_get("refunded_amount")?,
+        unrecovered_credit: r.try_get("unrecovered_credit")?,
+        failure_reason: r.try_get("failure_reason")?,
+        checkout_url: r.try_get("checkout_url")?,
+        created_at: r.try_get("created_at")?,
+        paid_at: r.try_get("paid_at")?,
+        dispute_status: r.try_get("dispute_status")?,
+        disputed_amount: r.try_get("disputed_amount")?,
     })
 }
 
@@ -84,7 +84,7 @@ pub async fn insert_pending<'e>(
     .bind(now)
     .fetch_one(db)
     .await?
-    .try_get(0)
+    .try_get("id")
 }
 
 /// Stores the Checkout Session opened for a pending payment.
@@ -218,7 +218,7 @@ pub async fn claim_paid(
     .bind(now)
     .fetch_optional(conn)
     .await?
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .map(|r| Ok((r.try_get("user_id")?, r.try_get("credit_amount")?)))
     .transpose()
 }
 
@@ -253,25 +253,25 @@ pub async fn pending_since<'e>(
     user_id: i64,
     since: i64,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) FROM payments WHERE user_id = $1 AND status = 'pending' AND created_at >= $2")
+    sqlx::query("SELECT COUNT(*) AS n FROM payments WHERE user_id = $1 AND status = 'pending' AND created_at >= $2")
         .bind(user_id)
         .bind(since)
         .fetch_one(db)
         .await?
-        .try_get(0)
+        .try_get("n")
 }
 
 /// Whether the user had a paid top-up before this one (the inviter's reward is for the first).
 pub async fn paid_before(conn: &mut AnyConnection, user_id: i64, payment_id: i64) -> Result<bool, sqlx::Error> {
     let n: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM payments WHERE user_id = $1 AND id <> $2 \
+        "SELECT COUNT(*) AS n FROM payments WHERE user_id = $1 AND id <> $2 \
          AND status IN ('paid', 'refunded', 'partially_refunded')",
     )
     .bind(user_id)
     .bind(payment_id)
     .fetch_one(conn)
     .await?
-    .try_get(0)?;
+    .try_get("n")?;
     Ok(n > 0)
 }
 
@@ -332,7 +332,7 @@ pub async fn close_dispute(
          unrecovered_credit = CASE WHEN $3 = 'won' THEN unrecovered_credit - dispute_unrecovered \
                                    ELSE unrecovered_credit END \
          WHERE id = $1 AND dispute_id = $2 AND dispute_status = 'open' \
-         RETURNING CAST(dispute_taken AS BIGINT), CAST(dispute_unrecovered AS BIGINT)",
+         RETURNING CAST(dispute_taken AS BIGINT) AS taken, CAST(dispute_unrecovered AS BIGINT) AS unrecovered",
     )
     .bind(id)
     .bind(dispute_id)
@@ -340,7 +340,7 @@ pub async fn close_dispute(
     .bind(now_ms())
     .fetch_optional(conn)
     .await?
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .map(|r| Ok((r.try_get("taken")?, r.try_get("unrecovered")?)))
     .transpose()
 }
 
@@ -350,6 +350,6 @@ pub async fn dispute_of(conn: &mut AnyConnection, id: i64) -> Result<Option<(Str
         .bind(id)
         .fetch_optional(conn)
         .await?
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .map(|r| Ok((r.try_get("dispute_id")?, r.try_get("dispute_status")?)))
         .transpose()
 }

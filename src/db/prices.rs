@@ -9,13 +9,13 @@ use crate::domain::time::now_ms;
 
 const PRICE_COLUMNS: &str = "input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok, per_request";
 
-fn price_at(row: &AnyRow, offset: usize) -> Result<Price, sqlx::Error> {
+fn price_at(row: &AnyRow) -> Result<Price, sqlx::Error> {
     Ok(Price {
-        input_per_mtok: row.try_get(offset)?,
-        output_per_mtok: row.try_get(offset + 1)?,
-        cached_input_per_mtok: row.try_get(offset + 2)?,
-        cache_write_per_mtok: row.try_get(offset + 3)?,
-        per_request: row.try_get(offset + 4)?,
+        input_per_mtok: row.try_get("input_per_mtok")?,
+        output_per_mtok: row.try_get("output_per_mtok")?,
+        cached_input_per_mtok: row.try_get("cached_input_per_mtok")?,
+        cache_write_per_mtok: row.try_get("cache_write_per_mtok")?,
+        per_request: row.try_get("per_request")?,
     })
 }
 
@@ -33,7 +33,7 @@ fn bind_price<'q>(query: AnyQuery<'q>, p: &Price) -> AnyQuery<'q> {
 pub async fn all_model_prices<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<(String, Price)>, sqlx::Error> {
     let rows =
         sqlx::query(&format!("SELECT model, {PRICE_COLUMNS} FROM model_prices ORDER BY model")).fetch_all(db).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, price_at(r, 1)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("model")?, price_at(r)?))).collect()
 }
 
 pub async fn model_price<'e>(db: impl Executor<'e, Database = Any>, model: &str) -> Result<Option<Price>, sqlx::Error> {
@@ -41,7 +41,7 @@ pub async fn model_price<'e>(db: impl Executor<'e, Database = Any>, model: &str)
         .bind(model)
         .fetch_optional(db)
         .await?;
-    row.map(|r| price_at(&r, 0)).transpose()
+    row.map(|r| price_at(&r)).transpose()
 }
 
 pub async fn upsert_model_price<'e>(
@@ -80,7 +80,7 @@ pub async fn all_group_prices<'e>(
     let rows = sqlx::query(&format!("SELECT group_name, model, {PRICE_COLUMNS} FROM group_model_prices"))
         .fetch_all(db)
         .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, price_at(r, 2)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("group_name")?, r.try_get("model")?, price_at(r)?))).collect()
 }
 
 /// A group and its price multiplier (parts per million).
@@ -94,7 +94,13 @@ pub struct GroupRow {
 pub async fn all_groups<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<GroupRow>, sqlx::Error> {
     let rows = sqlx::query("SELECT name, description, multiplier_ppm FROM groups ORDER BY name").fetch_all(db).await?;
     rows.iter()
-        .map(|r| Ok(GroupRow { name: r.try_get(0)?, description: r.try_get(1)?, multiplier_ppm: r.try_get(2)? }))
+        .map(|r| {
+            Ok(GroupRow {
+                name: r.try_get("name")?,
+                description: r.try_get("description")?,
+                multiplier_ppm: r.try_get("multiplier_ppm")?,
+            })
+        })
         .collect()
 }
 
@@ -103,8 +109,14 @@ pub async fn group<'e>(db: impl Executor<'e, Database = Any>, name: &str) -> Res
         .bind(name)
         .fetch_optional(db)
         .await?;
-    row.map(|r| Ok(GroupRow { name: r.try_get(0)?, description: r.try_get(1)?, multiplier_ppm: r.try_get(2)? }))
-        .transpose()
+    row.map(|r| {
+        Ok(GroupRow {
+            name: r.try_get("name")?,
+            description: r.try_get("description")?,
+            multiplier_ppm: r.try_get("multiplier_ppm")?,
+        })
+    })
+    .transpose()
 }
 
 pub async fn upsert_group<'e>(

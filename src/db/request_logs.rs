@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
+use super::sql_builder::SqlBuilder;
 use crate::domain::pricing::Usage;
 
 /// A finished request, as logged.
@@ -40,14 +41,13 @@ const WIDTH: usize = 22;
 pub async fn settled(conn: &mut AnyConnection, keys: &[&str]) -> Result<HashMap<String, i64>, sqlx::Error> {
     let mut done = HashMap::new();
     for chunk in keys.chunks(64) {
-        let list = (1..=chunk.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
-        let sql = format!("SELECT settle_key, cost FROM request_logs WHERE settle_key IN ({list})");
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(*key);
+        let mut b = SqlBuilder::new("SELECT settle_key, cost FROM request_logs WHERE settle_key IN (");
+        for (i, key) in chunk.iter().enumerate() {
+            b.push(if i == 0 { "" } else { ", " }).push_bind(*key);
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            done.insert(row.try_get(0)?, row.try_get(1)?);
+        b.push(")");
+        for row in b.build().fetch_all(&mut *conn).await? {
+            done.insert(row.try_get("settle_key")?, row.try_get("cost")?);
         }
     }
     Ok(done)
@@ -139,7 +139,7 @@ pub struct LogRow {
 }
 
 /// The columns every log listing selects first, in [`LogRow::decode`]'s order.
-pub(crate) const LOG_ROW_COLUMNS: &str = "l.id, l.created_at, k.name, l.requested_model, l.endpoint, \
+pub(crate) const LOG_ROW_COLUMNS: &str = "l.id, l.created_at, k.name AS key_name, l.requested_model, l.endpoint, \
     l.prompt_tokens, l.completion_tokens, l.cost, l.status_code, l.error_class, l.latency_ms, l.is_stream, l.api_key_id";
 
 impl LogRow {
@@ -147,19 +147,19 @@ impl LogRow {
     pub(crate) fn decode(r: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
         use sqlx::Row;
         Ok(Self {
-            id: r.try_get(0)?,
-            created_at: r.try_get(1)?,
-            key_name: r.try_get(2)?,
-            model: r.try_get(3)?,
-            endpoint: r.try_get(4)?,
-            prompt_tokens: r.try_get(5)?,
-            completion_tokens: r.try_get(6)?,
-            cost: r.try_get(7)?,
-            status_code: r.try_get(8)?,
-            error_class: r.try_get(9)?,
-            latency_ms: r.try_get(10)?,
-            is_stream: r.try_get::<i64, _>(11)? != 0,
-            key_id: r.try_get(12)?,
+            id: r.try_get("id")?,
+            created_at: r.try_get("created_at")?,
+            key_name: r.try_get("key_name")?,
+            model: r.try_get("requested_model")?,
+            endpoint: r.try_get("endpoint")?,
+            prompt_tokens: r.try_get("prompt_tokens")?,
+            completion_tokens: r.try_get("completion_tokens")?,
+            cost: r.try_get("cost")?,
+            status_code: r.try_get("status_code")?,
+            error_class: r.try_get("error_class")?,
+            latency_ms: r.try_get("latency_ms")?,
+            is_stream: r.try_get::<i64, _>("is_stream")? != 0,
+            key_id: r.try_get("api_key_id")?,
         })
     }
 }
@@ -171,15 +171,13 @@ pub async fn list_for_user<'e>(
     filter: &LogFilter,
     limit: i64,
 ) -> Result<Vec<LogRow>, sqlx::Error> {
-    let mut sql = format!(
-        "SELECT {LOG_ROW_COLUMNS} FROM request_logs l LEFT JOIN api_keys k ON k.id = l.api_key_id WHERE l.user_id = $1"
-    );
-    let mut n = 1;
-    push_filter(&mut sql, &mut n, filter);
-    n += 1;
-    sql.push_str(&format!(" ORDER BY l.id DESC LIMIT ${n}"));
-    let query = bind_filter(sqlx::query(&sql).bind(user_id), filter);
-    let rows = query.bind(limit).fetch_all(db).await?;
+    let mut b = SqlBuilder::new(format!(
+        "SELECT {LOG_ROW_COLUMNS} FROM request_logs l LEFT JOIN api_keys k ON k.id = l.api_key_id WHERE l.user_id = "
+    ));
+    b.push_bind(user_id);
+    push_filter(&mut b, filter);
+    b.push(" ORDER BY l.id DESC LIMIT ").push_bind(limit);
+    let rows = b.build().fetch_all(db).await?;
     rows.iter().map(LogRow::decode).collect()
 }
 
@@ -192,14 +190,14 @@ pub async fn daily_totals<'e>(
 ) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
     use sqlx::Row;
     let rows = sqlx::query(
-        "SELECT created_at / 86400000 AS day, CAST(SUM(cost) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+        "SELECT created_at / 86400000 AS day, CAST(SUM(cost) AS BIGINT) AS cost_sum, CAST(COUNT(*) AS BIGINT) AS requests \
          FROM request_logs WHERE user_id = $1 AND created_at >= $2 GROUP BY created_at / 86400000 ORDER BY day",
     )
     .bind(user_id)
     .bind(since_ms)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("day")?, r.try_get("cost_sum")?, r.try_get("requests")?))).collect()
 }
 
 /// The user's requests per minute since `since_ms`: `(minute number since the epoch, requests)`,
@@ -211,14 +209,14 @@ pub async fn requests_per_minute<'e>(
 ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
     use sqlx::Row;
     let rows = sqlx::query(
-        "SELECT created_at / 60000 AS minute, CAST(COUNT(*) AS BIGINT) \
+        "SELECT created_at / 60000 AS minute, CAST(COUNT(*) AS BIGINT) AS requests \
          FROM request_logs WHERE user_id = $1 AND created_at >= $2 GROUP BY created_at / 60000 ORDER BY minute",
     )
     .bind(user_id)
     .bind(since_ms)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter().map(|r| Ok((r.try_get("minute")?, r.try_get("requests")?))).collect()
 }
 
 /// The user's input and output tokens per requested model since `since_ms`, the `limit` models
@@ -231,7 +229,7 @@ pub async fn tokens_by_model<'e>(
 ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     use sqlx::Row;
     let rows = sqlx::query(
-        "SELECT requested_model, CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT) \
+        "SELECT requested_model, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_sum, CAST(SUM(completion_tokens) AS BIGINT) AS completion_sum \
          FROM request_logs WHERE user_id = $1 AND created_at >= $2 GROUP BY requested_model \
          ORDER BY SUM(prompt_tokens) + SUM(completion_tokens) DESC, requested_model LIMIT $3",
     )
@@ -240,51 +238,36 @@ pub async fn tokens_by_model<'e>(
     .bind(limit)
     .fetch_all(db)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get("requested_model")?, r.try_get("prompt_sum")?, r.try_get("completion_sum")?)))
+        .collect()
 }
 
-/// Appends `filter`'s conditions on `request_logs l` to `sql`, numbering placeholders after `n`
-/// (the user's and the site-wide log share it; [`bind_filter`] binds in the same order).
-pub(crate) fn push_filter(sql: &mut String, n: &mut usize, filter: &LogFilter) {
-    let mut next = |clause: &str| {
-        *n += 1;
-        format!(" AND {}", clause.replace('?', &format!("${n}")))
-    };
-    if filter.model.is_some() {
-        sql.push_str(&next("l.requested_model = ?"));
-    }
-    if filter.key_id.is_some() {
-        sql.push_str(&next("l.api_key_id = ?"));
-    }
-    match filter.failed {
-        Some(true) => sql.push_str(" AND l.status_code >= 400"),
-        Some(false) => sql.push_str(" AND l.status_code < 400"),
-        None => {}
-    }
-    if filter.from.is_some() {
-        sql.push_str(&next("l.created_at >= ?"));
-    }
-    if filter.until.is_some() {
-        sql.push_str(&next("l.created_at < ?"));
-    }
-    if filter.before_id.is_some() {
-        sql.push_str(&next("l.id < ?"));
-    }
-}
-
-/// Binds `filter`'s values for the conditions [`push_filter`] wrote.
-pub(crate) fn bind_filter<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    filter: &LogFilter,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+/// Appends `filter`'s conditions on `request_logs l`, each value bound to its own placeholder
+/// (the user's and the site-wide log share it).
+pub(crate) fn push_filter(b: &mut SqlBuilder, filter: &LogFilter) {
     if let Some(model) = &filter.model {
-        query = query.bind(model.clone());
+        b.push(" AND l.requested_model = ").push_bind(model.as_str());
     }
     if let Some(key) = filter.key_id {
-        query = query.bind(key);
+        b.push(" AND l.api_key_id = ").push_bind(key);
     }
-    for value in [filter.from, filter.until, filter.before_id].into_iter().flatten() {
-        query = query.bind(value);
+    match filter.failed {
+        Some(true) => {
+            b.push(" AND l.status_code >= 400");
+        }
+        Some(false) => {
+            b.push(" AND l.status_code < 400");
+        }
+        None => {}
     }
-    query
+    if let Some(from) = filter.from {
+        b.push(" AND l.created_at >= ").push_bind(from);
+    }
+    if let Some(until) = filter.until {
+        b.push(" AND l.created_at < ").push_bind(until);
+    }
+    if let Some(before) = filter.before_id {
+        b.push(" AND l.id < ").push_bind(before);
+    }
 }

@@ -28,10 +28,10 @@ pub async fn with_prefix<'e>(
         .await?;
     let mut found = Vec::new();
     for row in rows {
-        let key: String = row.try_get(0)?;
+        let key: String = row.try_get("key")?;
         // LIKE treats `_` and `%` in the prefix as wildcards: keep exact matches only.
         if key.starts_with(prefix) {
-            found.push((key, row.try_get(1)?));
+            found.push((key, row.try_get("value")?));
         }
     }
     Ok(found)

@@ -3,6 +3,7 @@
 
 use sqlx::{Any, Executor, Row};
 
+use super::sql_builder::SqlBuilder;
 use crate::domain::time::now_ms;
 
 /// What a search matches: free text on email and display name, and exact role, group, status.
@@ -30,24 +31,26 @@ pub struct UserListRow {
     pub flag: Option<String>,
 }
 
-/// The WHERE clause and its values, `$1…$n` in order.
-fn conditions(search: &UserSearch) -> (String, Vec<String>) {
-    let mut clauses = Vec::new();
-    let mut values = Vec::new();
+/// Appends the WHERE clause of `search` (nothing when it matches everyone).
+fn push_conditions(b: &mut SqlBuilder, search: &UserSearch) {
+    let mut first = true;
+    let mut and = |b: &mut SqlBuilder| {
+        b.push(if first { " WHERE " } else { " AND " });
+        first = false;
+    };
     if let Some(text) = &search.text {
-        values.push(format!("%{}%", text.to_lowercase()));
-        let n = values.len();
+        let pattern = format!("%{}%", text.to_lowercase());
+        and(b);
         // LOWER(..) LIKE works the same on both engines (ILIKE is Postgres only).
-        clauses.push(format!("(LOWER(email) LIKE ${n} OR LOWER(display_name) LIKE ${n})"));
+        b.push("(LOWER(email) LIKE ").push_bind(pattern.as_str());
+        b.push(" OR LOWER(display_name) LIKE ").push_bind(pattern).push(")");
     }
     for (column, value) in [("role", &search.role), ("group_name", &search.group), ("status", &search.status)] {
         if let Some(value) = value {
-            values.push(value.clone());
-            clauses.push(format!("{column} = ${}", values.len()));
+            and(b);
+            b.push(column).push(" = ").push_bind(value.as_str());
         }
     }
-    let sql = if clauses.is_empty() { String::new() } else { format!(" WHERE {}", clauses.join(" AND ")) };
-    (sql, values)
 }
 
 /// One page of matching users (newest first) and how many match in all.
@@ -60,39 +63,29 @@ pub async fn search<'e, E>(
 where
     E: Executor<'e, Database = Any> + Copy,
 {
-    let (filter, values) = conditions(search);
-    let count_sql = format!("SELECT COUNT(*) FROM users{filter}");
-    let mut count = sqlx::query(&count_sql);
-    for v in &values {
-        count = count.bind(v.clone());
-    }
-    let total: i64 = count.fetch_one(db).await?.try_get(0)?;
-    let n = values.len();
-    let sql = format!(
-        "SELECT id, email, display_name, role, status, group_name, balance, created_at, last_login_at, flag FROM users{filter} \
-         ORDER BY id DESC LIMIT ${} OFFSET ${}",
-        n + 1,
-        n + 2
+    let mut count = SqlBuilder::new("SELECT COUNT(*) AS n FROM users");
+    push_conditions(&mut count, search);
+    let total: i64 = count.build().fetch_one(db).await?.try_get("n")?;
+    let mut page = SqlBuilder::new(
+        "SELECT id, email, display_name, role, status, group_name, balance, created_at, last_login_at, flag FROM users",
     );
-    let mut query = sqlx::query(&sql);
-    for v in &values {
-        query = query.bind(v.clone());
-    }
-    let rows = query.bind(limit).bind(offset).fetch_all(db).await?;
+    push_conditions(&mut page, search);
+    page.push(" ORDER BY id DESC LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+    let rows = page.build().fetch_all(db).await?;
     let rows = rows
         .iter()
         .map(|r| {
             Ok(UserListRow {
-                id: r.try_get(0)?,
-                email: r.try_get(1)?,
-                display_name: r.try_get(2)?,
-                role: r.try_get(3)?,
-                status: r.try_get(4)?,
-                group: r.try_get(5)?,
-                balance: r.try_get(6)?,
-                created_at: r.try_get(7)?,
-                last_login_at: r.try_get(8)?,
-                flag: r.try_get(9)?,
+                id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                display_name: r.try_get("display_name")?,
+                role: r.try_get("role")?,
+                status: r.try_get("status")?,
+                group: r.try_get("group_name")?,
+                balance: r.try_get("balance")?,
+                created_at: r.try_get("created_at")?,
+                last_login_at: r.try_get("last_login_at")?,
+                flag: r.try_get("flag")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
@@ -121,7 +114,10 @@ pub async fn set_status<'e>(db: impl Executor<'e, Database = Any>, id: i64, stat
 
 /// How many active root accounts there are (the last one may not be demoted or disabled).
 pub async fn count_active_roots<'e>(db: impl Executor<'e, Database = Any>) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'root' AND status = 'active'").fetch_one(db).await?.try_get(0)
+    sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'root' AND status = 'active'")
+        .fetch_one(db)
+        .await?
+        .try_get("n")
 }
 
 /// `(requests, spend)` of the user since `since_ms`.
@@ -131,11 +127,11 @@ pub async fn usage_totals<'e>(
     since_ms: i64,
 ) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(cost), 0) AS BIGINT) FROM request_logs WHERE user_id = $1 AND created_at >= $2",
+        "SELECT COUNT(*) AS requests, CAST(COALESCE(SUM(cost), 0) AS BIGINT) AS cost_sum FROM request_logs WHERE user_id = $1 AND created_at >= $2",
     )
     .bind(user_id)
     .bind(since_ms)
     .fetch_one(db)
     .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    Ok((row.try_get("requests")?, row.try_get("cost_sum")?))
 }

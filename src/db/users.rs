@@ -62,7 +62,7 @@ pub async fn insert<'e>(db: impl Executor<'e, Database = Any>, user: &NewUser<'_
     .bind(now)
     .fetch_one(db)
     .await?
-    .try_get(0)
+    .try_get("id")
 }
 
 /// What logging in checks: `(id, password hash, status)` of the user with this email.
@@ -74,7 +74,7 @@ pub async fn credentials<'e>(
         .bind(email.as_str())
         .fetch_optional(db)
         .await?
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| Ok((r.try_get("id")?, r.try_get("password_hash")?, r.try_get("status")?)))
         .transpose()
 }
 
@@ -84,13 +84,13 @@ pub async fn id_by_email<'e>(db: impl Executor<'e, Database = Any>, email: &Emai
         .bind(email.as_str())
         .fetch_optional(db)
         .await?
-        .map(|row| row.try_get(0))
+        .map(|row| row.try_get("id"))
         .transpose()
 }
 
 /// How many root admins exist.
 pub async fn count_roots<'e>(db: impl Executor<'e, Database = Any>) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'root'").fetch_one(db).await?.try_get(0)
+    sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'root'").fetch_one(db).await?.try_get("n")
 }
 
 /// Makes an existing user an active, verified root admin with a new password.
@@ -139,17 +139,17 @@ pub async fn summary<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Resu
     .await?;
     row.map(|r| {
         Ok(UserSummary {
-            id: r.try_get(0)?,
-            email: r.try_get(1)?,
-            display_name: r.try_get(2)?,
-            role: r.try_get(3)?,
-            status: r.try_get(4)?,
-            group: r.try_get(5)?,
-            balance: r.try_get(6)?,
-            email_verified_at: r.try_get(7)?,
-            created_at: r.try_get(8)?,
-            flag: r.try_get(9)?,
-            debt: r.try_get(10)?,
+            id: r.try_get("id")?,
+            email: r.try_get("email")?,
+            display_name: r.try_get("display_name")?,
+            role: r.try_get("role")?,
+            status: r.try_get("status")?,
+            group: r.try_get("group_name")?,
+            balance: r.try_get("balance")?,
+            email_verified_at: r.try_get("email_verified_at")?,
+            created_at: r.try_get("created_at")?,
+            flag: r.try_get("flag")?,
+            debt: r.try_get("debt")?,
         })
     })
     .transpose()
@@ -193,7 +193,7 @@ pub async fn password_hash<'e>(db: impl Executor<'e, Database = Any>, id: i64) -
         .bind(id)
         .fetch_optional(db)
         .await?
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("password_hash"))
         .transpose()
 }
 
@@ -221,7 +221,7 @@ pub async fn id_by_invite_code<'e>(
         .bind(code)
         .fetch_optional(db)
         .await?
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("id"))
         .transpose()
 }
 
@@ -244,13 +244,17 @@ pub async fn invitations<'e, E>(db: E, id: i64) -> Result<(String, Vec<(String, 
 where
     E: Executor<'e, Database = Any> + Copy,
 {
-    let code: String =
-        sqlx::query("SELECT invite_code FROM users WHERE id = $1").bind(id).fetch_one(db).await?.try_get(0)?;
+    let code: String = sqlx::query("SELECT invite_code FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(db)
+        .await?
+        .try_get("invite_code")?;
     let rows = sqlx::query("SELECT email, created_at FROM users WHERE invited_by = $1 ORDER BY id DESC LIMIT 500")
         .bind(id)
         .fetch_all(db)
         .await?;
-    let invitees = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?;
+    let invitees =
+        rows.iter().map(|r| Ok((r.try_get("email")?, r.try_get("created_at")?))).collect::<Result<_, sqlx::Error>>()?;
     Ok((code, invitees))
 }
 
@@ -263,7 +267,7 @@ pub async fn verification<'e>(
         .bind(id)
         .fetch_optional(db)
         .await?
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| Ok((r.try_get("email")?, r.try_get("email_verified_at")?, r.try_get("status")?)))
         .transpose()
 }
 

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use crate::db;
+use crate::db::audit::NewAuditRow;
 use crate::db::users::Role;
 use crate::domain::time::now_ms;
 use crate::state::AppState;
@@ -106,20 +108,19 @@ pub async fn record(state: &AppState, actor: &Actor, action: &str, target: (&str
         Via::Token => "token",
         Via::System => "system",
     };
-    let result = sqlx::query(
-        "INSERT INTO audit_log (created_at, actor_user_id, actor_kind, action, target_type, target_id, details, ip) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(now_ms())
-    .bind(actor.user_id)
-    .bind(kind)
-    .bind(action)
-    .bind(target.0)
-    .bind(target.1)
-    .bind(details.to_string())
-    .bind(actor.ip.map(|ip| ip.to_string()))
-    .execute(state.db().writer())
-    .await;
+    let details = details.to_string();
+    let ip = actor.ip.map(|ip| ip.to_string());
+    let row = NewAuditRow {
+        created_at: now_ms(),
+        actor_user_id: actor.user_id,
+        actor_kind: kind,
+        action,
+        target_type: target.0,
+        target_id: target.1,
+        details: &details,
+        ip: ip.as_deref(),
+    };
+    let result = db::audit::insert(state.db().writer(), &row).await;
     if let Err(e) = result {
         tracing::error!(error = %e, action, "writing an audit row failed");
     }

@@ -71,6 +71,7 @@ mod console_profile;
 mod console_public;
 mod console_security;
 mod console_tokens;
+mod db_filters;
 mod embeddings;
 mod gateway;
 mod gateway_billing;
