@@ -15,7 +15,7 @@ use std::time::Duration;
 use url::Url;
 
 pub mod runtime;
-pub use runtime::{SignupMode, SmtpSecurity, Strategy};
+pub use runtime::{STRATEGY_SETTING_PREFIX, SignupMode, SmtpSecurity, Strategy};
 
 /// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]

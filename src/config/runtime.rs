@@ -29,6 +29,9 @@ pub enum SmtpSecurity {
     Tls,
 }
 
+/// The settings key prefix of per group × model strategies: `routing.strategy.<group>.<model>`.
+pub const STRATEGY_SETTING_PREFIX: &str = "routing.strategy.";
+
 /// How channels are picked inside one priority tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {

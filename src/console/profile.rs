@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::Layout;
 use super::auth::CurrentUser;
-use super::session_store::{count_user_sessions, end_user_sessions};
 use crate::console::error::ConsoleError;
+use crate::db::sessions::{count_user_sessions, end_user_sessions};
 use crate::db::users;
 use crate::domain::password;
 use crate::services::recovery::{self, EmailChange, EmailChangeError};

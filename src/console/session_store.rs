@@ -31,17 +31,6 @@ fn owner(record: &Record) -> Option<i64> {
     record.data.get("user_id").and_then(serde_json::Value::as_i64)
 }
 
-/// Ends the user's sessions, all or all but `keep` (a session id); how many.
-pub async fn end_user_sessions(db: &Db, user_id: i64, keep: Option<&str>) -> Result<u64, sqlx::Error> {
-    sessions::delete_for_user(db.writer(), user_id, keep.unwrap_or("")).await
-}
-
-/// How many live sessions the user has.
-pub async fn count_user_sessions(db: &Db, user_id: i64) -> Result<i64, sqlx::Error> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    sessions::count_live_for_user(db.pool(), user_id, now).await
-}
-
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }

@@ -98,3 +98,14 @@ pub async fn delete<'e>(db: impl Executor<'e, Database = Any>, id: &str) -> Resu
     sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(db).await?;
     Ok(())
 }
+
+/// Ends the user's sessions, all or all but `keep` (a session id); how many.
+pub async fn end_user_sessions(db: &super::Db, user_id: i64, keep: Option<&str>) -> Result<u64, sqlx::Error> {
+    delete_for_user(db.writer(), user_id, keep.unwrap_or("")).await
+}
+
+/// How many live sessions the user has.
+pub async fn count_user_sessions(db: &super::Db, user_id: i64) -> Result<i64, sqlx::Error> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    count_live_for_user(db.pool(), user_id, now).await
+}

@@ -173,8 +173,7 @@ pub struct RoutingTable {
     default_strategy: Option<Strategy>,
 }
 
-/// The settings key prefix of per group × model strategies: `routing.strategy.<group>.<model>`.
-pub const STRATEGY_SETTING_PREFIX: &str = "routing.strategy.";
+pub use crate::config::STRATEGY_SETTING_PREFIX;
 
 impl RoutingTable {
     pub fn route(&self, group: &str, model: &str) -> Option<&Route> {

@@ -125,7 +125,7 @@ pub async fn apply(state: &AppState, file: BootstrapFile) -> Result<(), (String,
         apply_user(state, u).await.map_err(|m| (entry, m))?;
     }
     for (key, value) in &file.settings {
-        if !key.starts_with(crate::gateway::routing::STRATEGY_SETTING_PREFIX) {
+        if !key.starts_with(crate::config::STRATEGY_SETTING_PREFIX) {
             (*state.site()).clone().apply(key, value).map_err(|m| (format!("settings.{key}"), m))?;
         }
         settings::set(state.db().writer(), key, value).await.map_err(|e| (format!("settings.{key}"), e.to_string()))?;

@@ -3,8 +3,8 @@
 //! password and ends every session of the account. An email change asks for the current
 //! password, then mails a link to the new address; the address changes only when it is used.
 
-use crate::console::session_store::end_user_sessions;
 use crate::db::email_tokens::{self, Purpose};
+use crate::db::sessions::end_user_sessions;
 use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::{password, token};

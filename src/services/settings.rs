@@ -5,9 +5,9 @@
 use serde::Serialize;
 use serde_json::json;
 
+use crate::config::STRATEGY_SETTING_PREFIX;
 use crate::config::{Strategy, runtime};
 use crate::db::settings;
-use crate::gateway::routing::STRATEGY_SETTING_PREFIX;
 use crate::mail::ActionMail;
 use crate::services::audit::{self, Actor};
 use crate::services::site;

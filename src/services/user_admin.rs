@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::billing::{self, BillingError};
-use crate::console::session_store;
 use crate::db::ledger::{self, Kind};
 use crate::db::prices;
 use crate::db::user_admin::{self, UserListRow, UserSearch};
@@ -300,7 +299,7 @@ pub async fn update(state: &AppState, actor: &Actor, id: i64, patch: &UserPatch)
     }
     tx.commit().await?;
     if status == Some("disabled") && before.status != "disabled" {
-        session_store::end_user_sessions(state.db(), id, None).await?;
+        crate::db::sessions::end_user_sessions(state.db(), id, None).await?;
     }
     // Group, role and status all live in the gateway's cached key grants: drop them now.
     state.gateway().keys.invalidate_user(id);

@@ -22,23 +22,10 @@ fn layer(module: &str) -> Option<u8> {
 }
 
 /// `(file, module it reaches up for)`: upward references still to be removed (issue 15).
-const KNOWN: &[(&str, &str)] = &[
-    ("mail.rs", "console"),
-    ("services/bootstrap.rs", "gateway"),
-    ("services/channels.rs", "gateway"),
-    ("services/low_balance.rs", "console"),
-    ("services/payments.rs", "console"),
-    ("services/recovery.rs", "console"),
-    ("services/settings.rs", "console"),
-    ("services/settings.rs", "gateway"),
-    ("services/signup.rs", "console"),
-    ("services/user_admin.rs", "console"),
-    ("state.rs", "console"),
-    ("state.rs", "gateway"),
-];
+const KNOWN: &[(&str, &str)] = &[("services/channels.rs", "gateway"), ("state.rs", "console"), ("state.rs", "gateway")];
 
-/// Files outside `src/db/` that still run SQL themselves (issue 15).
-const KNOWN_SQL: &[&str] = &["billing/mod.rs", "console/session_store.rs", "services/audit.rs"];
+/// Files outside `src/db/` that still run SQL themselves (issue 15: none left).
+const KNOWN_SQL: &[&str] = &[];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
