@@ -573,28 +573,10 @@ async fn a_client_that_stops_reading_is_cut_and_billed(backend: Backend) {
     let app = app_with_channel_and(backend, Provider::OpenAi, port, &[("BURNCLOUD_CLIENT_STALL_SECS", 1)]).await;
     let (user, key) = app.user_with_key("10.00").await;
 
-    // A client with a small receive buffer that sends its request and never reads.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(format!("127.0.0.1:{}", app.port).parse().unwrap()).await.unwrap();
-    let body = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }], "stream": true }).to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
-
+    let stream = stream_never_read(&app, &key, MODEL).await;
     let started = std::time::Instant::now();
-    app.wait_for_logs(1).await;
-    app.settled().await;
-    let row = sqlx::query("SELECT completion_tokens, cost, error_class FROM request_logs")
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(row.get::<String, _>(2), "client_stalled");
+    let (completion, cost) = stalled_charge(&app).await;
     assert!(started.elapsed() < Duration::from_secs(5), "cut after {:?}", started.elapsed());
-    let (completion, cost): (i64, i64) = (row.get(0), row.get(1));
     assert!(completion >= 10_000, "what the gateway took from the upstream is billed: {completion}");
     assert!(completion < 300 * 10_000, "the rest was never taken: {completion}");
     assert_eq!(app.balance(user).await, 10_000_000_000 - cost);
@@ -651,4 +633,33 @@ async fn clients_gone_during_the_hold_leave_no_open_transaction(backend: Backend
         .unwrap();
     assert_eq!(reserved, 0, "every lease this process took is known to it and was given back");
     app.assert_ledger_consistent().await;
+}
+
+/// A client with a small receive buffer that sends a streamed chat request for `model` and never
+/// reads; keep the socket open for as long as the client should look alive.
+pub async fn stream_never_read(app: &TestApp, key: &str, model: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(format!("127.0.0.1:{}", app.port).parse().unwrap()).await.unwrap();
+    let body = json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }], "stream": true }).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// The one request's `(completion_tokens, cost)` once settled, after checking it was cut as
+/// `client_stalled`.
+pub async fn stalled_charge(app: &TestApp) -> (i64, i64) {
+    app.wait_for_logs(1).await;
+    app.settled().await;
+    let row = sqlx::query("SELECT completion_tokens, cost, error_class FROM request_logs")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>(2), "client_stalled");
+    (row.get(0), row.get(1))
 }

@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use crate::console_auth::Browser;
 use crate::helpers::{Backend, TestApp, serve_locally, spawn_app};
+use crate::money_faults::{stalled_charge, stream_never_read};
 
 db_tests!(the_client_stall_setting_is_validated_and_shown, a_changed_client_stall_cuts_the_next_stream);
 
@@ -108,29 +109,11 @@ async fn a_changed_client_stall_cuts_the_next_stream(backend: Backend) {
     assert!(page.contains("Saved."), "{page}");
     assert_eq!(shown(&app).await["value"], "1");
 
-    // A client with a small receive buffer that sends its request and never reads.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(format!("127.0.0.1:{}", app.port).parse().unwrap()).await.unwrap();
-    let body = json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }], "stream": true }).to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
-
+    let stream = stream_never_read(&app, &key, MODEL).await;
     let started = std::time::Instant::now();
-    // Waits at most 5 s: with the start-up 60 s still in force, no log row would be written yet.
-    app.wait_for_logs(1).await;
-    app.settled().await;
-    let row = sqlx::query("SELECT completion_tokens, cost, error_class FROM request_logs")
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(row.get::<String, _>(2), "client_stalled");
+    // Waits at most 5 s for the log row: with the start-up 60 s still in force, there would be none.
+    let (completion, cost) = stalled_charge(&app).await;
     assert!(started.elapsed() < Duration::from_secs(10), "cut after {:?}", started.elapsed());
-    let (completion, cost): (i64, i64) = (row.get(0), row.get(1));
     assert!(completion > 0 && cost > 0, "what the gateway took is billed: {completion} tokens, {cost}");
     assert_eq!(app.balance(user).await, 10_000_000_000 - cost);
     app.assert_ledger_consistent().await;
