@@ -147,6 +147,7 @@ impl Application {
             billing,
             site,
             mailer,
+            channel_probe: crate::gateway::probe::probe_row,
         });
         let sessions = crate::console::session_layer(state.db().clone(), state.public_url().scheme() == "https");
         let csp = crate::console::content_security_policy(&state.config().stripe.api_base);

@@ -34,6 +34,7 @@ struct Inner {
     mailer: std::sync::RwLock<(crate::services::site::SmtpSettings, Arc<crate::mail::Mailer>)>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    channel_probe: crate::services::channels::ChannelProbe,
 }
 
 /// Everything the state is built from (start-up assembles it).
@@ -46,11 +47,13 @@ pub struct StateParts {
     pub billing: Batcher,
     pub site: SiteSettings,
     pub mailer: crate::mail::Mailer,
+    /// How an operator's channel test reaches the upstream (the gateway's request path).
+    pub channel_probe: crate::services::channels::ChannelProbe,
 }
 
 impl AppState {
     pub fn new(parts: StateParts) -> Self {
-        let StateParts { config, db, public_url, secret_key, gateway, billing, site, mailer } = parts;
+        let StateParts { config, db, public_url, secret_key, gateway, billing, site, mailer, channel_probe } = parts;
         let smtp = site.smtp.clone();
         Self {
             inner: Arc::new(Inner {
@@ -66,6 +69,7 @@ impl AppState {
                 mailer: std::sync::RwLock::new((smtp, Arc::new(mailer))),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                channel_probe,
             }),
         }
     }
@@ -82,6 +86,11 @@ impl AppState {
     /// else the configured one (or derived from the bound address).
     pub fn public_url(&self) -> Url {
         self.site().public_url.clone().unwrap_or_else(|| self.inner.public_url.clone())
+    }
+
+    /// The prober an operator's channel test uses.
+    pub fn channel_probe(&self) -> crate::services::channels::ChannelProbe {
+        self.inner.channel_probe
     }
 
     pub fn secret_key(&self) -> &SecretKey {

@@ -1,5 +1,5 @@
 //! Queries on `redemption_codes`: insert a batch, list with filters, void. Money moves in
-//! `crate::billing::codes`, which runs these inside its transactions; nothing here touches a
+//! `billing::codes`, which runs these inside its transactions; nothing here touches a
 //! balance.
 
 use sqlx::{Any, AnyConnection, Executor, Row};

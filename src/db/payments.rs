@@ -1,6 +1,6 @@
 //! Queries on `payments` and `webhook_events`. The state changes are conditional single-statement
 //! UPDATEs (`… WHERE status = 'pending'`), so of any number of concurrent deliveries exactly one
-//! moves a payment; `crate::services::payments` runs them inside the transaction that moves the
+//! moves a payment; `services::payments` runs them inside the transaction that moves the
 //! balance. Nothing here touches a balance.
 
 use sqlx::any::AnyRow;

@@ -1,6 +1,8 @@
 //! A channel probe: one tiny chat completion sent the way requests go (the channel's protocol
 //! conversion included), for the operator's "test" button.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
@@ -9,10 +11,12 @@ use bytes::Bytes;
 use super::endpoints::Endpoint;
 use super::error::GatewayError;
 use super::relay::attempt_on;
-use super::routing::Channel;
+use super::routing::{Channel, channel_from_row};
 use super::upstream::{Answer, Attempt, InlineImages, Request};
+use crate::db::channels::ChannelRow;
 use crate::domain::tokenizer::TokenRule;
 use crate::providers::openai::RequestPeek;
+use crate::services::channels::ProbeOutcome;
 use crate::state::AppState;
 
 /// Sends one tiny chat completion for `model` through the channel, the way requests go (its
@@ -44,6 +48,23 @@ pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Resu
         Attempt::Answered(Answer::Stream { .. }) => Ok(String::new()),
         Attempt::Retry(e) | Attempt::Fail(e) | Attempt::Disable { error: e, .. } => Err(probe_failure(&e)),
     }
+}
+
+/// The app's [`ChannelProbe`](crate::services::channels::ChannelProbe): a stored channel made
+/// usable (keys decrypted) and probed.
+pub fn probe_row<'a>(
+    state: &'a AppState,
+    row: &'a ChannelRow,
+    model: &'a str,
+) -> Pin<Box<dyn Future<Output = ProbeOutcome> + Send + 'a>> {
+    Box::pin(async move {
+        let channel = match channel_from_row(row, state.secret_key()) {
+            Ok(channel) => Arc::new(channel),
+            Err(why) => return ProbeOutcome::Unusable(why),
+        };
+        let result = probe(state, channel.clone(), model).await;
+        ProbeOutcome::Done { keys: channel.keys.clone(), result }
+    })
 }
 
 /// The start of a probe's reply (the assistant's text when the body is a chat completion), for

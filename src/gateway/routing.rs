@@ -33,15 +33,7 @@ pub struct Channel {
     pub config: ChannelConfig,
 }
 
-/// The provider-specific part of a channel's `config` object.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct ChannelConfig {
-    /// Azure OpenAI: the `api-version` query parameter.
-    pub api_version: Option<String>,
-    /// AWS Bedrock: the region (endpoint and signature).
-    pub region: Option<String>,
-}
+pub use crate::providers::wire::ChannelConfig;
 
 impl Channel {
     /// One of the channel's keys (several rotate at random).

@@ -51,6 +51,16 @@ pub struct ChatAdapter {
     pub to_chat: fn(&[u8], model: &str, created: i64) -> ChatAnswer,
 }
 
+/// The provider-specific part of a channel's `config` object.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ChannelConfig {
+    /// Azure OpenAI: the `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// AWS Bedrock: the region (endpoint and signature).
+    pub region: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use reqwest::header::HeaderMap;

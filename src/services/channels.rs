@@ -3,6 +3,8 @@
 //! the database and never leave this module in clear except toward the upstream itself.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -216,7 +218,7 @@ fn validate(input: ChannelInput, existing: Option<(&ChannelRow, Vec<String>)>) -
     if !config.is_object() {
         return Err(invalid("config: must be a JSON object"));
     }
-    if let Err(e) = serde_json::from_value::<crate::gateway::routing::ChannelConfig>(config.clone()) {
+    if let Err(e) = serde_json::from_value::<crate::providers::wire::ChannelConfig>(config.clone()) {
         return Err(invalid(format!("config: {e}")));
     }
     if bedrock {
@@ -383,6 +385,21 @@ pub async fn reload_routing(state: &AppState) {
     state.gateway().routing.reload_retrying(state.db(), state.secret_key(), strategy).await;
 }
 
+/// Sends one probe through a stored channel the way requests go. The gateway owns the request
+/// path, so the app installs its prober in the state (`StateParts::channel_probe`) and this layer
+/// does not depend on the gateway.
+pub type ChannelProbe =
+    for<'a> fn(&'a AppState, &'a ChannelRow, &'a str) -> Pin<Box<dyn Future<Output = ProbeOutcome> + Send + 'a>>;
+
+/// What a probe found.
+pub enum ProbeOutcome {
+    /// The row cannot become a channel (its keys do not decrypt, its type is unknown).
+    Unusable(String),
+    /// The probe ran: the start of the reply or what went wrong, and the channel's keys (which
+    /// an upstream may quote back).
+    Done { keys: Vec<String>, result: Result<String, String> },
+}
+
 /// The outcome of a channel probe.
 #[derive(Debug, Serialize)]
 pub struct TestResult {
@@ -397,20 +414,18 @@ pub struct TestResult {
 /// automatically disabled channel re-enables it.
 pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError> {
     let row = db_channels::get(state.db().pool(), id).await?.ok_or(ChannelError::NotFound)?;
-    let channel = crate::gateway::routing::channel_from_row(&row, state.secret_key()).map_err(invalid)?;
     let models: Vec<String> = serde_json::from_str(&row.models).unwrap_or_default();
     let model = models.first().cloned().unwrap_or_default();
-    let keys = channel.keys.clone();
     let started = Instant::now();
     let timeout = state.site().gateway.first_byte_timeout.min(Duration::from_secs(30));
-    let probe = crate::gateway::probe::probe(state, std::sync::Arc::new(channel), &model);
+    let probe = (state.channel_probe())(state, &row, &model);
     let (sample, error) = match tokio::time::timeout(timeout, probe).await {
-        Ok(Ok(sample)) => (Some(sample), None),
-        Ok(Err(e)) => (None, Some(e)),
+        Ok(ProbeOutcome::Unusable(why)) => return Err(invalid(why)),
+        // An upstream may quote the key it refused: never pass it on.
+        Ok(ProbeOutcome::Done { keys, result: Ok(sample) }) => (Some(redact(&sample, &keys)), None),
+        Ok(ProbeOutcome::Done { keys, result: Err(e) }) => (None, Some(redact(&e, &keys))),
         Err(_) => (None, Some("the upstream did not answer in time".to_string())),
     };
-    // An upstream may quote the key it refused: never pass it on.
-    let (sample, error) = (sample.map(|s| redact(&s, &keys)), error.map(|e| redact(&e, &keys)));
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     if error.is_none() {
         db_channels::record_test(state.db().writer(), id, latency_ms).await?;
