@@ -14,15 +14,21 @@ if [ -z "${BURNCLOUD_TEST_DATABASE_URL:-}" ]; then
   start_throwaway_postgres
   trap stop_throwaway_postgres EXIT
 fi
-# The official SDKs the suite drives (tests/sdk/requirements.txt), in a venv kept between runs.
+# A venv at $1 with the pinned packages of requirements file $2, kept between runs and rebuilt
+# only when the pins change.
+prepare_venv() {
+  local venv="$1" requirements="$2"
+  if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+    echo "preparing the venv $venv ($requirements)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/requirements.txt"
+  fi
+}
+# The official SDKs the suite drives (tests/sdk/requirements.txt).
 SDK_VENV="${BURNCLOUD_SDK_VENV:-$HOME/.cache/burncloud-sdk-venv}"
-if ! cmp -s tests/sdk/requirements.txt "$SDK_VENV/requirements.txt" 2>/dev/null; then
-  echo "preparing the SDK venv in $SDK_VENV"
-  rm -rf "$SDK_VENV"
-  python3 -m venv "$SDK_VENV"
-  "$SDK_VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
-  cp tests/sdk/requirements.txt "$SDK_VENV/requirements.txt"
-fi
+prepare_venv "$SDK_VENV" tests/sdk/requirements.txt
 export BURNCLOUD_SDK_PYTHON="$SDK_VENV/bin/python"
 
 # The real clients the client suite drives (tests/api/clients.rs): Claude Code and Codex CLI from
@@ -42,13 +48,7 @@ if ! cmp -s tests/clients/package-lock.json "$CLIENTS_DIR/npm/installed-lock.jso
     echo "warning: npm is not installed: the Claude Code and Codex tests will fail (apt-get install nodejs npm)"
   fi
 fi
-if ! cmp -s tests/clients/requirements.txt "$CLIENTS_DIR/venv/requirements.txt" 2>/dev/null; then
-  echo "preparing the clients venv in $CLIENTS_DIR/venv"
-  rm -rf "$CLIENTS_DIR/venv"
-  python3 -m venv "$CLIENTS_DIR/venv"
-  "$CLIENTS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
-  cp tests/clients/requirements.txt "$CLIENTS_DIR/venv/requirements.txt"
-fi
+prepare_venv "$CLIENTS_DIR/venv" tests/clients/requirements.txt
 export BURNCLOUD_CLAUDE="$CLIENTS_DIR/npm/node_modules/.bin/claude"
 export BURNCLOUD_CODEX="$CLIENTS_DIR/npm/node_modules/.bin/codex"
 export BURNCLOUD_CLIENTS_PYTHON="$CLIENTS_DIR/venv/bin/python"
