@@ -24,13 +24,15 @@ use crate::billing::batch::Batcher;
 use crate::billing::lease::{self, Leases};
 use crate::config::Config;
 use crate::db::{self, Db};
-use crate::gateway::GatewayState;
-use crate::gateway::routing::{Routing, RoutingTable};
+use crate::gateway::{Gateway, GatewayState};
+use crate::routes::{Route, Routes};
 use crate::secret_key::{self, Source};
 use crate::services::accounts::{self, RootAdmin};
+use crate::services::keys::cache::KeyCache;
+use crate::services::routing::{Routing, RoutingTable};
 use crate::services::{bootstrap, channels};
 use crate::state::AppState;
-use crate::{routes, telemetry};
+use crate::{api, console, gateway, ops, telemetry};
 
 /// Why the app could not start. Each message names the setting to fix.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    gateway: Gateway,
     port: u16,
     billing_stop: CancellationToken,
     billing_task: tokio::task::JoinHandle<()>,
@@ -119,7 +122,7 @@ impl Application {
         let site = crate::services::site::load(&db, &config, &secret_key).await.map_err(StartupError::Settings)?;
         let routing =
             RoutingTable::load(&db, &secret_key, site.gateway.strategy).await.map_err(StartupError::Routing)?;
-        let gateway = GatewayState::new(&config.gateway, Routing::new(routing)).map_err(StartupError::HttpClient)?;
+        let gateway_parts = std::sync::Arc::new(GatewayState::new(&site.gateway).map_err(StartupError::HttpClient)?);
         let billing_stop = CancellationToken::new();
         // Leases this holder left behind (a crash, or a stop that could not give them back) end
         // now; other holders' expired ones too.
@@ -138,20 +141,27 @@ impl Application {
                 "no SMTP server (BURNCLOUD_SMTP_HOST): new accounts are not email-verified and passwords cannot be reset by email"
             );
         }
+        let key_cache_entries = config.gateway.key_cache_entries;
         let state = AppState::new(crate::state::StateParts {
             config,
             db,
             public_url,
             secret_key,
-            gateway,
             billing,
+            keys: KeyCache::new(site.gateway.cache_ttl, key_cache_entries),
+            routing: Routing::new(routing),
             site,
             mailer,
-            channel_probe: crate::gateway::probe::probe_row,
+            upstream: std::sync::Arc::new(crate::gateway::probe::Upstreams(gateway_parts.clone())),
+            settings_listeners: vec![{
+                let parts = gateway_parts.clone();
+                Box::new(move |site| parts.apply(&site.gateway))
+            }],
         });
+        let gateway = Gateway::new(state.clone(), gateway_parts);
         let sessions = crate::console::session_layer(state.db().clone(), state.public_url().scheme() == "https");
         let csp = crate::console::content_security_policy(&state.config().stripe.api_base);
-        let router = routes::all().into_router(|pages| {
+        let router = all_routes(gateway.clone()).into_router(|pages| {
             pages
                 .layer(axum::middleware::from_fn(crate::console::error::friendly))
                 .layer(axum::middleware::from_fn_with_state(state.clone(), crate::console::csrf::protect))
@@ -164,6 +174,7 @@ impl Application {
             router: with_http_layers(router, trusted, state.config().body_read_timeout),
             listener,
             state,
+            gateway,
             port: local.port(),
             billing_stop,
             billing_task,
@@ -177,6 +188,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The gateway's handle (the shared state plus its own parts).
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
     /// Cancelling this token starts a graceful shutdown, as SIGTERM would.
@@ -233,7 +249,7 @@ impl Application {
         }
         // Streams still open are cut now and settled for what they delivered; their
         // settlements join the background tasks drained below, before the billing writer stops.
-        state.gateway().cut_streams.cancel();
+        self.gateway.gateway().cut_streams.cancel();
         state.tasks().close();
         if tokio::time::timeout_at(deadline.max(Instant::now() + Duration::from_secs(2)), state.tasks().wait())
             .await
@@ -352,6 +368,29 @@ async fn accept_error(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// The routes every layer serves, composed: the gateway's with their own state.
+fn all_routes(gateway: Gateway) -> Routes {
+    shared_routes().merge(gateway::routes().with_state(gateway))
+}
+
+/// Every route the application serves (the route-coverage check compares it with what the suite
+/// called).
+pub fn route_table() -> Vec<Route> {
+    let mut table = shared_routes().table().to_vec();
+    table.extend_from_slice(gateway::routes().table());
+    table
+}
+
+/// The routes served with the shared state: operations, the console and the management API.
+fn shared_routes() -> Routes {
+    let routes = Routes::new()
+        .get("/healthz", ops::healthz)
+        .get("/readyz", ops::readyz)
+        .get("/metrics", crate::metrics::metrics)
+        .get("/static/{file}", console::assets::serve);
+    console::routes(api::routes(routes))
+}
+
 /// Periodic background work, stopped by shutdown: checkpoint SQLite's write-ahead log, refresh the
 /// routing snapshot (changes made by other replicas) and re-test automatically disabled channels.
 fn spawn_maintenance(state: &AppState) {
@@ -384,7 +423,7 @@ fn spawn_maintenance(state: &AppState) {
     every(config.cache_ttl, |s| {
         Box::pin(async move {
             channels::reload_routing(&s).await;
-            crate::services::site::reload(&s).await;
+            crate::services::settings::reload(&s).await;
         })
     });
     every(config.lease_renew, |s| {

@@ -58,14 +58,7 @@ impl TrustedProxies {
     }
 }
 
-/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, from dual-stack sockets) as plain IPv4, so
-/// allowlists, throttles and logs see one form.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
+pub use crate::domain::ip_allowlist::canonical;
 
 /// The forwarded-for list, leftmost (the original client, as claimed) first; `None` for an entry
 /// that is not an address (`unknown`, an obfuscated identifier, garbage). `X-Forwarded-For` wins

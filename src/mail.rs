@@ -104,13 +104,3 @@ impl Mailer {
         transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
-
-/// Sends in the background (tracked, so shutdown waits for it); failures are logged.
-pub fn send_later(state: &crate::state::AppState, to: String, mail: ActionMail) {
-    let mailer = state.mailer().clone();
-    state.tasks().spawn(async move {
-        if let Err(e) = mailer.send(&to, &mail).await {
-            tracing::warn!(error = %e, subject = mail.subject, "sending mail failed");
-        }
-    });
-}

@@ -7,7 +7,6 @@ use axum::handler::Handler;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use crate::state::AppState;
-use crate::{api, console, gateway, ops};
 
 /// One served route, e.g. `GET /healthz`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,54 +15,62 @@ pub struct Route {
     pub path: &'static str,
 }
 
-/// A router under construction plus the list of what it serves.
-pub struct Routes {
-    router: Router<AppState>,
+/// A router under construction plus the list of what it serves. `S` is its handlers' state: the
+/// shared [`AppState`], or a layer's own (the gateway's) until [`with_state`](Self::with_state)
+/// fixes it.
+pub struct Routes<S = AppState> {
+    router: Router<S>,
     /// The console's pages, which get the session layer (kept off the gateway's hot path).
-    console: Router<AppState>,
+    console: Router<S>,
     table: Vec<Route>,
 }
 
-impl Routes {
-    fn new() -> Self {
+impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Routes<S> {
+    pub fn new() -> Self {
         Self { router: Router::new(), console: Router::new(), table: Vec::new() }
     }
 
-    fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<AppState>) -> Self {
+    fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<S>) -> Self {
         self.router = self.router.route(path, route);
         self.table.push(Route { method, path });
         self
     }
 
-    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+    pub fn get<H: Handler<T, S>, T: 'static>(self, path: &'static str, handler: H) -> Self {
         self.add("GET", path, get(handler))
     }
 
-    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+    pub fn post<H: Handler<T, S>, T: 'static>(self, path: &'static str, handler: H) -> Self {
         self.add("POST", path, post(handler))
     }
 
-    pub fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+    pub fn put<H: Handler<T, S>, T: 'static>(self, path: &'static str, handler: H) -> Self {
         self.add("PUT", path, put(handler))
     }
 
-    pub fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+    pub fn patch<H: Handler<T, S>, T: 'static>(self, path: &'static str, handler: H) -> Self {
         self.add("PATCH", path, patch(handler))
     }
 
-    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+    pub fn delete<H: Handler<T, S>, T: 'static>(self, path: &'static str, handler: H) -> Self {
         self.add("DELETE", path, delete(handler))
     }
 
     /// A console page (served with sessions).
-    pub fn page_get<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, handler: H) -> Self {
+    pub fn page_get<H: Handler<T, S>, T: 'static>(mut self, path: &'static str, handler: H) -> Self {
         self.console = self.console.route(path, get(handler));
         self.table.push(Route { method: "GET", path });
         self
     }
 
     /// A console form or htmx action (served with sessions).
-    pub fn page_post<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, handler: H) -> Self {
+    pub fn page_post<H: Handler<T, S>, T: 'static>(mut self, path: &'static str, handler: H) -> Self {
         self.console = self.console.route(path, post(handler));
         self.table.push(Route { method: "POST", path });
         self
@@ -74,18 +81,25 @@ impl Routes {
         &self.table
     }
 
+    /// These routes served with `state`: they no longer need one from the router they join.
+    pub fn with_state<S2>(self, state: S) -> Routes<S2> {
+        Routes {
+            router: self.router.with_state(state.clone()),
+            console: self.console.with_state(state),
+            table: self.table,
+        }
+    }
+
+    /// These routes and `other`'s.
+    pub fn merge(mut self, other: Routes<S>) -> Self {
+        self.router = self.router.merge(other.router);
+        self.console = self.console.merge(other.console);
+        self.table.extend(other.table);
+        self
+    }
+
     /// The router, with `console` wrapping the console's pages (the session layer).
-    pub fn into_router(self, console: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Router<AppState> {
+    pub fn into_router(self, console: impl FnOnce(Router<S>) -> Router<S>) -> Router<S> {
         self.router.merge(console(self.console))
     }
-}
-
-/// All routes of the application.
-pub fn all() -> Routes {
-    let routes = Routes::new()
-        .get("/healthz", ops::healthz)
-        .get("/readyz", ops::readyz)
-        .get("/metrics", crate::metrics::metrics)
-        .get("/static/{file}", console::assets::serve);
-    console::routes(api::routes(gateway::routes(routes)))
 }

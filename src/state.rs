@@ -1,4 +1,11 @@
-//! Shared application state: one `Arc` behind a cheap `Clone`, handed to handlers via `State`.
+//! The state every layer shares: configuration, the database, the billing writer, the caches
+//! of keys and channels, the site settings, the mailer and the background task tracker. One `Arc`
+//! behind a cheap `Clone`, handed to handlers via `State`.
+//!
+//! It sits with the services and imports nothing above them. What only the gateway needs (the
+//! upstream client, admission, rate limits) lives in `gateway::Gateway`; where a service must
+//! reach upward (an operator's channel test goes through the gateway's request path; a settings
+//! change rebuilds the gateway's client) the app installs a hook here when it composes the parts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,31 +17,70 @@ use url::Url;
 use crate::billing::batch::Batcher;
 use crate::config::Config;
 use crate::db::Db;
-use crate::gateway::GatewayState;
+use crate::db::channels::ChannelRow;
+use crate::mail::{ActionMail, Mailer};
 use crate::secret_key::SecretKey;
-use crate::services::site::SiteSettings;
+use crate::services::keys::cache::KeyCache;
+use crate::services::routing::Routing;
+use crate::services::site::{SiteSettings, SmtpSettings};
+use crate::services::throttle::LoginThrottle;
+
+/// What the services reach upstreams through. The gateway owns the request path and the upstream
+/// client, so the app installs it here (`StateParts::upstream`) and the services do not depend on
+/// the gateway.
+pub trait UpstreamAccess: Send + Sync {
+    /// Sends one probe through a stored channel the way requests go (an operator's channel test).
+    fn probe_channel<'a>(
+        &'a self,
+        state: &'a AppState,
+        row: &'a ChannelRow,
+        model: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, ProbeOutcome>;
+
+    /// The gateway's upstream client (no redirects followed, the gateway's connect timeout).
+    fn client(&self) -> reqwest::Client;
+}
+
+/// What a channel probe found.
+pub enum ProbeOutcome {
+    /// The row cannot become a channel (its keys do not decrypt, its type is unknown).
+    Unusable(String),
+    /// The probe ran: the start of the reply or what went wrong, and the channel's keys (which
+    /// an upstream may quote back).
+    Done { keys: Vec<String>, result: Result<String, String> },
+}
+
+/// Told of every settings change after it is in force (the gateway rebuilds its client).
+pub type SettingsListener = Box<dyn Fn(&SiteSettings) + Send + Sync>;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     config: Config,
     db: Db,
     public_url: Url,
     secret_key: SecretKey,
-    gateway: GatewayState,
     billing: Batcher,
+    keys: KeyCache,
+    routing: Routing,
     pending_settlements: AtomicUsize,
-    login_throttle: crate::console::throttle::LoginThrottle,
+    login_throttle: LoginThrottle,
     site: std::sync::RwLock<Arc<SiteSettings>>,
     /// The mailer and the SMTP settings it was built from (rebuilt when they change).
-    mailer: std::sync::RwLock<(crate::services::site::SmtpSettings, Arc<crate::mail::Mailer>)>,
+    mailer: std::sync::RwLock<(SmtpSettings, Arc<Mailer>)>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    channel_probe: crate::services::channels::ChannelProbe,
+    upstream: Arc<dyn UpstreamAccess>,
+    settings_listeners: Vec<SettingsListener>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("public_url", &self.public_url.as_str()).finish_non_exhaustive()
+    }
 }
 
 /// Everything the state is built from (start-up assembles it).
@@ -43,17 +89,31 @@ pub struct StateParts {
     pub db: Db,
     pub public_url: Url,
     pub secret_key: SecretKey,
-    pub gateway: GatewayState,
     pub billing: Batcher,
+    pub keys: KeyCache,
+    pub routing: Routing,
     pub site: SiteSettings,
-    pub mailer: crate::mail::Mailer,
-    /// How an operator's channel test reaches the upstream (the gateway's request path).
-    pub channel_probe: crate::services::channels::ChannelProbe,
+    pub mailer: Mailer,
+    /// How the services reach upstreams (the gateway's request path and client).
+    pub upstream: Arc<dyn UpstreamAccess>,
+    pub settings_listeners: Vec<SettingsListener>,
 }
 
 impl AppState {
     pub fn new(parts: StateParts) -> Self {
-        let StateParts { config, db, public_url, secret_key, gateway, billing, site, mailer, channel_probe } = parts;
+        let StateParts {
+            config,
+            db,
+            public_url,
+            secret_key,
+            billing,
+            keys,
+            routing,
+            site,
+            mailer,
+            upstream,
+            settings_listeners,
+        } = parts;
         let smtp = site.smtp.clone();
         Self {
             inner: Arc::new(Inner {
@@ -61,15 +121,17 @@ impl AppState {
                 db,
                 public_url,
                 secret_key,
-                gateway,
                 billing,
+                keys,
+                routing,
                 pending_settlements: AtomicUsize::new(0),
                 login_throttle: Default::default(),
                 site: std::sync::RwLock::new(Arc::new(site)),
                 mailer: std::sync::RwLock::new((smtp, Arc::new(mailer))),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
-                channel_probe,
+                upstream,
+                settings_listeners,
             }),
         }
     }
@@ -88,18 +150,23 @@ impl AppState {
         self.site().public_url.clone().unwrap_or_else(|| self.inner.public_url.clone())
     }
 
-    /// The prober an operator's channel test uses.
-    pub fn channel_probe(&self) -> crate::services::channels::ChannelProbe {
-        self.inner.channel_probe
+    /// The gateway's request path and client, for the services that reach upstreams.
+    pub fn upstream(&self) -> &dyn UpstreamAccess {
+        self.inner.upstream.as_ref()
     }
 
     pub fn secret_key(&self) -> &SecretKey {
         &self.inner.secret_key
     }
 
-    /// The gateway's HTTP client, caches and routing snapshot.
-    pub fn gateway(&self) -> &GatewayState {
-        &self.inner.gateway
+    /// The cache of API keys the gateway authenticates with.
+    pub fn keys(&self) -> &KeyCache {
+        &self.inner.keys
+    }
+
+    /// The routing snapshot: channels, tiers and prices as last loaded.
+    pub fn routing(&self) -> &Routing {
+        &self.inner.routing
     }
 
     /// The group-committing writer for holds and settlements.
@@ -121,7 +188,7 @@ impl AppState {
     }
 
     /// Failed console logins, per address and account.
-    pub fn login_throttle(&self) -> &crate::console::throttle::LoginThrottle {
+    pub fn login_throttle(&self) -> &LoginThrottle {
         &self.inner.login_throttle
     }
 
@@ -130,27 +197,36 @@ impl AppState {
         self.inner.site.read().map(|s| s.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
+    /// Puts new settings in force: the key cache's TTL, the mailer, then whoever listens.
     pub(crate) fn set_site(&self, site: SiteSettings) {
-        let mut slot = self.inner.site.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *slot = Arc::new(site);
+        self.inner.keys.set_ttl(site.gateway.cache_ttl);
+        self.refresh_mailer(&site.smtp);
+        let site = Arc::new(site);
+        {
+            let mut slot = self.inner.site.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            *slot = site.clone();
+        }
+        for listener in &self.inner.settings_listeners {
+            listener(&site);
+        }
     }
 
     /// Outgoing mail (does nothing when SMTP is not configured).
-    pub fn mailer(&self) -> Arc<crate::mail::Mailer> {
+    pub fn mailer(&self) -> Arc<Mailer> {
         let slot = self.inner.mailer.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         slot.1.clone()
     }
 
     /// Rebuilds the mailer when `smtp` differs from what it was built from. Settings that cannot
     /// make a mailer (say, no sender address yet) leave mail off, with a warning.
-    pub(crate) fn refresh_mailer(&self, smtp: &crate::services::site::SmtpSettings) {
+    fn refresh_mailer(&self, smtp: &SmtpSettings) {
         let mut slot = self.inner.mailer.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if &slot.0 == smtp {
             return;
         }
-        let mailer = crate::mail::Mailer::from_config(smtp.config().as_ref()).unwrap_or_else(|message| {
+        let mailer = Mailer::from_config(smtp.config().as_ref()).unwrap_or_else(|message| {
             tracing::warn!(%message, "the SMTP settings cannot send mail; mail is off");
-            crate::mail::Mailer::disabled()
+            Mailer::disabled()
         });
         *slot = (smtp.clone(), Arc::new(mailer));
     }
@@ -163,5 +239,15 @@ impl AppState {
     /// Background work goes through this tracker so that shutdown waits for it.
     pub fn tasks(&self) -> &TaskTracker {
         &self.inner.tasks
+    }
+
+    /// Sends mail in the background (tracked, so shutdown waits for it); failures are logged.
+    pub fn send_mail_later(&self, to: String, mail: ActionMail) {
+        let mailer = self.mailer();
+        self.tasks().spawn(async move {
+            if let Err(e) = mailer.send(&to, &mail).await {
+                tracing::warn!(error = %e, subject = mail.subject, "sending mail failed");
+            }
+        });
     }
 }

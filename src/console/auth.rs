@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::Layout;
+use super::session_store::USER_KEY;
 use crate::console::error::ConsoleError;
 use crate::db::users;
 use crate::domain::email::Email;
@@ -23,8 +24,6 @@ use crate::domain::money::Money;
 use crate::services::passwords;
 use crate::services::signup::{self, SignupError, SignupInput, SignupOutcome};
 use crate::state::AppState;
-
-pub(super) const USER_KEY: &str = "user_id";
 
 /// The logged-in user; pages that need one redirect to `/login` without it.
 pub struct CurrentUser {

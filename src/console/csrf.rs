@@ -26,8 +26,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tower_sessions::Session;
 
-use super::auth::{NoticePage, USER_KEY};
+use super::auth::NoticePage;
 use super::layout::{Layout, cookie};
+use super::session_store::USER_KEY;
 use crate::state::AppState;
 
 const FIELD: &str = "csrf";

@@ -22,7 +22,6 @@ pub mod public;
 pub mod recovery;
 pub mod reseller;
 pub mod session_store;
-pub mod throttle;
 pub mod tokens;
 pub mod topup;
 

@@ -73,12 +73,12 @@ pub async fn pricing(
     layout: Layout,
     Query(query): Query<PricingQuery>,
 ) -> PricingPage {
-    let user = match session.get::<i64>(super::auth::USER_KEY).await {
+    let user = match session.get::<i64>(super::session_store::USER_KEY).await {
         Ok(Some(id)) => users::summary(state.db().pool(), id).await.ok().flatten(),
         _ => None,
     };
     let group = user.as_ref().map_or_else(|| "default".to_string(), |u| u.group.clone());
-    let table = state.gateway().routing.current();
+    let table = state.routing().current();
     let needle = query.q.trim().to_lowercase();
     let mut rows: Vec<PriceRow> = table
         .models(&group)

@@ -9,6 +9,9 @@ use tower_sessions::session_store::{self, SessionStore};
 use crate::db::Db;
 use crate::db::sessions::{self, NewSession};
 
+/// The session field holding the signed-in user's id.
+pub(super) const USER_KEY: &str = "user_id";
+
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
     db: Db,

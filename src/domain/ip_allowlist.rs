@@ -2,6 +2,15 @@
 
 use std::net::IpAddr;
 
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, from dual-stack sockets) as plain IPv4, so
+/// allowlists, throttles and logs see one form.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// One allowed address or block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpBlock {

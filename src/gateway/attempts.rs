@@ -7,10 +7,10 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 use bytes::Bytes;
 
+use super::Gateway;
 use super::embed;
 use super::endpoints::Endpoint;
 use super::error::GatewayError;
-use super::routing::Channel;
 use super::upstream::{Answer, Attempt, Received, Request, send};
 use crate::domain::capabilities::Capabilities;
 use crate::domain::pricing::Usage;
@@ -19,9 +19,9 @@ use crate::providers::vendors::StreamUsage;
 use crate::providers::{
     self, ChatAdapter, Convert, Protocol, StreamConverter, anthropic, fetch, gemini, messages, multipart, openai,
 };
-use crate::state::AppState;
+use crate::services::routing::Channel;
 
-pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+pub(super) async fn attempt(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     match (request.endpoint, channel.kind.protocol) {
         (Endpoint::Messages, Protocol::Anthropic) => attempt_messages_passthrough(state, channel, request).await,
         (Endpoint::Messages, Protocol::OpenAi | Protocol::Azure) => {
@@ -49,7 +49,7 @@ pub(super) async fn attempt(state: &AppState, channel: &Arc<Channel>, request: &
 
 /// A request to an OpenAI-protocol channel in its own protocol: passed through, with only the
 /// fields changed that the model mapping, stream usage or the model's limits need.
-async fn attempt_openai(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn attempt_openai(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let mapped = (upstream_model != request.model).then_some(upstream_model);
     let inject_usage = request.stream
@@ -135,7 +135,7 @@ fn unsupported(request: &Request<'_>) -> GatewayError {
 /// URLs fetched into `data:` URLs, for providers that take images inline only. Made once per
 /// request: a failover attempt reuses it instead of fetching the images again.
 async fn chat_with_inline_images(
-    state: &AppState,
+    state: &Gateway,
     request: &Request<'_>,
     caps: &Capabilities,
 ) -> Result<Bytes, Attempt> {
@@ -158,7 +158,7 @@ async fn chat_with_inline_images(
 /// protocol converts from OpenAI chat: the same path for each, the protocol's details in its
 /// `adapter` (conversion, URL, headers and signature).
 async fn attempt_converted(
-    state: &AppState,
+    state: &Gateway,
     channel: &Arc<Channel>,
     request: &Request<'_>,
     adapter: &ChatAdapter,
@@ -205,7 +205,7 @@ async fn attempt_converted(
 
 /// A Gemini-native request to a Gemini channel: the body passes through untouched, the model
 /// in the URL mapped; usage from `usageMetadata`.
-async fn attempt_gemini_native(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn attempt_gemini_native(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let http = state.gateway().http();
     let builder = gemini::post(&channel.upstream(&http), upstream_model, request.stream, request.body.clone());
@@ -230,7 +230,7 @@ async fn attempt_gemini_native(state: &AppState, channel: &Arc<Channel>, request
 
 /// A Messages request to an Anthropic channel: passed through (the model mapped, if the channel
 /// maps it), its usage read from the answer or the stream.
-async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn attempt_messages_passthrough(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let caps = capabilities(request, upstream_model);
     let mapped = (upstream_model != request.model).then_some(upstream_model);
@@ -264,7 +264,7 @@ async fn attempt_messages_passthrough(state: &AppState, channel: &Arc<Channel>, 
 }
 
 /// A Messages request to an OpenAI-protocol channel: converted to a chat completion and back.
-async fn attempt_messages_via_chat(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn attempt_messages_via_chat(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let include_usage = channel.kind.preset.stream_usage == StreamUsage::OnRequest;
     let caps = capabilities(request, upstream_model);

@@ -9,11 +9,11 @@ use bytes::Bytes;
 use super::auth::Grant;
 use super::endpoints::Endpoint;
 use super::error::{GatewayError, quota_error};
-use super::routing::{Route, RoutingTable};
 use crate::billing::BillingError;
 use crate::domain::pricing::{Price, Usage};
 use crate::domain::tokenizer::TokenRule;
 use crate::providers::openai::{self, RequestPeek};
+use crate::services::routing::{Route, RoutingTable};
 use crate::state::AppState;
 
 /// The prompt's tokens as the request is held and billed without upstream usage.

@@ -7,7 +7,7 @@ use crate::state::AppState;
 /// Disables a channel whose upstream refused its key or credit, without delaying the request.
 pub(super) fn disable_in_background(state: &AppState, channel_id: i64, reason: String) {
     // Effective at once for every request; the database and the snapshot follow.
-    state.gateway().routing.suspend(channel_id);
+    state.routing().suspend(channel_id);
     let state = state.clone();
     state.tasks().clone().spawn(async move {
         let result = async {
@@ -19,7 +19,7 @@ pub(super) fn disable_in_background(state: &AppState, channel_id: i64, reason: S
             Ok(true) => {
                 tracing::warn!(channel = channel_id, %reason, "channel disabled automatically");
                 let strategy = state.site().gateway.strategy;
-                state.gateway().routing.reload_retrying(state.db(), state.secret_key(), strategy).await;
+                state.routing().reload_retrying(state.db(), state.secret_key(), strategy).await;
             }
             Ok(false) => {}
             Err(e) => tracing::error!(channel = channel_id, error = %e, "could not disable the channel"),

@@ -16,47 +16,82 @@ pub mod models;
 mod prepare;
 pub mod probe;
 pub mod relay;
-pub mod routing;
 pub mod settlement;
 pub mod stream;
 pub mod upstream;
 
+use std::sync::Arc;
+
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use self::auth::{ApiKeyAuth, KeyCache, RateLimiter};
+use self::auth::{ApiKeyAuth, RateLimiter};
 use self::endpoints::Endpoint;
 use self::error::GatewayError;
-use self::routing::Routing;
 use crate::config::GatewayConfig;
 use crate::routes::Routes;
 use crate::state::AppState;
 
-/// The gateway's shared parts.
+/// The gateway's handle, its routes' state: the shared state (which it derefs to: the database,
+/// billing, the key and routing caches) plus what only the gateway uses. Cloning bumps two `Arc`s.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    state: AppState,
+    parts: Arc<GatewayState>,
+}
+
+impl Gateway {
+    pub fn new(state: AppState, parts: Arc<GatewayState>) -> Self {
+        Self { state, parts }
+    }
+
+    /// What only the gateway uses: the upstream client, admission, rate limits.
+    pub fn gateway(&self) -> &GatewayState {
+        &self.parts
+    }
+
+    /// The shared state, for what takes it by value.
+    pub fn app(&self) -> &AppState {
+        &self.state
+    }
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
+}
+
+impl FromRef<Gateway> for AppState {
+    fn from_ref(gateway: &Gateway) -> AppState {
+        gateway.state.clone()
+    }
+}
+
+/// What only the gateway uses (the key and routing caches are in the shared state: the services
+/// that change keys and channels invalidate them).
 pub struct GatewayState {
     /// The upstream client and the connect timeout it was built with; rebuilt when the
     /// `gateway.connect_timeout_secs` setting changes (a clone is an `Arc` bump).
     http: std::sync::RwLock<(reqwest::Client, std::time::Duration)>,
-    pub keys: KeyCache,
     pub rate_limiter: RateLimiter,
     /// Concurrency caps per key, per user and in all.
     pub admission: admission::Admission,
-    pub routing: Routing,
     /// Cancelled when the shutdown grace period ends: open streams are cut and settled.
     pub cut_streams: tokio_util::sync::CancellationToken,
 }
 
 impl GatewayState {
-    pub fn new(config: &GatewayConfig, routing: Routing) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &GatewayConfig) -> Result<Self, reqwest::Error> {
         let http = std::sync::RwLock::new((client(config.connect_timeout)?, config.connect_timeout));
         Ok(Self {
             http,
-            keys: KeyCache::new(config.cache_ttl, config.key_cache_entries),
             rate_limiter: RateLimiter::default(),
             admission: admission::Admission::new(config.max_concurrent_requests),
-            routing,
             cut_streams: Default::default(),
         })
     }
@@ -67,9 +102,8 @@ impl GatewayState {
     }
 
     /// Applies run-time settings: a new connect timeout rebuilds the client (requests in flight
-    /// keep the old one), a new cache TTL applies to the next lookups.
+    /// keep the old one).
     pub fn apply(&self, config: &GatewayConfig) {
-        self.keys.set_ttl(config.cache_ttl);
         let current = self.http.read().map(|h| h.1).unwrap_or_else(|poisoned| poisoned.into_inner().1);
         if current == config.connect_timeout {
             return;
@@ -105,9 +139,9 @@ impl std::fmt::Debug for GatewayState {
     }
 }
 
-/// Adds the `/v1` routes.
-pub fn routes(routes: Routes) -> Routes {
-    routes
+/// The `/v1` routes (their state, a [`Gateway`], is given when the app composes the router).
+pub fn routes() -> Routes<Gateway> {
+    Routes::new()
         .post("/v1/chat/completions", chat_completions)
         .post("/v1/completions", completions)
         .post("/v1/embeddings", embeddings)
@@ -127,7 +161,7 @@ pub fn routes(routes: Routes) -> Routes {
 
 macro_rules! relay_handler {
     ($($name:ident => $endpoint:expr;)*) => {$(
-        async fn $name(State(state): State<AppState>, auth: ApiKeyAuth, headers: HeaderMap, body: Body) -> Response {
+        async fn $name(State(state): State<Gateway>, auth: ApiKeyAuth, headers: HeaderMap, body: Body) -> Response {
             relay::relay(state, auth, $endpoint, headers, body).await
         }
     )*};
@@ -135,7 +169,7 @@ macro_rules! relay_handler {
 
 /// `POST /v1/messages`: Anthropic's Messages API; errors in Anthropic's shape.
 async fn messages(
-    State(state): State<AppState>,
+    State(state): State<Gateway>,
     auth: Result<ApiKeyAuth, GatewayError>,
     headers: HeaderMap,
     body: Body,
@@ -167,7 +201,7 @@ async fn count_tokens(auth: Result<ApiKeyAuth, GatewayError>, body: axum::body::
 /// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent?alt=sse`: Gemini's
 /// own API, passed through to Gemini channels.
 async fn gemini_generate(
-    State(state): State<AppState>,
+    State(state): State<Gateway>,
     axum::extract::Path(model_method): axum::extract::Path<String>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
     auth: Result<ApiKeyAuth, GatewayError>,

@@ -13,7 +13,7 @@ fn model_object(id: &str) -> Value {
 }
 
 pub async fn list(State(state): State<AppState>, auth: ApiKeyAuth) -> Json<Value> {
-    let table = state.gateway().routing.current();
+    let table = state.routing().current();
     let data: Vec<Value> =
         table.models(&auth.grant.group).into_iter().filter(|m| auth.grant.may_use_model(m)).map(model_object).collect();
     Json(json!({ "object": "list", "data": data }))
@@ -24,7 +24,7 @@ pub async fn retrieve(
     auth: ApiKeyAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, GatewayError> {
-    let table = state.gateway().routing.current();
+    let table = state.routing().current();
     if auth.grant.may_use_model(&id) && table.route(&auth.grant.group, &id).is_some() {
         Ok(Json(model_object(&id)))
     } else {

@@ -1,34 +1,33 @@
 //! A channel probe: one tiny chat completion sent the way requests go (the channel's protocol
 //! conversion included), for the operator's "test" button.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 use super::endpoints::Endpoint;
 use super::error::GatewayError;
 use super::relay::attempt_on;
-use super::routing::{Channel, channel_from_row};
 use super::upstream::{Answer, Attempt, InlineImages, Request};
+use super::{Gateway, GatewayState};
 use crate::db::channels::ChannelRow;
 use crate::domain::tokenizer::TokenRule;
 use crate::providers::openai::RequestPeek;
-use crate::services::channels::ProbeOutcome;
-use crate::state::AppState;
+use crate::services::routing::{Channel, channel_from_row};
+use crate::state::{AppState, ProbeOutcome, UpstreamAccess};
 
 /// Sends one tiny chat completion for `model` through the channel, the way requests go (its
 /// protocol's conversion included); a message saying what went wrong otherwise.
-pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Result<String, String> {
+pub async fn probe(state: &Gateway, channel: Arc<Channel>, model: &str) -> Result<String, String> {
     let body = Bytes::from(
         serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": "ping" }], "max_tokens": 1 })
             .to_string(),
     );
     let peek = RequestPeek::parse(&body)?;
     let headers = HeaderMap::new();
-    let table = state.gateway().routing.current();
+    let table = state.routing().current();
     let request = Request {
         endpoint: Endpoint::ChatCompletions,
         body: &body,
@@ -50,21 +49,32 @@ pub async fn probe(state: &AppState, channel: Arc<Channel>, model: &str) -> Resu
     }
 }
 
-/// The app's [`ChannelProbe`](crate::services::channels::ChannelProbe): a stored channel made
-/// usable (keys decrypted) and probed.
-pub fn probe_row<'a>(
-    state: &'a AppState,
-    row: &'a ChannelRow,
-    model: &'a str,
-) -> Pin<Box<dyn Future<Output = ProbeOutcome> + Send + 'a>> {
-    Box::pin(async move {
-        let channel = match channel_from_row(row, state.secret_key()) {
-            Ok(channel) => Arc::new(channel),
-            Err(why) => return ProbeOutcome::Unusable(why),
-        };
-        let result = probe(state, channel.clone(), model).await;
-        ProbeOutcome::Done { keys: channel.keys.clone(), result }
-    })
+/// What the services reach upstreams through ([`UpstreamAccess`]): the gateway's request path
+/// and client, installed in the shared state by the app.
+pub struct Upstreams(pub Arc<GatewayState>);
+
+impl UpstreamAccess for Upstreams {
+    /// A stored channel made usable (keys decrypted) and probed.
+    fn probe_channel<'a>(
+        &'a self,
+        state: &'a AppState,
+        row: &'a ChannelRow,
+        model: &'a str,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        Box::pin(async move {
+            let channel = match channel_from_row(row, state.secret_key()) {
+                Ok(channel) => Arc::new(channel),
+                Err(why) => return ProbeOutcome::Unusable(why),
+            };
+            let gateway = Gateway::new(state.clone(), self.0.clone());
+            let result = probe(&gateway, channel.clone(), model).await;
+            ProbeOutcome::Done { keys: channel.keys.clone(), result }
+        })
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.0.http()
+    }
 }
 
 /// The start of a probe's reply (the assistant's text when the body is a chat completion), for

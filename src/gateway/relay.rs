@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use super::Gateway;
 use super::admission::{AdmissionGuard, Limits};
 use super::attempts::attempt;
 use super::auth::ApiKeyAuth;
@@ -21,7 +22,6 @@ use super::error::{GatewayError, quota_error};
 use super::estimate::{self, Prompt};
 use super::health;
 use super::prepare::{form_boundary, peek_request, read_body};
-use super::routing::{Channel, Route};
 use super::settlement::Settlement;
 use super::stream::{self, StreamRelay};
 use super::upstream::{Answer, Attempt, InlineImages, Request};
@@ -31,10 +31,10 @@ use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::RequestPeek;
-use crate::state::AppState;
+use crate::services::routing::{Channel, Route};
 
 /// Relays one request; every failure becomes an OpenAI-shaped error.
-pub async fn relay(state: AppState, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
+pub async fn relay(state: Gateway, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
     match relay_inner(&state, auth, endpoint, &headers, body, None).await {
         Ok(response) => response,
         Err(error) if endpoint == Endpoint::Messages => error.into_anthropic_response(),
@@ -45,7 +45,7 @@ pub async fn relay(state: AppState, auth: ApiKeyAuth, endpoint: Endpoint, header
 /// Relays a Gemini-native call (`/v1beta/models/{model}:generateContent` or
 /// `:streamGenerateContent`) to a Gemini channel; failures in Google's error shape.
 pub async fn relay_gemini_native(
-    state: AppState,
+    state: Gateway,
     auth: ApiKeyAuth,
     model: String,
     stream: bool,
@@ -61,7 +61,7 @@ pub async fn relay_gemini_native(
 /// Prepare and hold (admission, body, peek, route, price, output cap, hold), then
 /// [`try_tiers`] with the request as the attempts see it.
 async fn relay_inner(
-    state: &AppState,
+    state: &Gateway,
     auth: ApiKeyAuth,
     endpoint: Endpoint,
     headers: &HeaderMap,
@@ -83,7 +83,7 @@ async fn relay_inner(
     if !grant.may_use_model(&model) {
         return Err(GatewayError::ModelNotFound(model));
     }
-    let table = state.gateway().routing.current();
+    let table = state.routing().current();
     let Some(route) = table.route(&grant.group, &model) else {
         return Err(GatewayError::ModelNotFound(model));
     };
@@ -164,7 +164,7 @@ async fn relay_inner(
 }
 
 /// Admits the request under its key's and user's concurrency caps (waiting a little for a slot).
-async fn admit(state: &AppState, auth: &ApiKeyAuth, config: &GatewayConfig) -> Result<AdmissionGuard, GatewayError> {
+async fn admit(state: &Gateway, auth: &ApiKeyAuth, config: &GatewayConfig) -> Result<AdmissionGuard, GatewayError> {
     let limits = Limits {
         per_key: config.max_concurrent_per_key,
         per_user: config.max_concurrent_per_user,
@@ -183,14 +183,14 @@ async fn admit(state: &AppState, auth: &ApiKeyAuth, config: &GatewayConfig) -> R
 /// not know it holds). If the request is gone by the time the hold is granted, the settlement
 /// dropped with the unsent answer releases it (logged as 499, nothing charged).
 async fn hold(
-    state: &AppState,
+    state: &Gateway,
     request: HoldRequest,
     (price, multiplier): (Price, i64),
     log: RequestLog,
     admitted: AdmissionGuard,
 ) -> Result<Settlement, GatewayError> {
     let (granted_tx, granted_rx) = tokio::sync::oneshot::channel();
-    let holder = state.clone();
+    let holder = state.app().clone();
     state.tasks().spawn(async move {
         let granted = holder
             .billing()
@@ -206,7 +206,7 @@ async fn hold(
 /// `retry_attempts` in all, until one answers or the request itself is refused; the settlement
 /// is finished with whatever ends it.
 async fn try_tiers(
-    state: &AppState,
+    state: &Gateway,
     route: &Route,
     strategy: Strategy,
     mut settlement: Settlement,
@@ -218,7 +218,7 @@ async fn try_tiers(
     let mut last_error = GatewayError::NoHealthyChannel(model.to_string());
     'tiers: for tier in &route.tiers {
         while tried.len() < retry_attempts {
-            let routing = &state.gateway().routing;
+            let routing = &state.routing();
             let Some(channel) = tier.pick_excluding(strategy, |id| tried.contains(&id) || routing.is_suspended(id))
             else {
                 continue 'tiers;
@@ -256,7 +256,7 @@ async fn try_tiers(
 /// One attempt on `channel`, with the upstream's verdict on the channel acted on (the one place
 /// it is): a refused key or credit takes the channel out of routing at once and disables it in
 /// the background; the request may go on to another channel.
-pub(super) async fn attempt_on(state: &AppState, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+pub(super) async fn attempt_on(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
     match attempt(state, channel, request).await {
         Attempt::Disable { error, reason } => {
             health::disable_in_background(state, channel.id, reason);
@@ -269,7 +269,7 @@ pub(super) async fn attempt_on(state: &AppState, channel: &Arc<Channel>, request
 /// The answer to the client. A mapped model's answer names the model the client asked for (the
 /// upstream's name is in the request log).
 async fn respond(
-    state: &AppState,
+    state: &Gateway,
     answer: Answer,
     mut settlement: Settlement,
     request: &Request<'_>,

@@ -9,14 +9,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
+use super::Gateway;
 use super::endpoints::Endpoint;
 use super::error::GatewayError;
-use super::routing::Channel;
 use crate::domain::pricing::Usage;
 use crate::providers::StreamConverter;
 use crate::providers::openai::RequestPeek;
 use crate::providers::upstream_error::{self, Cause, Verdict};
-use crate::state::AppState;
+use crate::services::routing::Channel;
 
 /// The most we read of an upstream's non-stream answer or error.
 const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
@@ -41,7 +41,7 @@ pub(super) struct Request<'a> {
     /// attempt that needs it and reused by the failover attempts (images are fetched once).
     pub(super) inline_images: InlineImages,
     /// The routing snapshot the request was routed with (prices, capabilities).
-    pub(super) table: &'a super::routing::RoutingTable,
+    pub(super) table: &'a crate::services::routing::RoutingTable,
 }
 
 /// The outcome of inlining a request's images: the body, or the refusal's message and parameter.
@@ -87,7 +87,7 @@ pub(super) enum Received {
 /// Sends a prepared upstream request under the first-byte timeout; for streams, waits for the
 /// first chunk, so an upstream that fails before it can still be failed over.
 pub(super) async fn send(
-    state: &AppState,
+    state: &Gateway,
     channel: &Channel,
     builder: reqwest::RequestBuilder,
     stream: bool,

@@ -131,8 +131,8 @@ pub async fn apply(state: &AppState, file: BootstrapFile) -> Result<(), (String,
         settings::set(state.db().writer(), key, value).await.map_err(|e| (format!("settings.{key}"), e.to_string()))?;
     }
     channels::reload_routing(state).await;
-    crate::services::site::reload(state).await;
-    state.gateway().keys.invalidate_all();
+    crate::services::settings::reload(state).await;
+    state.keys().invalidate_all();
     Ok(())
 }
 

@@ -226,8 +226,8 @@ pub async fn fetch_models(state: &AppState, actor: &Actor, id: i64, save: bool) 
     let unreachable = || ChannelError::Invalid("the upstream's model list could not be fetched".into());
     // The gateway's own client: no redirects followed, the gateway's connect timeout.
     let response = state
-        .gateway()
-        .http()
+        .upstream()
+        .client()
         .get(format!("{}/models", base.trim_end_matches('/')))
         .bearer_auth(&key)
         .timeout(FETCH_MODELS_TIMEOUT)

@@ -3,8 +3,6 @@
 //! the database and never leave this module in clear except toward the upstream itself.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -328,7 +326,7 @@ async fn write(state: &AppState, id: Option<i64>, valid: &Valid) -> Result<i64, 
     )
     .await?;
     tx.commit().await?;
-    state.gateway().routing.resume(id);
+    state.routing().resume(id);
     reload_routing(state).await;
     Ok(id)
 }
@@ -382,23 +380,10 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ChannelError> {
 /// A failed reload is retried a few times: until one succeeds, the change it carries is not live.
 pub async fn reload_routing(state: &AppState) {
     let strategy = state.site().gateway.strategy;
-    state.gateway().routing.reload_retrying(state.db(), state.secret_key(), strategy).await;
+    state.routing().reload_retrying(state.db(), state.secret_key(), strategy).await;
 }
 
-/// Sends one probe through a stored channel the way requests go. The gateway owns the request
-/// path, so the app installs its prober in the state (`StateParts::channel_probe`) and this layer
-/// does not depend on the gateway.
-pub type ChannelProbe =
-    for<'a> fn(&'a AppState, &'a ChannelRow, &'a str) -> Pin<Box<dyn Future<Output = ProbeOutcome> + Send + 'a>>;
-
-/// What a probe found.
-pub enum ProbeOutcome {
-    /// The row cannot become a channel (its keys do not decrypt, its type is unknown).
-    Unusable(String),
-    /// The probe ran: the start of the reply or what went wrong, and the channel's keys (which
-    /// an upstream may quote back).
-    Done { keys: Vec<String>, result: Result<String, String> },
-}
+pub use crate::state::ProbeOutcome;
 
 /// The outcome of a channel probe.
 #[derive(Debug, Serialize)]
@@ -418,7 +403,7 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
     let model = models.first().cloned().unwrap_or_default();
     let started = Instant::now();
     let timeout = state.site().gateway.first_byte_timeout.min(Duration::from_secs(30));
-    let probe = (state.channel_probe())(state, &row, &model);
+    let probe = state.upstream().probe_channel(state, &row, &model);
     let (sample, error) = match tokio::time::timeout(timeout, probe).await {
         Ok(ProbeOutcome::Unusable(why)) => return Err(invalid(why)),
         // An upstream may quote the key it refused: never pass it on.
@@ -433,7 +418,7 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
         if db_channels::reenable_auto_disabled(&mut conn, id).await? {
             tracing::info!(channel = id, "channel re-enabled after a passing probe");
         }
-        state.gateway().routing.resume(id);
+        state.routing().resume(id);
         drop(conn);
         reload_routing(state).await;
     }

@@ -5,7 +5,7 @@
 use crate::db::low_balance;
 use crate::domain::time::now_ms;
 use crate::i18n::Lang;
-use crate::mail::{ActionMail, send_later};
+use crate::mail::ActionMail;
 use crate::state::AppState;
 
 /// One pass: re-arm users back above the threshold, then email those newly below it. Answers
@@ -31,7 +31,7 @@ pub async fn notify(state: &AppState) -> Result<usize, sqlx::Error> {
             footnote: "You receive this once each time your balance falls below the threshold.",
             details: Vec::new(),
         };
-        send_later(state, email.clone(), mail);
+        state.send_mail_later(email.clone(), mail);
     }
     Ok(users.len())
 }

@@ -12,7 +12,7 @@ use crate::db::ledger::{self, Entry, Kind};
 use crate::db::payments::{self, Payment};
 use crate::db::{invitations, users};
 use crate::domain::money::Money;
-use crate::mail::{ActionMail, send_later};
+use crate::mail::ActionMail;
 use crate::payments::checkout::{self, CheckoutError, SessionRequest};
 use crate::payments::events::{Charge, Dispute, Envelope, Event, Session};
 use crate::payments::{QuoteError, format_charge, refund_credit};
@@ -531,5 +531,5 @@ fn send_receipt(state: &AppState, payment: &Payment, balance: i64) {
             ("Balance", format!("{} {}", Money(balance), site.currency)),
         ],
     };
-    send_later(state, payment.email.clone(), mail);
+    state.send_mail_later(payment.email.clone(), mail);
 }

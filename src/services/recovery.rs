@@ -9,7 +9,7 @@ use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::{password, token};
 use crate::i18n::Lang;
-use crate::mail::{ActionMail, send_later};
+use crate::mail::ActionMail;
 use crate::services::signup::issue_link;
 use crate::state::AppState;
 
@@ -60,7 +60,7 @@ pub async fn request_reset(state: &AppState, email: &str, lang: Lang) -> Result<
         footnote: texts::RESET_FOOTNOTE,
         details: Vec::new(),
     };
-    send_later(state, email.as_str().to_string(), mail);
+    state.send_mail_later(email.as_str().to_string(), mail);
     Ok(())
 }
 
@@ -207,7 +207,7 @@ pub async fn change_email(
             footnote: texts::CHANGE_FOOTNOTE,
             details: Vec::new(),
         };
-        send_later(state, email.as_str().to_string(), mail);
+        state.send_mail_later(email.as_str().to_string(), mail);
     }
     Ok(EmailChange::LinkSent)
 }

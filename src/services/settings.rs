@@ -70,7 +70,7 @@ pub async fn set(state: &AppState, actor: &Actor, key: &str, value: &str) -> Res
     };
     settings::set(state.db().writer(), key, &stored).await.map_err(|e| SettingError::Internal(e.to_string()))?;
     // The site first: the routing table reads its default strategy from it.
-    site::reload(state).await;
+    reload(state).await;
     crate::services::channels::reload_routing(state).await;
     let details = if secret {
         json!({ "changed": true, "cleared": value.is_empty() })
@@ -110,4 +110,12 @@ pub async fn send_test_email(
     let result = mailer.send(to, &mail).await;
     audit::record(state, actor, "setting.test_email", ("setting", "smtp"), json!({ "ok": result.is_ok() })).await;
     result.map_err(|e| SettingError::Invalid(format!("the SMTP server refused the message: {e}")))
+}
+
+/// Reloads the settings into `state` (after a change, and periodically for other replicas').
+pub async fn reload(state: &AppState) {
+    match site::load(state.db(), state.config(), state.secret_key()).await {
+        Ok(site) => state.set_site(site),
+        Err(e) => tracing::warn!(error = %e, "reloading the site settings failed"),
+    }
 }

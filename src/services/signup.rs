@@ -16,7 +16,7 @@ use crate::db::users::{self, NewUser, Role};
 use crate::domain::email::Email;
 use crate::domain::{password, time::now_ms, token};
 use crate::i18n::Lang;
-use crate::mail::{ActionMail, send_later};
+use crate::mail::ActionMail;
 use crate::state::AppState;
 
 /// How long a verification link works.
@@ -127,7 +127,7 @@ pub async fn sign_up(state: &AppState, input: SignupInput) -> Result<SignupOutco
             if !verify {
                 return Err(SignupError::EmailTaken);
             }
-            send_later(state, email.as_str().to_string(), exists_mail(state, input.lang));
+            state.send_mail_later(email.as_str().to_string(), exists_mail(state, input.lang));
             return Ok(SignupOutcome::CheckInbox);
         }
         Err(e) => return Err(e.into()),
@@ -165,7 +165,7 @@ pub async fn send_verification(state: &AppState, user_id: i64, email: &Email, la
         footnote: texts::VERIFY_FOOTNOTE,
         details: Vec::new(),
     };
-    send_later(state, email.as_str().to_string(), mail);
+    state.send_mail_later(email.as_str().to_string(), mail);
     Ok(())
 }
 

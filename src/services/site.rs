@@ -407,20 +407,6 @@ pub async fn load(db: &Db, config: &Config, secret_key: &SecretKey) -> Result<Si
     Ok(site)
 }
 
-/// Reloads the settings into `state` (after a change, and periodically for other replicas'),
-/// and rebuilds the mailer when the SMTP settings changed.
-pub async fn reload(state: &crate::state::AppState) {
-    match load(state.db(), state.config(), state.secret_key()).await {
-        Ok(site) => {
-            let smtp = site.smtp.clone();
-            state.gateway().apply(&site.gateway);
-            state.set_site(site);
-            state.refresh_mailer(&smtp);
-        }
-        Err(e) => tracing::warn!(error = %e, "reloading the site settings failed"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -302,7 +302,7 @@ pub async fn update(state: &AppState, actor: &Actor, id: i64, patch: &UserPatch)
         crate::db::sessions::end_user_sessions(state.db(), id, None).await?;
     }
     // Group, role and status all live in the gateway's cached key grants: drop them now.
-    state.gateway().keys.invalidate_user(id);
+    state.keys().invalidate_user(id);
     let after = get_view(state, id).await?;
     let view = |u: &UserView| json!({ "group": u.group, "role": u.role, "status": u.status });
     let changes = audit::changes(&view(&before), &view(&after));

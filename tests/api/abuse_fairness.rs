@@ -119,12 +119,12 @@ async fn log_rows(app: &TestApp) -> i64 {
 /// Waits until no more than `n` requests are in flight (slots go back after settlement).
 async fn wait_in_flight(app: &TestApp, n: usize) {
     for _ in 0..500 {
-        if app.state.gateway().admission.in_flight() <= n {
+        if app.gateway.gateway().admission.in_flight() <= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("still {} requests in flight", app.state.gateway().admission.in_flight());
+    panic!("still {} requests in flight", app.gateway.gateway().admission.in_flight());
 }
 
 /// A key's and a user's concurrency caps refuse what is over them (each protocol in its own error
@@ -183,7 +183,7 @@ async fn per_user_and_per_key_concurrency_caps(backend: Backend) {
     drop((b, c, d));
     wait_in_flight(&app, 0).await;
     app.settled().await;
-    assert_eq!(app.state.gateway().admission.tracked(), (0, 0), "idle counters are removed");
+    assert_eq!(app.gateway.gateway().admission.tracked(), (0, 0), "idle counters are removed");
     assert_eq!(log_rows(&app).await, 5, "four streams and the other tenant's request; no refusal logged");
     let charged: i64 = sqlx::query("SELECT cost FROM request_logs WHERE user_id = $1")
         .bind(user)
@@ -365,7 +365,7 @@ async fn a_client_that_stalls_in_its_body_gets_408_after_the_body_read_timeout(b
         assert!(after >= Duration::from_millis(900) && after < Duration::from_secs(5), "{path}: after {after:?}");
     }
     assert_eq!(upstream.requests(), 0);
-    assert_eq!(app.state.gateway().admission.in_flight(), 0, "the slot was given back");
+    assert_eq!(app.gateway.gateway().admission.in_flight(), 0, "the slot was given back");
     assert_eq!(log_rows(&app).await, 0);
     assert_eq!(app.balance(user).await, before, "nothing held or charged");
 

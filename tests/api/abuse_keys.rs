@@ -25,7 +25,7 @@ async fn models(app: &TestApp, auth: (&str, &str)) -> (u16, Value) {
 }
 
 fn lookups(app: &TestApp) -> u64 {
-    app.state.gateway().keys.db_lookups()
+    app.state.keys().db_lookups()
 }
 
 async fn tokens_not_shaped_like_keys_cost_no_database_query(backend: Backend) {

@@ -257,7 +257,7 @@ async fn gateway_defaults_apply_without_a_restart(backend: Backend) {
 
     // The connect timeout rebuilds the upstream client; calls go on through the new one.
     assert_eq!(put(&app, "gateway.connect_timeout_secs", "7").await.0, 200);
-    assert_eq!(app.state.gateway().connect_timeout(), std::time::Duration::from_secs(7));
+    assert_eq!(app.gateway.gateway().connect_timeout(), std::time::Duration::from_secs(7));
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat("hi".into())).await.status(), 200, "the new client works");
     assert_eq!(put(&app, "gateway.connect_timeout_secs", "0").await.0, 400);
 

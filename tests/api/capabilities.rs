@@ -58,7 +58,7 @@ async fn api_round_trip_switches_between_custom_and_default(backend: Backend) {
     assert_eq!(set, expected, "the row replaces the default as a whole");
     assert_eq!(listed(&app, "gpt-4o").await, expected);
     // The gateway's snapshot has it at once (no restart, no periodic reload).
-    let live = app.state.gateway().routing.current().capabilities("gpt-4o");
+    let live = app.state.routing().current().capabilities("gpt-4o");
     assert_eq!((live.max_output_tokens, live.tools, live.vision), (Some(4096), Some(false), None));
     assert_eq!(live.clamp_output(10_000), 4096);
     let audit: String = sqlx::query("SELECT details FROM audit_log WHERE action = 'capabilities.set'")
@@ -96,7 +96,7 @@ async fn api_round_trip_switches_between_custom_and_default(backend: Backend) {
     }
     assert_eq!(listed(&app, "gpt-4o").await, shipped, "back to the shipped default");
     assert_eq!(listed(&app, "house-model").await["source"], "none");
-    assert_eq!(app.state.gateway().routing.current().capabilities("gpt-4o").max_output_tokens, Some(16_384));
+    assert_eq!(app.state.routing().current().capabilities("gpt-4o").max_output_tokens, Some(16_384));
     let (status, body) = app.admin("DELETE", "/api/admin/capabilities/gpt-4o", None).await;
     assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")), "nothing left to reset");
     assert_eq!(audit_count(&app, "capabilities.reset").await, 2);
@@ -147,7 +147,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     assert_eq!((status, answer["error"]["message"].as_str().map(|m| m.starts_with("model"))), (400, Some(true)));
 
     assert_eq!(listed(&app, "gpt-4o").await, before, "refused input changed nothing");
-    assert_eq!(app.state.gateway().routing.current().capabilities("gpt-4o").max_output_tokens, Some(1000));
+    assert_eq!(app.state.routing().current().capabilities("gpt-4o").max_output_tokens, Some(1000));
     assert_eq!(audit_count(&app, "capabilities.%").await, audits, "and wrote no audit row");
     assert_eq!(stored_rows(&app).await, 1);
 }
@@ -223,7 +223,7 @@ async fn console_section_edits_with_csrf(backend: Backend) {
     pairs.push(("csrf", &csrf));
     let (status, location, _) = root.post("/admin/pricing/capabilities", &pairs).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/admin/pricing?done=caps-saved#capabilities"));
-    let live = app.state.gateway().routing.current().capabilities("gpt-4o");
+    let live = app.state.routing().current().capabilities("gpt-4o");
     assert_eq!(
         (live.max_output_tokens, live.context_window, live.tools, live.vision),
         (Some(2048), Some(64_000), Some(false), None)
@@ -240,7 +240,7 @@ async fn console_section_edits_with_csrf(backend: Backend) {
     let (status, _, page) =
         root.post("/admin/pricing/capabilities", &[("model", "gpt-4o"), ("vision", "maybe"), ("csrf", &csrf)]).await;
     assert!(status == StatusCode::BAD_REQUEST && page.contains("vision:"), "{page}");
-    assert_eq!(app.state.gateway().routing.current().capabilities("gpt-4o").max_output_tokens, Some(2048));
+    assert_eq!(app.state.routing().current().capabilities("gpt-4o").max_output_tokens, Some(2048));
 
     // htmx: the row as a form, saved in place, refused in place, reset in place.
     let client = root.client.clone();
@@ -267,7 +267,7 @@ async fn console_section_edits_with_csrf(backend: Backend) {
         .await;
     assert!(refused.2.contains("caps-edit-row") && refused.2.contains("max_output_tokens:"), "{}", refused.2);
     assert!(refused.2.contains("value=\"-5\""), "the refused value is kept: {}", refused.2);
-    assert_eq!(app.state.gateway().routing.current().capabilities("gpt-4o").audio, Some(true));
+    assert_eq!(app.state.routing().current().capabilities("gpt-4o").audio, Some(true));
     let reset = root.send(post(encode(&[("model", "gpt-4o")]), "/admin/pricing/capabilities/reset")).await;
     assert_eq!(reset.0, StatusCode::OK);
     assert!(reset.2.contains("16384") && !reset.2.contains("reset-caps"), "the default again: {}", reset.2);

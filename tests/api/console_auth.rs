@@ -207,7 +207,7 @@ async fn forms_without_the_session_token_are_refused(backend: Backend) {
 
     // Every console form, logged in, without the token: refused before any handler runs.
     victim.sign_up("victim@example.com").await;
-    let posts = burncloud::routes::all().table().iter().filter(|r| r.method == "POST").cloned().collect::<Vec<_>>();
+    let posts = burncloud::app::route_table().into_iter().filter(|r| r.method == "POST").collect::<Vec<_>>();
     let console_posts = posts.iter().filter(|r| !r.path.starts_with("/v1") && !r.path.starts_with("/api"));
     let mut checked = 0;
     for route in console_posts {

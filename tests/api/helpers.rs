@@ -38,6 +38,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: Db,
     pub state: burncloud::state::AppState,
+    /// The gateway's own parts (admission, the upstream client).
+    pub gateway: burncloud::gateway::Gateway,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<std::io::Result<()>>,
     /// Holds the data dir (and the SQLite file) for as long as the app lives.
@@ -50,6 +52,7 @@ impl TestApp {
         let port = app.port();
         let db = app.state().db().clone();
         let state = app.state().clone();
+        let gateway = app.gateway().clone();
         let shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
         TestApp {
@@ -58,6 +61,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             db,
             state,
+            gateway,
             shutdown,
             server,
             _data_dir: data_dir,

@@ -3,6 +3,8 @@
 //! input is validated here, once, for every caller; every change invalidates the gateway's key
 //! cache so it applies at once on this instance. No HTTP here.
 
+pub mod cache;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::users::UserError;
@@ -257,7 +259,7 @@ pub async fn create_key(state: &AppState, user_id: i64, input: NewKeyInput) -> R
         Err(e) => return Err(e.into()),
     };
     // The hash may be cached as unknown (a fixed key tried before it existed).
-    state.gateway().keys.invalidate_hash(&new_key.hash);
+    state.keys().invalidate_hash(&new_key.hash);
     Ok((id, new_key.secret))
 }
 
@@ -321,7 +323,7 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
         let now = load(state, scope, id).await?;
         return Err(below_spent(now.spent));
     }
-    state.gateway().keys.invalidate_key(id);
+    state.keys().invalidate_key(id);
     get_key(state, scope, id).await
 }
 
@@ -330,7 +332,7 @@ pub async fn delete_key(state: &AppState, scope: KeyScope, id: i64) -> Result<()
     if !api_keys::delete(state.db().writer(), id).await? {
         return Err(UserError::NotFound);
     }
-    state.gateway().keys.invalidate_key(id);
+    state.keys().invalidate_key(id);
     Ok(())
 }
 

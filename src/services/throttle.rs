@@ -46,7 +46,7 @@ pub struct LoginThrottle {
 
 /// The client part of a key: IPv4 as is, IPv6 as its /64.
 pub fn client_block(ip: Option<IpAddr>) -> Option<IpAddr> {
-    ip.map(|ip| match crate::client_ip::canonical(ip) {
+    ip.map(|ip| match crate::domain::ip_allowlist::canonical(ip) {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         v4 => v4,
     })
