@@ -119,7 +119,8 @@ impl Application {
 
         // reqwest is built without a default crypto provider (to keep aws-lc out): use ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let site = crate::services::site::load(&db, &config, &secret_key).await.map_err(StartupError::Settings)?;
+        let site =
+            crate::services::settings::site::load(&db, &config, &secret_key).await.map_err(StartupError::Settings)?;
         let routing =
             RoutingTable::load(&db, &secret_key, site.gateway.strategy).await.map_err(StartupError::Routing)?;
         let gateway_parts = std::sync::Arc::new(GatewayState::new(&site.gateway).map_err(StartupError::HttpClient)?);

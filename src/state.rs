@@ -22,7 +22,7 @@ use crate::mail::{ActionMail, Mailer};
 use crate::secret_key::SecretKey;
 use crate::services::keys::cache::KeyCache;
 use crate::services::routing::Routing;
-use crate::services::site::{SiteSettings, SmtpSettings};
+use crate::services::settings::site::{SiteSettings, SmtpSettings};
 use crate::services::throttle::LoginThrottle;
 
 /// What the services reach upstreams through. The gateway owns the request path and the upstream

@@ -8,9 +8,8 @@ use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
 use super::error::{ApiError, parse_id, parse_json};
-use crate::services::channel_admin;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
-use crate::services::key_admin;
+use crate::services::keys;
 use crate::services::keys::{KeyPatch, KeyView, NewKeyInput};
 use crate::services::users::{self, AdminUserView, NewUserInput, UserView};
 use crate::state::AppState;
@@ -23,7 +22,7 @@ pub async fn create_channel(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<ChannelView>)> {
     let input: ChannelInput = parse_json(&body)?;
-    Ok((StatusCode::CREATED, Json(channel_admin::create(&state, &auth.actor, input).await?)))
+    Ok((StatusCode::CREATED, Json(channels::admin::create(&state, &auth.actor, input).await?)))
 }
 
 pub async fn list_channels(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json<Value>> {
@@ -46,7 +45,7 @@ pub async fn update_channel(
 ) -> ApiResult<Json<ChannelView>> {
     let id = parse_id(&id)?;
     let input: ChannelInput = parse_json(&body)?;
-    Ok(Json(channel_admin::update(&state, &auth.actor, id, input).await?))
+    Ok(Json(channels::admin::update(&state, &auth.actor, id, input).await?))
 }
 
 pub async fn delete_channel(
@@ -54,7 +53,7 @@ pub async fn delete_channel(
     auth: AdminAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    channel_admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
+    channels::admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -63,7 +62,7 @@ pub async fn test_channel(
     auth: AdminAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TestResult>> {
-    Ok(Json(channel_admin::test(&state, &auth.actor, parse_id(&id)?).await?))
+    Ok(Json(channels::admin::test(&state, &auth.actor, parse_id(&id)?).await?))
 }
 
 pub async fn create_user(
@@ -99,7 +98,7 @@ pub async fn create_key(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = parse_id(&id)?;
     let input: NewKeyInput = if body.is_empty() { NewKeyInput::default() } else { parse_json(&body)? };
-    let (key_id, key) = key_admin::create(&state, &auth.actor, id, input).await?;
+    let (key_id, key) = keys::admin::create(&state, &auth.actor, id, input).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": key_id, "key": key }))))
 }
 
@@ -113,7 +112,7 @@ pub async fn update_key(
 ) -> ApiResult<Json<KeyView>> {
     let id = parse_id(&id)?;
     let patch: KeyPatch = parse_json(&body)?;
-    Ok(Json(key_admin::update(&state, &auth.actor, id, &patch).await?))
+    Ok(Json(keys::admin::update(&state, &auth.actor, id, &patch).await?))
 }
 
 pub async fn delete_key(
@@ -121,6 +120,6 @@ pub async fn delete_key(
     auth: AdminAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    key_admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
+    keys::admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

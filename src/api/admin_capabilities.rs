@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
 use super::error::{ApiError, parse_json};
-use crate::services::capabilities::{self, CapabilityView};
+use crate::services::pricing::capabilities::{self, CapabilityView};
 use crate::state::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;

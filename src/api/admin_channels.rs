@@ -1,6 +1,6 @@
 //! `/api/admin/channels*` beyond create/read/update/delete/test (those are in `admin`): enable,
 //! disable, copy, test all, bulk import and fetching the upstream's model list. Each calls
-//! `services::channel_admin`, which writes the audit row. Keys never appear in an answer.
+//! `services::channels::admin`, which writes the audit row. Keys never appear in an answer.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
 use super::error::{ApiError, parse_id, parse_json};
-use crate::services::channel_admin::{self, ImportInput};
+use crate::services::channels;
 use crate::services::channels::ChannelView;
+use crate::services::channels::admin::ImportInput;
 use crate::state::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -23,7 +24,7 @@ pub async fn enable(
     auth: AdminAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(channel_admin::set_enabled(&state, &auth.actor, parse_id(&id)?, true).await?))
+    Ok(Json(channels::admin::set_enabled(&state, &auth.actor, parse_id(&id)?, true).await?))
 }
 
 /// `POST /api/admin/channels/{id}/disable`.
@@ -32,7 +33,7 @@ pub async fn disable(
     auth: AdminAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(channel_admin::set_enabled(&state, &auth.actor, parse_id(&id)?, false).await?))
+    Ok(Json(channels::admin::set_enabled(&state, &auth.actor, parse_id(&id)?, false).await?))
 }
 
 /// `POST /api/admin/channels/{id}/copy`: the new channel (disabled).
@@ -41,12 +42,12 @@ pub async fn copy(
     auth: AdminAuth,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<ChannelView>)> {
-    Ok((StatusCode::CREATED, Json(channel_admin::copy(&state, &auth.actor, parse_id(&id)?).await?)))
+    Ok((StatusCode::CREATED, Json(channels::admin::copy(&state, &auth.actor, parse_id(&id)?).await?)))
 }
 
 /// `POST /api/admin/channels/test`: every channel's probe.
 pub async fn test_all(State(state): State<AppState>, auth: AdminAuth) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "data": channel_admin::test_all(&state, &auth.actor).await? })))
+    Ok(Json(json!({ "data": channels::admin::test_all(&state, &auth.actor).await? })))
 }
 
 /// `POST /api/admin/channels/import`: `{"channel": {…}, "keys": "k1\nk2", "mode": "separate" |
@@ -57,7 +58,7 @@ pub async fn import(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let input: ImportInput = parse_json(&body)?;
-    let created = channel_admin::import(&state, &auth.actor, input).await?;
+    let created = channels::admin::import(&state, &auth.actor, input).await?;
     Ok((StatusCode::CREATED, Json(json!({ "data": created }))))
 }
 
@@ -78,6 +79,6 @@ pub async fn fetch_models(
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let input: FetchInput = if body.is_empty() { FetchInput::default() } else { parse_json(&body)? };
-    let models = channel_admin::fetch_models(&state, &auth.actor, id, input.save).await?;
+    let models = channels::admin::fetch_models(&state, &auth.actor, id, input.save).await?;
     Ok(Json(json!({ "id": id, "models": models, "saved": input.save && !models.is_empty() })))
 }

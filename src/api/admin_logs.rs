@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
 use super::error::ApiError;
-use crate::services::admin_logs::{self, AuditQuery, AuditView, LogsError, SiteLogView, UserQuery};
-use crate::services::usage::LogQuery;
+use crate::services::logs;
+use crate::services::logs::LogQuery;
+use crate::services::logs::admin::{AuditQuery, AuditView, LogsError, SiteLogView, UserQuery};
 use crate::state::AppState;
 
 fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
@@ -30,7 +31,7 @@ fn next_before(len: usize, limit: i64, last: Option<i64>) -> Option<i64> {
 pub async fn logs(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Result<Json<Value>, ApiError> {
     let (q, user): (LogQuery, UserQuery) = (query(&uri)?, query(&uri)?);
     let limit = q.page_size().map_err(ApiError::Invalid)?;
-    let rows = admin_logs::site_logs(&state, &q, &user, limit).await.map_err(|e| match e {
+    let rows = logs::admin::site_logs(&state, &q, &user, limit).await.map_err(|e| match e {
         LogsError::Invalid(m) => ApiError::Invalid(m),
         LogsError::Db(e) => internal(&e),
     })?;
@@ -43,7 +44,7 @@ pub async fn logs(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Resu
 pub async fn audit(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Result<Json<Value>, ApiError> {
     let q: AuditQuery = query(&uri)?;
     let limit = q.page_size().map_err(ApiError::Invalid)?;
-    let rows = admin_logs::audit_log(&state, &q, limit).await.map_err(|e| internal(&e))?;
+    let rows = logs::admin::audit_log(&state, &q, limit).await.map_err(|e| internal(&e))?;
     let next = next_before(rows.len(), limit, rows.last().map(|r| r.id));
     let data: Vec<AuditView> = rows.into_iter().map(AuditView::from).collect();
     Ok(Json(json!({ "data": data, "next_before": next })))

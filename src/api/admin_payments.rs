@@ -11,8 +11,9 @@ use super::auth::AdminAuth;
 use super::error::{ApiError, parse_id};
 use super::me::query;
 use crate::db::payments::Payment;
-use crate::services::admin_payments::{self, PaymentAdminError, PaymentQuery};
-use crate::services::user_admin;
+use crate::services::payments;
+use crate::services::payments::admin::{PaymentAdminError, PaymentQuery};
+use crate::services::users;
 use crate::services::users::AdminUserView;
 use crate::state::AppState;
 
@@ -34,7 +35,7 @@ impl From<PaymentAdminError> for ApiError {
 pub async fn list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Result<Json<Value>, ApiError> {
     let q: PaymentQuery = query(&uri)?;
     let limit = q.page_size().map_err(ApiError::Invalid)?;
-    let data = admin_payments::list(&state, &q, limit).await?;
+    let data = payments::admin::list(&state, &q, limit).await?;
     let full = i64::try_from(data.len()).unwrap_or(i64::MAX) == limit;
     let next = full.then(|| data.last().map(|p| p.id)).flatten();
     Ok(Json(json!({ "data": data, "next_before": next })))
@@ -46,7 +47,7 @@ pub async fn fail(
     auth: AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Payment>, ApiError> {
-    Ok(Json(admin_payments::mark_failed(&state, &auth.actor, parse_id(&id)?).await?))
+    Ok(Json(payments::admin::mark_failed(&state, &auth.actor, parse_id(&id)?).await?))
 }
 
 /// `POST /api/admin/users/{id}/clear-flag`: 409 when the account has no flag.
@@ -55,5 +56,5 @@ pub async fn clear_flag(
     auth: AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<AdminUserView>, ApiError> {
-    Ok(Json(user_admin::clear_flag(&state, &auth.actor, parse_id(&id)?).await?.into()))
+    Ok(Json(users::admin::clear_flag(&state, &auth.actor, parse_id(&id)?).await?.into()))
 }

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use super::auth::AdminAuth;
 use super::error::{ApiError, parse_json};
 use super::me::query;
-use crate::services::groups::{self, GroupSave, GroupView};
-use crate::services::price_admin::{self, DefaultsSummary, ImportSummary, PriceView};
+use crate::services::pricing;
 use crate::services::pricing::PriceInput;
+use crate::services::pricing::admin::{DefaultsSummary, ImportSummary, PriceView};
+use crate::services::pricing::groups::{self, GroupSave, GroupView};
 use crate::state::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -28,8 +29,8 @@ struct SearchQuery {
 /// `GET /api/admin/prices?q=`: model prices (names containing `q`) and every group's own prices.
 pub async fn list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> ApiResult<Json<Value>> {
     let q: SearchQuery = query(&uri)?;
-    let data = price_admin::list(&state, q.q.as_deref()).await?;
-    let overrides = price_admin::overrides(&state).await?;
+    let data = pricing::admin::list(&state, q.q.as_deref()).await?;
+    let overrides = pricing::admin::overrides(&state).await?;
     Ok(Json(json!({ "data": data, "group_prices": overrides })))
 }
 
@@ -41,7 +42,7 @@ pub async fn set(
     body: Bytes,
 ) -> ApiResult<Json<PriceView>> {
     let input: PriceInput = parse_json(&body)?;
-    Ok(Json(price_admin::set(&state, &auth.actor, &model, &input).await?))
+    Ok(Json(pricing::admin::set(&state, &auth.actor, &model, &input).await?))
 }
 
 /// `DELETE /api/admin/prices/{model}`.
@@ -50,7 +51,7 @@ pub async fn delete(
     auth: AdminAuth,
     Path(model): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if price_admin::delete(&state, &auth.actor, &model).await? {
+    if pricing::admin::delete(&state, &auth.actor, &model).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
@@ -65,7 +66,7 @@ pub async fn set_override(
     body: Bytes,
 ) -> ApiResult<Json<PriceView>> {
     let input: PriceInput = parse_json(&body)?;
-    Ok(Json(price_admin::set_override(&state, &auth.actor, &group, &model, &input).await?))
+    Ok(Json(pricing::admin::set_override(&state, &auth.actor, &group, &model, &input).await?))
 }
 
 /// `DELETE /api/admin/groups/{name}/prices/{model}`.
@@ -74,7 +75,7 @@ pub async fn delete_override(
     auth: AdminAuth,
     Path((group, model)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    if price_admin::delete_override(&state, &auth.actor, &group, &model).await? {
+    if pricing::admin::delete_override(&state, &auth.actor, &group, &model).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
@@ -85,12 +86,12 @@ pub async fn delete_override(
 /// "GroupRatio"}` (New API's `ModelPrice` too): all or nothing.
 pub async fn import(State(state): State<AppState>, auth: AdminAuth, body: Bytes) -> ApiResult<Json<ImportSummary>> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::Invalid("the body is not UTF-8".into()))?;
-    Ok(Json(price_admin::import_ratios(&state, &auth.actor, text).await?))
+    Ok(Json(pricing::admin::import_ratios(&state, &auth.actor, text).await?))
 }
 
 /// `GET /api/admin/prices/export-ratios`.
 pub async fn export(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json<Value>> {
-    Ok(Json(price_admin::export_ratios(&state).await?))
+    Ok(Json(pricing::admin::export_ratios(&state).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -103,7 +104,7 @@ struct DefaultsInput {
 /// `POST /api/admin/prices/defaults` `{"overwrite": false}`.
 pub async fn defaults(State(state): State<AppState>, auth: AdminAuth, body: Bytes) -> ApiResult<Json<DefaultsSummary>> {
     let input: DefaultsInput = if body.is_empty() { DefaultsInput::default() } else { parse_json(&body)? };
-    Ok(Json(price_admin::apply_defaults(&state, &auth.actor, input.overwrite).await?))
+    Ok(Json(pricing::admin::apply_defaults(&state, &auth.actor, input.overwrite).await?))
 }
 
 /// `GET /api/admin/groups`.

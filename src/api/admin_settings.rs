@@ -37,7 +37,7 @@ struct SettingInput {
 }
 
 /// `PUT /api/admin/settings/{key}`: known settings only — `routing.strategy.<group>.<model>`
-/// and the site settings (`services::site::keys`), each validated.
+/// and the site settings (`services::settings::site::keys`), each validated.
 pub async fn set(
     State(state): State<AppState>,
     auth: AdminAuth,

@@ -1,5 +1,5 @@
 //! `/api/admin/users*`: search, credit and debit with a note, group / role / status changes, and
-//! a user's ledger, keys and usage — the same `services::user_admin` as `/admin/users`.
+//! a user's ledger, keys and usage — the same `services::users::admin` as `/admin/users`.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,8 +13,8 @@ use super::me::query;
 use crate::db::{ledger, request_logs};
 use crate::domain::money::Money;
 use crate::services::keys;
-use crate::services::usage::LogQuery;
-use crate::services::user_admin::{self, AdminUserError, SearchQuery, UserPatch};
+use crate::services::logs::LogQuery;
+use crate::services::users::admin::{AdminUserError, SearchQuery, UserPatch};
 use crate::services::users::{self, UserView};
 use crate::state::AppState;
 
@@ -43,7 +43,7 @@ fn internal(e: &sqlx::Error) -> ApiError {
 /// `GET /api/admin/users?q=&role=&group=&status=&page=&per_page=`.
 pub async fn list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> ApiResult<Json<Value>> {
     let q: SearchQuery = query(&uri)?;
-    let page = user_admin::search(&state, &q).await?;
+    let page = users::admin::search(&state, &q).await?;
     let has_next = page.has_next();
     let data: Vec<Value> = page
         .rows
@@ -103,7 +103,7 @@ pub async fn credit(
     let id = parse_id(&id)?;
     let key = idempotency_key(&headers)?;
     let input: AdjustInput = parse_json(&body)?;
-    let balance = user_admin::adjust(&state, &auth.actor, id, &input.amount, &input.note, key).await?;
+    let balance = users::admin::adjust(&state, &auth.actor, id, &input.amount, &input.note, key).await?;
     Ok(Json(json!({ "id": id, "balance": Money(balance).to_string() })))
 }
 
@@ -116,7 +116,7 @@ pub async fn update(
 ) -> ApiResult<Json<UserView>> {
     let id = parse_id(&id)?;
     let patch: UserPatch = parse_json(&body)?;
-    Ok(Json(user_admin::update(&state, &auth.actor, id, &patch).await?))
+    Ok(Json(users::admin::update(&state, &auth.actor, id, &patch).await?))
 }
 
 #[derive(Deserialize)]
@@ -178,7 +178,7 @@ pub async fn usage(
     let q: LogQuery = query(&uri)?;
     let filter = q.filter().map_err(ApiError::Invalid)?;
     let limit = q.page_size().map_err(ApiError::Invalid)?;
-    let (requests, spend) = user_admin::recent_usage(&state, id).await?;
+    let (requests, spend) = users::admin::recent_usage(&state, id).await?;
     let rows = request_logs::list_for_user(state.db().pool(), id, &filter, limit).await.map_err(|e| internal(&e))?;
     let next_before =
         (i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit).then(|| rows.last().map(|r| r.id)).flatten();

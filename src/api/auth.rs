@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::db::users::{self, Role};
-use crate::services::access_tokens;
+use crate::services::accounts::access_tokens;
 use crate::services::audit::{Actor, Via};
 use crate::state::AppState;
 

@@ -15,8 +15,8 @@ use super::auth::TokenUser;
 use super::error::ApiError;
 use crate::db::{ledger, request_logs};
 use crate::domain::money::Money;
+use crate::services::logs::LogQuery;
 use crate::services::statement::{self, Month};
-use crate::services::usage::LogQuery;
 use crate::services::users::{self, UserView};
 use crate::state::AppState;
 

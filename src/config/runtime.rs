@@ -1,7 +1,7 @@
 //! The run-time settings table: every setting an operator changes while BurnCloud runs, written
 //! once — key, kind and range, default, the start-up variable that sets that default, form label,
 //! help and section, and (for the gateway's) the field it sets. It drives start-up parsing of
-//! those variables (`config`), validation and the in-memory snapshot (`services::site`), the
+//! those variables (`config`), validation and the in-memory snapshot (`services::settings::site`), the
 //! settings page (`console::admin::settings_form`), `GET /api/admin/settings`, and the table in
 //! docs/configuration.md (a test keeps it current). Pure data and rules: no I/O, no database.
 
@@ -74,7 +74,7 @@ pub enum Kind {
     Text,
     LongText,
     Url,
-    /// A number checked by its own rule in `services::site` (a port, a percent).
+    /// A number checked by its own rule in `services::settings::site` (a port, a percent).
     Number,
     /// A whole number from `min` to `max`, checked here.
     Whole {
@@ -121,7 +121,7 @@ impl Kind {
 }
 
 /// Where a setting's value lives. The gateway's settings are bound here, field by field; the
-/// others are fields of `services::site::SiteSettings`, which applies them itself.
+/// others are fields of `services::settings::site::SiteSettings`, which applies them itself.
 pub enum Bind {
     Site,
     Secs(fn(&mut GatewayConfig) -> &mut Duration),
@@ -177,7 +177,7 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
     ("notify", "Notifications", "Email sent to users by the site."),
 ];
 
-/// The keys `services::site` applies itself (the gateway's need none: [`Bind`] does it).
+/// The keys `services::settings::site` applies itself (the gateway's need none: [`Bind`] does it).
 pub mod keys {
     pub const SITE_NAME: &str = "site.name";
     pub const PUBLIC_URL: &str = "site.public_url";

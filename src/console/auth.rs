@@ -21,8 +21,8 @@ use crate::console::error::ConsoleError;
 use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::money::Money;
-use crate::services::passwords;
-use crate::services::signup::{self, SignupError, SignupInput, SignupOutcome};
+use crate::services::accounts::passwords;
+use crate::services::accounts::signup::{self, SignupError, SignupInput, SignupOutcome};
 use crate::state::AppState;
 
 /// The logged-in user; pages that need one redirect to `/login` without it.
@@ -180,7 +180,7 @@ pub async fn login(
 /// The throttle's scope for logins (reset links clear it: `console::recovery`).
 pub(super) const LOGIN: &str = "login";
 
-/// 503 with `Retry-After`, when password hashing is saturated (`services::passwords`): the same
+/// 503 with `Retry-After`, when password hashing is saturated (`services::accounts::passwords`): the same
 /// answer for every account, given before any account is looked at.
 pub(super) fn busy() -> Response {
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, "The server is busy. Try again in a moment.").into_response();

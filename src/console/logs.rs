@@ -14,7 +14,7 @@ use crate::console::error::ConsoleError;
 use crate::db::api_keys;
 use crate::db::request_logs::{self, LogRow};
 use crate::domain::money::Money;
-use crate::services::usage::{LogQuery, PAGE};
+use crate::services::logs::{LogQuery, PAGE};
 use crate::state::AppState;
 
 const CSV_ROWS: i64 = 10_000;

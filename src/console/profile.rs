@@ -17,7 +17,7 @@ use crate::console::error::ConsoleError;
 use crate::db::sessions::{count_user_sessions, end_user_sessions};
 use crate::db::users;
 use crate::domain::password;
-use crate::services::recovery::{self, EmailChange, EmailChangeError};
+use crate::services::accounts::recovery::{self, EmailChange, EmailChangeError};
 use crate::state::AppState;
 
 #[derive(Template, WebTemplate)]
@@ -138,7 +138,7 @@ pub async fn change_password(
         Err(e) => return ConsoleError::internal("the profile page", e).into_response(),
     };
     let current = form.current.clone();
-    let Ok(matches) = crate::services::passwords::verify(current, Some(hash)).await else {
+    let Ok(matches) = crate::services::accounts::passwords::verify(current, Some(hash)).await else {
         return super::auth::busy();
     };
     if !matches {
@@ -148,7 +148,7 @@ pub async fn change_password(
         return render(&state, &user, None, Some(message)).await;
     }
     let new = form.new.clone();
-    let hashed = match crate::services::passwords::hash(new).await {
+    let hashed = match crate::services::accounts::passwords::hash(new).await {
         Ok(Ok(hash)) => hash,
         Ok(Err(e)) => return ConsoleError::internal("hashing a new password", e).into_response(),
         Err(_) => return super::auth::busy(),
@@ -162,7 +162,7 @@ pub async fn change_password(
         return ConsoleError::internal("the profile page", e).into_response();
     }
     if revoke_tokens_chosen(form.revoke_tokens.as_deref(), form.tokens_choice.as_deref()) {
-        if let Err(e) = crate::services::access_tokens::revoke_all(&state, user.id).await {
+        if let Err(e) = crate::services::accounts::access_tokens::revoke_all(&state, user.id).await {
             return ConsoleError::internal("the profile page", e).into_response();
         }
         let message = "Password changed. Every other session was signed out and your access tokens were revoked.";

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::Layout;
 use super::auth::{ClientAddr, LOGIN, NoticePage, busy, too_many};
 use crate::console::error::ConsoleError;
-use crate::services::recovery::{self, ResetError};
-use crate::services::signup::{self, Verified};
+use crate::services::accounts::recovery::{self, ResetError};
+use crate::services::accounts::signup::{self, Verified};
 use crate::state::AppState;
 
 const LINK_GONE: &str = "This link is not valid any more: it was used or has expired. Ask for a new one.";

@@ -18,7 +18,7 @@ use super::htmx::{HxRequest, vary};
 use super::key_form::{last_day, parse_last_day};
 use super::keys::format_time;
 use crate::console::error::ConsoleError;
-use crate::services::access_tokens::{self, TokenView};
+use crate::services::accounts::access_tokens::{self, TokenView};
 use crate::services::users::UserError;
 use crate::state::AppState;
 

@@ -74,7 +74,7 @@ const fn caps(max_output: i64, context: i64, reasoning: bool, tools: bool, visio
     }
 }
 
-/// The shipped defaults for the models of the default price list (`services::price_defaults`),
+/// The shipped defaults for the models of the default price list (`services::pricing::defaults`),
 /// from each provider's model pages as of late 2025: `(model, capabilities)`. An output of 0
 /// means no limit is published.
 pub const DEFAULT_CAPABILITIES: &[(&str, Capabilities)] = &[

@@ -1,5 +1,5 @@
 //! Password hashing with Argon2id (m=19456 KiB, t=2, p=1: the OWASP baseline, argon2's default).
-//! Hashing is CPU-heavy: async callers run it through `services::passwords`, which bounds how
+//! Hashing is CPU-heavy: async callers run it through `services::accounts::passwords`, which bounds how
 //! many run at once. Each thread keeps its ~19 MB of argon2 working memory and reuses it, rather
 //! than asking the allocator for a fresh block per hash (which, under a storm, left a cached
 //! block in every allocator arena).

@@ -203,7 +203,8 @@ async fn a_password_reset_can_also_revoke_access_tokens(backend: Backend) {
         app.admin("POST", "/api/admin/users", Some(json!({ "email": email, "password": "the old password" }))).await;
     assert_eq!(status, 201, "{user}");
     let user_id = user["id"].as_i64().unwrap();
-    let (_, token) = burncloud::services::access_tokens::create(&app.state, user_id, "script", None).await.unwrap();
+    let (_, token) =
+        burncloud::services::accounts::access_tokens::create(&app.state, user_id, "script", None).await.unwrap();
     assert_eq!(me(&app, &token).await, 200);
 
     let mut browser = Browser::new(&app);

@@ -13,8 +13,9 @@ use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::console::keys::format_time;
 use crate::routes::Routes;
-use crate::services::admin_logs::{self, AuditQuery, actor_name};
-use crate::services::usage::PAGE;
+use crate::services::logs;
+use crate::services::logs::PAGE;
+use crate::services::logs::admin::{AuditQuery, actor_name};
 use crate::state::AppState;
 
 /// Adds this page's routes.
@@ -46,7 +47,7 @@ pub struct AuditPage {
 
 /// `GET /admin/audit`.
 pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(query): Query<AuditQuery>) -> Response {
-    let rows = match admin_logs::audit_log(&state, &query, PAGE).await {
+    let rows = match logs::admin::audit_log(&state, &query, PAGE).await {
         Ok(rows) => rows,
         Err(e) => {
             return ConsoleError::internal("loading the audit log", e).into_response();

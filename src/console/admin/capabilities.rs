@@ -1,7 +1,7 @@
 //! The capabilities section of `/admin/pricing`: each model's output cap, context window and
 //! whether it takes tools, images, audio and reasoning hints, with inline row editing (htmx swaps
 //! one row; without JavaScript `?caps_edit=<model>` opens the same row as a form), a form for any
-//! model name, and "reset to default". Through `services::capabilities`, like
+//! model name, and "reset to default". Through `services::pricing::capabilities`, like
 //! `/api/admin/capabilities*`.
 
 use askama::Template;
@@ -19,8 +19,8 @@ use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
 use crate::domain::capabilities::Capabilities;
 use crate::routes::Routes;
-use crate::services::capabilities::{self, CapabilityView, parse_flag, parse_tokens};
 use crate::services::pricing::PricingError;
+use crate::services::pricing::capabilities::{self, CapabilityView, parse_flag, parse_tokens};
 use crate::state::AppState;
 
 /// Adds this section's routes.

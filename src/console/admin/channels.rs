@@ -1,7 +1,7 @@
 //! `/admin/channels`: the channel list (status with the reason of an automatic disable, type,
 //! priority, weight, models, used amount, last error, last test latency) and its row actions —
 //! test, test all, enable, disable, copy, delete. The create / edit / import forms are in
-//! `form`. Everything goes through `services::channel_admin` (audited, as the API). Upstream
+//! `form`. Everything goes through `services::channels::admin` (audited, as the API). Upstream
 //! keys are write-only: the page shows the last 4 characters at most.
 //!
 //! htmx posts answer the `#channels` section; without JavaScript the whole page.
@@ -21,7 +21,7 @@ use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
 use crate::domain::money::Money;
 use crate::routes::Routes;
-use crate::services::channel_admin::{self, TestLine};
+use crate::services::channels::admin::TestLine;
 use crate::services::channels::{self, ChannelError, ChannelView};
 use crate::state::AppState;
 
@@ -176,7 +176,7 @@ macro_rules! row_action {
 }
 
 row_action!(test, "`POST /admin/channels/{id}/test`.", |state, admin, id| {
-    match channel_admin::test(&state, &admin.actor, id).await {
+    match channels::admin::test(&state, &admin.actor, id).await {
         Ok(result) => {
             let name = channels::get(&state, id).await.map(|c| c.name).unwrap_or_default();
             Ok(Outcome { results: vec![TestLine { id, name, result }], ..Outcome::default() })
@@ -186,35 +186,35 @@ row_action!(test, "`POST /admin/channels/{id}/test`.", |state, admin, id| {
 });
 
 row_action!(enable, "`POST /admin/channels/{id}/enable`.", |state, admin, id| {
-    channel_admin::set_enabled(&state, &admin.actor, id, true).await.map(|c| Outcome {
+    channels::admin::set_enabled(&state, &admin.actor, id, true).await.map(|c| Outcome {
         notice: Some(admin.user.layout.t("Channel {name} enabled.").replace("{name}", &c.name)),
         ..Outcome::default()
     })
 });
 
 row_action!(disable, "`POST /admin/channels/{id}/disable`.", |state, admin, id| {
-    channel_admin::set_enabled(&state, &admin.actor, id, false).await.map(|c| Outcome {
+    channels::admin::set_enabled(&state, &admin.actor, id, false).await.map(|c| Outcome {
         notice: Some(admin.user.layout.t("Channel {name} disabled.").replace("{name}", &c.name)),
         ..Outcome::default()
     })
 });
 
 row_action!(copy, "`POST /admin/channels/{id}/copy`: the copy is created disabled.", |state, admin, id| {
-    channel_admin::copy(&state, &admin.actor, id).await.map(|c| Outcome {
+    channels::admin::copy(&state, &admin.actor, id).await.map(|c| Outcome {
         notice: Some(admin.user.layout.t("Created {name}, disabled until you enable it.").replace("{name}", &c.name)),
         ..Outcome::default()
     })
 });
 
 row_action!(delete, "`POST /admin/channels/{id}/delete`.", |state, admin, id| {
-    channel_admin::delete(&state, &admin.actor, id)
+    channels::admin::delete(&state, &admin.actor, id)
         .await
         .map(|()| Outcome { notice: Some(admin.user.layout.t("Channel deleted.").to_string()), ..Outcome::default() })
 });
 
 /// `POST /admin/channels/test`: probes every channel.
 pub async fn test_all(State(state): State<AppState>, admin: AdminUser, HxRequest(hx): HxRequest) -> Response {
-    match channel_admin::test_all(&state, &admin.actor).await {
+    match channels::admin::test_all(&state, &admin.actor).await {
         Ok(results) => answer(&state, admin, hx, Outcome { results, ..Outcome::default() }).await,
         Err(e) => ConsoleError::internal("a channel page", e).into_response(),
     }

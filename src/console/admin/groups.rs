@@ -1,6 +1,6 @@
 //! `/admin/groups`: groups with their price multiplier, description and the models they may use
 //! (empty: every model their channels serve); create, edit, delete (never `default`, never a
-//! group with users). Through `services::groups`, like `/api/admin/groups`.
+//! group with users). Through `services::pricing::groups`, like `/api/admin/groups`.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -14,8 +14,8 @@ use super::AdminUser;
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::routes::Routes;
-use crate::services::groups::{self, GroupBilling, GroupSave, GroupView};
 use crate::services::pricing::PricingError;
+use crate::services::pricing::groups::{self, GroupBilling, GroupSave, GroupView};
 use crate::state::AppState;
 
 /// Adds this page's routes.

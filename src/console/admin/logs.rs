@@ -14,8 +14,9 @@ use crate::console::keys::format_time;
 use crate::console::logs::{Row, csv_field};
 use crate::db::all_logs::SiteLogRow;
 use crate::routes::Routes;
-use crate::services::admin_logs::{self, LogsError, UserQuery};
-use crate::services::usage::{LogQuery, PAGE};
+use crate::services::logs;
+use crate::services::logs::admin::{LogsError, UserQuery};
+use crate::services::logs::{LogQuery, PAGE};
 use crate::state::AppState;
 
 const CSV_ROWS: i64 = 10_000;
@@ -58,7 +59,7 @@ pub async fn page(
     Query(user): Query<UserQuery>,
 ) -> Response {
     let layout = admin.user.layout;
-    let (rows, error) = match admin_logs::site_logs(&state, &query, &user, PAGE).await {
+    let (rows, error) = match logs::admin::site_logs(&state, &query, &user, PAGE).await {
         Ok(rows) => (rows, None),
         Err(LogsError::Invalid(message)) => (Vec::new(), Some(layout.t(&message).to_string())),
         Err(LogsError::Db(e)) => return ConsoleError::internal("loading the site's request log", e).into_response(),
@@ -91,7 +92,7 @@ pub async fn csv(
     Query(query): Query<LogQuery>,
     Query(user): Query<UserQuery>,
 ) -> Response {
-    let rows = match admin_logs::site_logs(&state, &query, &user, CSV_ROWS).await {
+    let rows = match logs::admin::site_logs(&state, &query, &user, CSV_ROWS).await {
         Ok(rows) => rows,
         Err(LogsError::Invalid(message)) => {
             return (StatusCode::BAD_REQUEST, admin.user.layout.t(&message).to_string()).into_response();

@@ -1,7 +1,7 @@
 //! `/admin/payments`: every user's payments, newest first — what was charged, what it credits,
 //! its status, refunds and what they could not take back — searchable by the payer's email and
 //! filtered by status, paged back by id. A pending payment can be marked failed (htmx swaps its
-//! row; a plain form redirects back). Everything goes through `services::admin_payments`, like
+//! row; a plain form redirects back). Everything goes through `services::payments::admin`, like
 //! `/api/admin/payments`.
 
 use askama::Template;
@@ -21,8 +21,9 @@ use crate::db::payments::Payment;
 use crate::domain::money::Money;
 use crate::payments::format_charge;
 use crate::routes::Routes;
-use crate::services::admin_payments::{self, PaymentAdminError, PaymentQuery, STATUSES};
-use crate::services::usage::PAGE;
+use crate::services::logs::PAGE;
+use crate::services::payments;
+use crate::services::payments::admin::{PaymentAdminError, PaymentQuery, STATUSES};
 use crate::state::AppState;
 
 /// Adds this page's routes.
@@ -136,7 +137,7 @@ pub async fn page(
 ) -> Response {
     let layout = admin.user.layout;
     let currency = state.site().currency.clone();
-    let (rows, error, status) = match admin_payments::list(&state, &query, PAGE).await {
+    let (rows, error, status) = match payments::admin::list(&state, &query, PAGE).await {
         Ok(rows) => (rows, None, StatusCode::OK),
         Err(PaymentAdminError::Invalid(m)) => (Vec::new(), Some(m), StatusCode::BAD_REQUEST),
         Err(e) => return ConsoleError::internal("an /admin/payments page", e).into_response(),
@@ -173,7 +174,7 @@ pub async fn fail(
     let Ok(id) = id.parse::<i64>() else { return not_found(admin.user.layout) };
     let currency = state.site().currency.clone();
     let layout = admin.user.layout.clone();
-    match admin_payments::mark_failed(&state, &admin.actor, id).await {
+    match payments::admin::mark_failed(&state, &admin.actor, id).await {
         Ok(payment) if hx => {
             vary(PaymentRow { layout, row: PaymentLine::new(payment, &currency), row_error: None }.into_response())
         }

@@ -1,7 +1,7 @@
 //! `/admin/pricing`: the model price table (per 1M tokens: input, output, cached input, cache
 //! write; or per request) with search and inline row editing (htmx swaps one row; without
 //! JavaScript `?edit=<model>` opens the same row as a form), per-group prices, One API / New API
-//! ratio import and export, and the default price list. Through `services::price_admin`, like
+//! ratio import and export, and the default price list. Through `services::pricing::admin`, like
 //! `/api/admin/prices*`. The model capabilities section at the bottom is `capabilities`.
 
 use askama::Template;
@@ -19,7 +19,8 @@ use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
 use crate::db::prices;
 use crate::routes::Routes;
-use crate::services::price_admin::{self, PriceView};
+use crate::services::pricing;
+use crate::services::pricing::admin::PriceView;
 use crate::services::pricing::{PriceInput, PricingError};
 use crate::state::AppState;
 
@@ -149,8 +150,8 @@ fn notice_for(done: &str) -> Option<&'static str> {
 async fn build(state: &AppState, layout: Layout, q: &str) -> Result<PricingPage, PricingError> {
     Ok(PricingPage {
         layout,
-        prices: price_admin::list(state, Some(q)).await?,
-        overrides: price_admin::overrides(state).await?,
+        prices: pricing::admin::list(state, Some(q)).await?,
+        overrides: pricing::admin::overrides(state).await?,
         groups: prices::all_groups(state.db().pool()).await?.into_iter().map(|g| g.name).collect(),
         q: q.to_string(),
         editing: None,
@@ -207,7 +208,7 @@ pub struct RowQuery {
 
 /// `GET /admin/pricing/row?model=&edit=true`: one row, shown or as a form (htmx).
 pub async fn row(State(state): State<AppState>, admin: AdminUser, Query(q): Query<RowQuery>) -> Response {
-    match price_admin::get(&state, &q.model).await {
+    match pricing::admin::get(&state, &q.model).await {
         Ok(Some(row)) => {
             vary(PriceRow { layout: admin.user.layout, row, edit: q.edit, row_error: None }.into_response())
         }
@@ -224,7 +225,7 @@ pub async fn save_price(
     HxRequest(hx): HxRequest,
     Form(form): Form<PriceForm>,
 ) -> Response {
-    match price_admin::set(&state, &admin.actor, &form.model, &form.input()).await {
+    match pricing::admin::set(&state, &admin.actor, &form.model, &form.input()).await {
         Ok(row) if hx => {
             vary(PriceRow { layout: admin.user.layout, row, edit: false, row_error: None }.into_response())
         }
@@ -251,7 +252,7 @@ pub async fn delete_price(
     HxRequest(hx): HxRequest,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    match price_admin::delete(&state, &admin.actor, &form.model).await {
+    match pricing::admin::delete(&state, &admin.actor, &form.model).await {
         // htmx swaps the row for nothing.
         Ok(_) if hx => vary(StatusCode::OK.into_response()),
         Ok(_) => Redirect::to("/admin/pricing?done=deleted").into_response(),
@@ -261,7 +262,7 @@ pub async fn delete_price(
 
 /// `POST /admin/pricing/overrides`: a group's own price for a model.
 pub async fn save_override(State(state): State<AppState>, admin: AdminUser, Form(form): Form<PriceForm>) -> Response {
-    match price_admin::set_override(&state, &admin.actor, &form.group, &form.model, &form.input()).await {
+    match pricing::admin::set_override(&state, &admin.actor, &form.group, &form.model, &form.input()).await {
         Ok(_) => Redirect::to("/admin/pricing?done=override#overrides").into_response(),
         Err(e) => refused(&state, admin, e, |page| page.override_form = form).await,
     }
@@ -273,7 +274,7 @@ pub async fn delete_override(
     admin: AdminUser,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    match price_admin::delete_override(&state, &admin.actor, &form.group, &form.model).await {
+    match pricing::admin::delete_override(&state, &admin.actor, &form.group, &form.model).await {
         Ok(_) => Redirect::to("/admin/pricing?done=override-deleted#overrides").into_response(),
         Err(e) => refused(&state, admin, e, |_| {}).await,
     }
@@ -287,7 +288,7 @@ pub struct ImportForm {
 
 /// `POST /admin/pricing/import`: One API / New API ratio JSON, all or nothing.
 pub async fn import(State(state): State<AppState>, admin: AdminUser, Form(form): Form<ImportForm>) -> Response {
-    match price_admin::import_ratios(&state, &admin.actor, &form.ratios).await {
+    match pricing::admin::import_ratios(&state, &admin.actor, &form.ratios).await {
         Ok(_) => Redirect::to("/admin/pricing?done=imported").into_response(),
         Err(e) => refused(&state, admin, e, |page| page.ratios = form.ratios).await,
     }
@@ -295,7 +296,7 @@ pub async fn import(State(state): State<AppState>, admin: AdminUser, Form(form):
 
 /// `GET /admin/pricing/export`: our prices as ratio JSON, as a download.
 pub async fn export(State(state): State<AppState>, _: AdminUser) -> Response {
-    match price_admin::export_ratios(&state).await {
+    match pricing::admin::export_ratios(&state).await {
         Ok(json) => (
             [
                 (header::CONTENT_TYPE, "application/json"),
@@ -317,7 +318,7 @@ pub struct DefaultsForm {
 /// `POST /admin/pricing/defaults`: apply the default price list (existing prices kept unless
 /// `overwrite` is ticked).
 pub async fn defaults(State(state): State<AppState>, admin: AdminUser, Form(form): Form<DefaultsForm>) -> Response {
-    match price_admin::apply_defaults(&state, &admin.actor, form.overwrite.is_some()).await {
+    match pricing::admin::apply_defaults(&state, &admin.actor, form.overwrite.is_some()).await {
         Ok(_) => Redirect::to("/admin/pricing?done=defaults").into_response(),
         Err(e) => refused(&state, admin, e, |_| {}).await,
     }

@@ -3,7 +3,7 @@
 //! data; the page is `settings`.
 
 use crate::config::runtime::{self, Kind, SECTIONS, TABLE};
-use crate::services::site::SiteSettings;
+use crate::services::settings::site::SiteSettings;
 
 /// One field of a section.
 pub struct Field {

@@ -1,6 +1,6 @@
 //! `/admin/users`: search users by email, name, group, role and status (paged); a user's page
 //! with balance, ledger, keys and recent usage; credit or debit with a note, group and role
-//! changes, disable and re-enable — all through `services::user_admin`, like the API. Forms
+//! changes, disable and re-enable — all through `services::users::admin`, like the API. Forms
 //! work without JavaScript: success redirects back with a notice, a refusal re-renders the
 //! page with the reason.
 
@@ -21,7 +21,7 @@ use crate::db::{ledger, prices, request_logs};
 use crate::domain::money::Money;
 use crate::routes::Routes;
 use crate::services::keys::{self, KeyView};
-use crate::services::user_admin::{self, AdminUserError, SearchQuery, UserPatch};
+use crate::services::users::admin::{AdminUserError, SearchQuery, UserPatch};
 use crate::services::users::{self, UserView};
 use crate::state::AppState;
 
@@ -101,7 +101,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminUser, Query(q): Que
         next: None,
         error: None,
     };
-    match user_admin::search(&state, &q).await {
+    match users::admin::search(&state, &q).await {
         Ok(found) => {
             page.total = found.total;
             page.page = found.page;
@@ -209,7 +209,7 @@ async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<Use
         Err(crate::services::users::UserError::NotFound) => return Ok(None),
         Err(e) => return Err(ConsoleError::internal("an /admin/users page", e).into_response()),
     };
-    let manageable = user_admin::may_manage(state, &admin.actor, id)
+    let manageable = users::admin::may_manage(state, &admin.actor, id)
         .await
         .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?;
     let groups = prices::all_groups(state.db().pool())
@@ -247,7 +247,7 @@ async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<Use
             failed: r.status_code >= 400,
         })
         .collect();
-    let (requests_30d, spend) = user_admin::recent_usage(state, id)
+    let (requests_30d, spend) = users::admin::recent_usage(state, id)
         .await
         .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?;
     Ok(Some(UserPage {
@@ -350,7 +350,7 @@ pub async fn adjust(
         let error = AdminUserError::Invalid("amount: enter a positive amount and choose credit or debit".into());
         return refused(&state, &admin, id, error, Some(&form)).await;
     }
-    match user_admin::adjust(&state, &admin.actor, id, &signed, &form.note, None).await {
+    match users::admin::adjust(&state, &admin.actor, id, &signed, &form.note, None).await {
         Ok(_) => Redirect::to(&format!("/admin/users/{id}?done={}", if debit { "debited" } else { "credited" }))
             .into_response(),
         Err(e) => refused(&state, &admin, id, e, Some(&form)).await,
@@ -374,7 +374,7 @@ pub async fn update(
 ) -> Response {
     let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
     let patch = UserPatch { group: form.group, role: form.role, status: None };
-    match user_admin::update(&state, &admin.actor, id, &patch).await {
+    match users::admin::update(&state, &admin.actor, id, &patch).await {
         Ok(_) => Redirect::to(&format!("/admin/users/{id}?done=updated")).into_response(),
         Err(e) => refused(&state, &admin, id, e, None).await,
     }
@@ -395,7 +395,7 @@ pub async fn status(
 ) -> Response {
     let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
     let patch = UserPatch { status: Some(form.status.clone()), ..UserPatch::default() };
-    match user_admin::update(&state, &admin.actor, id, &patch).await {
+    match users::admin::update(&state, &admin.actor, id, &patch).await {
         Ok(_) => {
             let done = if form.status == "disabled" { "disabled" } else { "enabled" };
             Redirect::to(&format!("/admin/users/{id}?done={done}")).into_response()
@@ -407,7 +407,7 @@ pub async fn status(
 /// `POST /admin/users/{id}/clear-flag`: the operator has looked at what the flag says.
 pub async fn clear_flag(State(state): State<AppState>, admin: AdminUser, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
-    match user_admin::clear_flag(&state, &admin.actor, id).await {
+    match users::admin::clear_flag(&state, &admin.actor, id).await {
         Ok(_) => Redirect::to(&format!("/admin/users/{id}?done=flag-cleared")).into_response(),
         Err(e) => refused(&state, &admin, id, e, None).await,
     }

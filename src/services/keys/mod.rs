@@ -3,6 +3,7 @@
 //! input is validated here, once, for every caller; every change invalidates the gateway's key
 //! cache so it applies at once on this instance. No HTTP here.
 
+pub mod admin;
 pub mod cache;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -19,7 +19,7 @@ use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::providers::vendors::PRESETS;
 use crate::routes::Routes;
-use crate::services::channel_admin::{self, ImportInput};
+use crate::services::channels::admin::ImportInput;
 use crate::services::channels::{self, ChannelError, ChannelInput, ChannelView};
 use crate::state::AppState;
 
@@ -205,7 +205,7 @@ pub async fn new_page(admin: AdminUser) -> FormPage {
 /// `POST /admin/channels/new`.
 pub async fn create(State(state): State<AppState>, admin: AdminUser, Form(form): Form<ChannelForm>) -> Response {
     let result = match form.to_input(&admin.user.layout, None) {
-        Ok(input) => channel_admin::create(&state, &admin.actor, input).await,
+        Ok(input) => channels::admin::create(&state, &admin.actor, input).await,
         Err(message) => Err(ChannelError::Invalid(message)),
     };
     match result {
@@ -247,7 +247,7 @@ pub async fn update(
         Err(response) => return response,
     };
     let result = match form.to_input(&admin.user.layout, Some(&current)) {
-        Ok(input) => channel_admin::update(&state, &admin.actor, current.id, input).await,
+        Ok(input) => channels::admin::update(&state, &admin.actor, current.id, input).await,
         Err(message) => Err(ChannelError::Invalid(message)),
     };
     match result {
@@ -287,7 +287,7 @@ pub async fn fetch_models(
         Ok(c) => c,
         Err(response) => return response,
     };
-    match channel_admin::fetch_models(&state, &admin.actor, current.id, false).await {
+    match channels::admin::fetch_models(&state, &admin.actor, current.id, false).await {
         Ok(models) => {
             let notice = Some(
                 admin
@@ -319,7 +319,7 @@ pub async fn import(State(state): State<AppState>, admin: AdminUser, Form(form):
         Ok(channel) => {
             let mode = if form.mode.is_empty() { None } else { Some(form.mode.clone()) };
             let input = ImportInput { channel, keys: form.keys.clone(), mode };
-            channel_admin::import(&state, &admin.actor, input).await
+            channels::admin::import(&state, &admin.actor, input).await
         }
         Err(message) => Err(ChannelError::Invalid(message)),
     };

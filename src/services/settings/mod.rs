@@ -1,6 +1,8 @@
 //! The operator's settings as the console's settings page and `/api/admin/settings` edit them:
 //! list (secrets masked), change one (validated, secrets encrypted, audited without their value,
-//! applied at once), and send a test email. The in-memory snapshot itself is `services::site`.
+//! applied at once), and send a test email. The in-memory snapshot itself is `services::settings::site`.
+
+pub mod site;
 
 use serde::Serialize;
 use serde_json::json;
@@ -10,7 +12,6 @@ use crate::config::{Strategy, runtime};
 use crate::db::settings;
 use crate::mail::ActionMail;
 use crate::services::audit::{self, Actor};
-use crate::services::site;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,8 @@
 //! string — and its parsing into `db::request_logs::LogFilter`. Blank fields mean "any"; dates
 //! are UTC days, the "to" day included.
 
+pub mod admin;
+
 use serde::Deserialize;
 
 use crate::db::request_logs::LogFilter;

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::db::payments::{self, Filter, Payment};
 use crate::services::audit::{self, Actor};
-use crate::services::usage;
+use crate::services::logs;
 use crate::state::AppState;
 
 /// Every status a payment can have, in the order the filter offers them.
@@ -41,7 +41,7 @@ impl PaymentQuery {
     }
 
     pub fn page_size(&self) -> Result<i64, String> {
-        usage::page_size(self.limit)
+        logs::page_size(self.limit)
     }
 
     /// The filter as a query string, for "older" links.

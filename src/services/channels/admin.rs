@@ -8,10 +8,10 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::audit::{self, Actor};
-use super::channels::{self, ChannelError, ChannelInput, ChannelView, TestResult};
 use crate::db::channels as db_channels;
 use crate::providers::{ChannelType, Protocol};
+use crate::services::audit::{self, Actor};
+use crate::services::channels::{self, ChannelError, ChannelInput, ChannelView, TestResult};
 use crate::state::AppState;
 
 /// At most this many keys in one bulk import.

@@ -10,7 +10,7 @@ use crate::domain::email::Email;
 use crate::domain::{password, token};
 use crate::i18n::Lang;
 use crate::mail::ActionMail;
-use crate::services::signup::issue_link;
+use crate::services::accounts::signup::issue_link;
 use crate::state::AppState;
 
 /// How long a reset link works.
@@ -75,7 +75,7 @@ pub enum ResetError {
     WeakPassword(String),
     #[error("This link is not valid any more: it was used or has expired. Ask for a new one.")]
     BadLink,
-    /// Password hashing is saturated (`services::passwords`).
+    /// Password hashing is saturated (`services::accounts::passwords`).
     #[error("The server is busy. Try again in a moment.")]
     Busy,
     #[error("internal error: {0}")]
@@ -103,7 +103,7 @@ pub async fn reset_password(
         return Err(ResetError::BadLink);
     }
     password::validate(new_password).map_err(ResetError::WeakPassword)?;
-    let hash = crate::services::passwords::hash(new_password.to_string())
+    let hash = crate::services::accounts::passwords::hash(new_password.to_string())
         .await
         .map_err(|_| ResetError::Busy)?
         .map_err(ResetError::Internal)?;
@@ -117,7 +117,7 @@ pub async fn reset_password(
     users::mark_verified(state.db().writer(), id).await?;
     end_user_sessions(state.db(), id, None).await?;
     if revoke_tokens {
-        super::access_tokens::revoke_all(state, id).await?;
+        crate::services::accounts::access_tokens::revoke_all(state, id).await?;
     }
     let email = users::verification(state.db().pool(), id).await?.map(|(email, _, _)| email).unwrap_or_default();
     Ok(email)
@@ -163,7 +163,7 @@ pub async fn change_email(
 ) -> Result<EmailChange, EmailChangeError> {
     let hash = users::password_hash(state.db().pool(), user_id).await?.ok_or(EmailChangeError::WrongPassword)?;
     let plain = current_password.to_string();
-    if !crate::services::passwords::verify(plain, Some(hash))
+    if !crate::services::accounts::passwords::verify(plain, Some(hash))
         .await
         .map_err(|e| EmailChangeError::Internal(e.to_string()))?
     {

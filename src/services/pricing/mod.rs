@@ -1,6 +1,11 @@
 //! Prices and groups: set a model's price per 1M tokens (or per request) and a group's
 //! multiplier, from decimal strings, then refresh the gateway's routing snapshot.
 
+pub mod admin;
+pub mod capabilities;
+pub mod defaults;
+pub mod groups;
+
 use serde::{Deserialize, Serialize};
 
 use crate::db::prices::{self, GroupRow};

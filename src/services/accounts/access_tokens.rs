@@ -4,11 +4,11 @@
 
 use serde::Serialize;
 
-use super::keys::valid_name;
-use super::users::UserError;
 use crate::db::access_tokens;
 use crate::domain::access_token;
 use crate::domain::time::now_ms;
+use crate::services::keys::valid_name;
+use crate::services::users::UserError;
 use crate::state::AppState;
 
 /// Tokens a user may hold at once.

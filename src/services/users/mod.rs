@@ -1,6 +1,8 @@
 //! User administration for the management API and bootstrap files: create users, read them,
 //! set a bootstrap balance (a ledger row). Operators' credits, debits and changes are in
-//! `services::user_admin`; API keys are in `services::keys`.
+//! `services::users::admin`; API keys are in `services::keys`.
+
+pub mod admin;
 
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +116,7 @@ pub async fn create(state: &AppState, input: NewUserInput) -> Result<UserView, U
     let role = parse_role(input.role.as_deref())?;
     let group = existing_group(state, input.group.as_deref()).await?;
     let plain = input.password.clone();
-    let hash = crate::services::passwords::hash(plain)
+    let hash = crate::services::accounts::passwords::hash(plain)
         .await
         .map_err(|e| UserError::Internal(e.to_string()))?
         .map_err(UserError::Internal)?;

@@ -77,7 +77,7 @@ pub enum SignupError {
     EmailTaken,
     #[error("{0}")]
     Invalid(String),
-    /// Password hashing is saturated (`services::passwords`).
+    /// Password hashing is saturated (`services::accounts::passwords`).
     #[error("The server is busy. Try again in a moment.")]
     Busy,
     #[error("internal error: {0}")]
@@ -111,8 +111,10 @@ pub async fn sign_up(state: &AppState, input: SignupInput) -> Result<SignupOutco
 
     // Hashing runs whether or not the address is taken, so both take the same time.
     let plain = input.password.clone();
-    let hash =
-        crate::services::passwords::hash(plain).await.map_err(|_| SignupError::Busy)?.map_err(SignupError::Internal)?;
+    let hash = crate::services::accounts::passwords::hash(plain)
+        .await
+        .map_err(|_| SignupError::Busy)?
+        .map_err(SignupError::Internal)?;
     let user = NewUser {
         email: &email,
         password_hash: &hash,

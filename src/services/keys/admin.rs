@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 
-use super::audit::{self, Actor};
-use super::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
-use super::user_admin::{AdminUserError, manageable};
+use crate::services::audit::{self, Actor};
+use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
+use crate::services::users::admin::{AdminUserError, manageable};
 use crate::state::AppState;
 
 /// What the audit log keeps of a key: its settings, not its usage counters.

@@ -19,7 +19,7 @@ use crate::domain::money::{Money, format_fixed};
 use crate::domain::pricing::Price;
 use crate::services::audit::{self, Actor};
 use crate::services::channels::reload_routing;
-use crate::services::price_defaults::DEFAULT_PRICES;
+use crate::services::pricing::defaults::DEFAULT_PRICES;
 use crate::services::pricing::{self, PriceInput, PricingError};
 use crate::state::AppState;
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::db::all_logs::{self, SiteLogRow};
 use crate::db::audit::{self, AuditFilter, AuditRow};
 use crate::domain::money::Money;
-use crate::services::usage::{self, LogQuery};
+use crate::services::logs::{self, LogQuery};
 use crate::state::AppState;
 
 /// The extra filter of the site's log: part of the user's email.
@@ -117,7 +117,7 @@ impl AuditQuery {
     }
 
     pub fn page_size(&self) -> Result<i64, String> {
-        usage::page_size(self.limit)
+        logs::page_size(self.limit)
     }
 
     /// The filter as a query string, for "older" links.

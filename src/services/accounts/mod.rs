@@ -1,5 +1,10 @@
 //! Accounts: the root admin bootstrap (first boot and `burncloud admin create`).
 
+pub mod access_tokens;
+pub mod passwords;
+pub mod recovery;
+pub mod signup;
+
 use crate::config::Secret;
 use crate::db::users::{self, NewUser, Role};
 use crate::db::{self, Db};
@@ -54,7 +59,7 @@ pub async fn ensure_root_admin(db: &Db, email: &str, configured: Option<&Secret>
 pub async fn create_or_reset_admin(db: &Db, email: &Email, password: &str) -> Result<(), AccountError> {
     password::validate(password).map_err(AccountError::Invalid)?;
     let owned = password.to_string();
-    let hash = crate::services::passwords::hash(owned)
+    let hash = crate::services::accounts::passwords::hash(owned)
         .await
         .map_err(|e| AccountError::Invalid(format!("hashing failed: {e}")))?
         .map_err(AccountError::Invalid)?;

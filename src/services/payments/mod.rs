@@ -7,6 +7,8 @@
 //! row, or nothing), and (3) moves the balance with its ledger row (under an idempotency key).
 //! Concurrent duplicates queue on the event's key and find it taken.
 
+pub mod admin;
+
 use crate::billing;
 use crate::db::ledger::{self, Entry, Kind};
 use crate::db::payments::{self, Payment};

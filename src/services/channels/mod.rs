@@ -2,6 +2,8 @@
 //! the routing reload that follows every change. Upstream keys are encrypted before they reach
 //! the database and never leave this module in clear except toward the upstream itself.
 
+pub mod admin;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
