@@ -11,15 +11,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{AdminAuth, ResellerAuth};
-use super::error::{ApiError, parse_id, parse_json};
+use super::error::{ApiError, ApiResult, parse_id, parse_json};
 use super::me::query;
 use crate::db::codes::CodeRow;
 use crate::domain::money::Money;
 use crate::services::audit::Actor;
 use crate::services::codes::{self, CodesError, GenerateInput, Generated, Owner, TransferInput, VoidResult};
 use crate::state::AppState;
-
-type ApiResult<T> = Result<T, ApiError>;
 
 impl From<CodesError> for ApiError {
     fn from(e: CodesError) -> Self {

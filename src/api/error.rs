@@ -44,9 +44,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn internal(what: &str, detail: &str) -> ApiError {
-    tracing::error!(error = %detail, "{what}");
-    ApiError::Internal
+/// What every `/api` handler returns.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// A failure the caller cannot act on: logged once, with what was being done, and answered
+    /// as a plain 500 (the detail stays in the log).
+    pub fn internal(what: &str, detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "{what}");
+        Self::Internal
+    }
 }
 
 impl From<ChannelError> for ApiError {
@@ -55,7 +62,7 @@ impl From<ChannelError> for ApiError {
             ChannelError::Invalid(m) => Self::Invalid(m),
             ChannelError::NotFound => Self::NotFound,
             ChannelError::KeyRequired(message) => Self::Unprocessable { code: "key_required", message },
-            ChannelError::Internal(d) => internal("channel operation failed", &d),
+            ChannelError::Internal(d) => Self::internal("channel operation failed", &d),
         }
     }
 }
@@ -66,7 +73,7 @@ impl From<UserError> for ApiError {
             UserError::Invalid(m) => Self::Invalid(m),
             UserError::NotFound => Self::NotFound,
             UserError::EmailTaken | UserError::InsufficientBalance => Self::Conflict(e.to_string()),
-            UserError::Internal(d) => internal("user operation failed", &d),
+            UserError::Internal(d) => Self::internal("user operation failed", &d),
         }
     }
 }
@@ -75,7 +82,7 @@ impl From<PricingError> for ApiError {
     fn from(e: PricingError) -> Self {
         match e {
             PricingError::Invalid(m) => Self::Invalid(m),
-            PricingError::Internal(d) => internal("pricing operation failed", &d),
+            PricingError::Internal(d) => Self::internal("pricing operation failed", &d),
         }
     }
 }

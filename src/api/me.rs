@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::TokenUser;
-use super::error::ApiError;
+use super::error::{ApiError, ApiResult};
 use crate::db::{ledger, request_logs};
 use crate::domain::money::Money;
 use crate::services::logs::LogQuery;
@@ -20,16 +20,9 @@ use crate::services::statement::{self, Month};
 use crate::services::users::{self, UserView};
 use crate::state::AppState;
 
-type ApiResult<T> = Result<T, ApiError>;
-
 /// The query string as `T`; a malformed one is a 400 naming the problem.
 pub(super) fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> ApiResult<T> {
     Query::try_from_uri(uri).map(|Query(q)| q).map_err(|e| ApiError::Invalid(format!("query: {}", e.body_text())))
-}
-
-fn internal(e: &sqlx::Error) -> ApiError {
-    tracing::error!(error = %e, "an /api/me query failed");
-    ApiError::Internal
 }
 
 /// `GET /api/me`.
@@ -63,7 +56,9 @@ pub async fn balance(State(state): State<AppState>, auth: TokenUser, uri: Uri) -
         Some(_) => return Err(ApiError::Invalid("limit: 1 to 100".into())),
     };
     let user = users::get(&state, auth.user_id).await?;
-    let rows = ledger::history(state.db().pool(), auth.user_id, limit).await.map_err(|e| internal(&e))?;
+    let rows = ledger::history(state.db().pool(), auth.user_id, limit)
+        .await
+        .map_err(|e| ApiError::internal("an /api/me query failed", &e))?;
     let rows: Vec<LedgerView> = rows
         .into_iter()
         .map(|r| LedgerView {
@@ -101,8 +96,9 @@ pub async fn logs(State(state): State<AppState>, auth: TokenUser, uri: Uri) -> A
     let q: LogQuery = query(&uri)?;
     let filter = q.filter().map_err(ApiError::Invalid)?;
     let limit = q.page_size().map_err(ApiError::Invalid)?;
-    let rows =
-        request_logs::list_for_user(state.db().pool(), auth.user_id, &filter, limit).await.map_err(|e| internal(&e))?;
+    let rows = request_logs::list_for_user(state.db().pool(), auth.user_id, &filter, limit)
+        .await
+        .map_err(|e| ApiError::internal("an /api/me query failed", &e))?;
     let next_before =
         (i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit).then(|| rows.last().map(|r| r.id)).flatten();
     let data: Vec<LogView> = rows
@@ -139,7 +135,9 @@ pub async fn statement(State(state): State<AppState>, auth: TokenUser, uri: Uri)
     let q: StatementQuery = query(&uri)?;
     let month = Month::parse(&q.month).map_err(|m| ApiError::Invalid(m.to_string()))?;
     let disposition = format!("attachment; filename=\"{}\"", month.file_name());
-    let chunks = statement::csv(&state, auth.user_id, month).await.map_err(|e| internal(&e))?;
+    let chunks = statement::csv(&state, auth.user_id, month)
+        .await
+        .map_err(|e| ApiError::internal("an /api/me query failed", &e))?;
     Ok(csv_download(disposition, Body::from_stream(chunks)))
 }
 

@@ -1,3 +1,7 @@
+//! `/api/admin/payments` (every user's payments, newest first, paged by `before`), marking a
+//! pending payment failed, and clearing an account's flag — the same services as
+//! `/admin/payments` and `/admin/users/{id}`.
+//!
 //! `POST /api/stripe/webhook`: Stripe's events about top-ups. The raw body is read up to 64 KiB,
 //! its `Stripe-Signature` verified against the webhook secret (everything is refused while none is
 //! configured), and only then parsed. Bodies are never logged. Answers: 200 `{"received": true}`
@@ -9,15 +13,63 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::error::ApiError;
+use super::auth::AdminAuth;
+use super::error::{ApiError, parse_id};
+use super::me::query;
+use crate::db::payments::Payment;
 use crate::payments::{events, signature};
-use crate::services::payments::{self, EventError, Outcome};
+use crate::services::payments::admin::{PaymentAdminError, PaymentQuery};
+use crate::services::payments::{EventError, Outcome};
+use crate::services::users::AdminUserView;
+use crate::services::{payments, users};
 use crate::state::AppState;
+
+impl From<PaymentAdminError> for ApiError {
+    fn from(e: PaymentAdminError) -> Self {
+        match e {
+            PaymentAdminError::Invalid(m) => Self::Invalid(m),
+            PaymentAdminError::NotFound => Self::NotFound,
+            PaymentAdminError::NotPending(_) => Self::Conflict(e.to_string()),
+            PaymentAdminError::Db(e) => {
+                tracing::error!(error = %e, "an /api/admin/payments query failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+/// `GET /api/admin/payments?email=&status=&before=&limit=`.
+pub async fn list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let q: PaymentQuery = query(&uri)?;
+    let limit = q.page_size().map_err(ApiError::Invalid)?;
+    let data = payments::admin::list(&state, &q, limit).await?;
+    let full = i64::try_from(data.len()).unwrap_or(i64::MAX) == limit;
+    let next = full.then(|| data.last().map(|p| p.id)).flatten();
+    Ok(Json(json!({ "data": data, "next_before": next })))
+}
+
+/// `POST /api/admin/payments/{id}/fail`: 409 when the payment is not pending.
+pub async fn fail(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Payment>, ApiError> {
+    Ok(Json(payments::admin::mark_failed(&state, &auth.actor, parse_id(&id)?).await?))
+}
+
+/// `POST /api/admin/users/{id}/clear-flag`: 409 when the account has no flag.
+pub async fn clear_flag(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<AdminUserView>, ApiError> {
+    Ok(Json(users::admin::clear_flag(&state, &auth.actor, parse_id(&id)?).await?.into()))
+}
 
 /// The largest event accepted; Stripe's are a few KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -17,11 +17,6 @@ fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
     Query::try_from_uri(uri).map(|Query(q)| q).map_err(|e| ApiError::Invalid(format!("query: {}", e.body_text())))
 }
 
-fn internal(e: &sqlx::Error) -> ApiError {
-    tracing::error!(error = %e, "an /api/admin log query failed");
-    ApiError::Internal
-}
-
 /// The `before` of the next page, when this one is full.
 fn next_before(len: usize, limit: i64, last: Option<i64>) -> Option<i64> {
     (i64::try_from(len).unwrap_or(i64::MAX) == limit).then_some(last).flatten()
@@ -33,7 +28,7 @@ pub async fn logs(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Resu
     let limit = q.page_size().map_err(ApiError::Invalid)?;
     let rows = logs::admin::site_logs(&state, &q, &user, limit).await.map_err(|e| match e {
         LogsError::Invalid(m) => ApiError::Invalid(m),
-        LogsError::Db(e) => internal(&e),
+        LogsError::Db(e) => ApiError::internal("an /api/admin log query failed", &e),
     })?;
     let next = next_before(rows.len(), limit, rows.last().map(|r| r.row.id));
     let data: Vec<SiteLogView> = rows.into_iter().map(SiteLogView::from).collect();
@@ -44,7 +39,9 @@ pub async fn logs(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Resu
 pub async fn audit(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Result<Json<Value>, ApiError> {
     let q: AuditQuery = query(&uri)?;
     let limit = q.page_size().map_err(ApiError::Invalid)?;
-    let rows = logs::admin::audit_log(&state, &q, limit).await.map_err(|e| internal(&e))?;
+    let rows = logs::admin::audit_log(&state, &q, limit)
+        .await
+        .map_err(|e| ApiError::internal("an /api/admin log query failed", &e))?;
     let next = next_before(rows.len(), limit, rows.last().map(|r| r.id));
     let data: Vec<AuditView> = rows.into_iter().map(AuditView::from).collect();
     Ok(Json(json!({ "data": data, "next_before": next })))

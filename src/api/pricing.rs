@@ -1,6 +1,9 @@
 //! `/api/admin/prices*` and `/api/admin/groups*`: the price table, per-group prices, One API
 //! ratio import and export, the default price list, and groups — the same services as
 //! `/admin/pricing` and `/admin/groups`.
+//!
+//! `/api/admin/capabilities*`: the model capabilities table (output cap, context window,
+//! reasoning, tools, vision, audio) — the same service as the capabilities on `/admin/pricing`.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,15 +13,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
-use super::error::{ApiError, parse_json};
+use super::error::{ApiError, ApiResult, parse_json};
 use super::me::query;
-use crate::services::pricing;
-use crate::services::pricing::PriceInput;
 use crate::services::pricing::admin::{DefaultsSummary, ImportSummary, PriceView};
-use crate::services::pricing::groups::{self, GroupSave, GroupView};
+use crate::services::pricing::capabilities::CapabilityView;
+use crate::services::pricing::groups::{GroupSave, GroupView};
+use crate::services::pricing::{self, PriceInput, capabilities, groups};
 use crate::state::AppState;
-
-type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Deserialize)]
 struct SearchQuery {
@@ -130,4 +131,36 @@ pub async fn delete_group(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     if groups::delete(&state, &auth.actor, &name).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound) }
+}
+
+/// `GET /api/admin/capabilities`: every priced model, every model with a row and every model
+/// with a shipped default, with its effective values and their source.
+pub async fn list_capabilities(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "data": capabilities::list(&state).await? })))
+}
+
+/// `PUT /api/admin/capabilities/{model}` with the six fields, each optional (`null` or absent =
+/// not known). The row replaces the shipped default as a whole.
+pub async fn set_capability(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<CapabilityView>> {
+    let input: Value = parse_json(&body)?;
+    let caps = capabilities::from_json(&input)?;
+    Ok(Json(capabilities::set(&state, &auth.actor, &model, &caps).await?))
+}
+
+/// `DELETE /api/admin/capabilities/{model}`: back to the shipped default; 404 without a row.
+pub async fn reset_capability(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(model): Path<String>,
+) -> ApiResult<StatusCode> {
+    if capabilities::reset(&state, &auth.actor, &model).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
 }

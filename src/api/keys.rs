@@ -1,7 +1,7 @@
-//! `/api/me/keys`: the token owner's API keys — list, create (the full key in that answer only),
-//! change, delete — through `services::keys` with the owner's scope, so another user's key id
-//! answers 404 like a missing one. Bodies take the console's fields; anything else (a fixed key
-//! string, an owner, a balance) is refused.
+//! API keys: the operator's (`/api/admin/users/{id}/keys`, `/api/admin/keys/{id}`: any user's)
+//! and the token owner's own (`/api/me/keys`: another user's key id answers 404 like a missing
+//! one), through `services::keys`. The full key is in the creating answer only. Bodies take the
+//! console's fields; anything else (a fixed key string, an owner, a balance) is refused.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,12 +9,45 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::auth::TokenUser;
-use super::error::{ApiError, parse_id, parse_json};
+use super::auth::{AdminAuth, TokenUser};
+use super::error::{ApiError, ApiResult, parse_id, parse_json};
 use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
 use crate::state::AppState;
 
-type ApiResult<T> = Result<T, ApiError>;
+/// Issues a key for a user: an admin only for users and resellers (root for anyone), audited.
+pub async fn admin_create(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = parse_id(&id)?;
+    let input: NewKeyInput = if body.is_empty() { NewKeyInput::default() } else { parse_json(&body)? };
+    let (key_id, key) = keys::admin::create(&state, &auth.actor, id, input).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": key_id, "key": key }))))
+}
+
+/// Any subset of the key's fields (status, name, limits); the key as it is now. Under the same
+/// role rule as creating, audited.
+pub async fn admin_update(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<KeyView>> {
+    let id = parse_id(&id)?;
+    let patch: KeyPatch = parse_json(&body)?;
+    Ok(Json(keys::admin::update(&state, &auth.actor, id, &patch).await?))
+}
+
+pub async fn admin_delete(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    keys::admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
 
 /// `GET /api/me/keys`.
 pub async fn list(State(state): State<AppState>, auth: TokenUser) -> ApiResult<Json<Value>> {

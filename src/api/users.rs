@@ -1,24 +1,48 @@
-//! `/api/admin/users*`: search, credit and debit with a note, group / role / status changes, and
-//! a user's ledger, keys and usage — the same `services::users::admin` as `/admin/users`.
+//! `/api/admin/users`: the operator's users — create, list and search, read, change (role,
+//! group, status), credit with an idempotency key, and read a user's ledger, keys and usage —
+//! through `services::users`.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
-use super::error::{ApiError, parse_id, parse_json};
+use super::error::{ApiError, ApiResult, parse_id, parse_json};
 use super::me::query;
 use crate::db::{ledger, request_logs};
 use crate::domain::money::Money;
-use crate::services::keys;
 use crate::services::logs::LogQuery;
 use crate::services::users::admin::{AdminUserError, SearchQuery, UserPatch};
-use crate::services::users::{self, UserView};
+use crate::services::users::{AdminUserView, NewUserInput, UserView};
+use crate::services::{keys, users};
 use crate::state::AppState;
 
-type ApiResult<T> = Result<T, ApiError>;
+pub async fn create(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    let input: NewUserInput = parse_json(&body)?;
+    // Only root makes admins.
+    if matches!(input.role.as_deref(), Some("admin" | "root")) && auth.actor.role != crate::db::users::Role::Root {
+        return Err(ApiError::Forbidden("only the root account can make admins"));
+    }
+    let user = users::create(&state, input).await?;
+    let details = serde_json::json!({ "email": user.email, "role": user.role, "group": user.group });
+    crate::services::audit::record(&state, &auth.actor, "user.create", ("user", &user.id.to_string()), details).await;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AdminUserView>> {
+    Ok(Json(users::get(&state, parse_id(&id)?).await?.into()))
+}
 
 impl From<AdminUserError> for ApiError {
     fn from(e: AdminUserError) -> Self {
@@ -33,11 +57,6 @@ impl From<AdminUserError> for ApiError {
             }
         }
     }
-}
-
-fn internal(e: &sqlx::Error) -> ApiError {
-    tracing::error!(error = %e, "an /api/admin/users query failed");
-    ApiError::Internal
 }
 
 /// `GET /api/admin/users?q=&role=&group=&status=&page=&per_page=`.
@@ -145,7 +164,9 @@ pub async fn ledger(
         Some(_) => return Err(ApiError::Invalid("limit: 1 to 1000".into())),
     };
     let user = users::get(&state, id).await?;
-    let rows = ledger::page(state.db().pool(), id, q.before, limit).await.map_err(|e| internal(&e))?;
+    let rows = ledger::page(state.db().pool(), id, q.before, limit)
+        .await
+        .map_err(|e| ApiError::internal("an /api/admin/users query failed", &e))?;
     let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit;
     let next_before = full.then(|| rows.last().map(|r| r.id)).flatten();
     let data: Vec<Value> = rows
@@ -179,7 +200,9 @@ pub async fn usage(
     let filter = q.filter().map_err(ApiError::Invalid)?;
     let limit = q.page_size().map_err(ApiError::Invalid)?;
     let (requests, spend) = users::admin::recent_usage(&state, id).await?;
-    let rows = request_logs::list_for_user(state.db().pool(), id, &filter, limit).await.map_err(|e| internal(&e))?;
+    let rows = request_logs::list_for_user(state.db().pool(), id, &filter, limit)
+        .await
+        .map_err(|e| ApiError::internal("an /api/admin/users query failed", &e))?;
     let next_before =
         (i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit).then(|| rows.last().map(|r| r.id)).flatten();
     let data: Vec<Value> = rows

@@ -1,6 +1,6 @@
-//! `/api/admin/channels*` beyond create/read/update/delete/test (those are in `admin`): enable,
-//! disable, copy, test all, bulk import and fetching the upstream's model list. Each calls
-//! `services::channels::admin`, which writes the audit row. Keys never appear in an answer.
+//! `/api/admin/channels`: the operator's channels — create, list, read, change, delete, test (one
+//! or all), import, enable/disable, copy, and fetch an upstream's model list — through
+//! `services::channels`. Upstream keys are never rendered back.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,13 +10,51 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
-use super::error::{ApiError, parse_id, parse_json};
-use crate::services::channels;
-use crate::services::channels::ChannelView;
+use super::error::{ApiResult, parse_id, parse_json};
 use crate::services::channels::admin::ImportInput;
+use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
 use crate::state::AppState;
 
-type ApiResult<T> = Result<T, ApiError>;
+pub async fn create(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<ChannelView>)> {
+    let input: ChannelInput = parse_json(&body)?;
+    Ok((StatusCode::CREATED, Json(channels::admin::create(&state, &auth.actor, input).await?)))
+}
+
+pub async fn list(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "data": channels::list(&state).await? })))
+}
+
+pub async fn get(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<Json<ChannelView>> {
+    Ok(Json(channels::get(&state, parse_id(&id)?).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<ChannelView>> {
+    let id = parse_id(&id)?;
+    let input: ChannelInput = parse_json(&body)?;
+    Ok(Json(channels::admin::update(&state, &auth.actor, id, input).await?))
+}
+
+pub async fn delete(State(state): State<AppState>, auth: AdminAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    channels::admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn test(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TestResult>> {
+    Ok(Json(channels::admin::test(&state, &auth.actor, parse_id(&id)?).await?))
+}
 
 /// `POST /api/admin/channels/{id}/enable`.
 pub async fn enable(
