@@ -13,8 +13,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     auto_disable_from_codes_not_text_openai,
@@ -53,7 +53,7 @@ impl CannedUpstream {
             .fallback(answer)
             .with_state((reply.clone(), received.clone(), last_body.clone()))
             .layer(axum::extract::DefaultBodyLimit::disable());
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         Self { port, reply, received, last_body }
     }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::support::helpers::{Backend, TestApp, spawn_app_with};
 
 db_tests!(
     per_user_and_per_key_concurrency_caps,
@@ -41,7 +41,7 @@ impl Upstream {
     async fn start() -> (Self, u16) {
         let upstream = Self::default();
         let app = Router::new().route("/v1/chat/completions", post(answer)).with_state(upstream.clone());
-        (upstream, crate::helpers::serve_locally(app).await)
+        (upstream, crate::support::helpers::serve_locally(app).await)
     }
 
     fn requests(&self) -> usize {
@@ -354,7 +354,9 @@ async fn a_client_that_stalls_in_its_body_gets_408_after_the_body_read_timeout(b
              Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"model\":"
         )
     };
-    for (path, token) in [("/v1/chat/completions", key.as_str()), ("/api/admin/users", crate::helpers::ADMIN_TOKEN)] {
+    for (path, token) in
+        [("/v1/chat/completions", key.as_str()), ("/api/admin/users", crate::support::helpers::ADMIN_TOKEN)]
+    {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
         stream.write_all(send_partial(path, token).as_bytes()).await.unwrap();
         let started = Instant::now();

@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::fake_gemini::{FakeGemini, KEY, Reply};
-use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::support::fake_gemini::{FakeGemini, KEY, Reply};
+use crate::support::helpers::{Backend, TestApp, spawn_app_with};
 
 db_tests!(
     too_many_image_urls_are_refused_before_any_fetch,
@@ -48,7 +48,7 @@ impl Images {
                 ),
             )
             .with_state(hits.clone());
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         Self { base: format!("http://127.0.0.1:{port}"), hits }
     }
 
@@ -188,7 +188,7 @@ async fn images_are_fetched_once_across_failover(backend: Backend) {
             }),
         )
         .with_state(failing_hits.clone());
-    let port = crate::helpers::serve_locally(failing).await;
+    let port = crate::support::helpers::serve_locally(failing).await;
     app.add_channel(json!({ "name": "failing", "type": "gemini", "base_url": format!("http://127.0.0.1:{port}"),
         "key": KEY, "models": ["gemini-test"], "priority": 10 }))
         .await;

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::console_auth::Browser;
 use crate::console_tokens::console_token;
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
-use crate::mail_sink::{address, sink, smtp_env};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::mail_sink::{address, sink, smtp_env};
 
 db_tests!(
     tokens_not_shaped_like_keys_cost_no_database_query,

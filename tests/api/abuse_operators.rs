@@ -8,8 +8,8 @@ use sqlx::Row;
 
 use crate::admin_console::{access_token, user_with_role};
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{ADMIN_EMAIL, ADMIN_TOKEN, Backend, TestApp, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{ADMIN_EMAIL, ADMIN_TOKEN, Backend, TestApp, spawn_app};
 
 db_tests!(
     admin_key_routes_apply_the_role_rules_and_are_audited,

@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_gemini::{FakeGemini, Reply};
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::{START, priced_channel};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_gemini::{FakeGemini, Reply};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     validate_like_the_api_being_imitated_openai,
@@ -107,7 +107,7 @@ async fn gemini_app(backend: Backend, balance: &str) -> (TestApp, FakeGemini, i6
     let app = spawn_app(backend).await;
     let fake = FakeGemini::start(Reply::Text).await;
     app.add_channel(
-        json!({ "name": "gemini", "type": "gemini", "base_url": fake.base_url(), "key": crate::fake_gemini::KEY,
+        json!({ "name": "gemini", "type": "gemini", "base_url": fake.base_url(), "key": crate::support::fake_gemini::KEY,
         "models": ["gemini-test"], "model_mapping": { "gemini-test": "gemini-2.0-flash" } }),
     )
     .await;

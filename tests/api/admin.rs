@@ -5,11 +5,11 @@ use burncloud::domain::{email::Email, password};
 use burncloud::services::accounts::{self, RootAdmin};
 use sqlx::Row;
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, spawn_app};
+use crate::support::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, spawn_app};
 
 db_tests!(first_boot_creates_the_root_admin_once, generated_password_is_returned_once, admin_create_resets_an_account);
 
-async fn stored_hash(app: &crate::helpers::TestApp, email: &str) -> (String, String) {
+async fn stored_hash(app: &crate::support::helpers::TestApp, email: &str) -> (String, String) {
     let row = sqlx::query("SELECT password_hash, role FROM users WHERE email = $1")
         .bind(email)
         .fetch_one(app.db.pool())

@@ -6,10 +6,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::admin_console::{access_token, user_with_role};
-use crate::chromium::{Chromium, LayoutNote, backend_name};
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::chromium::{Chromium, LayoutNote, backend_name};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{ADMIN_TOKEN, Backend, TestApp, spawn_app, spawn_app_with};
 
 db_tests!(
     channel_pages_create_edit_test_and_manage,
@@ -720,8 +720,8 @@ async fn an_admin_adds_a_channel_and_sees_a_users_call_on_the_monitoring_chart(b
     let fake = FakeOpenAi::start(Behavior::default()).await;
     let chrome = Chromium::start(&app, "admin-channels", backend).await;
     chrome.goto("/login").await;
-    chrome.fill("email", crate::helpers::ADMIN_EMAIL).await;
-    chrome.fill("password", crate::helpers::ADMIN_PASSWORD).await;
+    chrome.fill("email", crate::support::helpers::ADMIN_EMAIL).await;
+    chrome.fill("password", crate::support::helpers::ADMIN_PASSWORD).await;
     chrome.click_and_wait("form[action='/login'] button[type=submit]").await;
     chrome.goto("/admin/channels").await;
     chrome.wait_for_text("No channels yet.").await;
@@ -781,7 +781,8 @@ async fn an_admin_adds_a_channel_and_sees_a_users_call_on_the_monitoring_chart(b
     chrome.quit().await;
 
     let report: String = notes.iter().map(|LayoutNote { file, note }| format!("layout: {file}: {note}\n")).collect();
-    let path = crate::chromium::artifacts_dir().join(format!("admin-channels-{}-layout.txt", backend_name(backend)));
+    let path =
+        crate::support::chromium::artifacts_dir().join(format!("admin-channels-{}-layout.txt", backend_name(backend)));
     std::fs::write(&path, &report).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     assert!(report.is_empty(), "{report}");
 }

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(only_admins_enter_the_admin_console, access_tokens_act_with_their_users_role);
 

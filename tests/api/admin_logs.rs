@@ -7,9 +7,9 @@ use serde_json::json;
 
 use crate::admin_console::{access_token, user_with_role};
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::chat;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     every_users_requests_filtered_by_user,

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::admin_console::{access_token, user_with_role};
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 use burncloud::db::payments;
 
 db_tests!(
@@ -194,7 +194,7 @@ async fn a_pending_payment_is_marked_failed_once(backend: Backend) {
     assert_eq!(rows[1]["target_type"], "payment");
     assert_eq!(rows[1]["details"]["before"]["status"], "pending");
     assert_eq!(rows[1]["details"]["after"]["status"], "failed");
-    assert_eq!(rows[1]["actor"], crate::helpers::ADMIN_EMAIL);
+    assert_eq!(rows[1]["actor"], crate::support::helpers::ADMIN_EMAIL);
 
     // The API: the same rule.
     let fourth = pending(&app, failed.user_id, 700, "cs_test_api").await;

@@ -8,9 +8,9 @@ use sqlx::Row;
 
 use crate::admin_console::{access_token, user_with_role};
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{ADMIN_EMAIL, Backend, TestApp, spawn_app, spawn_app_with};
-use crate::mail_sink::{address, sink, smtp_env};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{ADMIN_EMAIL, Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::mail_sink::{address, sink, smtp_env};
 
 db_tests!(
     the_settings_api_lists_validates_and_audits,

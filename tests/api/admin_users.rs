@@ -9,9 +9,9 @@ use sqlx::Row;
 
 use crate::admin_console::{access_token, user_with_role};
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::chat;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     users_api_searches_adjusts_and_changes,
@@ -160,7 +160,7 @@ async fn role_rules_hold_for_admins_and_the_last_root(backend: Backend) {
     let admin_email = user_with_role(&app, "ops", "admin").await;
     let other_admin = id_of(&app, &user_with_role(&app, "ops2", "admin").await).await;
     let user = id_of(&app, &user_with_role(&app, "carol", "user").await).await;
-    let root = id_of(&app, crate::helpers::ADMIN_EMAIL).await;
+    let root = id_of(&app, crate::support::helpers::ADMIN_EMAIL).await;
     let mut browser = Browser::new(&app);
     browser.log_in(&admin_email, "a fine password").await;
     let token = access_token(&mut browser).await;
@@ -582,7 +582,7 @@ async fn prices_api_imports_ratios_exactly(backend: Backend) {
         let response = app
             .client
             .post(app.url("/api/admin/prices/import-ratios"))
-            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .bearer_auth(crate::support::helpers::ADMIN_TOKEN)
             .body(bad)
             .send()
             .await

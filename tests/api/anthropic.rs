@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::fake_anthropic::{FakeAnthropic, KEY, Reply};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_anthropic::{FakeAnthropic, KEY, Reply};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     a_chat_completion_is_converted_and_billed_from_anthropic_usage,

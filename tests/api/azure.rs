@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_azure::{FakeAzure, KEY};
 use crate::gateway::COST_12_5;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_azure::{FakeAzure, KEY};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(chat_streams_and_embeddings_reach_the_deployment, anthropic_clients_reach_azure_deployments,);
 

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_bedrock::{ACCESS_KEY_ID, FakeBedrock, REGION, Reply, SECRET_ACCESS_KEY};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_bedrock::{ACCESS_KEY_ID, FakeBedrock, REGION, Reply, SECRET_ACCESS_KEY};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     a_signed_converse_call_is_converted_and_billed,

@@ -5,11 +5,11 @@
 
 use serde_json::json;
 
-use crate::chromium::{Chromium, LayoutNote, backend_name};
 use crate::console_billing::add_code;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
-use crate::mail_sink::{address, sink, smtp_env};
+use crate::support::chromium::{Chromium, LayoutNote, backend_name};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::mail_sink::{address, sink, smtp_env};
 
 db_tests!(
     a_new_user_signs_up_logs_in_makes_a_key_and_sees_the_call_in_logs_and_dashboard,
@@ -256,7 +256,7 @@ async fn the_main_pages_render_at_desktop_and_phone_widths(backend: Backend) {
     // Layout problems are reported (scripts/test.sh prints this file), not failed on: the pages
     // are still being designed.
     let report: String = notes.iter().map(|LayoutNote { file, note }| format!("layout: {file}: {note}\n")).collect();
-    let path = crate::chromium::artifacts_dir().join(format!("pages-{}-layout.txt", backend_name(backend)));
+    let path = crate::support::chromium::artifacts_dir().join(format!("pages-{}-layout.txt", backend_name(backend)));
     std::fs::write(&path, &report).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     eprint!("{report}");
 }

@@ -6,10 +6,10 @@
 
 use serde_json::json;
 
-use crate::chromium::{Chromium, LayoutNote, backend_name};
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::chat;
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, TestApp, spawn_app};
+use crate::support::chromium::{Chromium, LayoutNote, backend_name};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, TestApp, spawn_app};
 use burncloud::db::payments;
 
 db_tests!(an_operator_changes_settings_and_reads_the_logs);

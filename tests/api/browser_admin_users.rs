@@ -5,9 +5,9 @@
 
 use serde_json::json;
 
-use crate::chromium::{Chromium, LayoutNote, backend_name};
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, spawn_app};
+use crate::support::chromium::{Chromium, LayoutNote, backend_name};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, spawn_app};
 
 db_tests!(operators_manage_users_groups_and_prices_in_a_browser);
 
@@ -84,7 +84,8 @@ async fn operators_manage_users_groups_and_prices_in_a_browser(backend: Backend)
     chrome.quit().await;
 
     let report: String = notes.iter().map(|LayoutNote { file, note }| format!("layout: {file}: {note}\n")).collect();
-    let path = crate::chromium::artifacts_dir().join(format!("admin-users-{}-layout.txt", backend_name(backend)));
+    let path =
+        crate::support::chromium::artifacts_dir().join(format!("admin-users-{}-layout.txt", backend_name(backend)));
     std::fs::write(&path, &report).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     assert!(notes.is_empty(), "{report}");
 }

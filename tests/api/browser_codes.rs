@@ -3,9 +3,9 @@
 //! /console/reseller, a customer redeems a reseller's code; screenshots of both pages at desktop
 //! and phone widths (`target/browser-artifacts/codes-*`).
 
-use crate::chromium::{Chromium, LayoutNote, backend_name};
 use crate::codes::account;
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, spawn_app};
+use crate::support::chromium::{Chromium, LayoutNote, backend_name};
+use crate::support::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, spawn_app};
 
 db_tests!(operators_and_resellers_work_with_codes_in_the_browser);
 
@@ -111,7 +111,7 @@ async fn operators_and_resellers_work_with_codes_in_the_browser(backend: Backend
     app.assert_ledger_consistent().await;
 
     let report: String = notes.iter().map(|LayoutNote { file, note }| format!("layout: {file}: {note}\n")).collect();
-    let path = crate::chromium::artifacts_dir().join(format!("codes-{}-layout.txt", backend_name(backend)));
+    let path = crate::support::chromium::artifacts_dir().join(format!("codes-{}-layout.txt", backend_name(backend)));
     std::fs::write(&path, &report).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     assert!(report.is_empty(), "{report}");
 }

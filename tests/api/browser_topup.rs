@@ -4,10 +4,10 @@
 //! without a reload. Screenshots of the top-up, success and payments pages at desktop and phone
 //! widths (`target/browser-artifacts/topup-*`).
 
-use crate::chromium::{Chromium, LayoutNote, backend_name};
 use crate::codes::account;
-use crate::fake_stripe::{self, FakeStripe, WEBHOOK_SECRET};
-use crate::helpers::{Backend, spawn_app_with};
+use crate::support::chromium::{Chromium, LayoutNote, backend_name};
+use crate::support::fake_stripe::{self, FakeStripe, WEBHOOK_SECRET};
+use crate::support::helpers::{Backend, spawn_app_with};
 
 db_tests!(a_user_tops_up_in_the_browser);
 
@@ -60,7 +60,7 @@ async fn a_user_tops_up_in_the_browser(backend: Backend) {
     app.assert_ledger_consistent().await;
 
     let report: String = notes.iter().map(|LayoutNote { file, note }| format!("layout: {file}: {note}\n")).collect();
-    let path = crate::chromium::artifacts_dir().join(format!("topup-{}-layout.txt", backend_name(backend)));
+    let path = crate::support::chromium::artifacts_dir().join(format!("topup-{}-layout.txt", backend_name(backend)));
     std::fs::write(&path, &report).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     assert!(report.is_empty(), "{report}");
 }

@@ -9,8 +9,8 @@ use sqlx::Row;
 
 use crate::admin_console::{access_token, user_with_role};
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     api_round_trip_switches_between_custom_and_default,
@@ -134,7 +134,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     let response = app
         .client
         .put(app.url("/api/admin/capabilities/gpt-4o"))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .bearer_auth(crate::support::helpers::ADMIN_TOKEN)
         .header("content-type", "application/json")
         .body("{not json")
         .send()

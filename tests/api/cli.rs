@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Backend, fresh_database_url};
+use crate::support::helpers::{Backend, fresh_database_url};
 
 const BIN: &str = env!("CARGO_BIN_EXE_burncloud");
 

@@ -11,7 +11,7 @@ mod run;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 use fake_agent::{ANSWER, FakeAgent};
 use run::{Output, Sandbox, client};
 

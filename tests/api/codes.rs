@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::admin_console::{access_token, user_with_role};
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     operators_generate_list_export_and_void_codes_through_the_api,
@@ -136,7 +136,8 @@ async fn operators_generate_list_export_and_void_codes_through_the_api(backend: 
     assert_eq!(status, 400);
 
     // CSV: every code of the filter, with a header.
-    let (status, kind, csv) = get_text(&app, crate::helpers::ADMIN_TOKEN, "/api/admin/codes/export?batch=Launch").await;
+    let (status, kind, csv) =
+        get_text(&app, crate::support::helpers::ADMIN_TOKEN, "/api/admin/codes/export?batch=Launch").await;
     assert_eq!(status, 200);
     assert!(kind.starts_with("text/csv"), "{kind}");
     assert!(csv.starts_with("id,code,batch,value,status"), "{csv}");
@@ -273,7 +274,7 @@ async fn role_boundaries_hold_for_codes_and_the_reseller_section(backend: Backen
             assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{method} {path}");
         }
     }
-    for token in [&user_token, &admin_token, &crate::helpers::ADMIN_TOKEN.to_string()] {
+    for token in [&user_token, &admin_token, &crate::support::helpers::ADMIN_TOKEN.to_string()] {
         for (method, path) in reseller_api {
             let (status, answer) = call(&app, token, method, path, Some(body.clone())).await;
             assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{method} {path}");

@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app};
-use crate::{fake_anthropic, fake_azure, fake_bedrock, fake_gemini};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
+use crate::support::{fake_anthropic, fake_azure, fake_bedrock, fake_gemini};
 
 #[derive(Clone, Copy, Debug)]
 enum Provider {
@@ -328,7 +328,7 @@ macro_rules! conformance {
         #[allow(non_snake_case)]
         mod $provider {
             use super::Provider;
-            use crate::helpers::Backend;
+            use crate::support::helpers::Backend;
             async fn plain(b: Backend) { super::plain(b, Provider::$provider).await }
             async fn streamed(b: Backend) { super::streamed(b, Provider::$provider).await }
             async fn tool_calls(b: Backend) { super::tool_calls(b, Provider::$provider).await }

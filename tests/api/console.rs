@@ -1,6 +1,6 @@
 //! The landing page and the embedded static assets.
 
-use crate::helpers::{Backend, spawn_app, spawn_app_with};
+use crate::support::helpers::{Backend, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn landing_page_shows_the_api_base_url_and_links_hashed_assets() {

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     signing_up_logs_in_and_shows_the_dashboard,
@@ -89,7 +89,7 @@ impl<'a> Browser<'a> {
 
     /// Logs in as the root admin the test app creates.
     pub async fn log_in_as_root(&mut self) {
-        self.log_in(crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD).await;
+        self.log_in(crate::support::helpers::ADMIN_EMAIL, crate::support::helpers::ADMIN_PASSWORD).await;
     }
 
     /// Every cookie the browser holds, as a `Cookie` header (the session's and the anonymous

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(a_code_is_redeemed_once_with_its_ledger_row, twenty_users_racing_for_one_code_credit_it_once);
 

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 
 use crate::console_auth::Browser;
 use crate::console_key_limits::{chat, two_models, user_with_console_key};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(charts_show_requests_per_minute_and_tokens_by_model);
 

@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, TestApp, spawn_app_with};
-use crate::mail_sink::{address, sink, smtp_env};
+use crate::support::helpers::{Backend, TestApp, spawn_app_with};
+use crate::support::mail_sink::{address, sink, smtp_env};
 
 db_tests!(
     signup_is_verified_by_email_before_login_and_credits,
@@ -331,7 +331,7 @@ async fn email_domains_can_be_limited(backend: Backend) {
 }
 
 async fn without_smtp_nobody_is_told_to_check_an_inbox(backend: Backend) {
-    let app = crate::helpers::spawn_app(backend).await;
+    let app = crate::support::helpers::spawn_app(backend).await;
     let mut browser = Browser::new(&app);
     let (status, _, page) = browser.get("/forgot-password").await;
     assert_eq!(status, StatusCode::OK);
@@ -347,13 +347,14 @@ async fn without_smtp_nobody_is_told_to_check_an_inbox(backend: Backend) {
 
     // The operators are told, on their dashboard.
     let mut admin = Browser::new(&app);
-    let (status, _, _) = log_in(&mut admin, crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD).await;
+    let (status, _, _) =
+        log_in(&mut admin, crate::support::helpers::ADMIN_EMAIL, crate::support::helpers::ADMIN_PASSWORD).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (_, _, page) = admin.get("/console").await;
     assert!(page.contains("data-testid=\"mail-off\"") && page.contains("BURNCLOUD_SMTP_HOST"), "{page}");
     let mail_app = mail_app(backend).await;
     let mut admin = Browser::new(&mail_app);
-    log_in(&mut admin, crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD).await;
+    log_in(&mut admin, crate::support::helpers::ADMIN_EMAIL, crate::support::helpers::ADMIN_PASSWORD).await;
     let (_, _, page) = admin.get("/console").await;
     assert!(page.contains("data-testid=\"email\"") && !page.contains("data-testid=\"mail-off\""), "{page}");
 }

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, spawn_app, spawn_app_with};
+use crate::support::helpers::{Backend, spawn_app, spawn_app_with};
 
 db_tests!(signing_up_through_an_invitation_link_records_the_inviter, signup_modes_and_the_welcome_credit);
 

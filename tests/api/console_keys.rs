@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, spawn_app};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(a_key_is_shown_once_works_and_can_be_disabled_and_deleted, another_users_keys_are_out_of_reach);
 

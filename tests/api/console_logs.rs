@@ -5,8 +5,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(requests_show_in_the_usage_log_and_export);
 

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, spawn_app};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(changing_the_password_ends_the_other_sessions);
 

@@ -8,8 +8,8 @@ use reqwest::header::SET_COOKIE;
 use serde_json::json;
 
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 
 db_tests!(
     hostile_text_renders_inert_everywhere,

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(tokens_are_created_once_listed_and_revoked, refused_tokens_and_other_users_tokens);
 

@@ -7,9 +7,9 @@ use serde_json::json;
 
 use crate::admin_console::user_with_role;
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::chat;
-use crate::helpers::{Backend, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(every_log_filter_at_once, every_audit_filter_at_once, every_user_search_filter_at_once);
 

@@ -5,8 +5,8 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app};
-use crate::{fake_bedrock, fake_gemini};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
+use crate::support::{fake_bedrock, fake_gemini};
 
 db_tests!(gemini_embeds_in_one_batch, bedrock_embeds_with_titan_and_cohere);
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 
 /// $2.50 in / $10.00 out per 1M tokens: the fake's 12 + 5 tokens cost 80,000 nano-units.
 pub const COST_12_5: i64 = 80_000;

@@ -5,9 +5,9 @@
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::{COST_12_5, chat, priced_channel, setup};
-use crate::helpers::{Backend, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(
     concurrent_requests_never_overdraw,
@@ -21,7 +21,7 @@ db_tests!(
     key_restrictions_are_enforced,
 );
 
-async fn ledger_rows(app: &crate::helpers::TestApp, user: i64) -> Vec<(String, i64)> {
+async fn ledger_rows(app: &crate::support::helpers::TestApp, user: i64) -> Vec<(String, i64)> {
     sqlx::query("SELECT kind, amount FROM ledger WHERE user_id = $1 ORDER BY id")
         .bind(user)
         .fetch_all(app.db.pool())
@@ -33,7 +33,7 @@ async fn ledger_rows(app: &crate::helpers::TestApp, user: i64) -> Vec<(String, i
 }
 
 /// An app with the model `flat` at $0.001 per request.
-async fn flat_priced(backend: Backend) -> (crate::helpers::TestApp, FakeOpenAi) {
+async fn flat_priced(backend: Backend) -> (crate::support::helpers::TestApp, FakeOpenAi) {
     let app = spawn_app(backend).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
     app.add_channel(

@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::chat;
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 
 const N: usize = 1000;
 

@@ -1,6 +1,6 @@
 //! Liveness, readiness, request ids and the fallback.
 
-use crate::helpers::{Backend, spawn_app};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(healthz_and_readyz_answer, readyz_fails_when_the_database_is_gone);
 

@@ -12,8 +12,8 @@ use axum::routing::get;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::fake_gemini::{FakeGemini, KEY, Reply};
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::fake_gemini::{FakeGemini, KEY, Reply};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 
 db_tests!(non_public_image_hosts_are_refused, images_are_fetched_inline_within_limits);
 
@@ -43,7 +43,7 @@ async fn image_server() -> String {
                 ([(header::CONTENT_TYPE, "image/png")], PNG)
             }),
         );
-    let port = crate::helpers::serve_locally(app).await;
+    let port = crate::support::helpers::serve_locally(app).await;
     format!("http://127.0.0.1:{port}")
 }
 

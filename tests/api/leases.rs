@@ -7,8 +7,8 @@ use burncloud::config::Config;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, fresh_database_url, spawn_app, test_env};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, fresh_database_url, spawn_app, test_env};
 
 db_tests!(
     an_operator_can_debit_the_whole_balance_right_after_a_request,

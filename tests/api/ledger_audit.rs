@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use crate::console_auth::Browser;
 use crate::console_tokens::console_token;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 
 db_tests!(
     the_admin_ledger_pages_through_every_row,

@@ -10,25 +10,17 @@ macro_rules! db_tests {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$name(crate::helpers::Backend::Sqlite).await
+                super::$name(crate::support::helpers::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$name(crate::helpers::Backend::Postgres).await
+                super::$name(crate::support::helpers::Backend::Postgres).await
             }
         }
     )*};
 }
 
-mod chromium;
-mod fake_anthropic;
-mod fake_azure;
-mod fake_bedrock;
-mod fake_gemini;
-mod fake_openai;
-mod fake_stripe;
-mod helpers;
-mod mail_sink;
+mod support;
 
 mod abuse_auth;
 mod abuse_channels;

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::{chat, priced_channel, setup};
-use crate::helpers::{Backend, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(
     channels_crud_never_returns_the_key,
@@ -233,7 +233,7 @@ async fn bootstrap_sets_up_a_working_instance(backend: Backend) {
     use std::process::Stdio;
     let fake = FakeOpenAi::start(Behavior::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let url = crate::helpers::fresh_database_url(backend, dir.path()).await;
+    let url = crate::support::helpers::fresh_database_url(backend, dir.path()).await;
     let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/bootstrap.toml")).unwrap();
     let file = dir.path().join("bootstrap.toml");
     std::fs::write(&file, template.replace("{mock_base}", &fake.base_url("bench"))).unwrap();

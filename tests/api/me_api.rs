@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::console_auth::Browser;
 use crate::console_key_limits::{chat, two_models, user_with_console_key};
 use crate::console_tokens::console_token;
-use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, spawn_app};
+use crate::support::helpers::{ADMIN_TOKEN, Backend, TestApp, spawn_app};
 
 db_tests!(the_token_owner_manages_keys_and_reads_usage, other_users_data_is_out_of_reach, refused_tokens_get_401);
 

@@ -4,10 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_anthropic::{FakeAnthropic, KEY, Reply, fixture};
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::{COST_12_5, priced_channel};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_anthropic::{FakeAnthropic, KEY, Reply, fixture};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     messages_reach_an_openai_channel,

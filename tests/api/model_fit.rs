@@ -6,12 +6,12 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_anthropic::{FakeAnthropic, KEY, Reply};
-use crate::fake_gemini::{self, FakeGemini};
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::{events, priced_channel};
-use crate::helpers::{Backend, spawn_app};
 use crate::messages::messages;
+use crate::support::fake_anthropic::{FakeAnthropic, KEY, Reply};
+use crate::support::fake_gemini::{self, FakeGemini};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(
     a_mapped_model_answers_with_the_name_asked_for,

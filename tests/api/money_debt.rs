@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::{chat, setup};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
     debt_is_recorded_refuses_requests_and_is_paid_first_by_the_next_credit,
@@ -357,7 +357,7 @@ async fn cap_output_by_balance_sets_the_cap_the_balance_pays_for(backend: Backen
 }
 
 async fn cap_output_by_balance_reaches_converted_protocols(backend: Backend) {
-    use crate::fake_anthropic::{FakeAnthropic, KEY, Reply};
+    use crate::support::fake_anthropic::{FakeAnthropic, KEY, Reply};
     let app = spawn_app(backend).await;
     let fake = FakeAnthropic::start(Reply::Text).await;
     let (status, _) = app

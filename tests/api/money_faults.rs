@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::support::helpers::{Backend, TestApp, spawn_app_with};
 
 db_tests!(
     interrupted_streams_chat_openai,
@@ -243,7 +243,7 @@ impl CuttingUpstream {
             let shared = shared.clone();
             async move { shared.answer() }
         });
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         (upstream, port)
     }
 

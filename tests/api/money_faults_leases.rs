@@ -15,9 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::fake_openai::{Behavior, DEFAULT_COMPLETION, DEFAULT_PROMPT, FakeOpenAi};
-use crate::helpers::{Backend, TestApp, spawn_app_with};
 use crate::leases::{chat, leased, priced};
+use crate::support::fake_openai::{Behavior, DEFAULT_COMPLETION, DEFAULT_PROMPT, FakeOpenAi};
+use crate::support::helpers::{Backend, TestApp, spawn_app_with};
 
 db_tests!(
     exactly_once_settlement_under_faults,

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::admin_console::access_token;
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::chat;
-use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{ADMIN_TOKEN, Backend, TestApp, spawn_app};
 
 db_tests!(real_answers_match_the_documented_schemas);
 
@@ -487,15 +487,18 @@ async fn reseller(c: &mut Checker<'_>, invitee: i64) {
 /// `POST /api/stripe/webhook`: refused unsigned, acknowledged when signed with the secret.
 async fn stripe_webhook(c: &mut Checker<'_>) {
     let path = "/api/stripe/webhook";
-    let event = crate::fake_stripe::event("customer.created", json!({ "id": "cus_1", "object": "customer" }));
+    let event = crate::support::fake_stripe::event("customer.created", json!({ "id": "cus_1", "object": "customer" }));
     let unsigned = c.app.client.post(c.app.url(path)).json(&event);
     c.check(unsigned, "POST", path, path).await;
-    let secret = json!({ "value": crate::fake_stripe::WEBHOOK_SECRET });
+    let secret = json!({ "value": crate::support::fake_stripe::WEBHOOK_SECRET });
     c.call(ADMIN_TOKEN, "PUT", "/api/admin/settings/{key}", "/api/admin/settings/stripe.webhook_secret", Some(secret))
         .await;
     let body = event.to_string();
-    let signature =
-        crate::fake_stripe::signature(&body, crate::fake_stripe::WEBHOOK_SECRET, crate::fake_stripe::now_secs());
+    let signature = crate::support::fake_stripe::signature(
+        &body,
+        crate::support::fake_stripe::WEBHOOK_SECRET,
+        crate::support::fake_stripe::now_secs(),
+    );
     let signed = c.app.client.post(c.app.url(path)).header("stripe-signature", signature).body(body);
     let answer = c.check(signed, "POST", path, path).await;
     assert_eq!(answer["outcome"], "ignored", "{answer}");

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::console_auth::Browser;
-use crate::fake_openai::{Behavior, FakeOpenAi};
-use crate::fake_stripe::{self, FakeStripe};
-use crate::helpers::{Backend, TestApp};
 use crate::leases::leased;
 use crate::payments::{payment_status, send_event, spawn_with_stripe, start_topup, user_id, webhook_events};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::fake_stripe::{self, FakeStripe};
+use crate::support::helpers::{Backend, TestApp};
 
 db_tests!(
     a_refund_before_its_payment_is_retried_until_the_payment_is_in,

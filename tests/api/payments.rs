@@ -7,9 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::console_auth::Browser;
-use crate::fake_stripe::{self, FakeStripe, Opened, WEBHOOK_SECRET};
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
-use crate::mail_sink;
+use crate::support::fake_stripe::{self, FakeStripe, Opened, WEBHOOK_SECRET};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::mail_sink;
 
 db_tests!(
     the_top_up_page_opens_a_checkout_session_stripe_accepts,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::helpers::route_coverage_dir;
+use crate::support::helpers::route_coverage_dir;
 
 #[test]
 #[ignore = "run by scripts/test.sh after the whole suite has recorded the routes it called"]

@@ -5,7 +5,7 @@ use burncloud::db::{self, Db};
 use burncloud::domain::time::now_ms;
 use sqlx::Row;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::support::helpers::{Backend, spawn_app};
 
 const TABLES: &[&str] = &[
     "groups",
@@ -133,7 +133,7 @@ async fn ledger_idempotency_keys_are_unique(backend: Backend) {
 async fn an_existing_database_upgrades_in_place(backend: Backend) {
     use burncloud::config::DatabaseUrl;
     let dir = tempfile::tempdir().unwrap();
-    let url = DatabaseUrl::parse(&crate::helpers::fresh_database_url(backend, dir.path()).await).unwrap();
+    let url = DatabaseUrl::parse(&crate::support::helpers::fresh_database_url(backend, dir.path()).await).unwrap();
     let db = Db::connect(&url, 2).await.unwrap();
     let mut old = db::migrate::migrator(db.backend());
     old.migrations = std::borrow::Cow::Owned(old.migrations.iter().filter(|m| m.version <= 3).cloned().collect());

@@ -4,9 +4,9 @@
 
 use serde_json::json;
 
-use crate::fake_openai::{Behavior, FakeOpenAi};
 use crate::gateway::{COST_12_5, priced_channel};
-use crate::helpers::{Backend, spawn_app};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::helpers::{Backend, spawn_app};
 
 db_tests!(openai_python_sdk);
 
@@ -37,7 +37,7 @@ db_tests!(openai_python_sdk_to_converted_models);
 /// The OpenAI SDK's own parsing (and its stream accumulator) on completions converted from
 /// Anthropic's, Gemini's and Bedrock's APIs.
 async fn openai_python_sdk_to_converted_models(backend: Backend) {
-    use crate::{fake_anthropic, fake_bedrock, fake_gemini};
+    use crate::support::{fake_anthropic, fake_bedrock, fake_gemini};
     let python = std::env::var("BURNCLOUD_SDK_PYTHON").expect("BURNCLOUD_SDK_PYTHON: run scripts/test.sh");
     let app = spawn_app(backend).await;
     let claude = fake_anthropic::FakeAnthropic::start(fake_anthropic::Reply::Text).await;
@@ -100,17 +100,17 @@ db_tests!(anthropic_python_sdk);
 
 /// The Anthropic SDK on `/v1/messages`, through an OpenAI-type, an Anthropic and a Gemini channel.
 async fn anthropic_python_sdk(backend: Backend) {
-    use crate::fake_anthropic::{FakeAnthropic, Reply};
-    use crate::fake_gemini::FakeGemini;
+    use crate::support::fake_anthropic::{FakeAnthropic, Reply};
+    use crate::support::fake_gemini::FakeGemini;
     let python = std::env::var("BURNCLOUD_SDK_PYTHON").expect("BURNCLOUD_SDK_PYTHON: run scripts/test.sh");
     let app = spawn_app(backend).await;
     let openai = FakeOpenAi::start(Behavior::default()).await;
     priced_channel(&app, &openai, "gpt", "gpt-test", json!({})).await;
     let claude = FakeAnthropic::start(Reply::Text).await;
-    let gemini = FakeGemini::start(crate::fake_gemini::Reply::Text).await;
+    let gemini = FakeGemini::start(crate::support::fake_gemini::Reply::Text).await;
     let channels = [
-        ("claude-test", "anthropic", claude.base_url(), crate::fake_anthropic::KEY),
-        ("gemini-test", "gemini", gemini.base_url(), crate::fake_gemini::KEY),
+        ("claude-test", "anthropic", claude.base_url(), crate::support::fake_anthropic::KEY),
+        ("gemini-test", "gemini", gemini.base_url(), crate::support::fake_gemini::KEY),
     ];
     for (model, kind, base_url, key) in channels {
         app.add_channel(json!({ "name": model, "type": kind, "base_url": base_url, "key": key, "models": [model] }))

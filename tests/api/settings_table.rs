@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::console_auth::Browser;
-use crate::helpers::{Backend, TestApp, serve_locally, spawn_app};
 use crate::money_faults::{stalled_charge, stream_never_read};
+use crate::support::helpers::{Backend, TestApp, serve_locally, spawn_app};
 
 db_tests!(the_client_stall_setting_is_validated_and_shown, a_changed_client_stall_cuts_the_next_stream);
 

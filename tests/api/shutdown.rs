@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::routing::get;
 use futures_util::StreamExt;
 
-use crate::helpers::{Backend, spawn_app_with};
+use crate::support::helpers::{Backend, spawn_app_with};
 
 /// Ten chunks, 60 ms apart: a stream that outlives the moment shutdown starts.
 fn slow_stream() -> Body {
@@ -56,7 +56,10 @@ async fn in_flight_streams_finish_and_new_connections_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_tasks_are_drained_before_exit() {
     let data_dir = tempfile::tempdir().unwrap();
-    let env = crate::helpers::test_env(data_dir.path(), &format!("sqlite://{}/db.sqlite", data_dir.path().display()));
+    let env = crate::support::helpers::test_env(
+        data_dir.path(),
+        &format!("sqlite://{}/db.sqlite", data_dir.path().display()),
+    );
     let config = burncloud::config::Config::load_from(None, |n| env.get(n).cloned()).unwrap();
     let app = burncloud::app::Application::build(config).await.unwrap();
     let done = Arc::new(AtomicBool::new(false));

@@ -56,7 +56,7 @@ impl FakeAgent {
     pub async fn start() -> Self {
         let shared = Shared::default();
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         Self { port, shared }
     }
 

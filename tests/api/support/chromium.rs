@@ -30,7 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{Backend, TestApp};
+use crate::support::helpers::{Backend, TestApp};
 
 /// How long a wait for an element, a text or a page load may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);

@@ -46,7 +46,7 @@ impl FakeStripe {
             .route("/v1/checkout/sessions", axum::routing::post(create_session))
             .route("/c/pay/{id}", axum::routing::get(hosted_page))
             .with_state(shared.clone());
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         Self { port, shared }
     }
 

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
 
 pub const KEY: &str = "azure-test-key-0123456789";
 
@@ -41,7 +41,7 @@ impl FakeAzure {
             seen: Arc::default(),
         };
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         Self { port, openai, shared }
     }
 

@@ -76,7 +76,7 @@ impl FakeOpenAi {
         let shared = Shared::default();
         *shared.behavior.lock().unwrap() = behavior;
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         Self { port, shared }
     }
 

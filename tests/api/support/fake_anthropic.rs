@@ -43,7 +43,7 @@ impl FakeAnthropic {
     pub async fn start(reply: Reply) -> Self {
         let shared = Shared { reply: Arc::new(Mutex::new(reply)), received: Arc::default() };
         let app = Router::new().route("/v1/messages", axum::routing::post(messages)).with_state(shared.clone());
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         Self { port, shared }
     }
 

@@ -40,7 +40,7 @@ impl FakeGemini {
         let shared = Shared { reply: Arc::new(Mutex::new(reply)), received: Arc::default() };
         let app =
             Router::new().route("/v1beta/models/{method}", axum::routing::post(generate)).with_state(shared.clone());
-        let port = crate::helpers::serve_locally(app).await;
+        let port = crate::support::helpers::serve_locally(app).await;
         Self { port, shared }
     }
 
