@@ -86,7 +86,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         "# HELP burncloud_channel_up 1 when the channel is enabled, 0 when disabled (by hand or automatically).\n",
     );
     out.push_str("# TYPE burncloud_channel_up gauge\n");
-    if let Ok(channels) = crate::db::channels::list(state.db().pool()).await {
+    if let Ok(channels) = monitoring::channels(&state).await {
         for c in channels {
             let labels = format!(
                 "channel_id=\"{}\",channel=\"{}\",type=\"{}\",status=\"{}\"",

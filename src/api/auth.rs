@@ -11,9 +11,10 @@ use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::db::users::{self, Role};
+use crate::db::users::Role;
 use crate::services::accounts::access_tokens;
 use crate::services::audit::{Actor, Via};
+use crate::services::users;
 use crate::state::AppState;
 
 /// The bearer token of the request, if any.
@@ -60,7 +61,7 @@ async fn token_actor(parts: &Parts, state: &AppState) -> Result<Actor, ApiError>
             return Err(ApiError::Internal);
         }
     };
-    let role = match users::summary(state.db().pool(), user_id).await {
+    let role = match users::summary(state, user_id).await {
         Ok(Some(user)) => Role::parse(&user.role).unwrap_or(Role::User),
         Ok(None) => return Err(ApiError::Unauthorized("invalid token")),
         Err(e) => {

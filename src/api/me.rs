@@ -13,9 +13,8 @@ use serde_json::{Value, json};
 
 use super::auth::TokenUser;
 use super::error::{ApiError, ApiResult};
-use crate::db::{ledger, request_logs};
 use crate::domain::money::Money;
-use crate::services::logs::LogQuery;
+use crate::services::logs::{self, LogQuery};
 use crate::services::statement::{self, Month};
 use crate::services::users::{self, UserView};
 use crate::state::AppState;
@@ -56,7 +55,7 @@ pub async fn balance(State(state): State<AppState>, auth: TokenUser, uri: Uri) -
         Some(_) => return Err(ApiError::Invalid("limit: 1 to 100".into())),
     };
     let user = users::get(&state, auth.user_id).await?;
-    let rows = ledger::history(state.db().pool(), auth.user_id, limit)
+    let rows = statement::recent(&state, auth.user_id, limit)
         .await
         .map_err(|e| ApiError::internal("an /api/me query failed", &e))?;
     let rows: Vec<LedgerView> = rows
@@ -96,7 +95,7 @@ pub async fn logs(State(state): State<AppState>, auth: TokenUser, uri: Uri) -> A
     let q: LogQuery = query(&uri)?;
     let filter = q.filter().map_err(ApiError::Invalid)?;
     let limit = q.page_size().map_err(ApiError::Invalid)?;
-    let rows = request_logs::list_for_user(state.db().pool(), auth.user_id, &filter, limit)
+    let rows = logs::for_user(&state, auth.user_id, &filter, limit)
         .await
         .map_err(|e| ApiError::internal("an /api/me query failed", &e))?;
     let next_before =

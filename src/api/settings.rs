@@ -60,7 +60,7 @@ struct TestEmailInput {
 pub async fn test_email(State(state): State<AppState>, auth: AdminAuth, body: Bytes) -> Result<Json<Value>, ApiError> {
     let input: TestEmailInput = if body.is_empty() { TestEmailInput::default() } else { parse_json(&body)? };
     let to = match auth.actor.user_id {
-        Some(id) => match crate::db::users::summary(state.db().pool(), id).await {
+        Some(id) => match crate::services::users::summary(&state, id).await {
             Ok(Some(user)) => user.email,
             Ok(None) => return Err(ApiError::NotFound),
             Err(e) => {

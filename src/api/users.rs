@@ -12,12 +12,11 @@ use serde_json::{Value, json};
 use super::auth::AdminAuth;
 use super::error::{ApiError, ApiResult, parse_id, parse_json};
 use super::me::query;
-use crate::db::{ledger, request_logs};
 use crate::domain::money::Money;
-use crate::services::logs::LogQuery;
+use crate::services::logs::{self, LogQuery};
 use crate::services::users::admin::{AdminUserError, SearchQuery, UserPatch};
 use crate::services::users::{AdminUserView, NewUserInput, UserView};
-use crate::services::{keys, users};
+use crate::services::{keys, statement, users};
 use crate::state::AppState;
 
 pub async fn create(
@@ -164,7 +163,7 @@ pub async fn ledger(
         Some(_) => return Err(ApiError::Invalid("limit: 1 to 1000".into())),
     };
     let user = users::get(&state, id).await?;
-    let rows = ledger::page(state.db().pool(), id, q.before, limit)
+    let rows = statement::page(&state, id, q.before, limit)
         .await
         .map_err(|e| ApiError::internal("an /api/admin/users query failed", &e))?;
     let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit;
@@ -200,7 +199,7 @@ pub async fn usage(
     let filter = q.filter().map_err(ApiError::Invalid)?;
     let limit = q.page_size().map_err(ApiError::Invalid)?;
     let (requests, spend) = users::admin::recent_usage(&state, id).await?;
-    let rows = request_logs::list_for_user(state.db().pool(), id, &filter, limit)
+    let rows = logs::for_user(&state, id, &filter, limit)
         .await
         .map_err(|e| ApiError::internal("an /api/admin/users query failed", &e))?;
     let next_before =

@@ -189,6 +189,11 @@ pub async fn snapshot(state: &AppState, range: Range) -> Result<Snapshot, sqlx::
     Ok(Snapshot { range, since, buckets, overall: figures(overall_totals, Some(&mut all)), models, channels })
 }
 
+/// Every channel, for the per-channel gauges of `/metrics`.
+pub async fn channels(state: &AppState) -> Result<Vec<db_channels::ChannelRow>, sqlx::Error> {
+    db_channels::list(state.db().pool()).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::percentile;

@@ -142,6 +142,21 @@ fn row_line(r: &StatementRow) -> String {
     )
 }
 
+/// The user's ledger rows other than per-request charges, newest first.
+pub async fn recent(state: &AppState, user_id: i64, limit: i64) -> Result<Vec<ledger::LedgerRow>, sqlx::Error> {
+    ledger::history(state.db().pool(), user_id, limit).await
+}
+
+/// A page of the user's whole ledger, newest first, below `before` (keyset paging).
+pub async fn page(
+    state: &AppState,
+    user_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ledger::FullRow>, sqlx::Error> {
+    ledger::page(state.db().pool(), user_id, before, limit).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

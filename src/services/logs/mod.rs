@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::db::request_logs::LogFilter;
 use crate::domain::time::{DAY_MS, parse_utc_day};
+use crate::state::AppState;
 
 /// Rows per page, and the most a caller may ask for.
 pub const PAGE: i64 = 50;
@@ -87,6 +88,16 @@ pub fn page_size(limit: Option<i64>) -> Result<i64, String> {
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
         Some(_) => Err(format!("limit: 1 to {MAX_PAGE}.")),
     }
+}
+
+/// The user's request logs matching `filter`, newest first, at most `limit`: only ever this user's.
+pub async fn for_user(
+    state: &AppState,
+    user_id: i64,
+    filter: &LogFilter,
+    limit: i64,
+) -> Result<Vec<crate::db::request_logs::LogRow>, sqlx::Error> {
+    crate::db::request_logs::list_for_user(state.db().pool(), user_id, filter, limit).await
 }
 
 #[cfg(test)]

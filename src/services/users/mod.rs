@@ -165,3 +165,8 @@ pub async fn set_balance(state: &AppState, id: i64, target: Money, note: &str) -
     }
     Ok(())
 }
+
+/// A user's summary (role, status, group), or `None` for no such user.
+pub async fn summary(state: &AppState, id: i64) -> Result<Option<users::UserSummary>, sqlx::Error> {
+    users::summary(state.db().pool(), id).await
+}
