@@ -18,11 +18,11 @@ use tower_sessions::Session;
 use super::Layout;
 use super::session_store::USER_KEY;
 use crate::console::error::ConsoleError;
-use crate::db::users;
 use crate::domain::email::Email;
 use crate::domain::money::Money;
 use crate::services::accounts::passwords;
 use crate::services::accounts::signup::{self, SignupError, SignupInput, SignupOutcome};
+use crate::services::users;
 use crate::state::AppState;
 
 /// The logged-in user; pages that need one redirect to `/login` without it.
@@ -44,7 +44,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         let session = Session::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
         let to_login = || Redirect::to("/login").into_response();
         let Ok(Some(id)) = session.get::<i64>(USER_KEY).await else { return Err(to_login()) };
-        match users::summary(state.db().pool(), id).await {
+        match users::summary(state, id).await {
             Ok(Some(user)) if user.status == "active" => {
                 let layout = Layout::from_request_parts(parts, state).await?;
                 let balance = Money(user.balance).to_string();
@@ -147,7 +147,7 @@ pub async fn login(
         return too_many(wait);
     }
     let found = match Email::parse(&form.email) {
-        Ok(email) => users::credentials(state.db().pool(), &email).await.ok().flatten(),
+        Ok(email) => users::credentials(&state, &email).await.ok().flatten(),
         Err(_) => None,
     };
     let (id, hash, active) = match found {
@@ -212,7 +212,7 @@ async fn unverified(state: &AppState, id: i64, layout: &Layout) -> Option<Respon
     if !state.site().verification_required(state.mailer().is_configured()) {
         return None;
     }
-    match users::verification(state.db().pool(), id).await {
+    match users::verification(state, id).await {
         Ok(Some((_, Some(_), _))) => None,
         Ok(Some((email, None, _))) => {
             let sent = match Email::parse(&email) {

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use super::Layout;
 use super::auth::{ClientAddr, CurrentUser};
 use super::keys::format_time;
-use crate::billing::{self, RedeemError};
+use crate::billing::RedeemError;
 use crate::console::error::ConsoleError;
-use crate::db::ledger;
 use crate::domain::money::Money;
 use crate::domain::time::{now_ms, utc_month};
+use crate::services::codes;
 use crate::services::statement::{self, Month};
 use crate::state::AppState;
 
@@ -76,17 +76,16 @@ fn describe(layout: &Layout, kind: &str) -> &'static str {
 }
 
 async fn render(state: &AppState, user: &CurrentUser, balance: String, outcome: Outcome) -> Response {
-    let pool = state.db().pool();
-    let history = match ledger::history(pool, user.id, 100).await {
+    let history = match statement::recent(state, user.id, 100).await {
         Ok(rows) => rows,
         Err(e) => return ConsoleError::internal("the billing page", e).into_response(),
     };
     let since = (now_ms().div_euclid(86_400_000) - 29) * 86_400_000;
-    let charges = match ledger::charges_per_day(pool, user.id, since).await {
+    let charges = match statement::charges_per_day(state, user.id, since).await {
         Ok(rows) => rows,
         Err(e) => return ConsoleError::internal("the billing page", e).into_response(),
     };
-    let debt = match ledger::debt(pool, user.id).await {
+    let debt = match statement::debt(state, user.id).await {
         Ok(debt) => (debt > 0).then(|| Money(debt).to_string()),
         Err(e) => return ConsoleError::internal("the billing page", e).into_response(),
     };
@@ -153,7 +152,7 @@ pub async fn redeem(
         return render(&state, &user, balance, Outcome { error: Some(error), ..Outcome::default() }).await;
     }
     let code = form.code.trim();
-    match billing::redeem(state.db(), user.id, code).await {
+    match codes::redeem(&state, user.id, code).await {
         Ok((amount, balance)) => {
             state.login_throttle().succeeded(ip, "redeem", &account);
             let message = user

@@ -12,9 +12,9 @@ use super::Layout;
 use super::auth::CurrentUser;
 use super::charts::{self, Column, Point, Stacked};
 use crate::console::error::ConsoleError;
-use crate::db::request_logs;
 use crate::domain::money::Money;
 use crate::domain::time::{DAY_MS, now_ms};
+use crate::services::logs;
 use crate::state::AppState;
 
 const MINUTE_MS: i64 = 60_000;
@@ -61,10 +61,15 @@ fn minute_label(minute: i64) -> String {
 }
 
 async fn stats(state: &AppState, user: &CurrentUser) -> Result<Stats, sqlx::Error> {
-    let pool = state.db().pool();
     let now = now_ms();
     let today = now.div_euclid(DAY_MS);
-    let totals = request_logs::daily_totals(pool, user.id, (today - 29) * DAY_MS).await?;
+    let this_minute = now.div_euclid(MINUTE_MS);
+    let first_minute = this_minute - CHART_MINUTES + 1;
+    let since = (today - TOKEN_DAYS + 1) * DAY_MS;
+    let figures =
+        logs::usage_figures(state, user.id, (today - 29) * DAY_MS, first_minute * MINUTE_MS, since, TOKEN_MODELS)
+            .await?;
+    let totals = figures.daily;
     let sum_since = |first_day: i64| totals.iter().filter(|(d, ..)| *d >= first_day).map(|(_, c, _)| c).sum::<i64>();
     let days = (today - CHART_DAYS + 1..=today).map(|day| {
         let cost = totals.iter().find(|(d, ..)| *d == day).map_or(0, |(_, c, _)| *c);
@@ -72,9 +77,7 @@ async fn stats(state: &AppState, user: &CurrentUser) -> Result<Stats, sqlx::Erro
         Point { title: format!("{label}: {}", Money(cost)), label, value: cost }
     });
 
-    let this_minute = now.div_euclid(MINUTE_MS);
-    let first_minute = this_minute - CHART_MINUTES + 1;
-    let per_minute = request_logs::requests_per_minute(pool, user.id, first_minute * MINUTE_MS).await?;
+    let per_minute = figures.per_minute;
     let minutes = (first_minute..=this_minute).map(|minute| {
         let n = per_minute.iter().find(|(m, _)| *m == minute).map_or(0, |(_, n)| *n);
         let label = minute_label(minute);
@@ -85,8 +88,7 @@ async fn stats(state: &AppState, user: &CurrentUser) -> Result<Stats, sqlx::Erro
         }
     });
 
-    let since = (today - TOKEN_DAYS + 1) * DAY_MS;
-    let models = request_logs::tokens_by_model(pool, user.id, since, TOKEN_MODELS).await?;
+    let models = figures.tokens_by_model;
     let tokens = models
         .into_iter()
         .map(|(model, input, output)| {

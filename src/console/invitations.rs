@@ -10,8 +10,8 @@ use super::Layout;
 use super::auth::CurrentUser;
 use super::keys::format_time;
 use crate::console::error::ConsoleError;
-use crate::db::users;
 use crate::domain::money::Money;
+use crate::services::users;
 use crate::state::AppState;
 
 pub struct Invitee {
@@ -35,7 +35,7 @@ pub struct InvitationsPage {
 
 /// `GET /console/invitations`.
 pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response {
-    let earned = match crate::db::invitations::earned(state.db().pool(), user.id).await {
+    let earned = match users::invitation_earnings(&state, user.id).await {
         Ok(earned) => earned,
         Err(e) => {
             return ConsoleError::internal("loading invitation rewards", e).into_response();
@@ -43,7 +43,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser) -> Response 
     };
     let site = state.site();
     let offer = |amount: i64| if amount > 0 { Money(amount).to_string() } else { String::new() };
-    match users::invitations(state.db().pool(), user.id).await {
+    match users::invitations(&state, user.id).await {
         Ok((code, invitees)) => {
             let mut link = state.public_url();
             link.set_path("/signup");

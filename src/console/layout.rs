@@ -89,7 +89,7 @@ impl FromRequestParts<AppState> for Layout {
         let session = Session::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
         let user_id = session.get::<i64>(super::session_store::USER_KEY).await.ok().flatten();
         let role = match user_id {
-            Some(id) => crate::db::users::summary(state.db().pool(), id).await.ok().flatten().map(|u| u.role),
+            Some(id) => crate::services::users::summary(state, id).await.ok().flatten().map(|u| u.role),
             None => None,
         };
         let site = state.site();

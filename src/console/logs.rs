@@ -11,10 +11,10 @@ use super::Layout;
 use super::auth::CurrentUser;
 use super::keys::format_time;
 use crate::console::error::ConsoleError;
-use crate::db::api_keys;
-use crate::db::request_logs::{self, LogRow};
+use crate::db::request_logs::LogRow;
 use crate::domain::money::Money;
-use crate::services::logs::{LogQuery, PAGE};
+use crate::services::keys;
+use crate::services::logs::{self, LogQuery, PAGE};
 use crate::state::AppState;
 
 const CSV_ROWS: i64 = 10_000;
@@ -73,7 +73,7 @@ pub struct LogsPage {
 
 /// `GET /console/logs`.
 pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query): Query<LogQuery>) -> Response {
-    let keys = match api_keys::list_for_user(state.db().pool(), user.id).await {
+    let keys = match keys::listings(&state, user.id).await {
         Ok(keys) => keys
             .into_iter()
             .map(|k| KeyOption {
@@ -85,7 +85,7 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, Query(query)
         Err(e) => return ConsoleError::internal("loading the usage log", e).into_response(),
     };
     let (rows, error) = match query.filter() {
-        Ok(filter) => match request_logs::list_for_user(state.db().pool(), user.id, &filter, PAGE).await {
+        Ok(filter) => match logs::for_user(&state, user.id, &filter, PAGE).await {
             Ok(rows) => (rows, None),
             Err(e) => return ConsoleError::internal("loading the usage log", e).into_response(),
         },
@@ -115,7 +115,7 @@ pub async fn csv(State(state): State<AppState>, user: CurrentUser, Query(query):
         Ok(filter) => filter,
         Err(message) => return (StatusCode::BAD_REQUEST, user.layout.t(&message).to_string()).into_response(),
     };
-    let rows = match request_logs::list_for_user(state.db().pool(), user.id, &filter, CSV_ROWS).await {
+    let rows = match logs::for_user(&state, user.id, &filter, CSV_ROWS).await {
         Ok(rows) => rows,
         Err(e) => return ConsoleError::internal("loading the usage log", e).into_response(),
     };

@@ -14,10 +14,9 @@ use serde::Deserialize;
 use super::Layout;
 use super::auth::CurrentUser;
 use crate::console::error::ConsoleError;
-use crate::db::sessions::{count_user_sessions, end_user_sessions};
-use crate::db::users;
 use crate::domain::password;
 use crate::services::accounts::recovery::{self, EmailChange, EmailChangeError};
+use crate::services::users;
 use crate::state::AppState;
 
 #[derive(Template, WebTemplate)]
@@ -33,11 +32,11 @@ pub struct ProfilePage {
 }
 
 async fn render(state: &AppState, user: &CurrentUser, message: Option<String>, error: Option<String>) -> Response {
-    let sessions = match count_user_sessions(state.db(), user.id).await {
+    let sessions = match users::session_count(state, user.id).await {
         Ok(n) => n.max(1),
         Err(e) => return ConsoleError::internal("the profile page", e).into_response(),
     };
-    let (email, display_name) = match users::summary(state.db().pool(), user.id).await {
+    let (email, display_name) = match users::summary(state, user.id).await {
         Ok(Some(summary)) => (summary.email, summary.display_name),
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => return ConsoleError::internal("the profile page", e).into_response(),
@@ -78,7 +77,7 @@ pub async fn change_name(State(state): State<AppState>, user: CurrentUser, Form(
     if name.chars().count() > 64 || name.chars().any(char::is_control) {
         return render(&state, &user, None, Some("The display name is at most 64 characters.".into())).await;
     }
-    if let Err(e) = users::set_display_name(state.db().writer(), user.id, name).await {
+    if let Err(e) = users::set_display_name(&state, user.id, name).await {
         return ConsoleError::internal("the profile page", e).into_response();
     }
     render(&state, &user, Some("Saved.".into()), None).await
@@ -132,7 +131,7 @@ pub async fn change_password(
     user: CurrentUser,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    let hash = match users::password_hash(state.db().pool(), user.id).await {
+    let hash = match users::password_hash(&state, user.id).await {
         Ok(Some(hash)) => hash,
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => return ConsoleError::internal("the profile page", e).into_response(),
@@ -153,12 +152,12 @@ pub async fn change_password(
         Ok(Err(e)) => return ConsoleError::internal("hashing a new password", e).into_response(),
         Err(_) => return super::auth::busy(),
     };
-    if let Err(e) = users::set_password_hash(state.db().writer(), user.id, &hashed).await {
+    if let Err(e) = users::set_password_hash(&state, user.id, &hashed).await {
         return ConsoleError::internal("the profile page", e).into_response();
     }
     // Whoever else holds a session (maybe whoever learned the old password) is signed out.
     let keep = user.session.id().map(|id| id.to_string());
-    if let Err(e) = end_user_sessions(state.db(), user.id, keep.as_deref()).await {
+    if let Err(e) = users::end_sessions(&state, user.id, keep.as_deref()).await {
         return ConsoleError::internal("the profile page", e).into_response();
     }
     if revoke_tokens_chosen(form.revoke_tokens.as_deref(), form.tokens_choice.as_deref()) {
@@ -174,7 +173,7 @@ pub async fn change_password(
 /// `POST /console/profile/sign-out-others`.
 pub async fn sign_out_others(State(state): State<AppState>, user: CurrentUser) -> Response {
     let keep = user.session.id().map(|id| id.to_string());
-    match end_user_sessions(state.db(), user.id, keep.as_deref()).await {
+    match users::end_sessions(&state, user.id, keep.as_deref()).await {
         Ok(n) => render(&state, &user, Some(format!("Signed out {n} other session(s).")), None).await,
         Err(e) => ConsoleError::internal("the profile page", e).into_response(),
     }

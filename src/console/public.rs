@@ -9,9 +9,9 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::Layout;
-use crate::db::users;
 use crate::domain::money::Money;
 use crate::domain::pricing::MILLION;
+use crate::services::users;
 use crate::state::AppState;
 
 pub struct PriceRow {
@@ -74,7 +74,7 @@ pub async fn pricing(
     Query(query): Query<PricingQuery>,
 ) -> PricingPage {
     let user = match session.get::<i64>(super::session_store::USER_KEY).await {
-        Ok(Some(id)) => users::summary(state.db().pool(), id).await.ok().flatten(),
+        Ok(Some(id)) => users::summary(&state, id).await.ok().flatten(),
         _ => None,
     };
     let group = user.as_ref().map_or_else(|| "default".to_string(), |u| u.group.clone());

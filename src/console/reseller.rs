@@ -94,7 +94,7 @@ async fn render(state: &AppState, reseller: &ResellerUser, query: &PageQuery) ->
     let layout = reseller.user.layout.clone();
     let section = CodesSection::load(state, &layout, reseller.owner(), PATHS, query).await?;
     let (invitees, earned) = codes::invitees(state, reseller.user.id).await.map_err(|e| failed(&e))?;
-    let balance = crate::db::ledger::balance(state.db().pool(), reseller.user.id)
+    let balance = crate::services::users::balance(state, reseller.user.id)
         .await
         .map_err(|e| failed(&CodesError::from(e)))?
         .unwrap_or(0);

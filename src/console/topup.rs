@@ -15,11 +15,11 @@ use super::auth::{CurrentUser, NoticePage};
 use super::htmx::{HxRequest, vary};
 use super::keys::format_time;
 use crate::console::error::ConsoleError;
-use crate::db::payments::{self, Filter, Payment};
-use crate::db::users;
+use crate::db::payments::{Filter, Payment};
 use crate::domain::money::Money;
 use crate::payments::{Quote, QuoteError, format_charge, format_minor};
 use crate::services::payments::{self as topups, TopupError};
+use crate::services::users;
 use crate::state::AppState;
 
 /// One amount the page offers, with what it credits.
@@ -87,7 +87,7 @@ fn quote_error(layout: &Layout, e: &QuoteError) -> &'static str {
 
 /// The user's group (top-up bonuses are per group).
 async fn group_of(state: &AppState, user_id: i64) -> Result<String, Response> {
-    match users::summary(state.db().pool(), user_id).await {
+    match users::summary(state, user_id).await {
         Ok(Some(user)) => Ok(user.group),
         Ok(None) => Err(StatusCode::NOT_FOUND.into_response()),
         Err(e) => Err(ConsoleError::internal("a top-up page", e).into_response()),
@@ -267,7 +267,7 @@ async fn own_payment(state: &AppState, user: &CurrentUser, query: &PaymentQuery)
         (StatusCode::NOT_FOUND, page).into_response()
     };
     let Some(id) = query.payment.as_deref().and_then(|p| p.parse::<i64>().ok()) else { return Err(not_found()) };
-    match payments::get(state.db().pool(), id).await {
+    match topups::get(state, id).await {
         Ok(Some(payment)) if payment.user_id == user.id => Ok(payment),
         Ok(_) => Err(not_found()),
         Err(e) => Err(ConsoleError::internal("a top-up page", e).into_response()),
@@ -287,7 +287,7 @@ pub async fn success(
         Err(response) => return response,
     };
     // The balance now, not the one the session was loaded with before the credit landed.
-    let balance = match crate::db::ledger::balance(state.db().pool(), user.id).await {
+    let balance = match users::balance(&state, user.id).await {
         Ok(balance) => Money(balance.unwrap_or_default()).to_string(),
         Err(e) => return ConsoleError::internal("a top-up page", e).into_response(),
     };
@@ -319,7 +319,7 @@ pub struct PaymentsPage {
 /// `GET /console/payments`: the user's top-ups, newest first.
 pub async fn history(State(state): State<AppState>, user: CurrentUser) -> Response {
     let filter = Filter { user_id: Some(user.id), ..Filter::default() };
-    match payments::list(state.db().pool(), &filter, 100).await {
+    match topups::list(&state, &filter, 100).await {
         Ok(rows) => {
             let site = state.site();
             let payments = rows.iter().map(|p| view(p, &site.currency)).collect();

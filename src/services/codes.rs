@@ -369,6 +369,11 @@ pub async fn invitees(state: &AppState, user_id: i64) -> Result<(Vec<Invitee>, i
     Ok((invitees, earned))
 }
 
+/// Redeems `code` for the user: the amount credited and the new balance.
+pub async fn redeem(state: &AppState, user_id: i64, code: &str) -> Result<(i64, i64), crate::billing::RedeemError> {
+    crate::billing::redeem(state.db(), user_id, code).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

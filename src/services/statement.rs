@@ -157,6 +157,16 @@ pub async fn page(
     ledger::page(state.db().pool(), user_id, before, limit).await
 }
 
+/// The user's charges per UTC day since `since_ms`: `(day, amount)`.
+pub async fn charges_per_day(state: &AppState, user_id: i64, since_ms: i64) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    ledger::charges_per_day(state.db().pool(), user_id, since_ms).await
+}
+
+/// What the user owes (0 when nothing).
+pub async fn debt(state: &AppState, user_id: i64) -> Result<i64, sqlx::Error> {
+    ledger::debt(state.db().pool(), user_id).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

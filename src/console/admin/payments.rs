@@ -184,7 +184,7 @@ pub async fn fail(
         Err(_) if hx => {
             // The row as it is now, with the reason, so the operator sees what happened (200:
             // htmx swaps only successful answers).
-            match crate::db::payments::get(state.db().pool(), id).await {
+            match payments::get(&state, id).await {
                 Ok(Some(payment)) => {
                     let row_error = Some(layout.t(NOT_PENDING).to_string());
                     let row = PaymentRow { layout, row: PaymentLine::new(payment, &currency), row_error };

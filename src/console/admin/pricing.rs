@@ -17,7 +17,6 @@ use super::capabilities::{self, CapsSection};
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
-use crate::db::prices;
 use crate::routes::Routes;
 use crate::services::pricing;
 use crate::services::pricing::admin::PriceView;
@@ -152,7 +151,7 @@ async fn build(state: &AppState, layout: Layout, q: &str) -> Result<PricingPage,
         layout,
         prices: pricing::admin::list(state, Some(q)).await?,
         overrides: pricing::admin::overrides(state).await?,
-        groups: prices::all_groups(state.db().pool()).await?.into_iter().map(|g| g.name).collect(),
+        groups: pricing::groups::all(state).await?.into_iter().map(|g| g.name).collect(),
         q: q.to_string(),
         editing: None,
         form: PriceForm::default(),

@@ -17,12 +17,13 @@ use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::console::keys::format_time;
 use crate::db::request_logs::LogFilter;
-use crate::db::{ledger, prices, request_logs};
 use crate::domain::money::Money;
 use crate::routes::Routes;
 use crate::services::keys::{self, KeyView};
+use crate::services::pricing::groups;
 use crate::services::users::admin::{AdminUserError, SearchQuery, UserPatch};
 use crate::services::users::{self, UserView};
+use crate::services::{logs, statement};
 use crate::state::AppState;
 
 /// Adds this page's routes.
@@ -82,7 +83,7 @@ fn page_link(q: &SearchQuery, page: i64) -> String {
 
 /// `GET /admin/users`.
 pub async fn list(State(state): State<AppState>, admin: AdminUser, Query(q): Query<SearchQuery>) -> Response {
-    let groups = match prices::all_groups(state.db().pool()).await {
+    let groups = match groups::all(&state).await {
         Ok(g) => g.into_iter().map(|g| g.name).collect(),
         Err(e) => return ConsoleError::internal("an /admin/users page", e).into_response(),
     };
@@ -212,13 +213,13 @@ async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<Use
     let manageable = users::admin::may_manage(state, &admin.actor, id)
         .await
         .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?;
-    let groups = prices::all_groups(state.db().pool())
+    let groups = groups::all(state)
         .await
         .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?
         .into_iter()
         .map(|g| g.name)
         .collect();
-    let ledger = ledger::history(state.db().pool(), id, 20)
+    let ledger = statement::recent(state, id, 20)
         .await
         .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?
         .into_iter()
@@ -234,7 +235,7 @@ async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<Use
     let keys = keys::list_keys(state, id)
         .await
         .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?;
-    let usage = request_logs::list_for_user(state.db().pool(), id, &LogFilter::default(), 20)
+    let usage = logs::for_user(state, id, &LogFilter::default(), 20)
         .await
         .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?
         .into_iter()

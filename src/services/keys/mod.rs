@@ -337,6 +337,11 @@ pub async fn delete_key(state: &AppState, scope: KeyScope, id: i64) -> Result<()
     Ok(())
 }
 
+/// The user's keys as the logs page's filter lists them (names and ids, any status).
+pub async fn listings(state: &AppState, user_id: i64) -> Result<Vec<KeyListing>, sqlx::Error> {
+    api_keys::list_for_user(state.db().pool(), user_id).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

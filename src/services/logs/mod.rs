@@ -100,6 +100,35 @@ pub async fn for_user(
     crate::db::request_logs::list_for_user(state.db().pool(), user_id, filter, limit).await
 }
 
+/// The figures of a user's dashboard, read in one go.
+pub struct UsageFigures {
+    /// `(day, cost, requests)` per UTC day.
+    pub daily: Vec<(i64, i64, i64)>,
+    /// `(minute, requests)` per minute.
+    pub per_minute: Vec<(i64, i64)>,
+    /// `(model, input tokens, output tokens)`, the largest first.
+    pub tokens_by_model: Vec<(String, i64, i64)>,
+}
+
+/// A user's usage: per day since `days_since_ms`, per minute since `minutes_since_ms`, and tokens
+/// of the top `models` models since `tokens_since_ms`.
+pub async fn usage_figures(
+    state: &AppState,
+    user_id: i64,
+    days_since_ms: i64,
+    minutes_since_ms: i64,
+    tokens_since_ms: i64,
+    models: i64,
+) -> Result<UsageFigures, sqlx::Error> {
+    use crate::db::request_logs;
+    let pool = state.db().pool();
+    Ok(UsageFigures {
+        daily: request_logs::daily_totals(pool, user_id, days_since_ms).await?,
+        per_minute: request_logs::requests_per_minute(pool, user_id, minutes_since_ms).await?,
+        tokens_by_model: request_logs::tokens_by_model(pool, user_id, tokens_since_ms, models).await?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -535,3 +535,13 @@ fn send_receipt(state: &AppState, payment: &Payment, balance: i64) {
     };
     state.send_mail_later(payment.email.clone(), mail);
 }
+
+/// One payment, `None` for no such payment.
+pub async fn get(state: &AppState, id: i64) -> Result<Option<Payment>, sqlx::Error> {
+    payments::get(state.db().pool(), id).await
+}
+
+/// The payments matching `filter`, newest first, at most `limit`.
+pub async fn list(state: &AppState, filter: &payments::Filter, limit: i64) -> Result<Vec<Payment>, sqlx::Error> {
+    payments::list(state.db().pool(), filter, limit).await
+}

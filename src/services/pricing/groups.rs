@@ -159,3 +159,8 @@ pub async fn delete(state: &AppState, actor: &Actor, name: &str) -> Result<bool,
     audit::record(state, actor, "group.delete", ("group", name), details).await;
     Ok(true)
 }
+
+/// Every group, by name.
+pub async fn all(state: &AppState) -> Result<Vec<prices::GroupRow>, sqlx::Error> {
+    prices::all_groups(state.db().pool()).await
+}

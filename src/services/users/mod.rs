@@ -170,3 +170,53 @@ pub async fn set_balance(state: &AppState, id: i64, target: Money, note: &str) -
 pub async fn summary(state: &AppState, id: i64) -> Result<Option<users::UserSummary>, sqlx::Error> {
     users::summary(state.db().pool(), id).await
 }
+
+/// The account behind a login form's address: id, password hash, status.
+pub async fn credentials(state: &AppState, email: &Email) -> Result<Option<(i64, String, String)>, sqlx::Error> {
+    users::credentials(state.db().pool(), email).await
+}
+
+/// A user's address, when it was verified (if it was), and status.
+pub async fn verification(state: &AppState, id: i64) -> Result<Option<(String, Option<i64>, String)>, sqlx::Error> {
+    users::verification(state.db().pool(), id).await
+}
+
+/// A user's invitation code and the people who joined with it (masked address, when).
+pub async fn invitations(state: &AppState, id: i64) -> Result<(String, Vec<(String, i64)>), sqlx::Error> {
+    users::invitations(state.db().pool(), id).await
+}
+
+/// What the user has earned from invitations, in money units.
+pub async fn invitation_earnings(state: &AppState, id: i64) -> Result<i64, sqlx::Error> {
+    db::invitations::earned(state.db().pool(), id).await
+}
+
+/// Sets the user's display name (already validated by the caller's form rules).
+pub async fn set_display_name(state: &AppState, id: i64, name: &str) -> Result<(), sqlx::Error> {
+    users::set_display_name(state.db().writer(), id, name).await
+}
+
+/// The user's password hash (PHC string), `None` for no such user.
+pub async fn password_hash(state: &AppState, id: i64) -> Result<Option<String>, sqlx::Error> {
+    users::password_hash(state.db().pool(), id).await
+}
+
+/// Stores a new password hash (PHC string).
+pub async fn set_password_hash(state: &AppState, id: i64, hash: &str) -> Result<(), sqlx::Error> {
+    users::set_password_hash(state.db().writer(), id, hash).await
+}
+
+/// How many console sessions the user has open.
+pub async fn session_count(state: &AppState, id: i64) -> Result<i64, sqlx::Error> {
+    db::sessions::count_user_sessions(state.db(), id).await
+}
+
+/// Ends every console session of the user but `keep` (the caller's own); how many ended.
+pub async fn end_sessions(state: &AppState, id: i64, keep: Option<&str>) -> Result<u64, sqlx::Error> {
+    db::sessions::end_user_sessions(state.db(), id, keep).await
+}
+
+/// The user's balance, `None` for no such user.
+pub async fn balance(state: &AppState, id: i64) -> Result<Option<i64>, sqlx::Error> {
+    db::ledger::balance(state.db().pool(), id).await
+}
