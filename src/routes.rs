@@ -2,8 +2,13 @@
 //! records `(method, path)` beside building the axum router. The test suite compares that list
 //! with the routes its tests actually called, so an untested route fails the build.
 
+use std::marker::PhantomData;
+
 use axum::Router;
+use axum::extract::{FromRequestParts, Path};
 use axum::handler::Handler;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use crate::state::AppState;
@@ -101,5 +106,24 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
     /// The router, with `console` wrapping the console's pages (the session layer).
     pub fn into_router(self, console: impl FnOnce(Router<S>) -> Router<S>) -> Router<S> {
         self.router.merge(console(self.console))
+    }
+}
+
+/// How a face answers a request for something that is not there: the API's JSON 404, the
+/// console's friendly page.
+pub trait NotFound: IntoResponse {
+    fn not_found() -> Self;
+}
+
+/// The numeric id in a route's path (`/…/{id}`): the one way the console and the API read ids.
+/// One that is not a number answers as a missing row would, in the face's own shape (`E`).
+pub struct Id<E>(pub i64, pub PhantomData<fn() -> E>);
+
+impl<S: Send + Sync, E: NotFound> FromRequestParts<S> for Id<E> {
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, E> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| E::not_found())?;
+        raw.parse().map(|id| Id(id, PhantomData)).map_err(|_| E::not_found())
     }
 }

@@ -3,14 +3,15 @@
 //! `services::channels`. Upstream keys are never rendered back.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
-use super::error::{ApiResult, parse_id, parse_json};
+use super::error::{ApiResult, PathId, parse_json};
+use crate::routes::Id;
 use crate::services::channels::admin::ImportInput;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
 use crate::state::AppState;
@@ -28,59 +29,50 @@ pub async fn list(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json
     Ok(Json(json!({ "data": channels::list(&state).await? })))
 }
 
-pub async fn get(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(channels::get(&state, parse_id(&id)?).await?))
+pub async fn get(State(state): State<AppState>, _: AdminAuth, Id(id, _): PathId) -> ApiResult<Json<ChannelView>> {
+    Ok(Json(channels::get(&state, id).await?))
 }
 
 pub async fn update(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     body: Bytes,
 ) -> ApiResult<Json<ChannelView>> {
-    let id = parse_id(&id)?;
     let input: ChannelInput = parse_json(&body)?;
     Ok(Json(channels::admin::update(&state, &auth.actor, id, input).await?))
 }
 
-pub async fn delete(State(state): State<AppState>, auth: AdminAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    channels::admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
+pub async fn delete(State(state): State<AppState>, auth: AdminAuth, Id(id, _): PathId) -> ApiResult<StatusCode> {
+    channels::admin::delete(&state, &auth.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn test(
-    State(state): State<AppState>,
-    auth: AdminAuth,
-    Path(id): Path<String>,
-) -> ApiResult<Json<TestResult>> {
-    Ok(Json(channels::admin::test(&state, &auth.actor, parse_id(&id)?).await?))
+pub async fn test(State(state): State<AppState>, auth: AdminAuth, Id(id, _): PathId) -> ApiResult<Json<TestResult>> {
+    Ok(Json(channels::admin::test(&state, &auth.actor, id).await?))
 }
 
 /// `POST /api/admin/channels/{id}/enable`.
-pub async fn enable(
-    State(state): State<AppState>,
-    auth: AdminAuth,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(channels::admin::set_enabled(&state, &auth.actor, parse_id(&id)?, true).await?))
+pub async fn enable(State(state): State<AppState>, auth: AdminAuth, Id(id, _): PathId) -> ApiResult<Json<ChannelView>> {
+    Ok(Json(channels::admin::set_enabled(&state, &auth.actor, id, true).await?))
 }
 
 /// `POST /api/admin/channels/{id}/disable`.
 pub async fn disable(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
 ) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(channels::admin::set_enabled(&state, &auth.actor, parse_id(&id)?, false).await?))
+    Ok(Json(channels::admin::set_enabled(&state, &auth.actor, id, false).await?))
 }
 
 /// `POST /api/admin/channels/{id}/copy`: the new channel (disabled).
 pub async fn copy(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
 ) -> ApiResult<(StatusCode, Json<ChannelView>)> {
-    Ok((StatusCode::CREATED, Json(channels::admin::copy(&state, &auth.actor, parse_id(&id)?).await?)))
+    Ok((StatusCode::CREATED, Json(channels::admin::copy(&state, &auth.actor, id).await?)))
 }
 
 /// `POST /api/admin/channels/test`: every channel's probe.
@@ -112,10 +104,9 @@ struct FetchInput {
 pub async fn fetch_models(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
     let input: FetchInput = if body.is_empty() { FetchInput::default() } else { parse_json(&body)? };
     let models = channels::admin::fetch_models(&state, &auth.actor, id, input.save).await?;
     Ok(Json(json!({ "id": id, "models": models, "saved": input.save && !models.is_empty() })))

@@ -3,7 +3,7 @@
 //! `services::codes`, the same as the console's `/admin/codes` and `/console/reseller`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -11,10 +11,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{AdminAuth, ResellerAuth};
-use super::error::{ApiError, ApiResult, parse_id, parse_json};
+use super::error::{ApiError, ApiResult, PathId, parse_json};
 use super::me::query;
 use crate::db::codes::CodeRow;
 use crate::domain::money::Money;
+use crate::routes::Id;
 use crate::services::audit::Actor;
 use crate::services::codes::{self, CodesError, GenerateInput, Generated, Owner, TransferInput, VoidResult};
 use crate::state::AppState;
@@ -112,9 +113,9 @@ pub async fn admin_export(State(state): State<AppState>, auth: AdminAuth, uri: U
 pub async fn admin_void(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
 ) -> ApiResult<Json<VoidResult>> {
-    Ok(Json(codes::void_one(&state, &auth.actor, Owner::Operator, parse_id(&id)?).await?))
+    Ok(Json(codes::void_one(&state, &auth.actor, Owner::Operator, id).await?))
 }
 
 /// `POST /api/admin/codes/void`: `{"batch": NAME}`.
@@ -149,9 +150,9 @@ pub async fn reseller_export(State(state): State<AppState>, auth: ResellerAuth, 
 pub async fn reseller_void(
     State(state): State<AppState>,
     auth: ResellerAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
 ) -> ApiResult<Json<VoidResult>> {
-    Ok(Json(codes::void_one(&state, &auth.actor, Owner::Reseller(auth.user_id), parse_id(&id)?).await?))
+    Ok(Json(codes::void_one(&state, &auth.actor, Owner::Reseller(auth.user_id), id).await?))
 }
 
 /// `POST /api/reseller/codes/void`: `{"batch": NAME}`.

@@ -92,7 +92,11 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("invalid JSON body: {e}")))
 }
 
-/// A numeric id from the path; anything else is a 404.
-pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound)
+impl crate::routes::NotFound for ApiError {
+    fn not_found() -> Self {
+        Self::NotFound
+    }
 }
+
+/// The id in an `/api` route's path; anything but a number is a 404 in the API's shape.
+pub type PathId = crate::routes::Id<ApiError>;

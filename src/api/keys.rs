@@ -4,13 +4,14 @@
 //! console's fields; anything else (a fixed key string, an owner, a balance) is refused.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::auth::{AdminAuth, TokenUser};
-use super::error::{ApiError, ApiResult, parse_id, parse_json};
+use super::error::{ApiError, ApiResult, PathId, parse_json};
+use crate::routes::Id;
 use crate::services::keys::{self, KeyPatch, KeyScope, KeyView, NewKeyInput};
 use crate::state::AppState;
 
@@ -18,10 +19,9 @@ use crate::state::AppState;
 pub async fn admin_create(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = parse_id(&id)?;
     let input: NewKeyInput = if body.is_empty() { NewKeyInput::default() } else { parse_json(&body)? };
     let (key_id, key) = keys::admin::create(&state, &auth.actor, id, input).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": key_id, "key": key }))))
@@ -32,20 +32,15 @@ pub async fn admin_create(
 pub async fn admin_update(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     body: Bytes,
 ) -> ApiResult<Json<KeyView>> {
-    let id = parse_id(&id)?;
     let patch: KeyPatch = parse_json(&body)?;
     Ok(Json(keys::admin::update(&state, &auth.actor, id, &patch).await?))
 }
 
-pub async fn admin_delete(
-    State(state): State<AppState>,
-    auth: AdminAuth,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    keys::admin::delete(&state, &auth.actor, parse_id(&id)?).await?;
+pub async fn admin_delete(State(state): State<AppState>, auth: AdminAuth, Id(id, _): PathId) -> ApiResult<StatusCode> {
+    keys::admin::delete(&state, &auth.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -76,16 +71,15 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     auth: TokenUser,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     body: Bytes,
 ) -> ApiResult<Json<KeyView>> {
-    let id = parse_id(&id)?;
     let patch: KeyPatch = parse_json(&body)?;
     Ok(Json(keys::update_key(&state, KeyScope::Owner(auth.user_id), id, &patch).await?))
 }
 
 /// `DELETE /api/me/keys/{id}`.
-pub async fn delete(State(state): State<AppState>, auth: TokenUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    keys::delete_key(&state, KeyScope::Owner(auth.user_id), parse_id(&id)?).await?;
+pub async fn delete(State(state): State<AppState>, auth: TokenUser, Id(id, _): PathId) -> ApiResult<StatusCode> {
+    keys::delete_key(&state, KeyScope::Owner(auth.user_id), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

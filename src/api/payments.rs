@@ -13,16 +13,17 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
-use super::error::{ApiError, parse_id};
+use super::error::{ApiError, PathId};
 use super::me::query;
 use crate::db::payments::Payment;
 use crate::payments::{events, signature};
+use crate::routes::Id;
 use crate::services::payments::admin::{PaymentAdminError, PaymentQuery};
 use crate::services::payments::{EventError, Outcome};
 use crate::services::users::AdminUserView;
@@ -57,18 +58,18 @@ pub async fn list(State(state): State<AppState>, _: AdminAuth, uri: Uri) -> Resu
 pub async fn fail(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
 ) -> Result<Json<Payment>, ApiError> {
-    Ok(Json(payments::admin::mark_failed(&state, &auth.actor, parse_id(&id)?).await?))
+    Ok(Json(payments::admin::mark_failed(&state, &auth.actor, id).await?))
 }
 
 /// `POST /api/admin/users/{id}/clear-flag`: 409 when the account has no flag.
 pub async fn clear_flag(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
 ) -> Result<Json<AdminUserView>, ApiError> {
-    Ok(Json(users::admin::clear_flag(&state, &auth.actor, parse_id(&id)?).await?.into()))
+    Ok(Json(users::admin::clear_flag(&state, &auth.actor, id).await?.into()))
 }
 
 /// The largest event accepted; Stripe's are a few KiB.

@@ -3,16 +3,17 @@
 //! through `services::users`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
-use super::error::{ApiError, ApiResult, parse_id, parse_json};
+use super::error::{ApiError, ApiResult, PathId, parse_json};
 use super::me::query;
 use crate::domain::money::Money;
+use crate::routes::Id;
 use crate::services::logs::{self, LogQuery};
 use crate::services::users::admin::{AdminUserError, SearchQuery, UserPatch};
 use crate::services::users::{AdminUserView, NewUserInput, UserView};
@@ -35,12 +36,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    Path(id): Path<String>,
-) -> ApiResult<Json<AdminUserView>> {
-    Ok(Json(users::get(&state, parse_id(&id)?).await?.into()))
+pub async fn get(State(state): State<AppState>, _: AdminAuth, Id(id, _): PathId) -> ApiResult<Json<AdminUserView>> {
+    Ok(Json(users::get(&state, id).await?.into()))
 }
 
 impl From<AdminUserError> for ApiError {
@@ -114,11 +111,10 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
 pub async fn credit(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
     let key = idempotency_key(&headers)?;
     let input: AdjustInput = parse_json(&body)?;
     let balance = users::admin::adjust(&state, &auth.actor, id, &input.amount, &input.note, key).await?;
@@ -129,10 +125,9 @@ pub async fn credit(
 pub async fn update(
     State(state): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     body: bytes::Bytes,
 ) -> ApiResult<Json<UserView>> {
-    let id = parse_id(&id)?;
     let patch: UserPatch = parse_json(&body)?;
     Ok(Json(users::admin::update(&state, &auth.actor, id, &patch).await?))
 }
@@ -152,10 +147,9 @@ struct LedgerQuery {
 pub async fn ledger(
     State(state): State<AppState>,
     _: AdminAuth,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     uri: Uri,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
     let q: LedgerQuery = query(&uri)?;
     let limit = match q.limit {
         None => 100,
@@ -179,21 +173,14 @@ pub async fn ledger(
 }
 
 /// `GET /api/admin/users/{id}/keys`: the user's keys (prefixes only).
-pub async fn keys(State(state): State<AppState>, _: AdminAuth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
+pub async fn keys(State(state): State<AppState>, _: AdminAuth, Id(id, _): PathId) -> ApiResult<Json<Value>> {
     users::get(&state, id).await?;
     Ok(Json(json!({ "data": keys::list_keys(&state, id).await? })))
 }
 
 /// `GET /api/admin/users/{id}/usage?from=&to=&model=&key=&status=&before=&limit=`: requests and
 /// spend over the last 30 days, and the usage log with the console's filters.
-pub async fn usage(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    Path(id): Path<String>,
-    uri: Uri,
-) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
+pub async fn usage(State(state): State<AppState>, _: AdminAuth, Id(id, _): PathId, uri: Uri) -> ApiResult<Json<Value>> {
     users::get(&state, id).await?;
     let q: LogQuery = query(&uri)?;
     let filter = q.filter().map_err(ApiError::Invalid)?;

@@ -38,6 +38,15 @@ impl ConsoleError {
     }
 }
 
+impl crate::routes::NotFound for ConsoleError {
+    fn not_found() -> Self {
+        Self::not_found("There is nothing here.")
+    }
+}
+
+/// The id in a console route's path; anything but a number is the friendly 404.
+pub type PathId = crate::routes::Id<ConsoleError>;
+
 /// Marks a response as a console failure, for [`friendly`] to render.
 #[derive(Clone, Copy)]
 struct Failure(&'static str);

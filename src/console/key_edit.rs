@@ -6,7 +6,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::Layout;
@@ -14,6 +14,8 @@ use super::auth::CurrentUser;
 use super::htmx::{HxRequest, vary};
 use super::key_form::KeyForm;
 use super::keys::{KeyEdit, KeyRow, PageParts, failed, render};
+use crate::console::error::PathId;
+use crate::routes::Id;
 use crate::services::keys::{self as key_service, KeyScope, KeyView};
 use crate::services::users::UserError;
 use crate::state::AppState;
@@ -51,7 +53,7 @@ pub async fn form(
     State(state): State<AppState>,
     user: CurrentUser,
     HxRequest(hx): HxRequest,
-    Path(id): Path<i64>,
+    Id(id, _): PathId,
 ) -> Response {
     let key = match key_service::get_key(&state, KeyScope::Owner(user.id), id).await {
         Ok(key) => key,
@@ -66,7 +68,7 @@ pub async fn save(
     State(state): State<AppState>,
     user: CurrentUser,
     HxRequest(hx): HxRequest,
-    Path(id): Path<i64>,
+    Id(id, _): PathId,
     Form(form): Form<KeyForm>,
 ) -> Response {
     let scope = KeyScope::Owner(user.id);

@@ -6,7 +6,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -15,7 +15,9 @@ use super::Layout;
 use super::auth::CurrentUser;
 use super::key_form::KeyForm;
 use crate::console::error::ConsoleError;
+use crate::console::error::PathId;
 use crate::domain::money::Money;
+use crate::routes::Id;
 use crate::services::keys::{self as key_service, KeyPatch, KeyScope, KeyView};
 use crate::services::users::UserError;
 use crate::state::AppState;
@@ -158,7 +160,7 @@ pub struct KeyAction {
 pub async fn set_status(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    Id(id, _): PathId,
     Form(form): Form<KeyAction>,
 ) -> Response {
     let patch = KeyPatch { status: Some(form.status), ..KeyPatch::default() };
@@ -172,7 +174,7 @@ pub async fn set_status(
 }
 
 /// `POST /console/keys/{id}/delete`.
-pub async fn delete(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> Response {
+pub async fn delete(State(state): State<AppState>, user: CurrentUser, Id(id, _): PathId) -> Response {
     match key_service::delete_key(&state, KeyScope::Owner(user.id), id).await {
         Ok(()) => Redirect::to("/console/keys").into_response(),
         Err(e) => failed(&e),

@@ -7,7 +7,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -17,8 +17,10 @@ use super::admin::codes::{BatchForm, CodesSection, GenerateForm, PageQuery, afte
 use super::auth::{ClientAddr, CurrentUser, NoticePage};
 use super::keys::format_time;
 use crate::api::codes::{ListQuery, csv_response};
+use crate::console::error::PathId;
 use crate::db::users::Role;
 use crate::domain::money::Money;
+use crate::routes::Id;
 use crate::routes::Routes;
 use crate::services::audit::{Actor, Via};
 use crate::services::codes::{self, CodesError, Owner, TransferInput};
@@ -201,8 +203,7 @@ pub async fn void_batch(
 }
 
 /// `POST /console/reseller/codes/{id}/void`: another reseller's code is "no such code" (404).
-pub async fn void_one(State(state): State<AppState>, reseller: ResellerUser, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return failed(&CodesError::NotFound) };
+pub async fn void_one(State(state): State<AppState>, reseller: ResellerUser, Id(id, _): PathId) -> Response {
     match codes::void_one(&state, &reseller.actor, reseller.owner(), id).await {
         Ok(done) => after_void(PATHS.1, done.voided),
         Err(e) => refused(&state, &reseller, e).await,

@@ -7,7 +7,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -18,6 +18,8 @@ use super::htmx::{HxRequest, vary};
 use super::key_form::{last_day, parse_last_day};
 use super::keys::format_time;
 use crate::console::error::ConsoleError;
+use crate::console::error::PathId;
+use crate::routes::Id;
 use crate::services::accounts::access_tokens::{self, TokenView};
 use crate::services::users::UserError;
 use crate::state::AppState;
@@ -148,7 +150,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     user: CurrentUser,
     HxRequest(hx): HxRequest,
-    Path(id): Path<i64>,
+    Id(id, _): PathId,
 ) -> Response {
     match access_tokens::revoke(&state, user.id, id).await {
         Ok(()) if hx => answer(&state, &user, hx, TokenSection::default()).await,

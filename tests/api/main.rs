@@ -83,6 +83,7 @@ mod money_faults;
 mod money_faults_leases;
 mod openapi;
 mod payment_faults;
+mod path_ids;
 mod payments;
 mod route_coverage;
 mod schema;

@@ -10,7 +10,7 @@ mod form;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -18,8 +18,10 @@ use super::AdminUser;
 use crate::console::Layout;
 use crate::console::auth::NoticePage;
 use crate::console::error::ConsoleError;
+use crate::console::error::PathId;
 use crate::console::htmx::{HxRequest, vary};
 use crate::domain::money::Money;
+use crate::routes::Id;
 use crate::routes::Routes;
 use crate::services::channels::admin::TestLine;
 use crate::services::channels::{self, ChannelError, ChannelView};
@@ -145,10 +147,6 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser) -> Response {
     answer(&state, admin, false, Outcome::default()).await
 }
 
-fn id_of(raw: &str) -> Option<i64> {
-    raw.parse().ok()
-}
-
 /// Runs `action` on the channel of the path and answers the list with its outcome.
 macro_rules! row_action {
     ($name:ident, $doc:literal, |$state:ident, $admin:ident, $id:ident| $body:expr) => {
@@ -157,11 +155,8 @@ macro_rules! row_action {
             State($state): State<AppState>,
             $admin: AdminUser,
             HxRequest(hx): HxRequest,
-            Path(raw): Path<String>,
+            Id($id, _): PathId,
         ) -> Response {
-            let Some($id) = id_of(&raw) else {
-                return not_found(&$admin);
-            };
             let result: Result<Outcome, ChannelError> = $body;
             let outcome = match result {
                 Ok(outcome) => outcome,

@@ -7,7 +7,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -16,9 +16,11 @@ use super::AdminUser;
 use crate::api::codes::{ListQuery, csv_response};
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
+use crate::console::error::PathId;
 use crate::console::keys::format_time;
 use crate::db::codes::CodeRow;
 use crate::domain::money::Money;
+use crate::routes::Id;
 use crate::routes::Routes;
 use crate::services::codes::{self, CodesError, GenerateInput, Generated, Owner};
 use crate::state::AppState;
@@ -274,8 +276,7 @@ pub async fn void_batch(State(state): State<AppState>, admin: AdminUser, Form(fo
 }
 
 /// `POST /admin/codes/{id}/void`.
-pub async fn void_one(State(state): State<AppState>, admin: AdminUser, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return failed(&CodesError::NotFound) };
+pub async fn void_one(State(state): State<AppState>, admin: AdminUser, Id(id, _): PathId) -> Response {
     match codes::void_one(&state, &admin.actor, Owner::Operator, id).await {
         Ok(done) => after_void(PATHS.1, done.voided),
         Err(e) => refused(&state, admin.user.layout.clone(), e).await,

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -15,11 +15,13 @@ use super::AdminUser;
 use crate::console::Layout;
 use crate::console::auth::NoticePage;
 use crate::console::error::ConsoleError;
+use crate::console::error::PathId;
 use crate::console::htmx::{HxRequest, vary};
 use crate::console::keys::format_time;
 use crate::db::payments::Payment;
 use crate::domain::money::Money;
 use crate::payments::format_charge;
+use crate::routes::Id;
 use crate::routes::Routes;
 use crate::services::logs::PAGE;
 use crate::services::payments;
@@ -169,9 +171,8 @@ pub async fn fail(
     State(state): State<AppState>,
     admin: AdminUser,
     HxRequest(hx): HxRequest,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return not_found(admin.user.layout) };
     let currency = state.site().currency.clone();
     let layout = admin.user.layout.clone();
     match payments::admin::mark_failed(&state, &admin.actor, id).await {

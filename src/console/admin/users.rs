@@ -7,7 +7,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -15,9 +15,11 @@ use serde::Deserialize;
 use super::{AdminUser, forbidden_target};
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
+use crate::console::error::PathId;
 use crate::console::keys::format_time;
 use crate::db::request_logs::LogFilter;
 use crate::domain::money::Money;
+use crate::routes::Id;
 use crate::routes::Routes;
 use crate::services::keys::{self, KeyView};
 use crate::services::pricing::groups;
@@ -282,10 +284,9 @@ fn not_found(admin: &AdminUser) -> Response {
 pub async fn detail(
     State(state): State<AppState>,
     admin: AdminUser,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     Query(q): Query<DetailQuery>,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
     match load(&state, &admin, id).await {
         Ok(Some(mut page)) => {
             page.notice = notice_for(&q.done);
@@ -340,10 +341,9 @@ pub struct AdjustForm {
 pub async fn adjust(
     State(state): State<AppState>,
     admin: AdminUser,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     Form(form): Form<AdjustForm>,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
     let debit = form.direction == "debit";
     let amount = form.amount.trim();
     let signed = if debit && !amount.starts_with('-') { format!("-{amount}") } else { amount.to_string() };
@@ -370,10 +370,9 @@ pub struct UpdateForm {
 pub async fn update(
     State(state): State<AppState>,
     admin: AdminUser,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     Form(form): Form<UpdateForm>,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
     let patch = UserPatch { group: form.group, role: form.role, status: None };
     match users::admin::update(&state, &admin.actor, id, &patch).await {
         Ok(_) => Redirect::to(&format!("/admin/users/{id}?done=updated")).into_response(),
@@ -391,10 +390,9 @@ pub struct StatusForm {
 pub async fn status(
     State(state): State<AppState>,
     admin: AdminUser,
-    Path(id): Path<String>,
+    Id(id, _): PathId,
     Form(form): Form<StatusForm>,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
     let patch = UserPatch { status: Some(form.status.clone()), ..UserPatch::default() };
     match users::admin::update(&state, &admin.actor, id, &patch).await {
         Ok(_) => {
@@ -406,8 +404,7 @@ pub async fn status(
 }
 
 /// `POST /admin/users/{id}/clear-flag`: the operator has looked at what the flag says.
-pub async fn clear_flag(State(state): State<AppState>, admin: AdminUser, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return not_found(&admin) };
+pub async fn clear_flag(State(state): State<AppState>, admin: AdminUser, Id(id, _): PathId) -> Response {
     match users::admin::clear_flag(&state, &admin.actor, id).await {
         Ok(_) => Redirect::to(&format!("/admin/users/{id}?done=flag-cleared")).into_response(),
         Err(e) => refused(&state, &admin, id, e, None).await,

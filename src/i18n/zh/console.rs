@@ -479,6 +479,7 @@ pub const ZH: &[(&str, &str)] = &[
     ("The amount is below the minimum.", "金额低于最低限额。"),
     ("The amount is above the maximum.", "金额高于最高限额。"),
     ("The payment page could not be opened. Try again in a moment.", "无法打开支付页面，请稍后再试。"),
+    ("There is nothing here.", "这里什么也没有。"),
     ("No such payment", "没有此支付记录"),
     ("This payment does not exist or is not yours.", "这笔支付不存在或不属于你。"),
     ("Thank you", "谢谢"),

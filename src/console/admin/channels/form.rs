@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -17,7 +17,9 @@ use serde_json::{Map, Value, json};
 use super::{AdminUser, not_found};
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
+use crate::console::error::PathId;
 use crate::providers::vendors::PRESETS;
+use crate::routes::Id;
 use crate::routes::Routes;
 use crate::services::channels::admin::ImportInput;
 use crate::services::channels::{self, ChannelError, ChannelInput, ChannelView};
@@ -218,8 +220,7 @@ pub async fn create(State(state): State<AppState>, admin: AdminUser, Form(form):
     }
 }
 
-async fn load(state: &AppState, admin: &AdminUser, raw: &str) -> Result<ChannelView, Response> {
-    let Ok(id) = raw.parse::<i64>() else { return Err(not_found(admin)) };
+async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<ChannelView, Response> {
     match channels::get(state, id).await {
         Ok(c) => Ok(c),
         Err(ChannelError::NotFound) => Err(not_found(admin)),
@@ -228,8 +229,8 @@ async fn load(state: &AppState, admin: &AdminUser, raw: &str) -> Result<ChannelV
 }
 
 /// `GET /admin/channels/{id}/edit`.
-pub async fn edit_page(State(state): State<AppState>, admin: AdminUser, Path(raw): Path<String>) -> Response {
-    match load(&state, &admin, &raw).await {
+pub async fn edit_page(State(state): State<AppState>, admin: AdminUser, Id(id, _): PathId) -> Response {
+    match load(&state, &admin, id).await {
         Ok(c) => form_page(admin, Some(c.id), ChannelForm::from_view(&c), Some(&c)).into_response(),
         Err(response) => response,
     }
@@ -239,10 +240,10 @@ pub async fn edit_page(State(state): State<AppState>, admin: AdminUser, Path(raw
 pub async fn update(
     State(state): State<AppState>,
     admin: AdminUser,
-    Path(raw): Path<String>,
+    Id(id, _): PathId,
     Form(form): Form<ChannelForm>,
 ) -> Response {
-    let current = match load(&state, &admin, &raw).await {
+    let current = match load(&state, &admin, id).await {
         Ok(c) => c,
         Err(response) => return response,
     };
@@ -280,10 +281,10 @@ const KEY_AGAIN: &str =
 pub async fn fetch_models(
     State(state): State<AppState>,
     admin: AdminUser,
-    Path(raw): Path<String>,
+    Id(id, _): PathId,
     Form(form): Form<ChannelForm>,
 ) -> Response {
-    let current = match load(&state, &admin, &raw).await {
+    let current = match load(&state, &admin, id).await {
         Ok(c) => c,
         Err(response) => return response,
     };
