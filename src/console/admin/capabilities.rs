@@ -13,14 +13,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::AdminUser;
+use super::capability_table::CapsForm;
 use super::pricing::refused;
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
-use crate::domain::capabilities::Capabilities;
 use crate::routes::Routes;
 use crate::services::pricing::PricingError;
-use crate::services::pricing::capabilities::{self, CapabilityView, parse_flag, parse_tokens};
+use crate::services::pricing::capabilities::{self, CapabilityView};
 use crate::state::AppState;
 
 /// Adds this section's routes.
@@ -29,36 +29,6 @@ pub fn routes(routes: Routes) -> Routes {
         .page_get("/admin/pricing/capabilities/row", row)
         .page_post("/admin/pricing/capabilities", save)
         .page_post("/admin/pricing/capabilities/reset", reset)
-}
-
-/// What the pricing page shows of the capabilities table.
-#[derive(Default)]
-pub struct CapsSection {
-    pub rows: Vec<CapabilityView>,
-    /// The model whose row is open as a form (without JavaScript).
-    pub editing: Option<String>,
-    /// The "any model" form as sent (a refused save).
-    pub form: CapsForm,
-}
-
-impl CapsSection {
-    pub fn is_editing(&self, model: &str) -> bool {
-        self.editing.as_deref() == Some(model)
-    }
-
-    /// The form values of `row` (to open it for editing).
-    pub fn form_of(&self, row: &CapabilityView) -> CapsForm {
-        CapsForm::from(row)
-    }
-}
-
-/// The section's data, read through the service: models whose name contains `search`
-/// (case-insensitive), like the price table above it.
-pub async fn section(state: &AppState, search: &str) -> Result<CapsSection, PricingError> {
-    let needle = search.trim().to_lowercase();
-    let mut rows = capabilities::list(state).await?;
-    rows.retain(|r| r.model.to_lowercase().contains(&needle));
-    Ok(CapsSection { rows, ..CapsSection::default() })
 }
 
 /// One row of the capabilities table: shown, or open as a form (`edit`) holding `cform`.
@@ -70,58 +40,6 @@ pub struct CapabilityRow {
     cform: CapsForm,
     edit: bool,
     row_error: Option<String>,
-}
-
-/// A capabilities form: token counts as text (empty = unknown), flags as `yes`, `no` or empty.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct CapsForm {
-    #[serde(default)]
-    pub model: String,
-    #[serde(default)]
-    pub max_output_tokens: String,
-    #[serde(default)]
-    pub context_window: String,
-    #[serde(default)]
-    pub reasoning: String,
-    #[serde(default)]
-    pub tools: String,
-    #[serde(default)]
-    pub vision: String,
-    #[serde(default)]
-    pub audio: String,
-}
-
-impl CapsForm {
-    fn parse(&self) -> Result<Capabilities, PricingError> {
-        Ok(Capabilities {
-            max_output_tokens: parse_tokens("max_output_tokens", &self.max_output_tokens)?,
-            context_window: parse_tokens("context_window", &self.context_window)?,
-            reasoning: parse_flag("reasoning", &self.reasoning)?,
-            tools: parse_flag("tools", &self.tools)?,
-            vision: parse_flag("vision", &self.vision)?,
-            audio: parse_flag("audio", &self.audio)?,
-        })
-    }
-}
-
-impl From<&CapabilityView> for CapsForm {
-    fn from(view: &CapabilityView) -> Self {
-        let tokens = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
-        let flag = |v: Option<bool>| match v {
-            Some(true) => "yes".to_string(),
-            Some(false) => "no".to_string(),
-            None => String::new(),
-        };
-        Self {
-            model: view.model.clone(),
-            max_output_tokens: tokens(view.max_output_tokens),
-            context_window: tokens(view.context_window),
-            reasoning: flag(view.reasoning),
-            tools: flag(view.tools),
-            vision: flag(view.vision),
-            audio: flag(view.audio),
-        }
-    }
 }
 
 #[derive(Deserialize)]

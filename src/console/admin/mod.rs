@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod capabilities;
+mod capability_table;
 pub mod channels;
 pub mod codes;
 pub mod groups;

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::AdminUser;
-use super::capabilities::{self, CapsSection};
+use super::capability_table::{self, CapsSection};
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::console::htmx::{HxRequest, vary};
@@ -157,7 +157,7 @@ async fn build(state: &AppState, layout: Layout, q: &str) -> Result<PricingPage,
         form: PriceForm::default(),
         override_form: PriceForm::default(),
         ratios: String::new(),
-        caps: capabilities::section(state, q).await?,
+        caps: capability_table::section(state, q).await?,
         notice: None,
         error: None,
     })
