@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::Layout;
 use super::auth::{ClientAddr, CurrentUser};
-use super::keys::format_time;
+use super::layout::format_time;
 use crate::billing::RedeemError;
 use crate::console::error::ConsoleError;
 use crate::domain::money::Money;

@@ -115,6 +115,15 @@ impl FromRequestParts<AppState> for Layout {
     }
 }
 
+/// A time (unix ms) as the console shows it: `YYYY-MM-DD HH:MM UTC`.
+pub fn format_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .map(|t| {
+            format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

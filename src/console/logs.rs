@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Layout;
 use super::auth::CurrentUser;
-use super::keys::format_time;
+use super::layout::format_time;
 use crate::console::error::ConsoleError;
 use crate::db::request_logs::LogRow;
 use crate::domain::money::Money;

@@ -10,8 +10,6 @@ pub mod dashboard;
 pub mod error;
 pub mod htmx;
 pub mod invitations;
-pub mod key_edit;
-pub mod key_form;
 pub mod keys;
 pub mod layout;
 pub mod logs;
@@ -58,8 +56,8 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/console/keys", keys::create)
         .page_post("/console/keys/{id}/status", keys::set_status)
         .page_post("/console/keys/{id}/delete", keys::delete)
-        .page_get("/console/keys/{id}/edit", key_edit::form)
-        .page_post("/console/keys/{id}/edit", key_edit::save)
+        .page_get("/console/keys/{id}/edit", keys::edit::form)
+        .page_post("/console/keys/{id}/edit", keys::edit::save)
         .page_get("/console/billing", billing::page)
         .page_post("/console/billing/redeem", billing::redeem)
         .page_get("/console/billing/statement.csv", billing::statement)

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::Layout;
 use super::admin::codes::{BatchForm, CodesSection, GenerateForm, PageQuery, after_void, failed, message};
 use super::auth::{ClientAddr, CurrentUser, NoticePage};
-use super::keys::format_time;
+use super::layout::format_time;
 use crate::api::codes::{ListQuery, csv_response};
 use crate::console::error::PathId;
 use crate::db::users::Role;

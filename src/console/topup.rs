@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::Layout;
 use super::auth::{CurrentUser, NoticePage};
 use super::htmx::{HxRequest, vary};
-use super::keys::format_time;
+use super::layout::format_time;
 use crate::console::error::ConsoleError;
 use crate::db::payments::{Filter, Payment};
 use crate::domain::money::Money;

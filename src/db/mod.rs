@@ -30,7 +30,6 @@ pub mod request_logs;
 pub mod sessions;
 pub mod settings;
 pub(crate) mod sql_builder;
-pub mod user_admin;
 pub mod users;
 
 use std::time::Duration;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::AdminUser;
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
-use crate::console::keys::format_time;
+use crate::console::layout::format_time;
 use crate::routes::Routes;
 use crate::services::logs;
 use crate::services::logs::PAGE;

@@ -17,7 +17,7 @@ use crate::api::codes::{ListQuery, csv_response};
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::console::error::PathId;
-use crate::console::keys::format_time;
+use crate::console::layout::format_time;
 use crate::db::codes::CodeRow;
 use crate::domain::money::Money;
 use crate::routes::Id;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::AdminUser;
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
-use crate::console::keys::format_time;
+use crate::console::layout::format_time;
 use crate::console::logs::{Row, csv_field};
 use crate::db::all_logs::SiteLogRow;
 use crate::routes::Routes;

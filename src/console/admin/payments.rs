@@ -17,7 +17,7 @@ use crate::console::auth::NoticePage;
 use crate::console::error::ConsoleError;
 use crate::console::error::PathId;
 use crate::console::htmx::{HxRequest, vary};
-use crate::console::keys::format_time;
+use crate::console::layout::format_time;
 use crate::db::payments::Payment;
 use crate::domain::money::Money;
 use crate::payments::format_charge;

@@ -16,7 +16,7 @@ use super::{AdminUser, forbidden_target};
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
 use crate::console::error::PathId;
-use crate::console::keys::format_time;
+use crate::console::layout::format_time;
 use crate::db::request_logs::LogFilter;
 use crate::domain::money::Money;
 use crate::routes::Id;

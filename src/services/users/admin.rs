@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::billing::{self, BillingError};
 use crate::db::ledger::{self, Kind};
 use crate::db::prices;
-use crate::db::user_admin::{self, UserListRow, UserSearch};
+use crate::db::users::admin::{self as user_admin, UserListRow, UserSearch};
 use crate::db::users::{self, Role};
 use crate::domain::money::Money;
 use crate::services::audit::{self, Actor};

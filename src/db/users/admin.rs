@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Executor, Row};
 
-use super::sql_builder::SqlBuilder;
+use crate::db::sql_builder::SqlBuilder;
 use crate::domain::time::now_ms;
 
 /// What a search matches: free text on email and display name, and exact role, group, status.

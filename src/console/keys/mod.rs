@@ -1,7 +1,10 @@
 //! `/console/keys`: the user's API keys — list (prefix only), create with optional limits (the
-//! full key shown once), disable / enable, delete. Editing a key's limits is in `key_edit`. Every
+//! full key shown once), disable / enable, delete. Editing a key's limits is in `edit`. Every
 //! action goes through `services::keys` with the user's scope: another user's key id answers 404,
 //! as a missing one does.
+
+pub mod edit;
+pub mod form;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -13,14 +16,15 @@ use serde::Deserialize;
 
 use super::Layout;
 use super::auth::CurrentUser;
-use super::key_form::KeyForm;
 use crate::console::error::ConsoleError;
 use crate::console::error::PathId;
+use crate::console::layout::format_time;
 use crate::domain::money::Money;
 use crate::routes::Id;
 use crate::services::keys::{self as key_service, KeyPatch, KeyScope, KeyView};
 use crate::services::users::UserError;
 use crate::state::AppState;
+use form::KeyForm;
 
 /// One row of the keys table, formatted (`None`: no limit / never).
 pub struct KeyRow {
@@ -55,14 +59,6 @@ impl From<&KeyView> for KeyRow {
             rpm: k.rpm,
         }
     }
-}
-
-pub(super) fn format_time(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
-        .map(|t| {
-            format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
-        })
-        .unwrap_or_default()
 }
 
 /// A key's edit form, open in the table: its values (as sent, when refused) and the error.

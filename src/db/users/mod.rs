@@ -1,5 +1,7 @@
 //! Queries on `users`.
 
+pub mod admin;
+
 use sqlx::{Any, Executor, Row};
 
 use crate::domain::email::Email;

@@ -9,12 +9,12 @@ use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::Layout;
-use super::auth::CurrentUser;
-use super::htmx::{HxRequest, vary};
-use super::key_form::KeyForm;
-use super::keys::{KeyEdit, KeyRow, PageParts, failed, render};
+use super::form::KeyForm;
+use super::{KeyEdit, KeyRow, PageParts, failed, render};
+use crate::console::Layout;
+use crate::console::auth::CurrentUser;
 use crate::console::error::PathId;
+use crate::console::htmx::{HxRequest, vary};
 use crate::routes::Id;
 use crate::services::keys::{self as key_service, KeyScope, KeyView};
 use crate::services::users::UserError;
