@@ -127,7 +127,8 @@ impl Application {
         let billing_stop = CancellationToken::new();
         // Leases this holder left behind (a crash, or a stop that could not give them back) end
         // now; other holders' expired ones too.
-        let leases = Leases::new(lease::holder_name(local.port()));
+        let leases = Leases::new(lease::holder_name(config.instance_id.as_deref(), local.port()));
+        tracing::info!(holder = leases.holder(), "this replica's name for its balance leases");
         end_stale_leases(&db, Some(leases.holder())).await.map_err(StartupError::Leases)?;
         let (billing, billing_task) = Batcher::start(db.clone(), leases, billing_stop.clone());
         // The environment's SMTP settings must work (fail fast); stored ones that do not only turn

@@ -132,6 +132,10 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Bearer token for `GET /metrics` (`BURNCLOUD_METRICS_TOKEN`); unset: `/metrics` answers 404.
     pub metrics_token: Option<Secret>,
+    /// This replica's name among those sharing the database (`BURNCLOUD_INSTANCE_ID`): its balance
+    /// leases carry it, and a restart under the same name ends the leases the last run left.
+    /// Unset: the host name plus an id made at start, unique even where containers share a host name.
+    pub instance_id: Option<String>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax (`BURNCLOUD_LOG`).
     pub log: String,
     /// `pretty` or `json` (`BURNCLOUD_LOG_FORMAT`).
@@ -272,6 +276,7 @@ settings! {
     ADMIN_PASSWORD => "admin_password", "BURNCLOUD_ADMIN_PASSWORD";
     ADMIN_TOKEN => "admin_token", "BURNCLOUD_ADMIN_TOKEN";
     METRICS_TOKEN => "metrics_token", "BURNCLOUD_METRICS_TOKEN";
+    INSTANCE_ID => "instance_id", "BURNCLOUD_INSTANCE_ID";
     LOG => "log", "BURNCLOUD_LOG";
     LOG_FORMAT => "log_format", "BURNCLOUD_LOG_FORMAT";
     SHUTDOWN_GRACE_SECS => "shutdown_grace_secs", "BURNCLOUD_SHUTDOWN_GRACE_SECS";
@@ -386,6 +391,12 @@ impl Config {
         };
         let admin_token = secret(get(&ADMIN_TOKEN), &ADMIN_TOKEN)?;
         let metrics_token = secret(get(&METRICS_TOKEN), &METRICS_TOKEN)?;
+        let instance_id = match get(&INSTANCE_ID).map(str::trim).filter(|v| !v.is_empty()) {
+            Some(id) if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)) => {
+                return Err(ConfigError::new(&INSTANCE_ID, format!("{id:?}: at most 64 letters, digits and . _ : -")));
+            }
+            other => other.map(str::to_string),
+        };
         let log = get(&LOG).unwrap_or("info").to_string();
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             return Err(ConfigError::new(&LOG, format!("{log:?} is not a valid log filter")));
@@ -580,6 +591,7 @@ impl Config {
             admin_password,
             admin_token,
             metrics_token,
+            instance_id,
             log,
             log_format,
             shutdown_grace,

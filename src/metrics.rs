@@ -59,16 +59,18 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         }
         Some(true) => {}
     }
+    let mut out = String::new();
+    health(&mut out, &state).await;
     let range = Range::Hour;
     let snapshot = match monitoring::snapshot(&state, range).await {
         Ok(s) => s,
         Err(e) => {
+            // The health gauges above still go out: a scrape during an outage shows it.
             tracing::error!(error = %e, "computing the metrics failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            return text(out);
         }
     };
     let minutes = range.millis() as f64 / 60_000.0;
-    let mut out = String::new();
     out.push_str("# HELP burncloud_requests Gateway requests over the window (window=\"1h\": the last hour).\n");
     out.push_str("# TYPE burncloud_requests gauge\n");
     out.push_str("# HELP burncloud_spend_nano Spend over the window, in nano-units of the site currency.\n");
@@ -102,5 +104,30 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             let _ = writeln!(out, "burncloud_channel_used_nano{{channel_id=\"{}\"}} {}", c.id, c.used_amount);
         }
     }
+    text(out)
+}
+
+fn text(out: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+/// This replica's health: whether the database answers, whether its balance leases may still be
+/// spent (what keeps it serving through an outage), whether it is draining, and the settlements
+/// waiting for the database.
+async fn health(out: &mut String, state: &AppState) {
+    let database = crate::ops::database(state).await;
+    out.push_str("# HELP burncloud_database_up 1 when the database answers a ping, 0 when not (degraded).\n");
+    out.push_str("# TYPE burncloud_database_up gauge\n");
+    let _ = writeln!(out, "burncloud_database_up {}", i64::from(database == crate::ops::Database::Ok));
+    out.push_str("# HELP burncloud_leases_valid 1 while this replica's balance leases may be spent.\n");
+    out.push_str("# TYPE burncloud_leases_valid gauge\n");
+    let _ = writeln!(out, "burncloud_leases_valid {}", i64::from(state.billing().leases().carrying()));
+    out.push_str("# HELP burncloud_draining 1 once shutdown has begun (readiness answers 503).\n");
+    out.push_str("# TYPE burncloud_draining gauge\n");
+    let _ = writeln!(out, "burncloud_draining {}", i64::from(state.shutdown().is_cancelled()));
+    out.push_str(
+        "# HELP burncloud_pending_settlements Requests answered or in flight whose charge is not yet committed.\n",
+    );
+    out.push_str("# TYPE burncloud_pending_settlements gauge\n");
+    let _ = writeln!(out, "burncloud_pending_settlements {}", state.pending_settlements());
 }

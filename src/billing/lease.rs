@@ -92,7 +92,7 @@ pub struct ChargePlan {
 
 impl Leases {
     /// `holder` names this process in `balance_leases`; it must be unique among the processes
-    /// sharing the database and stable across restarts (see [`holder_name`]).
+    /// sharing the database (see [`holder_name`]).
     pub fn new(holder: String) -> Self {
         let valid_until = Instant::now() + LEASE_TTL / 2;
         Self {
@@ -101,6 +101,18 @@ impl Leases {
             skew_ms: AtomicI64::new(0),
             clock_offset_ms: AtomicI64::new(0),
         }
+    }
+
+    /// Whether this process's leases may still be spent: the last renewal succeeded less than half
+    /// a lease's lifetime ago. While the database is unreachable, this is how long the process
+    /// carries on serving from what it holds.
+    pub fn carrying(&self) -> bool {
+        Instant::now() < self.lock().valid_until
+    }
+
+    /// Test seam: plays a process whose last renewal was long ago (its leases may not be spent).
+    pub fn lapse(&self) {
+        self.lock().valid_until = Instant::now();
     }
 
     /// Test seam: plays a process whose wall clock is `ms` off (positive: ahead).
@@ -303,21 +315,34 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// This process's name as a lease holder: the host name and the port it serves on, so a restart
-/// on the same host and port recognises (and ends) the leases its previous run left.
-pub fn holder_name(port: u16) -> String {
+/// This process's name as a lease holder. The operator's `BURNCLOUD_INSTANCE_ID` when set: stable
+/// across restarts, so a restart ends the leases its previous run left (and only those). Else the
+/// host name, the port and an id made now: unique even among containers that share a host name
+/// and port; a restart's old leases then end when they expire (at most [`LEASE_TTL`]).
+pub fn holder_name(instance_id: Option<&str>, port: u16) -> String {
+    if let Some(id) = instance_id {
+        return id.to_string();
+    }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string());
-    format!("{host}:{port}")
+    format!("{host}:{port}:{}", crate::domain::token::random_alphanumeric(8).to_lowercase())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_is_its_instance_id_or_unique_per_start() {
+        assert_eq!(holder_name(Some("pod-7"), 8080), "pod-7");
+        let (first, second) = (holder_name(None, 8080), holder_name(None, 8080));
+        assert_ne!(first, second, "two starts on one host and port are two holders");
+        assert!(first.contains(":8080:") && first.len() > ":8080:".len() + 8, "{first}");
+    }
 
     fn with_lease(available: i64) -> Leases {
         let leases = Leases::new("test".into());

@@ -219,3 +219,50 @@ async fn healthcheck_fails_when_nothing_listens() {
     assert_eq!(code, 1);
     assert!(last_line(&stderr).starts_with("burncloud: healthcheck:"), "{stderr}");
 }
+
+/// Scale-out: replicas started together on one empty Postgres database. One migrates (under
+/// sqlx's advisory lock), the others wait for it, and every one of them ends up serving, with
+/// each migration applied once and one root admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_an_empty_database_all_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let envs: Vec<BTreeMap<&str, String>> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut env = base_env(d.path(), &url);
+            // The replicas share the secret key, as a deployment's would.
+            env.insert("BURNCLOUD_SECRET_KEY", "replica-secret-key-0123456789abcdef-0123456789".into());
+            env.insert("BURNCLOUD_INSTANCE_ID", format!("replica-{i}"));
+            env
+        })
+        .collect();
+    let servers = futures_util::future::join_all(envs.iter().map(start)).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    for server in &servers {
+        let res = client.get(format!("http://127.0.0.1:{}/readyz", server.port)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let db = burncloud::db::Db::connect(&burncloud::config::DatabaseUrl::parse(&url).unwrap(), 2).await.unwrap();
+    let applied: Vec<i64> = sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    let expected: Vec<i64> =
+        burncloud::db::migrate::migrator(burncloud::config::Backend::Postgres).iter().map(|m| m.version).collect();
+    assert_eq!(applied, expected, "every migration applied once");
+    let roots: i64 = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE role = 'root'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(roots, 1, "one root admin, whoever created it");
+    let creators = servers.iter().filter(|s| mentions_admin_creation(&s.log).is_some()).count();
+    assert_eq!(creators, 1, "one replica created the first admin; the others found it");
+    for server in servers {
+        let (code, log) = server.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+    }
+}

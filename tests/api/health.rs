@@ -1,8 +1,8 @@
 //! Liveness, readiness, request ids and the fallback.
 
-use crate::support::helpers::{Backend, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 
-db_tests!(healthz_and_readyz_answer, readyz_fails_when_the_database_is_gone);
+db_tests!(healthz_and_readyz_answer, readiness_rides_out_a_database_outage_on_leases);
 
 async fn healthz_and_readyz_answer(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -18,13 +18,48 @@ async fn healthz_and_readyz_answer(backend: Backend) {
     assert_eq!(body["database"], "ok");
 }
 
-async fn readyz_fails_when_the_database_is_gone(backend: Backend) {
-    let app = spawn_app(backend).await;
+const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef-0123456789";
+
+async fn health_gauges(app: &TestApp) -> String {
+    let res = app.client.get(app.url("/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the health gauges answer even when the database does not");
+    let text = res.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("burncloud_database_up") || l.starts_with("burncloud_leases_valid"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A database that stops answering does not take the replica out of rotation while its balance
+/// leases may still be spent (it serves from them and settles later); readiness and `/metrics`
+/// say the database is degraded. Once the leases lapse, readiness is 503. Liveness never
+/// depends on the database.
+async fn readiness_rides_out_a_database_outage_on_leases(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        |env| {
+            env.insert("BURNCLOUD_METRICS_TOKEN".into(), METRICS_TOKEN.into());
+        },
+        |router| router,
+    )
+    .await;
+    assert_eq!(health_gauges(&app).await, "burncloud_database_up 1\nburncloud_leases_valid 1");
+
     app.db.close().await;
     let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!((body["status"].as_str(), body["database"].as_str()), (Some("ready"), Some("degraded")), "{body}");
+    assert_eq!(body["database_check"], "error");
+    assert_eq!(health_gauges(&app).await, "burncloud_database_up 0\nburncloud_leases_valid 1");
+
+    // The leases can no longer be spent (no renewal for half their lifetime): not ready.
+    app.state.billing().leases().lapse();
+    let res = app.get("/readyz").await;
     assert_eq!(res.status(), 503);
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "unavailable");
-    // Liveness does not depend on the database.
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!((body["status"].as_str(), body["database"].as_str()), (Some("unavailable"), Some("error")), "{body}");
+    assert_eq!(health_gauges(&app).await, "burncloud_database_up 0\nburncloud_leases_valid 0");
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
 

@@ -14,6 +14,7 @@ db_tests!(
     an_operator_can_debit_the_whole_balance_right_after_a_request,
     another_process_lease_is_not_spent_here,
     leases_of_a_crashed_process_end_when_it_restarts,
+    a_replica_ends_only_its_own_leases,
 );
 
 pub fn chat() -> Value {
@@ -91,11 +92,13 @@ async fn another_process_lease_is_not_spent_here(backend: Backend) {
     app.assert_ledger_consistent().await;
 }
 
-/// Starts the app on `database_url` and `port` (0 for any).
-async fn start(backend: Backend, dir: &std::path::Path, database_url: &str, port: u16) -> TestApp {
-    let _ = backend;
+/// Starts the app on `database_url` and `port` (0 for any), as replica `instance` (`BURNCLOUD_INSTANCE_ID`).
+async fn start(dir: &std::path::Path, database_url: &str, port: u16, instance: Option<&str>) -> TestApp {
     let mut env = test_env(dir, database_url);
     env.insert("BURNCLOUD_LISTEN".into(), format!("127.0.0.1:{port}"));
+    if let Some(id) = instance {
+        env.insert("BURNCLOUD_INSTANCE_ID".into(), id.into());
+    }
     let config = Config::load_from(None, |name| env.get(name).cloned()).unwrap();
     TestApp::serve(Application::build(config).await.unwrap(), None)
 }
@@ -103,7 +106,7 @@ async fn start(backend: Backend, dir: &std::path::Path, database_url: &str, port
 async fn leases_of_a_crashed_process_end_when_it_restarts(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database_url(backend, dir.path()).await;
-    let app = start(backend, dir.path(), &database_url, 0).await;
+    let app = start(dir.path(), &database_url, 0, Some("replica-a")).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
     priced(&app, &fake).await;
     let (user, key) = app.user_with_key("1.00").await;
@@ -125,9 +128,56 @@ async fn leases_of_a_crashed_process_end_when_it_restarts(backend: Backend) {
     // Crash: the server stops without its shutdown, so the lease is not given back.
     let port = app.port;
     app.crash().await;
-    let app = start(backend, dir.path(), &database_url, port).await;
+    let app = start(dir.path(), &database_url, port, Some("replica-a")).await;
     assert_eq!(leased(&app, user).await, (0, 0), "the restart ended its old lease and the expired one");
     assert_eq!(app.balance(user).await, balance, "leases move no money");
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat()).await.status(), 200);
     app.assert_ledger_consistent().await;
+}
+
+/// The lease holders of a user's balance.
+async fn holders(app: &TestApp, user: i64) -> Vec<String> {
+    sqlx::query_scalar::<_, String>("SELECT holder FROM balance_leases WHERE user_id = $1 ORDER BY holder")
+        .bind(user)
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// Replicas sharing one database (here even one host name) never end each other's leases: each
+/// holds its leases under its own name, and a restart ends only what its name left.
+async fn a_replica_ends_only_its_own_leases(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(backend, dir.path()).await;
+    let a = start(dir.path(), &database_url, 0, Some("replica-a")).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    priced(&a, &fake).await;
+    let (user, key) = a.user_with_key("1.00").await;
+    assert_eq!(a.v1(&key, "/v1/chat/completions", &chat()).await.status(), 200);
+    assert_eq!(holders(&a, user).await, ["replica-a"]);
+
+    // B starts on the same database, serves the same user, and restarts after a crash.
+    let b = start(dir.path(), &database_url, 0, Some("replica-b")).await;
+    assert_eq!(holders(&b, user).await, ["replica-a"], "starting B left A's lease alone");
+    assert_eq!(b.v1(&key, "/v1/chat/completions", &chat()).await.status(), 200);
+    assert_eq!(holders(&b, user).await, ["replica-a", "replica-b"]);
+    let port = b.port;
+    b.crash().await;
+    let b = start(dir.path(), &database_url, port, Some("replica-b")).await;
+    assert_eq!(holders(&b, user).await, ["replica-a"], "B's restart ended its own lease, not A's");
+
+    // Without an instance id, each start is a holder of its own: a replica started without one
+    // never ends a lease it did not take, even on the same host and port.
+    let port = b.port;
+    b.crash().await;
+    let c = start(dir.path(), &database_url, port, None).await;
+    assert_eq!(holders(&c, user).await, ["replica-a"]);
+    assert_eq!(c.v1(&key, "/v1/chat/completions", &chat()).await.status(), 200);
+    let mine = holders(&c, user).await;
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert!(mine.iter().any(|h| h.contains(&format!(":{port}:"))), "host:port:start-id: {mine:?}");
+    assert_eq!(a.v1(&key, "/v1/chat/completions", &chat()).await.status(), 200, "A still serves from its lease");
+    c.settled().await;
+    a.settled().await;
+    a.assert_ledger_consistent().await;
 }

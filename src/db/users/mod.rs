@@ -90,6 +90,19 @@ pub async fn id_by_email<'e>(db: impl Executor<'e, Database = Any>, email: &Emai
         .transpose()
 }
 
+/// Serialises first-boot admin creation among replicas starting together: a Postgres advisory
+/// lock held until `tx` ends (SQLite runs one process, and its writer is one connection).
+pub async fn lock_first_admin(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: crate::config::Backend,
+) -> Result<(), sqlx::Error> {
+    if backend == crate::config::Backend::Postgres {
+        // An arbitrary constant naming this lock among BurnCloud's.
+        sqlx::query("SELECT pg_advisory_xact_lock(727100001)").execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// How many root admins exist.
 pub async fn count_roots<'e>(db: impl Executor<'e, Database = Any>) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'root'").fetch_one(db).await?.try_get("n")
