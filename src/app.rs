@@ -396,6 +396,7 @@ fn shared_routes() -> Routes {
 /// Periodic background work, stopped by shutdown: checkpoint SQLite's write-ahead log, refresh the
 /// routing snapshot (changes made by other replicas) and re-test automatically disabled channels.
 fn spawn_maintenance(state: &AppState) {
+    state.tasks().spawn(crate::services::changes::listen(state.clone()));
     let every = |period: std::time::Duration, job: fn(AppState) -> futures_util::future::BoxFuture<'static, ()>| {
         if period.is_zero() {
             return;

@@ -122,6 +122,12 @@ async fn health(out: &mut String, state: &AppState) {
     out.push_str("# HELP burncloud_leases_valid 1 while this replica's balance leases may be spent.\n");
     out.push_str("# TYPE burncloud_leases_valid gauge\n");
     let _ = writeln!(out, "burncloud_leases_valid {}", i64::from(state.billing().leases().carrying()));
+    out.push_str(
+        "# HELP burncloud_change_listener_up 1 while this replica hears other replicas' changes (Postgres LISTEN).\n",
+    );
+    out.push_str("# TYPE burncloud_change_listener_up gauge\n");
+    let listening = state.change_listener() == crate::state::ListenerState::Listening;
+    let _ = writeln!(out, "burncloud_change_listener_up {}", i64::from(listening));
     out.push_str("# HELP burncloud_draining 1 once shutdown has begun (readiness answers 503).\n");
     out.push_str("# TYPE burncloud_draining gauge\n");
     let _ = writeln!(out, "burncloud_draining {}", i64::from(state.shutdown().is_cancelled()));

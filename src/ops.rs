@@ -56,19 +56,25 @@ pub async fn database(state: &AppState) -> Database {
 /// replica out of rotation: the gateway serves from its caches and balance leases, and settles
 /// when the database is back, so readiness stays 200 with `"database": "degraded"` while the
 /// leases may still be spent (half their lifetime after the last renewal), then turns 503.
-/// Taking every replica out at once for a blip would turn it into an outage.
+/// Taking every replica out at once for a blip would turn it into an outage. `changes` says where
+/// the listener for other replicas' changes is (`listening`, `connecting`, or `off` on SQLite); it
+/// does not decide readiness: while it reconnects, the periodic reload carries changes.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.shutdown().is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" })));
     }
+    let changes = state.change_listener().name();
     match database(&state).await {
-        Database::Ok => (StatusCode::OK, Json(json!({ "status": "ready", "database": "ok" }))),
+        Database::Ok => (StatusCode::OK, Json(json!({ "status": "ready", "database": "ok", "changes": changes }))),
         failed if state.billing().leases().carrying() => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "database": "degraded", "database_check": failed.name() })),
+            Json(json!({
+                "status": "ready", "database": "degraded", "database_check": failed.name(), "changes": changes
+            })),
         ),
-        failed => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": failed.name() })))
-        }
+        failed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "database": failed.name(), "changes": changes })),
+        ),
     }
 }

@@ -8,7 +8,7 @@
 //! change rebuilds the gateway's client) the app installs a hook here when it composes the parts.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,6 +50,26 @@ pub enum ProbeOutcome {
     Done { keys: Vec<String>, result: Result<String, String> },
 }
 
+/// Where this replica's listener for other replicas' changes is (`services::changes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerState {
+    /// No listener: SQLite runs one process.
+    Off,
+    /// Connecting or reconnecting; changes arrive by the periodic reload meanwhile.
+    Connecting,
+    Listening,
+}
+
+impl ListenerState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Connecting => "connecting",
+            Self::Listening => "listening",
+        }
+    }
+}
+
 /// Told of every settings change after it is in force (the gateway rebuilds its client).
 pub type SettingsListener = Box<dyn Fn(&SiteSettings) + Send + Sync>;
 
@@ -67,6 +87,7 @@ struct Inner {
     keys: KeyCache,
     routing: Routing,
     pending_settlements: AtomicUsize,
+    change_listener: AtomicU8,
     login_throttle: LoginThrottle,
     site: std::sync::RwLock<Arc<SiteSettings>>,
     /// The mailer and the SMTP settings it was built from (rebuilt when they change).
@@ -125,6 +146,7 @@ impl AppState {
                 keys,
                 routing,
                 pending_settlements: AtomicUsize::new(0),
+                change_listener: AtomicU8::new(0),
                 login_throttle: Default::default(),
                 site: std::sync::RwLock::new(Arc::new(site)),
                 mailer: std::sync::RwLock::new((smtp, Arc::new(mailer))),
@@ -185,6 +207,24 @@ impl AppState {
 
     pub(crate) fn settlement_closed(&self) {
         self.inner.pending_settlements.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Where the listener for other replicas' changes is.
+    pub fn change_listener(&self) -> ListenerState {
+        match self.inner.change_listener.load(Ordering::Acquire) {
+            1 => ListenerState::Connecting,
+            2 => ListenerState::Listening,
+            _ => ListenerState::Off,
+        }
+    }
+
+    pub(crate) fn set_change_listener(&self, to: ListenerState) {
+        let code = match to {
+            ListenerState::Off => 0,
+            ListenerState::Connecting => 1,
+            ListenerState::Listening => 2,
+        };
+        self.inner.change_listener.store(code, Ordering::Release);
     }
 
     /// Failed console logins, per address and account.

@@ -14,6 +14,7 @@ pub mod all_logs;
 pub mod api_keys;
 pub mod audit;
 pub mod capabilities;
+pub mod changes;
 pub mod channels;
 pub mod codes;
 pub mod email_tokens;

@@ -16,6 +16,7 @@ use crate::domain::api_key;
 use crate::domain::email::Email;
 use crate::domain::money::Money;
 use crate::domain::password;
+use crate::services::changes::{self, Change};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,9 +131,10 @@ pub async fn apply(state: &AppState, file: BootstrapFile) -> Result<(), (String,
         }
         settings::set(state.db().writer(), key, value).await.map_err(|e| (format!("settings.{key}"), e.to_string()))?;
     }
-    channels::reload_routing(state).await;
-    crate::services::settings::reload(state).await;
-    state.keys().invalidate_all();
+    // Settings first: the routing snapshot reads its default strategy from them.
+    changes::publish(state, Change::Settings).await;
+    changes::publish(state, Change::Routing).await;
+    changes::publish(state, Change::AllKeys).await;
     Ok(())
 }
 

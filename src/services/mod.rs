@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod bootstrap;
+pub mod changes;
 pub mod channels;
 pub mod codes;
 pub mod keys;

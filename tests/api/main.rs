@@ -85,6 +85,7 @@ mod openapi;
 mod path_ids;
 mod payment_faults;
 mod payments;
+mod replicas;
 mod route_coverage;
 mod schema;
 mod sdk;

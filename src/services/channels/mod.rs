@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto;
 use crate::db::channels::{self as db_channels, ChannelRow, ChannelWrite};
 use crate::providers::ChannelType;
+use crate::services::changes::{self, Change};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -329,7 +330,7 @@ async fn write(state: &AppState, id: Option<i64>, valid: &Valid) -> Result<i64, 
     .await?;
     tx.commit().await?;
     state.routing().resume(id);
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     Ok(id)
 }
 
@@ -374,7 +375,7 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ChannelError> {
     if !db_channels::delete(state.db().writer(), id).await? {
         return Err(ChannelError::NotFound);
     }
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     Ok(())
 }
 
@@ -422,7 +423,7 @@ pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError>
         }
         state.routing().resume(id);
         drop(conn);
-        reload_routing(state).await;
+        changes::publish(state, Change::Routing).await;
     }
     if let Some(error) = &error {
         db_channels::record_error(state.db().writer(), id, error).await?;

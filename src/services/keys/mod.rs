@@ -15,6 +15,7 @@ use crate::domain::api_key;
 use crate::domain::ip_allowlist::IpBlock;
 use crate::domain::money::Money;
 use crate::domain::time::now_ms;
+use crate::services::changes::{self, Change};
 use crate::state::AppState;
 
 /// Whose keys a caller may reach.
@@ -260,7 +261,7 @@ pub async fn create_key(state: &AppState, user_id: i64, input: NewKeyInput) -> R
         Err(e) => return Err(e.into()),
     };
     // The hash may be cached as unknown (a fixed key tried before it existed).
-    state.keys().invalidate_hash(&new_key.hash);
+    changes::publish(state, Change::KeyHash(new_key.hash.clone())).await;
     Ok((id, new_key.secret))
 }
 
@@ -324,7 +325,7 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
         let now = load(state, scope, id).await?;
         return Err(below_spent(now.spent));
     }
-    state.keys().invalidate_key(id);
+    changes::publish(state, Change::Key(id)).await;
     get_key(state, scope, id).await
 }
 
@@ -333,7 +334,7 @@ pub async fn delete_key(state: &AppState, scope: KeyScope, id: i64) -> Result<()
     if !api_keys::delete(state.db().writer(), id).await? {
         return Err(UserError::NotFound);
     }
-    state.keys().invalidate_key(id);
+    changes::publish(state, Change::Key(id)).await;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use crate::db::prices;
 use crate::domain::money::{Money, format_fixed};
 use crate::domain::pricing::Price;
 use crate::services::audit::{self, Actor};
-use crate::services::channels::reload_routing;
+use crate::services::changes::{self, Change};
 use crate::services::pricing::defaults::DEFAULT_PRICES;
 use crate::services::pricing::{self, PriceInput, PricingError};
 use crate::state::AppState;
@@ -92,7 +92,7 @@ pub async fn set(state: &AppState, actor: &Actor, model: &str, input: &PriceInpu
 pub async fn delete(state: &AppState, actor: &Actor, model: &str) -> Result<bool, PricingError> {
     let Some(before) = get(state, model).await? else { return Ok(false) };
     db_groups::delete_model_price(state.db().writer(), model).await?;
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     audit::record(state, actor, "price.delete", ("model", model), json!({ "before": before.json() })).await;
     Ok(true)
 }
@@ -123,7 +123,7 @@ pub async fn set_override(
 pub async fn delete_override(state: &AppState, actor: &Actor, group: &str, model: &str) -> Result<bool, PricingError> {
     let Some(before) = get_override(state, group, model).await? else { return Ok(false) };
     db_groups::delete_group_price(state.db().writer(), group, model).await?;
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     let target = format!("{group}/{model}");
     audit::record(state, actor, "group_price.delete", ("group_price", &target), json!({ "before": before.json() }))
         .await;
@@ -287,7 +287,7 @@ pub async fn import_ratios(state: &AppState, actor: &Actor, body: &str) -> Resul
         prices::upsert_group(&mut *tx, group, None, *ppm).await?;
     }
     tx.commit().await?;
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     let summary = ImportSummary { models: model_prices.len(), groups: groups.len() };
     let details = json!({
         "models": model_prices.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
@@ -366,7 +366,7 @@ pub async fn apply_defaults(state: &AppState, actor: &Actor, overwrite: bool) ->
     }
     tx.commit().await?;
     summary.applied = applied.len();
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     let details = json!({ "overwrite": overwrite, "models": applied });
     audit::record(state, actor, "prices.defaults", ("prices", "defaults"), details).await;
     Ok(summary)

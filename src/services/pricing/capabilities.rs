@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::db::{capabilities as db_caps, prices};
 use crate::domain::capabilities::{Capabilities, DEFAULT_CAPABILITIES, default_for};
 use crate::services::audit::{self, Actor};
-use crate::services::channels::reload_routing;
+use crate::services::changes::{self, Change};
 use crate::services::pricing::{PricingError, check_model_name};
 use crate::state::AppState;
 
@@ -208,7 +208,7 @@ pub async fn set(
     validate(caps)?;
     let before = get(state, model).await?;
     db_caps::upsert(state.db().writer(), model, caps).await?;
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     let after = get(state, model).await?;
     let details = audit::changes(&before.json(), &after.json());
     audit::record(state, actor, "capabilities.set", ("model", model), details).await;
@@ -223,7 +223,7 @@ pub async fn reset(state: &AppState, actor: &Actor, model: &str) -> Result<bool,
     if !before.is_custom() || !db_caps::delete(state.db().writer(), model).await? {
         return Ok(false);
     }
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     let after = get(state, model).await?;
     let details = json!({ "before": before.json(), "after": after.json() });
     audit::record(state, actor, "capabilities.reset", ("model", model), details).await;

@@ -10,7 +10,7 @@ use crate::db::groups::{self as db_groups, GroupListing};
 use crate::db::prices;
 use crate::domain::money::{format_fixed, parse_fixed};
 use crate::services::audit::{self, Actor};
-use crate::services::channels::reload_routing;
+use crate::services::changes::{self, Change};
 use crate::services::pricing::PricingError;
 use crate::state::AppState;
 
@@ -125,7 +125,7 @@ pub async fn save(state: &AppState, actor: &Actor, name: &str, input: &GroupSave
         db_groups::set_cap_output_by_balance(&mut *tx, name, billing.cap_output_by_balance).await?;
     }
     tx.commit().await?;
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     let after = find(state, name).await?.ok_or_else(|| PricingError::Internal("saved group vanished".into()))?;
     let shown = |g: &GroupView| {
         json!({ "description": g.description, "multiplier": g.multiplier, "models": g.models,
@@ -154,7 +154,7 @@ pub async fn delete(state: &AppState, actor: &Actor, name: &str) -> Result<bool,
     if !db_groups::delete_unused(state.db().writer(), name).await? {
         return Err(PricingError::Invalid("users joined this group meanwhile: move them first".into()));
     }
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     let details = json!({ "before": { "description": before.description, "multiplier": before.multiplier, "models": before.models } });
     audit::record(state, actor, "group.delete", ("group", name), details).await;
     Ok(true)

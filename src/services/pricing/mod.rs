@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::prices::{self, GroupRow};
 use crate::domain::money::{Money, format_fixed, parse_fixed};
 use crate::domain::pricing::Price;
-use crate::services::channels::reload_routing;
+use crate::services::changes::{self, Change};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,7 @@ pub async fn set_price(state: &AppState, model: &str, input: &PriceInput) -> Res
     let model = model.trim();
     let price = validated(model, input)?;
     prices::upsert_model_price(state.db().writer(), model, &price).await?;
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     Ok(shown_price(&price))
 }
 
@@ -115,7 +115,7 @@ pub async fn set_group_price(
         return Err(PricingError::Invalid(format!("group {group:?} does not exist")));
     }
     prices::upsert_group_price(state.db().writer(), group, model, &price).await?;
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     Ok(shown_price(&price))
 }
 
@@ -146,7 +146,7 @@ pub async fn set_group(state: &AppState, name: &str, input: &GroupInput) -> Resu
         return Err(PricingError::Invalid("multiplier: from 0 to 1000".into()));
     }
     prices::upsert_group(state.db().writer(), name, input.description.as_deref(), ppm).await?;
-    reload_routing(state).await;
+    changes::publish(state, Change::Routing).await;
     let row = prices::group(state.db().pool(), name).await?.unwrap_or(GroupRow {
         name: name.into(),
         description: String::new(),

@@ -12,6 +12,7 @@ use crate::config::{Strategy, runtime};
 use crate::db::settings;
 use crate::mail::ActionMail;
 use crate::services::audit::{self, Actor};
+use crate::services::changes::{self, Change};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +72,8 @@ pub async fn set(state: &AppState, actor: &Actor, key: &str, value: &str) -> Res
     };
     settings::set(state.db().writer(), key, &stored).await.map_err(|e| SettingError::Internal(e.to_string()))?;
     // The site first: the routing table reads its default strategy from it.
-    reload(state).await;
-    crate::services::channels::reload_routing(state).await;
+    changes::publish(state, Change::Settings).await;
+    changes::publish(state, Change::Routing).await;
     let details = if secret {
         json!({ "changed": true, "cleared": value.is_empty() })
     } else {

@@ -14,6 +14,7 @@ use crate::db::users::admin::{self as user_admin, UserListRow, UserSearch};
 use crate::db::users::{self, Role};
 use crate::domain::money::Money;
 use crate::services::audit::{self, Actor};
+use crate::services::changes::{self, Change};
 use crate::services::users::{UserError, UserView, get as get_view};
 use crate::state::AppState;
 
@@ -302,7 +303,7 @@ pub async fn update(state: &AppState, actor: &Actor, id: i64, patch: &UserPatch)
         crate::db::sessions::end_user_sessions(state.db(), id, None).await?;
     }
     // Group, role and status all live in the gateway's cached key grants: drop them now.
-    state.keys().invalidate_user(id);
+    changes::publish(state, Change::User(id)).await;
     let after = get_view(state, id).await?;
     let view = |u: &UserView| json!({ "group": u.group, "role": u.role, "status": u.status });
     let changes = audit::changes(&view(&before), &view(&after));

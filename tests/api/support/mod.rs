@@ -11,3 +11,4 @@ pub mod fake_openai;
 pub mod fake_stripe;
 pub mod helpers;
 pub mod mail_sink;
+pub mod process;

@@ -1,0 +1,227 @@
+//! Scale-out: several `burncloud` processes on one Postgres database. A change made through one
+//! replica is in force on the others within a second (Postgres `NOTIFY`), not after the cache
+//! TTL, which these replicas set to ten minutes so only the notices can carry a change in time.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::helpers::{Backend, fresh_database_url};
+use crate::support::process::{Server, base_env, start};
+
+const ADMIN_TOKEN: &str = "replicas-admin-token-0123456789abcdef-0123";
+const SECRET_KEY: &str = "replica-secret-key-0123456789abcdef-0123456789";
+
+/// `n` replicas on one fresh Postgres database, each listening for the others' changes.
+async fn replicas(n: usize) -> (Vec<tempfile::TempDir>, Vec<Server>, String) {
+    let first = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Postgres, first.path()).await;
+    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let envs: Vec<BTreeMap<&str, String>> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let mut env = base_env(dir.path(), &url);
+            env.insert("BURNCLOUD_SECRET_KEY", SECRET_KEY.into());
+            env.insert("BURNCLOUD_ADMIN_TOKEN", ADMIN_TOKEN.into());
+            env.insert("BURNCLOUD_INSTANCE_ID", format!("replica-{i}"));
+            env.insert("BURNCLOUD_CACHE_TTL_SECS", "600".into());
+            env
+        })
+        .collect();
+    let servers = futures_util::future::join_all(envs.iter().map(start)).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    for server in &servers {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready: Value =
+                client.get(url_of(server, "/readyz")).send().await.unwrap().json().await.unwrap_or_default();
+            if ready["changes"] == "listening" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replica on {} never listened: {ready}", server.port);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut all = vec![first];
+    all.extend(dirs);
+    (all, servers, url)
+}
+
+fn url_of(server: &Server, path: &str) -> String {
+    format!("http://127.0.0.1:{}{path}", server.port)
+}
+
+async fn admin(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), url_of(server, path)).bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn at(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+/// What `/v1/models` answers a key on the replica at `port`: the status and the model ids.
+async fn models(port: u16, key: &str) -> (u16, Vec<String>) {
+    let response = reqwest::Client::new().get(at(port, "/v1/models")).bearer_auth(key).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let ids = body["data"].as_array().map(|d| d.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect());
+    (status, ids.unwrap_or_default())
+}
+
+/// Waits until `check` holds on every one of `servers`; how long that took.
+async fn until_everywhere<F, Fut>(servers: &[Server], what: &str, check: F) -> Duration
+where
+    F: Fn(u16) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for server in servers {
+            all &= check(server.port).await;
+        }
+        if all {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}: not in force everywhere after 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[((sorted.len() * p).div_ceil(100)).saturating_sub(1).min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_replica_is_in_force_on_the_others_within_a_second() {
+    let (_dirs, servers, url) = replicas(3).await;
+    let (a, others) = (&servers[0], &servers[1..]);
+
+    // A channel, a price and a user with a key, made on A.
+    let (status, channel) = admin(
+        a,
+        "POST",
+        "/api/admin/channels",
+        Some(json!({ "name": "c", "type": "openai", "base_url": "http://127.0.0.1:9/v1", "key": "sk-upstream",
+                     "models": ["replica-model"] })),
+    )
+    .await;
+    assert_eq!(status, 201, "{channel}");
+    let channel = channel["id"].as_i64().unwrap();
+    let (status, body) =
+        admin(a, "PUT", "/api/admin/prices/replica-model", Some(json!({ "input": "1.00", "output": "2.00" }))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, user) = admin(
+        a,
+        "POST",
+        "/api/admin/users",
+        Some(json!({ "email": "replicas@example.com", "password": "password123", "group": "default" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{user}");
+    let (status, key) = admin(a, "POST", &format!("/api/admin/users/{}/keys", user["id"]), Some(json!({}))).await;
+    assert_eq!(status, 201, "{key}");
+    let (key_id, key) = (key["id"].as_i64().unwrap(), key["key"].as_str().unwrap().to_string());
+    until_everywhere(others, "the new channel", |port| {
+        let key = key.clone();
+        async move { models(port, &key).await == (200, vec!["replica-model".to_string()]) }
+    })
+    .await;
+
+    // A key disabled and enabled again, 20 times: each change is in force on B and C in < 1 s.
+    let mut took = Vec::new();
+    for round in 0..20 {
+        let (status, expected) = if round % 2 == 0 { ("disabled", 401) } else { ("active", 200) };
+        let (code, body) =
+            admin(a, "PATCH", &format!("/api/admin/keys/{key_id}"), Some(json!({ "status": status }))).await;
+        assert_eq!(code, 200, "{body}");
+        took.push(
+            until_everywhere(others, "a key's status", |port| {
+                let key = key.clone();
+                async move { models(port, &key).await.0 == expected }
+            })
+            .await,
+        );
+    }
+    took.sort();
+    let (p50, p99) = (percentile(&took, 50), percentile(&took, 99));
+    println!("key status on the other replicas: p50 {p50:?}, p99 {p99:?} over {} changes", took.len());
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}: {took:?}");
+
+    // A price changed on A shows on B's and C's public pricing page.
+    let (status, body) =
+        admin(a, "PUT", "/api/admin/prices/replica-model", Some(json!({ "input": "7.77", "output": "2.00" }))).await;
+    assert_eq!(status, 200, "{body}");
+    let price = until_everywhere(others, "a price", |port| async move {
+        let page = reqwest::get(at(port, "/pricing")).await.unwrap().text().await.unwrap();
+        page.contains("7.77")
+    })
+    .await;
+    assert!(price < Duration::from_secs(1), "{price:?}");
+
+    // A setting changed on A: B and C show the new site name.
+    let (status, body) =
+        admin(a, "PUT", "/api/admin/settings/site.name", Some(json!({ "value": "Replica Cloud" }))).await;
+    assert_eq!(status, 200, "{body}");
+    let setting = until_everywhere(others, "a setting", |port| async move {
+        let page = reqwest::get(at(port, "/")).await.unwrap().text().await.unwrap();
+        page.contains("Replica Cloud")
+    })
+    .await;
+    assert!(setting < Duration::from_secs(1), "{setting:?}");
+
+    // A channel disabled on A: B and C stop offering its model.
+    let (status, body) = admin(a, "POST", &format!("/api/admin/channels/{channel}/disable"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let disabled = until_everywhere(others, "a disabled channel", |port| {
+        let key = key.clone();
+        async move { models(port, &key).await == (200, Vec::new()) }
+    })
+    .await;
+    assert!(disabled < Duration::from_secs(1), "{disabled:?}");
+
+    // Every listener's connection dies (a Postgres restart, a proxy's idle cut): each replica
+    // reconnects and reloads what it caches, so a change made meanwhile still arrives.
+    let db = burncloud::db::Db::connect(&burncloud::config::DatabaseUrl::parse(&url).unwrap(), 1).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(cut, 3, "one listening connection per replica");
+    let (code, body) =
+        admin(a, "PATCH", &format!("/api/admin/keys/{key_id}"), Some(json!({ "status": "disabled" }))).await;
+    assert_eq!(code, 200, "{body}");
+    let recovered = until_everywhere(others, "a change made while the listeners reconnected", |port| {
+        let key = key.clone();
+        async move { models(port, &key).await.0 == 401 }
+    })
+    .await;
+    println!("after the listeners' connections were cut: in force everywhere after {recovered:?}");
+    for server in &servers {
+        let ready: Value = reqwest::get(url_of(server, "/readyz")).await.unwrap().json().await.unwrap();
+        assert_eq!(ready["status"], "ready", "{ready}");
+    }
+
+    for server in servers {
+        let (code, log) = server.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+        assert!(
+            log.iter().any(|l| l.contains("change listener reconnected")),
+            "each replica reconnected and reloaded:\n{}",
+            log.join("\n")
+        );
+    }
+}
