@@ -7,9 +7,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+use super::attempts::attempt;
 use super::endpoints::Endpoint;
 use super::error::GatewayError;
-use super::relay::attempt_on;
+use super::health;
 use super::upstream::{Answer, Attempt, InlineImages, Request};
 use super::{Gateway, GatewayState};
 use crate::db::channels::ChannelRow;
@@ -42,10 +43,15 @@ pub async fn probe(state: &Gateway, channel: Arc<Channel>, model: &str) -> Resul
         inline_images: InlineImages::new(),
         table: &table,
     };
-    match attempt_on(state, &channel, &request).await {
+    match attempt(state, &channel, &request).await {
         Attempt::Answered(Answer::Whole { body, .. }) => Ok(probe_sample(&body)),
         Attempt::Answered(Answer::Stream { .. }) => Ok(String::new()),
-        Attempt::Retry(e) | Attempt::Fail(e) | Attempt::Disable { error: e, .. } => Err(probe_failure(&e)),
+        Attempt::Retry(e) | Attempt::Fail(e) => Err(probe_failure(&e)),
+        // The verdict is acted on before the operator sees the answer (see `health::disable`).
+        Attempt::Disable { error, reason } => {
+            health::disable(state, channel.id, &reason).await;
+            Err(probe_failure(&error))
+        }
     }
 }
 
