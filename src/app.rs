@@ -55,6 +55,8 @@ pub enum StartupError {
     Settings(sqlx::Error),
     #[error("{0}")]
     Mail(String),
+    #[error("{0}")]
+    Redis(String),
     #[error("cannot create the upstream HTTP client: {0}")]
     HttpClient(reqwest::Error),
     #[error(transparent)]
@@ -144,6 +146,18 @@ impl Application {
             );
         }
         let key_cache_entries = config.gateway.key_cache_entries;
+        let counters = match &config.redis_url {
+            Some(url) => {
+                let counters = crate::services::counters::Counters::redis(url.expose())
+                    .map_err(|e| StartupError::Redis(format!("BURNCLOUD_REDIS_URL: {e}")))?;
+                tracing::info!("key rate limits are counted in Redis, shared by every replica");
+                counters
+            }
+            None => {
+                tracing::info!("no BURNCLOUD_REDIS_URL: key rate limits are counted by each replica on its own");
+                crate::services::counters::Counters::default()
+            }
+        };
         let state = AppState::new(crate::state::StateParts {
             config,
             db,
@@ -152,6 +166,7 @@ impl Application {
             billing,
             keys: KeyCache::new(site.gateway.cache_ttl, key_cache_entries),
             routing: Routing::new(routing),
+            counters,
             site,
             mailer,
             upstream: std::sync::Arc::new(crate::gateway::probe::Upstreams(gateway_parts.clone())),
@@ -397,6 +412,10 @@ fn shared_routes() -> Routes {
 /// routing snapshot (changes made by other replicas) and re-test automatically disabled channels.
 fn spawn_maintenance(state: &AppState) {
     state.tasks().spawn(crate::services::changes::listen(state.clone()));
+    {
+        let state = state.clone();
+        state.tasks().clone().spawn(async move { state.counters().connect(state.shutdown().clone()).await });
+    }
     let every = |period: std::time::Duration, job: fn(AppState) -> futures_util::future::BoxFuture<'static, ()>| {
         if period.is_zero() {
             return;

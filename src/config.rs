@@ -136,6 +136,9 @@ pub struct Config {
     /// leases carry it, and a restart under the same name ends the leases the last run left.
     /// Unset: the host name plus an id made at start, unique even where containers share a host name.
     pub instance_id: Option<String>,
+    /// Redis for the counters replicas share (`BURNCLOUD_REDIS_URL`, `redis://…`): key rate
+    /// limits count across every replica. Unset: each replica counts its own.
+    pub redis_url: Option<Secret>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax (`BURNCLOUD_LOG`).
     pub log: String,
     /// `pretty` or `json` (`BURNCLOUD_LOG_FORMAT`).
@@ -277,6 +280,7 @@ settings! {
     ADMIN_TOKEN => "admin_token", "BURNCLOUD_ADMIN_TOKEN";
     METRICS_TOKEN => "metrics_token", "BURNCLOUD_METRICS_TOKEN";
     INSTANCE_ID => "instance_id", "BURNCLOUD_INSTANCE_ID";
+    REDIS_URL => "redis_url", "BURNCLOUD_REDIS_URL";
     LOG => "log", "BURNCLOUD_LOG";
     LOG_FORMAT => "log_format", "BURNCLOUD_LOG_FORMAT";
     SHUTDOWN_GRACE_SECS => "shutdown_grace_secs", "BURNCLOUD_SHUTDOWN_GRACE_SECS";
@@ -396,6 +400,16 @@ impl Config {
                 return Err(ConfigError::new(&INSTANCE_ID, format!("{id:?}: at most 64 letters, digits and . _ : -")));
             }
             other => other.map(str::to_string),
+        };
+        let redis_url = match get(&REDIS_URL).map(str::trim).filter(|v| !v.is_empty()) {
+            Some(url) if !url.starts_with("redis://") => {
+                return Err(ConfigError::new(
+                    &REDIS_URL,
+                    "must be a redis:// URL (redis://[user:password@]host:port[/db])",
+                ));
+            }
+            Some(url) => Some(Secret::new(url)),
+            None => None,
         };
         let log = get(&LOG).unwrap_or("info").to_string();
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
@@ -592,6 +606,7 @@ impl Config {
             admin_token,
             metrics_token,
             instance_id,
+            redis_url,
             log,
             log_format,
             shutdown_grace,

@@ -128,6 +128,16 @@ async fn health(out: &mut String, state: &AppState) {
     out.push_str("# TYPE burncloud_change_listener_up gauge\n");
     let listening = state.change_listener() == crate::state::ListenerState::Listening;
     let _ = writeln!(out, "burncloud_change_listener_up {}", i64::from(listening));
+    if let Some(up) = state.counters().redis_up() {
+        out.push_str("# HELP burncloud_redis_up 1 when the last shared count reached Redis (BURNCLOUD_REDIS_URL).\n");
+        out.push_str("# TYPE burncloud_redis_up gauge\n");
+        let _ = writeln!(out, "burncloud_redis_up {}", i64::from(up));
+        out.push_str(
+            "# HELP burncloud_redis_fallbacks_total Counts made on this replica because Redis did not answer.\n",
+        );
+        out.push_str("# TYPE burncloud_redis_fallbacks_total counter\n");
+        let _ = writeln!(out, "burncloud_redis_fallbacks_total {}", state.counters().fallbacks());
+    }
     out.push_str("# HELP burncloud_draining 1 once shutdown has begun (readiness answers 503).\n");
     out.push_str("# TYPE burncloud_draining gauge\n");
     let _ = writeln!(out, "burncloud_draining {}", i64::from(state.shutdown().is_cancelled()));

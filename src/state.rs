@@ -20,6 +20,7 @@ use crate::db::Db;
 use crate::db::channels::ChannelRow;
 use crate::mail::{ActionMail, Mailer};
 use crate::secret_key::SecretKey;
+use crate::services::counters::Counters;
 use crate::services::keys::cache::KeyCache;
 use crate::services::routing::Routing;
 use crate::services::settings::site::{SiteSettings, SmtpSettings};
@@ -86,6 +87,7 @@ struct Inner {
     billing: Batcher,
     keys: KeyCache,
     routing: Routing,
+    counters: Counters,
     pending_settlements: AtomicUsize,
     change_listener: AtomicU8,
     login_throttle: LoginThrottle,
@@ -113,6 +115,8 @@ pub struct StateParts {
     pub billing: Batcher,
     pub keys: KeyCache,
     pub routing: Routing,
+    /// Counters shared by the replicas (Redis), or this replica's own.
+    pub counters: Counters,
     pub site: SiteSettings,
     pub mailer: Mailer,
     /// How the services reach upstreams (the gateway's request path and client).
@@ -130,6 +134,7 @@ impl AppState {
             billing,
             keys,
             routing,
+            counters,
             site,
             mailer,
             upstream,
@@ -145,6 +150,7 @@ impl AppState {
                 billing,
                 keys,
                 routing,
+                counters,
                 pending_settlements: AtomicUsize::new(0),
                 change_listener: AtomicU8::new(0),
                 login_throttle: Default::default(),
@@ -184,6 +190,11 @@ impl AppState {
     /// The cache of API keys the gateway authenticates with.
     pub fn keys(&self) -> &KeyCache {
         &self.inner.keys
+    }
+
+    /// The counters the replicas share (key rate limits).
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
     }
 
     /// The routing snapshot: channels, tiers and prices as last loaded.

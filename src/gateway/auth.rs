@@ -75,13 +75,24 @@ impl FromRequestParts<Gateway> for ApiKeyAuth {
             return Err(GatewayError::InvalidApiKey);
         }
         if let Some(rpm) = grant.rate_limit_rpm {
-            state
-                .gateway()
-                .rate_limiter
-                .check(grant.key_id, rpm)
+            rate_limit(state, grant.key_id, rpm)
+                .await
                 .map_err(|retry_after_secs| GatewayError::RateLimited { retry_after_secs })?;
         }
         Ok(Self { grant, client_ip })
+    }
+}
+
+/// Counts one request of a key with a requests-per-minute limit: in the counters every replica
+/// shares when there are some (Redis), else (or when Redis fails) on this replica.
+/// `Err(seconds until the next window)` when the key is over its limit.
+async fn rate_limit(state: &Gateway, key_id: i64, rpm: u32) -> Result<(), u64> {
+    let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
+    let window = format!("bc:rpm:{key_id}:{}", now_secs / 60);
+    match state.counters().hit(&window, std::time::Duration::from_secs(61)).await {
+        Some(count) if count > u64::from(rpm) => Err((60 - now_secs % 60).max(1)),
+        Some(_) => Ok(()),
+        None => state.gateway().rate_limiter.check(key_id, rpm),
     }
 }
 

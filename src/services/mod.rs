@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod changes;
 pub mod channels;
 pub mod codes;
+pub mod counters;
 pub mod keys;
 pub mod logs;
 pub mod low_balance;

@@ -90,4 +90,5 @@ mod route_coverage;
 mod schema;
 mod sdk;
 mod settings_table;
+mod shared_limits;
 mod shutdown;

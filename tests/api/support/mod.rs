@@ -12,3 +12,4 @@ pub mod fake_stripe;
 pub mod helpers;
 pub mod mail_sink;
 pub mod process;
+pub mod redis;

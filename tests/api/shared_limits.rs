@@ -1,0 +1,94 @@
+//! Key rate limits across replicas: with Redis (`BURNCLOUD_REDIS_URL`) three replicas on one
+//! database allow a key's requests per minute once, together; without it each replica counts its
+//! own, as documented. A Redis that dies costs no request: the counts fall back to each replica.
+
+use std::time::Duration;
+
+use burncloud::app::Application;
+use burncloud::config::Config;
+use serde_json::json;
+
+use crate::support::helpers::{Backend, TestApp, fresh_database_url, test_env};
+use crate::support::redis::RedisServer;
+
+async fn replica(dir: &std::path::Path, database_url: &str, redis: Option<&str>, id: &str) -> TestApp {
+    let mut env = test_env(dir, database_url);
+    env.insert("BURNCLOUD_INSTANCE_ID".into(), id.into());
+    if let Some(url) = redis {
+        env.insert("BURNCLOUD_REDIS_URL".into(), url.into());
+    }
+    let config = Config::load_from(None, |name| env.get(name).cloned()).unwrap();
+    TestApp::serve(Application::build(config).await.unwrap(), None)
+}
+
+/// Waits, if needed, so that the next few seconds fall in one rate-limit minute.
+async fn inside_one_minute() {
+    let second = burncloud::domain::time::now_ms() / 1000 % 60;
+    if second >= 45 {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(61 - second).unwrap())).await;
+    }
+}
+
+async fn status(app: &TestApp, key: &str) -> u16 {
+    app.client.get(app.url("/v1/models")).bearer_auth(key).send().await.unwrap().status().as_u16()
+}
+
+/// Nine requests of a 5-per-minute key, spread over the replicas: how many were let through.
+async fn let_through(replicas: &[&TestApp], key: &str) -> (usize, usize) {
+    let mut statuses = Vec::new();
+    for i in 0..9 {
+        statuses.push(status(replicas[i % replicas.len()], key).await);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok + limited, 9, "{statuses:?}");
+    (ok, limited)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rate_limits_count_once_across_replicas_with_redis() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
+    let a = replica(dir.path(), &url, Some(&redis.url()), "a").await;
+    let b = replica(dir.path(), &url, Some(&redis.url()), "b").await;
+    let c = replica(dir.path(), &url, Some(&redis.url()), "c").await;
+    let (_, key) = a.user_with_key_in("default", "1.00", json!({ "rpm": 5 })).await;
+    // Until each replica has connected to Redis it counts on its own: wait for that.
+    for app in [&a, &b, &c] {
+        for _ in 0..100 {
+            if app.state.counters().redis_up() == Some(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(app.state.counters().redis_up(), Some(true));
+    }
+
+    inside_one_minute().await;
+    assert_eq!(let_through(&[&a, &b, &c], &key).await, (5, 4), "5 per minute across all three");
+
+    // Redis dies: every request is still answered, counted on each replica meanwhile.
+    redis.kill().await;
+    assert_eq!(status(&b, &key).await, 200, "b's own count has room: Redis being gone costs no request");
+    assert!(b.state.counters().fallbacks() > 0);
+    assert_eq!(b.state.counters().redis_up(), Some(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_replica_counts_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
+    let a = replica(dir.path(), &url, None, "a").await;
+    let b = replica(dir.path(), &url, None, "b").await;
+    let c = replica(dir.path(), &url, None, "c").await;
+    assert_eq!(a.state.counters().redis_up(), None);
+    let (_, key) = a.user_with_key_in("default", "1.00", json!({ "rpm": 5 })).await;
+    inside_one_minute().await;
+    assert_eq!(let_through(&[&a, &b, &c], &key).await, (9, 0), "5 per minute on each replica");
+    // One replica alone still holds the limit.
+    for _ in 0..2 {
+        assert_eq!(status(&a, &key).await, 200);
+    }
+    assert_eq!(status(&a, &key).await, 429, "a's sixth request this minute");
+}
