@@ -22,6 +22,7 @@ use crate::domain::email::Email;
 use crate::domain::money::Money;
 use crate::services::accounts::passwords;
 use crate::services::accounts::signup::{self, SignupError, SignupInput, SignupOutcome};
+use crate::services::attempts;
 use crate::services::users;
 use crate::state::AppState;
 
@@ -143,7 +144,7 @@ pub async fn login(
 ) -> Response {
     // The slot is taken before the password is checked, keyed by the submitted email whether or
     // not it has an account: concurrent guesses cannot all slip through, and a 429 says nothing.
-    if let Err(wait) = state.login_throttle().attempt(ip, LOGIN, Some(&form.email)) {
+    if let Err(wait) = attempts::attempt(&state, ip, LOGIN, Some(&form.email)).await {
         return too_many(wait);
     }
     let found = match Email::parse(&form.email) {
@@ -155,12 +156,12 @@ pub async fn login(
         None => (None, None, false),
     };
     let Ok(matches) = passwords::verify(form.password.clone(), hash).await else {
-        state.login_throttle().give_back(ip, LOGIN, &form.email);
+        attempts::give_back(&state, ip, LOGIN, &form.email).await;
         return busy();
     };
     match id {
         Some(id) if matches && active => {
-            state.login_throttle().succeeded(ip, LOGIN, &form.email);
+            attempts::succeeded(&state, ip, LOGIN, &form.email).await;
             if let Some(response) = unverified(&state, id, &layout).await {
                 return response;
             }
@@ -257,7 +258,7 @@ pub async fn signup(
 ) -> Response {
     // Every attempt counts, per address and per email: nobody mass-creates accounts or mails
     // one inbox over and over.
-    if let Err(wait) = state.login_throttle().attempt(ip, "signup", Some(&form.email)) {
+    if let Err(wait) = attempts::attempt(&state, ip, "signup", Some(&form.email)).await {
         return too_many(wait);
     }
     let input = SignupInput {

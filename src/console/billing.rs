@@ -18,6 +18,7 @@ use crate::billing::RedeemError;
 use crate::console::error::ConsoleError;
 use crate::domain::money::Money;
 use crate::domain::time::{now_ms, utc_month};
+use crate::services::attempts;
 use crate::services::codes;
 use crate::services::statement::{self, Month};
 use crate::state::AppState;
@@ -146,7 +147,7 @@ pub async fn redeem(
     // The slot is taken before the code is tried (so concurrent guesses cannot all pass) and
     // given back when the code was good.
     let account = user.id.to_string();
-    if state.login_throttle().attempt(ip, "redeem", Some(&account)).is_err() {
+    if attempts::attempt(&state, ip, "redeem", Some(&account)).await.is_err() {
         let balance = user.balance.clone();
         let error = user.layout.t("Too many attempts. Try again later.");
         return render(&state, &user, balance, Outcome { error: Some(error), ..Outcome::default() }).await;
@@ -154,7 +155,7 @@ pub async fn redeem(
     let code = form.code.trim();
     match codes::redeem(&state, user.id, code).await {
         Ok((amount, balance)) => {
-            state.login_throttle().succeeded(ip, "redeem", &account);
+            attempts::succeeded(&state, ip, "redeem", &account).await;
             let message = user
                 .layout
                 .t("Redeemed: {amount} added to your balance.")

@@ -15,6 +15,7 @@ use super::auth::{ClientAddr, LOGIN, NoticePage, busy, too_many};
 use crate::console::error::ConsoleError;
 use crate::services::accounts::recovery::{self, ResetError};
 use crate::services::accounts::signup::{self, Verified};
+use crate::services::attempts;
 use crate::state::AppState;
 
 const LINK_GONE: &str = "This link is not valid any more: it was used or has expired. Ask for a new one.";
@@ -106,7 +107,7 @@ pub async fn forgot(
     }
     let email = form.email.trim().to_lowercase();
     // Over the limit, no mail goes out, and the answer stays the same.
-    if state.login_throttle().attempt(ip, "forgot", Some(&email)).is_ok()
+    if attempts::attempt(&state, ip, "forgot", Some(&email)).await.is_ok()
         && let Err(e) = recovery::request_reset(&state, &email, layout.lang).await
     {
         return ConsoleError::internal("an email-link page", e).into_response();
@@ -150,7 +151,7 @@ pub async fn reset(
     layout: Layout,
     Form(form): Form<ResetForm>,
 ) -> Response {
-    if let Err(wait) = state.login_throttle().attempt(ip, "reset-password", None) {
+    if let Err(wait) = attempts::attempt(&state, ip, "reset-password", None).await {
         return too_many(wait);
     }
     let revoke_tokens =
@@ -158,7 +159,7 @@ pub async fn reset(
     match recovery::reset_password(&state, &form.token, &form.password, revoke_tokens).await {
         Ok(email) => {
             // The link proved the inbox: logins to the account are open again from everywhere.
-            state.login_throttle().clear_account(LOGIN, &email);
+            attempts::clear_account(&state, LOGIN, &email).await;
             Redirect::to("/login?done=reset").into_response()
         }
         Err(ResetError::Busy) => busy(),

@@ -1,5 +1,5 @@
-//! Counters every replica shares: with `BURNCLOUD_REDIS_URL`, the key rate limits are counted in
-//! Redis, so N replicas allow what one would. Without it, each replica counts on its own (and the
+//! Counters every replica shares: with `BURNCLOUD_REDIS_URL`, the key rate limits and the
+//! anonymous forms' attempt limits are counted in Redis, so N replicas allow what one would. Without it, each replica counts on its own (and the
 //! documented limits are per replica). Money never depends on Redis: if it fails at run time, the
 //! counts fall back to this replica's own, with a warning when it goes and when it comes back, and
 //! a metric (`burncloud_redis_fallbacks_total`).
@@ -92,9 +92,9 @@ impl Counters {
         let connection = shared.connection.read().await.clone();
         let result = match connection {
             Some(mut connection) => {
-                let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
                 let mut pipe = redis::pipe();
-                pipe.atomic().incr(key, 1u64).pexpire(key, ttl_ms as i64).ignore();
+                pipe.atomic().incr(key, 1u64).pexpire(key, ttl_ms).ignore();
                 match tokio::time::timeout(TIMEOUT, pipe.query_async::<(u64,)>(&mut connection)).await {
                     Ok(Ok((count,))) => Ok(count),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -103,12 +103,96 @@ impl Counters {
             }
             None => Err("not connected yet".to_string()),
         };
+        self.note(shared, result)
+    }
+
+    /// A sliding-window attempt over `keys` (each with its limit), atomically: if every key has
+    /// room, the attempt is recorded under all of them and the answer is zero; otherwise nothing
+    /// is recorded and the answer is how long until the fullest key has room. `None`: no Redis, or
+    /// it did not answer (the caller counts on this replica).
+    pub async fn window_attempt(&self, keys: &[(String, usize)], window: Duration) -> Option<Duration> {
+        let now = u64::try_from(crate::domain::time::now_ms()).unwrap_or(0);
+        let member = format!("{now}-{}", crate::domain::token::random_alphanumeric(8));
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(WINDOW_ATTEMPT).arg(keys.len());
+        for (key, _) in keys {
+            cmd.arg(key);
+        }
+        cmd.arg(now).arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX)).arg(member);
+        for (_, limit) in keys {
+            cmd.arg(*limit);
+        }
+        self.run::<u64>(cmd).await.map(Duration::from_millis)
+    }
+
+    /// Takes back the latest attempt recorded under each of `keys`; `forget` keys are dropped
+    /// whole. `false` when Redis did not answer.
+    pub async fn window_give_back(&self, keys: &[String], forget: &[String]) -> bool {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in keys {
+            pipe.cmd("ZPOPMAX").arg(key).ignore();
+        }
+        for key in forget {
+            pipe.del(key).ignore();
+        }
+        self.run_pipe(pipe).await
+    }
+
+    /// Increments `key` (no expiry) and returns the new value: a generation that retires every
+    /// key built on the old one.
+    pub async fn bump(&self, key: &str) -> Option<u64> {
+        let mut cmd = redis::cmd("INCR");
+        cmd.arg(key);
+        self.run::<u64>(cmd).await
+    }
+
+    /// The number stored at `key`, 0 when none.
+    pub async fn read(&self, key: &str) -> Option<u64> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.run::<Option<u64>>(cmd).await.map(Option::unwrap_or_default)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Option<T> {
+        let shared = self.redis.as_ref()?;
+        let connection = shared.connection.read().await.clone();
+        let result = match connection {
+            Some(mut connection) => match tokio::time::timeout(TIMEOUT, cmd.query_async::<T>(&mut connection)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".to_string()),
+            },
+            None => Err("not connected yet".to_string()),
+        };
+        self.note(shared, result)
+    }
+
+    async fn run_pipe(&self, pipe: redis::Pipeline) -> bool {
+        let Some(shared) = self.redis.as_ref() else { return false };
+        let connection = shared.connection.read().await.clone();
+        let result = match connection {
+            Some(mut connection) => {
+                match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(&mut connection)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timed out".to_string()),
+                }
+            }
+            None => Err("not connected yet".to_string()),
+        };
+        self.note(shared, result).is_some()
+    }
+
+    /// Keeps `up` and the fallback count true, warning once when Redis goes and once when it
+    /// comes back.
+    fn note<T>(&self, shared: &Shared, result: Result<T, String>) -> Option<T> {
         match result {
-            Ok(count) => {
+            Ok(value) => {
                 if !shared.up.swap(true, Ordering::Relaxed) {
                     tracing::info!("shared counters: Redis answers again");
                 }
-                Some(count)
+                Some(value)
             }
             Err(error) => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -120,3 +204,25 @@ impl Counters {
         }
     }
 }
+
+/// The sliding window in one script, so concurrent attempts on any replica cannot all pass.
+/// KEYS: sorted sets of attempt times. ARGV: now (ms), window (ms), this attempt's member, then
+/// each key's limit. Returns 0 (recorded) or the ms until the fullest key has room.
+const WINDOW_ATTEMPT: &str = r#"
+local now, window, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local wait = 0
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local left = tonumber(oldest[2]) + window - now
+    if left > wait then wait = left end
+  end
+end
+if wait > 0 then return wait end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, window)
+end
+return 0
+"#;

@@ -1,4 +1,4 @@
-//! Key rate limits across replicas: with Redis (`BURNCLOUD_REDIS_URL`) three replicas on one
+//! Key rate limits and login attempt limits across replicas: with Redis (`BURNCLOUD_REDIS_URL`) three replicas on one
 //! database allow a key's requests per minute once, together; without it each replica counts its
 //! own, as documented. A Redis that dies costs no request: the counts fall back to each replica.
 
@@ -8,6 +8,7 @@ use burncloud::app::Application;
 use burncloud::config::Config;
 use serde_json::json;
 
+use crate::console_auth::Browser;
 use crate::support::helpers::{Backend, TestApp, fresh_database_url, test_env};
 use crate::support::redis::RedisServer;
 
@@ -91,4 +92,48 @@ async fn without_redis_each_replica_counts_its_own() {
         assert_eq!(status(&a, &key).await, 200);
     }
     assert_eq!(status(&a, &key).await, 429, "a's sixth request this minute");
+}
+
+/// Wrong-password logins to one account from one client, spread over the replicas: each answer.
+async fn guesses(replicas: &[&TestApp], n: usize) -> Vec<u16> {
+    let mut browsers: Vec<Browser> = replicas.iter().map(|app| Browser::new(app)).collect();
+    let mut statuses = Vec::new();
+    for i in 0..n {
+        let browser = &mut browsers[i % replicas.len()];
+        let csrf = browser.csrf("/login").await;
+        let form = [("email", "target@example.com"), ("password", "guess guess"), ("csrf", csrf.as_str())];
+        statuses.push(browser.post("/login", &form).await.0.as_u16());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_limited_once_across_replicas_with_redis() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
+    let a = replica(dir.path(), &url, Some(&redis.url()), "a").await;
+    let b = replica(dir.path(), &url, Some(&redis.url()), "b").await;
+    let c = replica(dir.path(), &url, Some(&redis.url()), "c").await;
+    for app in [&a, &b, &c] {
+        for _ in 0..100 {
+            if app.state.counters().redis_up() == Some(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Five guesses per client and account in the window, wherever they land.
+    assert_eq!(guesses(&[&a, &b, &c], 6).await, [401, 401, 401, 401, 401, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_login_attempts_are_limited_per_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
+    let a = replica(dir.path(), &url, None, "a").await;
+    let b = replica(dir.path(), &url, None, "b").await;
+    let statuses = guesses(&[&a, &b], 11).await;
+    assert_eq!(statuses[..10], [401; 10], "five on each replica: {statuses:?}");
+    assert_eq!(statuses[10], 429, "a's sixth: {statuses:?}");
 }
