@@ -22,6 +22,19 @@ async fn replica(dir: &std::path::Path, database_url: &str, redis: Option<&str>,
     TestApp::serve(Application::build(config).await.unwrap(), None)
 }
 
+/// Waits until every replica has reached Redis (until then each counts on its own).
+async fn connected(replicas: &[&TestApp]) {
+    for app in replicas {
+        for _ in 0..100 {
+            if app.state.counters().redis_up() == Some(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(app.state.counters().redis_up(), Some(true));
+    }
+}
+
 /// Waits, if needed, so that the next few seconds fall in one rate-limit minute.
 async fn inside_one_minute() {
     let second = burncloud::domain::time::now_ms() / 1000 % 60;
@@ -55,16 +68,7 @@ async fn key_rate_limits_count_once_across_replicas_with_redis() {
     let b = replica(dir.path(), &url, Some(&redis.url()), "b").await;
     let c = replica(dir.path(), &url, Some(&redis.url()), "c").await;
     let (_, key) = a.user_with_key_in("default", "1.00", json!({ "rpm": 5 })).await;
-    // Until each replica has connected to Redis it counts on its own: wait for that.
-    for app in [&a, &b, &c] {
-        for _ in 0..100 {
-            if app.state.counters().redis_up() == Some(true) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(app.state.counters().redis_up(), Some(true));
-    }
+    connected(&[&a, &b, &c]).await;
 
     inside_one_minute().await;
     assert_eq!(let_through(&[&a, &b, &c], &key).await, (5, 4), "5 per minute across all three");
@@ -115,14 +119,7 @@ async fn login_attempts_are_limited_once_across_replicas_with_redis() {
     let a = replica(dir.path(), &url, Some(&redis.url()), "a").await;
     let b = replica(dir.path(), &url, Some(&redis.url()), "b").await;
     let c = replica(dir.path(), &url, Some(&redis.url()), "c").await;
-    for app in [&a, &b, &c] {
-        for _ in 0..100 {
-            if app.state.counters().redis_up() == Some(true) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    connected(&[&a, &b, &c]).await;
     // Five guesses per client and account in the window, wherever they land.
     assert_eq!(guesses(&[&a, &b, &c], 6).await, [401, 401, 401, 401, 401, 429]);
 }
