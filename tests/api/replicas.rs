@@ -225,3 +225,123 @@ async fn a_change_on_one_replica_is_in_force_on_the_others_within_a_second() {
         );
     }
 }
+
+/// A replica SIGKILLed with streams open: what it had in flight is not charged (the loss bound of
+/// docs/operations.md: its holds), nothing is charged twice, and its leases end by expiry (at
+/// most a lease's lifetime, 60 s, after their last renewal, plus one sweep) so the rest of the
+/// balance is spendable on the replica left, down to zero and no further.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice() {
+    use crate::support::fake_openai::{Behavior, FakeOpenAi};
+    let first = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Postgres, first.path()).await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let mut env = base_env(dir.path(), &url);
+        env.insert("BURNCLOUD_SECRET_KEY", SECRET_KEY.into());
+        env.insert("BURNCLOUD_ADMIN_TOKEN", ADMIN_TOKEN.into());
+        env.insert("BURNCLOUD_INSTANCE_ID", format!("replica-{i}"));
+        // The survivor sweeps expired leases every second.
+        env.insert("BURNCLOUD_LEASE_RENEW_SECS", "1".into());
+        servers.push(start(&env).await);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut a = servers.remove(0);
+    let b = servers.remove(0);
+    let fake = FakeOpenAi::start(Behavior::Slow { chunks: 100, interval: Duration::from_millis(100) }).await;
+    let (status, _) = admin(
+        &a,
+        "POST",
+        "/api/admin/channels",
+        Some(json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["m"] })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(admin(&a, "PUT", "/api/admin/prices/m", Some(json!({ "per_request": "0.10" }))).await.0, 200);
+    let (_, user) = admin(
+        &a,
+        "POST",
+        "/api/admin/users",
+        Some(json!({ "email": "crash@example.com", "password": "password123", "group": "default" })),
+    )
+    .await;
+    let user = user["id"].as_i64().unwrap();
+    let credit = json!({ "amount": "1.00", "note": "test" });
+    assert_eq!(admin(&a, "POST", &format!("/api/admin/users/{user}/credit"), Some(credit)).await.0, 200);
+    let (_, key) = admin(&a, "POST", &format!("/api/admin/users/{user}/keys"), Some(json!({}))).await;
+    let key = key["key"].as_str().unwrap().to_string();
+
+    // Three streams open on A.
+    let body = json!({ "model": "m", "stream": true, "messages": [{ "role": "user", "content": "hi" }] });
+    let client = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let response =
+            client.post(url_of(&a, "/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    for _ in 0..200 {
+        if fake.received().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.received().len(), 3);
+
+    // SIGKILL: no shutdown, nothing given back, nothing settled.
+    a.child.start_kill().unwrap();
+    let _ = a.child.wait().await;
+    drop(streams);
+    let db = burncloud::db::Db::connect(&burncloud::config::DatabaseUrl::parse(&url).unwrap(), 2).await.unwrap();
+    let balance = || async {
+        sqlx::query_scalar::<_, i64>("SELECT balance FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(balance().await, 1_000_000_000, "the killed replica's in-flight requests were never charged");
+    let held = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM balance_leases WHERE holder = 'replica-0'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+    };
+    assert!(held().await > 0, "the killed replica left its lease behind");
+
+    // Its lease ends by expiry, swept by the survivor, within the stated bound.
+    let killed = Instant::now();
+    while held().await > 0 {
+        assert!(killed.elapsed() < Duration::from_secs(75), "the dead replica's lease outlived 60 s + a sweep");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("the killed replica's lease ended {:?} after the kill", killed.elapsed());
+
+    // The whole balance is spendable on B: ten requests at 0.10, and not an eleventh.
+    fake.set(Behavior::default());
+    let plain = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] });
+    for i in 0..10 {
+        let response =
+            client.post(url_of(&b, "/v1/chat/completions")).bearer_auth(&key).json(&plain).send().await.unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+    }
+    let response = client.post(url_of(&b, "/v1/chat/completions")).bearer_auth(&key).json(&plain).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while balance().await != 0 {
+        assert!(Instant::now() < deadline, "settled down to zero");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE user_id = $1 AND amount < 0")
+        .bind(user)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(charges, 10, "each served request charged once, the killed ones never");
+    let bad = burncloud::db::ledger::inconsistent_users(db.pool()).await.unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    let (code, log) = b.stop().await;
+    assert_eq!(code, 0, "{}", log.join("\n"));
+}
