@@ -88,22 +88,10 @@ impl Counters {
     /// fixed window: the window belongs in the key). `None` when there is no Redis or it did not
     /// answer in time: the caller counts on this replica.
     pub async fn hit(&self, key: &str, ttl: Duration) -> Option<u64> {
-        let shared = self.redis.as_ref()?;
-        let connection = shared.connection.read().await.clone();
-        let result = match connection {
-            Some(mut connection) => {
-                let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-                let mut pipe = redis::pipe();
-                pipe.atomic().incr(key, 1u64).pexpire(key, ttl_ms).ignore();
-                match tokio::time::timeout(TIMEOUT, pipe.query_async::<(u64,)>(&mut connection)).await {
-                    Ok(Ok((count,))) => Ok(count),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("timed out".to_string()),
-                }
-            }
-            None => Err("not connected yet".to_string()),
-        };
-        self.note(shared, result)
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.atomic().incr(key, 1u64).pexpire(key, ttl_ms).ignore();
+        self.run::<(u64,)>(Query::Pipe(pipe)).await.map(|(count,)| count)
     }
 
     /// A sliding-window attempt over `keys` (each with its limit), atomically: if every key has
@@ -122,7 +110,7 @@ impl Counters {
         for (_, limit) in keys {
             cmd.arg(*limit);
         }
-        self.run::<u64>(cmd).await.map(Duration::from_millis)
+        self.run::<u64>(Query::Cmd(cmd)).await.map(Duration::from_millis)
     }
 
     /// Takes back the latest attempt recorded under each of `keys`; `forget` keys are dropped
@@ -136,7 +124,7 @@ impl Counters {
         for key in forget {
             pipe.del(key).ignore();
         }
-        self.run_pipe(pipe).await
+        self.run::<()>(Query::Pipe(pipe)).await.is_some()
     }
 
     /// Increments `key` (no expiry) and returns the new value: a generation that retires every
@@ -144,44 +132,37 @@ impl Counters {
     pub async fn bump(&self, key: &str) -> Option<u64> {
         let mut cmd = redis::cmd("INCR");
         cmd.arg(key);
-        self.run::<u64>(cmd).await
+        self.run::<u64>(Query::Cmd(cmd)).await
     }
 
     /// The number stored at `key`, 0 when none.
     pub async fn read(&self, key: &str) -> Option<u64> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(key);
-        self.run::<Option<u64>>(cmd).await.map(Option::unwrap_or_default)
+        self.run::<Option<u64>>(Query::Cmd(cmd)).await.map(Option::unwrap_or_default)
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Option<T> {
+    /// Sends `query` within [`TIMEOUT`]; `None` without Redis or when it did not answer.
+    async fn run<T: redis::FromRedisValue>(&self, query: Query) -> Option<T> {
         let shared = self.redis.as_ref()?;
         let connection = shared.connection.read().await.clone();
         let result = match connection {
-            Some(mut connection) => match tokio::time::timeout(TIMEOUT, cmd.query_async::<T>(&mut connection)).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("timed out".to_string()),
-            },
-            None => Err("not connected yet".to_string()),
-        };
-        self.note(shared, result)
-    }
-
-    async fn run_pipe(&self, pipe: redis::Pipeline) -> bool {
-        let Some(shared) = self.redis.as_ref() else { return false };
-        let connection = shared.connection.read().await.clone();
-        let result = match connection {
             Some(mut connection) => {
-                match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(&mut connection)).await {
-                    Ok(Ok(())) => Ok(()),
+                let call = async {
+                    match &query {
+                        Query::Cmd(cmd) => cmd.query_async::<T>(&mut connection).await,
+                        Query::Pipe(pipe) => pipe.query_async::<T>(&mut connection).await,
+                    }
+                };
+                match tokio::time::timeout(TIMEOUT, call).await {
+                    Ok(Ok(value)) => Ok(value),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err("timed out".to_string()),
                 }
             }
             None => Err("not connected yet".to_string()),
         };
-        self.note(shared, result).is_some()
+        self.note(shared, result)
     }
 
     /// Keeps `up` and the fallback count true, warning once when Redis goes and once when it
@@ -203,6 +184,12 @@ impl Counters {
             }
         }
     }
+}
+
+/// One command, or several sent together.
+enum Query {
+    Cmd(redis::Cmd),
+    Pipe(redis::Pipeline),
 }
 
 /// The sliding window in one script, so concurrent attempts on any replica cannot all pass.
