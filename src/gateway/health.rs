@@ -11,14 +11,18 @@ pub(super) fn disable_in_background(state: &AppState, channel_id: i64, reason: S
     // Effective at once for every request; the database and the snapshot follow.
     state.routing().suspend(channel_id);
     let state = state.clone();
-    state.tasks().clone().spawn(async move { disable(&state, channel_id, &reason).await });
+    state.tasks().clone().spawn(async move { record_disabled(&state, channel_id, &reason).await });
+}
+
+/// Disables the channel before returning: an operator's probe awaits this before answering, so
+/// a later probe that passes cannot be overtaken by this one's disabling.
+pub(super) async fn disable(state: &AppState, channel_id: i64, reason: &str) {
+    state.routing().suspend(channel_id);
+    record_disabled(state, channel_id, reason).await;
 }
 
 /// Disables the channel in the database (if it is enabled) and refreshes every replica's routing.
-/// An operator's probe awaits this before answering, so a later probe that passes cannot be
-/// overtaken by this one's disabling.
-pub(super) async fn disable(state: &AppState, channel_id: i64, reason: &str) {
-    state.routing().suspend(channel_id);
+async fn record_disabled(state: &AppState, channel_id: i64, reason: &str) {
     let result = async {
         let mut conn = state.db().writer().acquire().await?;
         db_channels::auto_disable(&mut conn, channel_id, reason).await

@@ -48,18 +48,11 @@ impl Change {
             "routing" => Self::Routing,
             "settings" => Self::Settings,
             "key" => Self::Key(arg.parse().ok()?),
-            "key_hash" => Self::KeyHash(arg.to_string()).filter_hash()?,
+            "key_hash" if arg.len() <= 128 && arg.chars().all(|c| c.is_ascii_hexdigit()) => Self::KeyHash(arg.into()),
             "user" => Self::User(arg.parse().ok()?),
             "all_keys" => Self::AllKeys,
             _ => return None,
         })
-    }
-
-    fn filter_hash(self) -> Option<Self> {
-        match &self {
-            Self::KeyHash(h) if h.len() <= 128 && h.chars().all(|c| c.is_ascii_hexdigit()) => Some(self),
-            _ => None,
-        }
     }
 }
 
