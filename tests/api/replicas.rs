@@ -1,6 +1,6 @@
-//! Scale-out: several `burncloud` processes on one Postgres database. A change made through one
-//! replica is in force on the others within a second (Postgres `NOTIFY`), not after the cache
-//! TTL, which these replicas set to ten minutes so only the notices can carry a change in time.
+//! Scale-out: several `burncloud` processes on one Postgres database. They start together on an
+//! empty database; a change made through one replica is in force on the others within a second
+//! (Postgres `NOTIFY`), not after the cache TTL; one killed mid-stream loses nobody's money.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,8 +13,9 @@ use crate::support::process::{Server, base_env, start};
 const ADMIN_TOKEN: &str = "replicas-admin-token-0123456789abcdef-0123";
 const SECRET_KEY: &str = "replica-secret-key-0123456789abcdef-0123456789";
 
-/// `n` replicas on one fresh Postgres database, each listening for the others' changes.
-async fn replicas(n: usize) -> (Vec<tempfile::TempDir>, Vec<Server>, String) {
+/// `n` replicas started together on one fresh Postgres database (each with `extra` in its
+/// environment), once each is listening for the others' changes.
+async fn replicas(n: usize, extra: &[(&'static str, &str)]) -> (Vec<tempfile::TempDir>, Vec<Server>, String) {
     let first = tempfile::tempdir().unwrap();
     let url = fresh_database_url(Backend::Postgres, first.path()).await;
     let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -26,7 +27,7 @@ async fn replicas(n: usize) -> (Vec<tempfile::TempDir>, Vec<Server>, String) {
             env.insert("BURNCLOUD_SECRET_KEY", SECRET_KEY.into());
             env.insert("BURNCLOUD_ADMIN_TOKEN", ADMIN_TOKEN.into());
             env.insert("BURNCLOUD_INSTANCE_ID", format!("replica-{i}"));
-            env.insert("BURNCLOUD_CACHE_TTL_SECS", "600".into());
+            env.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
             env
         })
         .collect();
@@ -51,7 +52,7 @@ async fn replicas(n: usize) -> (Vec<tempfile::TempDir>, Vec<Server>, String) {
 }
 
 fn url_of(server: &Server, path: &str) -> String {
-    format!("http://127.0.0.1:{}{path}", server.port)
+    at(server.port, path)
 }
 
 async fn admin(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -104,7 +105,8 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_one_replica_is_in_force_on_the_others_within_a_second() {
-    let (_dirs, servers, url) = replicas(3).await;
+    // Ten minutes of cache: only the notices can carry a change in time.
+    let (_dirs, servers, url) = replicas(3, &[("BURNCLOUD_CACHE_TTL_SECS", "600")]).await;
     let (a, others) = (&servers[0], &servers[1..]);
 
     // A channel, a price and a user with a key, made on A.
@@ -233,20 +235,8 @@ async fn a_change_on_one_replica_is_in_force_on_the_others_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice() {
     use crate::support::fake_openai::{Behavior, FakeOpenAi};
-    let first = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(Backend::Postgres, first.path()).await;
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut servers = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut env = base_env(dir.path(), &url);
-        env.insert("BURNCLOUD_SECRET_KEY", SECRET_KEY.into());
-        env.insert("BURNCLOUD_ADMIN_TOKEN", ADMIN_TOKEN.into());
-        env.insert("BURNCLOUD_INSTANCE_ID", format!("replica-{i}"));
-        // The survivor sweeps expired leases every second.
-        env.insert("BURNCLOUD_LEASE_RENEW_SECS", "1".into());
-        servers.push(start(&env).await);
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The survivor sweeps expired leases every second.
+    let (_dirs, mut servers, url) = replicas(2, &[("BURNCLOUD_LEASE_RENEW_SECS", "1")]).await;
     let mut a = servers.remove(0);
     let b = servers.remove(0);
     let fake = FakeOpenAi::start(Behavior::Slow { chunks: 100, interval: Duration::from_millis(100) }).await;
@@ -344,4 +334,31 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
     assert!(bad.is_empty(), "{bad:?}");
     let (code, log) = b.stop().await;
     assert_eq!(code, 0, "{}", log.join("\n"));
+}
+
+/// Replicas started together on one empty database: one migrates (under sqlx's advisory lock),
+/// the others wait for it, and every one of them ends up serving, with each migration applied
+/// once and one root admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_an_empty_database_all_serve() {
+    let (_dirs, servers, url) = replicas(3, &[]).await;
+    let db = burncloud::db::Db::connect(&burncloud::config::DatabaseUrl::parse(&url).unwrap(), 2).await.unwrap();
+    let applied: Vec<i64> = sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    let expected: Vec<i64> =
+        burncloud::db::migrate::migrator(burncloud::config::Backend::Postgres).iter().map(|m| m.version).collect();
+    assert_eq!(applied, expected, "every migration applied once");
+    let roots: i64 = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE role = 'root'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(roots, 1, "one root admin, whoever created it");
+    let creators = servers.iter().filter(|s| s.log.iter().any(|l| l.contains("created the first root admin"))).count();
+    assert_eq!(creators, 1, "one replica created the first admin; the others found it");
+    for server in servers {
+        let (code, log) = server.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+    }
 }
