@@ -13,14 +13,25 @@ use crate::support::fake_openai::{Behavior, FakeOpenAi};
 use crate::support::helpers::{Backend, TestApp, fresh_database_url, test_env};
 use crate::support::redis::RedisServer;
 
-async fn replica(dir: &std::path::Path, database_url: &str, redis: Option<&str>, id: &str) -> TestApp {
-    let mut env = test_env(dir, database_url);
-    env.insert("BURNCLOUD_INSTANCE_ID".into(), id.into());
-    if let Some(url) = redis {
-        env.insert("BURNCLOUD_REDIS_URL".into(), url.into());
+/// `N` replicas on one fresh Postgres database, sharing `redis` when given (and then only once
+/// each has reached it: until then each counts on its own).
+async fn replicas<const N: usize>(redis: Option<&RedisServer>) -> (tempfile::TempDir, [TestApp; N]) {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(Backend::Postgres, dir.path()).await;
+    let mut apps = Vec::new();
+    for i in 0..N {
+        let mut env = test_env(dir.path(), &database_url);
+        env.insert("BURNCLOUD_INSTANCE_ID".into(), format!("replica-{i}"));
+        if let Some(redis) = redis {
+            env.insert("BURNCLOUD_REDIS_URL".into(), redis.url());
+        }
+        let config = Config::load_from(None, |name| env.get(name).cloned()).unwrap();
+        apps.push(TestApp::serve(Application::build(config).await.unwrap(), None));
     }
-    let config = Config::load_from(None, |name| env.get(name).cloned()).unwrap();
-    TestApp::serve(Application::build(config).await.unwrap(), None)
+    if redis.is_some() {
+        connected(&apps.iter().collect::<Vec<_>>()).await;
+    }
+    (dir, apps.try_into().unwrap_or_else(|_| unreachable!("N replicas were started")))
 }
 
 /// Waits until every replica has reached Redis (until then each counts on its own).
@@ -63,13 +74,8 @@ async fn let_through(replicas: &[&TestApp], key: &str) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rate_limits_count_once_across_replicas_with_redis() {
     let redis = RedisServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
-    let a = replica(dir.path(), &url, Some(&redis.url()), "a").await;
-    let b = replica(dir.path(), &url, Some(&redis.url()), "b").await;
-    let c = replica(dir.path(), &url, Some(&redis.url()), "c").await;
+    let (_dir, [a, b, c]) = replicas(Some(&redis)).await;
     let (_, key) = a.user_with_key_in("default", "1.00", json!({ "rpm": 5 })).await;
-    connected(&[&a, &b, &c]).await;
 
     inside_one_minute().await;
     assert_eq!(let_through(&[&a, &b, &c], &key).await, (5, 4), "5 per minute across all three");
@@ -83,11 +89,7 @@ async fn key_rate_limits_count_once_across_replicas_with_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_each_replica_counts_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
-    let a = replica(dir.path(), &url, None, "a").await;
-    let b = replica(dir.path(), &url, None, "b").await;
-    let c = replica(dir.path(), &url, None, "c").await;
+    let (_dir, [a, b, c]) = replicas(None).await;
     assert_eq!(a.state.counters().redis_up(), None);
     let (_, key) = a.user_with_key_in("default", "1.00", json!({ "rpm": 5 })).await;
     inside_one_minute().await;
@@ -115,22 +117,14 @@ async fn guesses(replicas: &[&TestApp], n: usize) -> Vec<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_attempts_are_limited_once_across_replicas_with_redis() {
     let redis = RedisServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
-    let a = replica(dir.path(), &url, Some(&redis.url()), "a").await;
-    let b = replica(dir.path(), &url, Some(&redis.url()), "b").await;
-    let c = replica(dir.path(), &url, Some(&redis.url()), "c").await;
-    connected(&[&a, &b, &c]).await;
+    let (_dir, [a, b, c]) = replicas(Some(&redis)).await;
     // Five guesses per client and account in the window, wherever they land.
     assert_eq!(guesses(&[&a, &b, &c], 6).await, [401, 401, 401, 401, 401, 429]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_login_attempts_are_limited_per_replica() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
-    let a = replica(dir.path(), &url, None, "a").await;
-    let b = replica(dir.path(), &url, None, "b").await;
+    let (_dir, [a, b]) = replicas(None).await;
     let statuses = guesses(&[&a, &b], 11).await;
     assert_eq!(statuses[..10], [401; 10], "five on each replica: {statuses:?}");
     assert_eq!(statuses[10], 429, "a's sixth: {statuses:?}");
@@ -142,11 +136,7 @@ async fn without_redis_login_attempts_are_limited_per_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_for_k_requests_serves_exactly_k_over_three_replicas() {
     const K: usize = 30;
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
-    let a = replica(dir.path(), &url, None, "a").await;
-    let b = replica(dir.path(), &url, None, "b").await;
-    let c = replica(dir.path(), &url, None, "c").await;
+    let (_dir, [a, b, c]) = replicas(None).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
     a.add_channel(
         json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["m"] }),
