@@ -150,11 +150,13 @@ impl Application {
             Some(url) => {
                 let counters = crate::services::counters::Counters::redis(url.expose())
                     .map_err(|e| StartupError::Redis(format!("BURNCLOUD_REDIS_URL: {e}")))?;
-                tracing::info!("key rate limits are counted in Redis, shared by every replica");
+                tracing::info!("key rate limits and form attempt limits are counted in Redis, shared by every replica");
                 counters
             }
             None => {
-                tracing::info!("no BURNCLOUD_REDIS_URL: key rate limits are counted by each replica on its own");
+                tracing::info!(
+                    "no BURNCLOUD_REDIS_URL: key rate limits and form attempt limits are counted by each replica on its own"
+                );
                 crate::services::counters::Counters::default()
             }
         };
