@@ -88,8 +88,15 @@ impl FromRequestParts<Gateway> for ApiKeyAuth {
 /// `Err(seconds until the next window)` when the key is over its limit.
 async fn rate_limit(state: &Gateway, key_id: i64, rpm: u32) -> Result<(), u64> {
     let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
-    let window = format!("bc:rpm:{key_id}:{}", now_secs / 60);
-    match state.counters().hit(&window, std::time::Duration::from_secs(61)).await {
+    // Without Redis, no key name is built: this replica counts.
+    let shared = match state.counters().redis_up() {
+        Some(_) => {
+            let window = format!("bc:rpm:{key_id}:{}", now_secs / 60);
+            state.counters().hit(&window, std::time::Duration::from_secs(61)).await
+        }
+        None => None,
+    };
+    match shared {
         Some(count) if count > u64::from(rpm) => Err((60 - now_secs % 60).max(1)),
         Some(_) => Ok(()),
         None => state.gateway().rate_limiter.check(key_id, rpm),
