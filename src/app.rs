@@ -234,19 +234,24 @@ impl Application {
         let os_signal = os_signal();
         tracing::info!(console = %state.public_url(), "BurnCloud is listening; open the console URL");
 
-        let signal = {
+        // The signal starts the drain: readiness turns 503 at once, but the replica goes on
+        // accepting and serving for the shutdown delay, each response closing its connection, so
+        // a load balancer that follows readiness stops sending before the listener closes.
+        let delay = state.config().shutdown_delay;
+        let stop_accepting = {
             let shutdown = shutdown.clone();
             async move {
                 tokio::select! {
                     () = os_signal => shutdown.cancel(),
                     () = shutdown.cancelled() => {}
                 }
+                tokio::time::sleep(delay).await;
             }
         };
         let timeout = state.config().header_read_timeout;
         // Joined below: shutdown waits for the server to drain.
         #[allow(clippy::disallowed_methods)]
-        let mut server = tokio::spawn(serve(self.listener, self.router, timeout, signal));
+        let mut server = tokio::spawn(serve(self.listener, self.router, timeout, shutdown.clone(), stop_accepting));
 
         let finished = tokio::select! {
             result = &mut server => Some(result),
@@ -260,8 +265,12 @@ impl Application {
         }
 
         let grace = state.config().shutdown_grace;
-        tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, draining in-flight requests");
-        let deadline = Instant::now() + grace;
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            grace_secs = grace.as_secs(),
+            "shutting down: not ready; accepting for the delay, then draining in-flight requests"
+        );
+        let deadline = Instant::now() + delay + grace;
         if finished.is_none() && tokio::time::timeout_at(deadline, &mut server).await.is_err() {
             server.abort();
             tracing::warn!("grace period over: closing the connections still open");
@@ -297,12 +306,15 @@ impl Application {
 /// every connection is served by hyper's HTTP/1 server with a timer, so a client that does not
 /// finish its request line and headers within `header_read_timeout` (or leaves a keep-alive
 /// connection idle that long) is disconnected. Each request carries the peer's address as
-/// `ConnectInfo`. When `signal` completes, no connection is accepted any more, the open ones
+/// `ConnectInfo`. Once `draining` is cancelled, every response closes its connection (so a
+/// proxy's pooled connections go away cleanly, each after a whole response, never idle under a
+/// request in flight). When `signal` completes, no connection is accepted any more, the open ones
 /// finish their current request and close, and the future ends when the last one has.
 async fn serve(
     listener: TcpListener,
     router: Router,
     header_read_timeout: Duration,
+    draining: CancellationToken,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -336,11 +348,20 @@ async fn serve(
             },
             () = signal_tx.closed() => break,
         };
-        let service = router.clone().map_request(move |request: axum::http::Request<hyper::body::Incoming>| {
-            let mut request = request.map(axum::body::Body::new);
-            request.extensions_mut().insert(axum::extract::ConnectInfo(remote));
-            request
-        });
+        let draining = draining.clone();
+        let service = router
+            .clone()
+            .map_request(move |request: axum::http::Request<hyper::body::Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+                request
+            })
+            .map_response(move |mut response: Response| {
+                if draining.is_cancelled() {
+                    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+                }
+                response
+            });
         let service = hyper_util::service::TowerToHyperService::new(service);
         let (signal_tx, close_rx) = (signal_tx.clone(), close_rx.clone());
         // Tracked by `close_rx`: the accept loop's end waits until every connection has ended.

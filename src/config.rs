@@ -145,6 +145,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long in-flight requests and streams may run after a shutdown signal (`BURNCLOUD_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace: Duration,
+    /// After a shutdown signal, how long the replica goes on accepting and serving while `/readyz`
+    /// answers 503, so a load balancer takes it out of rotation before it stops accepting
+    /// (`BURNCLOUD_SHUTDOWN_DELAY_SECS`).
+    pub shutdown_delay: Duration,
     /// How long a client may take to send a request's line and headers (`BURNCLOUD_HEADER_READ_TIMEOUT_SECS`);
     /// also how long an idle keep-alive connection is kept. A slow-headers client holds a socket
     /// and a task for no more than this.
@@ -284,6 +288,7 @@ settings! {
     LOG => "log", "BURNCLOUD_LOG";
     LOG_FORMAT => "log_format", "BURNCLOUD_LOG_FORMAT";
     SHUTDOWN_GRACE_SECS => "shutdown_grace_secs", "BURNCLOUD_SHUTDOWN_GRACE_SECS";
+    SHUTDOWN_DELAY_SECS => "shutdown_delay_secs", "BURNCLOUD_SHUTDOWN_DELAY_SECS";
     HEADER_READ_TIMEOUT_SECS => "header_read_timeout_secs", "BURNCLOUD_HEADER_READ_TIMEOUT_SECS";
     BODY_READ_TIMEOUT_SECS => "body_read_timeout_secs", "BURNCLOUD_BODY_READ_TIMEOUT_SECS";
     MAX_BODY_BYTES => "max_body_bytes", "BURNCLOUD_MAX_BODY_BYTES";
@@ -423,6 +428,8 @@ impl Config {
             }
         };
         let shutdown_grace = secs(get(&SHUTDOWN_GRACE_SECS), &SHUTDOWN_GRACE_SECS, 30)?;
+        let shutdown_delay =
+            number(get(&SHUTDOWN_DELAY_SECS), &SHUTDOWN_DELAY_SECS, 0, 0..=600).map(Duration::from_secs)?;
         let header_read_timeout =
             number(get(&HEADER_READ_TIMEOUT_SECS), &HEADER_READ_TIMEOUT_SECS, 30, 1..=3600).map(Duration::from_secs)?;
         let body_read_timeout =
@@ -610,6 +617,7 @@ impl Config {
             log,
             log_format,
             shutdown_grace,
+            shutdown_delay,
             header_read_timeout,
             body_read_timeout,
         })

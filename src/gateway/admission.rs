@@ -80,7 +80,7 @@ impl Admission {
                 .map_err(|_| refused)?
                 .map_err(|_| refused)?,
         };
-        Ok(AdmissionGuard { _global: global, _user: user, _key: key })
+        Ok(AdmissionGuard { _global: global, caller: Some((user, key)) })
     }
 
     /// Requests in flight in all.
@@ -95,13 +95,22 @@ impl Admission {
     }
 }
 
-/// A request's slots, given back when it is dropped: the settlement owns it, so a request holds
-/// its slots until it is settled (for a stream, until the stream ends).
+/// A request's slots, given back when it is dropped: the settlement owns it. The global slot is
+/// held until the request is settled, so the gateway never has more requests in flight than
+/// holds the billing writer keeps unsettled. The caller's (its user's and key's) go back as soon
+/// as its answer has ended: a caller's concurrency is what it waits on, and while the database is
+/// slow or down, settlements queue without holding every caller to a trickle.
 #[derive(Debug)]
 pub struct AdmissionGuard {
     _global: OwnedSemaphorePermit,
-    _user: Slot,
-    _key: Slot,
+    caller: Option<(Slot, Slot)>,
+}
+
+impl AdmissionGuard {
+    /// The answer has ended: the user's and the key's slots go back; the global one stays.
+    pub fn answered(&mut self) {
+        self.caller = None;
+    }
 }
 
 /// One key's or user's slot; its `Drop` removes the counter once nobody holds or awaits it.

@@ -13,8 +13,8 @@ use crate::state::AppState;
 
 pub struct Settlement {
     state: AppState,
-    /// The request's concurrency slots: given back after the settlement is written, so the
-    /// gateway never has more requests in flight than holds the billing writer keeps unsettled.
+    /// The request's concurrency slots: the caller's go back when the answer ends, the global one
+    /// after the settlement is written (see `AdmissionGuard`).
     admission: Option<AdmissionGuard>,
     hold: Option<Hold>,
     price: Price,
@@ -61,7 +61,10 @@ impl Settlement {
     /// Settles at the cost of the recorded usage (0 for a failed request: a full refund), on the
     /// app's task tracker: the answer never waits for the commit, a client that goes away cannot
     /// cancel it half-way, and shutdown waits for it.
-    pub fn finish(self, status_code: u16, error_class: Option<&'static str>) {
+    pub fn finish(mut self, status_code: u16, error_class: Option<&'static str>) {
+        if let Some(admission) = self.admission.as_mut() {
+            admission.answered();
+        }
         let tasks = self.state.tasks().clone();
         tasks.spawn(self.settle(status_code, error_class));
     }
@@ -90,7 +93,10 @@ impl Drop for Settlement {
         let mut log = self.prepared_log(499, Some("client_closed"));
         let cost = self.cost();
         let state = self.state.clone();
-        let admission = self.admission.take();
+        let mut admission = self.admission.take();
+        if let Some(admission) = admission.as_mut() {
+            admission.answered();
+        }
         if tokio::runtime::Handle::try_current().is_ok() {
             state.tasks().clone().spawn(async move {
                 settle_with_retries(&state, hold, cost, &mut log).await;

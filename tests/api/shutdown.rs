@@ -103,3 +103,42 @@ async fn the_grace_period_bounds_a_hanging_request() {
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "shutdown took {took:?}");
     hanging.abort();
 }
+
+/// With a shutdown delay, a replica taken out of rotation goes on serving until its load
+/// balancer has noticed: readiness is 503 at once, requests are still answered (each closing its
+/// connection, so a proxy's pool lets go cleanly), and only after the delay is the listener
+/// closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_the_shutdown_delay_requests_are_served_on_closing_connections() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        |env| {
+            env.insert("BURNCLOUD_SHUTDOWN_DELAY_SECS".into(), "1".into());
+        },
+        |router| router,
+    )
+    .await;
+    let res = app.get("/healthz").await;
+    assert_eq!(res.headers().get("connection"), None, "keep-alive before the shutdown");
+    let started = Instant::now();
+    app.shutdown.cancel();
+
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+    let res = app.get("/healthz").await;
+    assert_eq!(res.status(), 200, "still serving during the delay");
+    assert_eq!(res.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting connections after the delay");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "stopped accepting before the delay: {:?}",
+        started.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(5), app.server).await.unwrap().unwrap().unwrap();
+}

@@ -279,8 +279,11 @@ fn record_routes(router: Router) -> Router {
 async fn record_route(request: Request, next: Next) -> Response {
     if let Some(path) = request.extensions().get::<MatchedPath>() {
         let key = format!("{} {}", request.method(), path.as_str());
-        let new = SEEN_ROUTES.lock().unwrap().insert(key.clone());
-        if new {
+        // The record is written while the lock is held, as one whole line: `writeln!` issues the
+        // text and its newline as separate writes, and two tests' first calls racing on the same
+        // file once fused into "GET /GET /console", losing both routes.
+        let mut seen = SEEN_ROUTES.lock().unwrap();
+        if seen.insert(key.clone()) {
             let dir = route_coverage_dir();
             std::fs::create_dir_all(&dir).unwrap();
             let mut file = std::fs::OpenOptions::new()
@@ -288,8 +291,9 @@ async fn record_route(request: Request, next: Next) -> Response {
                 .append(true)
                 .open(dir.join(format!("{}.txt", std::process::id())))
                 .unwrap();
-            writeln!(file, "{key}").unwrap();
+            file.write_all(format!("{key}\n").as_bytes()).unwrap();
         }
+        drop(seen);
     }
     next.run(request).await
 }

@@ -1,6 +1,6 @@
 //! What the tests run against, apart from the tests themselves: the app harness (`helpers`), the
 //! fake upstreams that speak each provider's wire format, a fake Stripe, an SMTP sink and the
-//! headless-browser driver.
+//! headless-browser driver, and real servers (Postgres, Redis, nginx) started per test.
 
 pub mod chromium;
 pub mod fake_anthropic;
@@ -11,5 +11,7 @@ pub mod fake_openai;
 pub mod fake_stripe;
 pub mod helpers;
 pub mod mail_sink;
+pub mod nginx;
+pub mod postgres;
 pub mod process;
 pub mod redis;

@@ -13,42 +13,115 @@ use crate::support::process::{Server, base_env, start};
 const ADMIN_TOKEN: &str = "replicas-admin-token-0123456789abcdef-0123";
 const SECRET_KEY: &str = "replica-secret-key-0123456789abcdef-0123456789";
 
+mod postgres_restart;
+mod rolling_restart;
+
+/// The environment of replica `i` of a set on `url`: its own data directory and instance id,
+/// the shared secret and admin token, and `extra`.
+fn replica_env(
+    dir: &tempfile::TempDir,
+    url: &str,
+    i: usize,
+    extra: &[(&'static str, &str)],
+) -> BTreeMap<&'static str, String> {
+    let mut env = base_env(dir.path(), url);
+    env.insert("BURNCLOUD_SECRET_KEY", SECRET_KEY.into());
+    env.insert("BURNCLOUD_ADMIN_TOKEN", ADMIN_TOKEN.into());
+    env.insert("BURNCLOUD_INSTANCE_ID", format!("replica-{i}"));
+    env.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
+    env
+}
+
 /// `n` replicas started together on one fresh Postgres database (each with `extra` in its
 /// environment), once each is listening for the others' changes.
 async fn replicas(n: usize, extra: &[(&'static str, &str)]) -> (Vec<tempfile::TempDir>, Vec<Server>, String) {
     let first = tempfile::tempdir().unwrap();
     let url = fresh_database_url(Backend::Postgres, first.path()).await;
-    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
-    let envs: Vec<BTreeMap<&str, String>> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, dir)| {
-            let mut env = base_env(dir.path(), &url);
-            env.insert("BURNCLOUD_SECRET_KEY", SECRET_KEY.into());
-            env.insert("BURNCLOUD_ADMIN_TOKEN", ADMIN_TOKEN.into());
-            env.insert("BURNCLOUD_INSTANCE_ID", format!("replica-{i}"));
-            env.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
-            env
-        })
-        .collect();
-    let servers = futures_util::future::join_all(envs.iter().map(start)).await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    for server in &servers {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ready: Value =
-                client.get(url_of(server, "/readyz")).send().await.unwrap().json().await.unwrap_or_default();
-            if ready["changes"] == "listening" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "replica on {} never listened: {ready}", server.port);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    let (dirs, servers) = replicas_on(&url, n, extra).await;
     let mut all = vec![first];
     all.extend(dirs);
     (all, servers, url)
+}
+
+/// `n` replicas started together on the database at `url`, once each is listening.
+async fn replicas_on(url: &str, n: usize, extra: &[(&'static str, &str)]) -> (Vec<tempfile::TempDir>, Vec<Server>) {
+    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let envs: Vec<_> = dirs.iter().enumerate().map(|(i, dir)| replica_env(dir, url, i, extra)).collect();
+    let servers = futures_util::future::join_all(envs.iter().map(start)).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for server in &servers {
+        until_listening(server.port).await;
+    }
+    (dirs, servers)
+}
+
+/// Waits until the replica on `port` is ready and listening for the others' changes.
+async fn until_listening(port: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready: Value = match client.get(at(port, "/readyz")).send().await {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        if ready["status"] == "ready" && ready["changes"] == "listening" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replica on {port} never listened: {ready}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A paying customer, made through `server`: a channel serving model `m` from `upstream`, a
+/// per-request price, a user credited with `credit` and one key.
+struct Customer {
+    user: i64,
+    key: String,
+}
+
+async fn customer(server: &Server, upstream: &str, price: &str, credit: &str) -> Customer {
+    let channel = json!({ "name": "c", "type": "openai", "base_url": upstream, "key": "k", "models": ["m"] });
+    let (status, body) = admin(server, "POST", "/api/admin/channels", Some(channel)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin(server, "PUT", "/api/admin/prices/m", Some(json!({ "per_request": price }))).await;
+    assert_eq!(status, 200, "{body}");
+    let email = format!("customer-{}@example.com", server.port);
+    let account = json!({ "email": email, "password": "password123", "group": "default" });
+    let (status, user) = admin(server, "POST", "/api/admin/users", Some(account)).await;
+    assert_eq!(status, 201, "{user}");
+    let user = user["id"].as_i64().unwrap();
+    let credit = json!({ "amount": credit, "note": "test" });
+    assert_eq!(admin(server, "POST", &format!("/api/admin/users/{user}/credit"), Some(credit)).await.0, 200);
+    let (status, key) = admin(server, "POST", &format!("/api/admin/users/{user}/keys"), Some(json!({}))).await;
+    assert_eq!(status, 201, "{key}");
+    Customer { user, key: key["key"].as_str().unwrap().to_string() }
+}
+
+/// The database the replicas share, opened by the test to check the money.
+async fn open(url: &str) -> burncloud::db::Db {
+    burncloud::db::Db::connect(&burncloud::config::DatabaseUrl::parse(url).unwrap(), 2).await.unwrap()
+}
+
+async fn balance(db: &burncloud::db::Db, user: i64) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT balance FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn charges(db: &burncloud::db::Db, user: i64) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE user_id = $1 AND amount < 0")
+        .bind(user)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+/// The ledger sums to every balance.
+async fn assert_audit_clean(db: &burncloud::db::Db) {
+    let bad = burncloud::db::ledger::inconsistent_users(db.pool()).await.unwrap();
+    assert!(bad.is_empty(), "the ledger does not sum to the balance: {bad:?}");
 }
 
 fn url_of(server: &Server, path: &str) -> String {
@@ -240,27 +313,7 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
     let mut a = servers.remove(0);
     let b = servers.remove(0);
     let fake = FakeOpenAi::start(Behavior::Slow { chunks: 100, interval: Duration::from_millis(100) }).await;
-    let (status, _) = admin(
-        &a,
-        "POST",
-        "/api/admin/channels",
-        Some(json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["m"] })),
-    )
-    .await;
-    assert_eq!(status, 201);
-    assert_eq!(admin(&a, "PUT", "/api/admin/prices/m", Some(json!({ "per_request": "0.10" }))).await.0, 200);
-    let (_, user) = admin(
-        &a,
-        "POST",
-        "/api/admin/users",
-        Some(json!({ "email": "crash@example.com", "password": "password123", "group": "default" })),
-    )
-    .await;
-    let user = user["id"].as_i64().unwrap();
-    let credit = json!({ "amount": "1.00", "note": "test" });
-    assert_eq!(admin(&a, "POST", &format!("/api/admin/users/{user}/credit"), Some(credit)).await.0, 200);
-    let (_, key) = admin(&a, "POST", &format!("/api/admin/users/{user}/keys"), Some(json!({}))).await;
-    let key = key["key"].as_str().unwrap().to_string();
+    let Customer { user, key } = customer(&a, &fake.base_url("c"), "0.10", "1.00").await;
 
     // Three streams open on A.
     let body = json!({ "model": "m", "stream": true, "messages": [{ "role": "user", "content": "hi" }] });
@@ -284,15 +337,8 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
     a.child.start_kill().unwrap();
     let _ = a.child.wait().await;
     drop(streams);
-    let db = burncloud::db::Db::connect(&burncloud::config::DatabaseUrl::parse(&url).unwrap(), 2).await.unwrap();
-    let balance = || async {
-        sqlx::query_scalar::<_, i64>("SELECT balance FROM users WHERE id = $1")
-            .bind(user)
-            .fetch_one(db.pool())
-            .await
-            .unwrap()
-    };
-    assert_eq!(balance().await, 1_000_000_000, "the killed replica's in-flight requests were never charged");
+    let db = open(&url).await;
+    assert_eq!(balance(&db, user).await, 1_000_000_000, "the killed replica's in-flight requests were never charged");
     let held = || async {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM balance_leases WHERE holder = 'replica-0'")
             .fetch_one(db.pool())
@@ -320,18 +366,12 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
     let response = client.post(url_of(&b, "/v1/chat/completions")).bearer_auth(&key).json(&plain).send().await.unwrap();
     assert_eq!(response.status(), 429);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while balance().await != 0 {
+    while balance(&db, user).await != 0 {
         assert!(Instant::now() < deadline, "settled down to zero");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE user_id = $1 AND amount < 0")
-        .bind(user)
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    assert_eq!(charges, 10, "each served request charged once, the killed ones never");
-    let bad = burncloud::db::ledger::inconsistent_users(db.pool()).await.unwrap();
-    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(charges(&db, user).await, 10, "each served request charged once, the killed ones never");
+    assert_audit_clean(&db).await;
     let (code, log) = b.stop().await;
     assert_eq!(code, 0, "{}", log.join("\n"));
 }
@@ -342,7 +382,7 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_on_an_empty_database_all_serve() {
     let (_dirs, servers, url) = replicas(3, &[]).await;
-    let db = burncloud::db::Db::connect(&burncloud::config::DatabaseUrl::parse(&url).unwrap(), 2).await.unwrap();
+    let db = open(&url).await;
     let applied: Vec<i64> = sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations ORDER BY version")
         .fetch_all(db.pool())
         .await
@@ -360,5 +400,61 @@ async fn replicas_starting_together_on_an_empty_database_all_serve() {
     for server in servers {
         let (code, log) = server.stop().await;
         assert_eq!(code, 0, "{}", log.join("\n"));
+    }
+}
+
+/// Short chat requests at a steady rate, spread round-robin over `targets` (base URLs), until
+/// finished: what a fleet of clients does, without retries.
+struct Load {
+    stop: tokio_util::sync::CancellationToken,
+    driver: tokio::task::JoinHandle<(Vec<Result<(), String>>, Duration)>,
+}
+
+struct LoadReport {
+    ok: usize,
+    failures: Vec<String>,
+    per_second: f64,
+}
+
+impl Load {
+    fn start(targets: Vec<String>, key: &str, per_second: u32) -> Load {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (key, finished) = (key.to_string(), stop.clone());
+        let driver = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] });
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+            let mut requests = tokio::task::JoinSet::new();
+            let started = Instant::now();
+            let mut sent = 0usize;
+            while !finished.is_cancelled() {
+                tick.tick().await;
+                let request = client
+                    .post(format!("{}/v1/chat/completions", targets[sent % targets.len()]))
+                    .bearer_auth(&key)
+                    .json(&body);
+                sent += 1;
+                requests.spawn(async move {
+                    let response = request.send().await.map_err(|e| format!("{e:?}"))?;
+                    let status = response.status();
+                    let text = response.text().await.map_err(|e| format!("{status}, then {e:?}"))?;
+                    if status == 200 { Ok(()) } else { Err(format!("{status}: {text}")) }
+                });
+            }
+            let elapsed = started.elapsed();
+            (requests.join_all().await, elapsed)
+        });
+        Load { stop, driver }
+    }
+
+    async fn finish(self) -> LoadReport {
+        self.stop.cancel();
+        let (results, elapsed) = self.driver.await.unwrap();
+        let failures: Vec<String> = results.iter().filter_map(|r| r.clone().err()).collect();
+        LoadReport {
+            ok: results.len() - failures.len(),
+            per_second: results.len() as f64 / elapsed.as_secs_f64(),
+            failures,
+        }
     }
 }
