@@ -25,6 +25,10 @@ pub struct Listener(PgListener);
 impl Listener {
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         let mut listener = PgListener::connect(url).await?;
+        // A lost connection is reported at once (`next` answers `None`), not after sqlx has
+        // reconnected on its own: until then the caller would say it is listening while it is
+        // not, and it must reload what it caches after any reconnect anyway.
+        listener.eager_reconnect(false);
         listener.listen(CHANNEL).await?;
         Ok(Self(listener))
     }

@@ -129,11 +129,12 @@ pub async fn listen(state: AppState) {
             }
         };
         backoff = Duration::from_millis(250);
-        state.set_change_listener(ListenerState::Listening);
         if connected_before {
             tracing::info!("change listener reconnected: reloading what notices may have been missed");
             apply_all(&state).await;
         }
+        // Only now: "listening" means caught up as well as connected.
+        state.set_change_listener(ListenerState::Listening);
         connected_before = true;
         loop {
             let next = tokio::select! {

@@ -13,6 +13,7 @@ use crate::support::process::{Server, base_env, start};
 const ADMIN_TOKEN: &str = "replicas-admin-token-0123456789abcdef-0123";
 const SECRET_KEY: &str = "replica-secret-key-0123456789abcdef-0123456789";
 
+mod money;
 mod postgres_restart;
 mod rolling_restart;
 
@@ -404,7 +405,8 @@ async fn replicas_starting_together_on_an_empty_database_all_serve() {
 }
 
 /// Short chat requests at a steady rate, spread round-robin over `targets` (base URLs), until
-/// finished: what a fleet of clients does, without retries.
+/// finished: what a fleet of clients does, without retries. With `keep_alive` false each request
+/// has a connection of its own.
 struct Load {
     stop: tokio_util::sync::CancellationToken,
     driver: tokio::task::JoinHandle<(Vec<Result<(), String>>, Duration)>,
@@ -417,11 +419,12 @@ struct LoadReport {
 }
 
 impl Load {
-    fn start(targets: Vec<String>, key: &str, per_second: u32) -> Load {
+    fn start(targets: Vec<String>, key: &str, per_second: u32, keep_alive: bool) -> Load {
         let stop = tokio_util::sync::CancellationToken::new();
         let (key, finished) = (key.to_string(), stop.clone());
         let driver = tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let idle = if keep_alive { usize::MAX } else { 0 };
+            let client = reqwest::Client::builder().pool_max_idle_per_host(idle).build().unwrap();
             let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] });
             let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
             let mut requests = tokio::task::JoinSet::new();

@@ -24,7 +24,7 @@ async fn a_postgres_restart_under_load_loses_no_settlement() {
     let fake = FakeOpenAi::start(Behavior::default()).await;
     let Customer { user, key } = customer(&servers[0], &fake.base_url("c"), "0.001", "100.00").await;
     let targets = servers.iter().map(|s| at(s.port, "")).collect();
-    let load = Load::start(targets, &key, PER_SECOND);
+    let load = Load::start(targets, &key, PER_SECOND, true);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let restarting = Instant::now();
@@ -56,7 +56,9 @@ async fn a_postgres_restart_under_load_loses_no_settlement() {
         async move { models(port, &key).await.1.iter().any(|m| m == "after-restart") }
     })
     .await;
-    assert!(arrived < Duration::from_secs(1), "{arrived:?}");
+    // The cache lives ten minutes: only a resumed LISTEN carries it this soon (measured: 50 to
+    // 150 ms, sharing two cores with the suite's other replica sets).
+    assert!(arrived < Duration::from_secs(2), "{arrived:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = load.finish().await;
     println!(

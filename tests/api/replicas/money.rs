@@ -1,0 +1,59 @@
+//! Money across real replicas: a balance for exactly K requests, and 10×K requests at once spread
+//! over three processes. Exactly K are served and charged, the balance ends at zero, the ledger
+//! sums to it, and `burncloud audit` (the operator's check, a process of its own) finds the books
+//! right.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Customer, assert_audit_clean, at, balance, charges, customer, models, open, replicas, until_everywhere};
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
+use crate::support::process::{base_env, command};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_for_k_requests_serves_exactly_k_over_three_replicas() {
+    const K: usize = 30;
+    let (dirs, servers, url) = replicas(3, &[]).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    let Customer { user, key } = customer(&servers[0], &fake.base_url("c"), "0.10", "3.00").await;
+    until_everywhere(&servers, "the channel", |port| {
+        let key = key.clone();
+        async move { models(port, &key).await.1 == ["m"] }
+    })
+    .await;
+
+    let client = reqwest::Client::new();
+    let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 5 });
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let answers = futures_util::future::join_all((0..10 * K).map(|i| {
+        let request = client.post(at(ports[i % 3], "/v1/chat/completions")).bearer_auth(&key).json(&body);
+        async move { request.send().await.map_or(0, |r| r.status().as_u16()) }
+    }))
+    .await;
+    // A clean stop settles what is queued and gives the leases back.
+    for server in servers {
+        let (code, log) = server.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+    }
+
+    let served = answers.iter().filter(|s| **s == 200).count();
+    let refused = answers.iter().filter(|s| **s == 429).count();
+    println!("{served} of {} served for a balance of {K}", 10 * K);
+    assert_eq!(served + refused, 10 * K, "{answers:?}");
+    assert_eq!(fake.received().len(), served, "every served request reached the upstream once");
+    assert_eq!(served, K, "the whole balance is spendable across the replicas, and no more: {answers:?}");
+    let db = open(&url).await;
+    assert_eq!(balance(&db, user).await, 0);
+    assert_eq!(charges(&db, user).await, K as i64);
+    assert_audit_clean(&db).await;
+
+    let audit =
+        tokio::time::timeout(Duration::from_secs(30), command(&base_env(dirs[0].path(), &url), &["audit"]).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
+    assert!(stdout.contains("0 offenders"), "{stdout}");
+}
