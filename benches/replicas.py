@@ -196,7 +196,8 @@ def oha(url: str, body: Path, concurrency: int, seconds: float) -> dict:
             "p99": p.get("p99", 0) * 1000}
 
 
-def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratch: Path, rnd: int) -> dict:
+def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratch: Path, rnd: int,
+            seconds: float) -> dict:
     run_dir = scratch / f"r{n}{'' if behind_nginx else '-direct'}-{rnd}"
     run_dir.mkdir()
     url = pg.fresh(f"bench_replicas_{n}_{int(behind_nginx)}_{rnd}")
@@ -212,6 +213,10 @@ def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratc
             env = {"PATH": os.environ["PATH"], "DATABASE_URL": url, "BURNCLOUD_LISTEN": f"127.0.0.1:{port}",
                    "BURNCLOUD_DATA_DIR": str(data), "BURNCLOUD_LOG": "warn", "BURNCLOUD_SECRET_KEY": SECRET,
                    "BURNCLOUD_INSTANCE_ID": f"bench-{i}"}
+            if args.worker_threads:
+                # tokio's runtime reads it: replicas sharing one box need not each run one worker
+                # thread per core.
+                env["TOKIO_WORKER_THREADS"] = str(args.worker_threads)
             # The first replica applies the bootstrap (it upserts); the others find it done.
             cmd = [str(binary), "serve"] + (["--bootstrap", str(bootstrap)] if i == 0 else [])
             proc = start(cmd, env, run_dir / f"replica-{i}.log", run_dir)
@@ -231,7 +236,7 @@ def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratc
         body.write_text((BENCH / "bodies" / "chat.json").read_text().strip().replace("{model}", "mock-gpt"))
         oha(target, body, args.concurrency, args.warmup)
         before = ([tree_cpu_ms(p.pid) for p in replicas], tree_cpu_ms(nginx.pid) if nginx else 0.0, pg.cpu_ms())
-        result = oha(target, body, args.concurrency, args.duration)
+        result = oha(target, body, args.concurrency, seconds)
         after = ([tree_cpu_ms(p.pid) for p in replicas], tree_cpu_ms(nginx.pid) if nginx else 0.0, pg.cpu_ms())
         requests = max(result["ok"], 1)
         per_replica = [(a - b) / requests for a, b in zip(after[0], before[0])]
@@ -259,6 +264,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--binary", default=str(PROJECT / "target" / "release" / "burncloud"))
     parser.add_argument("--no-direct", action="store_true", help="skip the 1-replica row without nginx")
+    parser.add_argument("--worker-threads", type=int, default=0,
+                        help="TOKIO_WORKER_THREADS for each replica (default: one per core)")
     args = parser.parse_args()
     binary = Path(args.binary)
     if not binary.exists():
@@ -276,10 +283,14 @@ def main() -> None:
         if not wait_ready(f"http://{MOCK_ADDR}/health", 20, mock):
             raise SystemExit("the mock upstream did not start")
         http("POST", f"http://{MOCK_ADDR}/_mock/config?delay_ms=0")
+        # Not recorded: a fresh Postgres cluster is slow at first (its caches, the first
+        # checkpoint), which would count against whichever row came first.
+        log("warming up Postgres (not recorded)")
+        measure(1, True, pg, binary, args, scratch, 0, args.duration)
         for rnd in range(1, args.rounds + 1):
             for n, behind in rows:
                 log(f"round {rnd}: {n} replica(s){' behind nginx' if behind else ', direct'}")
-                results.append(measure(n, behind, pg, binary, args, scratch, rnd))
+                results.append(measure(n, behind, pg, binary, args, scratch, rnd, args.duration))
     finally:
         stop(mock)
         pg.close()
@@ -290,6 +301,7 @@ def main() -> None:
 
     lines = [f"w1 through nginx in front of N replicas on Postgres; {args.duration:g} s per run, "
              f"{args.rounds} round(s), medians; {os.cpu_count()} cores; "
+             f"{'worker threads per replica: ' + str(args.worker_threads) + '; ' if args.worker_threads else ''}"
              f"{subprocess.run(['git', '-C', str(PROJECT), 'describe', '--always', '--dirty'], capture_output=True, text=True).stdout.strip()}",
              "",
              "| setup | RPS | p50 ms | p99 ms | errors | replicas' CPU ms/req | nginx CPU ms/req | Postgres CPU ms/req | CPU split over replicas |",

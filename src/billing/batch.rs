@@ -53,6 +53,10 @@ struct Charge {
     hold: Hold,
     plan: ChargePlan,
     log: RequestLog,
+    /// Whether an earlier attempt may have committed it (a retry after an error, which may have
+    /// been a lost acknowledgement): only then is its settle key looked up before it is applied.
+    /// A first attempt cannot be in the database yet, so the common case reads nothing.
+    retry: bool,
     reply: Reply<i64>,
 }
 
@@ -187,7 +191,9 @@ impl Batcher {
         };
         let mut last = BillingError::WriterGone;
         for attempt in 1..=5u32 {
-            let charge = |reply| Op::Charge(Box::new(Charge { hold: Hold { ..hold }, plan, log: log.clone(), reply }));
+            let retry = attempt > 1;
+            let charge =
+                |reply| Op::Charge(Box::new(Charge { hold: Hold { ..hold }, plan, log: log.clone(), retry, reply }));
             match self.submit(charge).await {
                 Ok(charged) => {
                     if charged < cost {
@@ -344,6 +350,8 @@ async fn apply(db: &Db, holder: &str, batch: Vec<Op>, faults: &Faults) {
         Err(e) => {
             tracing::warn!(error = %e, "group commit of charges failed; applying one at a time");
             for mut op in charges {
+                // The group's commit may have gone through with only its acknowledgement lost.
+                op.retry = true;
                 let result = apply_books(db, holder, std::slice::from_mut(&mut op), &[], faults).await;
                 let _ = op.reply.send(result.map(|c| c.first().copied().unwrap_or(0)).map_err(Into::into));
             }
@@ -383,8 +391,9 @@ async fn apply_key_holds(db: &Db, holds: &[KeyHold]) -> Result<Vec<bool>, sqlx::
 
 /// Charges settled requests (per user at once, from the lease; beyond it from the unreserved
 /// balance), moves their keys' spend, gives leases back, and writes the ledger and log rows, in
-/// one transaction. Returns what each request was charged. Settlements whose key is already in
-/// the database (committed by an earlier attempt) change nothing and return what they charged.
+/// one transaction. Returns what each request was charged. Retried settlements whose key is
+/// already in the database (committed by an earlier attempt) change nothing and return what they
+/// charged.
 async fn apply_books(
     db: &Db,
     holder: &str,
@@ -395,8 +404,8 @@ async fn apply_books(
     let mut conn = db.writer().acquire().await?;
     let mut tx = conn.begin().await?;
     let mut charged = vec![0i64; charges.len()];
-    let keys: Vec<&str> = charges.iter().filter_map(|c| c.log.settle_key.as_deref()).collect();
-    let done = request_logs::settled(&mut tx, &keys).await?;
+    let keys: Vec<&str> = charges.iter().filter(|c| c.retry).filter_map(|c| c.log.settle_key.as_deref()).collect();
+    let done = if keys.is_empty() { Default::default() } else { request_logs::settled(&mut tx, &keys).await? };
     let mut fresh = Vec::with_capacity(charges.len());
     for (i, c) in charges.iter().enumerate() {
         match c.log.settle_key.as_ref().and_then(|k| done.get(k)) {

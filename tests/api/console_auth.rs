@@ -16,7 +16,9 @@ db_tests!(
 
 /// A browser-like client: keeps the session cookie, does not follow redirects.
 pub struct Browser<'a> {
-    app: &'a TestApp,
+    /// Where the site is (`http://127.0.0.1:port`).
+    base: String,
+    _app: std::marker::PhantomData<&'a TestApp>,
     pub client: reqwest::Client,
     /// The session cookie (`burncloud_session=…`).
     pub cookie: Option<String>,
@@ -26,8 +28,13 @@ pub struct Browser<'a> {
 
 impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
+        Self::at(app.url(""))
+    }
+
+    /// A browser on the site at `base` (a server started as a process of its own).
+    pub fn at(base: String) -> Self {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { app, client, cookie: None, others: Default::default() }
+        Self { base, _app: std::marker::PhantomData, client, cookie: None, others: Default::default() }
     }
 
     fn keep_cookie(&mut self, response: &reqwest::Response) {
@@ -44,7 +51,7 @@ impl<'a> Browser<'a> {
     }
 
     pub async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
-        let request = self.client.get(self.app.url(path));
+        let request = self.client.get(format!("{}{path}", self.base));
         self.send(request).await
     }
 
@@ -52,7 +59,7 @@ impl<'a> Browser<'a> {
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
         let request = self
             .client
-            .post(self.app.url(path))
+            .post(format!("{}{path}", self.base))
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body);
         self.send(request).await

@@ -90,5 +90,4 @@ mod route_coverage;
 mod schema;
 mod sdk;
 mod settings_table;
-mod shared_limits;
 mod shutdown;

@@ -12,10 +12,12 @@ use crate::support::process::{Server, base_env, start};
 
 const ADMIN_TOKEN: &str = "replicas-admin-token-0123456789abcdef-0123";
 const SECRET_KEY: &str = "replica-secret-key-0123456789abcdef-0123456789";
+const METRICS_TOKEN: &str = "replicas-metrics-token-0123456789abcdef";
 
 mod money;
 mod postgres_restart;
 mod rolling_restart;
+mod shared_limits;
 
 /// The environment of replica `i` of a set on `url`: its own data directory and instance id,
 /// the shared secret and admin token, and `extra`.
@@ -28,6 +30,7 @@ fn replica_env(
     let mut env = base_env(dir.path(), url);
     env.insert("BURNCLOUD_SECRET_KEY", SECRET_KEY.into());
     env.insert("BURNCLOUD_ADMIN_TOKEN", ADMIN_TOKEN.into());
+    env.insert("BURNCLOUD_METRICS_TOKEN", METRICS_TOKEN.into());
     env.insert("BURNCLOUD_INSTANCE_ID", format!("replica-{i}"));
     env.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
     env

@@ -1,0 +1,142 @@
+//! Key rate limits and login attempt limits across three replicas: with Redis
+//! (`BURNCLOUD_REDIS_URL`) they allow a key's requests per minute, and a client's guesses at an
+//! account, once, together; without it each replica counts its own, as documented. A Redis that
+//! dies costs no request: the counts fall back to each replica.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{Customer, METRICS_TOKEN, admin, at, customer, replicas};
+use crate::console_auth::Browser;
+use crate::support::process::Server;
+use crate::support::redis::RedisServer;
+
+/// Three replicas sharing `redis` when given, once each has reached it (until then each counts
+/// on its own).
+async fn three(redis: Option<&RedisServer>) -> (Vec<tempfile::TempDir>, Vec<Server>) {
+    let url = redis.map(RedisServer::url);
+    let extra: Vec<(&'static str, &str)> = url.iter().map(|url| ("BURNCLOUD_REDIS_URL", url.as_str())).collect();
+    let (dirs, servers, _) = replicas(3, &extra).await;
+    if redis.is_some() {
+        for server in &servers {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while redis_gauges(server).await.0 != 1 {
+                assert!(Instant::now() < deadline, "replica on {} never reached Redis", server.port);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    (dirs, servers)
+}
+
+/// `burncloud_redis_up` and `burncloud_redis_fallbacks_total` from the replica's `/metrics`.
+async fn redis_gauges(server: &Server) -> (i64, i64) {
+    let text = reqwest::Client::new()
+        .get(at(server.port, "/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| {
+        text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(-1)
+    };
+    (gauge("burncloud_redis_up"), gauge("burncloud_redis_fallbacks_total"))
+}
+
+/// A key limited to 5 requests per minute, made through `server`.
+async fn limited_key(server: &Server) -> String {
+    let Customer { user, .. } = customer(server, "http://127.0.0.1:9/v1", "0.001", "1.00").await;
+    let (status, key) =
+        admin(server, "POST", &format!("/api/admin/users/{user}/keys"), Some(json!({ "rpm": 5 }))).await;
+    assert_eq!(status, 201, "{key}");
+    key["key"].as_str().unwrap().to_string()
+}
+
+/// Waits, if needed, so that the next few seconds fall in one rate-limit minute.
+async fn inside_one_minute() {
+    let second = burncloud::domain::time::now_ms() / 1000 % 60;
+    if second >= 45 {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(61 - second).unwrap())).await;
+    }
+}
+
+async fn status(server: &Server, key: &str) -> u16 {
+    let response = reqwest::Client::new().get(at(server.port, "/v1/models")).bearer_auth(key).send().await.unwrap();
+    response.status().as_u16()
+}
+
+/// Nine requests of a 5-per-minute key, spread over the replicas: how many were let through.
+async fn let_through(servers: &[Server], key: &str) -> (usize, usize) {
+    let mut statuses = Vec::new();
+    for i in 0..9 {
+        statuses.push(status(&servers[i % servers.len()], key).await);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok + limited, 9, "{statuses:?}");
+    (ok, limited)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rate_limits_count_once_across_replicas_with_redis() {
+    let redis = RedisServer::start().await;
+    let (_dirs, servers) = three(Some(&redis)).await;
+    let key = limited_key(&servers[0]).await;
+
+    inside_one_minute().await;
+    assert_eq!(let_through(&servers, &key).await, (5, 4), "5 per minute across all three");
+
+    // Redis dies: every request is still answered, counted on each replica meanwhile.
+    redis.kill().await;
+    assert_eq!(status(&servers[1], &key).await, 200, "b's own count has room: Redis being gone costs no request");
+    let (up, fallbacks) = redis_gauges(&servers[1]).await;
+    assert_eq!(up, 0);
+    assert!(fallbacks > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_replica_counts_its_own() {
+    let (_dirs, servers) = three(None).await;
+    assert_eq!(redis_gauges(&servers[0]).await, (-1, -1), "no Redis gauges without Redis");
+    let key = limited_key(&servers[0]).await;
+    inside_one_minute().await;
+    assert_eq!(let_through(&servers, &key).await, (9, 0), "5 per minute on each replica");
+    // One replica alone still holds the limit.
+    for _ in 0..2 {
+        assert_eq!(status(&servers[0], &key).await, 200);
+    }
+    assert_eq!(status(&servers[0], &key).await, 429, "a's sixth request this minute");
+}
+
+/// Wrong-password logins to one account from one client, spread over the replicas: each answer.
+async fn guesses(servers: &[Server], n: usize) -> Vec<u16> {
+    let mut browsers: Vec<Browser> = servers.iter().map(|s| Browser::at(at(s.port, ""))).collect();
+    let mut statuses = Vec::new();
+    for i in 0..n {
+        let browser = &mut browsers[i % servers.len()];
+        let csrf = browser.csrf("/login").await;
+        let form = [("email", "target@example.com"), ("password", "guess guess"), ("csrf", csrf.as_str())];
+        statuses.push(browser.post("/login", &form).await.0.as_u16());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_limited_once_across_replicas_with_redis() {
+    let redis = RedisServer::start().await;
+    let (_dirs, servers) = three(Some(&redis)).await;
+    // Five guesses per client and account in the window, wherever they land.
+    assert_eq!(guesses(&servers, 6).await, [401, 401, 401, 401, 401, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_login_attempts_are_limited_per_replica() {
+    let (_dirs, servers) = three(None).await;
+    let statuses = guesses(&servers, 16).await;
+    assert_eq!(statuses[..15], [401; 15], "five on each replica: {statuses:?}");
+    assert_eq!(statuses[15], 429, "a's sixth: {statuses:?}");
+}
