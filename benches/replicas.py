@@ -196,6 +196,31 @@ def oha(url: str, body: Path, concurrency: int, seconds: float) -> dict:
             "p99": p.get("p99", 0) * 1000}
 
 
+def count_instructions(replicas: list, run_dir: Path, target: str, body: Path, requests: int) -> dict:
+    """Instructions the replicas executed per request (callgrind, from the warm-up's end to the
+    last request): the cost of a request without the noise of sharing two cores."""
+    oha_bin = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
+    load = [oha_bin, "-c", "8", "--no-tui", "-m", "POST", "-H", "content-type: application/json",
+            "-H", "Authorization: Bearer sk-bench-tenant", "-D", str(body), target]
+    subprocess.run(load[:1] + ["-n", "300"] + load[1:], capture_output=True, check=True)
+    for proc in replicas:
+        subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True, check=True)
+    out = subprocess.run(load[:1] + ["-n", str(requests), "--output-format", "json"] + load[1:],
+                         capture_output=True, text=True, check=True)
+    for proc in replicas:
+        subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], capture_output=True, check=True)
+    for proc in replicas:
+        stop(proc)
+    totals = []
+    for i in range(len(replicas)):
+        text = (run_dir / f"callgrind-{i}.out").read_text(errors="replace")
+        totals.append(sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("totals:")))
+    codes = json.loads(out.stdout).get("statusCodeDistribution") or {}
+    ok = sum(v for k, v in codes.items() if str(k).startswith("2"))
+    return {"ok": ok, "errors": requests - ok, "instructions_per_req": sum(totals) / max(ok, 1),
+            "instruction_share": [round(t / sum(totals), 3) for t in totals]}
+
+
 def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratch: Path, rnd: int,
             seconds: float) -> dict:
     run_dir = scratch / f"r{n}{'' if behind_nginx else '-direct'}-{rnd}"
@@ -205,6 +230,7 @@ def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratc
     bootstrap.write_text((PROJECT / "benches" / "bootstrap.toml").read_text()
                          .replace("{mock_base}", f"http://{MOCK_ADDR}/v1"))
     replicas = []
+    nginx = None
     try:
         for i in range(n):
             port = FIRST_REPLICA_PORT + i
@@ -219,11 +245,13 @@ def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratc
                 env["TOKIO_WORKER_THREADS"] = str(args.worker_threads)
             # The first replica applies the bootstrap (it upserts); the others find it done.
             cmd = [str(binary), "serve"] + (["--bootstrap", str(bootstrap)] if i == 0 else [])
+            if args.instructions:
+                cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                       f"--callgrind-out-file={run_dir}/callgrind-{i}.out"] + cmd
             proc = start(cmd, env, run_dir / f"replica-{i}.log", run_dir)
             replicas.append(proc)
-            if not wait_ready(f"http://127.0.0.1:{port}/readyz", 60, proc):
+            if not wait_ready(f"http://127.0.0.1:{port}/readyz", 180 if args.instructions else 60, proc):
                 raise SystemExit(f"replica {i} did not start:\n{(run_dir / f'replica-{i}.log').read_text()[-2000:]}")
-        nginx = None
         if behind_nginx:
             nginx = start(["/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx", "-p", str(run_dir),
                            "-e", str(run_dir / "nginx-error.log"), "-c", str(nginx_conf(run_dir, [FIRST_REPLICA_PORT + i for i in range(n)]))],
@@ -234,6 +262,9 @@ def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratc
         target = f"http://127.0.0.1:{port}/v1/chat/completions"
         body = run_dir / "body.json"
         body.write_text((BENCH / "bodies" / "chat.json").read_text().strip().replace("{model}", "mock-gpt"))
+        if args.instructions:
+            return count_instructions(replicas, run_dir, target, body, args.instructions) | {
+                "replicas": n, "nginx": behind_nginx}
         oha(target, body, args.concurrency, args.warmup)
         before = ([tree_cpu_ms(p.pid) for p in replicas], tree_cpu_ms(nginx.pid) if nginx else 0.0, pg.cpu_ms())
         result = oha(target, body, args.concurrency, seconds)
@@ -247,10 +278,10 @@ def measure(n: int, behind_nginx: bool, pg: Postgres, binary: Path, args, scratc
             "nginx_cpu_ms_per_req": (after[1] - before[1]) / requests,
             "postgres_cpu_ms_per_req": (after[2] - before[2]) / requests,
         })
-        if nginx:
-            stop(nginx)
         return result
     finally:
+        if nginx:
+            stop(nginx)
         for proc in replicas:
             stop(proc)
 
@@ -264,6 +295,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--binary", default=str(PROJECT / "target" / "release" / "burncloud"))
     parser.add_argument("--no-direct", action="store_true", help="skip the 1-replica row without nginx")
+    parser.add_argument("--instructions", type=int, default=0, metavar="N",
+                        help="instead of timing: run the replicas under callgrind and count the "
+                             "instructions they execute for N requests")
     parser.add_argument("--worker-threads", type=int, default=0,
                         help="TOKIO_WORKER_THREADS for each replica (default: one per core)")
     args = parser.parse_args()
@@ -285,8 +319,9 @@ def main() -> None:
         http("POST", f"http://{MOCK_ADDR}/_mock/config?delay_ms=0")
         # Not recorded: a fresh Postgres cluster is slow at first (its caches, the first
         # checkpoint), which would count against whichever row came first.
-        log("warming up Postgres (not recorded)")
-        measure(1, True, pg, binary, args, scratch, 0, args.duration)
+        if not args.instructions:
+            log("warming up Postgres (not recorded)")
+            measure(1, True, pg, binary, args, scratch, 0, args.duration)
         for rnd in range(1, args.rounds + 1):
             for n, behind in rows:
                 log(f"round {rnd}: {n} replica(s){' behind nginx' if behind else ', direct'}")
@@ -295,6 +330,18 @@ def main() -> None:
         stop(mock)
         pg.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+    if args.instructions:
+        lines = [f"w1, {args.instructions} requests (8 connections) through nginx; instructions the replicas "
+                 f"executed (callgrind), medians over {args.rounds} round(s)", "",
+                 "| setup | instructions/request | errors | split over replicas |", "|---|---|---|---|"]
+        for n, behind in rows:
+            mine = [r for r in results if r["replicas"] == n and r["nginx"] == behind]
+            lines.append(f"| {n} replica{'s' if n > 1 else ''}{' + nginx' if behind else ', direct'} "
+                         f"| {statistics.median(r['instructions_per_req'] for r in mine):,.0f} "
+                         f"| {sum(r['errors'] for r in mine)} | {' / '.join(f'{x:.2f}' for x in mine[-1]['instruction_share'])} |")
+        print("\n".join(lines))
+        return
 
     def median(n, behind, key):
         return statistics.median(r[key] for r in results if r["replicas"] == n and r["nginx"] == behind)
