@@ -164,22 +164,39 @@ impl Leases {
         if Instant::now() >= self.lock().valid_until {
             self.renew(db).await?;
         }
+        // Requests of the same user admitted from memory meanwhile may take what this take
+        // counted on: then take again (a few times at most; each take reserves at least `need`).
+        for _ in 0..3 {
+            // Only what the lease in memory lacks: a remainder too small for this request is
+            // used, not stranded (with 0.15 left in 0.10 requests, the second takes 0.05 more).
+            let need = amount.saturating_sub(self.available(user_id)).max(1);
+            let taken = self.take(db, user_id, amount, need).await?;
+            let mut inner = self.lock();
+            let lease = inner.users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now()));
+            lease.available += taken;
+            lease.takes += 1;
+            if inner.try_admit(user_id, amount) {
+                return Ok(());
+            }
+        }
+        Err(BillingError::InsufficientBalance)
+    }
+
+    /// One lease of at least `need` (sized for requests of `amount`), committed.
+    async fn take(&self, db: &Db, user_id: i64, amount: i64, need: i64) -> Result<i64, BillingError> {
         let mut conn = db.writer().acquire().await?;
         let mut tx = conn.begin().await?;
         let size = |free: i64| amount.saturating_mul(HOLDS_PER_LEASE).max(free / 4);
-        let taken = match leases::take(&mut tx, user_id, &self.holder, amount, size, millis(LEASE_TTL)).await {
+        let taken = match leases::take(&mut tx, user_id, &self.holder, need, size, millis(LEASE_TTL)).await {
             Ok(leases::Taken::Reserved(taken)) => taken,
             Ok(leases::Taken::Short) => return Err(BillingError::InsufficientBalance),
+            Ok(leases::Taken::HeldElsewhere) => return Err(BillingError::HeldElsewhere),
             Ok(leases::Taken::InDebt) => return Err(BillingError::InDebt),
             Err(sqlx::Error::RowNotFound) => return Err(BillingError::NoSuchUser),
             Err(e) => return Err(e.into()),
         };
         tx.commit().await?;
-        let mut inner = self.lock();
-        let lease = inner.users.entry(user_id).or_insert_with(|| UserLease::new(Instant::now()));
-        lease.available += taken;
-        lease.takes += 1;
-        if inner.try_admit(user_id, amount) { Ok(()) } else { Err(BillingError::InsufficientBalance) }
+        Ok(taken)
     }
 
     /// Puts back an amount drained or planned for a charge that the database refused (a failed

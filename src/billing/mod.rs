@@ -18,6 +18,10 @@ use crate::db::{Db, leases};
 pub enum BillingError {
     #[error("the balance does not cover this request")]
     InsufficientBalance,
+    /// What is missing is reserved by other replicas' leases: ask them to give back what they
+    /// do not need ([`crate::billing::Batcher::give_back_lease`]) and try again.
+    #[error("the balance is reserved by other replicas")]
+    HeldElsewhere,
     #[error("the account owes an unpaid balance")]
     InDebt,
     #[error("the key's spend limit is reached")]

@@ -34,6 +34,9 @@ pub enum Taken {
     Reserved(i64),
     /// The unreserved balance is below what was needed.
     Short,
+    /// Short, but other holders' leases (other replicas) reserve enough that, given back, the
+    /// balance would cover it: worth asking them.
+    HeldElsewhere,
     /// The user owes a debt: nothing is lent on the balance until it is paid.
     InDebt,
 }
@@ -66,16 +69,24 @@ pub async fn take(
         .execute(&mut *conn)
         .await?;
     for _ in 0..5 {
-        let row = sqlx::query("SELECT balance - leased AS free_balance, debt FROM users WHERE id = $1")
+        let row = sqlx::query("SELECT balance - leased AS free_balance, leased, debt FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_one(&mut *conn)
             .await?;
-        let (free, debt): (i64, i64) = (row.try_get("free_balance")?, row.try_get("debt")?);
+        let (free, leased, debt): (i64, i64, i64) =
+            (row.try_get("free_balance")?, row.try_get("leased")?, row.try_get("debt")?);
         if debt > 0 {
             return Ok(Taken::InDebt);
         }
         if free < need {
-            return Ok(Taken::Short);
+            let own: Option<i64> =
+                sqlx::query_scalar("SELECT amount FROM balance_leases WHERE user_id = $1 AND holder = $2")
+                    .bind(user_id)
+                    .bind(holder)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let elsewhere = leased.saturating_sub(own.unwrap_or(0));
+            return Ok(if free.saturating_add(elsewhere) >= need { Taken::HeldElsewhere } else { Taken::Short });
         }
         let amount = size(free).clamp(need, free);
         let reserved =

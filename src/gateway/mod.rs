@@ -3,6 +3,7 @@
 //! bills it through `billing`. It must stay fast: no database read on a cache hit, no
 //! re-serialisation of bodies it does not need to change, no stream buffering.
 
+mod account;
 pub mod admission;
 pub mod attempts;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod ingress;
 pub mod models;
 mod prepare;
 pub mod probe;
+mod reclaim;
 pub mod relay;
 pub mod settlement;
 pub mod stream;
@@ -83,6 +85,8 @@ pub struct GatewayState {
     pub admission: admission::Admission,
     /// Cancelled when the shutdown grace period ends: open streams are cut and settled.
     pub cut_streams: tokio_util::sync::CancellationToken,
+    /// When this replica last asked the others for a user's leased balance.
+    pub lease_wants: reclaim::LeaseWants,
 }
 
 impl GatewayState {
@@ -93,6 +97,7 @@ impl GatewayState {
             rate_limiter: RateLimiter::default(),
             admission: admission::Admission::new(config.max_concurrent_requests),
             cut_streams: Default::default(),
+            lease_wants: Default::default(),
         })
     }
 
@@ -157,6 +162,11 @@ pub fn routes() -> Routes<Gateway> {
         .post("/v1beta/models/{model_method}", gemini_generate)
         .get("/v1/models", models::list)
         .get("/v1/models/{*id}", models::retrieve)
+        .get("/v1/dashboard/billing/subscription", account::subscription)
+        .get("/v1/dashboard/billing/usage", account::usage)
+        .get("/dashboard/billing/subscription", account::subscription)
+        .get("/dashboard/billing/usage", account::usage)
+        .get("/api/v1/key", account::key)
 }
 
 macro_rules! relay_handler {

@@ -190,13 +190,11 @@ async fn hold(
     admitted: AdmissionGuard,
 ) -> Result<Settlement, GatewayError> {
     let (granted_tx, granted_rx) = tokio::sync::oneshot::channel();
-    let holder = state.app().clone();
+    let gateway = state.clone();
     state.tasks().spawn(async move {
-        let granted = holder
-            .billing()
-            .hold(request)
+        let granted = super::reclaim::hold(&gateway, request)
             .await
-            .map(|hold| Settlement::new(holder.clone(), hold, price, multiplier, log, admitted));
+            .map(|hold| Settlement::new(gateway.app().clone(), hold, price, multiplier, log, admitted));
         let _ = granted_tx.send(granted);
     });
     granted_rx.await.map_err(|_| GatewayError::Internal)?.map_err(quota_error)

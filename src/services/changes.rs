@@ -28,6 +28,9 @@ pub enum Change {
     User(i64),
     /// Every cached key.
     AllKeys,
+    /// A replica is short of the user's balance while others' leases reserve it: each gives back
+    /// the unpromised part of its lease for the user.
+    LeaseWanted(i64),
 }
 
 impl Change {
@@ -39,6 +42,7 @@ impl Change {
             Self::KeyHash(hash) => format!("key_hash {hash}"),
             Self::User(id) => format!("user {id}"),
             Self::AllKeys => "all_keys".into(),
+            Self::LeaseWanted(id) => format!("lease_wanted {id}"),
         }
     }
 
@@ -51,6 +55,7 @@ impl Change {
             "key_hash" if arg.len() <= 128 && arg.chars().all(|c| c.is_ascii_hexdigit()) => Self::KeyHash(arg.into()),
             "user" => Self::User(arg.parse().ok()?),
             "all_keys" => Self::AllKeys,
+            "lease_wanted" => Self::LeaseWanted(arg.parse().ok()?),
             _ => return None,
         })
     }
@@ -86,6 +91,16 @@ async fn apply(state: &AppState, change: &Change) {
         Change::KeyHash(hash) => state.keys().invalidate_hash(hash),
         Change::User(id) => state.keys().invalidate_user(*id),
         Change::AllKeys => state.keys().invalidate_all(),
+        Change::LeaseWanted(user) => {
+            // On the task tracker: the give-back waits for the billing writer, and the listener
+            // must not.
+            let (state, user) = (state.clone(), *user);
+            state.tasks().clone().spawn(async move {
+                if let Err(e) = state.billing().give_back_lease(user).await {
+                    tracing::warn!(error = %e, user, "giving a lease back for another replica failed");
+                }
+            });
+        }
     }
 }
 
@@ -175,11 +190,13 @@ mod tests {
             Change::KeyHash("ab12".into()),
             Change::User(7),
             Change::AllKeys,
+            Change::LeaseWanted(9),
         ] {
             let text = payload("host:8080:x1", &change);
             assert_eq!(parse(&text), Some(("host:8080:x1", change)));
         }
-        for bad in ["", "no-tab", "a\tkey x", "a\tkey_hash not-hex!", "a\tuser", "a\tdrop_tables"] {
+        for bad in ["", "no-tab", "a\tkey x", "a\tkey_hash not-hex!", "a\tuser", "a\tlease_wanted x", "a\tdrop_tables"]
+        {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

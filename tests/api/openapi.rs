@@ -224,6 +224,9 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
     )
     .await;
     let key = c.call(root, "POST", "/api/admin/users/{id}/keys", &format!("{user_path}/keys"), Some(json!({}))).await;
+    // The one `/api` read authenticated with an API key rather than an access token.
+    c.call(key["key"].as_str().unwrap(), "GET", "/api/v1/key", "/api/v1/key", None).await;
+    c.call("sk-not-a-live-key-0123456789", "GET", "/api/v1/key", "/api/v1/key", None).await;
     assert_eq!(app.v1(key["key"].as_str().unwrap(), "/v1/chat/completions", &chat("gpt-test")).await.status(), 200);
     app.wait_for_logs(1).await;
     app.settled().await;

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod standing;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

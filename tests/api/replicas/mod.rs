@@ -313,9 +313,9 @@ async fn a_change_on_one_replica_is_in_force_on_the_others_within_a_second() {
 async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice() {
     use crate::support::fake_openai::{Behavior, FakeOpenAi};
     // The survivor sweeps expired leases every second.
-    let (_dirs, mut servers, url) = replicas(2, &[("BURNCLOUD_LEASE_RENEW_SECS", "1")]).await;
+    let (_dirs, mut servers, url) = replicas(3, &[("BURNCLOUD_LEASE_RENEW_SECS", "1")]).await;
     let mut a = servers.remove(0);
-    let b = servers.remove(0);
+    let survivors = servers;
     let fake = FakeOpenAi::start(Behavior::Slow { chunks: 100, interval: Duration::from_millis(100) }).await;
     let Customer { user, key } = customer(&a, &fake.base_url("c"), "0.10", "1.00").await;
 
@@ -359,16 +359,24 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
     }
     println!("the killed replica's lease ended {:?} after the kill", killed.elapsed());
 
-    // The whole balance is spendable on B: ten requests at 0.10, and not an eleventh.
+    // The whole balance is spendable on the other two: ten requests at 0.10, and not an eleventh.
     fake.set(Behavior::default());
     let plain = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] });
     for i in 0..10 {
-        let response =
-            client.post(url_of(&b, "/v1/chat/completions")).bearer_auth(&key).json(&plain).send().await.unwrap();
+        let response = client
+            .post(url_of(&survivors[i % 2], "/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&plain)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "request {i}");
     }
-    let response = client.post(url_of(&b, "/v1/chat/completions")).bearer_auth(&key).json(&plain).send().await.unwrap();
-    assert_eq!(response.status(), 429);
+    for survivor in &survivors {
+        let response =
+            client.post(url_of(survivor, "/v1/chat/completions")).bearer_auth(&key).json(&plain).send().await.unwrap();
+        assert_eq!(response.status(), 429);
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     while balance(&db, user).await != 0 {
         assert!(Instant::now() < deadline, "settled down to zero");
@@ -376,8 +384,10 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
     }
     assert_eq!(charges(&db, user).await, 10, "each served request charged once, the killed ones never");
     assert_audit_clean(&db).await;
-    let (code, log) = b.stop().await;
-    assert_eq!(code, 0, "{}", log.join("\n"));
+    for survivor in survivors {
+        let (code, log) = survivor.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+    }
 }
 
 /// Replicas started together on one empty database: one migrates (under sqlx's advisory lock),

@@ -57,3 +57,36 @@ async fn a_balance_for_k_requests_serves_exactly_k_over_three_replicas() {
     assert_eq!(audit.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
     assert!(stdout.contains("0 offenders"), "{stdout}");
 }
+
+/// A small balance that one replica leased whole is spendable on the others at once: a replica
+/// short of it asks the others (a `lease_wanted` notice) to give back what they have not
+/// promised, instead of refusing while the money sits idle in another's lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_leased_by_one_replica_is_spendable_on_the_others() {
+    let (_dirs, servers, url) = replicas(3, &[]).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    let Customer { user, key } = customer(&servers[0], &fake.base_url("c"), "0.10", "0.30").await;
+    until_everywhere(&servers, "the channel", |port| {
+        let key = key.clone();
+        async move { models(port, &key).await.1 == ["m"] }
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] });
+    let mut statuses = Vec::new();
+    // One each on a, b and c (a leases all 0.30 with the first), then a fourth.
+    for port in [servers[0].port, servers[1].port, servers[2].port, servers[1].port] {
+        let response =
+            client.post(at(port, "/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "the whole balance, on whichever replica, and no more");
+    for server in servers {
+        let (code, log) = server.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+    }
+    let db = open(&url).await;
+    assert_eq!(balance(&db, user).await, 0);
+    assert_eq!(charges(&db, user).await, 3);
+    assert_audit_clean(&db).await;
+}
