@@ -11,17 +11,33 @@ use super::{Customer, assert_audit_clean, at, balance, charges, customer, models
 use crate::support::fake_openai::{Behavior, FakeOpenAi};
 use crate::support::process::{base_env, command};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_balance_for_k_requests_serves_exactly_k_over_three_replicas() {
-    const K: usize = 30;
+/// Three replicas, and a customer with `credit` for requests at 0.10, once every replica serves
+/// the model.
+struct Funded {
+    dirs: Vec<tempfile::TempDir>,
+    servers: Vec<crate::support::process::Server>,
+    url: String,
+    fake: FakeOpenAi,
+    user: i64,
+    key: String,
+}
+
+async fn funded(credit: &str) -> Funded {
     let (dirs, servers, url) = replicas(3, &[]).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
-    let Customer { user, key } = customer(&servers[0], &fake.base_url("c"), "0.10", "3.00").await;
+    let Customer { user, key } = customer(&servers[0], &fake.base_url("c"), "0.10", credit).await;
     until_everywhere(&servers, "the channel", |port| {
         let key = key.clone();
         async move { models(port, &key).await.1 == ["m"] }
     })
     .await;
+    Funded { dirs, servers, url, fake, user, key }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_for_k_requests_serves_exactly_k_over_three_replicas() {
+    const K: usize = 30;
+    let Funded { dirs, servers, url, fake, user, key } = funded("3.00").await;
 
     let client = reqwest::Client::new();
     let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 5 });
@@ -63,14 +79,7 @@ async fn a_balance_for_k_requests_serves_exactly_k_over_three_replicas() {
 /// promised, instead of refusing while the money sits idle in another's lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_leased_by_one_replica_is_spendable_on_the_others() {
-    let (_dirs, servers, url) = replicas(3, &[]).await;
-    let fake = FakeOpenAi::start(Behavior::default()).await;
-    let Customer { user, key } = customer(&servers[0], &fake.base_url("c"), "0.10", "0.30").await;
-    until_everywhere(&servers, "the channel", |port| {
-        let key = key.clone();
-        async move { models(port, &key).await.1 == ["m"] }
-    })
-    .await;
+    let Funded { servers, url, user, key, .. } = funded("0.30").await;
     let client = reqwest::Client::new();
     let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] });
     let mut statuses = Vec::new();
