@@ -405,7 +405,7 @@ async fn apply_books(
     let mut tx = conn.begin().await?;
     let mut charged = vec![0i64; charges.len()];
     let keys: Vec<&str> = charges.iter().filter(|c| c.retry).filter_map(|c| c.log.settle_key.as_deref()).collect();
-    let done = if keys.is_empty() { Default::default() } else { request_logs::settled(&mut tx, &keys).await? };
+    let done = request_logs::settled(&mut tx, &keys).await?;
     let mut fresh = Vec::with_capacity(charges.len());
     for (i, c) in charges.iter().enumerate() {
         match c.log.settle_key.as_ref().and_then(|k| done.get(k)) {

@@ -70,7 +70,7 @@ pub async fn key(State(state): State<AppState>, auth: ApiKeyAuth) -> Result<Json
             "usage": dollars(key.spent),
             "limit": key.spend_limit.map(dollars),
             "limit_remaining": dollars(key.remaining()),
-            "balance": dollars(if key.debt > 0 { 0 } else { key.balance.max(0) }),
+            "balance": dollars(key.spendable_balance()),
             "is_free_tier": false,
             "rate_limit": rate_limit,
             "expires_at": key.expires_at.map(|ms| ms / 1000),

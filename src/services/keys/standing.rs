@@ -23,10 +23,15 @@ pub struct Standing {
 }
 
 impl Standing {
+    /// The user's balance as far as it may be spent: none while the user owes a debt.
+    pub fn spendable_balance(&self) -> i64 {
+        if self.debt > 0 { 0 } else { self.balance.max(0) }
+    }
+
     /// What the key may still spend: the user's balance (none while in debt), within what is
     /// left of the key's limit when it has one.
     pub fn remaining(&self) -> i64 {
-        let balance = if self.debt > 0 { 0 } else { self.balance.max(0) };
+        let balance = self.spendable_balance();
         match self.spend_limit {
             Some(limit) => balance.min(limit.saturating_sub(self.spent).max(0)),
             None => balance,

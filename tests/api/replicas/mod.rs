@@ -431,6 +431,39 @@ struct LoadReport {
     per_second: f64,
 }
 
+impl LoadReport {
+    /// One line for the test's output: `what`, the count, the rate and the failures.
+    fn print(&self, what: &str) {
+        let sent = self.ok + self.failures.len();
+        println!("{what}: {sent} requests at {:.0}/s, {} failed", self.per_second, self.failures.len());
+    }
+
+    /// No request failed; otherwise the first few failures and `context` (logs) are shown.
+    fn assert_none_failed(&self, context: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} requests failed, first: {:?}\n{context}",
+            self.failures.len(),
+            self.ok + self.failures.len(),
+            &self.failures[..self.failures.len().min(5)],
+        );
+    }
+}
+
+/// The customer a [`Load`] runs for: 100.00 at 0.001 a request.
+const LOAD_CREDIT: &str = "100.00";
+const LOAD_PRICE: &str = "0.001";
+
+/// Every request the load got an answer for was charged once, at [`LOAD_PRICE`], and the ledger
+/// sums to the balance.
+async fn assert_each_answer_charged_once(url: &str, user: i64, answered: usize) {
+    let db = open(url).await;
+    let answered = i64::try_from(answered).unwrap();
+    assert_eq!(charges(&db, user).await, answered, "every request served was settled, once");
+    assert_eq!(balance(&db, user).await, 100_000_000_000 - answered * 1_000_000);
+    assert_audit_clean(&db).await;
+}
+
 impl Load {
     fn start(targets: Vec<String>, key: &str, per_second: u32, keep_alive: bool) -> Load {
         let stop = tokio_util::sync::CancellationToken::new();

@@ -5,13 +5,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Customer, Load, admin, assert_audit_clean, at, balance, charges, customer, models, open, replicas_on};
-use super::{until_everywhere, until_listening};
+use super::{Customer, LOAD_CREDIT, LOAD_PRICE, Load, admin, assert_each_answer_charged_once, at, customer, models};
+use super::{replicas_on, until_everywhere, until_listening};
 use crate::support::fake_openai::{Behavior, FakeOpenAi};
 use crate::support::postgres::PostgresServer;
 
 const PER_SECOND: u32 = 200;
-const PRICE: i64 = 1_000_000;
 /// How long the database is down: an upgrade's restart, not a blip.
 const DOWN: Duration = Duration::from_secs(3);
 
@@ -22,7 +21,7 @@ async fn a_postgres_restart_under_load_loses_no_settlement() {
     // Ten minutes of cache: after the restart only the resumed notices carry a change in time.
     let (_dirs, servers) = replicas_on(&url, 3, &[("BURNCLOUD_CACHE_TTL_SECS", "600")]).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
-    let Customer { user, key } = customer(&servers[0], &fake.base_url("c"), "0.001", "100.00").await;
+    let Customer { user, key } = customer(&servers[0], &fake.base_url("c"), LOAD_PRICE, LOAD_CREDIT).await;
     let targets = servers.iter().map(|s| at(s.port, "")).collect();
     let load = Load::start(targets, &key, PER_SECOND, true);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -61,12 +60,8 @@ async fn a_postgres_restart_under_load_loses_no_settlement() {
     assert!(arrived < Duration::from_secs(2), "{arrived:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = load.finish().await;
-    println!(
-        "Postgres restart: {} requests at {:.0}/s, {} failed; a change arrived {arrived:?} after",
-        report.ok + report.failures.len(),
-        report.per_second,
-        report.failures.len()
-    );
+    report.print("Postgres restart");
+    println!("a change made after it arrived {arrived:?} after");
     // Stopped first, so a failure below can show what the replicas warned of.
     let mut warnings = Vec::new();
     for server in servers {
@@ -76,18 +71,7 @@ async fn a_postgres_restart_under_load_loses_no_settlement() {
     }
     // Served from the caches and leases while the database was down: a caller's concurrency
     // slot is not held hostage by a settlement waiting for the database.
-    assert!(
-        report.failures.is_empty(),
-        "{} of {} requests failed, first: {:?}\nreplicas warned:\n{}",
-        report.failures.len(),
-        report.ok + report.failures.len(),
-        &report.failures[..report.failures.len().min(5)],
-        warnings.join("\n")
-    );
-
-    let db = open(&url).await;
-    assert_eq!(charges(&db, user).await, report.ok as i64, "every request served was settled, once");
-    assert_eq!(balance(&db, user).await, 100_000_000_000 - report.ok as i64 * PRICE);
-    assert_audit_clean(&db).await;
+    report.assert_none_failed(&format!("replicas warned:\n{}", warnings.join("\n")));
+    assert_each_answer_charged_once(&url, user, report.ok).await;
     drop(postgres);
 }
