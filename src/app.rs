@@ -30,7 +30,7 @@ use crate::secret_key::{self, Source};
 use crate::services::accounts::{self, RootAdmin};
 use crate::services::keys::cache::KeyCache;
 use crate::services::routing::{Routing, RoutingTable};
-use crate::services::{bootstrap, channels};
+use crate::services::{bootstrap, changes, channels};
 use crate::state::AppState;
 use crate::{api, console, gateway, ops, telemetry};
 
@@ -467,8 +467,8 @@ fn spawn_maintenance(state: &AppState) {
     });
     every(config.cache_ttl, |s| {
         Box::pin(async move {
-            channels::reload_routing(&s).await;
-            crate::services::settings::reload(&s).await;
+            changes::reload_routing(&s).await;
+            changes::reload_settings(&s).await;
         })
     });
     every(config.lease_renew, |s| {

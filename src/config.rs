@@ -16,6 +16,7 @@ use url::Url;
 
 mod database;
 pub mod runtime;
+pub mod site;
 pub use database::{Backend, DatabaseUrl};
 pub use runtime::{STRATEGY_SETTING_PREFIX, SignupMode, SmtpSecurity, Strategy};
 
@@ -145,7 +146,7 @@ pub struct GatewayConfig {
     pub retry_attempts: usize,
     pub strategy: Strategy,
     /// The output tokens assumed for the hold when a request sets no maximum.
-    pub default_max_tokens: i64,
+    pub default_max_tokens: usize,
     /// The largest amount held for one request (nano-units); the exact cost is settled after.
     pub max_hold: i64,
     pub allow_unpriced_models: bool,
@@ -401,7 +402,7 @@ impl Config {
             client_stall: Duration::ZERO,
             retry_attempts: 0,
             strategy: Strategy::WeightedRandom,
-            default_max_tokens: number(get(&DEFAULT_MAX_TOKENS), &DEFAULT_MAX_TOKENS, 4096, 1..=10_000_000)?,
+            default_max_tokens: 0,
             max_hold: match get(&MAX_HOLD) {
                 None => 5 * crate::domain::money::NANOS_PER_UNIT,
                 Some(v) => {

@@ -178,8 +178,7 @@ async fn attempt_converted(
     } else {
         request.body.clone()
     };
-    let convert =
-        Convert { model: upstream_model, default_max_tokens: state.config().gateway.default_max_tokens, caps: &caps };
+    let convert = Convert { model: upstream_model, default_max_tokens: request.default_max_tokens, caps: &caps };
     let payload = match (adapter.from_chat)(&chat, &convert) {
         Ok(payload) => payload,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: None }),

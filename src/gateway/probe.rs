@@ -36,6 +36,7 @@ pub async fn probe(state: &Gateway, channel: Arc<Channel>, model: &str) -> Resul
         model,
         stream: false,
         prompt_estimate: 1,
+        default_max_tokens: state.site().gateway.default_max_tokens as i64,
         rule: TokenRule::for_model(model),
         boundary: None,
         content_type: HeaderValue::from_static("application/json"),

@@ -97,7 +97,7 @@ async fn relay_inner(
     };
 
     let prompt = Prompt::of(&model, &body);
-    let default_max = Endpoint::default_max_tokens(&model, &peek, config.default_max_tokens);
+    let default_max = Endpoint::default_max_tokens(&model, &peek, config.default_max_tokens as i64);
     // `billing.cap_output_by_balance`: a request with no output cap gets one its user's balance
     // pays for, written into the body the attempts forward or convert, so the hold covers it.
     let capped_body;
@@ -152,6 +152,7 @@ async fn relay_inner(
         model: &model,
         stream,
         prompt_estimate: prompt.estimate,
+        default_max_tokens: config.default_max_tokens as i64,
         rule: prompt.rule,
         boundary: form.as_deref(),
         content_type,

@@ -30,6 +30,9 @@ pub(super) struct Request<'a> {
     pub(super) model: &'a str,
     pub(super) stream: bool,
     pub(super) prompt_estimate: i64,
+    /// `gateway.default_max_tokens` as the request was admitted with (upstreams that require an
+    /// output limit get it when the client set none).
+    pub(super) default_max_tokens: i64,
     /// How the requested model's family counts tokens (for estimates).
     pub(super) rule: crate::domain::tokenizer::TokenRule,
     /// The multipart boundary, for form bodies.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::config::Backend;
 use crate::db::changes::{self as db_changes, Listener};
-use crate::services::{channels, settings};
+use crate::services::settings::site;
 use crate::state::{AppState, ListenerState};
 
 /// Something other replicas cache that changed.
@@ -85,8 +85,8 @@ pub async fn publish(state: &AppState, change: Change) {
 /// Refreshes what `change` invalidates, on this replica only.
 async fn apply(state: &AppState, change: &Change) {
     match change {
-        Change::Routing => channels::reload_routing(state).await,
-        Change::Settings => settings::reload(state).await,
+        Change::Routing => reload_routing(state).await,
+        Change::Settings => reload_settings(state).await,
         Change::Key(id) => state.keys().invalidate_key(*id),
         Change::KeyHash(hash) => state.keys().invalidate_hash(hash),
         Change::User(id) => state.keys().invalidate_user(*id),
@@ -104,11 +104,25 @@ async fn apply(state: &AppState, change: &Change) {
     }
 }
 
+/// Rebuilds the routing snapshot (channels, tiers, prices) from the database.
+pub async fn reload_routing(state: &AppState) {
+    let strategy = state.site().gateway.strategy;
+    state.routing().reload_retrying(state.db(), state.secret_key(), strategy).await;
+}
+
+/// Reloads the site settings and puts them in force.
+pub async fn reload_settings(state: &AppState) {
+    match site::load(state.db(), state.config(), state.secret_key()).await {
+        Ok(site) => state.set_site(site),
+        Err(e) => tracing::warn!(error = %e, "reloading the site settings failed"),
+    }
+}
+
 /// Everything, after a reconnect (notices sent while away are lost). Settings first: the routing
 /// snapshot reads its default strategy from them.
 async fn apply_all(state: &AppState) {
-    settings::reload(state).await;
-    channels::reload_routing(state).await;
+    reload_settings(state).await;
+    reload_routing(state).await;
     state.keys().invalidate_all();
 }
 

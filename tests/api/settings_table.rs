@@ -1,6 +1,8 @@
-//! The run-time settings table's payoff: `gateway.client_stall_secs` (start-up only before, as
-//! `BURNCLOUD_CLIENT_STALL_SECS`) is one table entry, so the settings page and the management API
-//! show, validate and apply it, and the next stream is cut by the new value without a restart.
+//! The run-time settings table's payoff: `gateway.client_stall_secs` and
+//! `gateway.default_max_tokens` (start-up only before, as `BURNCLOUD_CLIENT_STALL_SECS` and
+//! `BURNCLOUD_DEFAULT_MAX_TOKENS`) are one table entry each, so the settings page and the
+//! management API show, validate and apply them, and the next request follows the new value
+//! without a restart.
 
 use std::time::Duration;
 
@@ -15,17 +17,26 @@ use sqlx::Row;
 
 use crate::console_auth::Browser;
 use crate::money_faults::{stalled_charge, stream_never_read};
+use crate::support::fake_anthropic::{self, FakeAnthropic, Reply};
 use crate::support::helpers::{Backend, TestApp, serve_locally, spawn_app};
 
-db_tests!(the_client_stall_setting_is_validated_and_shown, a_changed_client_stall_cuts_the_next_stream);
+db_tests!(
+    the_client_stall_setting_is_validated_and_shown,
+    a_changed_client_stall_cuts_the_next_stream,
+    a_changed_default_max_tokens_reaches_the_next_request,
+);
 
 const KEY: &str = "gateway.client_stall_secs";
 const MODEL: &str = "stall-model";
 
 async fn shown(app: &TestApp) -> Value {
+    shown_as(app, KEY).await
+}
+
+async fn shown_as(app: &TestApp, key: &str) -> Value {
     let (status, list) = app.admin("GET", "/api/admin/settings", None).await;
     assert_eq!(status, 200, "{list}");
-    list["data"].as_array().unwrap().iter().find(|s| s["key"] == KEY).cloned().unwrap_or(Value::Null)
+    list["data"].as_array().unwrap().iter().find(|s| s["key"] == key).cloned().unwrap_or(Value::Null)
 }
 
 /// Out-of-range and non-numeric values are refused with the accepted range, and change nothing.
@@ -118,4 +129,46 @@ async fn a_changed_client_stall_cuts_the_next_stream(backend: Backend) {
     assert_eq!(app.balance(user).await, 10_000_000_000 - cost);
     app.assert_ledger_consistent().await;
     drop(stream);
+}
+
+/// A request without an output limit to an upstream that requires one (Anthropic) is sent
+/// `gateway.default_max_tokens`: 4096 at start, then what the operator set — on the next request,
+/// without a restart. Bad values are refused with the range and change nothing.
+async fn a_changed_default_max_tokens_reaches_the_next_request(backend: Backend) {
+    const SETTING: &str = "gateway.default_max_tokens";
+    let app = spawn_app(backend).await;
+    let fake = FakeAnthropic::start(Reply::Text).await;
+    app.add_channel(json!({ "name": "claude", "type": "anthropic", "base_url": fake.base_url(),
+        "key": fake_anthropic::KEY, "models": ["claude-test"] }))
+        .await;
+    app.set_price("claude-test", json!({ "input": "1.00", "output": "2.00" })).await;
+    let (user, key) = app.user_with_key("1.00").await;
+    let chat = json!({ "model": "claude-test", "messages": [{ "role": "user", "content": "Hello" }] });
+    assert_eq!(shown_as(&app, SETTING).await["value"], "4096");
+
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat).await.status(), 200);
+    assert_eq!(fake.received()[0]["max_tokens"], 4096);
+
+    for bad in ["0", "10000001", "many"] {
+        let path = format!("/api/admin/settings/{SETTING}");
+        let (status, body) = app.admin("PUT", &path, Some(json!({ "value": bad }))).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.to_string().contains("a whole number from 1 to 10000000"), "{bad}: {body}");
+    }
+    let (status, body) =
+        app.admin("PUT", &format!("/api/admin/settings/{SETTING}"), Some(json!({ "value": "1234" }))).await;
+    assert_eq!((status, &body["value"]), (200, &json!("1234")), "{body}");
+
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat).await.status(), 200);
+    assert_eq!(fake.received()[1]["max_tokens"], 1234, "the next request follows the setting");
+    app.settled().await;
+    let spent: i64 =
+        sqlx::query("SELECT CAST(COALESCE(SUM(cost), 0) AS BIGINT) AS spent FROM request_logs WHERE user_id = $1")
+            .bind(user)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap()
+            .get("spent");
+    assert_eq!(app.balance(user).await, 1_000_000_000 - spent);
+    app.assert_ledger_consistent().await;
 }

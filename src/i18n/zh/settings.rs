@@ -95,6 +95,11 @@ pub const ZH: &[(&str, &str)] = &[
     ("Stream idle timeout (seconds)", "流空闲超时（秒）"),
     ("Largest request body (bytes)", "请求体上限（字节）"),
     ("Client stall cut (seconds)", "客户端停滞断开（秒）"),
+    ("Output tokens assumed without a maximum", "未设上限时预估的输出令牌数"),
+    (
+        "Held for a request that sets no output limit (reasoning models: 32768).",
+        "请求未设置输出上限时按此预留（推理模型：32768）。",
+    ),
     (
         "A streaming client that takes no data for this long is cut and billed for what it received.",
         "流式客户端超过此时长未接收数据即被断开，并按已收到的内容计费。",

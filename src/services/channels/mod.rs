@@ -381,11 +381,6 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ChannelError> {
 
 /// Rebuilds the gateway's routing snapshot from the database (after any change).
 /// A failed reload is retried a few times: until one succeeds, the change it carries is not live.
-pub async fn reload_routing(state: &AppState) {
-    let strategy = state.site().gateway.strategy;
-    state.routing().reload_retrying(state.db(), state.secret_key(), strategy).await;
-}
-
 pub use crate::state::ProbeOutcome;
 
 /// The outcome of a channel probe.

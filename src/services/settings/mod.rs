@@ -113,11 +113,3 @@ pub async fn send_test_email(
     audit::record(state, actor, "setting.test_email", ("setting", "smtp"), json!({ "ok": result.is_ok() })).await;
     result.map_err(|e| SettingError::Invalid(format!("the SMTP server refused the message: {e}")))
 }
-
-/// Reloads the settings into `state` (after a change, and periodically for other replicas').
-pub async fn reload(state: &AppState) {
-    match site::load(state.db(), state.config(), state.secret_key()).await {
-        Ok(site) => state.set_site(site),
-        Err(e) => tracing::warn!(error = %e, "reloading the site settings failed"),
-    }
-}
