@@ -150,6 +150,8 @@ pub struct GatewayConfig {
     /// The largest amount held for one request (nano-units); the exact cost is settled after.
     pub max_hold: i64,
     pub allow_unpriced_models: bool,
+    /// Where calendar key budgets (day, week, month) start again: a fixed UTC offset.
+    pub budget_zone: time::UtcOffset,
     /// How often auto-disabled channels are probed for re-enabling (0 = never).
     pub channel_retest: Duration,
     /// How long cached keys and routing data may be stale when another replica changes them.
@@ -412,6 +414,7 @@ impl Config {
                 }
             },
             allow_unpriced_models: false,
+            budget_zone: time::UtcOffset::UTC,
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
             cache_ttl: Duration::ZERO,
             key_cache_entries: number(get(&KEY_CACHE_ENTRIES), &KEY_CACHE_ENTRIES, 100_000, 100..=10_000_000)?,

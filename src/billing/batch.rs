@@ -45,6 +45,8 @@ type Reply<T> = oneshot::Sender<Result<T, BillingError>>;
 struct KeyHold {
     key_id: i64,
     amount: i64,
+    /// The budget window it counts in (0: the key has none).
+    window: i64,
     reply: Reply<bool>,
 }
 
@@ -144,8 +146,8 @@ impl Batcher {
     /// Promises `amount` of the user's balance to a request (in memory, from a lease) and, when
     /// the key has a spend limit, reserves it on the key (in the database).
     pub async fn hold(&self, request: HoldRequest) -> Result<Hold, BillingError> {
-        let HoldRequest { user_id, key_id, amount, key_limited } = request;
-        let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited };
+        let HoldRequest { user_id, key_id, amount, key_limited, budget_window } = request;
+        let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited, budget_window };
         // Given back when the hold is settled (`settle` runs exactly once per hold) or refused.
         self.unsettled.acquire().await.map_err(|_| BillingError::WriterGone)?.forget();
         let admitted = self.admit(&hold).await;
@@ -161,8 +163,8 @@ impl Batcher {
         }
         self.leases.admit(&self.db, hold.user_id, hold.amount).await?;
         if hold.key_limited {
-            let (key_id, amount) = (hold.key_id, hold.amount);
-            let reserved = self.submit(|reply| Op::KeyHold(KeyHold { key_id, amount, reply })).await;
+            let (key_id, amount, window) = (hold.key_id, hold.amount, hold.budget_window);
+            let reserved = self.submit(|reply| Op::KeyHold(KeyHold { key_id, amount, window, reply })).await;
             if !matches!(reserved, Ok(true)) {
                 self.leases.cancel(hold.user_id, hold.amount);
                 return Err(reserved.err().unwrap_or(BillingError::KeyLimitReached));
@@ -364,24 +366,25 @@ async fn apply(db: &Db, holder: &str, batch: Vec<Op>, faults: &Faults) {
 }
 
 /// Groups indexes by a key, keeping arrival order inside each group.
-fn group_by(indexes: impl Iterator<Item = usize>, key: impl Fn(usize) -> i64) -> BTreeMap<i64, Vec<usize>> {
-    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+fn group_by<K: Ord>(indexes: impl Iterator<Item = usize>, key: impl Fn(usize) -> K) -> BTreeMap<K, Vec<usize>> {
+    let mut groups: BTreeMap<K, Vec<usize>> = BTreeMap::new();
     for i in indexes {
         groups.entry(key(i)).or_default().push(i);
     }
     groups
 }
 
-/// Reserves each hold on its key's limit (all of a key's at once when they fit together).
+/// Reserves each hold on its key's limit and budget (all of a key's in one window at once when
+/// they fit together).
 async fn apply_key_holds(db: &Db, holds: &[KeyHold]) -> Result<Vec<bool>, sqlx::Error> {
     let mut conn = db.writer().acquire().await?;
     let mut tx = conn.begin().await?;
     let mut results = vec![true; holds.len()];
-    for (key, idxs) in group_by(0..holds.len(), |i| holds[i].key_id) {
+    for ((key, window), idxs) in group_by(0..holds.len(), |i| (holds[i].key_id, holds[i].window)) {
         let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
-        if !ledger::key_spend_within_limit(&mut tx, key, total).await? {
+        if !ledger::key_spend_within_limit(&mut tx, key, total, window).await? {
             for &i in &idxs {
-                results[i] = ledger::key_spend_within_limit(&mut tx, key, holds[i].amount).await?;
+                results[i] = ledger::key_spend_within_limit(&mut tx, key, holds[i].amount, window).await?;
             }
         }
     }
@@ -462,7 +465,12 @@ async fn apply_books(
     }
     for (key, idxs) in group_by(fresh.iter().copied(), |i| charges[i].hold.key_id) {
         let delta: i64 = idxs.iter().map(|&i| charges[i].hold.key_delta(charged[i])).sum();
-        ledger::key_adjust_spent(&mut tx, key, delta).await?;
+        let mut by_window: BTreeMap<i64, i64> = BTreeMap::new();
+        for &i in &idxs {
+            *by_window.entry(charges[i].hold.budget_window).or_default() += charges[i].hold.key_delta(charged[i]);
+        }
+        let by_window: Vec<(i64, i64)> = by_window.into_iter().collect();
+        ledger::key_adjust_spent(&mut tx, key, delta, &by_window).await?;
     }
     for g in give_backs {
         leases::give_back(&mut tx, g.user_id, holder, g.amount).await?;

@@ -41,9 +41,11 @@ pub struct Hold {
     pub user_id: i64,
     pub key_id: i64,
     pub amount: i64,
-    /// The key has a spend limit, so the hold was reserved on the key too. Keys without a limit
-    /// are not touched until settlement (one write less per request).
+    /// The key has a spend limit or a budget, so the hold was reserved on the key too. Keys
+    /// without one are not touched until settlement (one write less per request).
     pub key_limited: bool,
+    /// The start (unix ms) of the budget window the hold counts in; 0 for a key without a budget.
+    pub budget_window: i64,
 }
 
 impl Hold {
@@ -59,8 +61,10 @@ pub struct HoldRequest {
     pub user_id: i64,
     pub key_id: i64,
     pub amount: i64,
-    /// The key has a spend limit to check and reserve on.
+    /// The key has a spend limit or a budget to check and reserve on.
     pub key_limited: bool,
+    /// For a key with a budget, the start (unix ms) of the window the hold counts in; else 0.
+    pub budget_window: i64,
 }
 
 /// An operator's credit (positive) or debit (negative) with a note. A debit larger than the

@@ -17,6 +17,10 @@ pub struct KeyGrant {
     pub allowed_models: Option<String>,
     pub allowed_ips: Option<String>,
     pub rate_limit_rpm: Option<i64>,
+    /// A budget per period: the amount, the period (`domain::budget::Period`) and when it was set.
+    pub budget: Option<i64>,
+    pub budget_period: Option<String>,
+    pub budget_anchor: i64,
 }
 
 pub async fn grant_by_hash<'e>(
@@ -25,7 +29,8 @@ pub async fn grant_by_hash<'e>(
 ) -> Result<Option<KeyGrant>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT k.id, k.user_id, k.status AS key_status, u.status AS user_status, u.group_name, k.expires_at, k.spend_limit, k.allowed_models, \
-         k.allowed_ips, k.rate_limit_rpm FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
+         k.allowed_ips, k.rate_limit_rpm, k.budget, k.budget_period, k.budget_anchor \
+         FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
     )
     .bind(hash)
     .fetch_optional(db)
@@ -42,6 +47,9 @@ pub async fn grant_by_hash<'e>(
             allowed_models: r.try_get("allowed_models")?,
             allowed_ips: r.try_get("allowed_ips")?,
             rate_limit_rpm: r.try_get("rate_limit_rpm")?,
+            budget: r.try_get("budget")?,
+            budget_period: r.try_get("budget_period")?,
+            budget_anchor: r.try_get("budget_anchor")?,
         })
     })
     .transpose()
@@ -57,6 +65,11 @@ pub struct KeyLimits {
     /// JSON array of IPs / CIDRs.
     pub allowed_ips: Option<String>,
     pub rate_limit_rpm: Option<i64>,
+    /// The budget per period (nano-units), its period, and when it was set (unix ms: rolling
+    /// periods count from it; a new anchor starts the count again).
+    pub budget: Option<i64>,
+    pub budget_period: Option<String>,
+    pub budget_anchor: i64,
 }
 
 pub async fn insert<'e>(
@@ -69,7 +82,8 @@ pub async fn insert<'e>(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, spend_limit, expires_at, allowed_models, allowed_ips, \
-         rate_limit_rpm, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+         rate_limit_rpm, budget, budget_period, budget_anchor, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
     )
     .bind(user_id)
     .bind(name)
@@ -80,6 +94,9 @@ pub async fn insert<'e>(
     .bind(limits.allowed_models.as_deref())
     .bind(limits.allowed_ips.as_deref())
     .bind(limits.rate_limit_rpm)
+    .bind(limits.budget)
+    .bind(limits.budget_period.as_deref())
+    .bind(limits.budget_anchor)
     .bind(now_ms())
     .fetch_one(db)
     .await?
@@ -119,12 +136,19 @@ pub struct KeyListing {
     /// JSON array of IPs / CIDRs.
     pub allowed_ips: Option<String>,
     pub rate_limit_rpm: Option<i64>,
+    pub budget: Option<i64>,
+    pub budget_period: Option<String>,
+    pub budget_anchor: i64,
+    /// The window (its start, unix ms) `budget_spent` counts; an older one counts nothing now.
+    pub budget_window: i64,
+    pub budget_spent: i64,
     pub last_used_at: Option<i64>,
     pub created_at: i64,
 }
 
 const LISTING: &str = "SELECT id, user_id, name, key_prefix, status, spend_limit, spent, expires_at, allowed_models, \
-    allowed_ips, rate_limit_rpm, last_used_at, created_at FROM api_keys";
+    allowed_ips, rate_limit_rpm, budget, budget_period, budget_anchor, budget_window, budget_spent, last_used_at, \
+    created_at FROM api_keys";
 
 fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
     Ok(KeyListing {
@@ -139,6 +163,11 @@ fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
         allowed_models: r.try_get("allowed_models")?,
         allowed_ips: r.try_get("allowed_ips")?,
         rate_limit_rpm: r.try_get("rate_limit_rpm")?,
+        budget: r.try_get("budget")?,
+        budget_period: r.try_get("budget_period")?,
+        budget_anchor: r.try_get("budget_anchor")?,
+        budget_window: r.try_get("budget_window")?,
+        budget_spent: r.try_get("budget_spent")?,
         last_used_at: r.try_get("last_used_at")?,
         created_at: r.try_get("created_at")?,
     })
@@ -166,7 +195,8 @@ pub async fn get<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<O
 }
 
 /// Replaces a key's name, status and limits. False when the key is gone, or when it has already
-/// spent more than the new spend limit (the limit never goes below what was spent).
+/// spent more than the new spend limit (the limit never goes below what was spent). A new budget
+/// anchor (the period changed) starts the budget's count again; a new amount alone keeps it.
 pub async fn update<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
@@ -176,7 +206,10 @@ pub async fn update<'e>(
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE api_keys SET name = $1, status = $2, spend_limit = $3, expires_at = $4, allowed_models = $5, \
-         allowed_ips = $6, rate_limit_rpm = $7, updated_at = $8 WHERE id = $9 AND spent <= COALESCE($3, spent)",
+         allowed_ips = $6, rate_limit_rpm = $7, updated_at = $8, budget = $10, budget_period = $11, \
+         budget_spent = CASE WHEN budget_anchor = $12 THEN budget_spent ELSE 0 END, \
+         budget_window = CASE WHEN budget_anchor = $12 THEN budget_window ELSE 0 END, budget_anchor = $12 \
+         WHERE id = $9 AND spent <= COALESCE($3, spent)",
     )
     .bind(name)
     .bind(status)
@@ -187,6 +220,9 @@ pub async fn update<'e>(
     .bind(limits.rate_limit_rpm)
     .bind(now_ms())
     .bind(id)
+    .bind(limits.budget)
+    .bind(limits.budget_period.as_deref())
+    .bind(limits.budget_anchor)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -233,20 +233,41 @@ pub async fn debt<'e>(db: impl Executor<'e, Database = sqlx::Any>, user_id: i64)
         .unwrap_or(0))
 }
 
-/// Adds `amount` to a key's spend if it stays within the key's limit; false when it would not.
-pub async fn key_spend_within_limit(conn: &mut AnyConnection, key_id: i64, amount: i64) -> Result<bool, sqlx::Error> {
+/// Adds `amount` to a key's spend if it stays within the key's limit and, for a key with a
+/// budget, within what is left of the budget in the window starting at `window` (unix ms); false
+/// when it would not. A later window starts the budget's count again; a hold computed for an
+/// earlier window than the stored one (a replica's clock behind) counts in the stored one.
+pub async fn key_spend_within_limit(
+    conn: &mut AnyConnection,
+    key_id: i64,
+    amount: i64,
+    window: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE api_keys SET spent = spent + $1 WHERE id = $2 AND (spend_limit IS NULL OR spent + $1 <= spend_limit)",
+        "UPDATE api_keys SET spent = spent + $1, \
+           budget_spent = CASE WHEN budget IS NULL THEN budget_spent \
+             WHEN budget_window >= $3 THEN budget_spent + $1 ELSE $1 END, \
+           budget_window = CASE WHEN budget IS NULL OR budget_window >= $3 THEN budget_window ELSE $3 END \
+         WHERE id = $2 AND (spend_limit IS NULL OR spent + $1 <= spend_limit) \
+           AND (budget IS NULL OR (CASE WHEN budget_window >= $3 THEN budget_spent ELSE 0 END) + $1 <= budget)",
     )
     .bind(amount)
     .bind(key_id)
+    .bind(window)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// Moves a key's spend by `delta`, clamped to `[0, spend_limit]`, and stamps its last use.
-pub async fn key_adjust_spent(conn: &mut AnyConnection, key_id: i64, delta: i64) -> Result<(), sqlx::Error> {
+/// Moves a key's spend by `delta`, clamped to `[0, spend_limit]`, and stamps its last use. Of
+/// `by_window` (window start, delta), the budget's count takes the delta of the window it counts
+/// (clamped to `[0, budget]`); deltas of windows that have passed change nothing.
+pub async fn key_adjust_spent(
+    conn: &mut AnyConnection,
+    key_id: i64,
+    delta: i64,
+    by_window: &[(i64, i64)],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE api_keys SET last_used_at = $3, spent = CASE \
            WHEN spent + $1 < 0 THEN 0 \
@@ -257,9 +278,23 @@ pub async fn key_adjust_spent(conn: &mut AnyConnection, key_id: i64, delta: i64)
     .bind(delta)
     .bind(key_id)
     .bind(now_ms())
-    .execute(conn)
-    .await
-    .map(|_| ())
+    .execute(&mut *conn)
+    .await?;
+    for &(window, delta) in by_window.iter().filter(|(window, delta)| *window > 0 && *delta != 0) {
+        sqlx::query(
+            "UPDATE api_keys SET budget_spent = CASE \
+               WHEN budget_spent + $1 < 0 THEN 0 \
+               WHEN budget_spent + $1 > budget THEN budget \
+               ELSE budget_spent + $1 END \
+             WHERE id = $2 AND budget IS NOT NULL AND budget_window = $3",
+        )
+        .bind(delta)
+        .bind(key_id)
+        .bind(window)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 pub async fn balance<'e>(

@@ -2,6 +2,7 @@
 
 pub mod access_token;
 pub mod api_key;
+pub mod budget;
 pub mod capabilities;
 pub mod email;
 pub mod ip_allowlist;

@@ -25,6 +25,11 @@ pub enum GatewayError {
     ModelNotFound(String),
     ModelNotPriced(String),
     InsufficientQuota(&'static str),
+    /// The key's budget for this period is spent: the message names when it starts again.
+    BudgetSpent {
+        message: String,
+        resets_in_ms: i64,
+    },
     RateLimited {
         retry_after_secs: u64,
     },
@@ -62,9 +67,10 @@ impl GatewayError {
             Self::ConcurrencyLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::ModelNotPriced(_) => StatusCode::FORBIDDEN,
-            Self::InsufficientQuota(_) | Self::RateLimited { .. } | Self::UpstreamRateLimited => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::InsufficientQuota(_)
+            | Self::BudgetSpent { .. }
+            | Self::RateLimited { .. }
+            | Self::UpstreamRateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamRejected { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -82,6 +88,7 @@ impl GatewayError {
             Self::ModelNotFound(_) => "model_not_found",
             Self::ModelNotPriced(_) => "model_not_priced",
             Self::InsufficientQuota(_) => "insufficient_quota",
+            Self::BudgetSpent { .. } => "budget_spent",
             Self::RateLimited { .. } => "rate_limited",
             Self::ConcurrencyLimited { .. } => "concurrency_limited",
             Self::BodyTimeout => "body_timeout",
@@ -126,6 +133,9 @@ impl GatewayError {
             ),
             Self::InsufficientQuota(why) => {
                 ((*why).to_string(), "insufficient_quota".into(), None, s("insufficient_quota"))
+            }
+            Self::BudgetSpent { message, .. } => {
+                (message.clone(), "insufficient_quota".into(), None, s("insufficient_quota"))
             }
             Self::RateLimited { retry_after_secs } => (
                 format!("Rate limit reached for this key. Try again in {retry_after_secs} s."),
@@ -201,12 +211,22 @@ impl GatewayError {
         }
     }
 
-    /// Adds `Retry-After` when the error has one.
+    /// Adds `Retry-After` when the error has one. A spent quota or budget is not worth retrying
+    /// soon: `x-should-retry: false` stops the official SDKs' automatic retries of the 429, and
+    /// a budget says when it starts again (`x-ratelimit-reset-budget`, as OpenAI writes waits).
     fn with_retry_after(&self, mut response: Response) -> Response {
         if let Some(secs) = self.retry_after_secs()
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if matches!(self, Self::InsufficientQuota(_) | Self::BudgetSpent { .. }) {
+            response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if let Self::BudgetSpent { resets_in_ms, .. } = self
+            && let Ok(v) = HeaderValue::from_str(&crate::domain::budget::reset_text(*resets_in_ms))
+        {
+            response.headers_mut().insert("x-ratelimit-reset-budget", v);
         }
         response
     }

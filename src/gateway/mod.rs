@@ -87,6 +87,9 @@ pub struct GatewayState {
     pub cut_streams: tokio_util::sync::CancellationToken,
     /// When this replica last asked the others for a user's leased balance.
     pub lease_wants: reclaim::LeaseWants,
+    /// Added to the clock that places holds in budget windows: 0, except in tests that move
+    /// time forward to see a budget start again.
+    budget_clock_offset_ms: std::sync::atomic::AtomicI64,
 }
 
 impl GatewayState {
@@ -98,7 +101,18 @@ impl GatewayState {
             admission: admission::Admission::new(config.max_concurrent_requests),
             cut_streams: Default::default(),
             lease_wants: Default::default(),
+            budget_clock_offset_ms: Default::default(),
         })
+    }
+
+    /// Now, as budget windows see it (unix ms).
+    pub fn budget_now(&self) -> i64 {
+        crate::domain::time::now_ms() + self.budget_clock_offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves the budgets' clock forward by `ms` (tests of a period's rollover).
+    pub fn advance_budget_clock(&self, ms: i64) {
+        self.budget_clock_offset_ms.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The client for upstream requests.

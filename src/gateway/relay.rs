@@ -25,12 +25,13 @@ use super::prepare::{form_boundary, peek_request, read_body};
 use super::settlement::Settlement;
 use super::stream::{self, StreamRelay};
 use super::upstream::{Answer, Attempt, InlineImages, Request};
-use crate::billing::HoldRequest;
+use crate::billing::{BillingError, HoldRequest};
 use crate::config::{GatewayConfig, Strategy};
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::RequestPeek;
+use crate::services::keys;
 use crate::services::routing::{Channel, Route};
 
 /// Relays one request; every failure becomes an OpenAI-shaped error.
@@ -132,13 +133,26 @@ async fn relay_inner(
         client_ip: auth.client_ip.map(|ip| ip.to_string()),
         ..RequestLog::default()
     };
+    let budget_now = state.gateway().budget_now();
     let hold_request = HoldRequest {
         user_id: grant.user_id,
         key_id: grant.key_id,
         amount: hold_amount,
-        key_limited: grant.spend_limited,
+        key_limited: grant.spend_limited || grant.budget.is_some(),
+        budget_window: grant.budget.map_or(0, |b| b.window(budget_now, config.budget_zone).0),
     };
-    let settlement = hold(state, hold_request, (price, multiplier), log, admitted).await?;
+    let settlement = match hold(state, hold_request, (price, multiplier), log, admitted).await {
+        Ok(settlement) => settlement,
+        // The key's spend limit or its budget: say which, and when a budget starts again.
+        Err(BillingError::KeyLimitReached) if grant.budget.is_some() => {
+            let refusal = keys::budget_refusal(state, grant.key_id, hold_amount, budget_now, config.budget_zone).await;
+            return Err(match refusal {
+                Some(refusal) => budget_spent(refusal, config.budget_zone),
+                None => quota_error(BillingError::KeyLimitReached),
+            });
+        }
+        Err(e) => return Err(quota_error(e)),
+    };
     let content_type = match &form {
         Some(_) => {
             headers.get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("multipart/form-data"))
@@ -189,7 +203,7 @@ async fn hold(
     (price, multiplier): (Price, i64),
     log: RequestLog,
     admitted: AdmissionGuard,
-) -> Result<Settlement, GatewayError> {
+) -> Result<Settlement, BillingError> {
     let (granted_tx, granted_rx) = tokio::sync::oneshot::channel();
     let gateway = state.clone();
     state.tasks().spawn(async move {
@@ -198,7 +212,21 @@ async fn hold(
             .map(|hold| Settlement::new(gateway.app().clone(), hold, price, multiplier, log, admitted));
         let _ = granted_tx.send(granted);
     });
-    granted_rx.await.map_err(|_| GatewayError::Internal)?.map_err(quota_error)
+    granted_rx.await.map_err(|_| BillingError::WriterGone)?
+}
+
+/// A budget's refusal in words: which budget, and when it starts again.
+fn budget_spent(refusal: keys::BudgetRefusal, zone: time::UtcOffset) -> GatewayError {
+    let keys::BudgetRefusal { budget, resets_at, now } = refusal;
+    GatewayError::BudgetSpent {
+        message: format!(
+            "This API key's {} budget of {} is spent; it starts again at {}.",
+            budget.period.adjective(),
+            crate::domain::money::Money(budget.amount),
+            crate::domain::budget::rfc3339(resets_at, zone)
+        ),
+        resets_in_ms: resets_at - now,
+    }
 }
 
 /// Tries the route's channels, tier by tier in the strategy's order, no channel twice and at most

@@ -71,6 +71,7 @@ mod gateway_routing;
 mod gemini;
 mod health;
 mod image_fetch;
+mod key_budgets;
 mod key_reads;
 mod leases;
 mod ledger_audit;

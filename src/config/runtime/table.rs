@@ -8,6 +8,7 @@ use url::Url;
 use super::{Bind, Kind, RuntimeSetting};
 use crate::config::site::{self, Verification};
 use crate::config::{SignupMode, SmtpSecurity};
+use crate::domain::budget;
 use crate::domain::money::Money;
 use crate::payments::{TopupSettings, format_minor};
 
@@ -585,6 +586,23 @@ pub static TABLE: &[RuntimeSetting] = &[
         env: Some(&crate::config::DEFAULT_MAX_TOKENS),
         default: "4096",
         doc: "Output tokens the hold assumes when a request sets no maximum (reasoning models: 32,768), and the `max_tokens` sent to upstreams that require one (Anthropic, Bedrock) when the client sets none.",
+        ..BASE
+    },
+    RuntimeSetting {
+        key: "gateway.budget_time_zone",
+        section: "gateway",
+        label: "Budget time zone",
+        help: "Where daily, weekly and monthly key budgets start again: UTC or an offset like +08:00.",
+        default: "UTC",
+        bind: Bind::Site {
+            set: |s, v| {
+                s.gateway.budget_zone = budget::parse_offset(v)
+                    .ok_or("UTC or a fixed offset like +08:00 or -05:30 (from -12:00 to +14:00)")?;
+                Ok(())
+            },
+            show: |s| budget::offset_text(s.gateway.budget_zone),
+        },
+        doc: "The time zone of calendar key budgets (`day`, `week`, `month` start at its midnight, weeks on Monday): `UTC` or a fixed offset like `+08:00` (no daylight-saving rules). A change starts the current windows again.",
         ..BASE
     },
     RuntimeSetting {

@@ -24,7 +24,22 @@ pub struct KeyForm {
     pub ips: String,
     #[serde(default)]
     pub rpm: String,
+    /// An amount per `budget_period`; blank: no budget.
+    #[serde(default)]
+    pub budget: String,
+    #[serde(default)]
+    pub budget_period: String,
 }
+
+/// The budget periods the form offers: (value, label).
+pub const BUDGET_PERIODS: &[(&str, &str)] = &[
+    ("day", "Per day"),
+    ("week", "Per week"),
+    ("month", "Per month"),
+    ("24h", "Per 24 hours (rolling)"),
+    ("7d", "Per 7 days (rolling)"),
+    ("30d", "Per 30 days (rolling)"),
+];
 
 /// The form's values, parsed.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +50,8 @@ pub struct KeyFields {
     pub models: Option<Vec<String>>,
     pub ips: Option<Vec<String>>,
     pub rpm: Option<i64>,
+    pub budget: Option<String>,
+    pub budget_period: Option<String>,
 }
 
 fn blank_is_none(s: &str) -> Option<String> {
@@ -79,7 +96,18 @@ impl KeyForm {
             models: key.models.as_ref().map(|m| m.join(", ")).unwrap_or_default(),
             ips: key.ips.as_ref().map(|m| m.join(", ")).unwrap_or_default(),
             rpm: key.rpm.map(|n| n.to_string()).unwrap_or_default(),
+            budget: key.budget.map(|b| Money(b).to_string()).unwrap_or_default(),
+            budget_period: key.budget_period.clone().unwrap_or_else(|| "month".into()),
         }
+    }
+
+    /// The budget periods to choose from: (value, label).
+    pub fn budget_periods(&self) -> &'static [(&'static str, &'static str)] {
+        BUDGET_PERIODS
+    }
+
+    pub fn budget_period_is(&self, value: &str) -> bool {
+        self.budget_period == value
     }
 
     /// Parses the form. `current_expiry` is the key's expiry when editing: sent back unchanged,
@@ -99,6 +127,8 @@ impl KeyForm {
             models: split_list(&self.models),
             ips: split_list(&self.ips),
             rpm,
+            budget: blank_is_none(&self.budget),
+            budget_period: blank_is_none(&self.budget_period),
         })
     }
 }
@@ -113,6 +143,8 @@ impl KeyFields {
             models: self.models,
             ips: self.ips,
             rpm: self.rpm,
+            budget_period: self.budget.as_ref().and(self.budget_period),
+            budget: self.budget,
             key: None,
         }
     }
@@ -127,6 +159,8 @@ impl KeyFields {
             models: Some(self.models),
             ips: Some(self.ips),
             rpm: Some(self.rpm),
+            budget_period: self.budget.as_ref().and(self.budget_period),
+            budget: Some(self.budget),
         }
     }
 }

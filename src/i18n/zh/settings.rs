@@ -96,6 +96,11 @@ pub const ZH: &[(&str, &str)] = &[
     ("Largest request body (bytes)", "请求体上限（字节）"),
     ("Client stall cut (seconds)", "客户端停滞断开（秒）"),
     ("Output tokens assumed without a maximum", "未设上限时预估的输出令牌数"),
+    ("Budget time zone", "预算时区"),
+    (
+        "Where daily, weekly and monthly key budgets start again: UTC or an offset like +08:00.",
+        "按日、周、月的密钥预算在此时区重新开始：UTC 或 +08:00 这样的偏移。",
+    ),
     (
         "Held for a request that sets no output limit (reasoning models: 32768).",
         "请求未设置输出上限时按此预留（推理模型：32768）。",

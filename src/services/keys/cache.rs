@@ -13,6 +13,7 @@ use hashlink::LruCache;
 
 use crate::db::Db;
 use crate::db::api_keys::{self, KeyGrant};
+use crate::domain::budget::Budget;
 use crate::domain::ip_allowlist::IpBlock;
 
 /// The database could not be read (logged where it happened).
@@ -32,6 +33,8 @@ pub struct Grant {
     pub rate_limit_rpm: Option<u32>,
     /// The key has a spend limit (holds reserve on it).
     pub spend_limited: bool,
+    /// The key's budget per period (holds reserve on it too).
+    pub budget: Option<Budget>,
 }
 
 impl Grant {
@@ -50,6 +53,7 @@ impl Grant {
             allowed_ips: list(row.allowed_ips).map(|v| v.iter().filter_map(|s| IpBlock::parse(s).ok()).collect()),
             rate_limit_rpm: row.rate_limit_rpm.and_then(|n| u32::try_from(n).ok()),
             spend_limited: row.spend_limit.is_some(),
+            budget: Budget::from_stored(row.budget, row.budget_period.as_deref(), row.budget_anchor),
         }
     }
 
@@ -229,6 +233,7 @@ mod tests {
             allowed_ips: None,
             rate_limit_rpm: None,
             spend_limited: false,
+            budget: None,
         }
     }
 

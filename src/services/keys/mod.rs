@@ -12,7 +12,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::users::UserError;
 use crate::db::api_keys::{self, KeyLimits, KeyListing};
 use crate::db::{self, users};
+use time::UtcOffset;
+
 use crate::domain::api_key;
+use crate::domain::budget::{Budget, Period};
 use crate::domain::ip_allowlist::IpBlock;
 use crate::domain::money::Money;
 use crate::domain::time::now_ms;
@@ -52,6 +55,12 @@ pub struct NewKeyInput {
     pub ips: Option<Vec<String>>,
     #[serde(default)]
     pub rpm: Option<i64>,
+    /// An amount the key may spend per `budget_period` (a decimal in the site currency).
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// `day`, `week`, `month`, `24h`, `7d` or `30d` (with `budget`).
+    #[serde(default)]
+    pub budget_period: Option<String>,
     /// A fixed key string (bootstrap files, automation); generated when absent.
     #[serde(default)]
     pub key: Option<String>,
@@ -76,6 +85,12 @@ pub struct KeyPatch {
     pub ips: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     pub rpm: Option<Option<i64>>,
+    /// `null` removes the budget (and its period).
+    #[serde(default, deserialize_with = "present")]
+    pub budget: Option<Option<String>>,
+    /// A new period starts the budget's count again.
+    #[serde(default)]
+    pub budget_period: Option<String>,
 }
 
 /// A field that is in the body, possibly `null` (absent fields get `default`: `None`).
@@ -92,6 +107,8 @@ impl KeyPatch {
             && self.models.is_none()
             && self.ips.is_none()
             && self.rpm.is_none()
+            && self.budget.is_none()
+            && self.budget_period.is_none()
     }
 }
 
@@ -119,6 +136,15 @@ pub struct KeyView {
     pub ips: Option<Vec<String>>,
     /// Requests per minute (`null`: no limit).
     pub rpm: Option<i64>,
+    /// What the key may spend per `budget_period` (`null`: no budget).
+    #[serde(serialize_with = "optional_money")]
+    pub budget: Option<i64>,
+    pub budget_period: Option<String>,
+    /// Spent in the current period (0 without a budget).
+    #[serde(serialize_with = "money")]
+    pub budget_spent: i64,
+    /// When the current period ends and the budget starts again (unix ms; `null` without one).
+    pub budget_resets_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub created_at: i64,
 }
@@ -134,13 +160,15 @@ fn optional_money<S: Serializer>(nanos: &Option<i64>, s: S) -> Result<S::Ok, S::
     }
 }
 
-impl From<KeyListing> for KeyView {
-    fn from(k: KeyListing) -> Self {
+impl KeyView {
+    /// The key as shown at `now`, its calendar budget cut at `zone` (the site's budget time zone).
+    pub fn new(k: KeyListing, now: i64, zone: UtcOffset) -> Self {
         let list = |json: Option<String>| json.and_then(|j| serde_json::from_str::<Vec<String>>(&j).ok());
+        let budget = Budget::from_stored(k.budget, k.budget_period.as_deref(), k.budget_anchor);
         Self {
             id: k.id,
             user_id: k.user_id,
-            expired: k.expires_at.is_some_and(|t| t <= now_ms()),
+            expired: k.expires_at.is_some_and(|t| t <= now),
             name: k.name,
             prefix: k.prefix,
             status: k.status,
@@ -150,6 +178,10 @@ impl From<KeyListing> for KeyView {
             models: list(k.allowed_models),
             ips: list(k.allowed_ips),
             rpm: k.rate_limit_rpm,
+            budget: k.budget,
+            budget_period: budget.map(|b| b.period.as_str().to_string()),
+            budget_spent: budget.map_or(0, |b| b.spent_now(now, zone, k.budget_window, k.budget_spent)),
+            budget_resets_at: budget.map(|b| b.window(now, zone).1),
             last_used_at: k.last_used_at,
             created_at: k.created_at,
         }
@@ -187,6 +219,43 @@ fn valid_spend_limit(limit: &str) -> Result<i64, UserError> {
         return Err(invalid("spend_limit: must not be negative".into()));
     }
     Ok(nanos)
+}
+
+fn valid_budget(budget: &str) -> Result<i64, UserError> {
+    let nanos = Money::parse(budget).map_err(|e| invalid(format!("budget: {e}")))?.nanos();
+    if nanos < 0 {
+        return Err(invalid("budget: must not be negative".into()));
+    }
+    Ok(nanos)
+}
+
+fn valid_period(period: &str) -> Result<Period, UserError> {
+    Period::parse(period).ok_or_else(|| invalid(format!("budget_period: {}", Period::ACCEPTED)))
+}
+
+/// A budget as stored: the amount, its period, and its anchor (`now` for a new budget or a new
+/// period, which starts the count again; else the current one).
+fn valid_key_budget(
+    amount: Option<i64>,
+    period: Option<&str>,
+    current: Option<Budget>,
+) -> Result<(Option<i64>, Option<String>, i64), UserError> {
+    let Some(amount) = amount else {
+        if period.is_some() {
+            return Err(invalid("budget: required with budget_period".into()));
+        }
+        return Ok((None, None, 0));
+    };
+    let period = match (period, current) {
+        (Some(p), _) => valid_period(p)?,
+        (None, Some(current)) => current.period,
+        (None, None) => return Err(invalid(format!("budget_period: required with budget ({})", Period::ACCEPTED))),
+    };
+    let anchor = match current {
+        Some(current) if current.period == period => current.anchor,
+        _ => now_ms(),
+    };
+    Ok((Some(amount), Some(period.as_str().to_string()), anchor))
 }
 
 fn valid_rpm(rpm: i64) -> Result<i64, UserError> {
@@ -230,7 +299,12 @@ fn valid_ips(ips: &[String]) -> Result<Option<String>, UserError> {
 }
 
 fn new_key_limits(input: &NewKeyInput) -> Result<KeyLimits, UserError> {
+    let (budget, budget_period, budget_anchor) =
+        valid_key_budget(input.budget.as_deref().map(valid_budget).transpose()?, input.budget_period.as_deref(), None)?;
     Ok(KeyLimits {
+        budget,
+        budget_period,
+        budget_anchor,
         spend_limit: input.spend_limit.as_deref().map(valid_spend_limit).transpose()?,
         expires_at: input.expires_at,
         allowed_models: input.models.as_deref().map(valid_models).transpose()?.flatten(),
@@ -276,12 +350,18 @@ async fn load(state: &AppState, scope: KeyScope, id: i64) -> Result<KeyListing, 
 }
 
 pub async fn get_key(state: &AppState, scope: KeyScope, id: i64) -> Result<KeyView, UserError> {
-    load(state, scope, id).await.map(KeyView::from)
+    let zone = state.site().gateway.budget_zone;
+    load(state, scope, id).await.map(|k| KeyView::new(k, now_ms(), zone))
 }
 
 /// The user's keys, newest first.
 pub async fn list_keys(state: &AppState, user_id: i64) -> Result<Vec<KeyView>, UserError> {
-    Ok(api_keys::list_for_user(state.db().pool(), user_id).await?.into_iter().map(KeyView::from).collect())
+    let (now, zone) = (now_ms(), state.site().gateway.budget_zone);
+    Ok(api_keys::list_for_user(state.db().pool(), user_id)
+        .await?
+        .into_iter()
+        .map(|k| KeyView::new(k, now, zone))
+        .collect())
 }
 
 /// Changes a key's status, name or limits (only the fields in `patch`); the key as it is now.
@@ -290,13 +370,24 @@ pub async fn list_keys(state: &AppState, user_id: i64) -> Result<Vec<KeyView>, U
 pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyPatch) -> Result<KeyView, UserError> {
     if patch.is_empty() {
         return Err(invalid(
-            "nothing to change: send status, name, spend_limit, expires_at, models, ips or rpm".into(),
+            "nothing to change: send status, name, spend_limit, expires_at, models, ips, rpm, budget or budget_period"
+                .into(),
         ));
     }
     let current = load(state, scope, id).await?;
     let status = patch.status.as_deref().map_or_else(|| Ok(current.status.clone()), valid_status)?;
     let name = patch.name.as_deref().map_or_else(|| Ok(current.name.clone()), valid_name)?;
+    let current_budget = Budget::from_stored(current.budget, current.budget_period.as_deref(), current.budget_anchor);
+    let amount = match &patch.budget {
+        Some(budget) => budget.as_deref().map(valid_budget).transpose()?,
+        None => current.budget,
+    };
+    let (budget, budget_period, budget_anchor) =
+        valid_key_budget(amount, patch.budget_period.as_deref(), current_budget)?;
     let limits = KeyLimits {
+        budget,
+        budget_period,
+        budget_anchor,
         spend_limit: match &patch.spend_limit {
             Some(limit) => limit.as_deref().map(valid_spend_limit).transpose()?,
             None => current.spend_limit,
@@ -337,6 +428,35 @@ pub async fn delete_key(state: &AppState, scope: KeyScope, id: i64) -> Result<()
     }
     changes::publish(state, Change::Key(id)).await;
     Ok(())
+}
+
+/// Why a key's hold was refused, when it was its budget: the budget and when it starts again.
+#[derive(Clone, Copy, Debug)]
+pub struct BudgetRefusal {
+    pub budget: Budget,
+    /// Unix ms: the end of the current window.
+    pub resets_at: i64,
+    /// The instant the refusal was judged at (unix ms, the gateway's budget clock).
+    pub now: i64,
+}
+
+/// Whether a hold of `amount` at `now` fails on the key's budget (rather than on its spend
+/// limit): read only when a hold was refused, so the gateway can say which and until when.
+pub async fn budget_refusal(
+    state: &AppState,
+    key_id: i64,
+    amount: i64,
+    now: i64,
+    zone: UtcOffset,
+) -> Option<BudgetRefusal> {
+    let key = api_keys::get(state.db().pool(), key_id).await.ok()??;
+    let budget = Budget::from_stored(key.budget, key.budget_period.as_deref(), key.budget_anchor)?;
+    let spent = budget.spent_now(now, zone, key.budget_window, key.budget_spent);
+    (spent.saturating_add(amount) > budget.amount).then(|| BudgetRefusal {
+        budget,
+        resets_at: budget.window(now, zone).1,
+        now,
+    })
 }
 
 /// The user's keys as the logs page's filter lists them (names and ids, any status).
