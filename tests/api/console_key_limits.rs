@@ -10,6 +10,7 @@ use crate::support::fake_openai::{Behavior, FakeOpenAi};
 use crate::support::helpers::{Backend, TestApp, spawn_app};
 
 db_tests!(
+    a_budget_set_in_the_form_shows_and_holds,
     edited_limits_show_in_the_table_and_the_gateway_enforces_them,
     refused_edits_explain_and_change_nothing,
     other_users_keys_cannot_be_edited,
@@ -107,12 +108,53 @@ fn form<'a>(csrf: &'a str, fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a s
         ("models", ""),
         ("ips", ""),
         ("rpm", ""),
+        ("budget", ""),
+        ("budget_period", "month"),
     ];
     for (name, value) in fields {
         form.retain(|(n, _)| n != name);
         form.push((name, value));
     }
     form
+}
+
+/// A daily budget set in the key's form shows in its row (spent of how much, and when it starts
+/// again) and in the form, and the gateway holds it: the request past it is refused with the
+/// budget's message; a refused budget changes nothing.
+async fn a_budget_set_in_the_form_shows_and_holds(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let _fake = two_models(&app).await;
+    let mut browser = Browser::new(&app);
+    let (id, key) = user_with_console_key(&app, &mut browser, "budget@example.com").await;
+    let csrf = browser.csrf("/console/keys").await;
+    let edit = format!("/console/keys/{id}/edit");
+
+    let before = stored(&app, id).await;
+    let (status, _, page) = browser.post(&edit, &form(&csrf, &[("budget", "-1"), ("budget_period", "day")])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("budget: must not be negative"), "{page}");
+    assert_eq!(stored(&app, id).await, before);
+
+    let (status, location, _) =
+        browser.post(&edit, &form(&csrf, &[("budget", "0.05"), ("budget_period", "day")])).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console/keys"));
+    let (_, _, list) = browser.get("/console/keys").await;
+    assert!(list.contains("Budget: 0.00 / 0.05 Per day · starts again"), "{list}");
+    let (_, _, page) = browser.get(&edit).await;
+    assert!(page.contains("name=\"budget\" inputmode=\"decimal\" value=\"0.05\""), "{page}");
+    assert!(page.contains("<option value=\"day\" selected>"), "{page}");
+
+    // One answer costs 0.00008 (its hold, about 0.041 for 4,096 output tokens, fits the budget).
+    assert_eq!(chat(&app, &key, "gpt-good").await.0, 200);
+    app.settled().await;
+    let (_, _, list) = browser.get("/console/keys").await;
+    assert!(list.contains("Budget: 0.00008 / 0.05 Per day"), "{list}");
+    // A budget the next hold does not fit in refuses it, naming the budget.
+    browser.post(&edit, &form(&csrf, &[("budget", "0.01"), ("budget_period", "day")])).await;
+    let (status, body) = chat(&app, &key, "gpt-good").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("daily budget of 0.01"), "{body}");
+    app.assert_ledger_consistent().await;
 }
 
 async fn edited_limits_show_in_the_table_and_the_gateway_enforces_them(backend: Backend) {

@@ -40,6 +40,17 @@ pub struct KeyRow {
     pub models: Option<String>,
     pub ips: Option<String>,
     pub rpm: Option<i64>,
+    pub budget: Option<BudgetShown>,
+}
+
+/// A key's budget as its row shows it: spent this period, of how much, per what, and when the
+/// period ends.
+pub struct BudgetShown {
+    pub spent: String,
+    pub amount: String,
+    /// The period's label in the form ("Per day"), translated by the template.
+    pub period: &'static str,
+    pub resets: String,
 }
 
 impl From<&KeyView> for KeyRow {
@@ -57,6 +68,15 @@ impl From<&KeyView> for KeyRow {
             models: k.models.as_ref().map(|m| m.join(", ")),
             ips: k.ips.as_ref().map(|m| m.join(", ")),
             rpm: k.rpm,
+            budget: k.budget.map(|amount| BudgetShown {
+                spent: Money(k.budget_spent).to_string(),
+                amount: Money(amount).to_string(),
+                period: form::BUDGET_PERIODS
+                    .iter()
+                    .find(|(value, _)| Some(*value) == k.budget_period.as_deref())
+                    .map_or("", |(_, label)| *label),
+                resets: k.budget_resets_at.map(format_time).unwrap_or_default(),
+            }),
         }
     }
 }

@@ -405,6 +405,7 @@ pub const ZH: &[(&str, &str)] = &[
     ("Requests per minute", "每分钟请求数"),
     ("Budget", "预算"),
     ("no budget", "无预算"),
+    ("starts again", "重新开始于"),
     ("Budget period", "预算周期"),
     ("Per day", "每天"),
     ("Per week", "每周"),
