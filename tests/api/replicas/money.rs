@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Customer, assert_audit_clean, at, balance, charges, customer, models, open, replicas, until_everywhere};
+use super::{
+    Customer, admin, assert_audit_clean, at, balance, charges, customer, models, open, replicas, until_everywhere,
+};
 use crate::support::fake_openai::{Behavior, FakeOpenAi};
 use crate::support::process::{base_env, command};
 
@@ -72,6 +74,55 @@ async fn a_balance_for_k_requests_serves_exactly_k_over_three_replicas() {
     let stdout = String::from_utf8_lossy(&audit.stdout);
     assert_eq!(audit.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
     assert!(stdout.contains("0 offenders"), "{stdout}");
+}
+
+/// A key's daily budget for exactly K requests, and 10×K of them at once over three replicas:
+/// exactly K are served and charged (the budget is reserved in the database, which every replica
+/// shares), the rest refused naming the budget; the user's balance pays for K only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_budget_for_k_requests_serves_exactly_k_over_three_replicas() {
+    const K: usize = 30;
+    let Funded { dirs: _dirs, servers, url, fake, user, key: _ } = funded("100.00").await;
+    let options = json!({ "budget": "3.00", "budget_period": "day" });
+    let (status, created) = admin(&servers[0], "POST", &format!("/api/admin/users/{user}/keys"), Some(options)).await;
+    assert_eq!(status, 201, "{created}");
+    let (key_id, key) = (created["id"].as_i64().unwrap(), created["key"].as_str().unwrap().to_string());
+
+    let client = reqwest::Client::new();
+    let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 5 });
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let answers = futures_util::future::join_all((0..10 * K).map(|i| {
+        let request = client.post(at(ports[i % 3], "/v1/chat/completions")).bearer_auth(&key).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    }))
+    .await;
+    for server in servers {
+        let (code, log) = server.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+    }
+
+    let served = answers.iter().filter(|(s, _)| *s == 200).count();
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 429, "{body}");
+        assert!(body.contains("daily budget of 3.00"), "{body}");
+    }
+    println!("{served} of {} served for a budget of {K}", 10 * K);
+    assert_eq!(served, K, "the budget holds across the replicas");
+    assert_eq!(fake.received().len(), K);
+    let db = open(&url).await;
+    assert_eq!(balance(&db, user).await, 100_000_000_000 - K as i64 * 100_000_000);
+    assert_eq!(charges(&db, user).await, K as i64);
+    let spent: i64 = sqlx::query_scalar("SELECT budget_spent FROM api_keys WHERE id = $1")
+        .bind(key_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, K as i64 * 100_000_000, "the budget's count is exactly what was charged");
+    assert_audit_clean(&db).await;
 }
 
 /// A small balance that one replica leased whole is spendable on the others at once: a replica
