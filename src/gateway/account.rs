@@ -57,11 +57,22 @@ pub async fn usage(State(state): State<AppState>, auth: ApiKeyAuth) -> Result<Js
 }
 
 /// `GET /api/v1/key`: OpenRouter's shape (`data.label`, `limit`, `usage`, `limit_remaining`,
-/// `rate_limit`), plus the user's `balance` and the key's `expires_at` (unix seconds).
+/// `rate_limit`), plus the user's `balance`, the key's `expires_at` (unix seconds) and its
+/// `budget` this period (`limit`, `period`, `usage`, `remaining`, `resets_at` in unix seconds).
 pub async fn key(State(state): State<AppState>, auth: ApiKeyAuth) -> Result<Json<Value>, GatewayError> {
     let key = of(&state, &auth).await?;
     let rate_limit = match key.rpm {
         Some(requests) => json!({ "requests": requests, "interval": "1m" }),
+        None => Value::Null,
+    };
+    let budget = match key.budget {
+        Some(limit) => json!({
+            "limit": dollars(limit),
+            "period": key.budget_period,
+            "usage": dollars(key.budget_spent),
+            "remaining": dollars(key.budget_left()),
+            "resets_at": key.budget_resets_at.map(|ms| ms / 1000),
+        }),
         None => Value::Null,
     };
     Ok(Json(json!({
@@ -74,6 +85,7 @@ pub async fn key(State(state): State<AppState>, auth: ApiKeyAuth) -> Result<Json
             "is_free_tier": false,
             "rate_limit": rate_limit,
             "expires_at": key.expires_at.map(|ms| ms / 1000),
+            "budget": budget,
         }
     })))
 }

@@ -184,6 +184,21 @@ async fn budgets_are_validated_shown_and_changed(backend: Backend) {
     assert_eq!(app.v1(&key, "/v1/chat/completions", &chat()).await.status(), 200);
     app.settled().await;
 
+    // The key alone reads its budget, and what it may still spend is within it.
+    let response = app.client.get(app.url("/api/v1/key")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let read: Value = response.json().await.unwrap();
+    let budget = &read["data"]["budget"];
+    assert_eq!(
+        (&budget["limit"], &budget["period"], &budget["usage"]),
+        (&json!(0.5), &json!("week"), &json!(0.1)),
+        "{read}"
+    );
+    assert!((budget["remaining"].as_f64().unwrap() - 0.4).abs() < 1e-9, "{read}");
+    assert!((read["data"]["limit_remaining"].as_f64().unwrap() - 0.4).abs() < 1e-9, "the budget bounds it: {read}");
+    let resets_at = budget["resets_at"].as_i64().unwrap();
+    assert_eq!(resets_at * 1000, fresh["budget_resets_at"].as_i64().unwrap(), "{read}");
+
     let key_path = format!("/api/admin/keys/{key_id}");
     let (status, raised) = app.admin("PATCH", &key_path, Some(json!({ "budget": "0.80" }))).await;
     assert_eq!(status, 200, "{raised}");

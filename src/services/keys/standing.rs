@@ -16,6 +16,12 @@ pub struct Standing {
     /// Unix ms.
     pub expires_at: Option<i64>,
     pub rpm: Option<i64>,
+    /// The key's budget per period, what it has spent of it this period, the period, and when
+    /// the period ends (unix ms).
+    pub budget: Option<i64>,
+    pub budget_spent: i64,
+    pub budget_period: Option<String>,
+    pub budget_resets_at: Option<i64>,
     /// The user's balance.
     pub balance: i64,
     /// What the user owes (while above zero, nothing may be spent).
@@ -29,13 +35,21 @@ impl Standing {
     }
 
     /// What the key may still spend: the user's balance (none while in debt), within what is
-    /// left of the key's limit when it has one.
+    /// left of the key's limit and of its budget this period, when it has them.
     pub fn remaining(&self) -> i64 {
-        let balance = self.spendable_balance();
-        match self.spend_limit {
-            Some(limit) => balance.min(limit.saturating_sub(self.spent).max(0)),
-            None => balance,
+        let mut remaining = self.spendable_balance();
+        if let Some(limit) = self.spend_limit {
+            remaining = remaining.min(limit.saturating_sub(self.spent).max(0));
         }
+        if self.budget.is_some() {
+            remaining = remaining.min(self.budget_left());
+        }
+        remaining
+    }
+
+    /// What is left of the budget this period (0 without one).
+    pub fn budget_left(&self) -> i64 {
+        self.budget.map_or(0, |b| b.saturating_sub(self.budget_spent).max(0))
     }
 }
 
@@ -49,6 +63,10 @@ pub async fn standing(state: &AppState, user_id: i64, key_id: i64) -> Result<Sta
         spend_limit: key.spend_limit,
         expires_at: key.expires_at,
         rpm: key.rpm,
+        budget: key.budget,
+        budget_spent: key.budget_spent,
+        budget_period: key.budget_period,
+        budget_resets_at: key.budget_resets_at,
         balance: user.balance,
         debt: user.debt,
     })
@@ -59,7 +77,19 @@ mod tests {
     use super::*;
 
     fn standing(spent: i64, limit: Option<i64>, balance: i64, debt: i64) -> Standing {
-        Standing { name: "k".into(), spent, spend_limit: limit, expires_at: None, rpm: None, balance, debt }
+        Standing {
+            name: "k".into(),
+            spent,
+            spend_limit: limit,
+            expires_at: None,
+            rpm: None,
+            budget: None,
+            budget_spent: 0,
+            budget_period: None,
+            budget_resets_at: None,
+            balance,
+            debt,
+        }
     }
 
     #[test]
