@@ -17,6 +17,8 @@ pub struct KeyGrant {
     pub allowed_models: Option<String>,
     pub allowed_ips: Option<String>,
     pub rate_limit_rpm: Option<i64>,
+    pub rate_limit_rpd: Option<i64>,
+    pub rate_limit_tpm: Option<i64>,
     /// A budget per period: the amount, the period (`domain::budget::Period`) and when it was set.
     pub budget: Option<i64>,
     pub budget_period: Option<String>,
@@ -29,7 +31,7 @@ pub async fn grant_by_hash<'e>(
 ) -> Result<Option<KeyGrant>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT k.id, k.user_id, k.status AS key_status, u.status AS user_status, u.group_name, k.expires_at, k.spend_limit, k.allowed_models, \
-         k.allowed_ips, k.rate_limit_rpm, k.budget, k.budget_period, k.budget_anchor \
+         k.allowed_ips, k.rate_limit_rpm, k.rate_limit_rpd, k.rate_limit_tpm, k.budget, k.budget_period, k.budget_anchor \
          FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
     )
     .bind(hash)
@@ -47,6 +49,8 @@ pub async fn grant_by_hash<'e>(
             allowed_models: r.try_get("allowed_models")?,
             allowed_ips: r.try_get("allowed_ips")?,
             rate_limit_rpm: r.try_get("rate_limit_rpm")?,
+            rate_limit_rpd: r.try_get("rate_limit_rpd")?,
+            rate_limit_tpm: r.try_get("rate_limit_tpm")?,
             budget: r.try_get("budget")?,
             budget_period: r.try_get("budget_period")?,
             budget_anchor: r.try_get("budget_anchor")?,
@@ -65,6 +69,8 @@ pub struct KeyLimits {
     /// JSON array of IPs / CIDRs.
     pub allowed_ips: Option<String>,
     pub rate_limit_rpm: Option<i64>,
+    pub rate_limit_rpd: Option<i64>,
+    pub rate_limit_tpm: Option<i64>,
     /// The budget per period (nano-units), its period, and when it was set (unix ms: rolling
     /// periods count from it; a new anchor starts the count again).
     pub budget: Option<i64>,
@@ -82,8 +88,8 @@ pub async fn insert<'e>(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, spend_limit, expires_at, allowed_models, allowed_ips, \
-         rate_limit_rpm, budget, budget_period, budget_anchor, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
+         rate_limit_rpm, budget, budget_period, budget_anchor, created_at, updated_at, rate_limit_rpd, rate_limit_tpm) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15) RETURNING id",
     )
     .bind(user_id)
     .bind(name)
@@ -98,6 +104,8 @@ pub async fn insert<'e>(
     .bind(limits.budget_period.as_deref())
     .bind(limits.budget_anchor)
     .bind(now_ms())
+    .bind(limits.rate_limit_rpd)
+    .bind(limits.rate_limit_tpm)
     .fetch_one(db)
     .await?
     .try_get("id")
@@ -136,6 +144,8 @@ pub struct KeyListing {
     /// JSON array of IPs / CIDRs.
     pub allowed_ips: Option<String>,
     pub rate_limit_rpm: Option<i64>,
+    pub rate_limit_rpd: Option<i64>,
+    pub rate_limit_tpm: Option<i64>,
     pub budget: Option<i64>,
     pub budget_period: Option<String>,
     pub budget_anchor: i64,
@@ -147,7 +157,7 @@ pub struct KeyListing {
 }
 
 const LISTING: &str = "SELECT id, user_id, name, key_prefix, status, spend_limit, spent, expires_at, allowed_models, \
-    allowed_ips, rate_limit_rpm, budget, budget_period, budget_anchor, budget_window, budget_spent, last_used_at, \
+    allowed_ips, rate_limit_rpm, rate_limit_rpd, rate_limit_tpm, budget, budget_period, budget_anchor, budget_window, budget_spent, last_used_at, \
     created_at FROM api_keys";
 
 fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
@@ -163,6 +173,8 @@ fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
         allowed_models: r.try_get("allowed_models")?,
         allowed_ips: r.try_get("allowed_ips")?,
         rate_limit_rpm: r.try_get("rate_limit_rpm")?,
+        rate_limit_rpd: r.try_get("rate_limit_rpd")?,
+        rate_limit_tpm: r.try_get("rate_limit_tpm")?,
         budget: r.try_get("budget")?,
         budget_period: r.try_get("budget_period")?,
         budget_anchor: r.try_get("budget_anchor")?,
@@ -208,8 +220,8 @@ pub async fn update<'e>(
         "UPDATE api_keys SET name = $1, status = $2, spend_limit = $3, expires_at = $4, allowed_models = $5, \
          allowed_ips = $6, rate_limit_rpm = $7, updated_at = $8, budget = $10, budget_period = $11, \
          budget_spent = CASE WHEN budget_anchor = $12 THEN budget_spent ELSE 0 END, \
-         budget_window = CASE WHEN budget_anchor = $12 THEN budget_window ELSE 0 END, budget_anchor = $12 \
-         WHERE id = $9 AND spent <= COALESCE($3, spent)",
+         budget_window = CASE WHEN budget_anchor = $12 THEN budget_window ELSE 0 END, budget_anchor = $12, \
+         rate_limit_rpd = $13, rate_limit_tpm = $14 WHERE id = $9 AND spent <= COALESCE($3, spent)",
     )
     .bind(name)
     .bind(status)
@@ -223,6 +235,8 @@ pub async fn update<'e>(
     .bind(limits.budget)
     .bind(limits.budget_period.as_deref())
     .bind(limits.budget_anchor)
+    .bind(limits.rate_limit_rpd)
+    .bind(limits.rate_limit_tpm)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

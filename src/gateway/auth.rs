@@ -1,57 +1,28 @@
 //! API-key authentication for the gateway: the [`ApiKeyAuth`] extractor (through the key cache of
 //! `services::keys::cache`: no database read on a hit, none for a token not shaped like a key)
-//! and the per-key requests-per-minute limit.
+//! and the key's request limits (per minute, per day: `limits`).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::Gateway;
 use super::error::GatewayError;
+use super::limits::{self, Headers, Standing, Window};
 use crate::domain::api_key;
 use crate::domain::time::now_ms;
 pub use crate::services::keys::cache::Grant;
-
-/// Most keys tracked by the rate limiter before it drops past windows.
-const MAX_ENTRIES: usize = 100_000;
-
-/// Fixed one-minute windows per key.
-#[derive(Default)]
-pub struct RateLimiter {
-    windows: Mutex<HashMap<i64, (u64, u32)>>,
-}
-
-impl RateLimiter {
-    /// Counts one request; `Err(seconds until the next window)` when the key is over its limit.
-    fn check(&self, key_id: i64, rpm: u32) -> Result<(), u64> {
-        let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
-        let minute = now_secs / 60;
-        let Ok(mut windows) = self.windows.lock() else {
-            return Ok(());
-        };
-        if windows.len() > MAX_ENTRIES {
-            windows.retain(|_, (m, _)| *m == minute);
-        }
-        let entry = windows.entry(key_id).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        if entry.1 >= rpm {
-            return Err((60 - now_secs % 60).max(1));
-        }
-        entry.1 += 1;
-        Ok(())
-    }
-}
 
 /// The authenticated key of a gateway request, from `Authorization: Bearer sk-…`
 /// (or `x-api-key`, as Anthropic clients send it).
 pub struct ApiKeyAuth {
     pub grant: Arc<Grant>,
     pub client_ip: Option<IpAddr>,
+    /// The key's request window after this request was counted (for the `x-ratelimit-*`
+    /// headers); the token window is added once the request's estimate is known.
+    pub limits: Headers,
 }
 
 impl FromRequestParts<Gateway> for ApiKeyAuth {
@@ -74,33 +45,44 @@ impl FromRequestParts<Gateway> for ApiKeyAuth {
         if !grant.active || expired || !grant.may_connect_from(client_ip) {
             return Err(GatewayError::InvalidApiKey);
         }
-        if let Some(rpm) = grant.rate_limit_rpm {
-            rate_limit(state, grant.key_id, rpm)
-                .await
-                .map_err(|retry_after_secs| GatewayError::RateLimited { retry_after_secs })?;
-        }
-        Ok(Self { grant, client_ip })
+        let limits = count_request(state, &grant).await?;
+        Ok(Self { grant, client_ip, limits })
     }
 }
 
-/// Counts one request of a key with a requests-per-minute limit: in the counters every replica
-/// shares when there are some (Redis), else (or when Redis fails) on this replica.
-/// `Err(seconds until the next window)` when the key is over its limit.
-async fn rate_limit(state: &Gateway, key_id: i64, rpm: u32) -> Result<(), u64> {
-    let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
-    // Without Redis, no key name is built: this replica counts.
-    let shared = match state.counters().redis_up() {
-        Some(_) => {
-            let window = format!("bc:rpm:{key_id}:{}", now_secs / 60);
-            state.counters().hit(&window, std::time::Duration::from_secs(61)).await
-        }
+/// Counts the request in the key's per-minute and per-day windows (in the counters the replicas
+/// share when there are some, else on this replica); refused when either is full, and then
+/// neither counts it.
+async fn count_request(state: &Gateway, grant: &Grant) -> Result<Headers, GatewayError> {
+    let (key, now) = (grant.key_id, now_ms());
+    let local = &state.gateway().counts;
+    let refused = |window: Window, s: Standing| GatewayError::RateLimited {
+        retry_after_secs: s.wait_secs(now),
+        limit: s.limit,
+        per: if window == Window::RequestsPerDay { "day" } else { "minute" },
+    };
+    let minute = match grant.rate_limit_rpm {
+        Some(rpm) => Some(
+            limits::take(state, local, Window::RequestsPerMinute, key, 1, rpm.into(), now)
+                .await
+                .map_err(|s| refused(Window::RequestsPerMinute, s))?,
+        ),
         None => None,
     };
-    match shared {
-        Some(count) if count > u64::from(rpm) => Err((60 - now_secs % 60).max(1)),
-        Some(_) => Ok(()),
-        None => state.gateway().rate_limiter.check(key_id, rpm),
-    }
+    let day = match grant.rate_limit_rpd {
+        Some(rpd) => match limits::take(state, local, Window::RequestsPerDay, key, 1, rpd.into(), now).await {
+            Ok(standing) => Some(standing),
+            Err(standing) => {
+                if minute.is_some() {
+                    let number = now.div_euclid(60_000);
+                    limits::adjust(state, local, Window::RequestsPerMinute, key, number, -1).await;
+                }
+                return Err(refused(Window::RequestsPerDay, standing));
+            }
+        },
+        None => None,
+    };
+    Ok(Headers { requests: Headers::requests_from(minute, day), tokens: None })
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -120,19 +102,4 @@ fn bearer(parts: &Parts) -> Option<&str> {
     }
     let query = parts.uri.query()?;
     query.split('&').find_map(|pair| pair.strip_prefix("key=")).filter(|k| !k.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limit_counts_per_key() {
-        let limiter = RateLimiter::default();
-        assert!(limiter.check(1, 2).is_ok());
-        assert!(limiter.check(1, 2).is_ok());
-        let retry = limiter.check(1, 2).unwrap_err();
-        assert!((1..=60).contains(&retry));
-        assert!(limiter.check(2, 2).is_ok(), "another key has its own window");
-    }
 }

@@ -30,8 +30,17 @@ pub enum GatewayError {
         message: String,
         resets_in_ms: i64,
     },
+    /// The key's requests per minute or per day (`per`) are used up.
     RateLimited {
         retry_after_secs: u64,
+        limit: u64,
+        per: &'static str,
+    },
+    /// The key's tokens per minute cannot take this request's estimate (`needed`).
+    TokensLimited {
+        retry_after_secs: u64,
+        limit: u64,
+        needed: u64,
     },
     /// Admission refused the request: a concurrency cap stayed full for the whole wait.
     ConcurrencyLimited {
@@ -70,6 +79,7 @@ impl GatewayError {
             Self::InsufficientQuota(_)
             | Self::BudgetSpent { .. }
             | Self::RateLimited { .. }
+            | Self::TokensLimited { .. }
             | Self::UpstreamRateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamRejected { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -90,6 +100,7 @@ impl GatewayError {
             Self::InsufficientQuota(_) => "insufficient_quota",
             Self::BudgetSpent { .. } => "budget_spent",
             Self::RateLimited { .. } => "rate_limited",
+            Self::TokensLimited { .. } => "tokens_limited",
             Self::ConcurrencyLimited { .. } => "concurrency_limited",
             Self::BodyTimeout => "body_timeout",
             Self::UpstreamRejected { .. } => "upstream_rejected",
@@ -137,8 +148,26 @@ impl GatewayError {
             Self::BudgetSpent { message, .. } => {
                 (message.clone(), "insufficient_quota".into(), None, s("insufficient_quota"))
             }
-            Self::RateLimited { retry_after_secs } => (
-                format!("Rate limit reached for this key. Try again in {retry_after_secs} s."),
+            Self::TokensLimited { limit, needed, .. } if needed > limit => (
+                format!(
+                    "This request needs about {needed} tokens, more than this key's limit of {limit} tokens per minute. Lower max_tokens or the prompt."
+                ),
+                "tokens".into(),
+                None,
+                s("rate_limit_exceeded"),
+            ),
+            Self::TokensLimited { retry_after_secs, limit, needed } => (
+                format!(
+                    "Rate limit reached for this key: {limit} tokens per minute (this request needs about {needed}). Try again in {retry_after_secs} s."
+                ),
+                "tokens".into(),
+                None,
+                s("rate_limit_exceeded"),
+            ),
+            Self::RateLimited { retry_after_secs, limit, per } => (
+                format!(
+                    "Rate limit reached for this key: {limit} requests per {per}. Try again in {retry_after_secs} s."
+                ),
                 "requests".into(),
                 None,
                 s("rate_limit_exceeded"),
@@ -205,7 +234,9 @@ impl GatewayError {
     /// Seconds a client should wait before retrying (the `Retry-After` header), when known.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::RateLimited { retry_after_secs, .. } | Self::TokensLimited { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
             Self::ConcurrencyLimited { .. } => Some(CONCURRENCY_RETRY_AFTER_SECS),
             _ => None,
         }
@@ -219,6 +250,20 @@ impl GatewayError {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        // A refused request never reaches the relay that writes the key's rate-limit headers:
+        // its full window is said here.
+        if let Self::RateLimited { retry_after_secs, limit, .. } = self {
+            let reset = crate::domain::budget::reset_text(i64::try_from(*retry_after_secs).unwrap_or(0) * 1000);
+            for (name, value) in [
+                ("x-ratelimit-limit-requests", limit.to_string()),
+                ("x-ratelimit-remaining-requests", "0".to_string()),
+                ("x-ratelimit-reset-requests", reset),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
         }
         if matches!(self, Self::InsufficientQuota(_) | Self::BudgetSpent { .. }) {
             response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
@@ -323,7 +368,7 @@ mod tests {
             (quota.status().as_u16(), quota.body()["error"]["type"].as_str()),
             (429, Some("insufficient_quota"))
         );
-        let response = GatewayError::RateLimited { retry_after_secs: 7 }.into_response();
+        let response = GatewayError::RateLimited { retry_after_secs: 7, limit: 5, per: "minute" }.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 }

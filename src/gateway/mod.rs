@@ -13,6 +13,7 @@ pub mod error;
 mod estimate;
 mod health;
 pub mod ingress;
+pub mod limits;
 pub mod models;
 mod prepare;
 pub mod probe;
@@ -29,7 +30,7 @@ use axum::extract::{FromRef, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use self::auth::{ApiKeyAuth, RateLimiter};
+use self::auth::ApiKeyAuth;
 use self::endpoints::Endpoint;
 use self::error::GatewayError;
 use crate::config::GatewayConfig;
@@ -80,7 +81,8 @@ pub struct GatewayState {
     /// The upstream client and the connect timeout it was built with; rebuilt when the
     /// `gateway.connect_timeout_secs` setting changes (a clone is an `Arc` bump).
     http: std::sync::RwLock<(reqwest::Client, std::time::Duration)>,
-    pub rate_limiter: RateLimiter,
+    /// This replica's own rate-limit counts (when Redis is not configured or does not answer).
+    pub counts: Arc<limits::LocalCounts>,
     /// Concurrency caps per key, per user and in all.
     pub admission: admission::Admission,
     /// Cancelled when the shutdown grace period ends: open streams are cut and settled.
@@ -97,7 +99,7 @@ impl GatewayState {
         let http = std::sync::RwLock::new((client(config.connect_timeout)?, config.connect_timeout));
         Ok(Self {
             http,
-            rate_limiter: RateLimiter::default(),
+            counts: Default::default(),
             admission: admission::Admission::new(config.max_concurrent_requests),
             cut_streams: Default::default(),
             lease_wants: Default::default(),

@@ -16,11 +16,12 @@ use axum::response::{IntoResponse, Response};
 use super::Gateway;
 use super::admission::{AdmissionGuard, Limits};
 use super::attempts::attempt;
-use super::auth::ApiKeyAuth;
+use super::auth::{ApiKeyAuth, Grant};
 use super::endpoints::Endpoint;
 use super::error::{GatewayError, quota_error};
 use super::estimate::{self, Prompt};
 use super::health;
+use super::limits::{self, Headers, TokenReservation, Window};
 use super::prepare::{form_boundary, peek_request, read_body};
 use super::settlement::Settlement;
 use super::stream::{self, StreamRelay};
@@ -36,11 +37,14 @@ use crate::services::routing::{Channel, Route};
 
 /// Relays one request; every failure becomes an OpenAI-shaped error.
 pub async fn relay(state: Gateway, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
-    match relay_inner(&state, auth, endpoint, &headers, body, None).await {
+    let mut limits = auth.limits;
+    let mut response = match relay_inner(&state, auth, endpoint, &headers, body, None, &mut limits).await {
         Ok(response) => response,
         Err(error) if endpoint == Endpoint::Messages => error.into_anthropic_response(),
         Err(error) => error.into_response(),
-    }
+    };
+    limits.write(response.headers_mut(), now_ms());
+    response
 }
 
 /// Relays a Gemini-native call (`/v1beta/models/{model}:generateContent` or
@@ -53,10 +57,15 @@ pub async fn relay_gemini_native(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match relay_inner(&state, auth, Endpoint::GeminiGenerate, &headers, body, Some((model, stream))).await {
-        Ok(response) => response,
-        Err(error) => error.into_google_response(),
-    }
+    let mut limits = auth.limits;
+    let from_url = Some((model, stream));
+    let mut response =
+        match relay_inner(&state, auth, Endpoint::GeminiGenerate, &headers, body, from_url, &mut limits).await {
+            Ok(response) => response,
+            Err(error) => error.into_google_response(),
+        };
+    limits.write(response.headers_mut(), now_ms());
+    response
 }
 
 /// Prepare and hold (admission, body, peek, route, price, output cap, hold), then
@@ -69,6 +78,8 @@ async fn relay_inner(
     body: Body,
     // The model and stream flag, when the URL names them rather than the body (Gemini's API).
     from_url: Option<(String, bool)>,
+    // The key's rate-limit standing for the answer's headers: its token window is added here.
+    limits: &mut Headers,
 ) -> Result<Response, GatewayError> {
     // The operator's runtime gateway settings, read once for this request (no lock held).
     let site = state.site();
@@ -116,6 +127,7 @@ async fn relay_inner(
         _ => (&body, peek),
     };
     let estimate = estimate::hold_usage(endpoint, &peek, prompt, default_max, (route, &table, &model));
+    let tokens = reserve_tokens(state, &grant, &estimate, limits).await?;
     let mut hold_amount = price.cost(&estimate, multiplier).min(config.max_hold);
     if price.is_set() && multiplier > 0 {
         // A priced model never runs on an empty balance.
@@ -141,7 +153,16 @@ async fn relay_inner(
         key_limited: grant.spend_limited || grant.budget.is_some(),
         budget_window: grant.budget.map_or(0, |b| b.window(budget_now, config.budget_zone).0),
     };
-    let settlement = match hold(state, hold_request, (price, multiplier), log, admitted).await {
+    let held = hold(state, hold_request, (price, multiplier), log, admitted).await;
+    if held.is_err()
+        && let Some(tokens) = tokens.as_ref()
+    {
+        // Nothing is sent: the reserved tokens go back.
+        let local = &state.gateway().counts;
+        limits::adjust(state, local, Window::TokensPerMinute, tokens.key, tokens.number, -(tokens.reserved as i64))
+            .await;
+    }
+    let mut settlement = match held {
         Ok(settlement) => settlement,
         // The key's spend limit or its budget: say which, and when a budget starts again.
         Err(BillingError::KeyLimitReached) if grant.budget.is_some() => {
@@ -153,6 +174,7 @@ async fn relay_inner(
         }
         Err(e) => return Err(quota_error(e)),
     };
+    settlement.tokens = tokens;
     let content_type = match &form {
         Some(_) => {
             headers.get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("multipart/form-data"))
@@ -213,6 +235,29 @@ async fn hold(
         let _ = granted_tx.send(granted);
     });
     granted_rx.await.map_err(|_| BillingError::WriterGone)?
+}
+
+/// Reserves the request's estimated tokens (prompt and output) in its key's tokens-per-minute
+/// window, when the key has that limit; refused when the window cannot take them.
+async fn reserve_tokens(
+    state: &Gateway,
+    grant: &Grant,
+    estimate: &Usage,
+    limits: &mut Headers,
+) -> Result<Option<TokenReservation>, GatewayError> {
+    let Some(tpm) = grant.rate_limit_tpm else { return Ok(None) };
+    let needed = u64::try_from(estimate.prompt_tokens.saturating_add(estimate.completion_tokens)).unwrap_or(0).max(1);
+    let (local, now) = (&state.gateway().counts, now_ms());
+    match limits::take(state, local, Window::TokensPerMinute, grant.key_id, needed, tpm.into(), now).await {
+        Ok(standing) => {
+            limits.tokens = Some(standing);
+            Ok(Some(TokenReservation::new(local.clone(), grant.key_id, now, needed)))
+        }
+        Err(standing) => {
+            limits.tokens = Some(standing);
+            Err(GatewayError::TokensLimited { retry_after_secs: standing.wait_secs(now), limit: tpm.into(), needed })
+        }
+    }
 }
 
 /// A budget's refusal in words: which budget, and when it starts again.

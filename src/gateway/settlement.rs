@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use super::admission::AdmissionGuard;
+use super::limits::TokenReservation;
 use crate::billing::Hold;
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{Price, Usage};
@@ -24,6 +25,8 @@ pub struct Settlement {
     pub log: RequestLog,
     /// Usage known so far (from the upstream, or estimated from what was delivered).
     pub usage: Usage,
+    /// Tokens reserved in the key's tokens-per-minute window, trued up to `usage` when settled.
+    pub tokens: Option<TokenReservation>,
 }
 
 impl Settlement {
@@ -45,7 +48,13 @@ impl Settlement {
             started: Instant::now(),
             log,
             usage: Usage::default(),
+            tokens: None,
         }
+    }
+
+    /// The tokens the request used, as its key's tokens-per-minute window counts them.
+    fn tokens_used(&self) -> u64 {
+        u64::try_from(self.usage.prompt_tokens.saturating_add(self.usage.completion_tokens)).unwrap_or(0)
     }
 
     /// The cost of the usage recorded so far.
@@ -73,6 +82,9 @@ impl Settlement {
         let Some(hold) = self.hold.take() else { return };
         let mut log = self.prepared_log(status_code, error_class);
         let cost = if status_code < 400 || self.usage != Usage::default() { self.cost() } else { 0 };
+        if let Some(tokens) = self.tokens.take() {
+            tokens.true_up(&self.state, self.tokens_used()).await;
+        }
         settle_with_retries(&self.state, hold, cost, &mut log).await;
     }
 
@@ -93,12 +105,16 @@ impl Drop for Settlement {
         let mut log = self.prepared_log(499, Some("client_closed"));
         let cost = self.cost();
         let state = self.state.clone();
+        let (tokens, used) = (self.tokens.take(), self.tokens_used());
         let mut admission = self.admission.take();
         if let Some(admission) = admission.as_mut() {
             admission.answered();
         }
         if tokio::runtime::Handle::try_current().is_ok() {
             state.tasks().clone().spawn(async move {
+                if let Some(tokens) = tokens {
+                    tokens.true_up(&state, used).await;
+                }
                 settle_with_retries(&state, hold, cost, &mut log).await;
                 drop(admission);
             });

@@ -127,6 +127,28 @@ impl Counters {
         self.run::<()>(Query::Pipe(pipe)).await.is_some()
     }
 
+    /// Adds `amount` to `key` when the sum stays within `limit` (the key expires `ttl` after its
+    /// first count): whether it was added, and the count after. One script, so concurrent adds
+    /// on any replica cannot pass the limit together. `None`: no Redis, or it did not answer.
+    pub async fn add_within(&self, key: &str, amount: u64, limit: u64, ttl: Duration) -> Option<(bool, u64)> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ADD_WITHIN)
+            .arg(1)
+            .arg(key)
+            .arg(amount)
+            .arg(limit)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        self.run::<(u64, u64)>(Query::Cmd(cmd)).await.map(|(added, count)| (added == 1, count))
+    }
+
+    /// Moves `key` by `delta` (never below zero) if it still exists: a true-up within a window
+    /// that has not ended. `None`: no Redis, or it did not answer.
+    pub async fn adjust_existing(&self, key: &str, delta: i64) -> Option<()> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ADJUST_EXISTING).arg(1).arg(key).arg(delta);
+        self.run::<u64>(Query::Cmd(cmd)).await.map(|_| ())
+    }
+
     /// Increments `key` (no expiry) and returns the new value: a generation that retires every
     /// key built on the old one.
     pub async fn bump(&self, key: &str) -> Option<u64> {
@@ -191,6 +213,24 @@ enum Query {
     Cmd(redis::Cmd),
     Pipe(redis::Pipeline),
 }
+
+/// KEYS[1]: a window's count. ARGV: amount, limit, ttl (ms). Returns {added (0/1), count}.
+const ADD_WITHIN: &str = r#"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local amount = tonumber(ARGV[1])
+if count + amount > tonumber(ARGV[2]) then return {0, count} end
+count = redis.call('INCRBY', KEYS[1], amount)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, count}
+"#;
+
+/// KEYS[1]: a window's count. ARGV: delta. Only while the window's key exists; never below 0.
+const ADJUST_EXISTING: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count < 0 then redis.call('SET', KEYS[1], 0, 'KEEPTTL') end
+return 1
+"#;
 
 /// The sliding window in one script, so concurrent attempts on any replica cannot all pass.
 /// KEYS: sorted sets of attempt times. ARGV: now (ms), window (ms), this attempt's member, then

@@ -108,6 +108,8 @@ fn form<'a>(csrf: &'a str, fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a s
         ("models", ""),
         ("ips", ""),
         ("rpm", ""),
+        ("rpd", ""),
+        ("tpm", ""),
         ("budget", ""),
         ("budget_period", "month"),
     ];
@@ -193,6 +195,8 @@ async fn edited_limits_show_in_the_table_and_the_gateway_enforces_them(backend: 
         ("models", "gpt-good"),
         ("ips", "127.0.0.1, ::1"),
         ("rpm", "100"),
+        ("rpd", "1000"),
+        ("tpm", "50000"),
     ];
     let (status, location, _) = browser.post(&format!("/console/keys/{id}/edit"), &form(&csrf, &fields)).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console/keys"));
@@ -204,6 +208,8 @@ async fn edited_limits_show_in_the_table_and_the_gateway_enforces_them(backend: 
         "Models: gpt-good",
         "IPs: 127.0.0.1, ::1",
         "100 requests per minute",
+        "1000 requests per day",
+        "50000 tokens per minute",
     ] {
         assert!(list.contains(shown), "{shown}: {list}");
     }

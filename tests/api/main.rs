@@ -72,6 +72,7 @@ mod gemini;
 mod health;
 mod image_fetch;
 mod key_budgets;
+mod key_rate_limits;
 mod key_reads;
 mod leases;
 mod ledger_audit;

@@ -24,6 +24,10 @@ pub struct KeyForm {
     pub ips: String,
     #[serde(default)]
     pub rpm: String,
+    #[serde(default)]
+    pub rpd: String,
+    #[serde(default)]
+    pub tpm: String,
     /// An amount per `budget_period`; blank: no budget.
     #[serde(default)]
     pub budget: String,
@@ -50,6 +54,8 @@ pub struct KeyFields {
     pub models: Option<Vec<String>>,
     pub ips: Option<Vec<String>>,
     pub rpm: Option<i64>,
+    pub rpd: Option<i64>,
+    pub tpm: Option<i64>,
     pub budget: Option<String>,
     pub budget_period: Option<String>,
 }
@@ -96,6 +102,8 @@ impl KeyForm {
             models: key.models.as_ref().map(|m| m.join(", ")).unwrap_or_default(),
             ips: key.ips.as_ref().map(|m| m.join(", ")).unwrap_or_default(),
             rpm: key.rpm.map(|n| n.to_string()).unwrap_or_default(),
+            rpd: key.rpd.map(|n| n.to_string()).unwrap_or_default(),
+            tpm: key.tpm.map(|n| n.to_string()).unwrap_or_default(),
             budget: key.budget.map(|b| Money(b).to_string()).unwrap_or_default(),
             budget_period: key.budget_period.clone().unwrap_or_else(|| "month".into()),
         }
@@ -114,12 +122,13 @@ impl KeyForm {
     /// its day keeps the exact time (set through the API) rather than moving it to midnight.
     pub fn parse(&self, current_expiry: Option<i64>) -> Result<KeyFields, String> {
         let expires_at = parse_last_day(&self.expires, current_expiry)?;
-        let rpm = match blank_is_none(&self.rpm) {
-            None => None,
-            Some(n) => Some(
-                n.parse::<i64>().map_err(|_| "RPM: a whole number of requests per minute, or blank for no limit.")?,
-            ),
+        let whole = |value: &str, message: &'static str| match blank_is_none(value) {
+            None => Ok(None),
+            Some(n) => n.parse::<i64>().map(Some).map_err(|_| message.to_string()),
         };
+        let rpm = whole(&self.rpm, "RPM: a whole number of requests per minute, or blank for no limit.")?;
+        let rpd = whole(&self.rpd, "Requests per day: a whole number, or blank for no limit.")?;
+        let tpm = whole(&self.tpm, "Tokens per minute: a whole number, or blank for no limit.")?;
         Ok(KeyFields {
             name: self.name.trim().to_string(),
             spend_limit: blank_is_none(&self.spend_limit),
@@ -127,6 +136,8 @@ impl KeyForm {
             models: split_list(&self.models),
             ips: split_list(&self.ips),
             rpm,
+            rpd,
+            tpm,
             budget: blank_is_none(&self.budget),
             budget_period: blank_is_none(&self.budget_period),
         })
@@ -143,6 +154,8 @@ impl KeyFields {
             models: self.models,
             ips: self.ips,
             rpm: self.rpm,
+            rpd: self.rpd,
+            tpm: self.tpm,
             budget_period: self.budget.as_ref().and(self.budget_period),
             budget: self.budget,
             key: None,
@@ -159,6 +172,8 @@ impl KeyFields {
             models: Some(self.models),
             ips: Some(self.ips),
             rpm: Some(self.rpm),
+            rpd: Some(self.rpd),
+            tpm: Some(self.tpm),
             budget_period: self.budget.as_ref().and(self.budget_period),
             budget: Some(self.budget),
         }

@@ -40,6 +40,8 @@ pub struct KeyRow {
     pub models: Option<String>,
     pub ips: Option<String>,
     pub rpm: Option<i64>,
+    pub rpd: Option<i64>,
+    pub tpm: Option<i64>,
     pub budget: Option<BudgetShown>,
 }
 
@@ -68,6 +70,8 @@ impl From<&KeyView> for KeyRow {
             models: k.models.as_ref().map(|m| m.join(", ")),
             ips: k.ips.as_ref().map(|m| m.join(", ")),
             rpm: k.rpm,
+            rpd: k.rpd,
+            tpm: k.tpm,
             budget: k.budget.map(|amount| BudgetShown {
                 spent: Money(k.budget_spent).to_string(),
                 amount: Money(amount).to_string(),

@@ -31,6 +31,9 @@ pub struct Grant {
     pub allowed_models: Option<HashSet<String>>,
     pub allowed_ips: Option<Vec<IpBlock>>,
     pub rate_limit_rpm: Option<u32>,
+    /// Requests per UTC day and tokens per minute.
+    pub rate_limit_rpd: Option<u32>,
+    pub rate_limit_tpm: Option<u32>,
     /// The key has a spend limit (holds reserve on it).
     pub spend_limited: bool,
     /// The key's budget per period (holds reserve on it too).
@@ -52,6 +55,8 @@ impl Grant {
             // An unparsable entry denies rather than silently widening access.
             allowed_ips: list(row.allowed_ips).map(|v| v.iter().filter_map(|s| IpBlock::parse(s).ok()).collect()),
             rate_limit_rpm: row.rate_limit_rpm.and_then(|n| u32::try_from(n).ok()),
+            rate_limit_rpd: row.rate_limit_rpd.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            rate_limit_tpm: row.rate_limit_tpm.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             spend_limited: row.spend_limit.is_some(),
             budget: Budget::from_stored(row.budget, row.budget_period.as_deref(), row.budget_anchor),
         }
@@ -232,6 +237,8 @@ mod tests {
             allowed_models: None,
             allowed_ips: None,
             rate_limit_rpm: None,
+            rate_limit_rpd: None,
+            rate_limit_tpm: None,
             spend_limited: false,
             budget: None,
         }

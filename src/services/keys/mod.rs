@@ -55,6 +55,12 @@ pub struct NewKeyInput {
     pub ips: Option<Vec<String>>,
     #[serde(default)]
     pub rpm: Option<i64>,
+    /// Requests per day (UTC days).
+    #[serde(default)]
+    pub rpd: Option<i64>,
+    /// Tokens per minute (prompt and output).
+    #[serde(default)]
+    pub tpm: Option<i64>,
     /// An amount the key may spend per `budget_period` (a decimal in the site currency).
     #[serde(default)]
     pub budget: Option<String>,
@@ -85,6 +91,10 @@ pub struct KeyPatch {
     pub ips: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     pub rpm: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub rpd: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub tpm: Option<Option<i64>>,
     /// `null` removes the budget (and its period).
     #[serde(default, deserialize_with = "present")]
     pub budget: Option<Option<String>>,
@@ -107,6 +117,8 @@ impl KeyPatch {
             && self.models.is_none()
             && self.ips.is_none()
             && self.rpm.is_none()
+            && self.rpd.is_none()
+            && self.tpm.is_none()
             && self.budget.is_none()
             && self.budget_period.is_none()
     }
@@ -136,6 +148,10 @@ pub struct KeyView {
     pub ips: Option<Vec<String>>,
     /// Requests per minute (`null`: no limit).
     pub rpm: Option<i64>,
+    /// Requests per UTC day (`null`: no limit).
+    pub rpd: Option<i64>,
+    /// Tokens per minute (`null`: no limit).
+    pub tpm: Option<i64>,
     /// What the key may spend per `budget_period` (`null`: no budget).
     #[serde(serialize_with = "optional_money")]
     pub budget: Option<i64>,
@@ -178,6 +194,8 @@ impl KeyView {
             models: list(k.allowed_models),
             ips: list(k.allowed_ips),
             rpm: k.rate_limit_rpm,
+            rpd: k.rate_limit_rpd,
+            tpm: k.rate_limit_tpm,
             budget: k.budget,
             budget_period: budget.map(|b| b.period.as_str().to_string()),
             budget_spent: budget.map_or(0, |b| b.spent_now(now, zone, k.budget_window, k.budget_spent)),
@@ -258,11 +276,9 @@ fn valid_key_budget(
     Ok((Some(amount), Some(period.as_str().to_string()), anchor))
 }
 
-fn valid_rpm(rpm: i64) -> Result<i64, UserError> {
-    if rpm <= 0 {
-        return Err(invalid("rpm: must be positive".into()));
-    }
-    Ok(rpm)
+/// A rate limit (`field`: rpm, rpd or tpm): a positive whole number.
+fn valid_rate(field: &'static str) -> impl Fn(i64) -> Result<i64, UserError> {
+    move |n| if n <= 0 { Err(invalid(format!("{field}: must be positive"))) } else { Ok(n) }
 }
 
 /// A list as stored (a JSON array of trimmed entries; `None` when empty: no restriction), each
@@ -309,7 +325,9 @@ fn new_key_limits(input: &NewKeyInput) -> Result<KeyLimits, UserError> {
         expires_at: input.expires_at,
         allowed_models: input.models.as_deref().map(valid_models).transpose()?.flatten(),
         allowed_ips: input.ips.as_deref().map(valid_ips).transpose()?.flatten(),
-        rate_limit_rpm: input.rpm.map(valid_rpm).transpose()?,
+        rate_limit_rpm: input.rpm.map(valid_rate("rpm")).transpose()?,
+        rate_limit_rpd: input.rpd.map(valid_rate("rpd")).transpose()?,
+        rate_limit_tpm: input.tpm.map(valid_rate("tpm")).transpose()?,
     })
 }
 
@@ -370,7 +388,7 @@ pub async fn list_keys(state: &AppState, user_id: i64) -> Result<Vec<KeyView>, U
 pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyPatch) -> Result<KeyView, UserError> {
     if patch.is_empty() {
         return Err(invalid(
-            "nothing to change: send status, name, spend_limit, expires_at, models, ips, rpm, budget or budget_period"
+            "nothing to change: send status, name, spend_limit, expires_at, models, ips, rpm, rpd, tpm, budget or budget_period"
                 .into(),
         ));
     }
@@ -402,8 +420,16 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
             None => current.allowed_ips.clone(),
         },
         rate_limit_rpm: match patch.rpm {
-            Some(rpm) => rpm.map(valid_rpm).transpose()?,
+            Some(rpm) => rpm.map(valid_rate("rpm")).transpose()?,
             None => current.rate_limit_rpm,
+        },
+        rate_limit_rpd: match patch.rpd {
+            Some(rpd) => rpd.map(valid_rate("rpd")).transpose()?,
+            None => current.rate_limit_rpd,
+        },
+        rate_limit_tpm: match patch.tpm {
+            Some(tpm) => tpm.map(valid_rate("tpm")).transpose()?,
+            None => current.rate_limit_tpm,
         },
     };
     let below_spent = |spent: i64| invalid(format!("spend_limit: this key has already spent {}", Money(spent)));
@@ -499,7 +525,7 @@ mod tests {
         assert!(valid_name("tab\there").is_err());
         assert_eq!(valid_spend_limit("2.5").unwrap(), 2_500_000_000);
         assert!(valid_spend_limit("-1").is_err() && valid_spend_limit("lots").is_err());
-        assert!(valid_rpm(0).is_err() && valid_rpm(1).is_ok());
+        assert!(valid_rate("rpm")(0).is_err() && valid_rate("rpm")(1).is_ok());
         assert!(valid_status("paused").is_err());
     }
 }

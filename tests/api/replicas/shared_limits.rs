@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Customer, METRICS_TOKEN, admin, at, customer, replicas};
+use super::{Customer, METRICS_TOKEN, admin, at, customer, models, replicas, until_everywhere};
 use crate::console_auth::Browser;
+use crate::support::fake_openai::{Behavior, FakeOpenAi};
 use crate::support::process::Server;
 use crate::support::redis::RedisServer;
 
@@ -96,6 +97,44 @@ async fn key_rate_limits_count_once_across_replicas_with_redis() {
     let (up, fallbacks) = redis_gauges(&servers[1]).await;
     assert_eq!(up, 0);
     assert!(fallbacks > 0);
+}
+
+/// A key with 3 requests a day and a tokens-per-minute limit, over three replicas sharing Redis:
+/// the day's requests are counted once (the fourth is refused, on whichever replica), and so are
+/// the tokens: each replica's answer shows less left than the one before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_day_and_tokens_per_minute_count_once_across_replicas_with_redis() {
+    let redis = RedisServer::start().await;
+    let (_dirs, servers) = three(Some(&redis)).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    let Customer { user, key: unlimited } = customer(&servers[0], &fake.base_url("c"), "0.001", "1.00").await;
+    let options = json!({ "rpd": 3, "tpm": 100000 });
+    let (status, key) = admin(&servers[0], "POST", &format!("/api/admin/users/{user}/keys"), Some(options)).await;
+    assert_eq!(status, 201, "{key}");
+    let key = key["key"].as_str().unwrap().to_string();
+    until_everywhere(&servers, "the channel", |port| {
+        let unlimited = unlimited.clone();
+        async move { models(port, &unlimited).await.1 == ["m"] }
+    })
+    .await;
+
+    inside_one_minute().await;
+    let client = reqwest::Client::new();
+    let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 10 });
+    let chat = |port: u16| client.post(at(port, "/v1/chat/completions")).bearer_auth(&key).json(&body).send();
+    let number = |r: &reqwest::Response, name: &str| -> i64 { r.headers()[name].to_str().unwrap().parse().unwrap() };
+    let mut tokens_left = Vec::new();
+    for (server, requests_left) in servers.iter().zip([2, 1, 0]) {
+        let response = chat(server.port).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(number(&response, "x-ratelimit-remaining-requests"), requests_left, "one day count for all");
+        tokens_left.push(number(&response, "x-ratelimit-remaining-tokens"));
+    }
+    assert!(tokens_left.windows(2).all(|w| w[1] < w[0]), "one token count for all: {tokens_left:?}");
+    let refused = chat(servers[0].port).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.text().await.unwrap().contains("3 requests per day"));
+    assert_eq!(fake.received().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,231 @@
+//! A key's rate limits in fixed windows: requests per minute, requests per UTC day and tokens per
+//! minute. Counted in Redis when one is configured (every replica shares the count), else — and
+//! whenever Redis does not answer — on this replica. Requests are counted when the key is
+//! authenticated; tokens are reserved from the request's estimate once its body is read, and
+//! trued up to the upstream's usage at settlement. A refusal counts nothing. Every answer to a
+//! limited key carries OpenAI's `x-ratelimit-*` headers ([`Headers`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::domain::budget::reset_text;
+use crate::state::AppState;
+
+/// Most (window, key) counts this replica keeps before it drops those of past windows.
+const MAX_ENTRIES: usize = 100_000;
+
+/// What a limit counts, and over which window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Window {
+    RequestsPerMinute,
+    RequestsPerDay,
+    TokensPerMinute,
+}
+
+impl Window {
+    fn len_ms(self) -> i64 {
+        match self {
+            Self::RequestsPerDay => 86_400_000,
+            Self::RequestsPerMinute | Self::TokensPerMinute => 60_000,
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Self::RequestsPerMinute => "rpm",
+            Self::RequestsPerDay => "rpd",
+            Self::TokensPerMinute => "tpm",
+        }
+    }
+}
+
+/// Where a key stands in one window after a count: for the headers, and for a refusal's wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub limit: u64,
+    pub used: u64,
+    /// When the window ends (unix ms).
+    pub resets_at: i64,
+}
+
+impl Standing {
+    pub fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
+
+    /// Whole seconds until the window ends (at least 1), for `Retry-After`.
+    pub fn wait_secs(&self, now: i64) -> u64 {
+        u64::try_from((self.resets_at - now + 999) / 1000).unwrap_or(1).max(1)
+    }
+}
+
+/// This replica's own counts: (window, key) → (window number, used).
+#[derive(Default)]
+pub struct LocalCounts {
+    counts: Mutex<HashMap<(Window, i64), (i64, u64)>>,
+}
+
+impl LocalCounts {
+    fn take(&self, window: Window, key: i64, number: i64, amount: u64, limit: u64) -> (bool, u64) {
+        let Ok(mut counts) = self.counts.lock() else { return (true, 0) };
+        if counts.len() > MAX_ENTRIES {
+            counts.retain(|(w, _), (n, _)| *n == crate::domain::time::now_ms() / w.len_ms());
+        }
+        let entry = counts.entry((window, key)).or_insert((number, 0));
+        if entry.0 != number {
+            *entry = (number, 0);
+        }
+        if entry.1.saturating_add(amount) > limit {
+            return (false, entry.1);
+        }
+        entry.1 += amount;
+        (true, entry.1)
+    }
+
+    fn adjust(&self, window: Window, key: i64, number: i64, delta: i64) {
+        let Ok(mut counts) = self.counts.lock() else { return };
+        if let Some(entry) = counts.get_mut(&(window, key))
+            && entry.0 == number
+        {
+            entry.1 = entry.1.saturating_add_signed(delta);
+        }
+    }
+}
+
+/// Counts `amount` for `key` in `window` (the one containing `now`) when the count stays within
+/// `limit`: `Ok` with where it stands after, or `Err` with where it stands (nothing counted).
+pub async fn take(
+    state: &AppState,
+    local: &LocalCounts,
+    window: Window,
+    key: i64,
+    amount: u64,
+    limit: u64,
+    now: i64,
+) -> Result<Standing, Standing> {
+    let number = now.div_euclid(window.len_ms());
+    let resets_at = (number + 1) * window.len_ms();
+    let shared = match state.counters().redis_up() {
+        Some(_) => {
+            let name = format!("bc:{}:{key}:{number}", window.tag());
+            let ttl = Duration::from_millis(u64::try_from(window.len_ms()).unwrap_or(60_000) + 1_000);
+            state.counters().add_within(&name, amount, limit, ttl).await
+        }
+        None => None,
+    };
+    let (taken, used) = shared.unwrap_or_else(|| local.take(window, key, number, amount, limit));
+    let standing = Standing { limit, used, resets_at };
+    if taken { Ok(standing) } else { Err(standing) }
+}
+
+/// Moves `key`'s count in the window numbered `number` by `delta`, if that window is still
+/// counted (a true-up or a give-back; a window that has passed is left alone).
+pub async fn adjust(state: &AppState, local: &LocalCounts, window: Window, key: i64, number: i64, delta: i64) {
+    if delta == 0 {
+        return;
+    }
+    if state.counters().redis_up().is_some() {
+        let name = format!("bc:{}:{key}:{number}", window.tag());
+        if state.counters().adjust_existing(&name, delta).await.is_some() {
+            return;
+        }
+    }
+    local.adjust(window, key, number, delta);
+}
+
+/// Tokens reserved for a request in its key's tokens-per-minute window, trued up to what the
+/// request used when it is settled.
+pub struct TokenReservation {
+    pub local: Arc<LocalCounts>,
+    pub key: i64,
+    pub number: i64,
+    pub reserved: u64,
+}
+
+impl TokenReservation {
+    pub fn new(local: Arc<LocalCounts>, key: i64, now: i64, reserved: u64) -> Self {
+        Self { local, key, number: now.div_euclid(Window::TokensPerMinute.len_ms()), reserved }
+    }
+
+    /// Replaces the reservation by what the request used (its prompt and output tokens).
+    pub async fn true_up(self, state: &AppState, used: u64) {
+        let delta = i64::try_from(used).unwrap_or(i64::MAX).saturating_sub(i64::try_from(self.reserved).unwrap_or(0));
+        adjust(state, &self.local, Window::TokensPerMinute, self.key, self.number, delta).await;
+    }
+}
+
+/// The `x-ratelimit-*` headers of an answer: the key's request window (the tighter of its
+/// per-minute and per-day ones) and its token window, when it has those limits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Headers {
+    pub requests: Option<Standing>,
+    pub tokens: Option<Standing>,
+}
+
+impl Headers {
+    /// Writes the headers OpenAI sends: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
+    pub fn write(&self, headers: &mut HeaderMap, now: i64) {
+        const NAMES: [(&str, &str, &str); 2] = [
+            ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+            ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+        ];
+        for ((limit, remaining, reset), standing) in NAMES.into_iter().zip([self.requests, self.tokens]) {
+            let Some(s) = standing else { continue };
+            for (name, value) in [
+                (limit, s.limit.to_string()),
+                (remaining, s.remaining().to_string()),
+                (reset, reset_text(s.resets_at - now)),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
+            }
+        }
+    }
+
+    /// Keeps the request window with less left (per minute or per day).
+    pub fn requests_from(minute: Option<Standing>, day: Option<Standing>) -> Option<Standing> {
+        match (minute, day) {
+            (Some(m), Some(d)) => Some(if d.remaining() < m.remaining() { d } else { m }),
+            (m, d) => m.or(d),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_counts_refuse_past_the_limit_and_count_nothing_then() {
+        let local = LocalCounts::default();
+        assert_eq!(local.take(Window::TokensPerMinute, 1, 7, 60, 100), (true, 60));
+        assert_eq!(local.take(Window::TokensPerMinute, 1, 7, 50, 100), (false, 60));
+        assert_eq!(local.take(Window::TokensPerMinute, 1, 7, 40, 100), (true, 100));
+        local.adjust(Window::TokensPerMinute, 1, 7, -70);
+        assert_eq!(local.take(Window::TokensPerMinute, 1, 7, 0, 100), (true, 30));
+        // The next window starts from zero; an adjustment of a past window changes nothing.
+        assert_eq!(local.take(Window::TokensPerMinute, 1, 8, 10, 100), (true, 10));
+        local.adjust(Window::TokensPerMinute, 1, 7, 50);
+        assert_eq!(local.take(Window::TokensPerMinute, 1, 8, 0, 100), (true, 10));
+    }
+
+    #[test]
+    fn headers_are_written_as_openai_does() {
+        let now = 1_000_000;
+        let headers = Headers {
+            requests: Some(Standing { limit: 60, used: 1, resets_at: now + 59_500 }),
+            tokens: Some(Standing { limit: 1000, used: 1200, resets_at: now + 6_000 }),
+        };
+        let mut map = HeaderMap::new();
+        headers.write(&mut map, now);
+        assert_eq!(map["x-ratelimit-limit-requests"], "60");
+        assert_eq!(map["x-ratelimit-remaining-requests"], "59");
+        assert_eq!(map["x-ratelimit-reset-requests"], "1m0s");
+        assert_eq!(map["x-ratelimit-remaining-tokens"], "0", "never negative");
+        assert_eq!(map["x-ratelimit-reset-tokens"], "6s");
+    }
+}
