@@ -152,6 +152,10 @@ pub struct GatewayConfig {
     pub allow_unpriced_models: bool,
     /// Where calendar key budgets (day, week, month) start again: a fixed UTC offset.
     pub budget_zone: time::UtcOffset,
+    /// How long a conversation sticks to the channel that last answered it (0: no affinity).
+    pub affinity_ttl: Duration,
+    /// A request header the operator names as a conversation marker (lowercase; empty: none).
+    pub affinity_header: String,
     /// How often auto-disabled channels are probed for re-enabling (0 = never).
     pub channel_retest: Duration,
     /// How long cached keys and routing data may be stale when another replica changes them.
@@ -415,6 +419,8 @@ impl Config {
             },
             allow_unpriced_models: false,
             budget_zone: time::UtcOffset::UTC,
+            affinity_ttl: Duration::from_secs(300),
+            affinity_header: String::new(),
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
             cache_ttl: Duration::ZERO,
             key_cache_entries: number(get(&KEY_CACHE_ENTRIES), &KEY_CACHE_ENTRIES, 100_000, 100..=10_000_000)?,

@@ -138,6 +138,17 @@ async fn health(out: &mut String, state: &AppState) {
         out.push_str("# TYPE burncloud_redis_fallbacks_total counter\n");
         let _ = writeln!(out, "burncloud_redis_fallbacks_total {}", state.counters().fallbacks());
     }
+    let (hits, misses) = state.routing().affinity().stats();
+    out.push_str(
+        "# HELP burncloud_affinity_requests_total Requests naming a conversation: sent to the channel it sticks to (hit) or not (miss).\n",
+    );
+    out.push_str("# TYPE burncloud_affinity_requests_total counter\n");
+    let _ = writeln!(out, "burncloud_affinity_requests_total{{outcome=\"hit\"}} {hits}");
+    let _ = writeln!(out, "burncloud_affinity_requests_total{{outcome=\"miss\"}} {misses}");
+    out.push_str("# HELP burncloud_affinity_hit_ratio Of the requests naming a conversation, the share that hit.\n");
+    out.push_str("# TYPE burncloud_affinity_hit_ratio gauge\n");
+    let ratio = if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 };
+    let _ = writeln!(out, "burncloud_affinity_hit_ratio {ratio:.4}");
     out.push_str("# HELP burncloud_draining 1 once shutdown has begun (readiness answers 503).\n");
     out.push_str("# TYPE burncloud_draining gauge\n");
     let _ = writeln!(out, "burncloud_draining {}", i64::from(state.shutdown().is_cancelled()));

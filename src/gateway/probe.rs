@@ -43,6 +43,7 @@ pub async fn probe(state: &Gateway, channel: Arc<Channel>, model: &str) -> Resul
         headers: &headers,
         inline_images: InlineImages::new(),
         table: &table,
+        conversation: None,
     };
     match attempt(state, &channel, &request).await {
         Attempt::Answered(Answer::Whole { body, .. }) => Ok(probe_sample(&body)),

@@ -32,6 +32,7 @@ use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::RequestPeek;
+use crate::services::affinity::Conversation;
 use crate::services::keys;
 use crate::services::routing::{Channel, Route};
 
@@ -195,6 +196,7 @@ async fn relay_inner(
         headers,
         inline_images: InlineImages::new(),
         table: &table,
+        conversation: conversation(config, headers, &peek, grant.key_id, &model),
     };
     let strategy = table.strategy(&grant.group, &model);
     try_tiers(state, route, strategy, settlement, &request, config.retry_attempts).await
@@ -288,12 +290,16 @@ async fn try_tiers(
     let model = request.model;
     let mut tried: Vec<i64> = Vec::new();
     let mut last_error = GatewayError::NoHealthyChannel(model.to_string());
+    let mut sticky = sticky_channel(state, route, request);
     'tiers: for tier in &route.tiers {
         while tried.len() < retry_attempts {
             let routing = &state.routing();
-            let Some(channel) = tier.pick_excluding(strategy, |id| tried.contains(&id) || routing.is_suspended(id))
-            else {
-                continue 'tiers;
+            let channel = match sticky.take() {
+                Some(channel) => channel,
+                None => match tier.pick_excluding(strategy, |id| tried.contains(&id) || routing.is_suspended(id)) {
+                    Some(channel) => channel,
+                    None => continue 'tiers,
+                },
             };
             tried.push(channel.id);
             settlement.log.channel_id = Some(channel.id);
@@ -301,11 +307,21 @@ async fn try_tiers(
             settlement.log.attempts = i64::try_from(tried.len()).unwrap_or(i64::MAX);
             match attempt_on(state, &channel, request).await {
                 Attempt::Answered(answer) => {
+                    if let Some((conversation, ttl)) = request.conversation {
+                        routing.affinity().stick(conversation, channel.id, ttl);
+                    }
                     settlement.log.ttfb_ms = Some(settlement.elapsed_ms());
                     let upstream_model = channel.upstream_model(model);
                     return Ok(respond(state, answer, settlement, request, upstream_model).await);
                 }
                 Attempt::Retry(error) | Attempt::Disable { error, .. } => {
+                    // A conversation on a failing channel lets go of it (the next that answers
+                    // takes it).
+                    if let Some((conversation, _)) = request.conversation
+                        && routing.affinity().channel(conversation) == Some(channel.id)
+                    {
+                        routing.affinity().release(conversation);
+                    }
                     tracing::warn!(
                         channel = channel.id,
                         error = error.class(),
@@ -323,6 +339,45 @@ async fn try_tiers(
     }
     settlement.finish(last_error.status().as_u16(), Some(last_error.class()));
     Err(last_error)
+}
+
+/// The channel the request's conversation sticks to, when it is still in the route and in
+/// routing (not disabled or suspended); counted as an affinity hit or miss.
+fn sticky_channel(state: &Gateway, route: &Route, request: &Request<'_>) -> Option<Arc<Channel>> {
+    let (conversation, _) = request.conversation?;
+    let affinity = state.routing().affinity();
+    let channel =
+        affinity.channel(conversation).filter(|&id| !state.routing().is_suspended(id)).and_then(|id| route.channel(id));
+    if channel.is_none() {
+        affinity.release(conversation);
+    }
+    affinity.counted(channel.is_some());
+    channel
+}
+
+/// The request's conversation for session affinity (off when its TTL is 0): the header the
+/// operator names, Codex's `session_id` or Claude Code's `x-claude-code-session-id` header, else
+/// the body's marker (`prompt_cache_key`, `metadata.user_id`, `user`); scoped to key and model.
+fn conversation(
+    config: &GatewayConfig,
+    headers: &HeaderMap,
+    peek: &RequestPeek<'_>,
+    key_id: i64,
+    model: &str,
+) -> Option<(Conversation, std::time::Duration)> {
+    if config.affinity_ttl.is_zero() {
+        return None;
+    }
+    let named = (!config.affinity_header.is_empty()).then_some(config.affinity_header.as_str());
+    let header = named
+        .into_iter()
+        .chain(["session_id", "x-claude-code-session-id"])
+        .find_map(|name| headers.get(name)?.to_str().ok().filter(|v| !v.is_empty()));
+    let marker = match header {
+        Some(value) => std::borrow::Cow::Borrowed(value),
+        None => peek.conversation_marker()?,
+    };
+    Some((Conversation::new(key_id, model, &marker), config.affinity_ttl))
 }
 
 /// One attempt on `channel`, with the upstream's verdict on the channel acted on (the one place

@@ -45,6 +45,8 @@ pub(super) struct Request<'a> {
     pub(super) inline_images: InlineImages,
     /// The routing snapshot the request was routed with (prices, capabilities).
     pub(super) table: &'a crate::services::routing::RoutingTable,
+    /// The request's conversation, when it names one and affinity is on, and how long it sticks.
+    pub(super) conversation: Option<(crate::services::affinity::Conversation, std::time::Duration)>,
 }
 
 /// The outcome of inlining a request's images: the body, or the refusal's message and parameter.

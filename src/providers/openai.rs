@@ -78,6 +78,32 @@ pub struct RequestPeek<'a> {
     /// The end user's id (cut to what the upstream takes).
     #[serde(borrow, default)]
     pub user: Option<Cow<'a, str>>,
+    /// OpenAI's prompt-cache routing key (a conversation marker for affinity).
+    #[serde(default)]
+    pub prompt_cache_key: Option<&'a RawValue>,
+    /// Anthropic's `metadata` (its `user_id` names a Claude Code session).
+    #[serde(default)]
+    pub metadata: Option<&'a RawValue>,
+}
+
+impl RequestPeek<'_> {
+    /// What names the request's conversation, for session affinity: `prompt_cache_key`, else
+    /// Anthropic's `metadata.user_id`, else `user` (strings only; anything else names none).
+    pub fn conversation_marker(&self) -> Option<Cow<'_, str>> {
+        let text = |raw: &RawValue| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok().filter(|s| !s.is_empty());
+        if let Some(key) = self.prompt_cache_key.and_then(text) {
+            return Some(key);
+        }
+        let user_id = self.metadata.and_then(|m| {
+            #[derive(Deserialize)]
+            struct Metadata<'b> {
+                #[serde(borrow, default)]
+                user_id: Option<&'b RawValue>,
+            }
+            serde_json::from_str::<Metadata<'_>>(m.get()).ok()?.user_id.and_then(text)
+        });
+        user_id.or_else(|| self.user.as_ref().filter(|u| !u.is_empty()).map(|u| Cow::Borrowed(u.as_ref())))
+    }
 }
 
 /// What the gateway reads of a tool: its type (OpenAI, Anthropic) or Gemini's built-in members.

@@ -2,6 +2,7 @@
 //! transactions; handlers stay thin and call them.
 
 pub mod accounts;
+pub mod affinity;
 pub mod attempts;
 pub mod audit;
 pub mod bootstrap;

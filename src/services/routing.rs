@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rand::Rng;
 
+use super::affinity::Affinity;
+
 use crate::config::Strategy;
 use crate::crypto;
 use crate::db::{self, Db};
@@ -138,6 +140,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// The route's channel `id`, in whichever tier.
+    pub fn channel(&self, id: i64) -> Option<Arc<Channel>> {
+        self.tiers.iter().flat_map(|t| &t.members).find(|m| m.channel.id == id).map(|m| m.channel.clone())
+    }
+
     /// The most output tokens any channel of the route can answer `model` with (each channel's
     /// upstream name looked up in `table`); `None` when one of them has no known limit.
     pub fn output_limit(&self, table: &RoutingTable, model: &str) -> Option<i64> {
@@ -322,6 +329,8 @@ pub struct Routing {
     /// Held from loading a snapshot to installing it, so a reload that starts later always
     /// installs later: an older snapshot can never replace a newer one.
     reloading: tokio::sync::Mutex<()>,
+    /// Which channel each recent conversation sticks to (session affinity).
+    affinity: Affinity,
 }
 
 impl Routing {
@@ -330,7 +339,13 @@ impl Routing {
             current: RwLock::new(Arc::new(table)),
             suspended: RwLock::new(HashSet::new()),
             reloading: tokio::sync::Mutex::new(()),
+            affinity: Affinity::default(),
         }
+    }
+
+    /// Which channel each recent conversation sticks to.
+    pub fn affinity(&self) -> &Affinity {
+        &self.affinity
     }
 
     pub fn suspend(&self, channel_id: i64) {

@@ -36,6 +36,7 @@ mod admin_logs;
 mod admin_payments;
 mod admin_settings;
 mod admin_users;
+mod affinity;
 mod anthropic;
 mod architecture;
 mod azure;

@@ -589,6 +589,36 @@ pub static TABLE: &[RuntimeSetting] = &[
         ..BASE
     },
     RuntimeSetting {
+        key: "gateway.affinity_ttl_secs",
+        section: "gateway",
+        label: "Session affinity (seconds)",
+        help: "How long a conversation stays on the channel that answered it, so prompt caches hit. 0: off.",
+        kind: Kind::Whole { min: 0, max: 86_400 },
+        bind: Bind::Secs(|g| &mut g.affinity_ttl),
+        default: "300",
+        doc: "How long requests of one conversation (its `prompt_cache_key`, Anthropic `metadata.user_id`, `user`, the Codex `session_id` or Claude Code `x-claude-code-session-id` header, or `gateway.affinity_header`) stay on the channel that last answered it, while it is healthy ([gateway.md](gateway.md#session-affinity)). `0`: off.",
+        ..BASE
+    },
+    RuntimeSetting {
+        key: "gateway.affinity_header",
+        section: "gateway",
+        label: "Affinity header",
+        help: "A request header that names a conversation, besides the ones clients send. Empty: none.",
+        bind: Bind::Site {
+            set: |s, v| {
+                let v = v.to_ascii_lowercase();
+                if v.len() > 64 || axum::http::HeaderName::from_bytes(v.as_bytes()).is_err() && !v.is_empty() {
+                    return Err("a header name like x-conversation-id (empty: none)".into());
+                }
+                s.gateway.affinity_header = v;
+                Ok(())
+            },
+            show: |s| s.gateway.affinity_header.clone(),
+        },
+        doc: "A request header the operator names as a conversation marker for session affinity, checked before the others (e.g. `x-conversation-id`). Empty: none.",
+        ..BASE
+    },
+    RuntimeSetting {
         key: "gateway.budget_time_zone",
         section: "gateway",
         label: "Budget time zone",

@@ -97,6 +97,16 @@ pub const ZH: &[(&str, &str)] = &[
     ("Client stall cut (seconds)", "客户端停滞断开（秒）"),
     ("Output tokens assumed without a maximum", "未设上限时预估的输出令牌数"),
     ("Budget time zone", "预算时区"),
+    ("Session affinity (seconds)", "会话亲和（秒）"),
+    (
+        "How long a conversation stays on the channel that answered it, so prompt caches hit. 0: off.",
+        "同一会话在应答过它的渠道上停留多久，以便命中提示缓存。0：关闭。",
+    ),
+    ("Affinity header", "亲和请求头"),
+    (
+        "A request header that names a conversation, besides the ones clients send. Empty: none.",
+        "除客户端自带的之外，用于标识会话的请求头。留空：无。",
+    ),
     (
         "Where daily, weekly and monthly key budgets start again: UTC or an offset like +08:00.",
         "按日、周、月的密钥预算在此时区重新开始：UTC 或 +08:00 这样的偏移。",
