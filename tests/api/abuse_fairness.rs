@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::helpers::{Backend, TestApp, spawn_app_with};
+use crate::support::helpers::{Backend, TestApp, spawn_app_env};
 
 db_tests!(
     per_user_and_per_key_concurrency_caps,
@@ -67,16 +67,7 @@ async fn answer(State(upstream): State<Upstream>, body: Bytes) -> Response {
 
 /// An app with `settings`, one OpenAI channel on the fake upstream and a price for [`MODEL`].
 async fn app_with(backend: Backend, port: u16, settings: &[(&str, &str)]) -> TestApp {
-    let app = spawn_app_with(
-        backend,
-        |env| {
-            for (name, value) in settings {
-                env.insert((*name).to_string(), (*value).to_string());
-            }
-        },
-        |router| router,
-    )
-    .await;
+    let app = spawn_app_env(backend, settings).await;
     app.add_channel(json!({ "name": "c", "type": "openai", "base_url": format!("http://127.0.0.1:{port}/v1"),
         "key": "sk-up", "models": [MODEL] }))
         .await;
@@ -308,14 +299,7 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) 
 /// Slow headers (slowloris): a client that sends half a request line and stalls is disconnected
 /// after the header-read timeout; one that is slow but finishes in time is served.
 async fn a_client_that_stalls_in_its_headers_is_disconnected_after_the_header_read_timeout(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        |env| {
-            env.insert("BURNCLOUD_HEADER_READ_TIMEOUT_SECS".into(), "1".into());
-        },
-        |router| router,
-    )
-    .await;
+    let app = spawn_app_env(backend, &[("BURNCLOUD_HEADER_READ_TIMEOUT_SECS", "1")]).await;
     let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     stalled.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.").await.unwrap();
     let started = Instant::now();

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::support::fake_openai::{Behavior, FakeOpenAi};
-use crate::support::helpers::{Backend, TestApp, spawn_app_with};
+use crate::support::helpers::{Backend, TestApp, spawn_app_env};
 
 db_tests!(conversations_stick_to_a_channel_and_let_go_of_a_disabled_one, affinity_can_be_turned_off);
 
@@ -13,14 +13,7 @@ const METRICS_TOKEN: &str = "metrics-token-affinity-0123456789abcdef-01";
 
 /// Two channels of equal weight serving `m`: `(app, [fake a, fake b], [channel a, channel b], key)`.
 async fn two_channels(backend: Backend) -> (TestApp, [FakeOpenAi; 2], [i64; 2], String) {
-    let app = spawn_app_with(
-        backend,
-        |env| {
-            env.insert("BURNCLOUD_METRICS_TOKEN".into(), METRICS_TOKEN.into());
-        },
-        |router| router,
-    )
-    .await;
+    let app = spawn_app_env(backend, &[("BURNCLOUD_METRICS_TOKEN", METRICS_TOKEN)]).await;
     let (a, b) = (FakeOpenAi::start(Behavior::default()).await, FakeOpenAi::start(Behavior::default()).await);
     let mut ids = [0; 2];
     for (i, fake) in [&a, &b].into_iter().enumerate() {

@@ -1,6 +1,6 @@
 //! Liveness, readiness, request ids and the fallback.
 
-use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_env};
 
 db_tests!(healthz_and_readyz_answer, readiness_rides_out_a_database_outage_on_leases);
 
@@ -35,14 +35,7 @@ async fn health_gauges(app: &TestApp) -> String {
 /// say the database is degraded. Once the leases lapse, readiness is 503. Liveness never
 /// depends on the database.
 async fn readiness_rides_out_a_database_outage_on_leases(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        |env| {
-            env.insert("BURNCLOUD_METRICS_TOKEN".into(), METRICS_TOKEN.into());
-        },
-        |router| router,
-    )
-    .await;
+    let app = spawn_app_env(backend, &[("BURNCLOUD_METRICS_TOKEN", METRICS_TOKEN)]).await;
     assert_eq!(health_gauges(&app).await, "burncloud_database_up 1\nburncloud_leases_valid 1");
 
     app.db.close().await;

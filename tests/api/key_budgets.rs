@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::support::fake_openai::{Behavior, FakeOpenAi};
-use crate::support::helpers::{Backend, TestApp, spawn_app_with};
+use crate::support::helpers::{Backend, TestApp, spawn_app_env};
 
 db_tests!(
     ten_k_requests_at_a_budgets_edge_admit_exactly_k,
@@ -21,16 +21,12 @@ const DAY_MS: i64 = 86_400_000;
 /// An app whose model `m` costs $0.10 a request (so a hold is exactly the charge), with room for
 /// many requests in flight on one key.
 async fn setup(backend: Backend) -> (TestApp, FakeOpenAi) {
-    let app = spawn_app_with(
-        backend,
-        |env| {
-            env.insert("BURNCLOUD_MAX_CONCURRENT_PER_KEY".into(), "512".into());
-            env.insert("BURNCLOUD_MAX_CONCURRENT_PER_USER".into(), "512".into());
-            env.insert("BURNCLOUD_ADMISSION_WAIT_MS".into(), "5000".into());
-        },
-        |router| router,
-    )
-    .await;
+    let settings = [
+        ("BURNCLOUD_MAX_CONCURRENT_PER_KEY", "512"),
+        ("BURNCLOUD_MAX_CONCURRENT_PER_USER", "512"),
+        ("BURNCLOUD_ADMISSION_WAIT_MS", "5000"),
+    ];
+    let app = spawn_app_env(backend, &settings).await;
     let fake = FakeOpenAi::start(Behavior::default()).await;
     app.add_channel(
         json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["m"] }),

@@ -222,6 +222,20 @@ pub async fn spawn_app_with(
     TestApp::serve(app, Some(data_dir))
 }
 
+/// Spawns the app with extra settings (environment variables and their values).
+pub async fn spawn_app_env(backend: Backend, settings: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(
+        backend,
+        |env| {
+            for (name, value) in settings {
+                env.insert((*name).to_string(), (*value).to_string());
+            }
+        },
+        |router| router,
+    )
+    .await
+}
+
 /// Serves a fake upstream (or any test server) on a free loopback port; the port.
 pub async fn serve_locally(app: Router) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
