@@ -491,6 +491,9 @@ fn spawn_maintenance(state: &AppState) {
             if let Err(e) = crate::services::low_balance::notify(&s).await {
                 tracing::warn!(error = %e, "sending low-balance emails failed");
             }
+            if let Err(e) = crate::services::keys::warnings::warn_budgets(&s).await {
+                tracing::warn!(error = %e, "sending budget warnings failed");
+            }
         })
     });
 }

@@ -112,6 +112,8 @@ pub struct SiteSettings {
     pub gateway: GatewayConfig,
     /// Nano-units; a user whose balance falls below it gets one email (0 = off).
     pub low_balance: i64,
+    /// Percent of a key's budget whose spending sends its owner one email per period (0 = off).
+    pub budget_warning_percent: u8,
 }
 
 impl SiteSettings {
@@ -135,6 +137,7 @@ impl SiteSettings {
             topup: TopupSettings::default(),
             gateway: config.gateway.clone(),
             low_balance: 0,
+            budget_warning_percent: 80,
         }
     }
 

@@ -111,6 +111,51 @@ pub async fn insert<'e>(
     .try_get("id")
 }
 
+/// A key whose spending passed its budget's warning share, claimed for one email.
+pub struct BudgetWarning {
+    pub key_id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub budget: i64,
+    pub budget_spent: i64,
+    pub budget_period: Option<String>,
+    pub budget_anchor: i64,
+    /// The window (its start, unix ms) the spending counts in.
+    pub budget_window: i64,
+}
+
+/// Marks the keys that have spent at least `percent` of their budget in a window not yet warned
+/// about as warned, and returns them: one statement, so two replicas never both claim a key.
+pub async fn claim_budget_warnings<'e>(
+    db: impl Executor<'e, Database = Any>,
+    percent: i64,
+) -> Result<Vec<BudgetWarning>, sqlx::Error> {
+    // `budget / 100 * percent` rather than `budget_spent * 100`: no overflow for any amount.
+    let rows = sqlx::query(
+        "UPDATE api_keys SET budget_warned_window = budget_window \
+         WHERE budget IS NOT NULL AND budget > 0 AND budget_window > budget_warned_window \
+           AND budget_spent >= budget / 100 * $1 \
+         RETURNING id, user_id, name, budget, budget_spent, budget_period, budget_anchor, budget_window",
+    )
+    .bind(percent)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(BudgetWarning {
+                key_id: r.try_get("id")?,
+                user_id: r.try_get("user_id")?,
+                name: r.try_get("name")?,
+                budget: r.try_get("budget")?,
+                budget_spent: r.try_get("budget_spent")?,
+                budget_period: r.try_get("budget_period")?,
+                budget_anchor: r.try_get("budget_anchor")?,
+                budget_window: r.try_get("budget_window")?,
+            })
+        })
+        .collect()
+}
+
 /// The id and owner of the key with this hash, if any.
 pub async fn owner_by_hash<'e>(
     db: impl Executor<'e, Database = Any>,

@@ -8,12 +8,14 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::support::fake_openai::{Behavior, FakeOpenAi};
-use crate::support::helpers::{Backend, TestApp, spawn_app_env};
+use crate::support::helpers::{Backend, TestApp, spawn_app_env, spawn_app_with};
+use crate::support::mail_sink::{address, sink, smtp_env};
 
 db_tests!(
     ten_k_requests_at_a_budgets_edge_admit_exactly_k,
     a_budget_starts_again_when_its_period_turns,
     budgets_are_validated_shown_and_changed,
+    the_owner_is_warned_once_per_period,
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -208,5 +210,63 @@ async fn budgets_are_validated_shown_and_changed(backend: Backend) {
         (&removed["budget"], &removed["budget_period"], &removed["budget_resets_at"]),
         (&Value::Null, &Value::Null, &Value::Null)
     );
+    app.assert_ledger_consistent().await;
+}
+
+/// At 80 % (the default) of a $0.40 daily budget the owner gets one email naming the key and what
+/// it spent; more spending that period sends no other; the next period's crossing sends one
+/// again. At 0 % none is sent.
+async fn the_owner_is_warned_once_per_period(backend: Backend) {
+    let app = spawn_app_with(backend, smtp_env, |router| router).await;
+    let fake = FakeOpenAi::start(Behavior::default()).await;
+    app.add_channel(
+        json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["m"] }),
+    )
+    .await;
+    app.set_price("m", json!({ "per_request": "0.10" })).await;
+    let email = address("budget");
+    let (status, user) =
+        app.admin("POST", "/api/admin/users", Some(json!({ "email": email, "password": "password123" }))).await;
+    assert_eq!(status, 201, "{user}");
+    let user = user["id"].as_i64().unwrap();
+    let credit = json!({ "amount": "10.00", "note": "test" });
+    assert_eq!(app.admin("POST", &format!("/api/admin/users/{user}/credit"), Some(credit)).await.0, 200);
+    let options = json!({ "name": "app", "budget": "0.40", "budget_period": "day" });
+    let (status, key) = app.admin("POST", &format!("/api/admin/users/{user}/keys"), Some(options)).await;
+    assert_eq!(status, 201, "{key}");
+    let key = key["key"].as_str().unwrap().to_string();
+    let warn = || burncloud::services::keys::warnings::warn_budgets(&app.state);
+    let spend = |n: usize| {
+        let (app, key) = (&app, &key);
+        async move {
+            for _ in 0..n {
+                assert_eq!(app.v1(key, "/v1/chat/completions", &chat()).await.status(), 200);
+            }
+            app.settled().await;
+        }
+    };
+
+    spend(3).await;
+    assert_eq!(warn().await.unwrap(), 0, "75 % is below the threshold");
+    spend(1).await;
+    assert_eq!(warn().await.unwrap(), 1, "100 %: told");
+    assert_eq!(warn().await.unwrap(), 0, "once per period");
+    let mails = sink().wait_for(&email, 1);
+    assert!(mails[0].subject.contains("budget is nearly spent"), "{:?}", mails[0]);
+    assert!(mails[0].text.contains("app") && mails[0].text.contains("0.40 of 0.40"), "{}", mails[0].text);
+    assert!(mails[0].text.contains("/console/keys"), "{}", mails[0].text);
+
+    // The next day: spending past the threshold again tells them again.
+    app.gateway.gateway().advance_budget_clock(DAY_MS);
+    spend(4).await;
+    assert_eq!(warn().await.unwrap(), 1);
+    assert_eq!(sink().wait_for(&email, 2).len(), 2);
+
+    let (status, body) =
+        app.admin("PUT", "/api/admin/settings/notify.budget_warning_percent", Some(json!({ "value": "0" }))).await;
+    assert_eq!(status, 200, "{body}");
+    app.gateway.gateway().advance_budget_clock(DAY_MS);
+    spend(4).await;
+    assert_eq!(warn().await.unwrap(), 0, "off");
     app.assert_ledger_consistent().await;
 }

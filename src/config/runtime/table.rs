@@ -659,6 +659,24 @@ pub static TABLE: &[RuntimeSetting] = &[
         doc: "How long a key lookup is trusted (changes made on other replicas show within it).",
     },
     RuntimeSetting {
+        key: "notify.budget_warning_percent",
+        section: "notify",
+        label: "Budget warning at (%)",
+        help: "One email per period when a key has spent this share of its budget. 0: off.",
+        kind: Kind::Number,
+        default: "80",
+        bind: Bind::Site {
+            set: |s, v| {
+                s.budget_warning_percent =
+                    v.parse::<u8>().ok().filter(|p| *p <= 100).ok_or("a whole percent from 0 to 100")?;
+                Ok(())
+            },
+            show: |s| s.budget_warning_percent.to_string(),
+        },
+        doc: "When a key has spent this percent of its budget in a period, its owner gets one email for that period (`Your API key's budget is nearly spent`, linking to the keys page). Checked every minute; sent only when SMTP is configured. `0`: off.",
+        ..BASE
+    },
+    RuntimeSetting {
         key: "notify.low_balance",
         section: "notify",
         label: "Low-balance email below",

@@ -97,6 +97,11 @@ pub const ZH: &[(&str, &str)] = &[
     ("Client stall cut (seconds)", "客户端停滞断开（秒）"),
     ("Output tokens assumed without a maximum", "未设上限时预估的输出令牌数"),
     ("Budget time zone", "预算时区"),
+    ("Budget warning at (%)", "预算提醒比例（%）"),
+    (
+        "One email per period when a key has spent this share of its budget. 0: off.",
+        "密钥在一个周期内花费达到预算的此比例时，发送一封邮件。0：关闭。",
+    ),
     ("Session affinity (seconds)", "会话亲和（秒）"),
     (
         "How long a conversation stays on the channel that answered it, so prompt caches hit. 0: off.",

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod cache;
 pub mod standing;
+pub mod warnings;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
