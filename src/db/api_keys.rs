@@ -19,6 +19,7 @@ pub struct KeyGrant {
     pub rate_limit_rpm: Option<i64>,
     pub rate_limit_rpd: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
     /// A budget per period: the amount, the period (`domain::budget::Period`) and when it was set.
     pub budget: Option<i64>,
     pub budget_period: Option<String>,
@@ -31,7 +32,7 @@ pub async fn grant_by_hash<'e>(
 ) -> Result<Option<KeyGrant>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT k.id, k.user_id, k.status AS key_status, u.status AS user_status, u.group_name, k.expires_at, k.spend_limit, k.allowed_models, \
-         k.allowed_ips, k.rate_limit_rpm, k.rate_limit_rpd, k.rate_limit_tpm, k.budget, k.budget_period, k.budget_anchor \
+         k.allowed_ips, k.rate_limit_rpm, k.rate_limit_rpd, k.rate_limit_tpm, k.max_concurrent, k.budget, k.budget_period, k.budget_anchor \
          FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
     )
     .bind(hash)
@@ -51,6 +52,7 @@ pub async fn grant_by_hash<'e>(
             rate_limit_rpm: r.try_get("rate_limit_rpm")?,
             rate_limit_rpd: r.try_get("rate_limit_rpd")?,
             rate_limit_tpm: r.try_get("rate_limit_tpm")?,
+            max_concurrent: r.try_get("max_concurrent")?,
             budget: r.try_get("budget")?,
             budget_period: r.try_get("budget_period")?,
             budget_anchor: r.try_get("budget_anchor")?,
@@ -71,6 +73,8 @@ pub struct KeyLimits {
     pub rate_limit_rpm: Option<i64>,
     pub rate_limit_rpd: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
+    /// The key's own cap on requests in flight (`None`: the site's per-key cap).
+    pub max_concurrent: Option<i64>,
     /// The budget per period (nano-units), its period, and when it was set (unix ms: rolling
     /// periods count from it; a new anchor starts the count again).
     pub budget: Option<i64>,
@@ -88,8 +92,8 @@ pub async fn insert<'e>(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, spend_limit, expires_at, allowed_models, allowed_ips, \
-         rate_limit_rpm, budget, budget_period, budget_anchor, created_at, updated_at, rate_limit_rpd, rate_limit_tpm) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15) RETURNING id",
+         rate_limit_rpm, budget, budget_period, budget_anchor, created_at, updated_at, rate_limit_rpd, rate_limit_tpm, max_concurrent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16) RETURNING id",
     )
     .bind(user_id)
     .bind(name)
@@ -106,6 +110,7 @@ pub async fn insert<'e>(
     .bind(now_ms())
     .bind(limits.rate_limit_rpd)
     .bind(limits.rate_limit_tpm)
+    .bind(limits.max_concurrent)
     .fetch_one(db)
     .await?
     .try_get("id")
@@ -191,6 +196,7 @@ pub struct KeyListing {
     pub rate_limit_rpm: Option<i64>,
     pub rate_limit_rpd: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
     pub budget: Option<i64>,
     pub budget_period: Option<String>,
     pub budget_anchor: i64,
@@ -202,7 +208,7 @@ pub struct KeyListing {
 }
 
 const LISTING: &str = "SELECT id, user_id, name, key_prefix, status, spend_limit, spent, expires_at, allowed_models, \
-    allowed_ips, rate_limit_rpm, rate_limit_rpd, rate_limit_tpm, budget, budget_period, budget_anchor, budget_window, budget_spent, last_used_at, \
+    allowed_ips, rate_limit_rpm, rate_limit_rpd, rate_limit_tpm, max_concurrent, budget, budget_period, budget_anchor, budget_window, budget_spent, last_used_at, \
     created_at FROM api_keys";
 
 fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
@@ -220,6 +226,7 @@ fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
         rate_limit_rpm: r.try_get("rate_limit_rpm")?,
         rate_limit_rpd: r.try_get("rate_limit_rpd")?,
         rate_limit_tpm: r.try_get("rate_limit_tpm")?,
+        max_concurrent: r.try_get("max_concurrent")?,
         budget: r.try_get("budget")?,
         budget_period: r.try_get("budget_period")?,
         budget_anchor: r.try_get("budget_anchor")?,
@@ -266,7 +273,7 @@ pub async fn update<'e>(
          allowed_ips = $6, rate_limit_rpm = $7, updated_at = $8, budget = $10, budget_period = $11, \
          budget_spent = CASE WHEN budget_anchor = $12 THEN budget_spent ELSE 0 END, \
          budget_window = CASE WHEN budget_anchor = $12 THEN budget_window ELSE 0 END, budget_anchor = $12, \
-         rate_limit_rpd = $13, rate_limit_tpm = $14 WHERE id = $9 AND spent <= COALESCE($3, spent)",
+         rate_limit_rpd = $13, rate_limit_tpm = $14, max_concurrent = $15 WHERE id = $9 AND spent <= COALESCE($3, spent)",
     )
     .bind(name)
     .bind(status)
@@ -282,6 +289,7 @@ pub async fn update<'e>(
     .bind(limits.budget_anchor)
     .bind(limits.rate_limit_rpd)
     .bind(limits.rate_limit_tpm)
+    .bind(limits.max_concurrent)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -205,7 +205,8 @@ async fn relay_inner(
 /// Admits the request under its key's and user's concurrency caps (waiting a little for a slot).
 async fn admit(state: &Gateway, auth: &ApiKeyAuth, config: &GatewayConfig) -> Result<AdmissionGuard, GatewayError> {
     let limits = Limits {
-        per_key: config.max_concurrent_per_key,
+        // A key's own cap, when it has one (the account's cap still binds above it).
+        per_key: auth.grant.max_concurrent.unwrap_or(config.max_concurrent_per_key),
         per_user: config.max_concurrent_per_user,
         wait: config.admission_wait,
     };

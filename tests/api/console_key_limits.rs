@@ -110,6 +110,7 @@ fn form<'a>(csrf: &'a str, fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a s
         ("rpm", ""),
         ("rpd", ""),
         ("tpm", ""),
+        ("concurrency", ""),
         ("budget", ""),
         ("budget_period", "month"),
     ];
@@ -197,6 +198,7 @@ async fn edited_limits_show_in_the_table_and_the_gateway_enforces_them(backend: 
         ("rpm", "100"),
         ("rpd", "1000"),
         ("tpm", "50000"),
+        ("concurrency", "7"),
     ];
     let (status, location, _) = browser.post(&format!("/console/keys/{id}/edit"), &form(&csrf, &fields)).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console/keys"));
@@ -210,6 +212,7 @@ async fn edited_limits_show_in_the_table_and_the_gateway_enforces_them(backend: 
         "100 requests per minute",
         "1000 requests per day",
         "50000 tokens per minute",
+        "7 requests at once",
     ] {
         assert!(list.contains(shown), "{shown}: {list}");
     }

@@ -6,13 +6,14 @@
 use serde_json::{Value, json};
 
 use crate::support::fake_openai::{Behavior, DEFAULT_COMPLETION, DEFAULT_PROMPT, FakeOpenAi};
-use crate::support::helpers::{Backend, TestApp, spawn_app};
+use crate::support::helpers::{Backend, TestApp, spawn_app, spawn_app_env};
 
 db_tests!(
     every_answer_carries_the_keys_rate_limit_headers,
     tokens_per_minute_are_reserved_then_trued_up,
     requests_per_day_refuse_past_the_limit,
     rate_limits_are_validated,
+    a_keys_own_concurrency_cap_holds,
 );
 
 async fn setup(backend: Backend) -> (TestApp, FakeOpenAi) {
@@ -195,4 +196,33 @@ async fn rate_limits_are_validated(backend: Backend) {
     let (status, changed) = app.admin("PATCH", &format!("/api/admin/keys/{id}"), Some(json!({ "tpm": null }))).await;
     assert_eq!(status, 200, "{changed}");
     assert_eq!((&changed["rpd"], &changed["tpm"]), (&json!(100), &Value::Null));
+}
+
+/// A key's own cap on requests in flight (1 here, the site's default being 64): a second request
+/// while the first is open is refused in the concurrency error's words.
+async fn a_keys_own_concurrency_cap_holds(backend: Backend) {
+    let app = spawn_app_env(backend, &[("BURNCLOUD_ADMISSION_WAIT_MS", "100")]).await;
+    let fake = FakeOpenAi::start(Behavior::Hang).await;
+    app.add_channel(
+        json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["m"] }),
+    )
+    .await;
+    app.set_price("m", json!({ "input": "1.00", "output": "2.00" })).await;
+    let key = key_with(&app, json!({ "concurrency": 1 })).await;
+    let first = {
+        let request = app.client.post(app.url("/v1/chat/completions")).bearer_auth(&key).json(&chat(10, false));
+        tokio::spawn(async move { request.send().await })
+    };
+    for _ in 0..500 {
+        if app.gateway.gateway().admission.in_flight() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let second = app.v1(&key, "/v1/chat/completions", &chat(10, false)).await;
+    assert_eq!(second.status(), 429);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "concurrency_limit_exceeded", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("this API key has 1 requests in flight"), "{body}");
+    first.abort();
 }

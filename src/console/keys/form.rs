@@ -28,6 +28,8 @@ pub struct KeyForm {
     pub rpd: String,
     #[serde(default)]
     pub tpm: String,
+    #[serde(default)]
+    pub concurrency: String,
     /// An amount per `budget_period`; blank: no budget.
     #[serde(default)]
     pub budget: String,
@@ -56,6 +58,7 @@ pub struct KeyFields {
     pub rpm: Option<i64>,
     pub rpd: Option<i64>,
     pub tpm: Option<i64>,
+    pub concurrency: Option<i64>,
     pub budget: Option<String>,
     pub budget_period: Option<String>,
 }
@@ -104,6 +107,7 @@ impl KeyForm {
             rpm: key.rpm.map(|n| n.to_string()).unwrap_or_default(),
             rpd: key.rpd.map(|n| n.to_string()).unwrap_or_default(),
             tpm: key.tpm.map(|n| n.to_string()).unwrap_or_default(),
+            concurrency: key.concurrency.map(|n| n.to_string()).unwrap_or_default(),
             budget: key.budget.map(|b| Money(b).to_string()).unwrap_or_default(),
             budget_period: key.budget_period.clone().unwrap_or_else(|| "month".into()),
         }
@@ -129,6 +133,7 @@ impl KeyForm {
         let rpm = whole(&self.rpm, "RPM: a whole number of requests per minute, or blank for no limit.")?;
         let rpd = whole(&self.rpd, "Requests per day: a whole number, or blank for no limit.")?;
         let tpm = whole(&self.tpm, "Tokens per minute: a whole number, or blank for no limit.")?;
+        let concurrency = whole(&self.concurrency, "Requests at once: a whole number, or blank for the site's limit.")?;
         Ok(KeyFields {
             name: self.name.trim().to_string(),
             spend_limit: blank_is_none(&self.spend_limit),
@@ -138,6 +143,7 @@ impl KeyForm {
             rpm,
             rpd,
             tpm,
+            concurrency,
             budget: blank_is_none(&self.budget),
             budget_period: blank_is_none(&self.budget_period),
         })
@@ -156,6 +162,7 @@ impl KeyFields {
             rpm: self.rpm,
             rpd: self.rpd,
             tpm: self.tpm,
+            concurrency: self.concurrency,
             budget_period: self.budget.as_ref().and(self.budget_period),
             budget: self.budget,
             key: None,
@@ -174,6 +181,7 @@ impl KeyFields {
             rpm: Some(self.rpm),
             rpd: Some(self.rpd),
             tpm: Some(self.tpm),
+            concurrency: Some(self.concurrency),
             budget_period: self.budget.as_ref().and(self.budget_period),
             budget: Some(self.budget),
         }

@@ -42,6 +42,7 @@ pub struct KeyRow {
     pub rpm: Option<i64>,
     pub rpd: Option<i64>,
     pub tpm: Option<i64>,
+    pub concurrency: Option<i64>,
     pub budget: Option<BudgetShown>,
 }
 
@@ -72,6 +73,7 @@ impl From<&KeyView> for KeyRow {
             rpm: k.rpm,
             rpd: k.rpd,
             tpm: k.tpm,
+            concurrency: k.concurrency,
             budget: k.budget.map(|amount| BudgetShown {
                 spent: Money(k.budget_spent).to_string(),
                 amount: Money(amount).to_string(),

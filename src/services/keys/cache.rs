@@ -34,6 +34,8 @@ pub struct Grant {
     /// Requests per UTC day and tokens per minute.
     pub rate_limit_rpd: Option<u32>,
     pub rate_limit_tpm: Option<u32>,
+    /// The key's own cap on requests in flight (`None`: the site's per-key cap).
+    pub max_concurrent: Option<usize>,
     /// The key has a spend limit (holds reserve on it).
     pub spend_limited: bool,
     /// The key's budget per period (holds reserve on it too).
@@ -57,6 +59,7 @@ impl Grant {
             rate_limit_rpm: row.rate_limit_rpm.and_then(|n| u32::try_from(n).ok()),
             rate_limit_rpd: row.rate_limit_rpd.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             rate_limit_tpm: row.rate_limit_tpm.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            max_concurrent: row.max_concurrent.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             spend_limited: row.spend_limit.is_some(),
             budget: Budget::from_stored(row.budget, row.budget_period.as_deref(), row.budget_anchor),
         }
@@ -239,6 +242,7 @@ mod tests {
             rate_limit_rpm: None,
             rate_limit_rpd: None,
             rate_limit_tpm: None,
+            max_concurrent: None,
             spend_limited: false,
             budget: None,
         }

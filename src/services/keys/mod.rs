@@ -62,6 +62,9 @@ pub struct NewKeyInput {
     /// Tokens per minute (prompt and output).
     #[serde(default)]
     pub tpm: Option<i64>,
+    /// Requests in flight at once (within the account's cap; absent: the site's per-key cap).
+    #[serde(default)]
+    pub concurrency: Option<i64>,
     /// An amount the key may spend per `budget_period` (a decimal in the site currency).
     #[serde(default)]
     pub budget: Option<String>,
@@ -96,6 +99,8 @@ pub struct KeyPatch {
     pub rpd: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
     pub tpm: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub concurrency: Option<Option<i64>>,
     /// `null` removes the budget (and its period).
     #[serde(default, deserialize_with = "present")]
     pub budget: Option<Option<String>>,
@@ -120,6 +125,7 @@ impl KeyPatch {
             && self.rpm.is_none()
             && self.rpd.is_none()
             && self.tpm.is_none()
+            && self.concurrency.is_none()
             && self.budget.is_none()
             && self.budget_period.is_none()
     }
@@ -153,6 +159,8 @@ pub struct KeyView {
     pub rpd: Option<i64>,
     /// Tokens per minute (`null`: no limit).
     pub tpm: Option<i64>,
+    /// Requests in flight at once (`null`: the site's per-key cap).
+    pub concurrency: Option<i64>,
     /// What the key may spend per `budget_period` (`null`: no budget).
     #[serde(serialize_with = "optional_money")]
     pub budget: Option<i64>,
@@ -197,6 +205,7 @@ impl KeyView {
             rpm: k.rate_limit_rpm,
             rpd: k.rate_limit_rpd,
             tpm: k.rate_limit_tpm,
+            concurrency: k.max_concurrent,
             budget: k.budget,
             budget_period: budget.map(|b| b.period.as_str().to_string()),
             budget_spent: budget.map_or(0, |b| b.spent_now(now, zone, k.budget_window, k.budget_spent)),
@@ -329,6 +338,7 @@ fn new_key_limits(input: &NewKeyInput) -> Result<KeyLimits, UserError> {
         rate_limit_rpm: input.rpm.map(valid_rate("rpm")).transpose()?,
         rate_limit_rpd: input.rpd.map(valid_rate("rpd")).transpose()?,
         rate_limit_tpm: input.tpm.map(valid_rate("tpm")).transpose()?,
+        max_concurrent: input.concurrency.map(valid_rate("concurrency")).transpose()?,
     })
 }
 
@@ -389,7 +399,7 @@ pub async fn list_keys(state: &AppState, user_id: i64) -> Result<Vec<KeyView>, U
 pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyPatch) -> Result<KeyView, UserError> {
     if patch.is_empty() {
         return Err(invalid(
-            "nothing to change: send status, name, spend_limit, expires_at, models, ips, rpm, rpd, tpm, budget or budget_period"
+            "nothing to change: send status, name, spend_limit, expires_at, models, ips, rpm, rpd, tpm, concurrency, budget or budget_period"
                 .into(),
         ));
     }
@@ -431,6 +441,10 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
         rate_limit_tpm: match patch.tpm {
             Some(tpm) => tpm.map(valid_rate("tpm")).transpose()?,
             None => current.rate_limit_tpm,
+        },
+        max_concurrent: match patch.concurrency {
+            Some(n) => n.map(valid_rate("concurrency")).transpose()?,
+            None => current.max_concurrent,
         },
     };
     let below_spent = |spent: i64| invalid(format!("spend_limit: this key has already spent {}", Money(spent)));
