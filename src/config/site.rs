@@ -8,7 +8,7 @@ use url::Url;
 
 use super::{Config, GatewayConfig, Secret, SignupMode, SmtpConfig, SmtpSecurity};
 use crate::domain::money::Money;
-use crate::payments::TopupSettings;
+use crate::domain::topup::TopupSettings;
 
 /// The SMTP settings as the operator edits them: the environment's values overlaid with stored
 /// ones. An empty host means no SMTP.

@@ -12,3 +12,4 @@ pub mod pricing;
 pub mod time;
 pub mod token;
 pub mod tokenizer;
+pub mod topup;

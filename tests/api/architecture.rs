@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 fn layer(module: &str) -> Option<u8> {
     Some(match module {
         "domain" | "i18n" => 0,
-        "config" | "secret_key" | "crypto" | "db" | "providers" | "payments" => 1,
-        "billing" | "services" | "mail" | "state" => 2,
+        "config" | "secret_key" | "crypto" | "db" | "providers" => 1,
+        "billing" | "services" | "mail" | "payments" | "state" => 2,
         "gateway" | "console" | "api" | "metrics" | "ops" | "routes" | "client_ip" | "telemetry" => 3,
         "app" | "cli" | "main" | "lib" => 4,
         _ => return None,

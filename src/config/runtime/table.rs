@@ -10,7 +10,7 @@ use crate::config::site::{self, Verification};
 use crate::config::{SignupMode, SmtpSecurity};
 use crate::domain::budget;
 use crate::domain::money::Money;
-use crate::payments::{TopupSettings, format_minor};
+use crate::domain::topup::{TopupSettings, format_minor};
 
 /// What an entry is before its own fields: written `..BASE`. `Bind::Unbound` is refused by a
 /// test, so an entry cannot forget its rule.
