@@ -74,8 +74,7 @@ async fn count_request(state: &Gateway, grant: &Grant) -> Result<Headers, Gatewa
             Ok(standing) => Some(standing),
             Err(standing) => {
                 if minute.is_some() {
-                    let number = now.div_euclid(60_000);
-                    limits::adjust(state, local, Window::RequestsPerMinute, key, number, -1).await;
+                    limits::adjust(state, local, Window::RequestsPerMinute, key, now, -1).await;
                 }
                 return Err(refused(Window::RequestsPerDay, standing));
             }

@@ -33,6 +33,11 @@ impl Window {
         }
     }
 
+    /// The number of the window that contains `at` (unix ms).
+    fn number(self, at: i64) -> i64 {
+        at.div_euclid(self.len_ms())
+    }
+
     fn tag(self) -> &'static str {
         match self {
             Self::RequestsPerMinute => "rpm",
@@ -72,7 +77,8 @@ impl LocalCounts {
     fn take(&self, window: Window, key: i64, number: i64, amount: u64, limit: u64) -> (bool, u64) {
         let Ok(mut counts) = self.counts.lock() else { return (true, 0) };
         if counts.len() > MAX_ENTRIES {
-            counts.retain(|(w, _), (n, _)| *n == crate::domain::time::now_ms() / w.len_ms());
+            let now = crate::domain::time::now_ms();
+            counts.retain(|(w, _), (n, _)| *n == w.number(now));
         }
         let entry = counts.entry((window, key)).or_insert((number, 0));
         if entry.0 != number {
@@ -106,7 +112,7 @@ pub async fn take(
     limit: u64,
     now: i64,
 ) -> Result<Standing, Standing> {
-    let number = now.div_euclid(window.len_ms());
+    let number = window.number(now);
     let resets_at = (number + 1) * window.len_ms();
     let shared = match state.counters().redis_up() {
         Some(_) => {
@@ -121,12 +127,13 @@ pub async fn take(
     if taken { Ok(standing) } else { Err(standing) }
 }
 
-/// Moves `key`'s count in the window numbered `number` by `delta`, if that window is still
-/// counted (a true-up or a give-back; a window that has passed is left alone).
-pub async fn adjust(state: &AppState, local: &LocalCounts, window: Window, key: i64, number: i64, delta: i64) {
+/// Moves `key`'s count in the window that contained `at` (when it was counted) by `delta`, if
+/// that window is still counted (a true-up or a give-back; a window that has passed is left alone).
+pub async fn adjust(state: &AppState, local: &LocalCounts, window: Window, key: i64, at: i64, delta: i64) {
     if delta == 0 {
         return;
     }
+    let number = window.number(at);
     if state.counters().redis_up().is_some() {
         let name = format!("bc:{}:{key}:{number}", window.tag());
         if state.counters().adjust_existing(&name, delta).await.is_some() {
@@ -141,19 +148,17 @@ pub async fn adjust(state: &AppState, local: &LocalCounts, window: Window, key: 
 pub struct TokenReservation {
     pub local: Arc<LocalCounts>,
     pub key: i64,
-    pub number: i64,
+    /// When the tokens were reserved (unix ms): the window they count in.
+    pub at: i64,
     pub reserved: u64,
 }
 
 impl TokenReservation {
-    pub fn new(local: Arc<LocalCounts>, key: i64, now: i64, reserved: u64) -> Self {
-        Self { local, key, number: now.div_euclid(Window::TokensPerMinute.len_ms()), reserved }
-    }
-
-    /// Replaces the reservation by what the request used (its prompt and output tokens).
+    /// Replaces the reservation by what the request used (its prompt and output tokens; 0 gives
+    /// it all back).
     pub async fn true_up(self, state: &AppState, used: u64) {
         let delta = i64::try_from(used).unwrap_or(i64::MAX).saturating_sub(i64::try_from(self.reserved).unwrap_or(0));
-        adjust(state, &self.local, Window::TokensPerMinute, self.key, self.number, delta).await;
+        adjust(state, &self.local, Window::TokensPerMinute, self.key, self.at, delta).await;
     }
 }
 

@@ -128,7 +128,7 @@ async fn relay_inner(
         _ => (&body, peek),
     };
     let estimate = estimate::hold_usage(endpoint, &peek, prompt, default_max, (route, &table, &model));
-    let tokens = reserve_tokens(state, &grant, &estimate, limits).await?;
+    let mut tokens = reserve_tokens(state, &grant, &estimate, limits).await?;
     let mut hold_amount = price.cost(&estimate, multiplier).min(config.max_hold);
     if price.is_set() && multiplier > 0 {
         // A priced model never runs on an empty balance.
@@ -156,12 +156,10 @@ async fn relay_inner(
     };
     let held = hold(state, hold_request, (price, multiplier), log, admitted).await;
     if held.is_err()
-        && let Some(tokens) = tokens.as_ref()
+        && let Some(tokens) = tokens.take()
     {
         // Nothing is sent: the reserved tokens go back.
-        let local = &state.gateway().counts;
-        limits::adjust(state, local, Window::TokensPerMinute, tokens.key, tokens.number, -(tokens.reserved as i64))
-            .await;
+        tokens.true_up(state, 0).await;
     }
     let mut settlement = match held {
         Ok(settlement) => settlement,
@@ -254,7 +252,7 @@ async fn reserve_tokens(
     match limits::take(state, local, Window::TokensPerMinute, grant.key_id, needed, tpm.into(), now).await {
         Ok(standing) => {
             limits.tokens = Some(standing);
-            Ok(Some(TokenReservation::new(local.clone(), grant.key_id, now, needed)))
+            Ok(Some(TokenReservation { local: local.clone(), key: grant.key_id, at: now, reserved: needed }))
         }
         Err(standing) => {
             limits.tokens = Some(standing);
