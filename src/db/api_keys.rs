@@ -2,6 +2,7 @@
 
 use sqlx::{Any, Executor, Row};
 
+use crate::domain::budget::Budget;
 use crate::domain::time::now_ms;
 
 /// What the gateway needs to authorise a request, read in one query (key joined with its user).
@@ -205,6 +206,13 @@ pub struct KeyListing {
     pub budget_spent: i64,
     pub last_used_at: Option<i64>,
     pub created_at: i64,
+}
+
+impl KeyListing {
+    /// The key's budget, if it has one.
+    pub fn budget(&self) -> Option<Budget> {
+        Budget::from_stored(self.budget, self.budget_period.as_deref(), self.budget_anchor)
+    }
 }
 
 const LISTING: &str = "SELECT id, user_id, name, key_prefix, status, spend_limit, spent, expires_at, allowed_models, \

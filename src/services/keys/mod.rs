@@ -9,12 +9,11 @@ pub mod standing;
 pub mod warnings;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::UtcOffset;
 
 use super::users::UserError;
 use crate::db::api_keys::{self, KeyLimits, KeyListing};
 use crate::db::{self, users};
-use time::UtcOffset;
-
 use crate::domain::api_key;
 use crate::domain::budget::{Budget, Period};
 use crate::domain::ip_allowlist::IpBlock;
@@ -189,7 +188,7 @@ impl KeyView {
     /// The key as shown at `now`, its calendar budget cut at `zone` (the site's budget time zone).
     pub fn new(k: KeyListing, now: i64, zone: UtcOffset) -> Self {
         let list = |json: Option<String>| json.and_then(|j| serde_json::from_str::<Vec<String>>(&j).ok());
-        let budget = Budget::from_stored(k.budget, k.budget_period.as_deref(), k.budget_anchor);
+        let budget = k.budget();
         Self {
             id: k.id,
             user_id: k.user_id,
@@ -241,20 +240,15 @@ fn valid_status(status: &str) -> Result<String, UserError> {
     }
 }
 
-fn valid_spend_limit(limit: &str) -> Result<i64, UserError> {
-    let nanos = Money::parse(limit).map_err(|e| invalid(format!("spend_limit: {e}")))?.nanos();
-    if nanos < 0 {
-        return Err(invalid("spend_limit: must not be negative".into()));
+/// A non-negative amount (`field`: spend_limit or budget), in nano-units.
+fn valid_amount(field: &'static str) -> impl Fn(&str) -> Result<i64, UserError> {
+    move |amount| {
+        let nanos = Money::parse(amount).map_err(|e| invalid(format!("{field}: {e}")))?.nanos();
+        if nanos < 0 {
+            return Err(invalid(format!("{field}: must not be negative")));
+        }
+        Ok(nanos)
     }
-    Ok(nanos)
-}
-
-fn valid_budget(budget: &str) -> Result<i64, UserError> {
-    let nanos = Money::parse(budget).map_err(|e| invalid(format!("budget: {e}")))?.nanos();
-    if nanos < 0 {
-        return Err(invalid("budget: must not be negative".into()));
-    }
-    Ok(nanos)
 }
 
 fn valid_period(period: &str) -> Result<Period, UserError> {
@@ -291,6 +285,18 @@ fn valid_rate(field: &'static str) -> impl Fn(i64) -> Result<i64, UserError> {
     move |n| if n <= 0 { Err(invalid(format!("{field}: must be positive"))) } else { Ok(n) }
 }
 
+/// A rate limit after a patch: the patched value checked (`null` removes it), else the current.
+fn patched_rate(
+    patch: Option<Option<i64>>,
+    current: Option<i64>,
+    field: &'static str,
+) -> Result<Option<i64>, UserError> {
+    match patch {
+        Some(value) => value.map(valid_rate(field)).transpose(),
+        None => Ok(current),
+    }
+}
+
 /// A list as stored (a JSON array of trimmed entries; `None` when empty: no restriction), each
 /// entry checked by `check`.
 fn valid_list(
@@ -325,13 +331,16 @@ fn valid_ips(ips: &[String]) -> Result<Option<String>, UserError> {
 }
 
 fn new_key_limits(input: &NewKeyInput) -> Result<KeyLimits, UserError> {
-    let (budget, budget_period, budget_anchor) =
-        valid_key_budget(input.budget.as_deref().map(valid_budget).transpose()?, input.budget_period.as_deref(), None)?;
+    let (budget, budget_period, budget_anchor) = valid_key_budget(
+        input.budget.as_deref().map(valid_amount("budget")).transpose()?,
+        input.budget_period.as_deref(),
+        None,
+    )?;
     Ok(KeyLimits {
         budget,
         budget_period,
         budget_anchor,
-        spend_limit: input.spend_limit.as_deref().map(valid_spend_limit).transpose()?,
+        spend_limit: input.spend_limit.as_deref().map(valid_amount("spend_limit")).transpose()?,
         expires_at: input.expires_at,
         allowed_models: input.models.as_deref().map(valid_models).transpose()?.flatten(),
         allowed_ips: input.ips.as_deref().map(valid_ips).transpose()?.flatten(),
@@ -406,9 +415,9 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
     let current = load(state, scope, id).await?;
     let status = patch.status.as_deref().map_or_else(|| Ok(current.status.clone()), valid_status)?;
     let name = patch.name.as_deref().map_or_else(|| Ok(current.name.clone()), valid_name)?;
-    let current_budget = Budget::from_stored(current.budget, current.budget_period.as_deref(), current.budget_anchor);
+    let current_budget = current.budget();
     let amount = match &patch.budget {
-        Some(budget) => budget.as_deref().map(valid_budget).transpose()?,
+        Some(budget) => budget.as_deref().map(valid_amount("budget")).transpose()?,
         None => current.budget,
     };
     let (budget, budget_period, budget_anchor) =
@@ -418,7 +427,7 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
         budget_period,
         budget_anchor,
         spend_limit: match &patch.spend_limit {
-            Some(limit) => limit.as_deref().map(valid_spend_limit).transpose()?,
+            Some(limit) => limit.as_deref().map(valid_amount("spend_limit")).transpose()?,
             None => current.spend_limit,
         },
         expires_at: patch.expires_at.unwrap_or(current.expires_at),
@@ -430,22 +439,10 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
             Some(ips) => ips.as_deref().map(valid_ips).transpose()?.flatten(),
             None => current.allowed_ips.clone(),
         },
-        rate_limit_rpm: match patch.rpm {
-            Some(rpm) => rpm.map(valid_rate("rpm")).transpose()?,
-            None => current.rate_limit_rpm,
-        },
-        rate_limit_rpd: match patch.rpd {
-            Some(rpd) => rpd.map(valid_rate("rpd")).transpose()?,
-            None => current.rate_limit_rpd,
-        },
-        rate_limit_tpm: match patch.tpm {
-            Some(tpm) => tpm.map(valid_rate("tpm")).transpose()?,
-            None => current.rate_limit_tpm,
-        },
-        max_concurrent: match patch.concurrency {
-            Some(n) => n.map(valid_rate("concurrency")).transpose()?,
-            None => current.max_concurrent,
-        },
+        rate_limit_rpm: patched_rate(patch.rpm, current.rate_limit_rpm, "rpm")?,
+        rate_limit_rpd: patched_rate(patch.rpd, current.rate_limit_rpd, "rpd")?,
+        rate_limit_tpm: patched_rate(patch.tpm, current.rate_limit_tpm, "tpm")?,
+        max_concurrent: patched_rate(patch.concurrency, current.max_concurrent, "concurrency")?,
     };
     let below_spent = |spent: i64| invalid(format!("spend_limit: this key has already spent {}", Money(spent)));
     if let Some(limit) = limits.spend_limit
@@ -491,7 +488,7 @@ pub async fn budget_refusal(
     zone: UtcOffset,
 ) -> Option<BudgetRefusal> {
     let key = api_keys::get(state.db().pool(), key_id).await.ok()??;
-    let budget = Budget::from_stored(key.budget, key.budget_period.as_deref(), key.budget_anchor)?;
+    let budget = key.budget()?;
     let spent = budget.spent_now(now, zone, key.budget_window, key.budget_spent);
     (spent.saturating_add(amount) > budget.amount).then(|| BudgetRefusal {
         budget,
@@ -538,8 +535,9 @@ mod tests {
         assert!(valid_name(&"n".repeat(100)).is_ok());
         assert!(valid_name(&"名".repeat(101)).is_err());
         assert!(valid_name("tab\there").is_err());
-        assert_eq!(valid_spend_limit("2.5").unwrap(), 2_500_000_000);
-        assert!(valid_spend_limit("-1").is_err() && valid_spend_limit("lots").is_err());
+        let spend_limit = valid_amount("spend_limit");
+        assert_eq!(spend_limit("2.5").unwrap(), 2_500_000_000);
+        assert!(spend_limit("-1").is_err() && spend_limit("lots").is_err());
         assert!(valid_rate("rpm")(0).is_err() && valid_rate("rpm")(1).is_ok());
         assert!(valid_status("paused").is_err());
     }
