@@ -464,11 +464,12 @@ async fn apply_books(
         }
     }
     for (key, idxs) in group_by(fresh.iter().copied(), |i| charges[i].hold.key_id) {
-        let delta: i64 = idxs.iter().map(|&i| charges[i].hold.key_delta(charged[i])).sum();
+        // The key's spend moves by the whole; its budget's count by each window's part.
         let mut by_window: BTreeMap<i64, i64> = BTreeMap::new();
         for &i in &idxs {
             *by_window.entry(charges[i].hold.budget_window).or_default() += charges[i].hold.key_delta(charged[i]);
         }
+        let delta: i64 = by_window.values().sum();
         let by_window: Vec<(i64, i64)> = by_window.into_iter().collect();
         ledger::key_adjust_spent(&mut tx, key, delta, &by_window).await?;
     }

@@ -209,8 +209,8 @@ impl RuntimeSetting {
 
     /// The value as the settings page shows it; `None` for a secret.
     pub fn shown(&self, site: &SiteSettings) -> Option<String> {
-        // Fields are read through the accessor that writes them, on a copy: the gateway's config
-        // is all Copy fields, and the amounts are read only when the settings are listed.
+        // Fields are read through the accessor that writes them, on a copy: only the settings
+        // page and the settings API show values, never a request.
         Some(match self.bind {
             Bind::Unbound | Bind::Secret { .. } => return None,
             Bind::Site { show, .. } => show(site),

@@ -177,17 +177,6 @@ pub fn rfc3339(at_ms: i64, offset: UtcOffset) -> String {
     )
 }
 
-/// A wait as OpenAI writes its `x-ratelimit-reset-*` headers: `1h2m3s`, `6m0s`, `20s`.
-pub fn reset_text(ms: i64) -> String {
-    let secs = (ms.max(0) + 999) / 1000;
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,13 +245,5 @@ mod tests {
         for bad in ["08:00", "+15:00", "-13", "+08:60", "+8:5:1", "CET", "+1000"] {
             assert!(parse_offset(bad).is_none(), "{bad}");
         }
-    }
-
-    #[test]
-    fn reset_waits_are_written_like_openai_headers() {
-        assert_eq!(reset_text(20_000), "20s");
-        assert_eq!(reset_text(360_000), "6m0s");
-        assert_eq!(reset_text(3_723_000), "1h2m3s");
-        assert_eq!(reset_text(1), "1s");
     }
 }

@@ -60,9 +60,28 @@ pub fn utc_iso(ms: i64) -> String {
     format!("{day}T{:02}:{:02}:{:02}.{:03}Z", secs / 3600, secs / 60 % 60, secs % 60, in_day % 1000)
 }
 
+/// A wait as OpenAI writes its `x-ratelimit-reset-*` headers: `1h2m3s`, `6m0s`, `20s`.
+pub fn reset_text(ms: i64) -> String {
+    let secs = (ms.max(0) + 999) / 1000;
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_waits_are_written_like_openai_headers() {
+        assert_eq!(reset_text(20_000), "20s");
+        assert_eq!(reset_text(360_000), "6m0s");
+        assert_eq!(reset_text(3_723_000), "1h2m3s");
+        assert_eq!(reset_text(1), "1s");
+    }
 
     #[test]
     fn days_parse_and_format_in_utc() {

@@ -254,7 +254,7 @@ impl GatewayError {
         // A refused request never reaches the relay that writes the key's rate-limit headers:
         // its full window is said here.
         if let Self::RateLimited { retry_after_secs, limit, .. } = self {
-            let reset = crate::domain::budget::reset_text(i64::try_from(*retry_after_secs).unwrap_or(0) * 1000);
+            let reset = crate::domain::time::reset_text(i64::try_from(*retry_after_secs).unwrap_or(0) * 1000);
             for (name, value) in [
                 ("x-ratelimit-limit-requests", limit.to_string()),
                 ("x-ratelimit-remaining-requests", "0".to_string()),
@@ -269,7 +269,7 @@ impl GatewayError {
             response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
         }
         if let Self::BudgetSpent { resets_in_ms, .. } = self
-            && let Ok(v) = HeaderValue::from_str(&crate::domain::budget::reset_text(*resets_in_ms))
+            && let Ok(v) = HeaderValue::from_str(&crate::domain::time::reset_text(*resets_in_ms))
         {
             response.headers_mut().insert("x-ratelimit-reset-budget", v);
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::domain::budget::reset_text;
+use crate::domain::time::reset_text;
 use crate::state::AppState;
 
 /// Most (window, key) counts this replica keeps before it drops those of past windows.
