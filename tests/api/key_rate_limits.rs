@@ -14,6 +14,7 @@ db_tests!(
     requests_per_day_refuse_past_the_limit,
     rate_limits_are_validated,
     a_keys_own_concurrency_cap_holds,
+    a_failing_upstream_gives_the_tokens_back,
 );
 
 async fn setup(backend: Backend) -> (TestApp, FakeOpenAi) {
@@ -225,4 +226,26 @@ async fn a_keys_own_concurrency_cap_holds(backend: Backend) {
     assert_eq!(body["error"]["code"], "concurrency_limit_exceeded", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("this API key has 1 requests in flight"), "{body}");
     first.abort();
+}
+
+/// A dying upstream: the request fails (502, nothing charged) and its reserved tokens go back at
+/// settlement, so the key's next request sees the whole window but its own reservation.
+async fn a_failing_upstream_gives_the_tokens_back(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fake = FakeOpenAi::start(Behavior::Status(500)).await;
+    app.add_channel(
+        json!({ "name": "c", "type": "openai", "base_url": fake.base_url("c"), "key": "k", "models": ["m"] }),
+    )
+    .await;
+    app.set_price("m", json!({ "input": "1.00", "output": "2.00" })).await;
+    let key = key_with(&app, json!({ "tpm": 1000 })).await;
+    let first = app.v1(&key, "/v1/chat/completions", &chat(100, false)).await;
+    assert_eq!(first.status(), 502);
+    let reserved = 1000 - number(&first, "x-ratelimit-remaining-tokens");
+    assert!(reserved > 100, "{reserved}");
+    app.settled().await;
+    let second = app.v1(&key, "/v1/chat/completions", &chat(100, false)).await;
+    assert_eq!(second.status(), 502);
+    assert_eq!(number(&second, "x-ratelimit-remaining-tokens"), 1000 - reserved, "the first's tokens came back");
+    app.assert_ledger_consistent().await;
 }
