@@ -29,7 +29,7 @@ use crate::routes::{Route, Routes};
 use crate::secret_key::{self, Source};
 use crate::services::accounts::{self, RootAdmin};
 use crate::services::keys::cache::KeyCache;
-use crate::services::routing::{Routing, RoutingTable};
+use crate::services::routing::Routing;
 use crate::services::{bootstrap, changes, channels};
 use crate::state::AppState;
 use crate::{api, console, gateway, ops, telemetry};
@@ -123,8 +123,7 @@ impl Application {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let site =
             crate::services::settings::site::load(&db, &config, &secret_key).await.map_err(StartupError::Settings)?;
-        let routing =
-            RoutingTable::load(&db, &secret_key, site.gateway.strategy).await.map_err(StartupError::Routing)?;
+        let routing = Routing::load(&db, &secret_key, site.gateway.strategy).await.map_err(StartupError::Routing)?;
         let gateway_parts = std::sync::Arc::new(GatewayState::new(&site.gateway).map_err(StartupError::HttpClient)?);
         let billing_stop = CancellationToken::new();
         // Leases this holder left behind (a crash, or a stop that could not give them back) end
@@ -167,7 +166,7 @@ impl Application {
             secret_key,
             billing,
             keys: KeyCache::new(site.gateway.cache_ttl, key_cache_entries),
-            routing: Routing::new(routing),
+            routing,
             counters,
             site,
             mailer,

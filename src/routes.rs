@@ -127,3 +127,16 @@ impl<S: Send + Sync, E: NotFound> FromRequestParts<S> for Id<E> {
         raw.parse().map(|id| Id(id, PhantomData)).map_err(|_| E::not_found())
     }
 }
+
+/// A numeric id and a name after it in a route's path (`/…/{id}/…/{name}`), as [`Id`] reads them.
+pub struct IdAndName<E>(pub i64, pub String, pub PhantomData<fn() -> E>);
+
+impl<S: Send + Sync, E: NotFound> FromRequestParts<S> for IdAndName<E> {
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, E> {
+        let Path((raw, name)) =
+            Path::<(String, String)>::from_request_parts(parts, state).await.map_err(|_| E::not_found())?;
+        raw.parse().map(|id| IdAndName(id, name, PhantomData)).map_err(|_| E::not_found())
+    }
+}

@@ -30,12 +30,14 @@ use crate::services::throttle::LoginThrottle;
 /// client, so the app installs it here (`StateParts::upstream`) and the services do not depend on
 /// the gateway.
 pub trait UpstreamAccess: Send + Sync {
-    /// Sends one probe through a stored channel the way requests go (an operator's channel test).
+    /// Sends one probe through a stored channel the way requests go (an operator's channel test):
+    /// through the key of that fingerprint, or else one the channel would pick now.
     fn probe_channel<'a>(
         &'a self,
         state: &'a AppState,
         row: &'a ChannelRow,
         model: &'a str,
+        key: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, ProbeOutcome>;
 
     /// The gateway's upstream client (no redirects followed, the gateway's connect timeout).
@@ -46,9 +48,9 @@ pub trait UpstreamAccess: Send + Sync {
 pub enum ProbeOutcome {
     /// The row cannot become a channel (its keys do not decrypt, its type is unknown).
     Unusable(String),
-    /// The probe ran: the start of the reply or what went wrong, and the channel's keys (which
-    /// an upstream may quote back).
-    Done { keys: Vec<String>, result: Result<String, String> },
+    /// The probe ran through the key of fingerprint `key`: the start of the reply or what went
+    /// wrong, and the channel's keys (which an upstream may quote back).
+    Done { keys: Vec<String>, key: String, result: Result<String, String> },
 }
 
 /// Where this replica's listener for other replicas' changes is (`services::changes`).

@@ -1,6 +1,7 @@
 //! `/api/admin/channels`: the operator's channels — create, list, read, change, delete, test (one
-//! or all), import, enable/disable, copy, and fetch an upstream's model list — through
-//! `services::channels`. Upstream keys are never rendered back.
+//! or all), import, enable/disable, copy, fetch an upstream's model list, and each channel's keys
+//! (health, add in bulk, enable/disable, test) — through `services::channels`. Upstream keys are
+//! never rendered back: a key is named by its fingerprint.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,8 +12,9 @@ use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
 use super::error::{ApiResult, PathId, parse_json};
-use crate::routes::Id;
+use crate::routes::{Id, IdAndName};
 use crate::services::channels::admin::ImportInput;
+use crate::services::channels::keys::KeyView;
 use crate::services::channels::{self, ChannelInput, ChannelView, TestResult};
 use crate::state::AppState;
 
@@ -110,4 +112,59 @@ pub async fn fetch_models(
     let input: FetchInput = if body.is_empty() { FetchInput::default() } else { parse_json(&body)? };
     let models = channels::admin::fetch_models(&state, &auth.actor, id, input.save).await?;
     Ok(Json(json!({ "id": id, "models": models, "saved": input.save && !models.is_empty() })))
+}
+
+/// The path of one key: the channel's id and the key's fingerprint.
+type KeyPath = IdAndName<super::error::ApiError>;
+
+/// `GET /api/admin/channels/{id}/keys`: each key's health.
+pub async fn keys(State(state): State<AppState>, _: AdminAuth, Id(id, _): PathId) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "data": channels::keys::list(&state, id).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddKeysInput {
+    /// One key per line.
+    keys: String,
+}
+
+/// `POST /api/admin/channels/{id}/keys` (`{"keys": "k1\nk2"}`): adds keys in bulk, skipping
+/// those the channel holds already.
+pub async fn add_keys(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Id(id, _): PathId,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let input: AddKeysInput = parse_json(&body)?;
+    let (channel, added) = channels::admin::add_keys(&state, &auth.actor, id, &input.keys).await?;
+    Ok(Json(json!({ "added": added, "channel": channel })))
+}
+
+/// `POST /api/admin/channels/{id}/keys/{key}/enable`.
+pub async fn enable_key(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    IdAndName(id, key, _): KeyPath,
+) -> ApiResult<Json<KeyView>> {
+    Ok(Json(channels::admin::set_key_enabled(&state, &auth.actor, id, &key, true).await?))
+}
+
+/// `POST /api/admin/channels/{id}/keys/{key}/disable`.
+pub async fn disable_key(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    IdAndName(id, key, _): KeyPath,
+) -> ApiResult<Json<KeyView>> {
+    Ok(Json(channels::admin::set_key_enabled(&state, &auth.actor, id, &key, false).await?))
+}
+
+/// `POST /api/admin/channels/{id}/keys/{key}/test`: probes the channel through that key.
+pub async fn test_key(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    IdAndName(id, key, _): KeyPath,
+) -> ApiResult<Json<TestResult>> {
+    Ok(Json(channels::admin::test_key(&state, &auth.actor, id, &key).await?))
 }

@@ -15,6 +15,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod capabilities;
 pub mod changes;
+pub mod channel_keys;
 pub mod channels;
 pub mod codes;
 pub mod email_tokens;

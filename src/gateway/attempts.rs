@@ -2,8 +2,6 @@
 //! upstream speaks (passed through, or converted by `crate::providers`), and its answer brought
 //! back in the client's protocol. The relay learns no provider's details.
 
-use std::sync::Arc;
-
 use axum::http::HeaderValue;
 use bytes::Bytes;
 
@@ -19,9 +17,9 @@ use crate::providers::vendors::StreamUsage;
 use crate::providers::{
     self, ChatAdapter, Convert, Protocol, StreamConverter, anthropic, fetch, gemini, messages, multipart, openai,
 };
-use crate::services::routing::Channel;
+use crate::services::routing::KeyedChannel;
 
-pub(super) async fn attempt(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+pub(super) async fn attempt(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     match (request.endpoint, channel.kind.protocol) {
         (Endpoint::Messages, Protocol::Anthropic) => attempt_messages_passthrough(state, channel, request).await,
         (Endpoint::Messages, Protocol::OpenAi | Protocol::Azure) => {
@@ -49,7 +47,7 @@ pub(super) async fn attempt(state: &Gateway, channel: &Arc<Channel>, request: &R
 
 /// A request to an OpenAI-protocol channel in its own protocol: passed through, with only the
 /// fields changed that the model mapping, stream usage or the model's limits need.
-async fn attempt_openai(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn attempt_openai(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let mapped = (upstream_model != request.model).then_some(upstream_model);
     let inject_usage = request.stream
@@ -159,7 +157,7 @@ async fn chat_with_inline_images(
 /// `adapter` (conversion, URL, headers and signature).
 async fn attempt_converted(
     state: &Gateway,
-    channel: &Arc<Channel>,
+    channel: &KeyedChannel,
     request: &Request<'_>,
     adapter: &ChatAdapter,
 ) -> Attempt {
@@ -204,7 +202,7 @@ async fn attempt_converted(
 
 /// A Gemini-native request to a Gemini channel: the body passes through untouched, the model
 /// in the URL mapped; usage from `usageMetadata`.
-async fn attempt_gemini_native(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn attempt_gemini_native(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let http = state.gateway().http();
     let builder = gemini::post(&channel.upstream(&http), upstream_model, request.stream, request.body.clone());
@@ -229,7 +227,7 @@ async fn attempt_gemini_native(state: &Gateway, channel: &Arc<Channel>, request:
 
 /// A Messages request to an Anthropic channel: passed through (the model mapped, if the channel
 /// maps it), its usage read from the answer or the stream.
-async fn attempt_messages_passthrough(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn attempt_messages_passthrough(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let caps = capabilities(request, upstream_model);
     let mapped = (upstream_model != request.model).then_some(upstream_model);
@@ -263,7 +261,7 @@ async fn attempt_messages_passthrough(state: &Gateway, channel: &Arc<Channel>, r
 }
 
 /// A Messages request to an OpenAI-protocol channel: converted to a chat completion and back.
-async fn attempt_messages_via_chat(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn attempt_messages_via_chat(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let include_usage = channel.kind.preset.stream_usage == StreamUsage::OnRequest;
     let caps = capabilities(request, upstream_model);
@@ -310,7 +308,7 @@ async fn attempt_messages_via_chat(state: &Gateway, channel: &Arc<Channel>, requ
 /// streams through `to_chat_stream` (told whether to send the usage chunk), followed by the
 /// Anthropic conversion for `/v1/messages`; whole answers through `to_chat`, likewise.
 fn in_client_protocol(
-    channel: &Channel,
+    channel: &KeyedChannel,
     request: &Request<'_>,
     received: Received,
     to_chat_stream: impl FnOnce(bool) -> StreamConverter,

@@ -2,8 +2,6 @@
 //! `batchEmbedContents`, Bedrock's InvokeModel), answered in OpenAI's shape and billed at the
 //! provider's token count, or the local estimate when it reports none.
 
-use std::sync::Arc;
-
 use axum::http::HeaderValue;
 
 use super::Gateway;
@@ -12,10 +10,10 @@ use super::estimate;
 use super::upstream::{Answer, Attempt, Received, Request, send};
 use crate::domain::pricing::Usage;
 use crate::providers::{Protocol, bedrock, embeddings, gemini};
-use crate::services::routing::Channel;
+use crate::services::routing::KeyedChannel;
 
 /// Embeddings through a Gemini or Bedrock channel.
-pub(super) async fn attempt(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+pub(super) async fn attempt(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     match channel.kind.protocol {
         Protocol::Bedrock => bedrock_embeddings(state, channel, request).await,
         _ => gemini_embeddings(state, channel, request).await,
@@ -24,7 +22,7 @@ pub(super) async fn attempt(state: &Gateway, channel: &Arc<Channel>, request: &R
 
 /// Embeddings through a Gemini channel: `batchEmbedContents`; Gemini reports no token count, so
 /// the prompt is counted locally.
-async fn gemini_embeddings(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn gemini_embeddings(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     let embed = match embeddings::parse(request.body) {
         Ok(embed) => embed,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: Some("input") }),
@@ -46,7 +44,7 @@ async fn gemini_embeddings(state: &Gateway, channel: &Arc<Channel>, request: &Re
 
 /// Embeddings through a Bedrock channel: InvokeModel on a Titan (one call per text) or Cohere
 /// (one call) embedding model.
-async fn bedrock_embeddings(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
+async fn bedrock_embeddings(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     let embed = match embeddings::parse(request.body) {
         Ok(embed) => embed,
         Err(message) => return Attempt::Fail(GatewayError::BadRequest { message, param: Some("input") }),

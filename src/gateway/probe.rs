@@ -13,15 +13,16 @@ use super::error::GatewayError;
 use super::health;
 use super::upstream::{Answer, Attempt, InlineImages, Request};
 use super::{Gateway, GatewayState};
+use crate::db;
 use crate::db::channels::ChannelRow;
 use crate::domain::tokenizer::TokenRule;
 use crate::providers::openai::RequestPeek;
-use crate::services::routing::{Channel, channel_from_row};
+use crate::services::routing::{KeyState, KeyedChannel, channel_from_row};
 use crate::state::{AppState, ProbeOutcome, UpstreamAccess};
 
 /// Sends one tiny chat completion for `model` through the channel, the way requests go (its
 /// protocol's conversion included); a message saying what went wrong otherwise.
-pub async fn probe(state: &Gateway, channel: Arc<Channel>, model: &str) -> Result<String, String> {
+pub async fn probe(state: &Gateway, channel: &KeyedChannel, model: &str) -> Result<String, String> {
     let body = Bytes::from(
         serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": "ping" }], "max_tokens": 1 })
             .to_string(),
@@ -45,13 +46,13 @@ pub async fn probe(state: &Gateway, channel: Arc<Channel>, model: &str) -> Resul
         table: &table,
         conversation: None,
     };
-    match attempt(state, &channel, &request).await {
+    match attempt(state, channel, &request).await {
         Attempt::Answered(Answer::Whole { body, .. }) => Ok(probe_sample(&body)),
         Attempt::Answered(Answer::Stream { .. }) => Ok(String::new()),
         Attempt::Retry(e) | Attempt::Fail(e) => Err(probe_failure(&e)),
         // The verdict is acted on before the operator sees the answer (see `health::disable`).
         Attempt::Disable { error, reason } => {
-            health::disable(state, channel.id, &reason).await;
+            health::disable(state, channel, &reason).await;
             Err(probe_failure(&error))
         }
     }
@@ -68,15 +69,35 @@ impl UpstreamAccess for Upstreams {
         state: &'a AppState,
         row: &'a ChannelRow,
         model: &'a str,
+        key: Option<&'a str>,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let channel = match channel_from_row(row, state.secret_key()) {
+            // The stored states of the keys (a probe counts nothing and ignores cooldowns).
+            let inactive: Vec<String> = match db::channel_keys::of_channel(state.db().pool(), row.id).await {
+                Ok(states) => states.into_iter().filter(|k| !k.is_active()).map(|k| k.fingerprint).collect(),
+                Err(e) => return ProbeOutcome::Unusable(format!("the keys' states could not be read: {e}")),
+            };
+            let key_state = |fingerprint: &str| KeyState {
+                active: !inactive.iter().any(|f| f == fingerprint),
+                stats: Arc::default(),
+            };
+            let channel = match channel_from_row(row, state.secret_key(), key_state) {
                 Ok(channel) => Arc::new(channel),
                 Err(why) => return ProbeOutcome::Unusable(why),
             };
+            let keyed = match key {
+                Some(wanted) => channel.keys.iter().position(|k| k.fingerprint == wanted),
+                // A channel whose every key is out is probed through its first.
+                None => channel.with_key().map(|k| k.key).or((!channel.keys.is_empty()).then_some(0)),
+            };
+            let Some(index) = keyed else {
+                return ProbeOutcome::Unusable("the channel holds no such key".into());
+            };
+            let keyed = KeyedChannel { channel: channel.clone(), key: index };
             let gateway = Gateway::new(state.clone(), self.0.clone());
-            let result = probe(&gateway, channel.clone(), model).await;
-            ProbeOutcome::Done { keys: channel.keys.clone(), result }
+            let result = probe(&gateway, &keyed, model).await;
+            let keys = channel.keys.iter().map(|k| k.secret.clone()).collect();
+            ProbeOutcome::Done { keys, key: keyed.key().fingerprint.clone(), result }
         })
     }
 

@@ -7,8 +7,6 @@
 //! relayed event by event; the status is committed only after the first upstream chunk, so early
 //! failures can still fail over.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -32,9 +30,9 @@ use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::RequestPeek;
-use crate::services::affinity::Conversation;
+use crate::services::affinity::{Conversation, Stuck};
 use crate::services::keys;
-use crate::services::routing::{Channel, Route};
+use crate::services::routing::{KeyedChannel, Route};
 
 /// Relays one request; every failure becomes an OpenAI-shaped error.
 pub async fn relay(state: Gateway, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
@@ -275,9 +273,9 @@ fn budget_spent(refusal: keys::BudgetRefusal, zone: time::UtcOffset) -> GatewayE
     }
 }
 
-/// Tries the route's channels, tier by tier in the strategy's order, no channel twice and at most
-/// `retry_attempts` in all, until one answers or the request itself is refused; the settlement
-/// is finished with whatever ends it.
+/// Tries the route's channels, tier by tier in the strategy's order, no channel twice (but for
+/// another of its keys, when only the key failed) and at most `retry_attempts` in all, until one
+/// answers or the request itself is refused; the settlement is finished with whatever ends it.
 async fn try_tiers(
     state: &Gateway,
     route: &Route,
@@ -287,37 +285,54 @@ async fn try_tiers(
     retry_attempts: usize,
 ) -> Result<Response, GatewayError> {
     let model = request.model;
-    let mut tried: Vec<i64> = Vec::new();
+    let mut attempts = 0usize;
+    // Channels not to pick again: one that failed (unless only its key did: another of its keys
+    // may serve), and one with no key that may take a request now (not counted as an attempt).
+    let mut spent: Vec<i64> = Vec::new();
     let mut last_error = GatewayError::NoHealthyChannel(model.to_string());
     let mut sticky = sticky_channel(state, route, request);
     'tiers: for tier in &route.tiers {
-        while tried.len() < retry_attempts {
+        while attempts < retry_attempts {
             let routing = &state.routing();
             let channel = match sticky.take() {
                 Some(channel) => channel,
-                None => match tier.pick_excluding(strategy, |id| tried.contains(&id) || routing.is_suspended(id)) {
-                    Some(channel) => channel,
-                    None => continue 'tiers,
-                },
+                None => {
+                    let excluded = |id| spent.contains(&id) || routing.is_suspended(id);
+                    match tier.pick_excluding(strategy, excluded) {
+                        Some(channel) => match channel.with_key() {
+                            Some(keyed) => keyed,
+                            None => {
+                                spent.push(channel.id);
+                                continue;
+                            }
+                        },
+                        None => continue 'tiers,
+                    }
+                }
             };
-            tried.push(channel.id);
+            attempts += 1;
             settlement.log.channel_id = Some(channel.id);
             settlement.log.upstream_model = channel.upstream_model(model).to_string();
-            settlement.log.attempts = i64::try_from(tried.len()).unwrap_or(i64::MAX);
+            settlement.log.attempts = i64::try_from(attempts).unwrap_or(i64::MAX);
             match attempt_on(state, &channel, request).await {
                 Attempt::Answered(answer) => {
                     if let Some((conversation, ttl)) = request.conversation {
-                        routing.affinity().stick(conversation, channel.id, ttl);
+                        routing.affinity().stick(conversation, Stuck { channel: channel.id, key: channel.key }, ttl);
                     }
                     settlement.log.ttfb_ms = Some(settlement.elapsed_ms());
                     let upstream_model = channel.upstream_model(model);
                     return Ok(respond(state, answer, settlement, request, upstream_model).await);
                 }
                 Attempt::Retry(error) | Attempt::Disable { error, .. } => {
+                    // A key now out of routing (refused, or told to wait) failed alone: the
+                    // channel may serve through another key. Otherwise the channel failed.
+                    if channel.key().available(now_ms()) || !channel.has_other_key(channel.key) {
+                        spent.push(channel.id);
+                    }
                     // A conversation on a failing channel lets go of it (the next that answers
                     // takes it).
                     if let Some((conversation, _)) = request.conversation
-                        && routing.affinity().channel(conversation) == Some(channel.id)
+                        && routing.affinity().stuck(conversation).is_some_and(|s| s.channel == channel.id)
                     {
                         routing.affinity().release(conversation);
                     }
@@ -340,18 +355,25 @@ async fn try_tiers(
     Err(last_error)
 }
 
-/// The channel the request's conversation sticks to, when it is still in the route and in
-/// routing (not disabled or suspended); counted as an affinity hit or miss.
-fn sticky_channel(state: &Gateway, route: &Route, request: &Request<'_>) -> Option<Arc<Channel>> {
+/// The channel (and key) the request's conversation sticks to, when it is still in the route and
+/// in routing (not disabled or suspended); another of the channel's keys when that one is out.
+/// Counted as an affinity hit or miss.
+fn sticky_channel(state: &Gateway, route: &Route, request: &Request<'_>) -> Option<KeyedChannel> {
     let (conversation, _) = request.conversation?;
     let affinity = state.routing().affinity();
-    let channel =
-        affinity.channel(conversation).filter(|&id| !state.routing().is_suspended(id)).and_then(|id| route.channel(id));
-    if channel.is_none() {
+    let keyed =
+        affinity.stuck(conversation).filter(|stuck| !state.routing().is_suspended(stuck.channel)).and_then(|stuck| {
+            let channel = route.channel(stuck.channel)?;
+            match channel.keys.get(stuck.key) {
+                Some(key) if key.available(now_ms()) => Some(KeyedChannel { channel, key: stuck.key }),
+                _ => channel.with_key(),
+            }
+        });
+    if keyed.is_none() {
         affinity.release(conversation);
     }
-    affinity.counted(channel.is_some());
-    channel
+    affinity.counted(keyed.is_some());
+    keyed
 }
 
 /// The request's conversation for session affinity (off when its TTL is 0): the header the
@@ -379,13 +401,16 @@ fn conversation(
     Some((Conversation::new(key_id, model, &marker), config.affinity_ttl))
 }
 
-/// One attempt on `channel`, with the upstream's verdict on the channel acted on (the one place
-/// it is): a refused key or credit takes the channel out of routing at once and disables it in
-/// the background; the request may go on to another channel.
-pub(super) async fn attempt_on(state: &Gateway, channel: &Arc<Channel>, request: &Request<'_>) -> Attempt {
-    match attempt(state, channel, request).await {
+/// One attempt on `channel` through its key, counted on the key, with the upstream's verdict on
+/// the key acted on (the one place it is): a refused key or credit takes the key out of routing
+/// at once and disables it in the background (the channel too when it was its last); the request
+/// may go on to another channel.
+pub(super) async fn attempt_on(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
+    let outcome = attempt(state, channel, request).await;
+    channel.key().stats.count(matches!(outcome, Attempt::Retry(_) | Attempt::Disable { .. }));
+    match outcome {
         Attempt::Disable { error, reason } => {
-            health::disable_in_background(state, channel.id, reason);
+            health::disable_in_background(state, channel, reason);
             Attempt::Retry(error)
         }
         other => other,

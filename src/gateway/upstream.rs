@@ -13,10 +13,12 @@ use super::Gateway;
 use super::endpoints::Endpoint;
 use super::error::GatewayError;
 use crate::domain::pricing::Usage;
+use crate::domain::time::now_ms;
 use crate::providers::StreamConverter;
 use crate::providers::openai::RequestPeek;
 use crate::providers::upstream_error::{self, Cause, Verdict};
-use crate::services::routing::Channel;
+use crate::services::routing::keys::MAX_COOLDOWN_MS;
+use crate::services::routing::{Channel, KeyedChannel};
 
 /// The most we read of an upstream's non-stream answer or error.
 const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
@@ -73,8 +75,9 @@ pub(super) enum Attempt {
     Retry(GatewayError),
     /// The request itself was refused: no other channel would do better.
     Fail(GatewayError),
-    /// The upstream refused the channel's key or credit: the channel is to be disabled for
-    /// `reason` (the relay does it), and another channel may try.
+    /// The upstream refused the key or the credit behind it: the key is to be disabled for
+    /// `reason` (the channel too when it was its last; the relay does it), and another channel
+    /// may try.
     Disable {
         error: GatewayError,
         reason: String,
@@ -93,7 +96,7 @@ pub(super) enum Received {
 /// first chunk, so an upstream that fails before it can still be failed over.
 pub(super) async fn send(
     state: &Gateway,
-    channel: &Channel,
+    channel: &KeyedChannel,
     builder: reqwest::RequestBuilder,
     stream: bool,
 ) -> Received {
@@ -112,6 +115,13 @@ pub(super) async fn send(
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     if !status.is_success() {
         let error_type = upstream_error::error_type_header(response.headers());
+        if status == StatusCode::TOO_MANY_REQUESTS
+            && let Some(wait) = upstream_error::retry_after_ms(response.headers())
+        {
+            // The upstream said how long this key must wait: it gets no traffic until then.
+            let wait = i64::try_from(wait).unwrap_or(i64::MAX).min(MAX_COOLDOWN_MS);
+            channel.key().stats.hold_off(now_ms().saturating_add(wait));
+        }
         let body = read_limited(response, MAX_UPSTREAM_ERROR_BODY, config.first_byte_timeout).await.unwrap_or_default();
         return Received::Failed(classify_failure(channel, status, error_type.as_deref(), &body));
     }
@@ -185,8 +195,8 @@ pub(super) fn translate_rejection(channel: &Channel, status: u16, body: &[u8]) -
         .or(top_message)
         .unwrap_or_else(|| format!("The upstream provider rejected the request (HTTP {status})."));
     for key in &channel.keys {
-        if key.len() >= 4 {
-            message = message.replace(key.as_str(), "[redacted]");
+        if key.secret.len() >= 4 {
+            message = message.replace(key.secret.as_str(), "[redacted]");
         }
     }
     message = message.replace(&channel.base_url, "[upstream]");

@@ -14,6 +14,18 @@ pub fn error_type_header(headers: &reqwest::header::HeaderMap) -> Option<String>
     headers.get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
+/// How long an upstream's 429 asks the caller to wait, in milliseconds: OpenAI's `retry-after-ms`,
+/// else `Retry-After` in seconds (whole or decimal). An HTTP date is not read (no provider sends
+/// one); neither is a negative or non-finite number.
+pub fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let number = |name: &str| {
+        let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (value.is_finite() && value >= 0.0).then_some(value)
+    };
+    // Saturating casts: a huge value is capped by the caller.
+    number("retry-after-ms").map(|ms| ms as u64).or_else(|| number("retry-after").map(|s| (s * 1000.0) as u64))
+}
+
 /// Why a channel is taken out of service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
@@ -150,6 +162,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn retry_after_in_milliseconds_or_seconds() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = reqwest::header::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, reqwest::header::HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert_eq!(retry_after_ms(&headers(&[("retry-after", "20")])), Some(20_000));
+        assert_eq!(retry_after_ms(&headers(&[("retry-after", "0.5")])), Some(500));
+        assert_eq!(retry_after_ms(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")])), Some(250));
+        assert_eq!(retry_after_ms(&headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")])), None);
+        assert_eq!(retry_after_ms(&headers(&[("retry-after", "-3")])), None);
+        assert_eq!(retry_after_ms(&headers(&[("retry-after", "NaN")])), None);
+        assert_eq!(retry_after_ms(&headers(&[])), None);
+    }
 
     fn openai(status: u16, body: Value) -> Verdict {
         verdict(Protocol::OpenAi, status, None, body.to_string().as_bytes())

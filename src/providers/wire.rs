@@ -59,6 +59,17 @@ pub struct ChannelConfig {
     pub api_version: Option<String>,
     /// AWS Bedrock: the region (endpoint and signature).
     pub region: Option<String>,
+    /// How a channel holding several keys picks one for a request.
+    pub key_selection: KeySelection,
+}
+
+/// How a channel picks one of its available keys: at random (the default), or each in turn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySelection {
+    #[default]
+    Random,
+    RoundRobin,
 }
 
 #[cfg(test)]

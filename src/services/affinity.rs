@@ -26,8 +26,15 @@ impl Conversation {
     }
 }
 
+/// Where a conversation sticks: a channel, and the index of the key that served it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stuck {
+    pub channel: i64,
+    pub key: usize,
+}
+
 pub struct Affinity {
-    sticks: Mutex<LruCache<Conversation, (i64, Instant)>>,
+    sticks: Mutex<LruCache<Conversation, (Stuck, Instant)>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -39,12 +46,12 @@ impl Default for Affinity {
 }
 
 impl Affinity {
-    /// The channel the conversation sticks to, if it still does (not expired). Counted as a hit
-    /// or a miss only by [`Self::counted`], once the caller knows whether it could use it.
-    pub fn channel(&self, conversation: Conversation) -> Option<i64> {
+    /// The channel and key the conversation sticks to, if it still does (not expired). Counted
+    /// as a hit or a miss only by [`Self::counted`], once the caller knows whether it could use it.
+    pub fn stuck(&self, conversation: Conversation) -> Option<Stuck> {
         let mut sticks = self.sticks.lock().ok()?;
         match sticks.get(&conversation) {
-            Some(&(channel, until)) if until > Instant::now() => Some(channel),
+            Some(&(stuck, until)) if until > Instant::now() => Some(stuck),
             Some(_) => {
                 sticks.remove(&conversation);
                 None
@@ -59,10 +66,10 @@ impl Affinity {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The conversation sticks to `channel` for `ttl` from now (renewed by every answer).
-    pub fn stick(&self, conversation: Conversation, channel: i64, ttl: Duration) {
+    /// The conversation sticks to a channel and key for `ttl` from now (renewed by every answer).
+    pub fn stick(&self, conversation: Conversation, stuck: Stuck, ttl: Duration) {
         if let Ok(mut sticks) = self.sticks.lock() {
-            sticks.insert(conversation, (channel, Instant::now() + ttl));
+            sticks.insert(conversation, (stuck, Instant::now() + ttl));
         }
     }
 
@@ -89,12 +96,13 @@ mod tests {
         let a = Conversation::new(1, "m", "conv-1");
         assert_ne!(a, Conversation::new(2, "m", "conv-1"), "scoped to the key");
         assert_ne!(a, Conversation::new(1, "n", "conv-1"), "and to the model");
-        assert_eq!(affinity.channel(a), None);
-        affinity.stick(a, 7, Duration::from_secs(60));
-        assert_eq!(affinity.channel(a), Some(7));
+        let seven = Stuck { channel: 7, key: 2 };
+        assert_eq!(affinity.stuck(a), None);
+        affinity.stick(a, seven, Duration::from_secs(60));
+        assert_eq!(affinity.stuck(a), Some(seven));
         affinity.release(a);
-        assert_eq!(affinity.channel(a), None);
-        affinity.stick(a, 7, Duration::ZERO);
-        assert_eq!(affinity.channel(a), None, "expired");
+        assert_eq!(affinity.stuck(a), None);
+        affinity.stick(a, seven, Duration::ZERO);
+        assert_eq!(affinity.stuck(a), None, "expired");
     }
 }

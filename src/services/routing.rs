@@ -6,11 +6,16 @@
 //! smooth weighted round-robin or failover order); a channel that failed for this request is
 //! never picked again for it.
 
+pub mod keys;
+
 use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 
 use rand::Rng;
 
+use self::keys::{KeyRegistry, UpstreamKey};
 use super::affinity::Affinity;
 
 use crate::config::Strategy;
@@ -18,6 +23,7 @@ use crate::crypto;
 use crate::db::{self, Db};
 use crate::domain::capabilities::{self, Capabilities};
 use crate::domain::pricing::{MILLION, Price};
+use crate::domain::time::now_ms;
 use crate::providers::{ChannelType, Upstream};
 use crate::secret_key::SecretKey;
 
@@ -29,33 +35,28 @@ pub struct Channel {
     pub kind: ChannelType,
     /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
-    pub keys: Vec<String>,
+    pub keys: Vec<UpstreamKey>,
     pub model_mapping: HashMap<String, String>,
     /// Provider settings from the channel's `config` (docs/providers.md).
     pub config: ChannelConfig,
+    /// The round-robin turn among the keys.
+    key_turn: AtomicUsize,
 }
 
 pub use crate::providers::wire::ChannelConfig;
 
 impl Channel {
-    /// One of the channel's keys (several rotate at random).
-    pub fn key(&self) -> &str {
-        match self.keys.len() {
-            0 => "",
-            1 => &self.keys[0],
-            n => &self.keys[rand::rng().random_range(0..n)],
-        }
+    /// One of the channel's keys that may take a request now (`config.key_selection`), as the
+    /// channel to call; `None` when every key is disabled, refused or cooling down.
+    pub fn with_key(self: &Arc<Self>) -> Option<KeyedChannel> {
+        let key = keys::pick(&self.keys, self.config.key_selection, &self.key_turn, now_ms())?;
+        Some(KeyedChannel { channel: self.clone(), key })
     }
 
-    /// The channel as the wire sees it for one upstream call (one of its keys, as [`Self::key`]).
-    pub fn upstream<'a>(&'a self, http: &'a reqwest::Client) -> Upstream<'a> {
-        Upstream {
-            http,
-            base_url: &self.base_url,
-            key: self.key(),
-            api_version: self.config.api_version.as_deref(),
-            region: self.config.region.as_deref(),
-        }
+    /// Whether a key other than `index` may take a request now.
+    pub fn has_other_key(&self, index: usize) -> bool {
+        let now = now_ms();
+        self.keys.iter().enumerate().any(|(i, k)| i != index && k.available(now))
     }
 
     /// The model name to send upstream for a requested one.
@@ -130,6 +131,39 @@ impl Tier {
             }
         };
         Some(self.members[chosen].channel.clone())
+    }
+}
+
+/// A channel with the key one attempt goes through (it reads as the channel).
+#[derive(Debug, Clone)]
+pub struct KeyedChannel {
+    pub channel: Arc<Channel>,
+    /// Index into the channel's keys.
+    pub key: usize,
+}
+
+impl Deref for KeyedChannel {
+    type Target = Channel;
+
+    fn deref(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+impl KeyedChannel {
+    pub fn key(&self) -> &UpstreamKey {
+        &self.channel.keys[self.key]
+    }
+
+    /// The channel as the wire sees it for one upstream call, through this key.
+    pub fn upstream<'a>(&'a self, http: &'a reqwest::Client) -> Upstream<'a> {
+        Upstream {
+            http,
+            base_url: &self.channel.base_url,
+            key: &self.key().secret,
+            api_version: self.channel.config.api_version.as_deref(),
+            region: self.channel.config.region.as_deref(),
+        }
     }
 }
 
@@ -220,19 +254,39 @@ impl RoutingTable {
     }
 
     /// Builds a snapshot from the database.
-    pub async fn load(db: &Db, secret_key: &SecretKey, default_strategy: Strategy) -> Result<Self, sqlx::Error> {
+    pub async fn load(
+        db: &Db,
+        secret_key: &SecretKey,
+        default_strategy: Strategy,
+        registry: &KeyRegistry,
+    ) -> Result<Self, sqlx::Error> {
         let mut channels = HashMap::new();
+        let inactive: HashSet<(i64, String)> = db::channel_keys::all(db.pool())
+            .await?
+            .into_iter()
+            .filter(|k| !k.is_active())
+            .map(|k| (k.channel_id, k.fingerprint))
+            .collect();
+        let mut live_keys = HashSet::new();
         for row in db::channels::list(db.pool()).await? {
             if row.status != "enabled" {
                 continue;
             }
-            match channel_from_row(&row, secret_key) {
+            let key_state = |fingerprint: &str| {
+                live_keys.insert((row.id, fingerprint.to_string()));
+                KeyState {
+                    active: !inactive.contains(&(row.id, fingerprint.to_string())),
+                    stats: registry.stats(row.id, fingerprint),
+                }
+            };
+            match channel_from_row(&row, secret_key, key_state) {
                 Ok(channel) => {
                     channels.insert(row.id, Arc::new(channel));
                 }
                 Err(why) => tracing::error!(channel = row.id, name = %row.name, "channel skipped: {why}"),
             }
         }
+        registry.retain(&live_keys);
         // A group with a model allowlist reaches only those models, whatever its channels serve.
         let allowlists: HashMap<String, HashSet<String>> = db::groups::allowlists(db.pool())
             .await?
@@ -302,11 +356,29 @@ impl RoutingTable {
     }
 }
 
-/// A channel as the relay uses it, from its stored row (keys decrypted).
-pub fn channel_from_row(row: &db::channels::ChannelRow, secret_key: &SecretKey) -> Result<Channel, String> {
+/// What the routing knows of one key besides the key: its stored state and its counters.
+pub struct KeyState {
+    pub active: bool,
+    pub stats: Arc<keys::KeyStats>,
+}
+
+/// A channel as the relay uses it, from its stored row (keys decrypted), each key's state given
+/// by `key_state` (called with its fingerprint).
+pub fn channel_from_row(
+    row: &db::channels::ChannelRow,
+    secret_key: &SecretKey,
+    mut key_state: impl FnMut(&str) -> KeyState,
+) -> Result<Channel, String> {
     let kind = ChannelType::parse(&row.kind).ok_or_else(|| format!("unknown type {:?}", row.kind))?;
     let keys_json = crypto::decrypt(secret_key, &row.keys_encrypted).map_err(|e| e.to_string())?;
-    let keys: Vec<String> = serde_json::from_slice(&keys_json).map_err(|e| format!("keys: {e}"))?;
+    let secrets: Vec<String> = serde_json::from_slice(&keys_json).map_err(|e| format!("keys: {e}"))?;
+    let keys = secrets
+        .into_iter()
+        .map(|secret| {
+            let state = key_state(&keys::fingerprint(&secret));
+            UpstreamKey::new(secret, state.active, state.stats)
+        })
+        .collect();
     let model_mapping = serde_json::from_str(&row.model_mapping).map_err(|e| format!("model_mapping: {e}"))?;
     let base =
         if row.base_url.is_empty() { kind.preset.default_base_url.unwrap_or_default() } else { row.base_url.as_str() };
@@ -318,6 +390,7 @@ pub fn channel_from_row(row: &db::channels::ChannelRow, secret_key: &SecretKey) 
         keys,
         model_mapping,
         config: serde_json::from_str(&row.config).unwrap_or_default(),
+        key_turn: AtomicUsize::new(0),
     })
 }
 
@@ -331,16 +404,27 @@ pub struct Routing {
     reloading: tokio::sync::Mutex<()>,
     /// Which channel each recent conversation sticks to (session affinity).
     affinity: Affinity,
+    /// Each upstream key's counters and hold, across snapshots.
+    keys: KeyRegistry,
 }
 
 impl Routing {
-    pub fn new(table: RoutingTable) -> Self {
-        Self {
+    /// The routing of the channels in the database now.
+    pub async fn load(db: &Db, secret_key: &SecretKey, strategy: Strategy) -> Result<Self, sqlx::Error> {
+        let keys = KeyRegistry::default();
+        let table = RoutingTable::load(db, secret_key, strategy, &keys).await?;
+        Ok(Self {
             current: RwLock::new(Arc::new(table)),
             suspended: RwLock::new(HashSet::new()),
             reloading: tokio::sync::Mutex::new(()),
             affinity: Affinity::default(),
-        }
+            keys,
+        })
+    }
+
+    /// Each upstream key's counters and hold.
+    pub fn keys(&self) -> &KeyRegistry {
+        &self.keys
     }
 
     /// Which channel each recent conversation sticks to.
@@ -372,7 +456,7 @@ impl Routing {
     /// Loads a fresh snapshot from the database and installs it, one reload at a time.
     pub async fn reload(&self, db: &Db, secret_key: &SecretKey, strategy: Strategy) -> Result<(), sqlx::Error> {
         let _order = self.reloading.lock().await;
-        let table = RoutingTable::load(db, secret_key, strategy).await?;
+        let table = RoutingTable::load(db, secret_key, strategy, &self.keys).await?;
         self.replace(table);
         Ok(())
     }
@@ -418,6 +502,7 @@ mod tests {
                     keys: vec![],
                     model_mapping: HashMap::new(),
                     config: ChannelConfig::default(),
+                    key_turn: AtomicUsize::new(0),
                 }),
                 weight: *w,
             })

@@ -621,6 +621,13 @@ async fn a_channel_key_appears_nowhere(backend: Backend, key: &str) {
     ] {
         api(method, &path, body).await;
     }
+    // Each key on its own: listed, added to, probed, disabled and enabled, by fingerprint.
+    let listed = api("GET", &format!("/api/admin/channels/{id}/keys"), None).await;
+    let fingerprint = listed["data"][0]["fingerprint"].as_str().unwrap().to_string();
+    api("POST", &format!("/api/admin/channels/{id}/keys"), Some(json!({ "keys": format!("{key}-3\n{key}") }))).await;
+    for action in ["test", "disable", "enable"] {
+        api("POST", &format!("/api/admin/channels/{id}/keys/{fingerprint}/{action}"), None).await;
+    }
 
     // The console's form too, and calls through the gateway (served, then the key refused).
     let mut root = root_browser(&app).await;
@@ -684,6 +691,7 @@ async fn a_channel_key_appears_nowhere(backend: Backend, key: &str) {
     .map(|p| p.to_string())
     .collect();
     pages.extend(ids.iter().map(|id| format!("/admin/channels/{id}/edit")));
+    pages.extend(ids.iter().map(|id| format!("/admin/channels/{id}/keys")));
     let mut seen = 0;
     for page in &pages {
         let (status, _, body) = root.get(page).await;
@@ -699,6 +707,14 @@ async fn a_channel_key_appears_nowhere(backend: Backend, key: &str) {
     }
     let (_, _, body) = root.post(&format!("/admin/channels/{id}/models"), &fields).await;
     answers.borrow_mut().push(("console fetch models".into(), body));
+    for action in ["test", "disable", "enable"] {
+        let path = format!("/admin/channels/{id}/keys/{fingerprint}/{action}");
+        let (_, _, body) = root.post(&path, &[("csrf", &csrf)]).await;
+        answers.borrow_mut().push((format!("console key {action}"), body));
+    }
+    let added = format!("{key}-4");
+    let (_, _, body) = root.post(&format!("/admin/channels/{id}/keys"), &[("csrf", &csrf), ("keys", &added)]).await;
+    answers.borrow_mut().push(("console add keys".into(), body));
     let (_, _, body) = root.post("/admin/channels/test", &[("csrf", &csrf)]).await;
     answers.borrow_mut().push(("console test all".into(), body));
     let text = all_audit_text(&app).await;

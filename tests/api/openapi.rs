@@ -209,6 +209,17 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
     c.call(root, "PATCH", "/api/admin/channels/{id}", &channel_path, Some(input)).await;
     c.call(root, "POST", "/api/admin/channels/{id}/test", &format!("{channel_path}/test"), None).await;
     c.call(root, "GET", "/api/admin/channels/{id}", "/api/admin/channels/999999", None).await;
+    let keys_path = format!("{channel_path}/keys");
+    let body = json!({ "keys": "sk-upstream\nsk-upstream-second-key-0002" });
+    c.call(root, "POST", "/api/admin/channels/{id}/keys", &keys_path, Some(body)).await;
+    let keys = c.call(root, "GET", "/api/admin/channels/{id}/keys", &keys_path, None).await;
+    let key_path = format!("{keys_path}/{}", keys["data"][1]["fingerprint"].as_str().expect("a fingerprint"));
+    for action in ["disable", "enable", "test"] {
+        let route = format!("/api/admin/channels/{{id}}/keys/{{key}}/{action}");
+        c.call(root, "POST", &route, &format!("{key_path}/{action}"), None).await;
+    }
+    c.call(root, "POST", "/api/admin/channels/{id}/keys/{key}/test", &format!("{keys_path}/0000000000000000/test"), None)
+        .await;
     channel_actions(&mut c, &channel_path, &fake).await;
 
     let user = json!({ "email": "doc@example.com", "password": "a fine password" });

@@ -1,12 +1,13 @@
 //! `/admin/channels`: the channel list (status with the reason of an automatic disable, type,
 //! priority, weight, models, used amount, last error, last test latency) and its row actions —
 //! test, test all, enable, disable, copy, delete. The create / edit / import forms are in
-//! `form`. Everything goes through `services::channels::admin` (audited, as the API). Upstream
+//! `form`; each key's health and actions in `keys`. Everything goes through `services::channels::admin` (audited, as the API). Upstream
 //! keys are write-only: the page shows the last 4 characters at most.
 //!
 //! htmx posts answer the `#channels` section; without JavaScript the whole page.
 
 mod form;
+mod keys;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -37,7 +38,7 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/admin/channels/{id}/disable", disable)
         .page_post("/admin/channels/{id}/copy", copy)
         .page_post("/admin/channels/{id}/delete", delete);
-    form::routes(routes)
+    keys::routes(form::routes(routes))
 }
 
 /// One row of the table, formatted.

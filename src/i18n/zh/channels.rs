@@ -85,4 +85,33 @@ pub const ZH: &[(&str, &str)] = &[
     ("priority must be a whole number", "优先级必须是整数"),
     ("weight must be a whole number", "权重必须是整数"),
     ("Back to channels", "返回渠道列表"),
+    // Each key's health (templates/admin/channel_keys.html, src/console/admin/channels/keys.rs).
+    ("Each key's health", "各密钥状态"),
+    (
+        "Each upstream key of the channel: its state, its last error, and its traffic on this server since it started.",
+        "渠道的每个上游密钥：状态、最近错误，以及本服务器启动以来经它发出的请求。",
+    ),
+    (
+        "A key the upstream refuses is disabled alone and re-tested periodically; the channel stops only when its last key does.",
+        "被上游拒绝的密钥会单独停用并定期重新测试；只有最后一个密钥也失效时渠道才会停用。",
+    ),
+    ("Requests / failures", "请求 / 失败"),
+    ("Add keys", "添加密钥"),
+    (
+        "One key per line; keys the channel holds already are skipped. Write-only: never shown again.",
+        "每行一个密钥；渠道已有的密钥会跳过。只写：之后不再显示。",
+    ),
+    ("cooling down for {n} s", "冷却中，还剩 {n} 秒"),
+    ("Added {n} keys.", "已添加 {n} 个密钥。"),
+    ("The key passed its test ({ms} ms).", "密钥测试通过（{ms} 毫秒）。"),
+    ("The key failed its test: {error}", "密钥测试失败：{error}"),
+    ("Key {hint} enabled.", "密钥 {hint} 已启用。"),
+    ("Key {hint} disabled.", "密钥 {hint} 已停用。"),
+    ("Key selection", "密钥选择"),
+    ("At random", "随机"),
+    ("Each in turn", "轮流"),
+    (
+        "How a channel with several keys picks one for a request; keys that are disabled or cooling down are skipped.",
+        "有多个密钥的渠道如何为请求选用密钥；已停用或冷却中的密钥会被跳过。",
+    ),
 ];

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::db::channels as db_channels;
 use crate::providers::{ChannelType, Protocol};
 use crate::services::audit::{self, Actor};
+use crate::services::channels::keys::{self, KeyView};
 use crate::services::channels::{self, ChannelError, ChannelInput, ChannelView, TestResult};
 use crate::state::AppState;
 
@@ -92,6 +93,44 @@ pub async fn test(state: &AppState, actor: &Actor, id: i64) -> Result<TestResult
     let details = json!({ "ok": result.ok, "latency_ms": result.latency_ms, "error": result.error });
     audit::record(state, actor, "channel.test", ("channel", &target(id)), details).await;
     Ok(result)
+}
+
+/// Enables one of the channel's keys, or disables it by hand; its view after.
+pub async fn set_key_enabled(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+    key: &str,
+    enabled: bool,
+) -> Result<KeyView, ChannelError> {
+    keys::set_enabled(state, id, key, enabled).await?;
+    let action = if enabled { "channel.key_enable" } else { "channel.key_disable" };
+    audit::record(state, actor, action, ("channel", &target(id)), json!({ "key": key })).await;
+    keys::list(state, id).await?.into_iter().find(|k| k.fingerprint == key).ok_or(ChannelError::NotFound)
+}
+
+/// Probes the channel through one of its keys (a passing probe re-enables it).
+pub async fn test_key(state: &AppState, actor: &Actor, id: i64, key: &str) -> Result<TestResult, ChannelError> {
+    if !keys::list(state, id).await?.iter().any(|k| k.fingerprint == key) {
+        return Err(ChannelError::NotFound);
+    }
+    let result = keys::probe(state, id, Some(key)).await?;
+    let details = json!({ "key": key, "ok": result.ok, "latency_ms": result.latency_ms, "error": result.error });
+    audit::record(state, actor, "channel.key_test", ("channel", &target(id)), details).await;
+    Ok(result)
+}
+
+/// Adds keys to the channel in bulk (one per line); the channel after, and how many were new.
+pub async fn add_keys(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+    text: &str,
+) -> Result<(ChannelView, usize), ChannelError> {
+    let (view, added) = keys::add(state, id, text).await?;
+    let details = json!({ "added": added, "keys": view.key_count });
+    audit::record(state, actor, "channel.keys_add", ("channel", &target(id)), details).await;
+    Ok((view, added))
 }
 
 /// One line of "test all".

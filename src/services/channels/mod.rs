@@ -3,16 +3,18 @@
 //! the database and never leave this module in clear except toward the upstream itself.
 
 pub mod admin;
+pub mod keys;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::crypto;
+use crate::db::channel_keys as db_keys;
 use crate::db::channels::{self as db_channels, ChannelRow, ChannelWrite};
 use crate::providers::ChannelType;
 use crate::services::changes::{self, Change};
+use crate::services::routing::keys::fingerprint;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +184,9 @@ fn validate(input: ChannelInput, existing: Option<(&ChannelRow, Vec<String>)>) -
     if keys.is_empty() {
         return Err(invalid("key: required"));
     }
+    if keys.len() > self::keys::MAX_KEYS {
+        return Err(invalid(format!("key: a channel holds at most {} keys", self::keys::MAX_KEYS)));
+    }
     let models = match input.models {
         Some(m) => clean_list("models", m)?,
         None => old.map(|r| serde_json::from_str(&r.models).unwrap_or_default()).unwrap_or_default(),
@@ -254,13 +259,7 @@ pub(crate) fn decrypt_keys(state: &AppState, row: &ChannelRow) -> Vec<String> {
 }
 
 fn key_hint(keys: &[String]) -> String {
-    match keys.first() {
-        Some(k) if k.chars().count() >= 12 => {
-            let tail: String = k.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-            format!("…{tail}")
-        }
-        _ => "…".into(),
-    }
+    keys.first().map_or_else(|| "…".into(), |k| keys::hint(k))
 }
 
 fn view(state: &AppState, row: ChannelRow) -> ChannelView {
@@ -318,6 +317,8 @@ async fn write(state: &AppState, id: Option<i64>, valid: &Valid) -> Result<i64, 
         }
         None => db_channels::insert(&mut *tx, &columns).await?,
     };
+    let fingerprints: Vec<String> = valid.keys.iter().map(|k| fingerprint(k)).collect();
+    db_keys::prune(&mut tx, id, &fingerprints).await?;
     db_channels::replace_abilities(
         &mut tx,
         id,
@@ -393,37 +394,10 @@ pub struct TestResult {
     pub sample: Option<String>,
 }
 
-/// Sends one tiny chat completion through the channel and measures it. A passing probe of an
-/// automatically disabled channel re-enables it.
+/// Sends one tiny chat completion through the channel (one key it would pick now) and measures
+/// it. A passing probe of an automatically disabled channel re-enables it.
 pub async fn test(state: &AppState, id: i64) -> Result<TestResult, ChannelError> {
-    let row = db_channels::get(state.db().pool(), id).await?.ok_or(ChannelError::NotFound)?;
-    let models: Vec<String> = serde_json::from_str(&row.models).unwrap_or_default();
-    let model = models.first().cloned().unwrap_or_default();
-    let started = Instant::now();
-    let timeout = state.site().gateway.first_byte_timeout.min(Duration::from_secs(30));
-    let probe = state.upstream().probe_channel(state, &row, &model);
-    let (sample, error) = match tokio::time::timeout(timeout, probe).await {
-        Ok(ProbeOutcome::Unusable(why)) => return Err(invalid(why)),
-        // An upstream may quote the key it refused: never pass it on.
-        Ok(ProbeOutcome::Done { keys, result: Ok(sample) }) => (Some(redact(&sample, &keys)), None),
-        Ok(ProbeOutcome::Done { keys, result: Err(e) }) => (None, Some(redact(&e, &keys))),
-        Err(_) => (None, Some("the upstream did not answer in time".to_string())),
-    };
-    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    if error.is_none() {
-        db_channels::record_test(state.db().writer(), id, latency_ms).await?;
-        let mut conn = state.db().writer().acquire().await?;
-        if db_channels::reenable_auto_disabled(&mut conn, id).await? {
-            tracing::info!(channel = id, "channel re-enabled after a passing probe");
-        }
-        state.routing().resume(id);
-        drop(conn);
-        changes::publish(state, Change::Routing).await;
-    }
-    if let Some(error) = &error {
-        db_channels::record_error(state.db().writer(), id, error).await?;
-    }
-    Ok(TestResult { ok: error.is_none(), latency_ms, error, sample })
+    keys::probe(state, id, None).await
 }
 
 /// `text` with every occurrence of the channel's keys replaced.
@@ -431,7 +405,8 @@ pub(crate) fn redact(text: &str, keys: &[String]) -> String {
     keys.iter().filter(|k| k.len() >= 4).fold(text.to_string(), |t, k| t.replace(k.as_str(), "[redacted]"))
 }
 
-/// Probes every automatically disabled channel once (the periodic re-test).
+/// Probes every automatically disabled channel once, then every automatically disabled key of
+/// the enabled ones (the periodic re-test).
 pub async fn retest_auto_disabled(state: &AppState) {
     let Ok(rows) = db_channels::list(state.db().pool()).await else {
         return;
@@ -441,4 +416,5 @@ pub async fn retest_auto_disabled(state: &AppState) {
             tracing::warn!(channel = row.id, error = %e, "re-test failed");
         }
     }
+    keys::retest_auto_disabled(state).await;
 }

@@ -62,6 +62,9 @@ pub struct ChannelForm {
     api_version: String,
     #[serde(default)]
     region: String,
+    /// How a channel with several keys picks one: blank (at random) or `round_robin`.
+    #[serde(default)]
+    key_selection: String,
     /// The checkbox: present when ticked.
     #[serde(default)]
     enabled: Option<String>,
@@ -88,6 +91,7 @@ impl ChannelForm {
             weight: c.weight.to_string(),
             api_version: config("api_version"),
             region: config("region"),
+            key_selection: config("key_selection"),
             enabled: (c.status == "enabled").then(|| "on".into()),
             keys: String::new(),
             mode: String::new(),
@@ -121,9 +125,11 @@ impl ChannelForm {
             };
             mapping.insert(from.trim().to_string(), to.trim().to_string());
         }
-        // Keep any other config the channel has (set through the API); set or clear these two.
+        // Keep any other config the channel has (set through the API); set or clear these.
         let mut config: Map<String, Value> = existing.and_then(|c| c.config.as_object().cloned()).unwrap_or_default();
-        for (name, value) in [("api_version", &self.api_version), ("region", &self.region)] {
+        let fields =
+            [("api_version", &self.api_version), ("region", &self.region), ("key_selection", &self.key_selection)];
+        for (name, value) in fields {
             if value.trim().is_empty() {
                 config.remove(name);
             } else {
