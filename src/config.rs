@@ -156,6 +156,15 @@ pub struct GatewayConfig {
     pub affinity_ttl: Duration,
     /// A request header the operator names as a conversation marker (lowercase; empty: none).
     pub affinity_header: String,
+    /// A channel's circuit breaker (docs/gateway.md#circuit-breaker): consecutive failed
+    /// attempts that open it and the failed percentage of a window's attempts that does (0: not
+    /// on that rule), the fewest attempts for the percentage to count, the window, and how long
+    /// an open circuit waits before its trial request.
+    pub circuit_failures: usize,
+    pub circuit_error_rate: usize,
+    pub circuit_min_requests: usize,
+    pub circuit_window: Duration,
+    pub circuit_cooldown: Duration,
     /// How often auto-disabled channels are probed for re-enabling (0 = never).
     pub channel_retest: Duration,
     /// How long cached keys and routing data may be stale when another replica changes them.
@@ -421,6 +430,11 @@ impl Config {
             budget_zone: time::UtcOffset::UTC,
             affinity_ttl: Duration::from_secs(300),
             affinity_header: String::new(),
+            circuit_failures: 5,
+            circuit_error_rate: 50,
+            circuit_min_requests: 20,
+            circuit_window: Duration::from_secs(60),
+            circuit_cooldown: Duration::from_secs(30),
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
             cache_ttl: Duration::ZERO,
             key_cache_entries: number(get(&KEY_CACHE_ENTRIES), &KEY_CACHE_ENTRIES, 100_000, 100..=10_000_000)?,

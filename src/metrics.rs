@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::services::monitoring::{self, Figures, Range};
+use crate::services::routing::health::ChannelHealthView;
 use crate::state::AppState;
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> Option<bool> {
@@ -102,9 +103,26 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
                 let _ = writeln!(out, "burncloud_channel_test_latency_ms{{channel_id=\"{}\"}} {ms}", c.id);
             }
             let _ = writeln!(out, "burncloud_channel_used_nano{{channel_id=\"{}\"}} {}", c.id, c.used_amount);
+            if let Some(health) = state.routing().health().find_channel(c.id) {
+                channel_health(&mut out, c.id, &health.view());
+            }
         }
     }
     text(out)
+}
+
+/// A channel's health on this replica: its circuit, moving time to first token and error rate,
+/// and requests in flight.
+fn channel_health(out: &mut String, id: i64, h: &ChannelHealthView) {
+    let open = i64::from(h.circuit != "closed");
+    let _ = writeln!(out, "burncloud_channel_circuit_open{{channel_id=\"{id}\",circuit=\"{}\"}} {open}", h.circuit);
+    let _ = writeln!(out, "burncloud_channel_in_flight{{channel_id=\"{id}\"}} {}", h.traffic.in_flight);
+    if let Some(ms) = h.traffic.ttft_ms {
+        let _ = writeln!(out, "burncloud_channel_ttft_ms{{channel_id=\"{id}\"}} {ms}");
+    }
+    if let Some(rate) = h.traffic.error_rate {
+        let _ = writeln!(out, "burncloud_channel_error_rate{{channel_id=\"{id}\"}} {rate:.3}");
+    }
 }
 
 fn text(out: String) -> Response {

@@ -50,6 +50,11 @@ pub enum Strategy {
     RoundRobin,
     /// Always the first healthy channel, by weight then id; the others only on failure.
     Failover,
+    /// The channel with the lowest moving time to first token on this replica (one pick in 20
+    /// by weight, so the others' figures stay current; unmeasured channels first).
+    LeastLatency,
+    /// The channel with the fewest requests in flight on this replica, relative to its weight.
+    LeastBusy,
 }
 
 impl Strategy {
@@ -58,6 +63,8 @@ impl Strategy {
             "weighted_random" => Some(Self::WeightedRandom),
             "round_robin" => Some(Self::RoundRobin),
             "failover" => Some(Self::Failover),
+            "least_latency" => Some(Self::LeastLatency),
+            "least_busy" => Some(Self::LeastBusy),
             _ => None,
         }
     }
@@ -67,6 +74,8 @@ impl Strategy {
             Self::WeightedRandom => "weighted_random",
             Self::RoundRobin => "round_robin",
             Self::Failover => "failover",
+            Self::LeastLatency => "least_latency",
+            Self::LeastBusy => "least_busy",
         }
     }
 
@@ -406,7 +415,7 @@ mod tests {
 
     #[test]
     fn the_strategy_list_is_said_once() {
-        assert_eq!(Strategy::accepted(), "weighted_random, round_robin or failover");
+        assert_eq!(Strategy::accepted(), "weighted_random, round_robin, failover, least_latency or least_busy");
         if let Kind::Choice(options) = STRATEGY.kind {
             assert!(options.iter().all(|(v, _)| Strategy::parse(v).is_some_and(|s| s.as_str() == *v)));
         }

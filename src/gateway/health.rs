@@ -2,13 +2,19 @@
 //! behind it) is taken out of routing at once and disabled in the database (behind a request;
 //! before an operator's probe answers), and every replica is told. A channel goes with its last
 //! available key: it is disabled as a whole, as a one-key channel always was.
+//!
+//! And counting each attempt's outcome on the key, the channel and its circuit breaker.
 
+use std::time::Duration;
+
+use super::upstream::Attempt;
 use crate::db::channel_keys as db_keys;
 use crate::db::channels as db_channels;
 use crate::domain::time::now_ms;
 use crate::services::changes::{self, Change};
-use crate::services::routing::KeyedChannel;
+use crate::services::routing::health::{BreakerPolicy, Transition};
 use crate::services::routing::keys::REFUSAL_HOLD_MS;
+use crate::services::routing::{Channel, KeyedChannel};
 use crate::state::AppState;
 
 /// What a refusal takes out: one key of a channel that has others, or the channel.
@@ -68,5 +74,44 @@ async fn record_disabled(state: &AppState, refused: Refused, reason: &str) {
         }
         (Ok(false), _) => {}
         (Err(e), _) => tracing::error!(error = %e, "could not disable the refused key or channel"),
+    }
+}
+
+/// Counts an attempt that took `elapsed` on its key, and on its channel and circuit breaker unless
+/// the failure was the key's alone (the key is now out of routing and the channel has others).
+/// An answer counts its time as the time to first token; the request's own error (a 400) counts
+/// as the upstream being up, with no time.
+pub(super) fn count(channel: &KeyedChannel, outcome: &Attempt, elapsed: Duration, breaker: &BreakerPolicy) {
+    let sample = match outcome {
+        Attempt::Answered(_) => Some(Some(elapsed)),
+        Attempt::Fail(_) => None,
+        Attempt::Retry(_) | Attempt::Disable { .. } => Some(None),
+    };
+    let key = &channel.key().stats.health;
+    if let Some(sample) = sample {
+        key.record(sample);
+    }
+    let failed = sample == Some(None);
+    let now = now_ms();
+    if failed && !channel.key().available(now) && channel.has_other_key(channel.key) {
+        return;
+    }
+    if let Some(sample) = sample {
+        channel.health.health.record(sample);
+    }
+    let changed = channel.health.breaker.record(!failed, now, breaker);
+    circuit_changed(channel, changed);
+}
+
+/// Logs a change of a channel's circuit.
+pub(super) fn circuit_changed(channel: &Channel, changed: Option<Transition>) {
+    match changed {
+        Some(Transition::Opened) => {
+            tracing::warn!(channel = channel.id, name = %channel.name, "circuit opened: the channel rests for the cooldown")
+        }
+        Some(to) => {
+            tracing::info!(channel = channel.id, name = %channel.name, circuit = to.as_str(), "circuit changed")
+        }
+        None => {}
     }
 }

@@ -32,7 +32,8 @@ use crate::domain::time::now_ms;
 use crate::providers::openai::RequestPeek;
 use crate::services::affinity::{Conversation, Stuck};
 use crate::services::keys;
-use crate::services::routing::{KeyedChannel, Route};
+use crate::services::routing::health::{Admission, BreakerPolicy, Circuit, InFlight, Transition};
+use crate::services::routing::{Channel, KeyedChannel, Route};
 
 /// Relays one request; every failure becomes an OpenAI-shaped error.
 pub async fn relay(state: Gateway, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
@@ -195,7 +196,8 @@ async fn relay_inner(
         conversation: conversation(config, headers, &peek, grant.key_id, &model),
     };
     let strategy = table.strategy(&grant.group, &model);
-    try_tiers(state, route, strategy, settlement, &request, config.retry_attempts).await
+    let failover = Failover { strategy, attempts: config.retry_attempts, breaker: BreakerPolicy::from(config) };
+    try_tiers(state, route, failover, settlement, &request).await
 }
 
 /// Admits the request under its key's and user's concurrency caps (waiting a little for a slot).
@@ -273,17 +275,26 @@ fn budget_spent(refusal: keys::BudgetRefusal, zone: time::UtcOffset) -> GatewayE
     }
 }
 
+/// How the channels of a route are tried: the strategy inside a tier, the most attempts, and
+/// when a channel's circuit opens.
+struct Failover {
+    strategy: Strategy,
+    attempts: usize,
+    breaker: BreakerPolicy,
+}
+
 /// Tries the route's channels, tier by tier in the strategy's order, no channel twice (but for
-/// another of its keys, when only the key failed) and at most `retry_attempts` in all, until one
-/// answers or the request itself is refused; the settlement is finished with whatever ends it.
+/// another of its keys, when only the key failed), none whose circuit is open, and at most
+/// `attempts` in all, until one answers or the request itself is refused; the settlement is
+/// finished with whatever ends it.
 async fn try_tiers(
     state: &Gateway,
     route: &Route,
-    strategy: Strategy,
+    failover: Failover,
     mut settlement: Settlement,
     request: &Request<'_>,
-    retry_attempts: usize,
 ) -> Result<Response, GatewayError> {
+    let Failover { strategy, attempts: retry_attempts, breaker } = failover;
     let model = request.model;
     let mut attempts = 0usize;
     // Channels not to pick again: one that failed (unless only its key did: another of its keys
@@ -291,31 +302,35 @@ async fn try_tiers(
     let mut spent: Vec<i64> = Vec::new();
     let mut last_error = GatewayError::NoHealthyChannel(model.to_string());
     let mut sticky = sticky_channel(state, route, request);
+    let now = now_ms();
     'tiers: for tier in &route.tiers {
         while attempts < retry_attempts {
             let routing = &state.routing();
             let channel = match sticky.take() {
                 Some(channel) => channel,
                 None => {
-                    let excluded = |id| spent.contains(&id) || routing.is_suspended(id);
-                    match tier.pick_excluding(strategy, excluded) {
-                        Some(channel) => match channel.with_key() {
-                            Some(keyed) => keyed,
-                            None => {
-                                spent.push(channel.id);
-                                continue;
-                            }
-                        },
-                        None => continue 'tiers,
-                    }
+                    let excluded = |c: &Channel| {
+                        spent.contains(&c.id) || routing.is_suspended(c.id) || !c.health.breaker.may_try(now, &breaker)
+                    };
+                    let Some(channel) = tier.pick_excluding(strategy, excluded) else { continue 'tiers };
+                    // Without a key that may take a request, or with its half-open circuit's
+                    // trial taken by another request, the channel sits this request out.
+                    let Some(keyed) = channel.with_key().filter(|_| admitted(&channel, now, &breaker)) else {
+                        spent.push(channel.id);
+                        continue;
+                    };
+                    keyed
                 }
             };
             attempts += 1;
             settlement.log.channel_id = Some(channel.id);
             settlement.log.upstream_model = channel.upstream_model(model).to_string();
             settlement.log.attempts = i64::try_from(attempts).unwrap_or(i64::MAX);
-            match attempt_on(state, &channel, request).await {
+            let mut in_flight = InFlight::start(channel.health.clone(), channel.key().stats.clone());
+            match attempt_on(state, &channel, request, &breaker).await {
                 Attempt::Answered(answer) => {
+                    in_flight.answered();
+                    settlement.in_flight = Some(in_flight);
                     if let Some((conversation, ttl)) = request.conversation {
                         routing.affinity().stick(conversation, Stuck { channel: channel.id, key: channel.key }, ttl);
                     }
@@ -355,15 +370,28 @@ async fn try_tiers(
     Err(last_error)
 }
 
+/// Lets a picked channel's request through its circuit breaker (as the trial, when half-open);
+/// false when another request took the trial first. A change of the circuit is logged.
+fn admitted(channel: &Channel, now: i64, breaker: &BreakerPolicy) -> bool {
+    match channel.health.breaker.admit(now, breaker) {
+        Admission::Through => true,
+        Admission::Trial => {
+            health::circuit_changed(channel, Some(Transition::HalfOpened));
+            true
+        }
+        Admission::Refused => false,
+    }
+}
+
 /// The channel (and key) the request's conversation sticks to, when it is still in the route and
-/// in routing (not disabled or suspended); another of the channel's keys when that one is out.
-/// Counted as an affinity hit or miss.
+/// in routing (not disabled, suspended, or with a circuit not closed); another of the channel's
+/// keys when that one is out. Counted as an affinity hit or miss.
 fn sticky_channel(state: &Gateway, route: &Route, request: &Request<'_>) -> Option<KeyedChannel> {
     let (conversation, _) = request.conversation?;
     let affinity = state.routing().affinity();
     let keyed =
         affinity.stuck(conversation).filter(|stuck| !state.routing().is_suspended(stuck.channel)).and_then(|stuck| {
-            let channel = route.channel(stuck.channel)?;
+            let channel = route.channel(stuck.channel).filter(|c| c.health.breaker.circuit() == Circuit::Closed)?;
             match channel.keys.get(stuck.key) {
                 Some(key) if key.available(now_ms()) => Some(KeyedChannel { channel, key: stuck.key }),
                 _ => channel.with_key(),
@@ -401,18 +429,25 @@ fn conversation(
     Some((Conversation::new(key_id, model, &marker), config.affinity_ttl))
 }
 
-/// One attempt on `channel` through its key, counted on the key, with the upstream's verdict on
-/// the key acted on (the one place it is): a refused key or credit takes the key out of routing
-/// at once and disables it in the background (the channel too when it was its last); the request
-/// may go on to another channel.
-pub(super) async fn attempt_on(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
+/// One attempt on `channel` through its key, with the upstream's verdict acted on (the one place
+/// it is): a refused key or credit takes the key out of routing at once and disables it in the
+/// background (the channel too when it was its last), and the outcome is counted on the key and
+/// on the channel and its circuit breaker (a failure that was the key's alone, on the key only);
+/// the request may go on to another channel.
+async fn attempt_on(
+    state: &Gateway,
+    channel: &KeyedChannel,
+    request: &Request<'_>,
+    breaker: &BreakerPolicy,
+) -> Attempt {
+    let started = std::time::Instant::now();
     let outcome = attempt(state, channel, request).await;
-    channel.key().stats.count(matches!(outcome, Attempt::Retry(_) | Attempt::Disable { .. }));
+    if let Attempt::Disable { reason, .. } = &outcome {
+        health::disable_in_background(state, channel, reason.clone());
+    }
+    health::count(channel, &outcome, started.elapsed(), breaker);
     match outcome {
-        Attempt::Disable { error, reason } => {
-            health::disable_in_background(state, channel, reason);
-            Attempt::Retry(error)
-        }
+        Attempt::Disable { error, .. } => Attempt::Retry(error),
         other => other,
     }
 }

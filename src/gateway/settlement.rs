@@ -10,6 +10,7 @@ use super::limits::TokenReservation;
 use crate::billing::Hold;
 use crate::db::request_logs::RequestLog;
 use crate::domain::pricing::{Price, Usage};
+use crate::services::routing::health::InFlight;
 use crate::state::AppState;
 
 pub struct Settlement {
@@ -27,6 +28,8 @@ pub struct Settlement {
     pub usage: Usage,
     /// Tokens reserved in the key's tokens-per-minute window, trued up to `usage` when settled.
     pub tokens: Option<TokenReservation>,
+    /// The answering channel's and key's count of requests in flight: ends with the answer.
+    pub in_flight: Option<InFlight>,
 }
 
 impl Settlement {
@@ -49,6 +52,7 @@ impl Settlement {
             log,
             usage: Usage::default(),
             tokens: None,
+            in_flight: None,
         }
     }
 
@@ -71,6 +75,8 @@ impl Settlement {
     /// app's task tracker: the answer never waits for the commit, a client that goes away cannot
     /// cancel it half-way, and shutdown waits for it.
     pub fn finish(mut self, status_code: u16, error_class: Option<&'static str>) {
+        // The answer has ended: its channel is no longer busy with it.
+        drop(self.in_flight.take());
         if let Some(admission) = self.admission.as_mut() {
             admission.answered();
         }

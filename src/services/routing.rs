@@ -6,6 +6,7 @@
 //! smooth weighted round-robin or failover order); a channel that failed for this request is
 //! never picked again for it.
 
+pub mod health;
 pub mod keys;
 
 use std::collections::{HashMap, HashSet};
@@ -15,7 +16,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rand::Rng;
 
-use self::keys::{KeyRegistry, UpstreamKey};
+use self::health::{ChannelHealth, HealthRegistry};
+use self::keys::UpstreamKey;
 use super::affinity::Affinity;
 
 use crate::config::Strategy;
@@ -41,6 +43,8 @@ pub struct Channel {
     pub config: ChannelConfig,
     /// The round-robin turn among the keys.
     key_turn: AtomicUsize,
+    /// How it has been answering on this replica, and its circuit breaker.
+    pub health: Arc<ChannelHealth>,
 }
 
 pub use crate::providers::wire::ChannelConfig;
@@ -89,12 +93,12 @@ impl Tier {
 
     /// Picks a channel not in `tried`, or `None` when every channel of the tier was tried.
     pub fn pick(&self, strategy: Strategy, tried: &[i64]) -> Option<Arc<Channel>> {
-        self.pick_excluding(strategy, |id| tried.contains(&id))
+        self.pick_excluding(strategy, |c| tried.contains(&c.id))
     }
 
     /// Picks a channel for which `excluded` is false.
-    pub fn pick_excluding(&self, strategy: Strategy, excluded: impl Fn(i64) -> bool) -> Option<Arc<Channel>> {
-        let open: Vec<usize> = (0..self.members.len()).filter(|&i| !excluded(self.members[i].channel.id)).collect();
+    pub fn pick_excluding(&self, strategy: Strategy, excluded: impl Fn(&Channel) -> bool) -> Option<Arc<Channel>> {
+        let open: Vec<usize> = (0..self.members.len()).filter(|&i| !excluded(&self.members[i].channel)).collect();
         let first = *open.first()?;
         // Zero weights everywhere mean "equal".
         let weight = |i: usize| {
@@ -102,17 +106,7 @@ impl Tier {
         };
         let chosen = match strategy {
             Strategy::Failover => first,
-            Strategy::WeightedRandom => {
-                let total: i64 = open.iter().map(|&i| weight(i)).sum();
-                let mut ticket = rand::rng().random_range(0..total.max(1));
-                open.iter()
-                    .copied()
-                    .find(|&i| {
-                        ticket -= weight(i);
-                        ticket < 0
-                    })
-                    .unwrap_or(first)
-            }
+            Strategy::WeightedRandom => self.weighted(&open, weight),
             Strategy::RoundRobin => {
                 // nginx's smooth weighted round-robin over the channels still open.
                 let Ok(mut current) = self.current.lock() else {
@@ -129,8 +123,40 @@ impl Tier {
                 current[best] -= total;
                 best
             }
+            // One pick in 20 by weight keeps every channel's figures current.
+            Strategy::LeastLatency if rand::rng().random_range(0..20) == 0 => self.weighted(&open, weight),
+            Strategy::LeastLatency => {
+                // Unmeasured channels rank first, so each gets measured.
+                let score = |i: usize| self.members[i].channel.health.health.ttft_ms().unwrap_or(0.0);
+                self.least(&open, |i, j| score(i).total_cmp(&score(j)))
+            }
+            Strategy::LeastBusy => {
+                // Requests in flight per unit of weight: busy / weight, compared as fractions.
+                let busy = |i: usize| i128::from(self.members[i].channel.health.health.in_flight());
+                self.least(&open, |i, j| (busy(i) * i128::from(weight(j))).cmp(&(busy(j) * i128::from(weight(i)))))
+            }
         };
         Some(self.members[chosen].channel.clone())
+    }
+
+    /// One of `open` at random, in proportion to `weight`.
+    fn weighted(&self, open: &[usize], weight: impl Fn(usize) -> i64) -> usize {
+        let total: i64 = open.iter().map(|&i| weight(i)).sum();
+        let mut ticket = rand::rng().random_range(0..total.max(1));
+        open.iter()
+            .copied()
+            .find(|&i| {
+                ticket -= weight(i);
+                ticket < 0
+            })
+            .unwrap_or(open[0])
+    }
+
+    /// The least of `open` by `order`; among equals, one at random (so equal channels share).
+    fn least(&self, open: &[usize], order: impl Fn(usize, usize) -> std::cmp::Ordering) -> usize {
+        let start = rand::rng().random_range(0..open.len());
+        let rotated = open[start..].iter().chain(&open[..start]).copied();
+        rotated.reduce(|best, i| if order(i, best).is_lt() { i } else { best }).unwrap_or(open[0])
     }
 }
 
@@ -258,7 +284,7 @@ impl RoutingTable {
         db: &Db,
         secret_key: &SecretKey,
         default_strategy: Strategy,
-        registry: &KeyRegistry,
+        registry: &HealthRegistry,
     ) -> Result<Self, sqlx::Error> {
         let mut channels = HashMap::new();
         let inactive: HashSet<(i64, String)> = db::channel_keys::all(db.pool())
@@ -267,7 +293,7 @@ impl RoutingTable {
             .filter(|k| !k.is_active())
             .map(|k| (k.channel_id, k.fingerprint))
             .collect();
-        let mut live_keys = HashSet::new();
+        let (mut live_keys, mut live_channels) = (HashSet::new(), HashSet::new());
         for row in db::channels::list(db.pool()).await? {
             if row.status != "enabled" {
                 continue;
@@ -276,17 +302,19 @@ impl RoutingTable {
                 live_keys.insert((row.id, fingerprint.to_string()));
                 KeyState {
                     active: !inactive.contains(&(row.id, fingerprint.to_string())),
-                    stats: registry.stats(row.id, fingerprint),
+                    stats: registry.key(row.id, fingerprint),
                 }
             };
             match channel_from_row(&row, secret_key, key_state) {
-                Ok(channel) => {
+                Ok(mut channel) => {
+                    channel.health = registry.channel(row.id);
+                    live_channels.insert(row.id);
                     channels.insert(row.id, Arc::new(channel));
                 }
                 Err(why) => tracing::error!(channel = row.id, name = %row.name, "channel skipped: {why}"),
             }
         }
-        registry.retain(&live_keys);
+        registry.retain(&live_keys, &live_channels);
         // A group with a model allowlist reaches only those models, whatever its channels serve.
         let allowlists: HashMap<String, HashSet<String>> = db::groups::allowlists(db.pool())
             .await?
@@ -391,6 +419,7 @@ pub fn channel_from_row(
         model_mapping,
         config: serde_json::from_str(&row.config).unwrap_or_default(),
         key_turn: AtomicUsize::new(0),
+        health: Arc::default(),
     })
 }
 
@@ -404,27 +433,27 @@ pub struct Routing {
     reloading: tokio::sync::Mutex<()>,
     /// Which channel each recent conversation sticks to (session affinity).
     affinity: Affinity,
-    /// Each upstream key's counters and hold, across snapshots.
-    keys: KeyRegistry,
+    /// Each channel's and upstream key's health, across snapshots.
+    health: HealthRegistry,
 }
 
 impl Routing {
     /// The routing of the channels in the database now.
     pub async fn load(db: &Db, secret_key: &SecretKey, strategy: Strategy) -> Result<Self, sqlx::Error> {
-        let keys = KeyRegistry::default();
-        let table = RoutingTable::load(db, secret_key, strategy, &keys).await?;
+        let health = HealthRegistry::default();
+        let table = RoutingTable::load(db, secret_key, strategy, &health).await?;
         Ok(Self {
             current: RwLock::new(Arc::new(table)),
             suspended: RwLock::new(HashSet::new()),
             reloading: tokio::sync::Mutex::new(()),
             affinity: Affinity::default(),
-            keys,
+            health,
         })
     }
 
-    /// Each upstream key's counters and hold.
-    pub fn keys(&self) -> &KeyRegistry {
-        &self.keys
+    /// Each channel's and upstream key's health on this replica.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.health
     }
 
     /// Which channel each recent conversation sticks to.
@@ -456,7 +485,7 @@ impl Routing {
     /// Loads a fresh snapshot from the database and installs it, one reload at a time.
     pub async fn reload(&self, db: &Db, secret_key: &SecretKey, strategy: Strategy) -> Result<(), sqlx::Error> {
         let _order = self.reloading.lock().await;
-        let table = RoutingTable::load(db, secret_key, strategy, &self.keys).await?;
+        let table = RoutingTable::load(db, secret_key, strategy, &self.health).await?;
         self.replace(table);
         Ok(())
     }
@@ -503,6 +532,7 @@ mod tests {
                     model_mapping: HashMap::new(),
                     config: ChannelConfig::default(),
                     key_turn: AtomicUsize::new(0),
+                    health: Arc::default(),
                 }),
                 weight: *w,
             })

@@ -122,6 +122,12 @@ async fn failover_strategy_sticks_to_the_first(backend: Backend) {
 
 async fn higher_priority_tiers_win_and_failures_fall_through(backend: Backend) {
     let app = spawn_app(backend).await;
+    // The circuit breaker off: every request tries the failing tier (channel_health.rs tests it on).
+    for setting in ["gateway.circuit_failures", "gateway.circuit_error_rate"] {
+        let (status, body) =
+            app.admin("PUT", &format!("/api/admin/settings/{setting}"), Some(json!({ "value": "0" }))).await;
+        assert_eq!(status, 200, "{body}");
+    }
     let broken = FakeOpenAi::start(Behavior::Status(500)).await;
     let limited = FakeOpenAi::start(Behavior::Status(429)).await;
     let healthy = FakeOpenAi::start(Behavior::default()).await;

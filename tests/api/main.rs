@@ -47,6 +47,7 @@ mod browser_admin_users;
 mod browser_codes;
 mod browser_topup;
 mod capabilities;
+mod channel_health;
 mod channel_keys;
 mod cli;
 mod clients;

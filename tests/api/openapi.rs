@@ -218,8 +218,14 @@ async fn real_answers_match_the_documented_schemas(backend: Backend) {
         let route = format!("/api/admin/channels/{{id}}/keys/{{key}}/{action}");
         c.call(root, "POST", &route, &format!("{key_path}/{action}"), None).await;
     }
-    c.call(root, "POST", "/api/admin/channels/{id}/keys/{key}/test", &format!("{keys_path}/0000000000000000/test"), None)
-        .await;
+    c.call(
+        root,
+        "POST",
+        "/api/admin/channels/{id}/keys/{key}/test",
+        &format!("{keys_path}/0000000000000000/test"),
+        None,
+    )
+    .await;
     channel_actions(&mut c, &channel_path, &fake).await;
 
     let user = json!({ "email": "doc@example.com", "password": "a fine password" });

@@ -54,11 +54,13 @@ pub const STRATEGY: RuntimeSetting = RuntimeSetting {
         ("weighted_random", "Weighted random"),
         ("round_robin", "Round robin"),
         ("failover", "Failover (in order)"),
+        ("least_latency", "Least latency"),
+        ("least_busy", "Least busy"),
     ]),
     bind: Bind::Strategy(|g| &mut g.strategy),
     env: Some(&crate::config::ROUTING_STRATEGY),
     default: "weighted_random",
-    doc: "The default strategy inside a priority tier: `weighted_random`, `round_robin` or `failover` (a `routing.strategy.<group>.<model>` setting still wins for its model).",
+    doc: "The default strategy inside a priority tier: `weighted_random`, `round_robin`, `failover`, `least_latency` or `least_busy` ([gateway.md](gateway.md#routing); a `routing.strategy.<group>.<model>` setting still wins for its model).",
     ..BASE
 };
 
@@ -616,6 +618,59 @@ pub static TABLE: &[RuntimeSetting] = &[
             show: |s| s.gateway.affinity_header.clone(),
         },
         doc: "A request header the operator names as a conversation marker for session affinity, checked before the others (e.g. `x-conversation-id`). Empty: none.",
+        ..BASE
+    },
+    RuntimeSetting {
+        key: "gateway.circuit_failures",
+        section: "gateway",
+        label: "Circuit breaker: failures in a row",
+        help: "Failed attempts in a row that take a channel out of routing for the cooldown. 0: not on this rule.",
+        kind: Kind::Whole { min: 0, max: 1000 },
+        bind: Bind::Count(|g| &mut g.circuit_failures),
+        default: "5",
+        doc: "Consecutive failed attempts (connection errors, timeouts, 408, 429, 5xx) on a channel that open its circuit: no traffic on this replica for `gateway.circuit_cooldown_secs`, then one trial request ([gateway.md](gateway.md#circuit-breaker)). `0`: not on this rule (with `gateway.circuit_error_rate` also `0`, the breaker is off).",
+        ..BASE
+    },
+    RuntimeSetting {
+        key: "gateway.circuit_error_rate",
+        section: "gateway",
+        label: "Circuit breaker: error rate (%)",
+        help: "The failed share of a window's attempts that opens a channel's circuit. 0: not on this rule.",
+        kind: Kind::Whole { min: 0, max: 100 },
+        bind: Bind::Count(|g| &mut g.circuit_error_rate),
+        default: "50",
+        doc: "The failed percentage of a channel's attempts within `gateway.circuit_window_secs` (once there are `gateway.circuit_min_requests`) that opens its circuit. `0`: not on this rule.",
+        ..BASE
+    },
+    RuntimeSetting {
+        key: "gateway.circuit_min_requests",
+        section: "gateway",
+        label: "Circuit breaker: fewest attempts for the rate",
+        kind: Kind::Whole { min: 1, max: 1_000_000 },
+        bind: Bind::Count(|g| &mut g.circuit_min_requests),
+        default: "20",
+        doc: "The fewest attempts in a window for its error rate to open a circuit.",
+        ..BASE
+    },
+    RuntimeSetting {
+        key: "gateway.circuit_window_secs",
+        section: "gateway",
+        label: "Circuit breaker: window (seconds)",
+        kind: Kind::Whole { min: 1, max: 86_400 },
+        bind: Bind::Secs(|g| &mut g.circuit_window),
+        default: "60",
+        doc: "The window the error rate is counted over (a new one starts when it ends).",
+        ..BASE
+    },
+    RuntimeSetting {
+        key: "gateway.circuit_cooldown_secs",
+        section: "gateway",
+        label: "Circuit breaker: cooldown (seconds)",
+        help: "How long an open circuit takes no traffic before one trial request.",
+        kind: Kind::Whole { min: 1, max: 86_400 },
+        bind: Bind::Secs(|g| &mut g.circuit_cooldown),
+        default: "30",
+        doc: "How long an open circuit takes no traffic before one trial request is let through: its answer closes the circuit, its failure opens it for another cooldown.",
         ..BASE
     },
     RuntimeSetting {

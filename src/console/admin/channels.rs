@@ -58,10 +58,14 @@ pub struct Row {
     pub key_count: usize,
     pub last_error: Option<String>,
     pub latency: Option<String>,
+    /// `closed`, `open` or `half_open` (on this server).
+    pub circuit: &'static str,
+    /// Moving time to first token and error rate on this server, once measured.
+    pub speed: Option<String>,
 }
 
-impl From<ChannelView> for Row {
-    fn from(c: ChannelView) -> Self {
+impl Row {
+    fn new(layout: &Layout, c: ChannelView) -> Self {
         let shown: Vec<&str> = c.models.iter().take(4).map(String::as_str).collect();
         let mut models = shown.join(", ");
         if c.models.len() > shown.len() {
@@ -82,6 +86,8 @@ impl From<ChannelView> for Row {
             key_count: c.key_count,
             last_error: c.last_error.map(|e| e.chars().take(160).collect()),
             latency: c.test_latency_ms.map(|ms| format!("{ms} ms")),
+            circuit: c.health.circuit,
+            speed: keys::speed(layout, &c.health.traffic),
         }
     }
 }
@@ -113,11 +119,11 @@ pub struct ChannelsFragment {
 
 /// The list with `outcome`: the section for htmx, else the page (400 when refused).
 async fn answer(state: &AppState, admin: AdminUser, hx: bool, outcome: Outcome) -> Response {
+    let layout = admin.user.layout;
     let rows = match channels::list(state).await {
-        Ok(list) => list.into_iter().map(Row::from).collect(),
+        Ok(list) => list.into_iter().map(|c| Row::new(&layout, c)).collect(),
         Err(e) => return ConsoleError::internal("a channel page", e).into_response(),
     };
-    let layout = admin.user.layout;
     if hx {
         return vary(ChannelsFragment { layout, rows, outcome }.into_response());
     }

@@ -114,4 +114,12 @@ pub const ZH: &[(&str, &str)] = &[
         "How a channel with several keys picks one for a request; keys that are disabled or cooling down are skipped.",
         "有多个密钥的渠道如何为请求选用密钥；已停用或冷却中的密钥会被跳过。",
     ),
+    ("circuit open", "已熔断"),
+    ("circuit half-open", "熔断试探中"),
+    (
+        "Repeated upstream failures: no traffic until the cooldown ends, then one trial request.",
+        "上游连续失败：冷却结束前不接收请求，之后放行一个试探请求。",
+    ),
+    ("TTFT {n} ms", "首字 {n} 毫秒"),
+    ("{n} % errors", "错误 {n}%"),
 ];

@@ -154,4 +154,23 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("Open the settings", "打开设置"),
     ("You receive this because an operator asked for a test email.", "你收到这封邮件，是因为运营者请求发送测试邮件。"),
+    ("Least latency", "最低延迟"),
+    ("Least busy", "最少并发"),
+    ("Circuit breaker: failures in a row", "熔断：连续失败次数"),
+    (
+        "Failed attempts in a row that take a channel out of routing for the cooldown. 0: not on this rule.",
+        "连续失败这么多次后，渠道在冷却期内不再接收请求。0：不按此规则。",
+    ),
+    ("Circuit breaker: error rate (%)", "熔断：错误率（%）"),
+    (
+        "The failed share of a window's attempts that opens a channel's circuit. 0: not on this rule.",
+        "一个时间窗口内失败请求的占比达到此值时熔断渠道。0：不按此规则。",
+    ),
+    ("Circuit breaker: fewest attempts for the rate", "熔断：计算错误率的最少请求数"),
+    ("Circuit breaker: window (seconds)", "熔断：时间窗口（秒）"),
+    ("Circuit breaker: cooldown (seconds)", "熔断：冷却时间（秒）"),
+    (
+        "How long an open circuit takes no traffic before one trial request.",
+        "熔断后在放行一个试探请求之前不接收请求的时长。",
+    ),
 ];

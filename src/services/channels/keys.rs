@@ -11,6 +11,7 @@ use crate::db::channel_keys::{self as db_keys, KeyStateRow};
 use crate::db::channels as db_channels;
 use crate::domain::time::now_ms;
 use crate::services::changes::{self, Change};
+use crate::services::routing::health::HealthView;
 use crate::services::routing::keys::fingerprint;
 use crate::state::AppState;
 
@@ -33,9 +34,10 @@ pub struct KeyView {
     pub last_error_at: Option<i64>,
     pub tested_at: Option<i64>,
     pub test_latency_ms: Option<i64>,
-    /// Attempts through the key and how many failed, on this replica since it started.
-    pub requests: u64,
-    pub failures: u64,
+    /// Attempts through the key on this replica since it started, how many failed, and its
+    /// moving time to first token, latency and error rate.
+    #[serde(flatten)]
+    pub health: HealthView,
     /// Until when (unix ms) this replica sends the key nothing: an upstream's `Retry-After`,
     /// or a refusal not yet in its routing snapshot.
     pub cooling_until: Option<i64>,
@@ -61,7 +63,7 @@ pub async fn list(state: &AppState, id: i64) -> Result<Vec<KeyView>, ChannelErro
         .map(|(i, key)| {
             let fingerprint = fingerprint(key);
             let row: Option<&KeyStateRow> = stored.iter().find(|s| s.fingerprint == fingerprint);
-            let stats = state.routing().keys().find(id, &fingerprint);
+            let stats = state.routing().health().find_key(id, &fingerprint);
             KeyView {
                 index: i + 1,
                 hint: hint(key),
@@ -72,8 +74,7 @@ pub async fn list(state: &AppState, id: i64) -> Result<Vec<KeyView>, ChannelErro
                 last_error_at: row.and_then(|r| r.last_error_at),
                 tested_at: row.and_then(|r| r.tested_at),
                 test_latency_ms: row.and_then(|r| r.test_latency_ms),
-                requests: stats.as_ref().map_or(0, |s| s.requests()),
-                failures: stats.as_ref().map_or(0, |s| s.failures()),
+                health: stats.as_ref().map(|s| s.health.view()).unwrap_or_default(),
                 cooling_until: stats.as_ref().and_then(|s| s.held_until(now)),
                 fingerprint,
             }
@@ -95,7 +96,7 @@ pub async fn set_enabled(state: &AppState, id: i64, key: &str, enabled: bool) ->
     let mut conn = state.db().writer().acquire().await?;
     db_keys::set_status(&mut conn, id, key, if enabled { "active" } else { "manually_disabled" }).await?;
     drop(conn);
-    if enabled && let Some(stats) = state.routing().keys().find(id, key) {
+    if enabled && let Some(stats) = state.routing().health().find_key(id, key) {
         stats.release();
     }
     changes::publish(state, Change::Routing).await;
@@ -137,7 +138,7 @@ pub async fn probe(state: &AppState, id: i64, key: Option<&str>) -> Result<TestR
                 if db_keys::reenable_auto_disabled(&mut conn, id, probed).await? {
                     tracing::info!(channel = id, key = %probed, "upstream key re-enabled after a passing probe");
                 }
-                if let Some(stats) = state.routing().keys().find(id, probed) {
+                if let Some(stats) = state.routing().health().find_key(id, probed) {
                     stats.release();
                 }
             }

@@ -14,6 +14,7 @@ use crate::db::channel_keys as db_keys;
 use crate::db::channels::{self as db_channels, ChannelRow, ChannelWrite};
 use crate::providers::ChannelType;
 use crate::services::changes::{self, Change};
+use crate::services::routing::health::ChannelHealthView;
 use crate::services::routing::keys::fingerprint;
 use crate::state::AppState;
 
@@ -86,6 +87,9 @@ pub struct ChannelView {
     pub used_amount: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// How it has been answering on this replica (moving time to first token, latency, error
+    /// rate, requests in flight) and its circuit breaker.
+    pub health: ChannelHealthView,
 }
 
 /// The validated, complete form of a channel.
@@ -286,6 +290,7 @@ fn view(state: &AppState, row: ChannelRow) -> ChannelView {
         used_amount: row.used_amount,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        health: state.routing().health().find_channel(row.id).map(|h| h.view()).unwrap_or_default(),
     }
 }
 

@@ -1,16 +1,17 @@
 //! A channel's upstream keys: how each is named without showing it (its fingerprint), whether it
-//! may take traffic now, how one is picked, and its counters (kept across snapshots).
+//! may take traffic now, how one is picked, and its health (kept across snapshots).
 //!
 //! A key leaves routing three ways: stored as disabled (automatically, after an upstream refused
 //! it, or by hand), refused on this replica a moment ago (before its stored state reaches the
 //! snapshot), or cooling down after an upstream 429 asked the gateway to wait.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use rand::Rng;
 use sha2::Digest;
+
+use super::health::Health;
 
 pub use crate::providers::wire::KeySelection;
 
@@ -29,32 +30,15 @@ pub fn fingerprint(secret: &str) -> String {
     hex
 }
 
-/// One key's counters on this replica, and the instant until which it takes no traffic here.
+/// One key's health on this replica, and the instant until which it takes no traffic here.
 #[derive(Debug, Default)]
 pub struct KeyStats {
-    requests: AtomicU64,
-    failures: AtomicU64,
+    pub health: Health,
     /// Unix ms; 0 when the key is not held off.
     held_until: AtomicI64,
 }
 
 impl KeyStats {
-    /// Counts one attempt through the key.
-    pub fn count(&self, failed: bool) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-
     /// Keeps the key out of routing until `until` (unix ms), or longer if it already is.
     pub fn hold_off(&self, until: i64) {
         self.held_until.fetch_max(until, Ordering::Relaxed);
@@ -115,36 +99,6 @@ pub fn pick(keys: &[UpstreamKey], selection: KeySelection, turn: &AtomicUsize, n
         KeySelection::RoundRobin => ticket,
     };
     open.get(ticket % open.len().max(1)).copied()
-}
-
-/// Key counters by channel and fingerprint, shared by every snapshot, so a reload keeps them.
-/// Bounded by the channels' keys: each reload forgets the keys no channel holds any more.
-#[derive(Debug, Default)]
-pub struct KeyRegistry {
-    stats: Mutex<HashMap<(i64, String), Arc<KeyStats>>>,
-}
-
-impl KeyRegistry {
-    /// The counters of a channel's key (new ones for a key not seen before).
-    pub fn stats(&self, channel_id: i64, fingerprint: &str) -> Arc<KeyStats> {
-        let Ok(mut map) = self.stats.lock() else {
-            return Arc::default();
-        };
-        map.entry((channel_id, fingerprint.to_string())).or_default().clone()
-    }
-
-    /// The counters of a key, if it is known.
-    pub fn find(&self, channel_id: i64, fingerprint: &str) -> Option<Arc<KeyStats>> {
-        let map = self.stats.lock().ok()?;
-        map.get(&(channel_id, fingerprint.to_string())).cloned()
-    }
-
-    /// Forgets every key not in `live`.
-    pub fn retain(&self, live: &HashSet<(i64, String)>) {
-        if let Ok(mut map) = self.stats.lock() {
-            map.retain(|k, _| live.contains(k));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::domain::time::now_ms;
 use crate::routes::{Id, IdAndName, Routes};
 use crate::services::channels::keys::KeyView;
 use crate::services::channels::{self, ChannelError};
+use crate::services::routing::health::HealthView;
 use crate::state::AppState;
 
 pub fn routes(routes: Routes) -> Routes {
@@ -43,6 +44,8 @@ pub struct KeyRow {
     pub cooling: Option<String>,
     pub requests: u64,
     pub failures: u64,
+    /// Moving time to first token and error rate on this server, once measured.
+    pub speed: Option<String>,
     pub latency: Option<String>,
     pub last_error: Option<String>,
 }
@@ -60,12 +63,21 @@ impl KeyRow {
             status: k.status,
             reason: k.reason,
             cooling,
-            requests: k.requests,
-            failures: k.failures,
+            requests: k.health.requests,
+            failures: k.health.failures,
+            speed: speed(layout, &k.health),
             latency: k.test_latency_ms.map(|ms| format!("{ms} ms")),
             last_error: k.last_error.map(|e| e.chars().take(160).collect()),
         }
     }
+}
+
+/// A channel's or key's moving time to first token and error rate, as "TTFT 230 ms · 4 % errors".
+pub fn speed(layout: &Layout, health: &HealthView) -> Option<String> {
+    let ttft = health.ttft_ms.map(|ms| layout.t("TTFT {n} ms").replace("{n}", &ms.to_string()));
+    let errors = health.error_rate.map(|r| layout.t("{n} % errors").replace("{n}", &format!("{:.0}", r * 100.0)));
+    let parts: Vec<String> = ttft.into_iter().chain(errors).collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// What the section shows besides the rows.
