@@ -18,7 +18,10 @@ mod database;
 pub mod runtime;
 pub mod site;
 pub use database::{Backend, DatabaseUrl};
-pub use runtime::{STRATEGY_SETTING_PREFIX, SignupMode, SmtpSecurity, Strategy};
+pub use runtime::{
+    FALLBACK_SETTING_PREFIX, MAX_FALLBACKS, STRATEGY_SETTING_PREFIX, SignupMode, SmtpSecurity, Strategy,
+    parse_fallbacks,
+};
 
 /// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]

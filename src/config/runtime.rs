@@ -41,6 +41,31 @@ pub enum SmtpSecurity {
 /// The settings key prefix of per group × model strategies: `routing.strategy.<group>.<model>`.
 pub const STRATEGY_SETTING_PREFIX: &str = "routing.strategy.";
 
+/// The settings key prefix of per group × model fallback lists: `routing.fallback.<group>.<model>`.
+pub const FALLBACK_SETTING_PREFIX: &str = "routing.fallback.";
+
+/// The most fallback models one requested model may have.
+pub const MAX_FALLBACKS: usize = 5;
+
+/// A fallback list as stored (`"claude-sonnet-4-5, gpt-4o-mini"`): its models in order, or why it
+/// cannot be one. Empty: no fallback.
+pub fn parse_fallbacks(value: &str, requested: Option<&str>) -> Result<Vec<String>, String> {
+    let models: Vec<String> =
+        value.split([',', '\n']).map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect();
+    if models.len() > MAX_FALLBACKS {
+        return Err(format!("at most {MAX_FALLBACKS} fallback models"));
+    }
+    for (i, model) in models.iter().enumerate() {
+        if model.len() > 200 || model.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!("{model:?} is not a model name"));
+        }
+        if Some(model.as_str()) == requested || models[..i].contains(model) {
+            return Err(format!("{model} is listed twice (or is the requested model itself)"));
+        }
+    }
+    Ok(models)
+}
+
 /// How channels are picked inside one priority tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {

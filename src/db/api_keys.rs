@@ -21,6 +21,8 @@ pub struct KeyGrant {
     pub rate_limit_rpd: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
     pub max_concurrent: Option<i64>,
+    /// The key opts out of its group's fallback models.
+    pub no_fallback: bool,
     /// A budget per period: the amount, the period (`domain::budget::Period`) and when it was set.
     pub budget: Option<i64>,
     pub budget_period: Option<String>,
@@ -33,8 +35,8 @@ pub async fn grant_by_hash<'e>(
 ) -> Result<Option<KeyGrant>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT k.id, k.user_id, k.status AS key_status, u.status AS user_status, u.group_name, k.expires_at, k.spend_limit, k.allowed_models, \
-         k.allowed_ips, k.rate_limit_rpm, k.rate_limit_rpd, k.rate_limit_tpm, k.max_concurrent, k.budget, k.budget_period, k.budget_anchor \
-         FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
+         k.allowed_ips, k.rate_limit_rpm, k.rate_limit_rpd, k.rate_limit_tpm, k.max_concurrent, k.budget, k.budget_period, k.budget_anchor, \
+         k.no_fallback FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
     )
     .bind(hash)
     .fetch_optional(db)
@@ -54,6 +56,7 @@ pub async fn grant_by_hash<'e>(
             rate_limit_rpd: r.try_get("rate_limit_rpd")?,
             rate_limit_tpm: r.try_get("rate_limit_tpm")?,
             max_concurrent: r.try_get("max_concurrent")?,
+            no_fallback: r.try_get::<i64, _>("no_fallback")? != 0,
             budget: r.try_get("budget")?,
             budget_period: r.try_get("budget_period")?,
             budget_anchor: r.try_get("budget_anchor")?,
@@ -76,6 +79,8 @@ pub struct KeyLimits {
     pub rate_limit_tpm: Option<i64>,
     /// The key's own cap on requests in flight (`None`: the site's per-key cap).
     pub max_concurrent: Option<i64>,
+    /// The key opts out of its group's fallback models.
+    pub no_fallback: bool,
     /// The budget per period (nano-units), its period, and when it was set (unix ms: rolling
     /// periods count from it; a new anchor starts the count again).
     pub budget: Option<i64>,
@@ -93,8 +98,8 @@ pub async fn insert<'e>(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, spend_limit, expires_at, allowed_models, allowed_ips, \
-         rate_limit_rpm, budget, budget_period, budget_anchor, created_at, updated_at, rate_limit_rpd, rate_limit_tpm, max_concurrent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16) RETURNING id",
+         rate_limit_rpm, budget, budget_period, budget_anchor, created_at, updated_at, rate_limit_rpd, rate_limit_tpm, max_concurrent, no_fallback) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17) RETURNING id",
     )
     .bind(user_id)
     .bind(name)
@@ -112,6 +117,7 @@ pub async fn insert<'e>(
     .bind(limits.rate_limit_rpd)
     .bind(limits.rate_limit_tpm)
     .bind(limits.max_concurrent)
+    .bind(i64::from(limits.no_fallback))
     .fetch_one(db)
     .await?
     .try_get("id")
@@ -198,6 +204,7 @@ pub struct KeyListing {
     pub rate_limit_rpd: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
     pub max_concurrent: Option<i64>,
+    pub no_fallback: bool,
     pub budget: Option<i64>,
     pub budget_period: Option<String>,
     pub budget_anchor: i64,
@@ -216,8 +223,8 @@ impl KeyListing {
 }
 
 const LISTING: &str = "SELECT id, user_id, name, key_prefix, status, spend_limit, spent, expires_at, allowed_models, \
-    allowed_ips, rate_limit_rpm, rate_limit_rpd, rate_limit_tpm, max_concurrent, budget, budget_period, budget_anchor, budget_window, budget_spent, last_used_at, \
-    created_at FROM api_keys";
+    allowed_ips, rate_limit_rpm, rate_limit_rpd, rate_limit_tpm, max_concurrent, no_fallback, budget, budget_period, budget_anchor, budget_window, budget_spent, \
+    last_used_at, created_at FROM api_keys";
 
 fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
     Ok(KeyListing {
@@ -235,6 +242,7 @@ fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
         rate_limit_rpd: r.try_get("rate_limit_rpd")?,
         rate_limit_tpm: r.try_get("rate_limit_tpm")?,
         max_concurrent: r.try_get("max_concurrent")?,
+        no_fallback: r.try_get::<i64, _>("no_fallback")? != 0,
         budget: r.try_get("budget")?,
         budget_period: r.try_get("budget_period")?,
         budget_anchor: r.try_get("budget_anchor")?,
@@ -281,7 +289,7 @@ pub async fn update<'e>(
          allowed_ips = $6, rate_limit_rpm = $7, updated_at = $8, budget = $10, budget_period = $11, \
          budget_spent = CASE WHEN budget_anchor = $12 THEN budget_spent ELSE 0 END, \
          budget_window = CASE WHEN budget_anchor = $12 THEN budget_window ELSE 0 END, budget_anchor = $12, \
-         rate_limit_rpd = $13, rate_limit_tpm = $14, max_concurrent = $15 WHERE id = $9 AND spent <= COALESCE($3, spent)",
+         rate_limit_rpd = $13, rate_limit_tpm = $14, max_concurrent = $15, no_fallback = $16 WHERE id = $9 AND spent <= COALESCE($3, spent)",
     )
     .bind(name)
     .bind(status)
@@ -298,6 +306,7 @@ pub async fn update<'e>(
     .bind(limits.rate_limit_rpd)
     .bind(limits.rate_limit_tpm)
     .bind(limits.max_concurrent)
+    .bind(i64::from(limits.no_fallback))
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

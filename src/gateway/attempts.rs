@@ -49,7 +49,7 @@ pub(super) async fn attempt(state: &Gateway, channel: &KeyedChannel, request: &R
 /// fields changed that the model mapping, stream usage or the model's limits need.
 async fn attempt_openai(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
-    let mapped = (upstream_model != request.model).then_some(upstream_model);
+    let mapped = (upstream_model != request.body_model).then_some(upstream_model);
     let inject_usage = request.stream
         && request.endpoint.injects_stream_usage()
         && channel.kind.preset.stream_usage == StreamUsage::OnRequest
@@ -230,7 +230,7 @@ async fn attempt_gemini_native(state: &Gateway, channel: &KeyedChannel, request:
 async fn attempt_messages_passthrough(state: &Gateway, channel: &KeyedChannel, request: &Request<'_>) -> Attempt {
     let upstream_model = channel.upstream_model(request.model);
     let caps = capabilities(request, upstream_model);
-    let mapped = (upstream_model != request.model).then_some(upstream_model);
+    let mapped = (upstream_model != request.body_model).then_some(upstream_model);
     let payload = match anthropic::fit_request(request.body, request.peek, mapped, &caps) {
         Ok(payload) => payload.unwrap_or_else(|| request.body.clone()),
         Err(e) => {

@@ -35,6 +35,7 @@ pub async fn probe(state: &Gateway, channel: &KeyedChannel, model: &str) -> Resu
         body: &body,
         peek: &peek,
         model,
+        body_model: model,
         stream: false,
         prompt_estimate: 1,
         default_max_tokens: state.site().gateway.default_max_tokens as i64,

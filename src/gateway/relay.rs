@@ -33,7 +33,7 @@ use crate::providers::openai::RequestPeek;
 use crate::services::affinity::{Conversation, Stuck};
 use crate::services::keys;
 use crate::services::routing::health::{Admission, BreakerPolicy, Circuit, InFlight, Transition};
-use crate::services::routing::{Channel, KeyedChannel, Route};
+use crate::services::routing::{Channel, KeyedChannel, Route, RoutingTable};
 
 /// Relays one request; every failure becomes an OpenAI-shaped error.
 pub async fn relay(state: Gateway, auth: ApiKeyAuth, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
@@ -127,8 +127,14 @@ async fn relay_inner(
         _ => (&body, peek),
     };
     let estimate = estimate::hold_usage(endpoint, &peek, prompt, default_max, (route, &table, &model));
+    let fallbacks = fallbacks(&table, &grant, endpoint, &model, config.allow_unpriced_models);
     let mut tokens = reserve_tokens(state, &grant, &estimate, limits).await?;
-    let mut hold_amount = price.cost(&estimate, multiplier).min(config.max_hold);
+    // The hold covers the dearest model that may serve: the requested one or a fallback.
+    let mut hold_amount = std::iter::once((price, multiplier))
+        .chain(fallbacks.iter().map(|f| (f.price, f.multiplier)))
+        .map(|(price, multiplier)| price.cost(&estimate, multiplier).min(config.max_hold))
+        .max()
+        .unwrap_or(0);
     if price.is_set() && multiplier > 0 {
         // A priced model never runs on an empty balance.
         hold_amount = hold_amount.max(1);
@@ -179,11 +185,12 @@ async fn relay_inner(
         }
         None => HeaderValue::from_static("application/json"),
     };
-    let request = Request {
+    let mut request = Request {
         endpoint,
         body,
         peek: &peek,
         model: &model,
+        body_model: &model,
         stream,
         prompt_estimate: prompt.estimate,
         default_max_tokens: config.default_max_tokens as i64,
@@ -195,9 +202,73 @@ async fn relay_inner(
         table: &table,
         conversation: conversation(config, headers, &peek, grant.key_id, &model),
     };
-    let strategy = table.strategy(&grant.group, &model);
-    let failover = Failover { strategy, attempts: config.retry_attempts, breaker: BreakerPolicy::from(config) };
-    try_tiers(state, route, failover, settlement, &request).await
+    let failover = |model: &str| Failover {
+        strategy: table.strategy(&grant.group, model),
+        attempts: config.retry_attempts,
+        breaker: BreakerPolicy::from(config),
+    };
+    let mut tried = try_tiers(state, route, failover(&model), settlement, &request).await;
+    // Every channel of the model failed: its group's fallback models, in order, each at its price.
+    for fallback in &fallbacks {
+        let Err(Failed::Exhausted(error, mut settlement)) = tried else { break };
+        tracing::info!(requested = %model, fallback = %fallback.model, error = error.class(), "falling back to another model");
+        settlement.reprice(fallback.price, fallback.multiplier);
+        request.model = fallback.model;
+        request.conversation = conversation(config, headers, &peek, grant.key_id, fallback.model);
+        tried = try_tiers(state, fallback.route, failover(fallback.model), *settlement, &request).await;
+    }
+    match tried {
+        Ok(response) => Ok(response),
+        Err(Failed::Refused(error)) => Err(error),
+        Err(Failed::Exhausted(error, settlement)) => {
+            settlement.finish(error.status().as_u16(), Some(error.class()));
+            Err(error)
+        }
+    }
+}
+
+/// A model a request may fall back to, with its route and price.
+struct Fallback<'t> {
+    model: &'t str,
+    route: &'t Route,
+    price: Price,
+    multiplier: i64,
+}
+
+/// The group's fallback models for `model` that this request may use: chat-like endpoints only
+/// (another model's embeddings or images would not be what was asked for), a key that has not
+/// opted out and may call the model, a route with channels, and a price (or unpriced models
+/// allowed).
+fn fallbacks<'t>(
+    table: &'t RoutingTable,
+    grant: &Grant,
+    endpoint: Endpoint,
+    model: &str,
+    allow_unpriced: bool,
+) -> Vec<Fallback<'t>> {
+    let chat_like = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses);
+    if !chat_like || !grant.fallback {
+        return Vec::new();
+    }
+    let usable = |fallback: &'t String| {
+        let route =
+            table.route(&grant.group, fallback).filter(|r| !r.tiers.is_empty() && grant.may_use_model(fallback))?;
+        let (price, multiplier) = match table.price(&grant.group, fallback) {
+            Some(priced) => priced,
+            None if allow_unpriced => (Price::default(), MILLION),
+            None => return None,
+        };
+        Some(Fallback { model: fallback, route, price, multiplier })
+    };
+    table.fallbacks(&grant.group, model).iter().filter_map(usable).collect()
+}
+
+/// How a route's channels all failed to answer.
+enum Failed {
+    /// The request itself was refused (a 4xx about it): the settlement is finished.
+    Refused(GatewayError),
+    /// Every channel tried failed: the last error, and the settlement still open (for a fallback).
+    Exhausted(GatewayError, Box<Settlement>),
 }
 
 /// Admits the request under its key's and user's concurrency caps (waiting a little for a slot).
@@ -285,15 +356,15 @@ struct Failover {
 
 /// Tries the route's channels, tier by tier in the strategy's order, no channel twice (but for
 /// another of its keys, when only the key failed), none whose circuit is open, and at most
-/// `attempts` in all, until one answers or the request itself is refused; the settlement is
-/// finished with whatever ends it.
+/// `attempts` in all, until one answers or the request itself is refused (the settlement is
+/// finished with either), or every channel failed.
 async fn try_tiers(
     state: &Gateway,
     route: &Route,
     failover: Failover,
     mut settlement: Settlement,
     request: &Request<'_>,
-) -> Result<Response, GatewayError> {
+) -> Result<Response, Failed> {
     let Failover { strategy, attempts: retry_attempts, breaker } = failover;
     let model = request.model;
     let mut attempts = 0usize;
@@ -360,14 +431,13 @@ async fn try_tiers(
                 }
                 Attempt::Fail(error) => {
                     settlement.finish(error.status().as_u16(), Some(error.class()));
-                    return Err(error);
+                    return Err(Failed::Refused(error));
                 }
             }
         }
         break;
     }
-    settlement.finish(last_error.status().as_u16(), Some(last_error.class()));
-    Err(last_error)
+    Err(Failed::Exhausted(last_error, Box::new(settlement)))
 }
 
 /// Lets a picked channel's request through its circuit breaker (as the trial, when half-open);

@@ -84,6 +84,11 @@ impl Settlement {
         tasks.spawn(self.settle(status_code, error_class));
     }
 
+    /// Charges the answer at another model's price: a fallback model served the request.
+    pub fn reprice(&mut self, price: Price, multiplier_ppm: i64) {
+        (self.price, self.multiplier_ppm) = (price, multiplier_ppm);
+    }
+
     async fn settle(mut self, status_code: u16, error_class: Option<&str>) {
         let Some(hold) = self.hold.take() else { return };
         let mut log = self.prepared_log(status_code, error_class);

@@ -29,7 +29,10 @@ pub(super) struct Request<'a> {
     pub(super) endpoint: Endpoint,
     pub(super) body: &'a Bytes,
     pub(super) peek: &'a RequestPeek<'a>,
+    /// The model this attempt serves: the requested one, or a fallback model.
     pub(super) model: &'a str,
+    /// The model the client's body names (a fallback's attempts rename it upstream).
+    pub(super) body_model: &'a str,
     pub(super) stream: bool,
     pub(super) prompt_estimate: i64,
     /// `gateway.default_max_tokens` as the request was admitted with (upstreams that require an

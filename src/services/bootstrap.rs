@@ -126,7 +126,10 @@ pub async fn apply(state: &AppState, file: BootstrapFile) -> Result<(), (String,
         apply_user(state, u).await.map_err(|m| (entry, m))?;
     }
     for (key, value) in &file.settings {
-        if !key.starts_with(crate::config::STRATEGY_SETTING_PREFIX) {
+        if let Some(target) = key.strip_prefix(crate::config::FALLBACK_SETTING_PREFIX) {
+            let requested = target.split_once('.').map(|(_, model)| model);
+            crate::config::parse_fallbacks(value, requested).map_err(|m| (format!("settings.{key}"), m))?;
+        } else if !key.starts_with(crate::config::STRATEGY_SETTING_PREFIX) {
             (*state.site()).clone().apply(key, value).map_err(|m| (format!("settings.{key}"), m))?;
         }
         settings::set(state.db().writer(), key, value).await.map_err(|e| (format!("settings.{key}"), e.to_string()))?;

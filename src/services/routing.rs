@@ -230,9 +230,14 @@ pub struct RoutingTable {
     capped_groups: HashSet<String>,
     strategies: HashMap<String, Strategy>,
     default_strategy: Option<Strategy>,
+    /// `routing.fallback.<group>.<model>`: the models to try, in order, when every channel of the
+    /// requested one failed (by `"<group>.<model>"`).
+    fallbacks: HashMap<String, Vec<String>>,
+    /// The enabled channels the snapshot was built with.
+    enabled: HashSet<i64>,
 }
 
-pub use crate::config::STRATEGY_SETTING_PREFIX;
+pub use crate::config::{FALLBACK_SETTING_PREFIX, STRATEGY_SETTING_PREFIX};
 
 impl RoutingTable {
     pub fn route(&self, group: &str, model: &str) -> Option<&Route> {
@@ -248,6 +253,14 @@ impl RoutingTable {
             .unwrap_or_default();
         models.sort_unstable();
         models
+    }
+
+    /// The models a group's request for `model` falls back to, in order.
+    pub fn fallbacks(&self, group: &str, model: &str) -> &[String] {
+        if self.fallbacks.is_empty() {
+            return &[];
+        }
+        self.fallbacks.get(&format!("{group}.{model}")).map_or(&[], Vec::as_slice)
     }
 
     pub fn strategy(&self, group: &str, model: &str) -> Strategy {
@@ -315,6 +328,7 @@ impl RoutingTable {
             }
         }
         registry.retain(&live_keys, &live_channels);
+        let enabled = channels.keys().copied().collect();
         // A group with a model allowlist reaches only those models, whatever its channels serve.
         let allowlists: HashMap<String, HashSet<String>> = db::groups::allowlists(db.pool())
             .await?
@@ -357,6 +371,17 @@ impl RoutingTable {
                 strategies.insert(target.to_string(), strategy);
             }
         }
+        let mut fallbacks = HashMap::new();
+        for (key, value) in db::settings::with_prefix(db.pool(), FALLBACK_SETTING_PREFIX).await? {
+            let Some(target) = key.strip_prefix(FALLBACK_SETTING_PREFIX) else { continue };
+            match crate::config::parse_fallbacks(&value, target.split_once('.').map(|(_, m)| m)) {
+                Ok(models) if !models.is_empty() => {
+                    fallbacks.insert(target.to_string(), models);
+                }
+                Ok(_) => {}
+                Err(why) => tracing::warn!(setting = %key, "fallback list ignored: {why}"),
+            }
+        }
         let capped_groups = db::groups::capping_output(db.pool()).await?.into_iter().collect();
         let mut capabilities: HashMap<String, Capabilities> =
             db::capabilities::all(db.pool()).await?.into_iter().collect();
@@ -380,6 +405,8 @@ impl RoutingTable {
             capped_groups,
             strategies,
             default_strategy: Some(default_strategy),
+            fallbacks,
+            enabled,
         })
     }
 }
@@ -506,6 +533,14 @@ impl Routing {
     }
 
     pub fn replace(&self, table: RoutingTable) {
+        // A suspension bridges the moment until the database says the channel is disabled: once a
+        // snapshot shows it so, the snapshot keeps it out, and a later re-enabling (on any replica)
+        // takes effect with the snapshot that carries it.
+        if let Ok(mut suspended) = self.suspended.write()
+            && !suspended.is_empty()
+        {
+            suspended.retain(|id| table.enabled.contains(id));
+        }
         if let Ok(mut current) = self.current.write() {
             *current = Arc::new(table);
         }

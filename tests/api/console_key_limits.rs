@@ -199,6 +199,7 @@ async fn edited_limits_show_in_the_table_and_the_gateway_enforces_them(backend: 
         ("rpd", "1000"),
         ("tpm", "50000"),
         ("concurrency", "7"),
+        ("no_fallback", "on"),
     ];
     let (status, location, _) = browser.post(&format!("/console/keys/{id}/edit"), &form(&csrf, &fields)).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/console/keys"));
@@ -213,10 +214,12 @@ async fn edited_limits_show_in_the_table_and_the_gateway_enforces_them(backend: 
         "1000 requests per day",
         "50000 tokens per minute",
         "7 requests at once",
+        "no fallback models",
     ] {
         assert!(list.contains(shown), "{shown}: {list}");
     }
     let (_, _, page) = browser.get(&format!("/console/keys/{id}/edit")).await;
+    assert!(page.contains("name=\"no_fallback\" value=\"on\" checked"), "the box stays ticked: {page}");
     assert!(page.contains("value=\"2999-12-31\"") && page.contains("value=\"0.50\""), "the form shows the day: {page}");
 
     // The gateway applies them at once: another model is refused in OpenAI's shape.
@@ -233,6 +236,7 @@ async fn edited_limits_show_in_the_table_and_the_gateway_enforces_them(backend: 
     assert_eq!(status, StatusCode::OK);
     assert!(row.starts_with(&format!("<tr id=\"key-{id}\">")) && !row.contains("<html"), "{row}");
     assert!(!row.contains("Models:") && !row.contains("requests per minute"), "{row}");
+    assert!(!row.contains("no fallback models"), "an unticked box allows fallbacks again: {row}");
     assert!(row.contains("0.00016 / no limit"), "spent so far (two answers), limit lifted: {row}");
     assert_eq!(chat(&app, &key, "gpt-other").await.0, 200, "the allowlist is gone");
     // So does a tight RPM.

@@ -68,6 +68,7 @@ mod console_security;
 mod console_tokens;
 mod db_filters;
 mod embeddings;
+mod fallback_models;
 mod gateway;
 mod gateway_billing;
 mod gateway_routing;

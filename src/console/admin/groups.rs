@@ -1,6 +1,9 @@
-//! `/admin/groups`: groups with their price multiplier, description and the models they may use
-//! (empty: every model their channels serve); create, edit, delete (never `default`, never a
-//! group with users). Through `services::pricing::groups`, like `/api/admin/groups`.
+//! `/admin/groups`: groups with their price multiplier, description, the models they may use
+//! (empty: every model their channels serve) and their fallback models; create, edit, delete
+//! (never `default`, never a group with users). Through `services::pricing::groups`, like
+//! `/api/admin/groups`, and the `routing.fallback.*` settings (`services::settings::fallbacks`).
+
+use std::collections::HashMap;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -16,6 +19,8 @@ use crate::console::error::ConsoleError;
 use crate::routes::Routes;
 use crate::services::pricing::PricingError;
 use crate::services::pricing::groups::{self, GroupBilling, GroupSave, GroupView};
+use crate::services::settings::SettingError;
+use crate::services::settings::fallbacks;
 use crate::state::AppState;
 
 /// Adds this page's routes.
@@ -41,6 +46,9 @@ pub struct GroupForm {
     /// `billing.cap_output_by_balance`: the checkbox is sent only when ticked.
     #[serde(default)]
     pub cap_output_by_balance: Option<String>,
+    /// `model = fallback, fallback`, a line per requested model.
+    #[serde(default)]
+    pub fallbacks: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -48,6 +56,8 @@ pub struct GroupForm {
 pub struct GroupsPage {
     layout: Layout,
     groups: Vec<GroupView>,
+    /// Each group's fallback lists, as `model → a, b` lines.
+    fallbacks: HashMap<String, Vec<String>>,
     form: GroupForm,
     /// The form edits an existing group (its name is fixed).
     editing: bool,
@@ -59,6 +69,19 @@ impl GroupsPage {
     fn models_of(&self, group: &GroupView) -> String {
         group.models.as_ref().map(|m| m.join(", ")).unwrap_or_default()
     }
+
+    fn fallbacks_of(&self, group: &GroupView) -> &[String] {
+        self.fallbacks.get(&group.name).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Each group's fallback lists as the table shows them: `gpt-4o → claude-sonnet-4-5, gpt-4o-mini`.
+async fn fallback_lines(state: &AppState) -> Result<HashMap<String, Vec<String>>, SettingError> {
+    Ok(fallbacks::all(state)
+        .await?
+        .into_iter()
+        .map(|(group, lists)| (group, lists.iter().map(|(m, to)| format!("{m} → {}", to.join(", "))).collect()))
+        .collect())
 }
 
 #[derive(Deserialize, Default)]
@@ -77,9 +100,14 @@ async fn render(
     status: StatusCode,
     error: Option<String>,
 ) -> Response {
+    let fallbacks = match fallback_lines(state).await {
+        Ok(lines) => lines,
+        Err(e) => return ConsoleError::internal("an /admin/groups page", e).into_response(),
+    };
     match groups::list(state).await {
         Ok(list) => {
-            let page = GroupsPage { layout: admin.user.layout, groups: list, form, editing, notice: None, error };
+            let layout = admin.user.layout;
+            let page = GroupsPage { layout, groups: list, fallbacks, form, editing, notice: None, error };
             (status, page).into_response()
         }
         Err(e) => ConsoleError::internal("an /admin/groups page", e).into_response(),
@@ -92,6 +120,10 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
         Ok(list) => list,
         Err(e) => return ConsoleError::internal("an /admin/groups page", e).into_response(),
     };
+    let all = match fallbacks::all(&state).await {
+        Ok(all) => all,
+        Err(e) => return ConsoleError::internal("an /admin/groups page", e).into_response(),
+    };
     let editing = list.iter().find(|g| g.name == q.edit).cloned();
     let form = match &editing {
         Some(g) => GroupForm {
@@ -100,6 +132,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
             description: g.description.clone(),
             models: g.models.as_ref().map(|m| m.join("\n")).unwrap_or_default(),
             cap_output_by_balance: g.billing.cap_output_by_balance.then(|| "1".into()),
+            fallbacks: all.get(&g.name).map(fallbacks::to_text).unwrap_or_default(),
         },
         None => GroupForm { multiplier: "1".into(), ..GroupForm::default() },
     };
@@ -108,7 +141,12 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
         "deleted" => Some("Group deleted."),
         _ => None,
     };
-    GroupsPage { layout: admin.user.layout, groups: list, form, editing: editing.is_some(), notice, error: None }
+    let fallbacks = match fallback_lines(&state).await {
+        Ok(lines) => lines,
+        Err(e) => return ConsoleError::internal("an /admin/groups page", e).into_response(),
+    };
+    let layout = admin.user.layout;
+    GroupsPage { layout, groups: list, fallbacks, form, editing: editing.is_some(), notice, error: None }
         .into_response()
 }
 
@@ -129,11 +167,28 @@ pub async fn save(State(state): State<AppState>, admin: AdminUser, Form(form): F
         models: (!models.is_empty()).then_some(models),
         billing: Some(GroupBilling { cap_output_by_balance: form.cap_output_by_balance.is_some() }),
     };
-    match groups::save(&state, &admin.actor, &form.name, &input).await {
-        Ok(_) => Redirect::to("/admin/groups?done=saved").into_response(),
+    let editing = || async { groups::list(&state).await.is_ok_and(|l| l.iter().any(|g| g.name == form.name.trim())) };
+    // The fallback lines are checked first: a refused line saves nothing.
+    if let Err(why) = fallbacks::parse_text(&form.fallbacks) {
+        let editing = editing().await;
+        let error = format!("{}: {why}", admin.user.layout.t("Fallback models"));
+        return render(&state, admin, form, editing, StatusCode::BAD_REQUEST, Some(error)).await;
+    }
+    let saved = groups::save(&state, &admin.actor, &form.name, &input).await;
+    let saved = match saved {
+        Ok(_) => {
+            fallbacks::replace(&state, &admin.actor, form.name.trim(), &form.fallbacks).await.map_err(|e| match e {
+                SettingError::Invalid(why) => PricingError::Invalid(why),
+                SettingError::Internal(why) => PricingError::Internal(why),
+            })
+        }
+        Err(e) => Err(e),
+    };
+    match saved {
+        Ok(()) => Redirect::to("/admin/groups?done=saved").into_response(),
         Err(PricingError::Internal(e)) => ConsoleError::internal("an /admin/groups page", e).into_response(),
         Err(e) => {
-            let editing = groups::list(&state).await.is_ok_and(|l| l.iter().any(|g| g.name == form.name.trim()));
+            let editing = editing().await;
             render(&state, admin, form, editing, status_of(&e), Some(e.to_string())).await
         }
     }

@@ -35,6 +35,9 @@ pub struct KeyForm {
     pub budget: String,
     #[serde(default)]
     pub budget_period: String,
+    /// A checkbox: present (`on`) when the key must not be answered by a fallback model.
+    #[serde(default)]
+    pub no_fallback: String,
 }
 
 /// The budget periods the form offers: (value, label).
@@ -61,6 +64,8 @@ pub struct KeyFields {
     pub concurrency: Option<i64>,
     pub budget: Option<String>,
     pub budget_period: Option<String>,
+    /// Whether the group's fallback models may answer.
+    pub fallback: bool,
 }
 
 fn blank_is_none(s: &str) -> Option<String> {
@@ -110,6 +115,7 @@ impl KeyForm {
             concurrency: key.concurrency.map(|n| n.to_string()).unwrap_or_default(),
             budget: key.budget.map(|b| Money(b).to_string()).unwrap_or_default(),
             budget_period: key.budget_period.clone().unwrap_or_else(|| "month".into()),
+            no_fallback: if key.fallback { String::new() } else { "on".into() },
         }
     }
 
@@ -146,6 +152,7 @@ impl KeyForm {
             concurrency,
             budget: blank_is_none(&self.budget),
             budget_period: blank_is_none(&self.budget_period),
+            fallback: self.no_fallback.is_empty(),
         })
     }
 }
@@ -163,6 +170,7 @@ impl KeyFields {
             rpd: self.rpd,
             tpm: self.tpm,
             concurrency: self.concurrency,
+            fallback: Some(self.fallback),
             budget_period: self.budget.as_ref().and(self.budget_period),
             budget: self.budget,
             key: None,
@@ -182,6 +190,7 @@ impl KeyFields {
             rpd: Some(self.rpd),
             tpm: Some(self.tpm),
             concurrency: Some(self.concurrency),
+            fallback: Some(self.fallback),
             budget_period: self.budget.as_ref().and(self.budget_period),
             budget: Some(self.budget),
         }

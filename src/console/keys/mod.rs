@@ -43,6 +43,8 @@ pub struct KeyRow {
     pub rpd: Option<i64>,
     pub tpm: Option<i64>,
     pub concurrency: Option<i64>,
+    /// Whether the group's fallback models may answer.
+    pub fallback: bool,
     pub budget: Option<BudgetShown>,
 }
 
@@ -74,6 +76,7 @@ impl From<&KeyView> for KeyRow {
             rpd: k.rpd,
             tpm: k.tpm,
             concurrency: k.concurrency,
+            fallback: k.fallback,
             budget: k.budget.map(|amount| BudgetShown {
                 spent: Money(k.budget_spent).to_string(),
                 amount: Money(amount).to_string(),

@@ -409,6 +409,8 @@ pub const ZH: &[(&str, &str)] = &[
     ("Requests at once", "同时请求数"),
     ("the site's limit", "站点默认"),
     ("requests at once", "个并发请求"),
+    ("no fallback models", "不使用备用模型"),
+    ("Never answer with a fallback model", "从不由备用模型回答"),
     ("Requests at once: a whole number, or blank for the site's limit.", "同时请求数：整数，留空表示站点默认。"),
     ("requests per day", "次请求/天"),
     ("tokens per minute", "个令牌/分钟"),

@@ -26,4 +26,10 @@ pub const ZH: &[(&str, &str)] = &[
     ("No such group.", "没有此分组。"),
     ("Delete this group?", "删除此分组？"),
     ("In use", "使用中"),
+    ("Fallback models", "备用模型"),
+    ("Fallback", "备用"),
+    (
+        "A line per model: when every channel of it fails, these models answer in turn, each billed at its own price. Empty: none.",
+        "每行一个模型：它的所有渠道都失败时，依次由这些模型回答，各按自己的价格计费。留空：无。",
+    ),
 ];

@@ -36,6 +36,8 @@ pub struct Grant {
     pub rate_limit_tpm: Option<u32>,
     /// The key's own cap on requests in flight (`None`: the site's per-key cap).
     pub max_concurrent: Option<usize>,
+    /// The key may be answered by its group's fallback models.
+    pub fallback: bool,
     /// The key has a spend limit (holds reserve on it).
     pub spend_limited: bool,
     /// The key's budget per period (holds reserve on it too).
@@ -60,6 +62,7 @@ impl Grant {
             rate_limit_rpd: row.rate_limit_rpd.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             rate_limit_tpm: row.rate_limit_tpm.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             max_concurrent: row.max_concurrent.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            fallback: !row.no_fallback,
             spend_limited: row.spend_limit.is_some(),
             budget: Budget::from_stored(row.budget, row.budget_period.as_deref(), row.budget_anchor),
         }
@@ -243,6 +246,7 @@ mod tests {
             rate_limit_rpd: None,
             rate_limit_tpm: None,
             max_concurrent: None,
+            fallback: true,
             spend_limited: false,
             budget: None,
         }

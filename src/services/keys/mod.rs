@@ -64,6 +64,9 @@ pub struct NewKeyInput {
     /// Requests in flight at once (within the account's cap; absent: the site's per-key cap).
     #[serde(default)]
     pub concurrency: Option<i64>,
+    /// Whether the group's fallback models may answer when the requested one fails (absent: yes).
+    #[serde(default)]
+    pub fallback: Option<bool>,
     /// An amount the key may spend per `budget_period` (a decimal in the site currency).
     #[serde(default)]
     pub budget: Option<String>,
@@ -100,6 +103,8 @@ pub struct KeyPatch {
     pub tpm: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
     pub concurrency: Option<Option<i64>>,
+    #[serde(default)]
+    pub fallback: Option<bool>,
     /// `null` removes the budget (and its period).
     #[serde(default, deserialize_with = "present")]
     pub budget: Option<Option<String>>,
@@ -125,6 +130,7 @@ impl KeyPatch {
             && self.rpd.is_none()
             && self.tpm.is_none()
             && self.concurrency.is_none()
+            && self.fallback.is_none()
             && self.budget.is_none()
             && self.budget_period.is_none()
     }
@@ -160,6 +166,8 @@ pub struct KeyView {
     pub tpm: Option<i64>,
     /// Requests in flight at once (`null`: the site's per-key cap).
     pub concurrency: Option<i64>,
+    /// Whether the group's fallback models may answer when the requested one fails.
+    pub fallback: bool,
     /// What the key may spend per `budget_period` (`null`: no budget).
     #[serde(serialize_with = "optional_money")]
     pub budget: Option<i64>,
@@ -205,6 +213,7 @@ impl KeyView {
             rpd: k.rate_limit_rpd,
             tpm: k.rate_limit_tpm,
             concurrency: k.max_concurrent,
+            fallback: !k.no_fallback,
             budget: k.budget,
             budget_period: budget.map(|b| b.period.as_str().to_string()),
             budget_spent: budget.map_or(0, |b| b.spent_now(now, zone, k.budget_window, k.budget_spent)),
@@ -348,6 +357,7 @@ fn new_key_limits(input: &NewKeyInput) -> Result<KeyLimits, UserError> {
         rate_limit_rpd: input.rpd.map(valid_rate("rpd")).transpose()?,
         rate_limit_tpm: input.tpm.map(valid_rate("tpm")).transpose()?,
         max_concurrent: input.concurrency.map(valid_rate("concurrency")).transpose()?,
+        no_fallback: input.fallback == Some(false),
     })
 }
 
@@ -408,7 +418,7 @@ pub async fn list_keys(state: &AppState, user_id: i64) -> Result<Vec<KeyView>, U
 pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyPatch) -> Result<KeyView, UserError> {
     if patch.is_empty() {
         return Err(invalid(
-            "nothing to change: send status, name, spend_limit, expires_at, models, ips, rpm, rpd, tpm, concurrency, budget or budget_period"
+            "nothing to change: send status, name, spend_limit, expires_at, models, ips, rpm, rpd, tpm, concurrency, fallback, budget or budget_period"
                 .into(),
         ));
     }
@@ -443,6 +453,7 @@ pub async fn update_key(state: &AppState, scope: KeyScope, id: i64, patch: &KeyP
         rate_limit_rpd: patched_rate(patch.rpd, current.rate_limit_rpd, "rpd")?,
         rate_limit_tpm: patched_rate(patch.tpm, current.rate_limit_tpm, "tpm")?,
         max_concurrent: patched_rate(patch.concurrency, current.max_concurrent, "concurrency")?,
+        no_fallback: patch.fallback.map_or(current.no_fallback, |on| !on),
     };
     let below_spent = |spent: i64| invalid(format!("spend_limit: this key has already spent {}", Money(spent)));
     if let Some(limit) = limits.spend_limit

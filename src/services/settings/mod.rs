@@ -2,12 +2,13 @@
 //! list (secrets masked), change one (validated, secrets encrypted, audited without their value,
 //! applied at once), and send a test email. The in-memory snapshot itself is `services::settings::site`.
 
+pub mod fallbacks;
 pub mod site;
 
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::STRATEGY_SETTING_PREFIX;
+use crate::config::{FALLBACK_SETTING_PREFIX, STRATEGY_SETTING_PREFIX, parse_fallbacks};
 use crate::config::{Strategy, runtime};
 use crate::db::settings;
 use crate::mail::ActionMail;
@@ -60,6 +61,14 @@ pub async fn set(state: &AppState, actor: &Actor, key: &str, value: &str) -> Res
             return Err(SettingError::Invalid(format!("{key}: {}", Strategy::accepted())));
         }
         before = None;
+    } else if let Some(target) = key.strip_prefix(FALLBACK_SETTING_PREFIX) {
+        // `<group>.<model>`: a group name has no dot, so the model is what follows the first.
+        let requested = target.split_once('.').map(|(_, model)| model).filter(|m| !m.is_empty());
+        if requested.is_none() {
+            return Err(SettingError::Invalid(format!("{key}: name it {FALLBACK_SETTING_PREFIX}<group>.<model>")));
+        }
+        parse_fallbacks(value, requested).map_err(|why| SettingError::Invalid(format!("{key}: {why}")))?;
+        before = None;
     } else {
         let current = state.site();
         before = current.value_of(key);
@@ -81,7 +90,7 @@ pub async fn set(state: &AppState, actor: &Actor, key: &str, value: &str) -> Res
     };
     audit::record(state, actor, "setting.update", ("setting", key), details).await;
     let shown = list(state).into_iter().find(|s| s.key == key);
-    // A routing strategy is not one of the listed site settings: shown as given.
+    // A routing strategy or fallback list is not one of the listed site settings: shown as given.
     Ok(shown.unwrap_or(SettingView { key: key.to_string(), value: Some(value.to_string()), secret: false, set: true }))
 }
 

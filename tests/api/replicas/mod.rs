@@ -14,6 +14,7 @@ const ADMIN_TOKEN: &str = "replicas-admin-token-0123456789abcdef-0123";
 const SECRET_KEY: &str = "replica-secret-key-0123456789abcdef-0123456789";
 const METRICS_TOKEN: &str = "replicas-metrics-token-0123456789abcdef";
 
+mod channel_health;
 mod money;
 mod postgres_restart;
 mod rolling_restart;

@@ -185,27 +185,25 @@ pub async fn test(
 }
 
 /// `POST /admin/channels/{id}/keys/{key}/enable`.
-pub async fn enable(
-    State(state): State<AppState>,
-    admin: AdminUser,
-    HxRequest(hx): HxRequest,
-    IdAndName(id, key, _): KeyPath,
-) -> Response {
-    let result = channels::admin::set_key_enabled(&state, &admin.actor, id, &key, true)
-        .await
-        .map(|k| admin.user.layout.t("Key {hint} enabled.").replace("{hint}", &k.hint));
-    finish(&state, admin, id, hx, result).await
+pub async fn enable(state: State<AppState>, admin: AdminUser, hx: HxRequest, path: KeyPath) -> Response {
+    set_enabled(state, admin, hx, path, true).await
 }
 
 /// `POST /admin/channels/{id}/keys/{key}/disable`.
-pub async fn disable(
+pub async fn disable(state: State<AppState>, admin: AdminUser, hx: HxRequest, path: KeyPath) -> Response {
+    set_enabled(state, admin, hx, path, false).await
+}
+
+async fn set_enabled(
     State(state): State<AppState>,
     admin: AdminUser,
     HxRequest(hx): HxRequest,
     IdAndName(id, key, _): KeyPath,
+    enabled: bool,
 ) -> Response {
-    let result = channels::admin::set_key_enabled(&state, &admin.actor, id, &key, false)
+    let notice = if enabled { "Key {hint} enabled." } else { "Key {hint} disabled." };
+    let result = channels::admin::set_key_enabled(&state, &admin.actor, id, &key, enabled)
         .await
-        .map(|k| admin.user.layout.t("Key {hint} disabled.").replace("{hint}", &k.hint));
+        .map(|k| admin.user.layout.t(notice).replace("{hint}", &k.hint));
     finish(&state, admin, id, hx, result).await
 }
