@@ -126,8 +126,7 @@ impl Tier {
             // One pick in 20 by weight keeps every channel's figures current.
             Strategy::LeastLatency if rand::rng().random_range(0..20) == 0 => self.weighted(&open, weight),
             Strategy::LeastLatency => {
-                // Unmeasured channels rank first, so each gets measured.
-                let score = |i: usize| self.members[i].channel.health.health.ttft_ms().unwrap_or(0.0);
+                let score = |i: usize| self.members[i].channel.health.health.latency_score();
                 self.least(&open, |i, j| score(i).total_cmp(&score(j)))
             }
             Strategy::LeastBusy => {
@@ -598,6 +597,41 @@ mod tests {
         let equal = tier(&[1, 1, 1]);
         let picks: Vec<i64> = (0..9).map(|_| equal.pick(Strategy::RoundRobin, &[]).unwrap().id).collect();
         assert!(picks.windows(2).all(|w| w[0] != w[1]), "{picks:?}");
+    }
+
+    #[test]
+    fn least_latency_prefers_the_fastest_and_tries_the_unmeasured_first() {
+        use std::time::Duration;
+        let t = tier(&[1, 1, 1]);
+        let health = |i: usize| &t.members[i].channel.health.health;
+        // Channel 1 answers in 50 ms, channel 2 in 20 ms but fails half the time (counts as 40 ms);
+        // channel 3 was never tried.
+        health(0).record(Some(Duration::from_millis(50)));
+        health(1).record(Some(Duration::from_millis(20)));
+        health(1).record(None);
+        let first = shares(&t, Strategy::LeastLatency, 1);
+        assert!(first.contains_key(&3), "{first:?}");
+        health(2).record(None);
+        // Channel 3 tried and never answered: last. Most picks go to the quickest (one in 20 by weight).
+        let counts = shares(&t, Strategy::LeastLatency, 2_000);
+        assert!(counts.get(&2).copied().unwrap_or(0) > 1_800, "{counts:?}");
+        assert!(counts.get(&3).copied().unwrap_or(0) < 100, "{counts:?}");
+    }
+
+    #[test]
+    fn least_busy_weighs_requests_in_flight_by_weight() {
+        let t = tier(&[2, 1]);
+        let key = Arc::new(keys::KeyStats::default());
+        let mut busy = Vec::new();
+        // With weights 2:1, in-flight requests pile up 2:1.
+        for _ in 0..9 {
+            let channel = t.pick(Strategy::LeastBusy, &[]).unwrap();
+            busy.push(health::InFlight::start(channel.health.clone(), key.clone()));
+        }
+        let in_flight = |i: usize| t.members[i].channel.health.health.in_flight();
+        assert_eq!((in_flight(0), in_flight(1)), (6, 3));
+        drop(busy);
+        assert_eq!((in_flight(0), in_flight(1)), (0, 0));
     }
 
     #[test]

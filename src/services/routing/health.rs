@@ -97,6 +97,22 @@ impl Health {
         self.ttft.get()
     }
 
+    /// The moving error rate (0 to 1), if any attempt was seen.
+    pub fn error_rate(&self) -> Option<f64> {
+        self.errors.get()
+    }
+
+    /// How `least_latency` ranks the channel, lower first: its moving time to first token, raised
+    /// by its error rate (a channel failing half its attempts counts twice as slow, at most ten
+    /// times). Never tried: 0, so it gets measured; tried but never answered: last.
+    pub fn latency_score(&self) -> f64 {
+        match self.ttft.get() {
+            None if self.requests() == 0 => 0.0,
+            None => f64::INFINITY,
+            Some(ttft) => ttft / (1.0 - self.error_rate().unwrap_or(0.0).min(0.9)),
+        }
+    }
+
     /// Requests sent and not yet answered to their end.
     pub fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed).max(0)
