@@ -373,10 +373,11 @@ async fn try_tiers(
     let mut spent: Vec<i64> = Vec::new();
     let mut last_error = GatewayError::NoHealthyChannel(model.to_string());
     let mut sticky = sticky_channel(state, route, request);
-    let now = now_ms();
     'tiers: for tier in &route.tiers {
         while attempts < retry_attempts {
             let routing = &state.routing();
+            // Read per pick: an earlier attempt may have waited long enough for a cooldown to end.
+            let now = now_ms();
             let channel = match sticky.take() {
                 Some(channel) => channel,
                 None => {

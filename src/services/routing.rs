@@ -493,10 +493,14 @@ impl Routing {
         }
     }
 
-    /// Lifts a suspension (the channel was re-enabled or saved again).
+    /// Lifts a suspension and closes the channel's circuit on this replica (the channel was
+    /// re-enabled, saved again, or passed a probe).
     pub fn resume(&self, channel_id: i64) {
         if let Ok(mut s) = self.suspended.write() {
             s.remove(&channel_id);
+        }
+        if let Some(health) = self.health.find_channel(channel_id) {
+            health.breaker.close();
         }
     }
 

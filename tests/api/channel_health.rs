@@ -241,11 +241,18 @@ async fn affinity_never_pins_an_open_circuit_and_a_route_of_open_circuits_fails_
     let _ = user;
     app.assert_ledger_consistent().await;
 
+    // A passing test by the operator closes a circuit at once (no waiting for the cooldown).
+    upstream.script("a", Script::default());
+    let (status, test) = app.admin("POST", &format!("/api/admin/channels/{}/test", ids["a"]), None).await;
+    assert_eq!((status, &test["ok"]), (200, &json!(true)), "{test}");
+    assert_eq!(health(&app, ids["a"]).await["circuit"], "closed");
+    assert_eq!(ask(&app, &key, None).await.1["choices"][0]["message"]["content"], "Hello from a");
+
     // `/metrics` shows each channel's circuit.
     let metrics =
         app.client.get(app.url("/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap().text().await.unwrap();
-    for id in [ids["a"], ids["b"]] {
-        let line = format!("burncloud_channel_circuit_open{{channel_id=\"{id}\",circuit=\"open\"}} 1");
+    for (id, circuit, open) in [(ids["a"], "closed", 0), (ids["b"], "open", 1)] {
+        let line = format!("burncloud_channel_circuit_open{{channel_id=\"{id}\",circuit=\"{circuit}\"}} {open}");
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }
 }

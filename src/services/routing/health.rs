@@ -381,6 +381,15 @@ impl Breaker {
         }
     }
 
+    /// Closes the circuit now (an operator saved or enabled the channel, or a probe passed).
+    pub fn close(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.circuit = Circuit::Closed;
+            (s.consecutive, s.window_requests, s.window_failures) = (0, 0, 0);
+        }
+        self.tripped.store(0, Ordering::Release);
+    }
+
     /// With the breaker turned off, a circuit left open closes.
     fn reset_if_tripped(&self) -> Option<Transition> {
         if self.tripped.swap(0, Ordering::AcqRel) == 0 {
@@ -510,6 +519,13 @@ mod tests {
         assert_eq!(b.record(true, 3_200, &POLICY), Some(Transition::Closed));
         assert_eq!(b.circuit(), Circuit::Closed);
         assert_eq!(b.admit(3_201, &POLICY), Admission::Through);
+        // An operator's hand closes an open circuit at once.
+        for i in 0..3 {
+            b.record(false, 4_000 + i, &POLICY);
+        }
+        assert!(!b.may_try(4_003, &POLICY));
+        b.close();
+        assert!(b.may_try(4_003, &POLICY) && b.circuit() == Circuit::Closed);
     }
 
     #[test]
