@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use crate::db::channels::ChannelRow;
 use crate::services::monitoring::{self, Figures, Range};
 use crate::services::routing::health::ChannelHealthView;
 use crate::state::AppState;
@@ -85,44 +86,61 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         let labels = format!("window=\"1h\",channel_id=\"{id}\",channel=\"{}\"", label(&line.label));
         figures(&mut out, &labels, &line.figures, minutes);
     }
-    out.push_str(
-        "# HELP burncloud_channel_up 1 when the channel is enabled, 0 when disabled (by hand or automatically).\n",
-    );
-    out.push_str("# TYPE burncloud_channel_up gauge\n");
     if let Ok(channels) = monitoring::channels(&state).await {
-        for c in channels {
-            let labels = format!(
-                "channel_id=\"{}\",channel=\"{}\",type=\"{}\",status=\"{}\"",
-                c.id,
-                label(&c.name),
-                label(&c.kind),
-                label(&c.status)
-            );
-            let _ = writeln!(out, "burncloud_channel_up{{{labels}}} {}", i64::from(c.status == "enabled"));
-            if let Some(ms) = c.test_latency_ms {
-                let _ = writeln!(out, "burncloud_channel_test_latency_ms{{channel_id=\"{}\"}} {ms}", c.id);
-            }
-            let _ = writeln!(out, "burncloud_channel_used_nano{{channel_id=\"{}\"}} {}", c.id, c.used_amount);
-            if let Some(health) = state.routing().health().find_channel(c.id) {
-                channel_health(&mut out, c.id, &health.view());
-            }
-        }
+        channel_families(&mut out, &state, &channels);
     }
     text(out)
 }
 
-/// A channel's health on this replica: its circuit, moving time to first token and error rate,
-/// and requests in flight.
-fn channel_health(out: &mut String, id: i64, h: &ChannelHealthView) {
-    let open = i64::from(h.circuit != "closed");
-    let _ = writeln!(out, "burncloud_channel_circuit_open{{channel_id=\"{id}\",circuit=\"{}\"}} {open}", h.circuit);
-    let _ = writeln!(out, "burncloud_channel_in_flight{{channel_id=\"{id}\"}} {}", h.traffic.in_flight);
-    if let Some(ms) = h.traffic.ttft_ms {
-        let _ = writeln!(out, "burncloud_channel_ttft_ms{{channel_id=\"{id}\"}} {ms}");
-    }
-    if let Some(rate) = h.traffic.error_rate {
-        let _ = writeln!(out, "burncloud_channel_error_rate{{channel_id=\"{id}\"}} {rate:.3}");
-    }
+/// Each channel's state, and its health on this replica (circuit, moving time to first token,
+/// error rate, requests in flight): one family at a time, as the text format wants.
+fn channel_families(out: &mut String, state: &AppState, channels: &[ChannelRow]) {
+    let views: Vec<(i64, Option<ChannelHealthView>)> =
+        channels.iter().map(|c| (c.id, state.routing().health().find_channel(c.id).map(|h| h.view()))).collect();
+    let family = |out: &mut String, name: &str, help: &str, lines: Vec<String>| {
+        if lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for line in lines {
+            let _ = writeln!(out, "{name}{line}");
+        }
+    };
+    let up = channels
+        .iter()
+        .map(|c| {
+            let (name, kind, status) = (label(&c.name), label(&c.kind), label(&c.status));
+            let up = i64::from(c.status == "enabled");
+            format!("{{channel_id=\"{}\",channel=\"{name}\",type=\"{kind}\",status=\"{status}\"}} {up}", c.id)
+        })
+        .collect();
+    family(
+        out,
+        "burncloud_channel_up",
+        "1 when the channel is enabled, 0 when disabled (by hand or automatically).",
+        up,
+    );
+    let latency = channels
+        .iter()
+        .filter_map(|c| c.test_latency_ms.map(|ms| format!("{{channel_id=\"{}\"}} {ms}", c.id)))
+        .collect();
+    family(out, "burncloud_channel_test_latency_ms", "The last test's latency.", latency);
+    let used = channels.iter().map(|c| format!("{{channel_id=\"{}\"}} {}", c.id, c.used_amount)).collect();
+    family(out, "burncloud_channel_used_nano", "Spend routed through the channel (nano-units).", used);
+    let each = |f: &dyn Fn(i64, &ChannelHealthView) -> Option<String>| -> Vec<String> {
+        views.iter().filter_map(|(id, view)| view.as_ref().and_then(|v| f(*id, v))).collect()
+    };
+    let circuit = each(&|id, v| {
+        Some(format!("{{channel_id=\"{id}\",circuit=\"{}\"}} {}", v.circuit, i64::from(v.circuit != "closed")))
+    });
+    let help = "1 while the channel's circuit is open or half-open on this replica.";
+    family(out, "burncloud_channel_circuit_open", help, circuit);
+    let in_flight = each(&|id, v| Some(format!("{{channel_id=\"{id}\"}} {}", v.traffic.in_flight)));
+    family(out, "burncloud_channel_in_flight", "Requests in flight on this replica.", in_flight);
+    let ttft = each(&|id, v| v.traffic.ttft_ms.map(|ms| format!("{{channel_id=\"{id}\"}} {ms}")));
+    family(out, "burncloud_channel_ttft_ms", "Moving average of the time to first token on this replica.", ttft);
+    let errors = each(&|id, v| v.traffic.error_rate.map(|r| format!("{{channel_id=\"{id}\"}} {r:.3}")));
+    family(out, "burncloud_channel_error_rate", "Moving average of failed attempts (0 to 1) on this replica.", errors);
 }
 
 fn text(out: String) -> Response {
