@@ -168,6 +168,8 @@ pub struct GatewayConfig {
     pub circuit_min_requests: usize,
     pub circuit_window: Duration,
     pub circuit_cooldown: Duration,
+    /// Distinct users whose attempts must have failed before a circuit opens.
+    pub circuit_min_users: usize,
     /// How often auto-disabled channels are probed for re-enabling (0 = never).
     pub channel_retest: Duration,
     /// How long cached keys and routing data may be stale when another replica changes them.
@@ -438,6 +440,7 @@ impl Config {
             circuit_min_requests: 20,
             circuit_window: Duration::from_secs(60),
             circuit_cooldown: Duration::from_secs(30),
+            circuit_min_users: 2,
             channel_retest: secs(get(&CHANNEL_RETEST_SECS), &CHANNEL_RETEST_SECS, 300)?,
             cache_ttl: Duration::ZERO,
             key_cache_entries: number(get(&KEY_CACHE_ENTRIES), &KEY_CACHE_ENTRIES, 100_000, 100..=10_000_000)?,

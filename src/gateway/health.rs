@@ -81,7 +81,7 @@ async fn record_disabled(state: &AppState, refused: Refused, reason: &str) {
 /// the failure was the key's alone (the key is now out of routing and the channel has others).
 /// An answer counts its time as the time to first token; the request's own error (a 400) counts
 /// as the upstream being up, with no time.
-pub(super) fn count(channel: &KeyedChannel, outcome: &Attempt, elapsed: Duration, breaker: &BreakerPolicy) {
+pub(super) fn count(channel: &KeyedChannel, user: i64, outcome: &Attempt, elapsed: Duration, breaker: &BreakerPolicy) {
     let sample = match outcome {
         Attempt::Answered(_) => Some(Some(elapsed)),
         Attempt::Fail(_) => None,
@@ -99,7 +99,7 @@ pub(super) fn count(channel: &KeyedChannel, outcome: &Attempt, elapsed: Duration
     if let Some(sample) = sample {
         channel.health.health.record(sample);
     }
-    let changed = channel.health.breaker.record(!failed, now, breaker);
+    let changed = channel.health.breaker.record(!failed, user, now, breaker);
     circuit_changed(channel, changed);
 }
 

@@ -36,6 +36,7 @@ pub async fn probe(state: &Gateway, channel: &KeyedChannel, model: &str) -> Resu
         peek: &peek,
         model,
         body_model: model,
+        user_id: 0,
         stream: false,
         prompt_estimate: 1,
         default_max_tokens: state.site().gateway.default_max_tokens as i64,

@@ -191,6 +191,7 @@ async fn relay_inner(
         peek: &peek,
         model: &model,
         body_model: &model,
+        user_id: grant.user_id,
         stream,
         prompt_estimate: prompt.estimate,
         default_max_tokens: config.default_max_tokens as i64,
@@ -516,7 +517,7 @@ async fn attempt_on(
     if let Attempt::Disable { reason, .. } = &outcome {
         health::disable_in_background(state, channel, reason.clone());
     }
-    health::count(channel, &outcome, started.elapsed(), breaker);
+    health::count(channel, request.user_id, &outcome, started.elapsed(), breaker);
     match outcome {
         Attempt::Disable { error, .. } => Attempt::Retry(error),
         other => other,

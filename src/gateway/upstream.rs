@@ -33,6 +33,8 @@ pub(super) struct Request<'a> {
     pub(super) model: &'a str,
     /// The model the client's body names (a fallback's attempts rename it upstream).
     pub(super) body_model: &'a str,
+    /// Whose request it is (a circuit opens only on several users' failures).
+    pub(super) user_id: i64,
     pub(super) stream: bool,
     pub(super) prompt_estimate: i64,
     /// `gateway.default_max_tokens` as the request was admitted with (upstreams that require an

@@ -137,36 +137,42 @@ async fn the_circuit_breaker_opens_half_opens_and_closes_against_a_scripted_upst
     let flaky = ids["flaky"];
     upstream.script("flaky", Script { status: Some(500), ..Script::default() });
     let (user, key) = app.user_with_key("10.00").await;
+    let (_, other) = app.user_with_key("10.00").await;
 
-    // Three failures in a row (each request fails over and is answered): the circuit opens.
-    for i in 0..3 {
+    // One tenant alone, however many failures it provokes, does not take the channel from
+    // everyone (`gateway.circuit_min_users` 2): each request fails over and is answered.
+    for i in 0..4 {
         let (status, body) = ask(&app, &key, None).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["choices"][0]["message"]["content"], "Hello from steady");
         assert_eq!(upstream.count("flaky"), i + 1);
     }
+    assert_eq!(health(&app, flaky).await["circuit"], "closed");
+    // A second tenant fails there too (five in a row, two users): the circuit opens.
+    assert_eq!(ask(&app, &other, None).await.0, 200);
+    assert_eq!(upstream.count("flaky"), 5);
     let open = health(&app, flaky).await;
     assert_eq!(open["circuit"], "open", "{open}");
     assert!(open["circuit_until"].as_i64().unwrap() > now_ms(), "{open}");
-    assert_eq!((open["requests"].as_u64(), open["failures"].as_u64()), (Some(3), Some(3)));
+    assert_eq!((open["requests"].as_u64(), open["failures"].as_u64()), (Some(5), Some(5)));
     assert_eq!(open["error_rate"].as_f64(), Some(1.0));
     // Open: the channel costs no attempt at all.
     for _ in 0..3 {
         assert_eq!(ask(&app, &key, None).await.0, 200);
     }
-    assert_eq!(upstream.count("flaky"), 3);
+    assert_eq!(upstream.count("flaky"), 5);
     app.settled().await;
     let attempts: Vec<i64> =
         sqlx::query_scalar("SELECT attempts FROM request_logs ORDER BY id").fetch_all(app.db.pool()).await.unwrap();
-    assert_eq!(attempts, [2, 2, 2, 1, 1, 1]);
+    assert_eq!(attempts, [2, 2, 2, 2, 2, 1, 1, 1]);
 
     // After the cooldown one trial goes through; it fails, so the circuit opens again.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(ask(&app, &key, None).await.0, 200);
-    assert_eq!(upstream.count("flaky"), 4);
+    assert_eq!(upstream.count("flaky"), 6);
     assert_eq!(health(&app, flaky).await["circuit"], "open");
     assert_eq!(ask(&app, &key, None).await.0, 200);
-    assert_eq!(upstream.count("flaky"), 4, "no traffic while open again");
+    assert_eq!(upstream.count("flaky"), 6, "no traffic while open again");
 
     // The upstream recovers: the next trial answers and closes the circuit; traffic returns.
     upstream.script("flaky", Script::default());
@@ -179,7 +185,7 @@ async fn the_circuit_breaker_opens_half_opens_and_closes_against_a_scripted_upst
     for _ in 0..3 {
         assert_eq!(ask(&app, &key, None).await.1["choices"][0]["message"]["content"], "Hello from flaky");
     }
-    assert_eq!(upstream.count("flaky"), 8);
+    assert_eq!(upstream.count("flaky"), 10);
 
     // Every request was answered and charged once; the ledger holds.
     app.settled().await;
@@ -187,7 +193,7 @@ async fn the_circuit_breaker_opens_half_opens_and_closes_against_a_scripted_upst
         .fetch_one(app.db.pool())
         .await
         .unwrap();
-    assert_eq!(charged, 12);
+    assert_eq!(charged, 14);
     assert!(app.balance(user).await < 10_000_000_000);
     app.assert_ledger_consistent().await;
 }
@@ -195,6 +201,7 @@ async fn the_circuit_breaker_opens_half_opens_and_closes_against_a_scripted_upst
 async fn affinity_never_pins_an_open_circuit_and_a_route_of_open_circuits_fails_fast(backend: Backend) {
     let app = spawn_app_env(backend, &[("BURNCLOUD_METRICS_TOKEN", METRICS_TOKEN)]).await;
     set(&app, "gateway.circuit_failures", "2").await;
+    set(&app, "gateway.circuit_min_users", "1").await;
     set(&app, "gateway.circuit_cooldown_secs", "60").await;
     set(&app, "gateway.routing_strategy", "failover").await;
     let upstream = ScriptedUpstream::start().await;

@@ -663,6 +663,17 @@ pub static TABLE: &[RuntimeSetting] = &[
         ..BASE
     },
     RuntimeSetting {
+        key: "gateway.circuit_min_users",
+        section: "gateway",
+        label: "Circuit breaker: users failing",
+        help: "Distinct users whose requests must have failed before a circuit opens (1: any). One tenant alone cannot take a channel from everyone.",
+        kind: Kind::Whole { min: 1, max: 10 },
+        bind: Bind::Count(|g| &mut g.circuit_min_users),
+        default: "2",
+        doc: "How many distinct users' attempts must have failed in the window before a circuit opens (on either rule): a tenant provoking upstream errors (timeouts on huge prompts, inputs the upstream chokes on) cannot take a channel out for everyone alone. `1`: any failures (a single-tenant deployment).",
+        ..BASE
+    },
+    RuntimeSetting {
         key: "gateway.circuit_cooldown_secs",
         section: "gateway",
         label: "Circuit breaker: cooldown (seconds)",

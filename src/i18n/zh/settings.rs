@@ -173,4 +173,9 @@ pub const ZH: &[(&str, &str)] = &[
         "How long an open circuit takes no traffic before one trial request.",
         "熔断后在放行一个试探请求之前不接收请求的时长。",
     ),
+    ("Circuit breaker: users failing", "熔断：失败的用户数"),
+    (
+        "Distinct users whose requests must have failed before a circuit opens (1: any). One tenant alone cannot take a channel from everyone.",
+        "熔断前必须有这么多不同用户的请求失败（1：任意）。单个租户无法独自让渠道对所有人下线。",
+    ),
 ];

@@ -201,6 +201,9 @@ pub struct BreakerPolicy {
     pub window_ms: i64,
     /// How long an open circuit takes no traffic before one trial request is let through.
     pub cooldown_ms: i64,
+    /// The fewest distinct users whose attempts failed in the window before the circuit opens:
+    /// one tenant provoking upstream errors must not take a channel from everyone.
+    pub min_users: u32,
 }
 
 impl From<&crate::config::GatewayConfig> for BreakerPolicy {
@@ -213,9 +216,13 @@ impl From<&crate::config::GatewayConfig> for BreakerPolicy {
             min_requests: whole(g.circuit_min_requests),
             window_ms: ms(g.circuit_window),
             cooldown_ms: ms(g.circuit_cooldown),
+            min_users: whole(g.circuit_min_users).clamp(1, MAX_MIN_USERS),
         }
     }
 }
+
+/// The most distinct failing users a breaker waits for (and so keeps in memory).
+pub const MAX_MIN_USERS: u32 = 10;
 
 impl BreakerPolicy {
     fn is_off(&self) -> bool {
@@ -242,6 +249,16 @@ struct BreakerState {
     window_start: i64,
     window_requests: u32,
     window_failures: u32,
+    /// Distinct users whose attempts failed in the window (at most `min_users` kept).
+    failing_users: Vec<i64>,
+}
+
+impl BreakerState {
+    /// Starts counting afresh at `now`.
+    fn restart(&mut self, now: i64) {
+        (self.consecutive, self.window_start, self.window_requests, self.window_failures) = (0, now, 0, 0);
+        self.failing_users.clear();
+    }
 }
 
 /// A channel's circuit breaker. Closed, it counts failures; open, the channel gets no traffic for
@@ -263,6 +280,7 @@ impl Default for Breaker {
             window_start: 0,
             window_requests: 0,
             window_failures: 0,
+            failing_users: Vec::new(),
         };
         Self { tripped: AtomicI64::new(0), state: Mutex::new(state) }
     }
@@ -336,14 +354,16 @@ impl Breaker {
         }
     }
 
-    /// Counts one attempt's outcome at `now`; says when it changed the circuit.
-    pub fn record(&self, ok: bool, now: i64, policy: &BreakerPolicy) -> Option<Transition> {
+    /// Counts the outcome of one attempt `user` made at `now`; says when it changed the circuit.
+    pub fn record(&self, ok: bool, user: i64, now: i64, policy: &BreakerPolicy) -> Option<Transition> {
         if policy.is_off() {
             return self.reset_if_tripped();
         }
         let Ok(mut s) = self.state.lock() else { return None };
         if now - s.window_start >= policy.window_ms.max(1) {
-            (s.window_start, s.window_requests, s.window_failures) = (now, 0, 0);
+            let consecutive = s.consecutive;
+            s.restart(now);
+            s.consecutive = consecutive;
         }
         s.window_requests = s.window_requests.saturating_add(1);
         if ok {
@@ -351,10 +371,13 @@ impl Breaker {
         } else {
             s.consecutive = s.consecutive.saturating_add(1);
             s.window_failures = s.window_failures.saturating_add(1);
+            if s.failing_users.len() < policy.min_users as usize && !s.failing_users.contains(&user) {
+                s.failing_users.push(user);
+            }
         }
         let open = |s: &mut BreakerState| {
             s.circuit = Circuit::Open { until: now.saturating_add(policy.cooldown_ms) };
-            (s.consecutive, s.window_start, s.window_requests, s.window_failures) = (0, now, 0, 0);
+            s.restart(now);
             self.tripped.store(1, Ordering::Release);
             Some(Transition::Opened)
         };
@@ -362,7 +385,7 @@ impl Breaker {
             // The trial's answer closes the circuit; its failure opens it again.
             Circuit::HalfOpen { .. } if ok => {
                 s.circuit = Circuit::Closed;
-                (s.consecutive, s.window_start, s.window_requests, s.window_failures) = (0, now, 0, 0);
+                s.restart(now);
                 self.tripped.store(0, Ordering::Release);
                 Some(Transition::Closed)
             }
@@ -376,7 +399,8 @@ impl Breaker {
                     && s.window_requests >= policy.min_requests.max(1)
                     && u64::from(s.window_failures) * 100
                         >= u64::from(policy.error_rate_pct) * u64::from(s.window_requests);
-                if by_count || by_rate { open(&mut s) } else { None }
+                let users = s.failing_users.len() >= policy.min_users.max(1) as usize;
+                if (by_count || by_rate) && users { open(&mut s) } else { None }
             }
         }
     }
@@ -385,7 +409,8 @@ impl Breaker {
     pub fn close(&self) {
         if let Ok(mut s) = self.state.lock() {
             s.circuit = Circuit::Closed;
-            (s.consecutive, s.window_requests, s.window_failures) = (0, 0, 0);
+            let start = s.window_start;
+            s.restart(start);
         }
         self.tripped.store(0, Ordering::Release);
     }
@@ -488,19 +513,25 @@ impl HealthRegistry {
 mod tests {
     use super::*;
 
-    const POLICY: BreakerPolicy =
-        BreakerPolicy { failures: 3, error_rate_pct: 50, min_requests: 10, window_ms: 60_000, cooldown_ms: 1_000 };
+    const POLICY: BreakerPolicy = BreakerPolicy {
+        failures: 3,
+        error_rate_pct: 50,
+        min_requests: 10,
+        window_ms: 60_000,
+        cooldown_ms: 1_000,
+        min_users: 1,
+    };
 
     #[test]
     fn consecutive_failures_open_the_circuit_and_a_trial_closes_or_reopens_it() {
         let b = Breaker::default();
-        assert_eq!(b.record(false, 0, &POLICY), None);
-        assert_eq!(b.record(false, 1, &POLICY), None);
+        assert_eq!(b.record(false, 7, 0, &POLICY), None);
+        assert_eq!(b.record(false, 7, 1, &POLICY), None);
         // A success in between starts the count again.
-        assert_eq!(b.record(true, 2, &POLICY), None);
-        assert_eq!(b.record(false, 3, &POLICY), None);
-        assert_eq!(b.record(false, 4, &POLICY), None);
-        assert_eq!(b.record(false, 5, &POLICY), Some(Transition::Opened));
+        assert_eq!(b.record(true, 7, 2, &POLICY), None);
+        assert_eq!(b.record(false, 7, 3, &POLICY), None);
+        assert_eq!(b.record(false, 7, 4, &POLICY), None);
+        assert_eq!(b.record(false, 7, 5, &POLICY), Some(Transition::Opened));
         assert_eq!(b.circuit(), Circuit::Open { until: 1_005 });
         assert!(!b.may_try(1_004, &POLICY));
         assert_eq!(b.admit(1_004, &POLICY), Admission::Refused);
@@ -510,18 +541,18 @@ mod tests {
         assert!(!b.may_try(1_006, &POLICY));
         assert_eq!(b.admit(1_006, &POLICY), Admission::Refused);
         // The trial fails: open again for a cooldown.
-        assert_eq!(b.record(false, 1_100, &POLICY), Some(Transition::Opened));
+        assert_eq!(b.record(false, 7, 1_100, &POLICY), Some(Transition::Opened));
         assert_eq!(b.circuit(), Circuit::Open { until: 2_100 });
         assert_eq!(b.admit(2_100, &POLICY), Admission::Trial);
         // A trial that never reports is replaced after a cooldown.
         assert_eq!(b.admit(3_099, &POLICY), Admission::Refused);
         assert_eq!(b.admit(3_100, &POLICY), Admission::Through);
-        assert_eq!(b.record(true, 3_200, &POLICY), Some(Transition::Closed));
+        assert_eq!(b.record(true, 7, 3_200, &POLICY), Some(Transition::Closed));
         assert_eq!(b.circuit(), Circuit::Closed);
         assert_eq!(b.admit(3_201, &POLICY), Admission::Through);
         // An operator's hand closes an open circuit at once.
         for i in 0..3 {
-            b.record(false, 4_000 + i, &POLICY);
+            b.record(false, 7, 4_000 + i, &POLICY);
         }
         assert!(!b.may_try(4_003, &POLICY));
         b.close();
@@ -534,28 +565,45 @@ mod tests {
         let policy = BreakerPolicy { failures: 0, ..POLICY };
         // Alternating answers and failures: never 3 in a row, but half failed.
         for i in 0..9 {
-            assert_eq!(b.record(i % 2 == 1, i, &policy), None, "{i}");
+            assert_eq!(b.record(i % 2 == 1, 7, i, &policy), None, "{i}");
         }
-        assert_eq!(b.record(false, 9, &policy), Some(Transition::Opened));
+        assert_eq!(b.record(false, 7, 9, &policy), Some(Transition::Opened));
         // A new window forgets the old one's failures.
         let b = Breaker::default();
         for i in 0..9 {
-            b.record(i % 2 == 1, i, &policy);
+            b.record(i % 2 == 1, 7, i, &policy);
         }
-        assert_eq!(b.record(false, 60_000, &policy), None);
+        assert_eq!(b.record(false, 7, 60_000, &policy), None);
+    }
+
+    #[test]
+    fn one_user_alone_never_opens_a_circuit_that_needs_two() {
+        let b = Breaker::default();
+        let policy = BreakerPolicy { min_users: 2, ..POLICY };
+        for i in 0..20 {
+            assert_eq!(b.record(false, 7, i, &policy), None, "{i}");
+        }
+        // A second user's failure: the channel fails for more than one tenant.
+        assert_eq!(b.record(false, 8, 20, &policy), Some(Transition::Opened));
+        // Counting starts afresh after the circuit closes, and after a window passes.
+        b.close();
+        b.record(false, 7, 21, &policy);
+        assert_eq!(b.record(false, 8, 60_031, &policy), None);
+        assert_eq!(b.record(false, 8, 60_032, &policy), None, "user 7's failure was in the old window");
+        assert_eq!(b.record(false, 7, 60_033, &policy), Some(Transition::Opened));
     }
 
     #[test]
     fn a_breaker_turned_off_never_opens_and_closes_an_open_circuit() {
         let b = Breaker::default();
         for i in 0..3 {
-            b.record(false, i, &POLICY);
+            b.record(false, 7, i, &POLICY);
         }
         assert!(matches!(b.circuit(), Circuit::Open { .. }));
         let off = BreakerPolicy { failures: 0, error_rate_pct: 0, ..POLICY };
-        assert_eq!(b.record(false, 10, &off), Some(Transition::Closed));
+        assert_eq!(b.record(false, 7, 10, &off), Some(Transition::Closed));
         for i in 0..100 {
-            assert_eq!(b.record(false, 20 + i, &off), None);
+            assert_eq!(b.record(false, 7, 20 + i, &off), None);
         }
         assert!(b.may_try(200, &off));
     }
