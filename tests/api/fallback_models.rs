@@ -96,6 +96,8 @@ async fn a_fallback_model_answers_when_the_requested_one_fails_and_is_billed_at_
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.json::<Value>().await.unwrap()["model"], "small");
+    // Its charge is committed before the next request, so the newest log row is the next one's.
+    app.settled().await;
 
     // The requested model healthy again: it serves, at its own price.
     broken.set(Behavior::default());
