@@ -93,7 +93,7 @@ pub(super) fn count(channel: &KeyedChannel, user: i64, outcome: &Attempt, elapse
     }
     let failed = sample == Some(None);
     let now = now_ms();
-    if failed && !channel.key().available(now) && channel.has_other_key(channel.key) {
+    if failed && channel.failed_alone(now) {
         return;
     }
     if let Some(sample) = sample {

@@ -400,7 +400,7 @@ async fn try_tiers(
             settlement.log.upstream_model = channel.upstream_model(model).to_string();
             settlement.log.attempts = i64::try_from(attempts).unwrap_or(i64::MAX);
             let mut in_flight = InFlight::start(channel.health.clone(), channel.key().stats.clone());
-            match attempt_on(state, &channel, request, &breaker).await {
+            match attempt_on(state, &channel, request, &breaker, &in_flight).await {
                 Attempt::Answered(answer) => {
                     in_flight.answered();
                     settlement.in_flight = Some(in_flight);
@@ -412,9 +412,8 @@ async fn try_tiers(
                     return Ok(respond(state, answer, settlement, request, upstream_model).await);
                 }
                 Attempt::Retry(error) | Attempt::Disable { error, .. } => {
-                    // A key now out of routing (refused, or told to wait) failed alone: the
-                    // channel may serve through another key. Otherwise the channel failed.
-                    if channel.key().available(now_ms()) || !channel.has_other_key(channel.key) {
+                    // A key that failed alone leaves the channel to serve through another key.
+                    if !channel.failed_alone(now_ms()) {
                         spent.push(channel.id);
                     }
                     // A conversation on a failing channel lets go of it (the next that answers
@@ -505,19 +504,20 @@ fn conversation(
 /// it is): a refused key or credit takes the key out of routing at once and disables it in the
 /// background (the channel too when it was its last), and the outcome is counted on the key and
 /// on the channel and its circuit breaker (a failure that was the key's alone, on the key only);
-/// the request may go on to another channel.
+/// the request may go on to another channel. `in_flight` started with the attempt: its time is
+/// the time to first token.
 async fn attempt_on(
     state: &Gateway,
     channel: &KeyedChannel,
     request: &Request<'_>,
     breaker: &BreakerPolicy,
+    in_flight: &InFlight,
 ) -> Attempt {
-    let started = std::time::Instant::now();
     let outcome = attempt(state, channel, request).await;
     if let Attempt::Disable { reason, .. } = &outcome {
         health::disable_in_background(state, channel, reason.clone());
     }
-    health::count(channel, request.user_id, &outcome, started.elapsed(), breaker);
+    health::count(channel, request.user_id, &outcome, in_flight.elapsed(), breaker);
     match outcome {
         Attempt::Disable { error, .. } => Attempt::Retry(error),
         other => other,

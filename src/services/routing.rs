@@ -180,6 +180,12 @@ impl KeyedChannel {
         &self.channel.keys[self.key]
     }
 
+    /// Whether a failure through this key was the key's alone at `now`: the key is out of routing
+    /// (refused, or told to wait) and another key of the channel may serve.
+    pub fn failed_alone(&self, now: i64) -> bool {
+        !self.key().available(now) && self.channel.has_other_key(self.key)
+    }
+
     /// The channel as the wire sees it for one upstream call, through this key.
     pub fn upstream<'a>(&'a self, http: &'a reqwest::Client) -> Upstream<'a> {
         Upstream {

@@ -111,9 +111,7 @@ pub async fn set_key_enabled(
 
 /// Probes the channel through one of its keys (a passing probe re-enables it).
 pub async fn test_key(state: &AppState, actor: &Actor, id: i64, key: &str) -> Result<TestResult, ChannelError> {
-    if !keys::list(state, id).await?.iter().any(|k| k.fingerprint == key) {
-        return Err(ChannelError::NotFound);
-    }
+    keys::known(state, id, key).await?;
     let result = keys::probe(state, id, Some(key)).await?;
     let details = json!({ "key": key, "ok": result.ok, "latency_ms": result.latency_ms, "error": result.error });
     audit::record(state, actor, "channel.key_test", ("channel", &target(id)), details).await;

@@ -84,7 +84,7 @@ pub async fn list(state: &AppState, id: i64) -> Result<Vec<KeyView>, ChannelErro
 }
 
 /// The channel's key of that fingerprint, or `NotFound`.
-async fn known(state: &AppState, id: i64, key: &str) -> Result<(), ChannelError> {
+pub(super) async fn known(state: &AppState, id: i64, key: &str) -> Result<(), ChannelError> {
     let row = db_channels::get(state.db().pool(), id).await?.ok_or(ChannelError::NotFound)?;
     if decrypt_keys(state, &row).iter().any(|k| fingerprint(k) == key) { Ok(()) } else { Err(ChannelError::NotFound) }
 }
