@@ -466,46 +466,64 @@ impl ChannelHealth {
 /// them. Bounded by the channels and keys: each reload forgets those no enabled channel holds.
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
-    keys: Mutex<HashMap<(i64, String), Arc<KeyStats>>>,
-    channels: Mutex<HashMap<i64, Arc<ChannelHealth>>>,
+    keys: Shared<(i64, String), KeyStats>,
+    channels: Shared<i64, ChannelHealth>,
+}
+
+/// Values by key behind one lock, shared with every snapshot that holds them.
+#[derive(Debug)]
+struct Shared<K, V>(Mutex<HashMap<K, Arc<V>>>);
+
+impl<K, V> Default for Shared<K, V> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Default> Shared<K, V> {
+    /// The value of `key`, new for a key not seen before.
+    fn get(&self, key: K) -> Arc<V> {
+        let Ok(mut map) = self.0.lock() else { return Arc::default() };
+        map.entry(key).or_default().clone()
+    }
+
+    fn find(&self, key: &K) -> Option<Arc<V>> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    /// Forgets every key not in `live`.
+    fn retain(&self, live: &HashSet<K>) {
+        if let Ok(mut map) = self.0.lock() {
+            map.retain(|k, _| live.contains(k));
+        }
+    }
 }
 
 impl HealthRegistry {
     /// The counters of a channel's key (new ones for a key not seen before).
     pub fn key(&self, channel_id: i64, fingerprint: &str) -> Arc<KeyStats> {
-        let Ok(mut map) = self.keys.lock() else {
-            return Arc::default();
-        };
-        map.entry((channel_id, fingerprint.to_string())).or_default().clone()
+        self.keys.get((channel_id, fingerprint.to_string()))
     }
 
     /// The counters of a key, if it is known.
     pub fn find_key(&self, channel_id: i64, fingerprint: &str) -> Option<Arc<KeyStats>> {
-        let map = self.keys.lock().ok()?;
-        map.get(&(channel_id, fingerprint.to_string())).cloned()
+        self.keys.find(&(channel_id, fingerprint.to_string()))
     }
 
     /// A channel's health (new for a channel not seen before).
     pub fn channel(&self, channel_id: i64) -> Arc<ChannelHealth> {
-        let Ok(mut map) = self.channels.lock() else {
-            return Arc::default();
-        };
-        map.entry(channel_id).or_default().clone()
+        self.channels.get(channel_id)
     }
 
     /// A channel's health, if it is known (it is enabled, or was until lately).
     pub fn find_channel(&self, channel_id: i64) -> Option<Arc<ChannelHealth>> {
-        self.channels.lock().ok()?.get(&channel_id).cloned()
+        self.channels.find(&channel_id)
     }
 
     /// Forgets every key not in `keys` and every channel not in `channels`.
     pub fn retain(&self, keys: &HashSet<(i64, String)>, channels: &HashSet<i64>) {
-        if let Ok(mut map) = self.keys.lock() {
-            map.retain(|k, _| keys.contains(k));
-        }
-        if let Ok(mut map) = self.channels.lock() {
-            map.retain(|k, _| channels.contains(k));
-        }
+        self.keys.retain(keys);
+        self.channels.retain(channels);
     }
 }
 
