@@ -619,8 +619,11 @@ mod tests {
         health(0).record(Some(Duration::from_millis(50)));
         health(1).record(Some(Duration::from_millis(20)));
         health(1).record(None);
-        let first = shares(&t, Strategy::LeastLatency, 1);
-        assert!(first.contains_key(&3), "{first:?}");
+        // The untried one ranks first: it takes every pick but the one in 20 made by weight.
+        let scores: Vec<f64> = (0..3).map(|i| health(i).latency_score()).collect();
+        assert!(scores[2] < scores[1] && scores[1] < scores[0], "{scores:?}");
+        let first = shares(&t, Strategy::LeastLatency, 200);
+        assert!(first.get(&3).copied().unwrap_or(0) > 170, "{first:?}");
         health(2).record(None);
         // Channel 3 tried and never answered: last. Most picks go to the quickest (one in 20 by weight).
         let counts = shares(&t, Strategy::LeastLatency, 2_000);
