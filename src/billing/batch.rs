@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{ChargePlan, Leases};
-use super::{BillingError, Hold, HoldRequest};
+use super::{BillingError, Hold, HoldRequest, UserBudget};
 use crate::db::Db;
 use crate::db::leases;
 use crate::db::ledger::{self, Entry, Kind};
@@ -41,13 +41,25 @@ const MAX_UNSETTLED: usize = crate::config::MAX_CONCURRENT_REQUESTS;
 
 type Reply<T> = oneshot::Sender<Result<T, BillingError>>;
 
-/// Reserve `amount` on a key's spend limit.
-struct KeyHold {
-    key_id: i64,
+/// Reserve `amount` on a key's spend limit and budget, and on its user's budget.
+struct Reservation {
+    /// The key and the budget window it counts in (0: the key has no budget), when the key has a
+    /// spend limit or a budget.
+    key: Option<(i64, i64)>,
+    /// The user, when they have a budget.
+    user: Option<(i64, UserBudget)>,
     amount: i64,
-    /// The budget window it counts in (0: the key has none).
-    window: i64,
-    reply: Reply<bool>,
+    reply: Reply<Reserved>,
+}
+
+/// What a reservation came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reserved {
+    Granted,
+    /// The key's spend limit or budget cannot take it.
+    KeyRefused,
+    /// The user's budget cannot take it.
+    UserRefused,
 }
 
 /// Charge a settled request and write its log row.
@@ -70,7 +82,7 @@ struct GiveBack {
 }
 
 enum Op {
-    KeyHold(KeyHold),
+    Reserve(Reservation),
     Charge(Box<Charge>),
     GiveBack(GiveBack),
 }
@@ -146,8 +158,8 @@ impl Batcher {
     /// Promises `amount` of the user's balance to a request (in memory, from a lease) and, when
     /// the key has a spend limit, reserves it on the key (in the database).
     pub async fn hold(&self, request: HoldRequest) -> Result<Hold, BillingError> {
-        let HoldRequest { user_id, key_id, amount, key_limited, budget_window } = request;
-        let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited, budget_window };
+        let HoldRequest { user_id, key_id, amount, key_limited, budget_window, user_budget } = request;
+        let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited, budget_window, user_budget };
         // Given back when the hold is settled (`settle` runs exactly once per hold) or refused.
         self.unsettled.acquire().await.map_err(|_| BillingError::WriterGone)?.forget();
         let admitted = self.admit(&hold).await;
@@ -162,13 +174,19 @@ impl Batcher {
             return Ok(());
         }
         self.leases.admit(&self.db, hold.user_id, hold.amount).await?;
-        if hold.key_limited {
-            let (key_id, amount, window) = (hold.key_id, hold.amount, hold.budget_window);
-            let reserved = self.submit(|reply| Op::KeyHold(KeyHold { key_id, amount, window, reply })).await;
-            if !matches!(reserved, Ok(true)) {
-                self.leases.cancel(hold.user_id, hold.amount);
-                return Err(reserved.err().unwrap_or(BillingError::KeyLimitReached));
-            }
+        if hold.key_limited || hold.user_budget.is_some() {
+            let key = hold.key_limited.then_some((hold.key_id, hold.budget_window));
+            let user = hold.user_budget.map(|budget| (hold.user_id, budget));
+            let amount = hold.amount;
+            let reserved = self.submit(|reply| Op::Reserve(Reservation { key, user, amount, reply })).await;
+            let refused = match reserved {
+                Ok(Reserved::Granted) => return Ok(()),
+                Ok(Reserved::KeyRefused) => BillingError::KeyLimitReached,
+                Ok(Reserved::UserRefused) => BillingError::UserBudgetSpent,
+                Err(e) => e,
+            };
+            self.leases.cancel(hold.user_id, hold.amount);
+            return Err(refused);
         }
         Ok(())
     }
@@ -301,30 +319,31 @@ async fn run(db: Db, holder: String, mut rx: mpsc::Receiver<Op>, stop: Cancellat
 }
 
 async fn apply(db: &Db, holder: &str, batch: Vec<Op>, faults: &Faults) {
-    let mut key_holds = Vec::new();
+    let mut reservations = Vec::new();
     let mut charges = Vec::new();
     let mut give_backs = Vec::new();
     for op in batch {
         match op {
-            Op::KeyHold(h) => key_holds.push(h),
+            Op::Reserve(r) => reservations.push(r),
             Op::Charge(c) => charges.push(*c),
             Op::GiveBack(g) => give_backs.push(g),
         }
     }
-    // Key reservations commit first, on their own: their requests wait for them, while charges
+    // Reservations commit first, on their own: their requests wait for them, while charges
     // (and their log rows) only delay the books.
-    if !key_holds.is_empty() {
-        match apply_key_holds(db, &key_holds).await {
+    if !reservations.is_empty() {
+        match apply_reservations(db, &reservations).await {
             Ok(results) => {
-                for (op, ok) in key_holds.into_iter().zip(results) {
-                    let _ = op.reply.send(Ok(ok));
+                for (op, reserved) in reservations.into_iter().zip(results) {
+                    let _ = op.reply.send(Ok(reserved));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "group commit of key reservations failed; applying one at a time");
-                for op in key_holds {
-                    let result = apply_key_holds(db, std::slice::from_ref(&op)).await;
-                    let _ = op.reply.send(result.map(|r| r.first().copied().unwrap_or(false)).map_err(Into::into));
+                tracing::warn!(error = %e, "group commit of reservations failed; applying one at a time");
+                for op in reservations {
+                    let result = apply_reservations(db, std::slice::from_ref(&op)).await;
+                    let first = |r: Vec<Reserved>| r.first().copied().unwrap_or(Reserved::KeyRefused);
+                    let _ = op.reply.send(result.map(first).map_err(Into::into));
                 }
             }
         }
@@ -374,22 +393,68 @@ fn group_by<K: Ord>(indexes: impl Iterator<Item = usize>, key: impl Fn(usize) ->
     groups
 }
 
-/// Reserves each hold on its key's limit and budget (all of a key's in one window at once when
-/// they fit together).
-async fn apply_key_holds(db: &Db, holds: &[KeyHold]) -> Result<Vec<bool>, sqlx::Error> {
+/// Reserves each hold on its key's limit and budget and on its user's budget. All of a key's (and
+/// a user's) in one window at once when the batch fits together; else the batch is applied again
+/// hold by hold, each in a savepoint, so a hold refused on the user's budget leaves nothing
+/// reserved on its key.
+async fn apply_reservations(db: &Db, holds: &[Reservation]) -> Result<Vec<Reserved>, sqlx::Error> {
     let mut conn = db.writer().acquire().await?;
     let mut tx = conn.begin().await?;
-    let mut results = vec![true; holds.len()];
-    for ((key, window), idxs) in group_by(0..holds.len(), |i| (holds[i].key_id, holds[i].window)) {
-        let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
-        if !ledger::key_spend_within_limit(&mut tx, key, total, window).await? {
-            for &i in &idxs {
-                results[i] = ledger::key_spend_within_limit(&mut tx, key, holds[i].amount, window).await?;
-            }
+    if reserve_together(&mut tx, holds).await? {
+        tx.commit().await?;
+        return Ok(vec![Reserved::Granted; holds.len()]);
+    }
+    tx.rollback().await?;
+    let mut tx = conn.begin().await?;
+    let mut results = Vec::with_capacity(holds.len());
+    for hold in holds {
+        let mut one = tx.begin().await?;
+        let reserved = reserve_one(&mut one, hold).await?;
+        if reserved == Reserved::Granted {
+            one.commit().await?;
+        } else {
+            one.rollback().await?;
         }
+        results.push(reserved);
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// Reserves the batch's totals per key (and window) and per user (and window); false as soon as
+/// one does not fit (the caller rolls back).
+async fn reserve_together(conn: &mut sqlx::AnyConnection, holds: &[Reservation]) -> Result<bool, sqlx::Error> {
+    let keyed = (0..holds.len()).filter(|&i| holds[i].key.is_some());
+    for ((key, window), idxs) in group_by(keyed, |i| holds[i].key.unwrap_or_default()) {
+        let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
+        if !ledger::key_spend_within_limit(conn, key, total, window).await? {
+            return Ok(false);
+        }
+    }
+    let budgeted = (0..holds.len()).filter(|&i| holds[i].user.is_some());
+    let user_of = |i: usize| holds[i].user.map(|(user, b)| (user, b.window, b.limit)).unwrap_or_default();
+    for ((user, window, limit), idxs) in group_by(budgeted, user_of) {
+        let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
+        if !ledger::user_budget_within(conn, user, total, window, limit).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Reserves one hold on its key, then on its user's budget: which refused it, if one did.
+async fn reserve_one(conn: &mut sqlx::AnyConnection, hold: &Reservation) -> Result<Reserved, sqlx::Error> {
+    if let Some((key, window)) = hold.key
+        && !ledger::key_spend_within_limit(conn, key, hold.amount, window).await?
+    {
+        return Ok(Reserved::KeyRefused);
+    }
+    if let Some((user, budget)) = hold.user
+        && !ledger::user_budget_within(conn, user, hold.amount, budget.window, budget.limit).await?
+    {
+        return Ok(Reserved::UserRefused);
+    }
+    Ok(Reserved::Granted)
 }
 
 /// Charges settled requests (per user at once, from the lease; beyond it from the unreserved
@@ -472,6 +537,15 @@ async fn apply_books(
         let delta: i64 = by_window.values().sum();
         let by_window: Vec<(i64, i64)> = by_window.into_iter().collect();
         ledger::key_adjust_spent(&mut tx, key, delta, &by_window).await?;
+    }
+    // A user's budget count moves by what each charge differs from its hold, in the hold's window.
+    let budgeted = fresh.iter().copied().filter(|&i| charges[i].hold.user_budget.is_some());
+    let user_window = |i: usize| (charges[i].hold.user_id, charges[i].hold.user_budget.map_or(0, |b| b.window));
+    for ((user, window), idxs) in group_by(budgeted, user_window) {
+        let delta: i64 = idxs.iter().map(|&i| charged[i] - charges[i].hold.amount).sum();
+        if delta != 0 {
+            ledger::user_budget_adjust(&mut tx, user, window, delta).await?;
+        }
     }
     for g in give_backs {
         leases::give_back(&mut tx, g.user_id, holder, g.amount).await?;

@@ -26,6 +26,9 @@ pub enum BillingError {
     InDebt,
     #[error("the key's spend limit is reached")]
     KeyLimitReached,
+    /// The user's budget for this period (their own or their group's) cannot take the hold.
+    #[error("the user's budget for this period is spent")]
+    UserBudgetSpent,
     #[error("no such user")]
     NoSuchUser,
     #[error("the billing writer stopped")]
@@ -46,6 +49,17 @@ pub struct Hold {
     pub key_limited: bool,
     /// The start (unix ms) of the budget window the hold counts in; 0 for a key without a budget.
     pub budget_window: i64,
+    /// The user's budget the hold was reserved on, when the user has one.
+    pub user_budget: Option<UserBudget>,
+}
+
+/// A user's budget as a hold reserves on it: the window it counts in and the amount it allows
+/// (the user's own budget, else their group's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserBudget {
+    /// The window's start (unix ms).
+    pub window: i64,
+    pub limit: i64,
 }
 
 impl Hold {
@@ -65,6 +79,8 @@ pub struct HoldRequest {
     pub key_limited: bool,
     /// For a key with a budget, the start (unix ms) of the window the hold counts in; else 0.
     pub budget_window: i64,
+    /// The user's budget to check and reserve on, when the user has one.
+    pub user_budget: Option<UserBudget>,
 }
 
 /// An operator's credit (positive) or debit (negative) with a note. A debit larger than the

@@ -27,20 +27,21 @@ pub struct KeyGrant {
     pub budget: Option<i64>,
     pub budget_period: Option<String>,
     pub budget_anchor: i64,
+    /// The user's own budget and rate limits (their group's apply where these are not set).
+    pub user_limits: super::limits::StoredLimits,
 }
 
 pub async fn grant_by_hash<'e>(
     db: impl Executor<'e, Database = Any>,
     hash: &str,
 ) -> Result<Option<KeyGrant>, sqlx::Error> {
-    let row = sqlx::query(
+    let sql = format!(
         "SELECT k.id, k.user_id, k.status AS key_status, u.status AS user_status, u.group_name, k.expires_at, k.spend_limit, k.allowed_models, \
          k.allowed_ips, k.rate_limit_rpm, k.rate_limit_rpd, k.rate_limit_tpm, k.max_concurrent, k.budget, k.budget_period, k.budget_anchor, \
-         k.no_fallback FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
-    )
-    .bind(hash)
-    .fetch_optional(db)
-    .await?;
+         k.no_fallback, {} FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
+        super::limits::columns("u")
+    );
+    let row = sqlx::query(&sql).bind(hash).fetch_optional(db).await?;
     row.map(|r| {
         Ok(KeyGrant {
             key_id: r.try_get("id")?,
@@ -60,6 +61,7 @@ pub async fn grant_by_hash<'e>(
             budget: r.try_get("budget")?,
             budget_period: r.try_get("budget_period")?,
             budget_anchor: r.try_get("budget_anchor")?,
+            user_limits: super::limits::StoredLimits::from_row(&r, "u_")?,
         })
     })
     .transpose()

@@ -14,16 +14,20 @@ pub struct GroupListing {
     pub users: i64,
     /// `billing.cap_output_by_balance`: a request without an output cap gets one the balance pays.
     pub cap_output_by_balance: bool,
+    /// The budget and rate limits each member gets.
+    pub limits: super::limits::StoredLimits,
+    /// Per-model limits for each member (JSON), if any.
+    pub model_limits: Option<String>,
 }
 
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<GroupListing>, sqlx::Error> {
-    let rows = sqlx::query(
+    let sql = format!(
         "SELECT g.name, g.description, g.multiplier_ppm, g.allowed_models, \
-         (SELECT COUNT(*) FROM users u WHERE u.group_name = g.name) AS user_count, g.cap_output_by_balance \
+         (SELECT COUNT(*) FROM users u WHERE u.group_name = g.name) AS user_count, g.cap_output_by_balance, g.model_limits, {} \
          FROM groups g ORDER BY g.name",
-    )
-    .fetch_all(db)
-    .await?;
+        super::limits::columns("g")
+    );
+    let rows = sqlx::query(&sql).fetch_all(db).await?;
     rows.iter()
         .map(|r| {
             Ok(GroupListing {
@@ -33,6 +37,8 @@ pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> Result<Vec<Group
                 allowed_models: r.try_get("allowed_models")?,
                 users: r.try_get("user_count")?,
                 cap_output_by_balance: r.try_get::<i64, _>("cap_output_by_balance")? != 0,
+                limits: super::limits::StoredLimits::from_row(r, "g_")?,
+                model_limits: r.try_get("model_limits")?,
             })
         })
         .collect()

@@ -297,6 +297,51 @@ pub async fn key_adjust_spent(
     Ok(())
 }
 
+/// Adds `amount` to a user's budget count if it stays within `limit` (the user's budget or their
+/// group's) in the window starting at `window` (unix ms); false when it would not. A later window
+/// starts the count again; an earlier one (a replica's clock behind) counts in the stored one.
+pub async fn user_budget_within(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    amount: i64,
+    window: i64,
+    limit: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE users SET \
+           budget_spent = CASE WHEN budget_window >= $3 THEN budget_spent + $1 ELSE $1 END, \
+           budget_window = CASE WHEN budget_window >= $3 THEN budget_window ELSE $3 END \
+         WHERE id = $2 AND (CASE WHEN budget_window >= $3 THEN budget_spent ELSE 0 END) + $1 <= $4",
+    )
+    .bind(amount)
+    .bind(user_id)
+    .bind(window)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves a user's budget count by `delta` (never below 0) if it still counts the window starting
+/// at `window`: a settlement's true-up (a window that has passed is left alone).
+pub async fn user_budget_adjust(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    window: i64,
+    delta: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET budget_spent = CASE WHEN budget_spent + $1 < 0 THEN 0 ELSE budget_spent + $1 END \
+         WHERE id = $2 AND budget_window = $3",
+    )
+    .bind(delta)
+    .bind(user_id)
+    .bind(window)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn balance<'e>(
     db: impl Executor<'e, Database = sqlx::Any>,
     user_id: i64,

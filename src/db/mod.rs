@@ -23,6 +23,7 @@ pub mod groups;
 pub mod invitations;
 pub mod leases;
 pub mod ledger;
+pub mod limits;
 pub mod low_balance;
 pub mod migrate;
 pub mod monitoring;

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod capabilities;
 pub mod email;
 pub mod ip_allowlist;
+pub mod limits;
 pub mod money;
 pub mod password;
 pub mod pricing;

@@ -57,8 +57,9 @@ pub async fn usage(State(state): State<AppState>, auth: ApiKeyAuth) -> Result<Js
 }
 
 /// `GET /api/v1/key`: OpenRouter's shape (`data.label`, `limit`, `usage`, `limit_remaining`,
-/// `rate_limit`), plus the user's `balance`, the key's `expires_at` (unix seconds) and its
-/// `budget` this period (`limit`, `period`, `usage`, `remaining`, `resets_at` in unix seconds).
+/// `rate_limit`), plus the user's `balance`, the key's `expires_at` (unix seconds), its `budget`
+/// this period (`limit`, `period`, `usage`, `remaining`, `resets_at` in unix seconds), and the
+/// same for the account's budget (`account_budget`: the user's own, else their group's).
 pub async fn key(State(state): State<AppState>, auth: ApiKeyAuth) -> Result<Json<Value>, GatewayError> {
     let key = of(&state, &auth).await?;
     let rate_limit = match key.rpm {
@@ -75,8 +76,19 @@ pub async fn key(State(state): State<AppState>, auth: ApiKeyAuth) -> Result<Json
         }),
         None => Value::Null,
     };
+    let account_budget = match key.account_budget {
+        Some(account) => json!({
+            "limit": dollars(account.budget.amount),
+            "period": account.budget.period.as_str(),
+            "usage": dollars(account.spent),
+            "remaining": dollars(account.left()),
+            "resets_at": account.resets_at / 1000,
+        }),
+        None => Value::Null,
+    };
     Ok(Json(json!({
         "data": {
+            "account_budget": account_budget,
             "label": key.name,
             "usage": dollars(key.spent),
             "limit": key.spend_limit.map(dollars),

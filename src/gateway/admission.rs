@@ -1,9 +1,10 @@
-//! Admission control: caps on the requests in flight per API key, per user and in all, so one
-//! tenant cannot take every slot (or every hold the billing writer keeps unsettled) from the
-//! others. A request over a cap waits a bounded time for a slot, then is refused; it never
+//! Admission control: caps on the requests in flight per API key, per user, per user on one model
+//! (a group's per-model limit) and in all, so one tenant cannot take every slot (or every hold the
+//! billing writer keeps unsettled) from the others. A request over a cap waits a bounded time for a slot, then is refused; it never
 //! queues without a deadline. In-process counters only: nothing here reads the database.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use tokio::time::Instant;
 pub enum Scope {
     Key,
     User,
+    /// A user's on one model.
+    Model,
     /// The whole gateway's.
     Server,
 }
@@ -39,15 +42,23 @@ pub struct Limits {
 /// the traffic (bounded by the open connections), whatever the number of keys.
 #[derive(Debug)]
 pub struct Admission {
-    keys: Arc<Slots>,
-    users: Arc<Slots>,
+    keys: Arc<Slots<i64>>,
+    users: Arc<Slots<i64>>,
+    /// (user, model name hashed).
+    models: Arc<Slots<(i64, u64)>>,
     global: Arc<Semaphore>,
     global_limit: usize,
 }
 
-#[derive(Debug, Default)]
-struct Slots {
-    map: Mutex<HashMap<i64, Arc<Semaphore>>>,
+#[derive(Debug)]
+struct Slots<K> {
+    map: Mutex<HashMap<K, Arc<Semaphore>>>,
+}
+
+impl<K> Default for Slots<K> {
+    fn default() -> Self {
+        Self { map: Mutex::new(HashMap::new()) }
+    }
 }
 
 impl Admission {
@@ -56,6 +67,7 @@ impl Admission {
         Self {
             keys: Arc::default(),
             users: Arc::default(),
+            models: Arc::default(),
             global: Arc::new(Semaphore::new(global_limit)),
             global_limit,
         }
@@ -80,7 +92,23 @@ impl Admission {
                 .map_err(|_| refused)?
                 .map_err(|_| refused)?,
         };
-        Ok(AdmissionGuard { _global: global, caller: Some((user, key)) })
+        Ok(AdmissionGuard { _global: global, caller: Some((user, key)), model: None })
+    }
+
+    /// Takes a slot for the user on one model (`model`: its name hashed), waiting at most `wait`;
+    /// held with the request's other slots in `guard`.
+    pub async fn admit_model(
+        &self,
+        guard: &mut AdmissionGuard,
+        (user_id, model): (i64, u64),
+        cap: usize,
+        wait: Duration,
+    ) -> Result<(), Refusal> {
+        let slot = Slot::acquire(&self.models, (user_id, model), cap, Instant::now() + wait)
+            .await
+            .ok_or(Refusal { scope: Scope::Model, limit: cap })?;
+        guard.model = Some(slot);
+        Ok(())
     }
 
     /// Requests in flight in all.
@@ -90,8 +118,13 @@ impl Admission {
 
     /// How many keys and users have requests in flight or waiting (the maps' sizes).
     pub fn tracked(&self) -> (usize, usize) {
-        let len = |slots: &Slots| slots.map.lock().map(|m| m.len()).unwrap_or(0);
+        let len = |slots: &Slots<i64>| slots.map.lock().map(|m| m.len()).unwrap_or(0);
         (len(&self.keys), len(&self.users))
+    }
+
+    /// How many (user, model) counters exist.
+    pub fn tracked_models(&self) -> usize {
+        self.models.map.lock().map(|m| m.len()).unwrap_or(0)
     }
 }
 
@@ -103,28 +136,32 @@ impl Admission {
 #[derive(Debug)]
 pub struct AdmissionGuard {
     _global: OwnedSemaphorePermit,
-    caller: Option<(Slot, Slot)>,
+    caller: Option<(Slot<i64>, Slot<i64>)>,
+    model: Option<Slot<(i64, u64)>>,
 }
 
 impl AdmissionGuard {
-    /// The answer has ended: the user's and the key's slots go back; the global one stays.
+    /// The answer has ended: the user's, the key's and the model's slots go back; the global one
+    /// stays.
     pub fn answered(&mut self) {
         self.caller = None;
+        self.model = None;
     }
 }
 
-/// One key's or user's slot; its `Drop` removes the counter once nobody holds or awaits it.
+/// One key's, user's or user-on-a-model's slot; its `Drop` removes the counter once nobody holds
+/// or awaits it.
 #[derive(Debug)]
-struct Slot {
-    slots: Arc<Slots>,
-    id: i64,
+struct Slot<K: Eq + Hash + Copy> {
+    slots: Arc<Slots<K>>,
+    id: K,
     semaphore: Option<Arc<Semaphore>>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
-impl Slot {
+impl<K: Eq + Hash + Copy> Slot<K> {
     /// A slot of `id`'s, waiting until `deadline` at most; `None` when none freed in time.
-    async fn acquire(slots: &Arc<Slots>, id: i64, cap: usize, deadline: Instant) -> Option<Slot> {
+    async fn acquire(slots: &Arc<Slots<K>>, id: K, cap: usize, deadline: Instant) -> Option<Self> {
         let semaphore = {
             let mut map = slots.map.lock().ok()?;
             // A counter made under an earlier cap keeps it until its last request ends.
@@ -141,7 +178,7 @@ impl Slot {
     }
 }
 
-impl Drop for Slot {
+impl<K: Eq + Hash + Copy> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut map = self.slots.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Under the lock, so no request can pick the counter up between the check and the removal.
@@ -177,6 +214,22 @@ mod tests {
         drop((a, b, c, d));
         assert_eq!(admission.in_flight(), 0);
         assert_eq!(admission.tracked(), (0, 0), "counters at zero are removed");
+    }
+
+    #[tokio::test]
+    async fn a_users_slots_on_a_model_are_capped_and_go_with_the_answer() {
+        let admission = Admission::new(8);
+        let l = limits(8, 8, 0);
+        let mut a = admission.admit(1, 10, l).await.unwrap();
+        admission.admit_model(&mut a, (10, 77), 1, Duration::ZERO).await.unwrap();
+        let mut b = admission.admit(1, 10, l).await.unwrap();
+        let refused = admission.admit_model(&mut b, (10, 77), 1, Duration::ZERO).await.unwrap_err();
+        assert_eq!(refused, Refusal { scope: Scope::Model, limit: 1 });
+        admission.admit_model(&mut b, (10, 78), 1, Duration::ZERO).await.expect("another model has its own");
+        a.answered();
+        admission.admit_model(&mut b, (10, 77), 1, Duration::ZERO).await.expect("freed with the answer");
+        drop((a, b));
+        assert_eq!(admission.tracked_models(), 0, "counters at zero are removed");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! API-key authentication for the gateway: the [`ApiKeyAuth`] extractor (through the key cache of
 //! `services::keys::cache`: no database read on a hit, none for a token not shaped like a key)
-//! and the key's request limits (per minute, per day: `limits`).
+//! and the request limits (per minute, per day: `limits`) of the key and of its user (their own,
+//! else their group's, from the routing snapshot).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::http::request::Parts;
 
 use super::Gateway;
 use super::error::GatewayError;
-use super::limits::{self, Headers, Standing, Window};
+use super::limits::{self, Check, Headers, Scope, Window};
 use crate::domain::api_key;
 use crate::domain::time::now_ms;
 pub use crate::services::keys::cache::Grant;
@@ -20,9 +21,12 @@ pub use crate::services::keys::cache::Grant;
 pub struct ApiKeyAuth {
     pub grant: Arc<Grant>,
     pub client_ip: Option<IpAddr>,
-    /// The key's request window after this request was counted (for the `x-ratelimit-*`
+    /// The tightest request window after this request was counted (for the `x-ratelimit-*`
     /// headers); the token window is added once the request's estimate is known.
     pub limits: Headers,
+    /// The windows this request was counted in, and when: given back should a later limit (a
+    /// model's) refuse it.
+    pub counted: (Vec<Check>, i64),
 }
 
 impl FromRequestParts<Gateway> for ApiKeyAuth {
@@ -45,43 +49,52 @@ impl FromRequestParts<Gateway> for ApiKeyAuth {
         if !grant.active || expired || !grant.may_connect_from(client_ip) {
             return Err(GatewayError::InvalidApiKey);
         }
-        let limits = count_request(state, &grant).await?;
-        Ok(Self { grant, client_ip, limits })
+        let (limits, counted) = count_request(state, &grant).await?;
+        Ok(Self { grant, client_ip, limits, counted })
     }
 }
 
-/// Counts the request in the key's per-minute and per-day windows (in the counters the replicas
-/// share when there are some, else on this replica); refused when either is full, and then
-/// neither counts it.
-async fn count_request(state: &Gateway, grant: &Grant) -> Result<Headers, GatewayError> {
-    let (key, now) = (grant.key_id, now_ms());
-    let local = &state.gateway().counts;
-    let refused = |window: Window, s: Standing| GatewayError::RateLimited {
-        retry_after_secs: s.wait_secs(now),
-        limit: s.limit,
-        per: if window == Window::RequestsPerDay { "day" } else { "minute" },
-    };
-    let minute = match grant.rate_limit_rpm {
-        Some(rpm) => Some(
-            limits::take(state, local, Window::RequestsPerMinute, key, 1, rpm.into(), now)
-                .await
-                .map_err(|s| refused(Window::RequestsPerMinute, s))?,
-        ),
-        None => None,
-    };
-    let day = match grant.rate_limit_rpd {
-        Some(rpd) => match limits::take(state, local, Window::RequestsPerDay, key, 1, rpd.into(), now).await {
-            Ok(standing) => Some(standing),
-            Err(standing) => {
-                if minute.is_some() {
-                    limits::adjust(state, local, Window::RequestsPerMinute, key, now, -1).await;
-                }
-                return Err(refused(Window::RequestsPerDay, standing));
-            }
-        },
-        None => None,
-    };
-    Ok(Headers { requests: Headers::requests_from(minute, day), tokens: None })
+/// Counts the request in the per-minute and per-day windows of its key and of its user (in the
+/// counters the replicas share when there are some, else on this replica); refused when one is
+/// full, and then none counts it. The windows counted, and when.
+async fn count_request(state: &Gateway, grant: &Grant) -> Result<(Headers, (Vec<Check>, i64)), GatewayError> {
+    let now = now_ms();
+    let user = state.routing().current().member_limits(&grant.group, &grant.user_limits).rates;
+    let checks = request_checks([
+        (Scope::Key(grant.key_id), grant.rate_limit_rpm, grant.rate_limit_rpd),
+        (Scope::User(grant.user_id), user.rpm, user.rpd),
+    ]);
+    if checks.is_empty() {
+        return Ok((Headers::default(), (checks, now)));
+    }
+    match limits::take_all(state, &state.gateway().counts, &checks, 1, now).await {
+        Ok(standings) => Ok((Headers { requests: Headers::tightest(standings), tokens: None }, (checks, now))),
+        Err((check, standing)) => Err(rate_limited(check, standing, now)),
+    }
+}
+
+/// The request windows of each (scope, per minute, per day) that has them.
+pub(super) fn request_checks<const N: usize>(scopes: [(Scope, Option<u32>, Option<u32>); N]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (scope, rpm, rpd) in scopes {
+        if let Some(rpm) = rpm {
+            checks.push(Check { window: Window::RequestsPerMinute, scope, limit: rpm.into() });
+        }
+        if let Some(rpd) = rpd {
+            checks.push(Check { window: Window::RequestsPerDay, scope, limit: rpd.into() });
+        }
+    }
+    checks
+}
+
+/// A request window's refusal.
+pub(super) fn rate_limited(check: Check, standing: limits::Standing, now: i64) -> GatewayError {
+    GatewayError::RateLimited {
+        retry_after_secs: standing.wait_secs(now),
+        limit: standing.limit,
+        per: if check.window == Window::RequestsPerDay { "day" } else { "minute" },
+        scope: check.scope,
+    }
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {

@@ -30,17 +30,21 @@ pub enum GatewayError {
         message: String,
         resets_in_ms: i64,
     },
-    /// The key's requests per minute or per day (`per`) are used up.
+    /// Requests per minute or per day (`per`) are used up: the key's, the account's or the
+    /// account's on this model (`scope`).
     RateLimited {
         retry_after_secs: u64,
         limit: u64,
         per: &'static str,
+        scope: super::limits::Scope,
     },
-    /// The key's tokens per minute cannot take this request's estimate (`needed`).
+    /// Tokens per minute (the key's, the account's or the model's) cannot take this request's
+    /// estimate (`needed`).
     TokensLimited {
         retry_after_secs: u64,
         limit: u64,
         needed: u64,
+        scope: super::limits::Scope,
     },
     /// Admission refused the request: a concurrency cap stayed full for the whole wait.
     ConcurrencyLimited {
@@ -148,25 +152,28 @@ impl GatewayError {
             Self::BudgetSpent { message, .. } => {
                 (message.clone(), "insufficient_quota".into(), None, s("insufficient_quota"))
             }
-            Self::TokensLimited { limit, needed, .. } if needed > limit => (
+            Self::TokensLimited { limit, needed, scope, .. } if needed > limit => (
                 format!(
-                    "This request needs about {needed} tokens, more than this key's limit of {limit} tokens per minute. Lower max_tokens or the prompt."
+                    "This request needs about {needed} tokens, more than {} limit of {limit} tokens per minute. Lower max_tokens or the prompt.",
+                    scope.possessive()
                 ),
                 "tokens".into(),
                 None,
                 s("rate_limit_exceeded"),
             ),
-            Self::TokensLimited { retry_after_secs, limit, needed } => (
+            Self::TokensLimited { retry_after_secs, limit, needed, scope } => (
                 format!(
-                    "Rate limit reached for this key: {limit} tokens per minute (this request needs about {needed}). Try again in {retry_after_secs} s."
+                    "Rate limit reached for {}: {limit} tokens per minute (this request needs about {needed}). Try again in {retry_after_secs} s.",
+                    scope.subject()
                 ),
                 "tokens".into(),
                 None,
                 s("rate_limit_exceeded"),
             ),
-            Self::RateLimited { retry_after_secs, limit, per } => (
+            Self::RateLimited { retry_after_secs, limit, per, scope } => (
                 format!(
-                    "Rate limit reached for this key: {limit} requests per {per}. Try again in {retry_after_secs} s."
+                    "Rate limit reached for {}: {limit} requests per {per}. Try again in {retry_after_secs} s.",
+                    scope.subject()
                 ),
                 "requests".into(),
                 None,
@@ -177,6 +184,7 @@ impl GatewayError {
                 let what = match scope {
                     Scope::Key => format!("this API key has {limit} requests in flight, its limit"),
                     Scope::User => format!("this account has {limit} requests in flight, its limit"),
+                    Scope::Model => format!("this account has {limit} requests in flight on this model, its limit"),
                     Scope::Server => "the server is at its limit of requests in flight".to_string(),
                 };
                 (
@@ -368,7 +376,9 @@ mod tests {
             (quota.status().as_u16(), quota.body()["error"]["type"].as_str()),
             (429, Some("insufficient_quota"))
         );
-        let response = GatewayError::RateLimited { retry_after_secs: 7, limit: 5, per: "minute" }.into_response();
+        let scope = super::super::limits::Scope::Key(1);
+        let response =
+            GatewayError::RateLimited { retry_after_secs: 7, limit: 5, per: "minute", scope }.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 }

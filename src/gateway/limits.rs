@@ -1,9 +1,11 @@
-//! A key's rate limits in fixed windows: requests per minute, requests per UTC day and tokens per
-//! minute. Counted in Redis when one is configured (every replica shares the count), else — and
-//! whenever Redis does not answer — on this replica. Requests are counted when the key is
-//! authenticated; tokens are reserved from the request's estimate once its body is read, and
-//! trued up to the upstream's usage at settlement. A refusal counts nothing. Every answer to a
-//! limited key carries OpenAI's `x-ratelimit-*` headers ([`Headers`]).
+//! Rate limits in fixed windows: requests per minute, requests per UTC day and tokens per minute,
+//! counted per key, per user (their own limits or their group's) and per user on one model (their
+//! group's per-model limits). Counted in Redis when one is configured (every replica shares the
+//! count), else — and whenever Redis does not answer — on this replica. Key and user requests are
+//! counted when the key is authenticated, a model's once the body names it; tokens are reserved
+//! from the request's estimate once its body is read, and trued up to the upstream's usage at
+//! settlement. A refusal counts nothing in any scope. Every answer to a limited caller carries
+//! OpenAI's `x-ratelimit-*` headers ([`Headers`]) for the tightest of its windows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use crate::domain::time::reset_text;
 use crate::state::AppState;
 
-/// Most (window, key) counts this replica keeps before it drops those of past windows.
+/// Most (window, scope) counts this replica keeps before it drops those of past windows.
 const MAX_ENTRIES: usize = 100_000;
 
 /// What a limit counts, and over which window.
@@ -47,7 +49,62 @@ impl Window {
     }
 }
 
-/// Where a key stands in one window after a count: for the headers, and for a refusal's wait.
+/// Whose count a limit is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Key(i64),
+    /// A user's, over all of their keys.
+    User(i64),
+    /// A user's on one model: the user and the model's name, hashed.
+    Model(i64, u64),
+}
+
+impl Scope {
+    /// A user's count on `model`. The hash is the same in every replica (one binary, fixed keys).
+    pub fn model(user: i64, model: &str) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        model.hash(&mut hasher);
+        Self::Model(user, hasher.finish())
+    }
+
+    /// The scope in a Redis counter's name (a key's keeps the name it had before users had limits).
+    fn name(self) -> String {
+        match self {
+            Self::Key(id) => id.to_string(),
+            Self::User(id) => format!("u{id}"),
+            Self::Model(id, model) => format!("u{id}m{model:016x}"),
+        }
+    }
+
+    /// Who the limit is of, in a refusal's message: "Rate limit reached for …".
+    pub fn subject(self) -> &'static str {
+        match self {
+            Self::Key(_) => "this key",
+            Self::User(_) => "your account",
+            Self::Model(..) => "this model on your account",
+        }
+    }
+
+    /// "… more than … limit".
+    pub fn possessive(self) -> &'static str {
+        match self {
+            Self::Key(_) => "this key's",
+            Self::User(_) => "your account's",
+            Self::Model(..) => "your account's per-model",
+        }
+    }
+}
+
+/// One limit a request is counted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub window: Window,
+    pub scope: Scope,
+    pub limit: u64,
+}
+
+/// Where a caller stands in one window after a count: for the headers, and for a refusal's wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Standing {
     pub limit: u64,
@@ -67,14 +124,14 @@ impl Standing {
     }
 }
 
-/// This replica's own counts: (window, key) → (window number, used).
+/// This replica's own counts: (window, scope) → (window number, used).
 #[derive(Default)]
 pub struct LocalCounts {
-    counts: Mutex<HashMap<(Window, i64), (i64, u64)>>,
+    counts: Mutex<HashMap<(Window, Scope), (i64, u64)>>,
 }
 
 impl LocalCounts {
-    fn take(&self, window: Window, key: i64, number: i64, amount: u64, limit: u64) -> (bool, u64) {
+    fn take(&self, window: Window, key: Scope, number: i64, amount: u64, limit: u64) -> (bool, u64) {
         let Ok(mut counts) = self.counts.lock() else { return (true, 0) };
         if counts.len() > MAX_ENTRIES {
             let now = crate::domain::time::now_ms();
@@ -91,7 +148,7 @@ impl LocalCounts {
         (true, entry.1)
     }
 
-    fn adjust(&self, window: Window, key: i64, number: i64, delta: i64) {
+    fn adjust(&self, window: Window, key: Scope, number: i64, delta: i64) {
         let Ok(mut counts) = self.counts.lock() else { return };
         if let Some(entry) = counts.get_mut(&(window, key))
             && entry.0 == number
@@ -101,22 +158,47 @@ impl LocalCounts {
     }
 }
 
-/// Counts `amount` for `key` in `window` (the one containing `now`) when the count stays within
-/// `limit`: `Ok` with where it stands after, or `Err` with where it stands (nothing counted).
-pub async fn take(
+/// Counts `amount` in every check's window (the one containing `now`), all or none: where each
+/// stands after, or the check that refused and where it stands (what the others had counted is
+/// given back).
+pub async fn take_all(
     state: &AppState,
     local: &LocalCounts,
-    window: Window,
-    key: i64,
+    checks: &[Check],
     amount: u64,
-    limit: u64,
+    now: i64,
+) -> Result<Vec<Standing>, (Check, Standing)> {
+    let mut standings = Vec::with_capacity(checks.len());
+    for (i, &check) in checks.iter().enumerate() {
+        match take(state, local, check, amount, now).await {
+            Ok(standing) => standings.push(standing),
+            Err(standing) => {
+                let delta = -i64::try_from(amount).unwrap_or(i64::MAX);
+                for taken in &checks[..i] {
+                    adjust(state, local, taken.window, taken.scope, now, delta).await;
+                }
+                return Err((check, standing));
+            }
+        }
+    }
+    Ok(standings)
+}
+
+/// Counts `amount` in `check`'s window (the one containing `now`) when the count stays within its
+/// limit: `Ok` with where it stands after, or `Err` with where it stands (nothing counted).
+async fn take(
+    state: &AppState,
+    local: &LocalCounts,
+    check: Check,
+    amount: u64,
     now: i64,
 ) -> Result<Standing, Standing> {
+    let Check { window, scope: key, limit } = check;
     let number = window.number(now);
     let resets_at = (number + 1) * window.len_ms();
     let shared = match state.counters().redis_up() {
         Some(_) => {
-            let name = format!("bc:{}:{key}:{number}", window.tag());
+            let name = format!("bc:{}:{}:{number}", window.tag(), key.name());
             let ttl = Duration::from_millis(u64::try_from(window.len_ms()).unwrap_or(60_000) + 1_000);
             state.counters().add_within(&name, amount, limit, ttl).await
         }
@@ -129,13 +211,13 @@ pub async fn take(
 
 /// Moves `key`'s count in the window that contained `at` (when it was counted) by `delta`, if
 /// that window is still counted (a true-up or a give-back; a window that has passed is left alone).
-pub async fn adjust(state: &AppState, local: &LocalCounts, window: Window, key: i64, at: i64, delta: i64) {
+pub async fn adjust(state: &AppState, local: &LocalCounts, window: Window, key: Scope, at: i64, delta: i64) {
     if delta == 0 {
         return;
     }
     let number = window.number(at);
     if state.counters().redis_up().is_some() {
-        let name = format!("bc:{}:{key}:{number}", window.tag());
+        let name = format!("bc:{}:{}:{number}", window.tag(), key.name());
         if state.counters().adjust_existing(&name, delta).await.is_some() {
             return;
         }
@@ -143,11 +225,11 @@ pub async fn adjust(state: &AppState, local: &LocalCounts, window: Window, key: 
     local.adjust(window, key, number, delta);
 }
 
-/// Tokens reserved for a request in its key's tokens-per-minute window, trued up to what the
-/// request used when it is settled.
+/// Tokens reserved for a request in its tokens-per-minute windows (its key's, its user's, its
+/// model's), trued up to what the request used when it is settled.
 pub struct TokenReservation {
     pub local: Arc<LocalCounts>,
-    pub key: i64,
+    pub scopes: Vec<Scope>,
     /// When the tokens were reserved (unix ms): the window they count in.
     pub at: i64,
     pub reserved: u64,
@@ -158,7 +240,9 @@ impl TokenReservation {
     /// it all back).
     pub async fn true_up(self, state: &AppState, used: u64) {
         let delta = i64::try_from(used).unwrap_or(i64::MAX).saturating_sub(i64::try_from(self.reserved).unwrap_or(0));
-        adjust(state, &self.local, Window::TokensPerMinute, self.key, self.at, delta).await;
+        for scope in self.scopes {
+            adjust(state, &self.local, Window::TokensPerMinute, scope, self.at, delta).await;
+        }
     }
 }
 
@@ -191,12 +275,17 @@ impl Headers {
         }
     }
 
-    /// Keeps the request window with less left (per minute or per day).
-    pub fn requests_from(minute: Option<Standing>, day: Option<Standing>) -> Option<Standing> {
-        match (minute, day) {
-            (Some(m), Some(d)) => Some(if d.remaining() < m.remaining() { d } else { m }),
-            (m, d) => m.or(d),
+    /// The window with less left of the two (the headers show the tightest).
+    pub fn tighter(a: Option<Standing>, b: Option<Standing>) -> Option<Standing> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.remaining() < a.remaining() { b } else { a }),
+            (a, b) => a.or(b),
         }
+    }
+
+    /// The tightest of `standings`.
+    pub fn tightest(standings: impl IntoIterator<Item = Standing>) -> Option<Standing> {
+        standings.into_iter().fold(None, |tight, s| Self::tighter(tight, Some(s)))
     }
 }
 
@@ -207,15 +296,21 @@ mod tests {
     #[test]
     fn local_counts_refuse_past_the_limit_and_count_nothing_then() {
         let local = LocalCounts::default();
-        assert_eq!(local.take(Window::TokensPerMinute, 1, 7, 60, 100), (true, 60));
-        assert_eq!(local.take(Window::TokensPerMinute, 1, 7, 50, 100), (false, 60));
-        assert_eq!(local.take(Window::TokensPerMinute, 1, 7, 40, 100), (true, 100));
-        local.adjust(Window::TokensPerMinute, 1, 7, -70);
-        assert_eq!(local.take(Window::TokensPerMinute, 1, 7, 0, 100), (true, 30));
+        let key = Scope::Key(1);
+        assert_eq!(local.take(Window::TokensPerMinute, key, 7, 60, 100), (true, 60));
+        assert_eq!(local.take(Window::TokensPerMinute, key, 7, 50, 100), (false, 60));
+        assert_eq!(local.take(Window::TokensPerMinute, key, 7, 40, 100), (true, 100));
+        local.adjust(Window::TokensPerMinute, key, 7, -70);
+        assert_eq!(local.take(Window::TokensPerMinute, key, 7, 0, 100), (true, 30));
         // The next window starts from zero; an adjustment of a past window changes nothing.
-        assert_eq!(local.take(Window::TokensPerMinute, 1, 8, 10, 100), (true, 10));
-        local.adjust(Window::TokensPerMinute, 1, 7, 50);
-        assert_eq!(local.take(Window::TokensPerMinute, 1, 8, 0, 100), (true, 10));
+        assert_eq!(local.take(Window::TokensPerMinute, key, 8, 10, 100), (true, 10));
+        local.adjust(Window::TokensPerMinute, key, 7, 50);
+        assert_eq!(local.take(Window::TokensPerMinute, key, 8, 0, 100), (true, 10));
+        // Another scope with the same number counts on its own.
+        assert_eq!(local.take(Window::TokensPerMinute, Scope::User(1), 8, 5, 100), (true, 5));
+        assert_ne!(Scope::model(1, "a"), Scope::model(1, "b"));
+        assert_eq!(Scope::model(1, "a"), Scope::model(1, "a"));
+        assert_eq!(Scope::Key(7).name(), "7", "a key's Redis counters keep their names");
     }
 
     #[test]

@@ -19,14 +19,15 @@ use super::endpoints::Endpoint;
 use super::error::{GatewayError, quota_error};
 use super::estimate::{self, Prompt};
 use super::health;
-use super::limits::{self, Headers, TokenReservation, Window};
+use super::limits::{self, Check, Headers, Scope, TokenReservation, Window};
 use super::prepare::{form_boundary, peek_request, read_body};
 use super::settlement::Settlement;
 use super::stream::{self, StreamRelay};
 use super::upstream::{Answer, Attempt, InlineImages, Request};
-use crate::billing::{BillingError, HoldRequest};
+use crate::billing::{BillingError, HoldRequest, UserBudget};
 use crate::config::{GatewayConfig, Strategy};
 use crate::db::request_logs::RequestLog;
+use crate::domain::limits::RateLimits;
 use crate::domain::pricing::{MILLION, Price, Usage};
 use crate::domain::time::now_ms;
 use crate::providers::openai::RequestPeek;
@@ -84,9 +85,12 @@ async fn relay_inner(
     // The operator's runtime gateway settings, read once for this request (no lock held).
     let site = state.site();
     let config = &site.gateway;
+    let table = state.routing().current();
+    // The user's limits: their own, else their group's.
+    let member = table.member_limits(&auth.grant.group, &auth.grant.user_limits);
     // Admission first, before the body is read: a tenant over its caps costs neither memory nor
     // a hold. The slots go with the settlement and are given back when the request is settled.
-    let admitted = admit(state, &auth, config).await?;
+    let mut admitted = admit(state, &auth, config, member.rates.concurrency).await?;
     let body = read_body(body, headers, config.max_body_bytes).await?;
     let form = form_boundary(endpoint, headers)?;
     let (peek, model) = peek_request(endpoint, &body, form.as_deref(), from_url)?;
@@ -95,12 +99,16 @@ async fn relay_inner(
     if !grant.may_use_model(&model) {
         return Err(GatewayError::ModelNotFound(model));
     }
-    let table = state.routing().current();
     let Some(route) = table.route(&grant.group, &model) else {
         return Err(GatewayError::ModelNotFound(model));
     };
     if route.tiers.is_empty() {
         return Err(GatewayError::NoHealthyChannel(model));
+    }
+    // The group's limits on this model, for each member, now that the body names it.
+    let per_model = table.model_limits(&grant.group, &model).copied();
+    if let Some(per_model) = per_model {
+        admit_model(state, &auth, &mut admitted, (&model, per_model), config, limits).await?;
     }
     let (price, multiplier) = match table.price(&grant.group, &model) {
         Some(priced) => priced,
@@ -128,7 +136,9 @@ async fn relay_inner(
     };
     let estimate = estimate::hold_usage(endpoint, &peek, prompt, default_max, (route, &table, &model));
     let fallbacks = fallbacks(&table, &grant, endpoint, &model, config.allow_unpriced_models);
-    let mut tokens = reserve_tokens(state, &grant, &estimate, limits).await?;
+    let tpm = [(Scope::Key(grant.key_id), grant.rate_limit_tpm), (Scope::User(grant.user_id), member.rates.tpm)];
+    let model_tpm = (Scope::model(grant.user_id, &model), per_model.and_then(|m| m.tpm));
+    let mut tokens = reserve_tokens(state, &estimate, [tpm[0], tpm[1], model_tpm], limits).await?;
     // The hold covers the dearest model that may serve: the requested one or a fallback.
     let mut hold_amount = std::iter::once((price, multiplier))
         .chain(fallbacks.iter().map(|f| (f.price, f.multiplier)))
@@ -152,12 +162,16 @@ async fn relay_inner(
         ..RequestLog::default()
     };
     let budget_now = state.gateway().budget_now();
+    // The user's budget: their own, else their group's (each member counts their own spend).
+    let user_budget = member.budget;
     let hold_request = HoldRequest {
         user_id: grant.user_id,
         key_id: grant.key_id,
         amount: hold_amount,
         key_limited: grant.spend_limited || grant.budget.is_some(),
         budget_window: grant.budget.map_or(0, |b| b.window(budget_now, config.budget_zone).0),
+        user_budget: user_budget
+            .map(|b| UserBudget { window: b.window(budget_now, config.budget_zone).0, limit: b.amount }),
     };
     let held = hold(state, hold_request, (price, multiplier), log, admitted).await;
     if held.is_err()
@@ -172,9 +186,14 @@ async fn relay_inner(
         Err(BillingError::KeyLimitReached) if grant.budget.is_some() => {
             let refusal = keys::budget_refusal(state, grant.key_id, hold_amount, budget_now, config.budget_zone).await;
             return Err(match refusal {
-                Some(refusal) => budget_spent(refusal, config.budget_zone),
+                Some(refusal) => budget_spent("This API key's", refusal, config.budget_zone),
                 None => quota_error(BillingError::KeyLimitReached),
             });
+        }
+        Err(BillingError::UserBudgetSpent) if let Some(budget) = user_budget => {
+            let resets_at = budget.window(budget_now, config.budget_zone).1;
+            let refusal = keys::BudgetRefusal { budget, resets_at, now: budget_now };
+            return Err(budget_spent("Your account's", refusal, config.budget_zone));
         }
         Err(e) => return Err(quota_error(e)),
     };
@@ -273,11 +292,17 @@ enum Failed {
 }
 
 /// Admits the request under its key's and user's concurrency caps (waiting a little for a slot).
-async fn admit(state: &Gateway, auth: &ApiKeyAuth, config: &GatewayConfig) -> Result<AdmissionGuard, GatewayError> {
+/// `per_user`: the user's own cap or their group's, else the site's.
+async fn admit(
+    state: &Gateway,
+    auth: &ApiKeyAuth,
+    config: &GatewayConfig,
+    per_user: Option<u32>,
+) -> Result<AdmissionGuard, GatewayError> {
     let limits = Limits {
         // A key's own cap, when it has one (the account's cap still binds above it).
         per_key: auth.grant.max_concurrent.unwrap_or(config.max_concurrent_per_key),
-        per_user: config.max_concurrent_per_user,
+        per_user: per_user.map_or(config.max_concurrent_per_user, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         wait: config.admission_wait,
     };
     let (key, user) = (auth.grant.key_id, auth.grant.user_id);
@@ -285,6 +310,48 @@ async fn admit(state: &Gateway, auth: &ApiKeyAuth, config: &GatewayConfig) -> Re
         tracing::debug!(key, user, scope = ?refusal.scope, "admission refused");
         GatewayError::ConcurrencyLimited { scope: refusal.scope, limit: refusal.limit }
     })
+}
+
+/// Admits the request under its group's limits on the model, for each member: a slot among the
+/// user's requests in flight on it, then a count in its per-minute and per-day windows. Refused
+/// by the model's requests, the request counts in none of its windows (the key's and the user's,
+/// counted at authentication, are given back).
+async fn admit_model(
+    state: &Gateway,
+    auth: &ApiKeyAuth,
+    admitted: &mut AdmissionGuard,
+    (model, per_model): (&str, RateLimits),
+    config: &GatewayConfig,
+    headers: &mut Headers,
+) -> Result<(), GatewayError> {
+    let user = auth.grant.user_id;
+    let scope = Scope::model(user, model);
+    if let (Some(cap), Scope::Model(_, hash)) = (per_model.concurrency, scope) {
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+        let admission = &state.gateway().admission;
+        admission
+            .admit_model(admitted, (user, hash), cap, config.admission_wait)
+            .await
+            .map_err(|refusal| GatewayError::ConcurrencyLimited { scope: refusal.scope, limit: refusal.limit })?;
+    }
+    let checks = super::auth::request_checks([(scope, per_model.rpm, per_model.rpd)]);
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let (local, now) = (&state.gateway().counts, now_ms());
+    match limits::take_all(state, local, &checks, 1, now).await {
+        Ok(standings) => {
+            headers.requests = Headers::tighter(headers.requests, Headers::tightest(standings));
+            Ok(())
+        }
+        Err((check, standing)) => {
+            let (counted, at) = &auth.counted;
+            for taken in counted {
+                limits::adjust(state, local, taken.window, taken.scope, *at, -1).await;
+            }
+            Err(super::auth::rate_limited(check, standing, now))
+        }
+    }
 }
 
 /// Holds the request's money and opens its settlement. The hold runs in a task of its own, so a
@@ -310,35 +377,49 @@ async fn hold(
     granted_rx.await.map_err(|_| BillingError::WriterGone)?
 }
 
-/// Reserves the request's estimated tokens (prompt and output) in its key's tokens-per-minute
-/// window, when the key has that limit; refused when the window cannot take them.
-async fn reserve_tokens(
+/// Reserves the request's estimated tokens (prompt and output) in the tokens-per-minute windows
+/// it has (its key's, its user's, its model's: each scope with its limit, if any); refused, and
+/// reserved in none, when one cannot take them.
+async fn reserve_tokens<const N: usize>(
     state: &Gateway,
-    grant: &Grant,
     estimate: &Usage,
+    scopes: [(Scope, Option<u32>); N],
     limits: &mut Headers,
 ) -> Result<Option<TokenReservation>, GatewayError> {
-    let Some(tpm) = grant.rate_limit_tpm else { return Ok(None) };
+    let checks: Vec<Check> = scopes
+        .into_iter()
+        .filter_map(|(scope, tpm)| Some(Check { window: Window::TokensPerMinute, scope, limit: tpm?.into() }))
+        .collect();
+    if checks.is_empty() {
+        return Ok(None);
+    }
     let needed = u64::try_from(estimate.prompt_tokens.saturating_add(estimate.completion_tokens)).unwrap_or(0).max(1);
     let (local, now) = (&state.gateway().counts, now_ms());
-    match limits::take(state, local, Window::TokensPerMinute, grant.key_id, needed, tpm.into(), now).await {
-        Ok(standing) => {
-            limits.tokens = Some(standing);
-            Ok(Some(TokenReservation { local: local.clone(), key: grant.key_id, at: now, reserved: needed }))
+    match limits::take_all(state, local, &checks, needed, now).await {
+        Ok(standings) => {
+            limits.tokens = Headers::tightest(standings);
+            let scopes = checks.iter().map(|c| c.scope).collect();
+            Ok(Some(TokenReservation { local: local.clone(), scopes, at: now, reserved: needed }))
         }
-        Err(standing) => {
+        Err((check, standing)) => {
             limits.tokens = Some(standing);
-            Err(GatewayError::TokensLimited { retry_after_secs: standing.wait_secs(now), limit: tpm.into(), needed })
+            Err(GatewayError::TokensLimited {
+                retry_after_secs: standing.wait_secs(now),
+                limit: check.limit,
+                needed,
+                scope: check.scope,
+            })
         }
     }
 }
 
-/// A budget's refusal in words: which budget, and when it starts again.
-fn budget_spent(refusal: keys::BudgetRefusal, zone: time::UtcOffset) -> GatewayError {
+/// A budget's refusal in words: whose budget (the key's or the account's), and when it starts
+/// again.
+fn budget_spent(whose: &str, refusal: keys::BudgetRefusal, zone: time::UtcOffset) -> GatewayError {
     let keys::BudgetRefusal { budget, resets_at, now } = refusal;
     GatewayError::BudgetSpent {
         message: format!(
-            "This API key's {} budget of {} is spent; it starts again at {}.",
+            "{whose} {} budget of {} is spent; it starts again at {}.",
             budget.period.adjective(),
             crate::domain::money::Money(budget.amount),
             crate::domain::budget::rfc3339(resets_at, zone)

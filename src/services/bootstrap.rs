@@ -11,12 +11,14 @@ use super::channels::{self, ChannelInput};
 use super::keys::{self, NewKeyInput};
 use super::pricing::{self, GroupInput, PriceInput};
 use super::users::{self, NewUserInput};
+use crate::db::limits::Owner;
 use crate::db::{api_keys, settings, users as db_users};
 use crate::domain::api_key;
 use crate::domain::email::Email;
 use crate::domain::money::Money;
 use crate::domain::password;
 use crate::services::changes::{self, Change};
+use crate::services::limits::{self, LimitsPatch};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +43,9 @@ pub struct GroupEntry {
     pub multiplier: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// Each member's default budget and rate limits.
+    #[serde(default)]
+    pub limits: Option<LimitsPatch>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +80,9 @@ pub struct UserEntry {
     pub balance: Option<String>,
     #[serde(default)]
     pub keys: Vec<NewKeyInput>,
+    /// The user's own budget and rate limits (over their group's).
+    #[serde(default)]
+    pub limits: Option<LimitsPatch>,
 }
 
 /// A failure, naming the entry.
@@ -101,9 +109,11 @@ pub async fn apply_file(state: &AppState, path: &Path) -> Result<(), BootstrapEr
 pub async fn apply(state: &AppState, file: BootstrapFile) -> Result<(), (String, String)> {
     for (i, g) in file.groups.into_iter().enumerate() {
         let group = GroupInput { multiplier: g.multiplier, description: g.description };
-        pricing::set_group(state, &g.name, &group)
-            .await
-            .map_err(|e| (format!("groups[{i}] {}", g.name), e.to_string()))?;
+        let entry = || format!("groups[{i}] {}", g.name);
+        pricing::set_group(state, &g.name, &group).await.map_err(|e| (entry(), e.to_string()))?;
+        if let Some(patch) = &g.limits {
+            set_limits(state, Owner::Group(g.name.trim()), patch).await.map_err(|m| (entry(), m))?;
+        }
     }
     for (i, c) in file.channels.into_iter().enumerate() {
         let entry = format!("channels[{i}] {}", c.name.clone().unwrap_or_default());
@@ -164,6 +174,9 @@ async fn apply_user(state: &AppState, u: UserEntry) -> Result<(), String> {
             users::create(state, input).await.map_err(|e| e.to_string())?.id
         }
     };
+    if let Some(patch) = &u.limits {
+        set_limits(state, Owner::User(id), patch).await?;
+    }
     if let Some(balance) = u.balance.as_deref() {
         let target = Money::parse(balance).map_err(|e| format!("balance: {e}"))?;
         users::set_balance(state, id, target, "bootstrap balance").await.map_err(|e| e.to_string())?;
@@ -179,4 +192,13 @@ async fn apply_user(state: &AppState, u: UserEntry) -> Result<(), String> {
         keys::create_key(state, id, key).await.map_err(|e| format!("keys[{k}]: {e}"))?;
     }
     Ok(())
+}
+
+async fn set_limits(state: &AppState, owner: Owner<'_>, patch: &LimitsPatch) -> Result<(), String> {
+    let mut tx = state.db().writer().begin().await.map_err(|e| e.to_string())?;
+    match limits::patch(&mut tx, owner, patch).await.map_err(|e| e.to_string())? {
+        Some(Ok(_)) => tx.commit().await.map_err(|e| e.to_string()),
+        Some(Err(why)) => Err(format!("limits.{why}")),
+        None => Err("vanished while its limits were set".into()),
+    }
 }

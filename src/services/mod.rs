@@ -11,6 +11,7 @@ pub mod channels;
 pub mod codes;
 pub mod counters;
 pub mod keys;
+pub mod limits;
 pub mod logs;
 pub mod low_balance;
 pub mod monitoring;

@@ -24,6 +24,7 @@ use crate::config::Strategy;
 use crate::crypto;
 use crate::db::{self, Db};
 use crate::domain::capabilities::{self, Capabilities};
+use crate::domain::limits::{Limits, ModelLimits, RateLimits};
 use crate::domain::pricing::{MILLION, Price};
 use crate::domain::time::now_ms;
 use crate::providers::{ChannelType, Upstream};
@@ -240,6 +241,10 @@ pub struct RoutingTable {
     fallbacks: HashMap<String, Vec<String>>,
     /// The enabled channels the snapshot was built with.
     enabled: HashSet<i64>,
+    /// Each group's budget and rate limits: the defaults its members get.
+    group_limits: HashMap<String, Limits>,
+    /// Each group's rate limits per model, for each member (group → model → limits).
+    model_limits: HashMap<String, HashMap<String, RateLimits>>,
 }
 
 pub use crate::config::{FALLBACK_SETTING_PREFIX, STRATEGY_SETTING_PREFIX};
@@ -289,6 +294,22 @@ impl RoutingTable {
     /// else nothing known.
     pub fn capabilities(&self, model: &str) -> Capabilities {
         self.capabilities.get(model).copied().or_else(|| capabilities::default_for(model)).unwrap_or_default()
+    }
+
+    /// A member's limits: their own values, else their group's.
+    pub fn member_limits(&self, group: &str, own: &Limits) -> Limits {
+        match self.group_limits.get(group) {
+            Some(defaults) => own.or(defaults),
+            None => *own,
+        }
+    }
+
+    /// The rate limits each member of `group` has on `model`, when the group sets some.
+    pub fn model_limits(&self, group: &str, model: &str) -> Option<&RateLimits> {
+        if self.model_limits.is_empty() {
+            return None;
+        }
+        self.model_limits.get(group)?.get(model)
     }
 
     /// Whether the group's `billing.cap_output_by_balance` is on: a request without an output cap
@@ -388,6 +409,23 @@ impl RoutingTable {
             }
         }
         let capped_groups = db::groups::capping_output(db.pool()).await?.into_iter().collect();
+        let (mut group_limits, mut model_limits) = (HashMap::new(), HashMap::new());
+        for (group, stored, models) in db::limits::all_groups(db.pool()).await? {
+            if let Some(json) = models {
+                match serde_json::from_str::<ModelLimits>(&json) {
+                    Ok(models) if !models.is_empty() => {
+                        model_limits.insert(group.clone(), models.into_iter().collect());
+                    }
+                    Ok(_) => {}
+                    // Written only through the checked API: an unreadable value limits nothing.
+                    Err(e) => tracing::error!(group = %group, error = %e, "per-model limits ignored"),
+                }
+            }
+            let limits = stored.limits();
+            if limits != Limits::default() {
+                group_limits.insert(group, limits);
+            }
+        }
         let mut capabilities: HashMap<String, Capabilities> =
             db::capabilities::all(db.pool()).await?.into_iter().collect();
         // Every name a route can send upstream resolves with one lookup on the request path
@@ -412,6 +450,8 @@ impl RoutingTable {
             default_strategy: Some(default_strategy),
             fallbacks,
             enabled,
+            group_limits,
+            model_limits,
         })
     }
 }

@@ -441,7 +441,8 @@ async fn groups_api_and_page(backend: Backend) {
     assert_eq!(
         group,
         json!({ "name": "team", "description": "Team", "multiplier": "0.75", "models": ["a", "b"], "users": 0,
-                "billing": { "cap_output_by_balance": false } })
+                "billing": { "cap_output_by_balance": false },
+                "limits": { "budget": null, "budget_period": null, "rpm": null, "rpd": null, "tpm": null, "concurrency": null } })
     );
     for bad in [
         json!({ "multiplier": "-1" }),

@@ -67,7 +67,7 @@ async fn charges(app: &TestApp, key_id: i64) -> i64 {
 }
 
 /// The error of a budget refusal, checked for its shape and headers.
-async fn budget_refusal(response: reqwest::Response) -> String {
+pub(crate) async fn budget_refusal(response: reqwest::Response) -> String {
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["x-should-retry"], "false", "the SDKs must not retry a spent budget");
     let reset = response.headers()["x-ratelimit-reset-budget"].to_str().unwrap().to_string();

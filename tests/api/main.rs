@@ -98,3 +98,5 @@ mod schema;
 mod sdk;
 mod settings_table;
 mod shutdown;
+mod user_budgets;
+mod user_rate_limits;

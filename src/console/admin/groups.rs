@@ -14,9 +14,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::AdminUser;
+use super::limits_form::LimitsForm;
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
+use crate::domain::limits::{model_lines, parse_model_lines};
 use crate::routes::Routes;
+use crate::services::limits::{LimitsPatch, LimitsView};
 use crate::services::pricing::PricingError;
 use crate::services::pricing::groups::{self, GroupBilling, GroupSave, GroupView};
 use crate::services::settings::SettingError;
@@ -49,6 +52,12 @@ pub struct GroupForm {
     /// `model = fallback, fallback`, a line per requested model.
     #[serde(default)]
     pub fallbacks: String,
+    /// Each member's default budget and rate limits.
+    #[serde(flatten)]
+    pub limits: LimitsForm,
+    /// Per-model limits for each member: `model = rpm 10, tpm 20000`, a line per model.
+    #[serde(default)]
+    pub model_limits: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -133,8 +142,12 @@ pub async fn page(State(state): State<AppState>, admin: AdminUser, Query(q): Que
             models: g.models.as_ref().map(|m| m.join("\n")).unwrap_or_default(),
             cap_output_by_balance: g.billing.cap_output_by_balance.then(|| "1".into()),
             fallbacks: all.get(&g.name).map(fallbacks::to_text).unwrap_or_default(),
+            limits: LimitsForm::of(&g.limits),
+            model_limits: g.limits.models.as_ref().map(model_lines).unwrap_or_default(),
         },
-        None => GroupForm { multiplier: "1".into(), ..GroupForm::default() },
+        None => {
+            GroupForm { multiplier: "1".into(), limits: LimitsForm::of(&LimitsView::default()), ..GroupForm::default() }
+        }
     };
     let notice = match q.done.as_str() {
         "saved" => Some("Group saved."),
@@ -161,13 +174,25 @@ fn status_of(e: &PricingError) -> StatusCode {
 pub async fn save(State(state): State<AppState>, admin: AdminUser, Form(form): Form<GroupForm>) -> Response {
     let models: Vec<String> =
         form.models.split(['\n', ',']).map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect();
+    let editing = || async { groups::list(&state).await.is_ok_and(|l| l.iter().any(|g| g.name == form.name.trim())) };
+    let layout = admin.user.layout.clone();
+    let per_model =
+        parse_model_lines(&form.model_limits).map_err(|why| format!("{}: {why}", layout.t("Per-model limits")));
+    let limits =
+        match form.limits.to_patch().and_then(|patch| Ok(LimitsPatch { models: Some(Some(per_model?)), ..patch })) {
+            Ok(patch) => patch,
+            Err(why) => {
+                let editing = editing().await;
+                return render(&state, admin, form, editing, StatusCode::BAD_REQUEST, Some(why)).await;
+            }
+        };
     let input = GroupSave {
         multiplier: form.multiplier.clone(),
         description: Some(form.description.clone()),
         models: (!models.is_empty()).then_some(models),
         billing: Some(GroupBilling { cap_output_by_balance: form.cap_output_by_balance.is_some() }),
+        limits: Some(limits),
     };
-    let editing = || async { groups::list(&state).await.is_ok_and(|l| l.iter().any(|g| g.name == form.name.trim())) };
     // The fallback lines are checked first: a refused line saves nothing.
     if let Err(why) = fallbacks::parse_text(&form.fallbacks) {
         let editing = editing().await;
@@ -196,7 +221,8 @@ pub async fn save(State(state): State<AppState>, admin: AdminUser, Form(form): F
 
 /// `POST /admin/groups/{name}/delete`.
 pub async fn delete(State(state): State<AppState>, admin: AdminUser, Path(name): Path<String>) -> Response {
-    let fresh = GroupForm { multiplier: "1".into(), ..GroupForm::default() };
+    let fresh =
+        GroupForm { multiplier: "1".into(), limits: LimitsForm::of(&LimitsView::default()), ..GroupForm::default() };
     match groups::delete(&state, &admin.actor, &name).await {
         Ok(true) => Redirect::to("/admin/groups?done=deleted").into_response(),
         Ok(false) => render(&state, admin, fresh, false, StatusCode::NOT_FOUND, Some("No such group.".into())).await,

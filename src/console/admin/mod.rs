@@ -8,6 +8,7 @@ mod capability_table;
 pub mod channels;
 pub mod codes;
 pub mod groups;
+mod limits_form;
 pub mod logs;
 pub mod overview;
 pub mod payments;

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::limits_form::LimitsForm;
 use super::{AdminUser, forbidden_target};
 use crate::console::Layout;
 use crate::console::error::ConsoleError;
@@ -36,6 +37,7 @@ pub fn routes(routes: Routes) -> Routes {
         .page_post("/admin/users/{id}/adjust", adjust)
         .page_post("/admin/users/{id}/update", update)
         .page_post("/admin/users/{id}/status", status)
+        .page_post("/admin/users/{id}/limits", limits)
         .page_post("/admin/users/{id}/clear-flag", clear_flag)
 }
 
@@ -171,6 +173,8 @@ pub struct UserPage {
     error: Option<String>,
     amount: String,
     note: String,
+    /// The user's own limits, as set (or as sent, when refused).
+    limits_form: LimitsForm,
 }
 
 impl UserPage {
@@ -255,6 +259,7 @@ async fn load(state: &AppState, admin: &AdminUser, id: i64) -> Result<Option<Use
         .map_err(|e| ConsoleError::internal("an /admin/users page", e).into_response())?;
     Ok(Some(UserPage {
         layout: admin.user.layout.clone(),
+        limits_form: LimitsForm::of(&user.limits.own),
         user,
         manageable,
         viewer_is_root: admin.actor.role == crate::db::users::Role::Root,
@@ -373,9 +378,38 @@ pub async fn update(
     Id(id, _): PathId,
     Form(form): Form<UpdateForm>,
 ) -> Response {
-    let patch = UserPatch { group: form.group, role: form.role, status: None };
+    let patch = UserPatch { group: form.group, role: form.role, ..UserPatch::default() };
     match users::admin::update(&state, &admin.actor, id, &patch).await {
         Ok(_) => Redirect::to(&format!("/admin/users/{id}?done=updated")).into_response(),
+        Err(e) => refused(&state, &admin, id, e, None).await,
+    }
+}
+
+/// `POST /admin/users/{id}/limits`: the user's own budget and rate limits (blank: the group's).
+pub async fn limits(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Id(id, _): PathId,
+    Form(form): Form<LimitsForm>,
+) -> Response {
+    let updated = match form.to_patch() {
+        Ok(patch) => {
+            let patch = UserPatch { limits: Some(patch), ..UserPatch::default() };
+            users::admin::update(&state, &admin.actor, id, &patch).await
+        }
+        Err(why) => Err(AdminUserError::Invalid(why)),
+    };
+    match updated {
+        Ok(_) => Redirect::to(&format!("/admin/users/{id}?done=updated#limits")).into_response(),
+        Err(e @ AdminUserError::Invalid(_)) => match load(&state, &admin, id).await {
+            Ok(Some(mut page)) => {
+                page.error = Some(e.to_string());
+                page.limits_form = form;
+                (StatusCode::BAD_REQUEST, page).into_response()
+            }
+            Ok(None) => not_found(&admin),
+            Err(response) => response,
+        },
         Err(e) => refused(&state, &admin, id, e, None).await,
     }
 }

@@ -109,6 +109,9 @@ pub struct KeysPage {
     new_key: KeyForm,
     /// The key whose edit form is open (editing without JavaScript).
     edit: Option<KeyEdit>,
+    /// The account's budget and rate limits (its own or its group's), when it has any: every key
+    /// is held to them too, whatever its own.
+    account: Option<crate::services::limits::UserLimits>,
 }
 
 impl KeysPage {
@@ -135,7 +138,12 @@ pub async fn render(state: &AppState, user: &CurrentUser, parts: PageParts) -> R
     };
     let refused = parts.error.is_some() || parts.edit.as_ref().is_some_and(|e| e.error.is_some());
     let status = if refused { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let account = match crate::services::users::get(state, user.id).await {
+        Ok(view) => Some(view.limits).filter(|l| l.effective != crate::services::limits::LimitsView::default()),
+        Err(e) => return failed(&e),
+    };
     let page = KeysPage {
+        account,
         layout: user.layout.clone(),
         keys,
         created: parts.created,

@@ -537,4 +537,5 @@ pub const ZH: &[(&str, &str)] = &[
         "Too many unfinished payments. Finish one, or try again in an hour.",
         "未完成的支付过多。请先完成其中一笔，或一小时后再试。",
     ),
+    ("Your account's limits, which every key is held to as well:", "你的账户限额，每个密钥也同样受其约束："),
 ];

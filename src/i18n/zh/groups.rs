@@ -32,4 +32,14 @@ pub const ZH: &[(&str, &str)] = &[
         "A line per model: when every channel of it fails, these models answer in turn, each billed at its own price. Empty: none.",
         "每行一个模型：它的所有渠道都失败时，依次由这些模型回答，各按自己的价格计费。留空：无。",
     ),
+    ("Each member's limits", "每个成员的限额"),
+    (
+        "Every member of the group gets these, counted for each member alone; a member's own limits replace them. A budget starts again each period: calendar periods at midnight in the site's budget time zone, rolling ones from when the budget was set.",
+        "分组的每个成员都获得这些限额，按成员各自计数；成员自己的限额会取代它们。预算每个周期重新开始：日历周期在站点预算时区的午夜开始，滚动周期从设置预算时起算。",
+    ),
+    ("Per-model limits", "按模型限额"),
+    (
+        "A line per model: rpm, rpd, tpm and concurrency for each member on that model, on top of the limits above. Empty: none.",
+        "每行一个模型：每个成员在该模型上的 rpm、rpd、tpm 和并发，叠加在上面的限额之上。留空：无。",
+    ),
 ];

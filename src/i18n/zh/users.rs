@@ -79,4 +79,10 @@ pub const ZH: &[(&str, &str)] = &[
         "Look at the ledger and the payments, settle it with the user, then clear the flag.",
         "请查看账本和支付记录，与用户处理完毕后再清除标记。",
     ),
+    ("Budget and rate limits", "预算与速率限制"),
+    ("In effect", "当前生效"),
+    ("Blank fields take the group's value.", "留空的字段沿用分组的值。"),
+    ("Save limits", "保存限额"),
+    ("at once", "并发"),
+    ("the group's", "沿用分组"),
 ];

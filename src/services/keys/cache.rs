@@ -15,6 +15,7 @@ use crate::db::Db;
 use crate::db::api_keys::{self, KeyGrant};
 use crate::domain::budget::Budget;
 use crate::domain::ip_allowlist::IpBlock;
+use crate::domain::limits::Limits;
 
 /// The database could not be read (logged where it happened).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,9 @@ pub struct Grant {
     pub spend_limited: bool,
     /// The key's budget per period (holds reserve on it too).
     pub budget: Option<Budget>,
+    /// The user's own budget and rate limits; their group's (in the routing snapshot) apply
+    /// where these are not set.
+    pub user_limits: Limits,
 }
 
 impl Grant {
@@ -65,6 +69,7 @@ impl Grant {
             fallback: !row.no_fallback,
             spend_limited: row.spend_limit.is_some(),
             budget: Budget::from_stored(row.budget, row.budget_period.as_deref(), row.budget_anchor),
+            user_limits: row.user_limits.limits(),
         }
     }
 
@@ -249,6 +254,7 @@ mod tests {
             fallback: true,
             spend_limited: false,
             budget: None,
+            user_limits: Limits::default(),
         }
     }
 

@@ -114,7 +114,7 @@ pub struct KeyPatch {
 }
 
 /// A field that is in the body, possibly `null` (absent fields get `default`: `None`).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub(crate) fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -250,7 +250,7 @@ fn valid_status(status: &str) -> Result<String, UserError> {
 }
 
 /// A non-negative amount (`field`: spend_limit or budget), in nano-units.
-fn valid_amount(field: &'static str) -> impl Fn(&str) -> Result<i64, UserError> {
+pub(crate) fn valid_amount(field: &'static str) -> impl Fn(&str) -> Result<i64, UserError> {
     move |amount| {
         let nanos = Money::parse(amount).map_err(|e| invalid(format!("{field}: {e}")))?.nanos();
         if nanos < 0 {
@@ -266,7 +266,7 @@ fn valid_period(period: &str) -> Result<Period, UserError> {
 
 /// A budget as stored: the amount, its period, and its anchor (`now` for a new budget or a new
 /// period, which starts the count again; else the current one).
-fn valid_key_budget(
+pub(crate) fn valid_key_budget(
     amount: Option<i64>,
     period: Option<&str>,
     current: Option<Budget>,
@@ -290,12 +290,12 @@ fn valid_key_budget(
 }
 
 /// A rate limit (`field`: rpm, rpd or tpm): a positive whole number.
-fn valid_rate(field: &'static str) -> impl Fn(i64) -> Result<i64, UserError> {
+pub(crate) fn valid_rate(field: &'static str) -> impl Fn(i64) -> Result<i64, UserError> {
     move |n| if n <= 0 { Err(invalid(format!("{field}: must be positive"))) } else { Ok(n) }
 }
 
 /// A rate limit after a patch: the patched value checked (`null` removes it), else the current.
-fn patched_rate(
+pub(crate) fn patched_rate(
     patch: Option<Option<i64>>,
     current: Option<i64>,
     field: &'static str,

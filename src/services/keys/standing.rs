@@ -4,6 +4,8 @@
 
 use super::{KeyScope, get_key};
 use crate::db::users;
+use crate::domain::time::now_ms;
+use crate::services::limits::{self, BudgetStanding};
 use crate::services::users::UserError;
 use crate::state::AppState;
 
@@ -22,6 +24,8 @@ pub struct Standing {
     pub budget_spent: i64,
     pub budget_period: Option<String>,
     pub budget_resets_at: Option<i64>,
+    /// The budget that applies to the key's user (their own, else their group's), this period.
+    pub account_budget: Option<BudgetStanding>,
     /// The user's balance.
     pub balance: i64,
     /// What the user owes (while above zero, nothing may be spent).
@@ -35,7 +39,8 @@ impl Standing {
     }
 
     /// What the key may still spend: the user's balance (none while in debt), within what is
-    /// left of the key's limit and of its budget this period, when it has them.
+    /// left of the key's limit, of its budget and of its user's budget this period, when it has
+    /// them.
     pub fn remaining(&self) -> i64 {
         let mut remaining = self.spendable_balance();
         if let Some(limit) = self.spend_limit {
@@ -43,6 +48,9 @@ impl Standing {
         }
         if self.budget.is_some() {
             remaining = remaining.min(self.budget_left());
+        }
+        if let Some(account) = &self.account_budget {
+            remaining = remaining.min(account.left());
         }
         remaining
     }
@@ -57,7 +65,10 @@ impl Standing {
 pub async fn standing(state: &AppState, user_id: i64, key_id: i64) -> Result<Standing, UserError> {
     let key = get_key(state, KeyScope::Owner(user_id), key_id).await?;
     let user = users::summary(state.db().pool(), user_id).await?.ok_or(UserError::NotFound)?;
+    let account_budget =
+        limits::user_budget(state, user_id, &user.group, now_ms(), state.site().gateway.budget_zone).await?;
     Ok(Standing {
+        account_budget,
         name: key.name,
         spent: key.spent,
         spend_limit: key.spend_limit,
@@ -87,6 +98,7 @@ mod tests {
             budget_spent: 0,
             budget_period: None,
             budget_resets_at: None,
+            account_budget: None,
             balance,
             debt,
         }

@@ -1,7 +1,9 @@
 //! The budget's soft threshold: once a key has spent `notify.budget_warning_percent` of its
-//! budget in a period, its owner gets one email for that period. Checked by the maintenance
-//! loop, never on the request path; claimed in one statement, so replicas never both send it.
+//! budget in a period, its owner gets one email for that period; so does a user who has spent
+//! that much of their own budget (or their group's). Checked by the maintenance loop, never on
+//! the request path; claimed in one statement, so replicas never both send it.
 
+use crate::db::limits::{self, Owner};
 use crate::db::{api_keys, users};
 use crate::domain::budget::Budget;
 use crate::domain::money::Money;
@@ -22,7 +24,7 @@ pub async fn warn_budgets(state: &AppState) -> Result<usize, sqlx::Error> {
     let (now, zone) = (now_ms(), site.gateway.budget_zone);
     let mut link = state.public_url();
     link.set_path("/console/keys");
-    let mut sent = 0;
+    let mut sent = warn_users(state, percent, now, zone).await?;
     for key in api_keys::claim_budget_warnings(state.db().writer(), percent).await? {
         let Some(budget) = Budget::from_stored(Some(key.budget), key.budget_period.as_deref(), key.budget_anchor)
         else {
@@ -49,6 +51,42 @@ pub async fn warn_budgets(state: &AppState) -> Result<usize, sqlx::Error> {
             details: vec![
                 ("Key", name),
                 ("Spent", format!("{} of {}", Money(key.budget_spent), Money(key.budget))),
+                ("Starts again", crate::domain::budget::rfc3339(ends, zone)),
+            ],
+        };
+        state.send_mail_later(owner.email, mail);
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// The users past the threshold of the budget that applies to them: one email each per period.
+async fn warn_users(state: &AppState, percent: i64, now: i64, zone: time::UtcOffset) -> Result<usize, sqlx::Error> {
+    let site = state.site();
+    let mut link = state.public_url();
+    link.set_path("/console");
+    let mut sent = 0;
+    for crossing in limits::claim_budget_warnings(state.db().writer(), percent).await? {
+        let Some(owner) = users::summary(state.db().pool(), crossing.user_id).await? else { continue };
+        let own = limits::get(state.db().pool(), Owner::User(owner.id)).await?.unwrap_or_default();
+        let group = limits::get(state.db().pool(), Owner::Group(&owner.group)).await?.unwrap_or_default();
+        let Some(budget) = own.budget().or(group.budget()) else { continue };
+        // A period that has already ended needs no warning.
+        let (starts, ends) = budget.window(now, zone);
+        if crossing.window < starts {
+            continue;
+        }
+        let mail = ActionMail {
+            lang: Lang::En,
+            site_name: site.site_name.clone(),
+            subject: "Your account's budget is nearly spent",
+            intro: "Your account has spent most of its budget for this period. When it is spent, your requests are refused until the period starts again.",
+            action: "See your usage",
+            link: link.to_string(),
+            footnote: "You receive this once per period.",
+            details: vec![
+                ("Spent", format!("{} of {}", Money(crossing.spent), Money(budget.amount))),
+                ("Period", budget.period.adjective().to_string()),
                 ("Starts again", crate::domain::budget::rfc3339(ends, zone)),
             ],
         };

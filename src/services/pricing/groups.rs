@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::db::groups::{self as db_groups, GroupListing};
+use crate::db::limits::Owner;
 use crate::db::prices;
 use crate::domain::money::{format_fixed, parse_fixed};
 use crate::services::audit::{self, Actor};
 use crate::services::changes::{self, Change};
+use crate::services::limits::{self, LimitsPatch, LimitsView};
 use crate::services::pricing::PricingError;
 use crate::state::AppState;
 
@@ -26,6 +28,8 @@ pub struct GroupView {
     pub users: i64,
     /// The group's billing settings.
     pub billing: GroupBilling,
+    /// The budget and rate limits each member gets (a member's own values replace them).
+    pub limits: LimitsView,
 }
 
 /// A group's billing settings (`billing.<name>`).
@@ -48,6 +52,10 @@ impl From<GroupListing> for GroupView {
             description: g.description,
             users: g.users,
             billing: GroupBilling { cap_output_by_balance: g.cap_output_by_balance },
+            limits: LimitsView {
+                models: g.model_limits.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+                ..LimitsView::from(&g.limits)
+            },
         }
     }
 }
@@ -64,6 +72,9 @@ pub struct GroupSave {
     /// Absent: billing settings stay as they are (off for a new group).
     #[serde(default)]
     pub billing: Option<GroupBilling>,
+    /// Changes to the members' default budget and rate limits (absent fields stay).
+    #[serde(default)]
+    pub limits: Option<LimitsPatch>,
 }
 
 pub async fn list(state: &AppState) -> Result<Vec<GroupView>, PricingError> {
@@ -124,12 +135,19 @@ pub async fn save(state: &AppState, actor: &Actor, name: &str, input: &GroupSave
     if let Some(billing) = input.billing {
         db_groups::set_cap_output_by_balance(&mut *tx, name, billing.cap_output_by_balance).await?;
     }
+    if let Some(patch) = &input.limits {
+        match limits::patch(&mut tx, Owner::Group(name), patch).await? {
+            Some(Ok(_)) => {}
+            Some(Err(why)) => return Err(PricingError::Invalid(format!("limits.{why}"))),
+            None => return Err(PricingError::Internal("saved group vanished".into())),
+        }
+    }
     tx.commit().await?;
     changes::publish(state, Change::Routing).await;
     let after = find(state, name).await?.ok_or_else(|| PricingError::Internal("saved group vanished".into()))?;
     let shown = |g: &GroupView| {
         json!({ "description": g.description, "multiplier": g.multiplier, "models": g.models,
-                "billing.cap_output_by_balance": g.billing.cap_output_by_balance })
+                "billing.cap_output_by_balance": g.billing.cap_output_by_balance, "limits": g.limits })
     };
     let (action, details) = match &before {
         Some(b) => ("group.update", audit::changes(&shown(b), &shown(&after))),

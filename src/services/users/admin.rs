@@ -9,12 +9,14 @@ use serde_json::json;
 
 use crate::billing::{self, BillingError};
 use crate::db::ledger::{self, Kind};
+use crate::db::limits::Owner;
 use crate::db::prices;
 use crate::db::users::admin::{self as user_admin, UserListRow, UserSearch};
 use crate::db::users::{self, Role};
 use crate::domain::money::Money;
 use crate::services::audit::{self, Actor};
 use crate::services::changes::{self, Change};
+use crate::services::limits::LimitsPatch;
 use crate::services::users::{UserError, UserView, get as get_view};
 use crate::state::AppState;
 
@@ -245,6 +247,9 @@ pub struct UserPatch {
     pub role: Option<String>,
     #[serde(default)]
     pub status: Option<String>,
+    /// The user's own budget and rate limits (absent fields stay; `null` gives the group's back).
+    #[serde(default)]
+    pub limits: Option<LimitsPatch>,
 }
 
 /// Changes a user's group, role or status under the role rules: only root makes or unmakes
@@ -252,8 +257,8 @@ pub struct UserPatch {
 /// root is never demoted or disabled. Disabling ends every console session of the user and
 /// stops their keys at once. The user as they are now.
 pub async fn update(state: &AppState, actor: &Actor, id: i64, patch: &UserPatch) -> Result<UserView, AdminUserError> {
-    if patch.group.is_none() && patch.role.is_none() && patch.status.is_none() {
-        return Err(AdminUserError::Invalid("nothing to change: send group, role or status".into()));
+    if patch.group.is_none() && patch.role.is_none() && patch.status.is_none() && patch.limits.is_none() {
+        return Err(AdminUserError::Invalid("nothing to change: send group, role, status or limits".into()));
     }
     let before = manageable(state, actor, id).await?;
     let current_role = Role::parse(&before.role).unwrap_or(Role::User);
@@ -298,14 +303,21 @@ pub async fn update(state: &AppState, actor: &Actor, id: i64, patch: &UserPatch)
     if let Some(status) = status {
         user_admin::set_status(&mut *tx, id, status).await?;
     }
+    if let Some(limits) = &patch.limits {
+        match crate::services::limits::patch(&mut tx, Owner::User(id), limits).await? {
+            Some(Ok(_)) => {}
+            Some(Err(why)) => return Err(AdminUserError::Invalid(format!("limits.{why}"))),
+            None => return Err(AdminUserError::NotFound),
+        }
+    }
     tx.commit().await?;
     if status == Some("disabled") && before.status != "disabled" {
         crate::db::sessions::end_user_sessions(state.db(), id, None).await?;
     }
-    // Group, role and status all live in the gateway's cached key grants: drop them now.
+    // Group, role, status and limits all live in the gateway's cached key grants: drop them now.
     changes::publish(state, Change::User(id)).await;
     let after = get_view(state, id).await?;
-    let view = |u: &UserView| json!({ "group": u.group, "role": u.role, "status": u.status });
+    let view = |u: &UserView| json!({ "group": u.group, "role": u.role, "status": u.status, "limits": u.limits.own });
     let changes = audit::changes(&view(&before), &view(&after));
     audit::record(state, actor, "user.update", ("user", &id.to_string()), changes).await;
     Ok(after)

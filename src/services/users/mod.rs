@@ -12,7 +12,9 @@ use crate::db::users::{self, NewUser, Role};
 use crate::db::{self, prices};
 use crate::domain::email::Email;
 use crate::domain::money::Money;
+use crate::domain::time::now_ms;
 use crate::domain::{password, token};
+use crate::services::limits::{self, UserLimits};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,9 @@ pub struct UserView {
     /// What a request cost beyond the balance (a decimal), owed: the next credit pays it first,
     /// and until then the gateway refuses the user's requests.
     pub debt: String,
+    /// The budget and rate limits: the user's own, what applies (own over the group's), and the
+    /// budget's standing this period.
+    pub limits: UserLimits,
 }
 
 /// A user as the operator's API shows one: with the account's flag (null when nothing needs a
@@ -144,12 +149,13 @@ pub async fn get(state: &AppState, id: i64) -> Result<UserView, UserError> {
         display_name: row.display_name,
         role: row.role,
         status: row.status,
-        group: row.group,
         balance: Money(row.balance).to_string(),
         email_verified: row.email_verified_at.is_some(),
         created_at: row.created_at,
         flag: row.flag,
         debt: Money(row.debt).to_string(),
+        limits: limits::for_user(state, row.id, &row.group, now_ms(), state.site().gateway.budget_zone).await?,
+        group: row.group,
     })
 }
 

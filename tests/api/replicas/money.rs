@@ -76,6 +76,35 @@ async fn a_balance_for_k_requests_serves_exactly_k_over_three_replicas() {
     assert!(stdout.contains("0 offenders"), "{stdout}");
 }
 
+/// `n` chat requests at once, spread over the replicas and `keys` in turn; then every replica is
+/// stopped cleanly (settling what is queued). Each answer's status and body.
+async fn at_once_then_stop(
+    servers: Vec<crate::support::process::Server>,
+    keys: &[String],
+    n: usize,
+) -> Vec<(u16, String)> {
+    let client = reqwest::Client::new();
+    let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 5 });
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let answers = futures_util::future::join_all((0..n).map(|i| {
+        let request = client
+            .post(at(ports[i % ports.len()], "/v1/chat/completions"))
+            .bearer_auth(&keys[i % keys.len()])
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    }))
+    .await;
+    for server in servers {
+        let (code, log) = server.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+    }
+    answers
+}
+
 /// A key's daily budget for exactly K requests, and 10×K of them at once over three replicas:
 /// exactly K are served and charged (the budget is reserved in the database, which every replica
 /// shares), the rest refused naming the budget; the user's balance pays for K only.
@@ -88,22 +117,7 @@ async fn a_key_budget_for_k_requests_serves_exactly_k_over_three_replicas() {
     assert_eq!(status, 201, "{created}");
     let (key_id, key) = (created["id"].as_i64().unwrap(), created["key"].as_str().unwrap().to_string());
 
-    let client = reqwest::Client::new();
-    let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 5 });
-    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
-    let answers = futures_util::future::join_all((0..10 * K).map(|i| {
-        let request = client.post(at(ports[i % 3], "/v1/chat/completions")).bearer_auth(&key).json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        }
-    }))
-    .await;
-    for server in servers {
-        let (code, log) = server.stop().await;
-        assert_eq!(code, 0, "{}", log.join("\n"));
-    }
+    let answers = at_once_then_stop(servers, &[key], 10 * K).await;
 
     let served = answers.iter().filter(|(s, _)| *s == 200).count();
     for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
@@ -122,6 +136,47 @@ async fn a_key_budget_for_k_requests_serves_exactly_k_over_three_replicas() {
         .await
         .unwrap();
     assert_eq!(spent, K as i64 * 100_000_000, "the budget's count is exactly what was charged");
+    assert_audit_clean(&db).await;
+}
+
+/// A user's daily budget for exactly K requests, and 10×K of them at once over three replicas and
+/// two of the user's keys: exactly K are served and charged (the user's count is reserved in the
+/// database every replica shares, whichever key spends it), the rest refused naming the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_budget_for_k_requests_serves_exactly_k_over_three_replicas() {
+    const K: usize = 30;
+    let Funded { dirs: _dirs, servers, url, fake, user, key: _ } = funded("100.00").await;
+    let limits = json!({ "limits": { "budget": "3.00", "budget_period": "day" } });
+    let (status, view) = admin(&servers[0], "PATCH", &format!("/api/admin/users/{user}"), Some(limits)).await;
+    assert_eq!(status, 200, "{view}");
+    // Two new keys: no replica has cached them, so each reads the user's budget with its first use.
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let path = format!("/api/admin/users/{user}/keys");
+        let (status, created) = admin(&servers[0], "POST", &path, Some(json!({}))).await;
+        assert_eq!(status, 201, "{created}");
+        keys.push(created["key"].as_str().unwrap().to_string());
+    }
+
+    let answers = at_once_then_stop(servers, &keys, 10 * K).await;
+
+    let served = answers.iter().filter(|(s, _)| *s == 200).count();
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 429, "{body}");
+        assert!(body.contains("Your account's daily budget of 3.00"), "{body}");
+    }
+    println!("{served} of {} served for a user budget of {K}", 10 * K);
+    assert_eq!(served, K, "the user's budget holds across the replicas and keys");
+    assert_eq!(fake.received().len(), K);
+    let db = open(&url).await;
+    assert_eq!(balance(&db, user).await, 100_000_000_000 - K as i64 * 100_000_000);
+    assert_eq!(charges(&db, user).await, K as i64);
+    let spent: i64 = sqlx::query_scalar("SELECT budget_spent FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, K as i64 * 100_000_000, "the user's count is exactly what was charged");
     assert_audit_clean(&db).await;
 }
 

@@ -99,6 +99,37 @@ async fn key_rate_limits_count_once_across_replicas_with_redis() {
     assert!(fallbacks > 0);
 }
 
+/// A user's 5 requests per minute, spent over two of the user's keys on three replicas sharing
+/// Redis: 5 let through in all, whichever key and replica (the user's window is one count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_rate_limit_counts_once_across_keys_and_replicas_with_redis() {
+    let redis = RedisServer::start().await;
+    let (_dirs, servers) = three(Some(&redis)).await;
+    let Customer { user, .. } = customer(&servers[0], "http://127.0.0.1:9/v1", "0.001", "1.00").await;
+    let limits = json!({ "limits": { "rpm": 5 } });
+    let (code, view) = admin(&servers[0], "PATCH", &format!("/api/admin/users/{user}"), Some(limits)).await;
+    assert_eq!(code, 200, "{view}");
+    // New keys: no replica has cached them, so each reads the user's limits with its first use.
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let (code, key) = admin(&servers[0], "POST", &format!("/api/admin/users/{user}/keys"), Some(json!({}))).await;
+        assert_eq!(code, 201, "{key}");
+        keys.push(key["key"].as_str().unwrap().to_string());
+    }
+
+    inside_one_minute().await;
+    let mut statuses = Vec::new();
+    for i in 0..9 {
+        statuses.push(status(&servers[i % 3], &keys[i % 2]).await);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "5 per minute over both keys and all three: {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 4, "{statuses:?}");
+}
+
 /// A key with 3 requests a day and a tokens-per-minute limit, over three replicas sharing Redis:
 /// the day's requests are counted once (the fourth is refused, on whichever replica), and so are
 /// the tokens: each replica's answer shows less left than the one before it.
