@@ -137,7 +137,11 @@ async fn relay_inner(
     let estimate = estimate::hold_usage(endpoint, &peek, prompt, default_max, (route, &table, &model));
     let fallbacks = fallbacks(&table, &grant, endpoint, &model, config.allow_unpriced_models);
     let tpm = [(Scope::Key(grant.key_id), grant.rate_limit_tpm), (Scope::User(grant.user_id), member.rates.tpm)];
-    let model_tpm = (Scope::model(grant.user_id, &model), per_model.and_then(|m| m.tpm));
+    // The model's scope is hashed only when the group limits the model's tokens.
+    let model_tpm = match per_model.and_then(|m| m.tpm) {
+        Some(tpm) => (Scope::model(grant.user_id, &model), Some(tpm)),
+        None => (Scope::User(grant.user_id), None),
+    };
     let mut tokens = reserve_tokens(state, &estimate, [tpm[0], tpm[1], model_tpm], limits).await?;
     // The hold covers the dearest model that may serve: the requested one or a fallback.
     let mut hold_amount = std::iter::once((price, multiplier))
