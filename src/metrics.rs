@@ -33,22 +33,63 @@ fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-fn figures(out: &mut String, labels: &str, f: &Figures, minutes: f64) {
-    let t = &f.totals;
-    let _ = writeln!(out, "burncloud_requests{{{labels}}} {}", t.requests);
-    let _ = writeln!(out, "burncloud_requests_per_minute{{{labels}}} {:.3}", t.requests as f64 / minutes);
-    let _ = writeln!(out, "burncloud_errors{{{labels}}} {}", t.errors);
-    let _ = writeln!(out, "burncloud_error_ratio{{{labels}}} {:.4}", f.error_rate());
-    let _ = writeln!(out, "burncloud_tokens{{{labels},kind=\"input\"}} {}", t.prompt_tokens);
-    let _ = writeln!(out, "burncloud_tokens{{{labels},kind=\"output\"}} {}", t.completion_tokens);
-    let _ = writeln!(out, "burncloud_tokens_per_second{{{labels}}} {:.3}", f.tokens() as f64 / (minutes * 60.0));
-    let _ = writeln!(out, "burncloud_spend_nano{{{labels}}} {}", t.cost);
-    if let Some(p) = f.p50_ms {
-        let _ = writeln!(out, "burncloud_latency_ms{{{labels},quantile=\"0.5\"}} {p}");
+/// One metric family: its HELP and TYPE, then every line of it (the text format wants a family's
+/// lines together). Nothing for a family without lines.
+fn family(out: &mut String, name: &str, help: &str, lines: impl IntoIterator<Item = String>) {
+    let mut lines = lines.into_iter().peekable();
+    if lines.peek().is_none() {
+        return;
     }
-    if let Some(p) = f.p95_ms {
-        let _ = writeln!(out, "burncloud_latency_ms{{{labels},quantile=\"0.95\"}} {p}");
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for line in lines {
+        let _ = writeln!(out, "{name}{line}");
     }
+}
+
+/// The window's figures of every label set (the whole gateway, each model, each channel), one
+/// family at a time.
+fn window_families(out: &mut String, sets: &[(String, &Figures)], minutes: f64) {
+    let each = |f: &dyn Fn(&str, &Figures) -> Option<String>| -> Vec<String> {
+        sets.iter().filter_map(|(labels, figures)| f(labels, figures)).collect()
+    };
+    let w = "over the window (window=\"1h\": the last hour)";
+    family(
+        out,
+        "burncloud_requests",
+        &format!("Gateway requests {w}."),
+        each(&|l, f| Some(format!("{{{l}}} {}", f.totals.requests))),
+    );
+    let per_minute = each(&|l, f| Some(format!("{{{l}}} {:.3}", f.totals.requests as f64 / minutes)));
+    family(out, "burncloud_requests_per_minute", &format!("Requests per minute {w}."), per_minute);
+    family(
+        out,
+        "burncloud_errors",
+        &format!("Failed requests {w}."),
+        each(&|l, f| Some(format!("{{{l}}} {}", f.totals.errors))),
+    );
+    family(
+        out,
+        "burncloud_error_ratio",
+        &format!("Failed requests' share {w}."),
+        each(&|l, f| Some(format!("{{{l}}} {:.4}", f.error_rate()))),
+    );
+    let tokens = sets.iter().flat_map(|(l, f)| {
+        [
+            format!("{{{l},kind=\"input\"}} {}", f.totals.prompt_tokens),
+            format!("{{{l},kind=\"output\"}} {}", f.totals.completion_tokens),
+        ]
+    });
+    family(out, "burncloud_tokens", &format!("Tokens {w}, input or output."), tokens);
+    let per_second = each(&|l, f| Some(format!("{{{l}}} {:.3}", f.tokens() as f64 / (minutes * 60.0))));
+    family(out, "burncloud_tokens_per_second", &format!("Tokens per second {w}."), per_second);
+    let spend = each(&|l, f| Some(format!("{{{l}}} {}", f.totals.cost)));
+    family(out, "burncloud_spend_nano", &format!("Spend {w}, in nano-units of the site currency."), spend);
+    let latency = sets.iter().flat_map(|(l, f)| {
+        [("0.5", f.p50_ms), ("0.95", f.p95_ms)]
+            .into_iter()
+            .filter_map(move |(q, p)| p.map(|p| format!("{{{l},quantile=\"{q}\"}} {p}")))
+    });
+    family(out, "burncloud_latency_ms", &format!("Request latency percentiles {w}, milliseconds."), latency);
 }
 
 /// `GET /metrics`.
@@ -73,19 +114,15 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         }
     };
     let minutes = range.millis() as f64 / 60_000.0;
-    out.push_str("# HELP burncloud_requests Gateway requests over the window (window=\"1h\": the last hour).\n");
-    out.push_str("# TYPE burncloud_requests gauge\n");
-    out.push_str("# HELP burncloud_spend_nano Spend over the window, in nano-units of the site currency.\n");
-    out.push_str("# HELP burncloud_latency_ms Request latency percentiles over the window, milliseconds.\n");
-    figures(&mut out, "window=\"1h\"", &snapshot.overall, minutes);
+    let mut sets = vec![("window=\"1h\"".to_string(), &snapshot.overall)];
     for line in &snapshot.models {
-        figures(&mut out, &format!("window=\"1h\",model=\"{}\"", label(&line.label)), &line.figures, minutes);
+        sets.push((format!("window=\"1h\",model=\"{}\"", label(&line.label)), &line.figures));
     }
     for line in &snapshot.channels {
         let id = line.channel_id.map(|i| i.to_string()).unwrap_or_default();
-        let labels = format!("window=\"1h\",channel_id=\"{id}\",channel=\"{}\"", label(&line.label));
-        figures(&mut out, &labels, &line.figures, minutes);
+        sets.push((format!("window=\"1h\",channel_id=\"{id}\",channel=\"{}\"", label(&line.label)), &line.figures));
     }
+    window_families(&mut out, &sets, minutes);
     if let Ok(channels) = monitoring::channels(&state).await {
         channel_families(&mut out, &state, &channels);
     }
@@ -97,16 +134,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
 fn channel_families(out: &mut String, state: &AppState, channels: &[ChannelRow]) {
     let views: Vec<(i64, Option<ChannelHealthView>)> =
         channels.iter().map(|c| (c.id, state.routing().health().find_channel(c.id).map(|h| h.view()))).collect();
-    let family = |out: &mut String, name: &str, help: &str, lines: Vec<String>| {
-        if lines.is_empty() {
-            return;
-        }
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for line in lines {
-            let _ = writeln!(out, "{name}{line}");
-        }
-    };
-    let up = channels
+    let up: Vec<String> = channels
         .iter()
         .map(|c| {
             let (name, kind, status) = (label(&c.name), label(&c.kind), label(&c.status));
@@ -120,12 +148,12 @@ fn channel_families(out: &mut String, state: &AppState, channels: &[ChannelRow])
         "1 when the channel is enabled, 0 when disabled (by hand or automatically).",
         up,
     );
-    let latency = channels
+    let latency: Vec<String> = channels
         .iter()
         .filter_map(|c| c.test_latency_ms.map(|ms| format!("{{channel_id=\"{}\"}} {ms}", c.id)))
         .collect();
     family(out, "burncloud_channel_test_latency_ms", "The last test's latency.", latency);
-    let used = channels.iter().map(|c| format!("{{channel_id=\"{}\"}} {}", c.id, c.used_amount)).collect();
+    let used: Vec<String> = channels.iter().map(|c| format!("{{channel_id=\"{}\"}} {}", c.id, c.used_amount)).collect();
     family(out, "burncloud_channel_used_nano", "Spend routed through the channel (nano-units).", used);
     let each = |f: &dyn Fn(i64, &ChannelHealthView) -> Option<String>| -> Vec<String> {
         views.iter().filter_map(|(id, view)| view.as_ref().and_then(|v| f(*id, v))).collect()

@@ -532,6 +532,19 @@ async fn monitoring_shows_the_traffic_and_metrics_need_the_token(backend: Backen
     assert!(text.contains(&format!("burncloud_channel_up{{channel_id=\"{ok}\",channel=\"watched\"")), "{text}");
     assert!(text.contains("burncloud_latency_ms{window=\"1h\",quantile=\"0.95\"}"), "{text}");
     assert!(!text.contains("k-1234"));
+    // The text format's rule: a family's lines come together, after its HELP and TYPE.
+    let mut seen: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let name = match line.strip_prefix("# TYPE ").or(line.strip_prefix("# HELP ")) {
+            Some(rest) => rest.split(' ').next().unwrap(),
+            None => line.split(['{', ' ']).next().unwrap(),
+        };
+        if seen.last() != Some(&name) {
+            assert!(!seen.contains(&name), "{name} comes back after other families:\n{text}");
+            seen.push(name);
+        }
+    }
+    assert!(text.contains("# TYPE burncloud_tokens gauge"), "{text}");
 
     // Without the setting the endpoint does not exist.
     let plain = spawn_app(backend).await;
