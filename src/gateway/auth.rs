@@ -13,6 +13,7 @@ use super::Gateway;
 use super::error::GatewayError;
 use super::limits::{self, Check, Headers, Scope, Window};
 use crate::domain::api_key;
+use crate::domain::limits::{Limits, RateLimits};
 use crate::domain::time::now_ms;
 pub use crate::services::keys::cache::Grant;
 
@@ -27,6 +28,8 @@ pub struct ApiKeyAuth {
     /// The windows this request was counted in, and when: given back should a later limit (a
     /// model's) refuse it.
     pub counted: (Vec<Check>, i64),
+    /// The user's limits (their own, else their group's), read once for the whole request.
+    pub member: Limits,
 }
 
 impl FromRequestParts<Gateway> for ApiKeyAuth {
@@ -49,17 +52,21 @@ impl FromRequestParts<Gateway> for ApiKeyAuth {
         if !grant.active || expired || !grant.may_connect_from(client_ip) {
             return Err(GatewayError::InvalidApiKey);
         }
-        let (limits, counted) = count_request(state, &grant).await?;
-        Ok(Self { grant, client_ip, limits, counted })
+        let member = state.routing().current().member_limits(&grant.group, &grant.user_limits);
+        let (limits, counted) = count_request(state, &grant, member.rates).await?;
+        Ok(Self { grant, client_ip, limits, counted, member })
     }
 }
 
 /// Counts the request in the per-minute and per-day windows of its key and of its user (in the
 /// counters the replicas share when there are some, else on this replica); refused when one is
 /// full, and then none counts it. The windows counted, and when.
-async fn count_request(state: &Gateway, grant: &Grant) -> Result<(Headers, (Vec<Check>, i64)), GatewayError> {
+async fn count_request(
+    state: &Gateway,
+    grant: &Grant,
+    user: RateLimits,
+) -> Result<(Headers, (Vec<Check>, i64)), GatewayError> {
     let now = now_ms();
-    let user = state.routing().current().member_limits(&grant.group, &grant.user_limits).rates;
     let checks = request_checks([
         (Scope::Key(grant.key_id), grant.rate_limit_rpm, grant.rate_limit_rpd),
         (Scope::User(grant.user_id), user.rpm, user.rpd),

@@ -86,8 +86,8 @@ async fn relay_inner(
     let site = state.site();
     let config = &site.gateway;
     let table = state.routing().current();
-    // The user's limits: their own, else their group's.
-    let member = table.member_limits(&auth.grant.group, &auth.grant.user_limits);
+    // The user's limits: their own, else their group's (as authentication read them).
+    let member = auth.member;
     // Admission first, before the body is read: a tenant over its caps costs neither memory nor
     // a hold. The slots go with the settlement and are given back when the request is settled.
     let mut admitted = admit(state, &auth, config, member.rates.concurrency).await?;
