@@ -472,8 +472,8 @@ fn spawn_maintenance(state: &AppState) {
     });
     every(config.lease_renew, |s| {
         Box::pin(async move {
-            if let Err(e) = s.billing().leases().renew(s.db()).await {
-                tracing::warn!(error = %e, "renewing balance leases failed");
+            if let Err(e) = s.billing().renew_leases().await {
+                tracing::warn!(error = %e, "renewing balance and budget leases failed");
             }
             if let Err(e) = end_stale_leases(s.db(), None).await {
                 tracing::warn!(error = %e, "ending expired balance leases failed");
@@ -498,13 +498,14 @@ fn spawn_maintenance(state: &AppState) {
 }
 
 /// Ends leases expired by the database's clock (and all of `holder`'s), returning their
-/// reservations to the users.
+/// reservations to the users' balances and to the budgets.
 async fn end_stale_leases(db: &crate::db::Db, holder: Option<&str>) -> Result<(), sqlx::Error> {
     let mut tx = db.writer().begin().await?;
     let ended = crate::db::leases::end_stale(&mut tx, holder).await?;
+    let budgets = crate::db::budget_leases::end_stale(&mut tx, holder).await?;
     tx.commit().await?;
-    if ended > 0 {
-        tracing::info!(ended, "ended balance leases left by a stopped process");
+    if ended + budgets > 0 {
+        tracing::info!(ended, budgets, "ended balance and budget leases left by a stopped process");
     }
     Ok(())
 }

@@ -25,9 +25,11 @@ use sqlx::Acquire;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::budget_lease::{Ask, BudgetLeases, Refusal};
 use super::lease::{ChargePlan, Leases};
-use super::{BillingError, Hold, HoldRequest, UserBudget};
+use super::{BillingError, Hold, HoldRequest};
 use crate::db::Db;
+use crate::db::budget_leases::{self, Account};
 use crate::db::leases;
 use crate::db::ledger::{self, Entry, Kind};
 use crate::db::request_logs::{self, RequestLog};
@@ -41,37 +43,31 @@ const MAX_UNSETTLED: usize = crate::config::MAX_CONCURRENT_REQUESTS;
 
 type Reply<T> = oneshot::Sender<Result<T, BillingError>>;
 
-/// Reserve `amount` on a key's spend limit and budget, and on its user's budget.
-struct Reservation {
-    /// The key and the budget window it counts in (0: the key has no budget), when the key has a
-    /// spend limit or a budget.
-    key: Option<(i64, i64)>,
-    /// The user, when they have a budget.
-    user: Option<(i64, UserBudget)>,
-    amount: i64,
-    reply: Reply<Reserved>,
-}
-
-/// What a reservation came to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reserved {
-    Granted,
-    /// The key's spend limit or budget cannot take it.
-    KeyRefused,
-    /// The user's budget cannot take it.
-    UserRefused,
-}
-
 /// Charge a settled request and write its log row.
 struct Charge {
     hold: Hold,
     plan: ChargePlan,
+    /// How the cost is counted on the key's and on the user's budget leases.
+    budgets: BudgetPlans,
     log: RequestLog,
     /// Whether an earlier attempt may have committed it (a retry after an error, which may have
     /// been a lost acknowledgement): only then is its settle key looked up before it is applied.
     /// A first attempt cannot be in the database yet, so the common case reads nothing.
     retry: bool,
     reply: Reply<i64>,
+}
+
+impl Charge {
+    /// The key's budget (`key`) or the user's this charge counts on: the lease's account and
+    /// window, and the charge's part from the lease and beyond it.
+    fn budget(&self, key: bool) -> Option<(Account, i64, ChargePlan)> {
+        let hold = &self.hold;
+        if key {
+            Some((Account::Key(hold.key_id), hold.budget_window, self.budgets.key?))
+        } else {
+            Some((Account::User(hold.user_id), hold.user_budget?.window, self.budgets.user?))
+        }
+    }
 }
 
 /// Give the unpromised part of a lease back to the user's balance.
@@ -81,8 +77,14 @@ struct GiveBack {
     reply: Reply<()>,
 }
 
+/// A charge's part of each budget: from this process's lease, and beyond it.
+#[derive(Clone, Copy, Debug, Default)]
+struct BudgetPlans {
+    key: Option<ChargePlan>,
+    user: Option<ChargePlan>,
+}
+
 enum Op {
-    Reserve(Reservation),
     Charge(Box<Charge>),
     GiveBack(GiveBack),
 }
@@ -114,6 +116,7 @@ pub struct Batcher {
     tx: mpsc::Sender<Op>,
     db: Db,
     leases: Leases,
+    budgets: BudgetLeases,
     unsettled: Semaphore,
     faults: Arc<Faults>,
 }
@@ -126,7 +129,8 @@ impl Batcher {
         // Its handle is returned and joined at shutdown, after the last settlement is queued.
         #[allow(clippy::disallowed_methods)]
         let task = tokio::spawn(run(db.clone(), leases.holder().to_string(), rx, stop, faults.clone()));
-        (Self { tx, db, leases, unsettled: Semaphore::new(MAX_UNSETTLED), faults }, task)
+        let budgets = BudgetLeases::new(leases.holder().to_string());
+        (Self { tx, db, leases, budgets, unsettled: Semaphore::new(MAX_UNSETTLED), faults }, task)
     }
 
     /// Test seam: the next `n` commits of settlements report a failure although they committed
@@ -155,38 +159,50 @@ impl Batcher {
         &self.leases
     }
 
+    pub fn budgets(&self) -> &BudgetLeases {
+        &self.budgets
+    }
+
+    /// Renews this process's balance and budget leases.
+    pub async fn renew_leases(&self) -> Result<(), sqlx::Error> {
+        self.leases.renew(&self.db).await?;
+        self.budgets.renew(&self.db).await
+    }
+
     /// Promises `amount` of the user's balance to a request (in memory, from a lease) and, when
     /// the key has a spend limit, reserves it on the key (in the database).
     pub async fn hold(&self, request: HoldRequest) -> Result<Hold, BillingError> {
-        let HoldRequest { user_id, key_id, amount, key_limited, budget_window, user_budget } = request;
+        let HoldRequest { user_id, key_id, amount, key_limited, key_terms, budget_window, user_budget } = request;
         let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited, budget_window, user_budget };
         // Given back when the hold is settled (`settle` runs exactly once per hold) or refused.
         self.unsettled.acquire().await.map_err(|_| BillingError::WriterGone)?.forget();
-        let admitted = self.admit(&hold).await;
+        let admitted = self.admit(&hold, key_terms).await;
         if admitted.is_err() {
             self.unsettled.add_permits(1);
         }
         admitted.map(|()| hold)
     }
 
-    async fn admit(&self, hold: &Hold) -> Result<(), BillingError> {
+    async fn admit(&self, hold: &Hold, key_terms: i64) -> Result<(), BillingError> {
         if hold.amount == 0 {
             return Ok(());
         }
         self.leases.admit(&self.db, hold.user_id, hold.amount).await?;
-        if hold.key_limited || hold.user_budget.is_some() {
-            let key = hold.key_limited.then_some((hold.key_id, hold.budget_window));
-            let user = hold.user_budget.map(|budget| (hold.user_id, budget));
-            let amount = hold.amount;
-            let reserved = self.submit(|reply| Op::Reserve(Reservation { key, user, amount, reply })).await;
-            let refused = match reserved {
-                Ok(Reserved::Granted) => return Ok(()),
-                Ok(Reserved::KeyRefused) => BillingError::KeyLimitReached,
-                Ok(Reserved::UserRefused) => BillingError::UserBudgetSpent,
-                Err(e) => e,
-            };
+        let (key, user) = hold.budget_asks(key_terms);
+        if let Some(ask) = key
+            && let Err(refusal) = self.budgets.admit(&self.db, ask).await
+        {
             self.leases.cancel(hold.user_id, hold.amount);
-            return Err(refused);
+            return Err(refused(refusal, true));
+        }
+        if let Some(ask) = user
+            && let Err(refusal) = self.budgets.admit(&self.db, ask).await
+        {
+            if let Some(key) = key {
+                self.budgets.cancel(key.account, key.window, key.amount);
+            }
+            self.leases.cancel(hold.user_id, hold.amount);
+            return Err(refused(refusal, false));
         }
         Ok(())
     }
@@ -209,11 +225,15 @@ impl Batcher {
         } else {
             self.leases.plan_charge(hold.user_id, hold.amount, cost)
         };
+        let (key, user) = hold.budget_asks(0);
+        let plan_budget = |ask: Option<Ask>| ask.map(|a| self.budgets.plan_charge(a.account, a.window, a.amount, cost));
+        let budgets = BudgetPlans { key: plan_budget(key), user: plan_budget(user) };
         let mut last = BillingError::WriterGone;
         for attempt in 1..=5u32 {
             let retry = attempt > 1;
-            let charge =
-                |reply| Op::Charge(Box::new(Charge { hold: Hold { ..hold }, plan, log: log.clone(), retry, reply }));
+            let charge = |reply| {
+                Op::Charge(Box::new(Charge { hold: Hold { ..hold }, plan, budgets, log: log.clone(), retry, reply }))
+            };
             match self.submit(charge).await {
                 Ok(charged) => {
                     if charged < cost {
@@ -231,20 +251,27 @@ impl Batcher {
                 }
             }
         }
-        // Not charged: the lease row still reserves what the charge was to take from it.
+        // Not charged: the lease rows still reserve what the charge was to take from them.
         self.leases.restore(hold.user_id, plan.from_lease);
+        for (ask, plan) in [(key, budgets.key), (user, budgets.user)] {
+            if let (Some(ask), Some(plan)) = (ask, plan) {
+                self.budgets.restore(ask.account, ask.window, plan.from_lease);
+            }
+        }
         Err(last)
     }
 
     /// Gives this process's unpromised reservation of the user's balance back, so an operator's
     /// debit can take all of the balance.
     pub async fn give_back_lease(&self, user_id: i64) -> Result<(), BillingError> {
+        self.budgets.give_back_user(&self.db, user_id).await;
         let amount = self.leases.drain_user(user_id);
         self.give_back(user_id, amount).await
     }
 
     /// Gives back the leases unused for `idle`.
     pub async fn give_back_idle(&self, idle: Duration) {
+        self.budgets.give_back_idle(&self.db, idle).await;
         for (user_id, amount) in self.leases.drain_idle(idle) {
             if let Err(e) = self.give_back(user_id, amount).await {
                 tracing::warn!(user_id, error = %e, "could not give a lease back; it stays in memory");
@@ -255,6 +282,7 @@ impl Batcher {
     /// Gives back every lease (at shutdown, once no request is in flight).
     pub async fn give_back_all(&self) {
         self.give_back_idle(Duration::ZERO).await;
+        self.budgets.give_back_everything(&self.db).await;
         for (user_id, amount) in self.leases.drain_all() {
             if let Err(e) = self.give_back(user_id, amount).await {
                 tracing::warn!(user_id, error = %e, "could not give a lease back; it ends when it expires");
@@ -319,33 +347,12 @@ async fn run(db: Db, holder: String, mut rx: mpsc::Receiver<Op>, stop: Cancellat
 }
 
 async fn apply(db: &Db, holder: &str, batch: Vec<Op>, faults: &Faults) {
-    let mut reservations = Vec::new();
     let mut charges = Vec::new();
     let mut give_backs = Vec::new();
     for op in batch {
         match op {
-            Op::Reserve(r) => reservations.push(r),
             Op::Charge(c) => charges.push(*c),
             Op::GiveBack(g) => give_backs.push(g),
-        }
-    }
-    // Reservations commit first, on their own: their requests wait for them, while charges
-    // (and their log rows) only delay the books.
-    if !reservations.is_empty() {
-        match apply_reservations(db, &reservations).await {
-            Ok(results) => {
-                for (op, reserved) in reservations.into_iter().zip(results) {
-                    let _ = op.reply.send(Ok(reserved));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "group commit of reservations failed; applying one at a time");
-                for op in reservations {
-                    let result = apply_reservations(db, std::slice::from_ref(&op)).await;
-                    let first = |r: Vec<Reserved>| r.first().copied().unwrap_or(Reserved::KeyRefused);
-                    let _ = op.reply.send(result.map(first).map_err(Into::into));
-                }
-            }
         }
     }
     if charges.is_empty() && give_backs.is_empty() {
@@ -393,70 +400,6 @@ fn group_by<K: Ord>(indexes: impl Iterator<Item = usize>, key: impl Fn(usize) ->
     groups
 }
 
-/// Reserves each hold on its key's limit and budget and on its user's budget. All of a key's (and
-/// a user's) in one window at once when the batch fits together; else the batch is applied again
-/// hold by hold, each in a savepoint, so a hold refused on the user's budget leaves nothing
-/// reserved on its key.
-async fn apply_reservations(db: &Db, holds: &[Reservation]) -> Result<Vec<Reserved>, sqlx::Error> {
-    let mut conn = db.writer().acquire().await?;
-    let mut tx = conn.begin().await?;
-    if reserve_together(&mut tx, holds).await? {
-        tx.commit().await?;
-        return Ok(vec![Reserved::Granted; holds.len()]);
-    }
-    tx.rollback().await?;
-    let mut tx = conn.begin().await?;
-    let mut results = Vec::with_capacity(holds.len());
-    for hold in holds {
-        let mut one = tx.begin().await?;
-        let reserved = reserve_one(&mut one, hold).await?;
-        if reserved == Reserved::Granted {
-            one.commit().await?;
-        } else {
-            one.rollback().await?;
-        }
-        results.push(reserved);
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
-/// Reserves the batch's totals per key (and window) and per user (and window); false as soon as
-/// one does not fit (the caller rolls back).
-async fn reserve_together(conn: &mut sqlx::AnyConnection, holds: &[Reservation]) -> Result<bool, sqlx::Error> {
-    let keyed = (0..holds.len()).filter(|&i| holds[i].key.is_some());
-    for ((key, window), idxs) in group_by(keyed, |i| holds[i].key.unwrap_or_default()) {
-        let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
-        if !ledger::key_spend_within_limit(conn, key, total, window).await? {
-            return Ok(false);
-        }
-    }
-    let budgeted = (0..holds.len()).filter(|&i| holds[i].user.is_some());
-    let user_of = |i: usize| holds[i].user.map(|(user, b)| (user, b.window, b.limit)).unwrap_or_default();
-    for ((user, window, limit), idxs) in group_by(budgeted, user_of) {
-        let total: i64 = idxs.iter().map(|&i| holds[i].amount).sum();
-        if !ledger::user_budget_within(conn, user, total, window, limit).await? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Reserves one hold on its key, then on its user's budget: which refused it, if one did.
-async fn reserve_one(conn: &mut sqlx::AnyConnection, hold: &Reservation) -> Result<Reserved, sqlx::Error> {
-    if let Some((key, window)) = hold.key
-        && !ledger::key_spend_within_limit(conn, key, hold.amount, window).await?
-    {
-        return Ok(Reserved::KeyRefused);
-    }
-    if let Some((user, budget)) = hold.user
-        && !ledger::user_budget_within(conn, user, hold.amount, budget.window, budget.limit).await?
-    {
-        return Ok(Reserved::UserRefused);
-    }
-    Ok(Reserved::Granted)
-}
-
 /// Charges settled requests (per user at once, from the lease; beyond it from the unreserved
 /// balance), moves their keys' spend, gives leases back, and writes the ledger and log rows, in
 /// one transaction. Returns what each request was charged. Retried settlements whose key is
@@ -484,6 +427,10 @@ async fn apply_books(
     if fresh.len() < charges.len() {
         tracing::info!(already = charges.len() - fresh.len(), "settlements committed by an earlier attempt skipped");
     }
+
+    // Budget leases first (the lease rows before the owners' rows, as every writer takes them):
+    // what a charge counts beyond its leases, or from a lease swept meanwhile, moves the counts.
+    let (key_beyond, user_beyond) = shrink_budget_leases(&mut tx, holder, charges, &fresh).await?;
 
     // user, amount, balance after, charge index, from the lease (or beyond it)
     let mut entries: Vec<(i64, i64, i64, usize, bool)> = Vec::new();
@@ -529,23 +476,21 @@ async fn apply_books(
         }
     }
     for (key, idxs) in group_by(fresh.iter().copied(), |i| charges[i].hold.key_id) {
-        // The key's spend moves by the whole; its budget's count by each window's part.
+        // A key without limits counts what was charged; a limited one what its leases did not.
+        let counted = |i: usize| if charges[i].hold.key_limited { key_beyond[i] } else { charged[i] };
         let mut by_window: BTreeMap<i64, i64> = BTreeMap::new();
         for &i in &idxs {
-            *by_window.entry(charges[i].hold.budget_window).or_default() += charges[i].hold.key_delta(charged[i]);
+            *by_window.entry(charges[i].hold.budget_window).or_default() += counted(i);
         }
         let delta: i64 = by_window.values().sum();
         let by_window: Vec<(i64, i64)> = by_window.into_iter().collect();
-        ledger::key_adjust_spent(&mut tx, key, delta, &by_window).await?;
+        ledger::key_adjust_spent(&mut tx, key, delta, &by_window, true).await?;
     }
-    // A user's budget count moves by what each charge differs from its hold, in the hold's window.
-    let budgeted = fresh.iter().copied().filter(|&i| charges[i].hold.user_budget.is_some());
+    let budgeted = fresh.iter().copied().filter(|&i| user_beyond[i] != 0);
     let user_window = |i: usize| (charges[i].hold.user_id, charges[i].hold.user_budget.map_or(0, |b| b.window));
     for ((user, window), idxs) in group_by(budgeted, user_window) {
-        let delta: i64 = idxs.iter().map(|&i| charged[i] - charges[i].hold.amount).sum();
-        if delta != 0 {
-            ledger::user_budget_adjust(&mut tx, user, window, delta).await?;
-        }
+        let delta: i64 = idxs.iter().map(|&i| user_beyond[i]).sum();
+        ledger::user_budget_adjust(&mut tx, user, window, delta).await?;
     }
     for g in give_backs {
         leases::give_back(&mut tx, g.user_id, holder, g.amount).await?;
@@ -606,4 +551,47 @@ async fn apply_books(
         )));
     }
     Ok(charged)
+}
+
+/// Charges each fresh settlement's budget part to this process's budget leases (one row update
+/// per lease for the batch). What each charge counts beyond its key's and its user's leases:
+/// its plan's part beyond them, and its part from a lease whose row no longer holds it (expired
+/// and swept, so the count lost it).
+async fn shrink_budget_leases(
+    conn: &mut sqlx::AnyConnection,
+    holder: &str,
+    charges: &[Charge],
+    fresh: &[usize],
+) -> Result<(Vec<i64>, Vec<i64>), sqlx::Error> {
+    let mut beyond = [Vec::new(), Vec::new()];
+    for (side, key) in [true, false].into_iter().enumerate() {
+        let budget = |i: usize| charges[i].budget(key);
+        beyond[side] = (0..charges.len()).map(|i| budget(i).map_or(0, |(.., plan)| plan.beyond)).collect();
+        let from_lease = |i: usize| budget(i).map_or(0, |(.., plan)| plan.from_lease);
+        let leased = fresh.iter().copied().filter(|&i| from_lease(i) > 0);
+        let line = |i: usize| budget(i).map(|(account, window, _)| (account, window));
+        for (line, idxs) in group_by(leased, line) {
+            let Some((account, window)) = line else { continue };
+            let total: i64 = idxs.iter().map(|&i| from_lease(i)).sum();
+            if budget_leases::shrink(conn, account, window, holder, total).await? {
+                continue;
+            }
+            tracing::warn!(?account, "budget lease gone at settlement; counting the charge on the budget");
+            for &i in &idxs {
+                beyond[side][i] += from_lease(i);
+            }
+        }
+    }
+    let [key_beyond, user_beyond] = beyond;
+    Ok((key_beyond, user_beyond))
+}
+
+/// A budget's refusal as the caller sees it (`key`: the key's budget, else the user's).
+fn refused(refusal: Refusal, key: bool) -> BillingError {
+    match refusal {
+        Refusal::Short if key => BillingError::KeyLimitReached,
+        Refusal::Short => BillingError::UserBudgetSpent,
+        Refusal::HeldElsewhere => BillingError::BudgetHeldElsewhere { key },
+        Refusal::Db(e) => BillingError::Db(e),
+    }
 }

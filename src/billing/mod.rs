@@ -8,9 +8,11 @@
 //! with its ledger row and the request log, in a group-committed transaction.
 
 pub mod batch;
+pub mod budget_lease;
 pub mod codes;
 pub mod lease;
 
+use crate::db::budget_leases::Account;
 use crate::db::ledger::{self, Entry, Kind};
 use crate::db::{Db, leases};
 
@@ -22,6 +24,10 @@ pub enum BillingError {
     /// do not need ([`crate::billing::Batcher::give_back_lease`]) and try again.
     #[error("the balance is reserved by other replicas")]
     HeldElsewhere,
+    /// What is missing of the key's budget (`key`) or the user's is reserved by other replicas'
+    /// budget leases: asked back the same way.
+    #[error("the budget is reserved by other replicas")]
+    BudgetHeldElsewhere { key: bool },
     #[error("the account owes an unpaid balance")]
     InDebt,
     #[error("the key's spend limit is reached")]
@@ -60,12 +66,25 @@ pub struct UserBudget {
     /// The window's start (unix ms).
     pub window: i64,
     pub limit: i64,
+    /// A fingerprint of the budget ([`crate::domain::budget::Budget::terms`]).
+    pub terms: i64,
 }
 
 impl Hold {
-    /// How much a settlement at `charged` moves the key's spend.
-    pub(crate) fn key_delta(&self, charged: i64) -> i64 {
-        if self.key_limited { charged - self.amount } else { charged }
+    /// What the hold asks of the key's budget (when the key is limited) and of the user's (when
+    /// they have one); `key_terms` fingerprints the key's limits.
+    pub(crate) fn budget_asks(&self, key_terms: i64) -> (Option<budget_lease::Ask>, Option<budget_lease::Ask>) {
+        let ask = |account, window, limit, terms| budget_lease::Ask {
+            account,
+            user_id: self.user_id,
+            window,
+            limit,
+            terms,
+            amount: self.amount,
+        };
+        let key = self.key_limited.then(|| ask(Account::Key(self.key_id), self.budget_window, 0, key_terms));
+        let user = self.user_budget.map(|b| ask(Account::User(self.user_id), b.window, b.limit, b.terms));
+        (key, user)
     }
 }
 
@@ -77,6 +96,9 @@ pub struct HoldRequest {
     pub amount: i64,
     /// The key has a spend limit or a budget to check and reserve on.
     pub key_limited: bool,
+    /// A fingerprint of the key's spend limit and budget: a budget lease taken under other limits
+    /// is not used (an operator's change holds on the next request).
+    pub key_terms: i64,
     /// For a key with a budget, the start (unix ms) of the window the hold counts in; else 0.
     pub budget_window: i64,
     /// The user's budget to check and reserve on, when the user has one.

@@ -145,12 +145,13 @@ pub async fn claim_budget_warnings<'e>(
     percent: i64,
 ) -> Result<Vec<BudgetWarning>, sqlx::Error> {
     // `budget / 100 * percent` rather than `budget_spent * 100`: no overflow for any amount.
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "UPDATE api_keys SET budget_warned_window = budget_window \
-         WHERE budget IS NOT NULL AND budget > 0 AND budget_window > budget_warned_window \
-           AND budget_spent >= budget / 100 * $1 \
-         RETURNING id, user_id, name, budget, budget_spent, budget_period, budget_anchor, budget_window",
-    )
+             WHERE budget IS NOT NULL AND budget > 0 AND budget_window > budget_warned_window \
+               AND budget_spent - {leased} >= budget / 100 * $1 \
+             RETURNING id, user_id, name, budget, budget_spent, budget_period, budget_anchor, budget_window",
+        leased = super::budget_leases::leased_sql("key", "api_keys.id", Some("api_keys.budget_window"))
+    ))
     .bind(percent)
     .fetch_all(db)
     .await?;
@@ -224,9 +225,20 @@ impl KeyListing {
     }
 }
 
-const LISTING: &str = "SELECT id, user_id, name, key_prefix, status, spend_limit, spent, expires_at, allowed_models, \
-    allowed_ips, rate_limit_rpm, rate_limit_rpd, rate_limit_tpm, max_concurrent, no_fallback, budget, budget_period, budget_anchor, budget_window, budget_spent, \
-    last_used_at, created_at FROM api_keys";
+/// The listing's columns. `spent` and `budget_spent` are what was charged: the counts less what
+/// gateway processes reserved on them ahead (budget leases).
+static LISTING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let all_windows = super::budget_leases::leased_sql("key", "api_keys.id", None);
+    let in_window = super::budget_leases::leased_sql("key", "api_keys.id", Some("api_keys.budget_window"));
+    format!(
+        "SELECT id, user_id, name, key_prefix, status, spend_limit, \
+         CASE WHEN spent > {all_windows} THEN spent - {all_windows} ELSE 0 END AS spent, expires_at, allowed_models, \
+         allowed_ips, rate_limit_rpm, rate_limit_rpd, rate_limit_tpm, max_concurrent, no_fallback, budget, budget_period, \
+         budget_anchor, budget_window, \
+         CASE WHEN budget_spent > {in_window} THEN budget_spent - {in_window} ELSE 0 END AS budget_spent, \
+         last_used_at, created_at FROM api_keys"
+    )
+});
 
 fn listing(r: &sqlx::any::AnyRow) -> Result<KeyListing, sqlx::Error> {
     Ok(KeyListing {
@@ -261,18 +273,32 @@ pub async fn list_for_user<'e>(
     user_id: i64,
 ) -> Result<Vec<KeyListing>, sqlx::Error> {
     let rows =
-        sqlx::query(&format!("{LISTING} WHERE user_id = $1 ORDER BY id DESC")).bind(user_id).fetch_all(db).await?;
+        sqlx::query(&format!("{} WHERE user_id = $1 ORDER BY id DESC", *LISTING)).bind(user_id).fetch_all(db).await?;
     rows.iter().map(listing).collect()
 }
 
 /// One key, whoever owns it (callers check the owner).
 pub async fn get<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<KeyListing>, sqlx::Error> {
-    sqlx::query(&format!("{LISTING} WHERE id = $1"))
+    sqlx::query(&format!("{} WHERE id = $1", *LISTING))
         .bind(id)
         .fetch_optional(db)
         .await?
         .as_ref()
         .map(listing)
+        .transpose()
+}
+
+/// A key's budget count as reservations see it (what was charged and what processes reserved
+/// ahead): `(window, count)`.
+pub async fn budget_count<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    sqlx::query("SELECT budget_window, budget_spent FROM api_keys WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(|r| Ok((r.try_get("budget_window")?, r.try_get("budget_spent")?)))
         .transpose()
 }
 
@@ -286,30 +312,34 @@ pub async fn update<'e>(
     status: &str,
     limits: &KeyLimits,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    // What was spent is what was charged: the count less what gateway processes reserved ahead.
+    let leased = super::budget_leases::leased_sql("key", "api_keys.id", None);
+    let sql = format!(
         "UPDATE api_keys SET name = $1, status = $2, spend_limit = $3, expires_at = $4, allowed_models = $5, \
          allowed_ips = $6, rate_limit_rpm = $7, updated_at = $8, budget = $10, budget_period = $11, \
          budget_spent = CASE WHEN budget_anchor = $12 THEN budget_spent ELSE 0 END, \
          budget_window = CASE WHEN budget_anchor = $12 THEN budget_window ELSE 0 END, budget_anchor = $12, \
-         rate_limit_rpd = $13, rate_limit_tpm = $14, max_concurrent = $15, no_fallback = $16 WHERE id = $9 AND spent <= COALESCE($3, spent)",
-    )
-    .bind(name)
-    .bind(status)
-    .bind(limits.spend_limit)
-    .bind(limits.expires_at)
-    .bind(limits.allowed_models.as_deref())
-    .bind(limits.allowed_ips.as_deref())
-    .bind(limits.rate_limit_rpm)
-    .bind(now_ms())
-    .bind(id)
-    .bind(limits.budget)
-    .bind(limits.budget_period.as_deref())
-    .bind(limits.budget_anchor)
-    .bind(limits.rate_limit_rpd)
-    .bind(limits.rate_limit_tpm)
-    .bind(limits.max_concurrent)
-    .bind(i64::from(limits.no_fallback))
-    .execute(db)
-    .await?;
+         rate_limit_rpd = $13, rate_limit_tpm = $14, max_concurrent = $15, no_fallback = $16 \
+         WHERE id = $9 AND spent - {leased} <= COALESCE($3, spent)"
+    );
+    let done = sqlx::query(&sql)
+        .bind(name)
+        .bind(status)
+        .bind(limits.spend_limit)
+        .bind(limits.expires_at)
+        .bind(limits.allowed_models.as_deref())
+        .bind(limits.allowed_ips.as_deref())
+        .bind(limits.rate_limit_rpm)
+        .bind(now_ms())
+        .bind(id)
+        .bind(limits.budget)
+        .bind(limits.budget_period.as_deref())
+        .bind(limits.budget_anchor)
+        .bind(limits.rate_limit_rpd)
+        .bind(limits.rate_limit_tpm)
+        .bind(limits.max_concurrent)
+        .bind(i64::from(limits.no_fallback))
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() == 1)
 }

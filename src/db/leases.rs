@@ -13,7 +13,7 @@ use sqlx::{AnyConnection, Row};
 /// The database's clock in unix ms, as SQL for `conn`'s engine. Leases expire by it, not by the
 /// clock of the process that writes or sweeps them, so replicas whose clocks disagree still agree
 /// on which leases are live.
-fn clock(conn: &AnyConnection) -> &'static str {
+pub(super) fn clock(conn: &AnyConnection) -> &'static str {
     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
         "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
     } else {

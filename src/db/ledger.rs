@@ -259,17 +259,19 @@ pub async fn key_spend_within_limit(
     Ok(done.rows_affected() == 1)
 }
 
-/// Moves a key's spend by `delta`, clamped to `[0, spend_limit]`, and stamps its last use. Of
-/// `by_window` (window start, delta), the budget's count takes the delta of the window it counts
-/// (clamped to `[0, budget]`); deltas of windows that have passed change nothing.
+/// Moves a key's spend by `delta`, clamped to `[0, spend_limit]`, and stamps its last use when
+/// `used` (a settlement, not a lease's return). Of `by_window` (window start, delta), the budget's
+/// count takes the delta of the window it counts (clamped to `[0, budget]`); deltas of windows
+/// that have passed change nothing.
 pub async fn key_adjust_spent(
     conn: &mut AnyConnection,
     key_id: i64,
     delta: i64,
     by_window: &[(i64, i64)],
+    used: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE api_keys SET last_used_at = $3, spent = CASE \
+        "UPDATE api_keys SET last_used_at = CASE WHEN $4 = 1 THEN $3 ELSE last_used_at END, spent = CASE \
            WHEN spent + $1 < 0 THEN 0 \
            WHEN spend_limit IS NOT NULL AND spent + $1 > spend_limit THEN spend_limit \
            ELSE spent + $1 END \
@@ -278,6 +280,7 @@ pub async fn key_adjust_spent(
     .bind(delta)
     .bind(key_id)
     .bind(now_ms())
+    .bind(i64::from(used))
     .execute(&mut *conn)
     .await?;
     for &(window, delta) in by_window.iter().filter(|(window, delta)| *window > 0 && *delta != 0) {

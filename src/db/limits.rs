@@ -169,11 +169,14 @@ pub async fn user_budget_count<'e>(
     db: impl Executor<'e, Database = Any>,
     user_id: i64,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let row = sqlx::query("SELECT budget_window, budget_spent FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(db)
-        .await?;
-    row.map(|r| Ok((r.try_get("budget_window")?, r.try_get("budget_spent")?))).transpose()
+    // What was charged: the count less what gateway processes reserved on it ahead.
+    let leased = super::budget_leases::leased_sql("user", "users.id", Some("users.budget_window"));
+    let sql = format!(
+        "SELECT budget_window, CASE WHEN budget_spent > {leased} THEN budget_spent - {leased} ELSE 0 END AS spent \
+         FROM users WHERE id = $1"
+    );
+    let row = sqlx::query(&sql).bind(user_id).fetch_optional(db).await?;
+    row.map(|r| Ok((r.try_get("budget_window")?, r.try_get("spent")?))).transpose()
 }
 
 /// A user whose budget count crossed the warning threshold in a window not yet warned about.
@@ -194,10 +197,11 @@ pub async fn claim_budget_warnings<'e>(
 ) -> Result<Vec<BudgetCrossing>, sqlx::Error> {
     // `budget / 100 * percent` rather than `budget_spent * 100`: no overflow for any amount.
     let budget = "COALESCE(budget, (SELECT g.budget FROM groups g WHERE g.name = users.group_name))";
+    let leased = super::budget_leases::leased_sql("user", "users.id", Some("users.budget_window"));
     let sql = format!(
         "UPDATE users SET budget_warned_window = budget_window \
          WHERE status = 'active' AND budget_window > budget_warned_window AND {budget} > 0 \
-           AND budget_spent >= {budget} / 100 * $1 \
+           AND budget_spent - {leased} >= {budget} / 100 * $1 \
          RETURNING id, budget_spent, budget_window"
     );
     let rows = sqlx::query(&sql).bind(percent).fetch_all(db).await?;

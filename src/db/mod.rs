@@ -13,6 +13,7 @@ pub mod access_tokens;
 pub mod all_logs;
 pub mod api_keys;
 pub mod audit;
+pub mod budget_leases;
 pub mod capabilities;
 pub mod changes;
 pub mod channel_keys;

@@ -118,6 +118,14 @@ impl Budget {
         self.period.window(now, self.anchor, offset)
     }
 
+    /// A fingerprint of the budget's amount, period and anchor: reservations made ahead under one
+    /// budget (budget leases) are not used under another.
+    pub fn terms(&self) -> i64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&(self.amount, self.period as u8, self.anchor), &mut hasher);
+        std::hash::Hasher::finish(&hasher) as i64
+    }
+
     /// What the key has spent in the window containing `now`, given the stored count and the
     /// window it counts (a count of an earlier window is nothing now).
     pub fn spent_now(&self, now: i64, offset: UtcOffset, counted_window: i64, counted: i64) -> i64 {

@@ -1,5 +1,6 @@
-//! A hold refused because the user's balance sits in other replicas' leases: this replica asks
-//! them to give back what they have not promised (a `LeaseWanted` change notice) and tries again
+//! A hold refused because the user's balance, or a budget of theirs or their key's, sits in other
+//! replicas' leases: this replica asks them to give back what they have not promised (a
+//! `LeaseWanted` change notice, which covers the user's balance and budgets) and tries again
 //! for up to about 0.8 s before answering "insufficient quota". Without it, a small balance
 //! leased whole by one replica would be unspendable on the others until that lease went idle.
 
@@ -46,8 +47,14 @@ pub async fn hold(gateway: &Gateway, request: HoldRequest) -> Result<Hold, Billi
     let mut waits = WAITS_MS.into_iter();
     loop {
         match gateway.billing().hold(request).await {
-            Err(BillingError::HeldElsewhere) => {
-                let Some(wait) = waits.next() else { return Err(BillingError::InsufficientBalance) };
+            Err(e @ (BillingError::HeldElsewhere | BillingError::BudgetHeldElsewhere { .. })) => {
+                let Some(wait) = waits.next() else {
+                    return Err(match e {
+                        BillingError::BudgetHeldElsewhere { key: true } => BillingError::KeyLimitReached,
+                        BillingError::BudgetHeldElsewhere { key: false } => BillingError::UserBudgetSpent,
+                        _ => BillingError::InsufficientBalance,
+                    });
+                };
                 if gateway.gateway().lease_wants.ask(request.user_id) {
                     changes::publish(gateway, Change::LeaseWanted(request.user_id)).await;
                 }

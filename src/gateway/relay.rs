@@ -172,10 +172,14 @@ async fn relay_inner(
         user_id: grant.user_id,
         key_id: grant.key_id,
         amount: hold_amount,
-        key_limited: grant.spend_limited || grant.budget.is_some(),
+        key_limited: grant.spend_limit.is_some() || grant.budget.is_some(),
+        key_terms: grant.lease_terms(),
         budget_window: grant.budget.map_or(0, |b| b.window(budget_now, config.budget_zone).0),
-        user_budget: user_budget
-            .map(|b| UserBudget { window: b.window(budget_now, config.budget_zone).0, limit: b.amount }),
+        user_budget: user_budget.map(|b| UserBudget {
+            window: b.window(budget_now, config.budget_zone).0,
+            limit: b.amount,
+            terms: b.terms(),
+        }),
     };
     let held = hold(state, hold_request, (price, multiplier), log, admitted).await;
     if held.is_err()

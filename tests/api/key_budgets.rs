@@ -16,6 +16,7 @@ db_tests!(
     a_budget_starts_again_when_its_period_turns,
     budgets_are_validated_shown_and_changed,
     the_owner_is_warned_once_per_period,
+    a_budget_with_room_is_reserved_ahead_and_shows_what_was_charged,
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -268,5 +269,40 @@ async fn the_owner_is_warned_once_per_period(backend: Backend) {
     app.gateway.gateway().advance_budget_clock(DAY_MS);
     spend(4).await;
     assert_eq!(warn().await.unwrap(), 0, "off");
+    app.assert_ledger_consistent().await;
+}
+
+/// The key's count as stored: what was charged plus what the gateway reserved ahead.
+async fn stored_count(app: &TestApp, key_id: i64) -> i64 {
+    sqlx::query_scalar("SELECT budget_spent FROM api_keys WHERE id = $1")
+        .bind(key_id)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// A budget with room is reserved ahead, an eighth of its room at a time (a budget lease), so
+/// requests cost no reservation each; what the key shows is what was charged. A lowered budget
+/// holds on the next request: the lease taken under the old one goes back and a new one fits the
+/// new budget.
+async fn a_budget_with_room_is_reserved_ahead_and_shows_what_was_charged(backend: Backend) {
+    let (app, _fake) = setup(backend).await;
+    let (user, key_id, key) = key_with(&app, json!({ "budget": "100.00", "budget_period": "day" })).await;
+    for _ in 0..10 {
+        assert_eq!(app.v1(&key, "/v1/chat/completions", &chat()).await.status(), 200);
+    }
+    app.settled().await;
+    assert_eq!(stored_count(&app, key_id).await, 12_500_000_000, "one lease of 12.50 (an eighth of 100.00)");
+    let view = key_view(&app, user, key_id).await;
+    assert_eq!(view["budget_spent"], "1.00", "the key shows what was charged: {view}");
+
+    let (status, view) =
+        app.admin("PATCH", &format!("/api/admin/keys/{key_id}"), Some(json!({ "budget": "5.00" }))).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(app.v1(&key, "/v1/chat/completions", &chat()).await.status(), 200);
+    app.settled().await;
+    // 11.50 went back; the new lease is an eighth of the 4.00 left: 0.50, of which 0.10 was spent.
+    assert_eq!(stored_count(&app, key_id).await, 1_500_000_000, "the old lease went back, a smaller one taken");
+    assert_eq!(key_view(&app, user, key_id).await["budget_spent"], "1.10");
     app.assert_ledger_consistent().await;
 }

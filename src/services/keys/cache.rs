@@ -39,8 +39,8 @@ pub struct Grant {
     pub max_concurrent: Option<usize>,
     /// The key may be answered by its group's fallback models.
     pub fallback: bool,
-    /// The key has a spend limit (holds reserve on it).
-    pub spend_limited: bool,
+    /// The key's lifetime spend limit (holds reserve on it).
+    pub spend_limit: Option<i64>,
     /// The key's budget per period (holds reserve on it too).
     pub budget: Option<Budget>,
     /// The user's own budget and rate limits; their group's (in the routing snapshot) apply
@@ -67,10 +67,17 @@ impl Grant {
             rate_limit_tpm: row.rate_limit_tpm.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             max_concurrent: row.max_concurrent.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             fallback: !row.no_fallback,
-            spend_limited: row.spend_limit.is_some(),
+            spend_limit: row.spend_limit,
             budget: Budget::from_stored(row.budget, row.budget_period.as_deref(), row.budget_anchor),
             user_limits: row.user_limits.limits(),
         }
+    }
+
+    /// A fingerprint of the key's spend limit and budget: a budget lease taken under others is
+    /// given back rather than used.
+    pub fn lease_terms(&self) -> i64 {
+        let limit = self.spend_limit.unwrap_or(-1).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64);
+        limit ^ self.budget.map_or(-1, |b| b.terms())
     }
 
     pub fn may_use_model(&self, model: &str) -> bool {
@@ -252,7 +259,7 @@ mod tests {
             rate_limit_tpm: None,
             max_concurrent: None,
             fallback: true,
-            spend_limited: false,
+            spend_limit: None,
             budget: None,
             user_limits: Limits::default(),
         }

@@ -500,7 +500,9 @@ pub async fn budget_refusal(
 ) -> Option<BudgetRefusal> {
     let key = api_keys::get(state.db().pool(), key_id).await.ok()??;
     let budget = key.budget()?;
-    let spent = budget.spent_now(now, zone, key.budget_window, key.budget_spent);
+    // The count as the reservation saw it: other processes' leases on it take room too.
+    let (window, counted) = api_keys::budget_count(state.db().pool(), key_id).await.ok()??;
+    let spent = budget.spent_now(now, zone, window, counted);
     (spent.saturating_add(amount) > budget.amount).then(|| BudgetRefusal {
         budget,
         resets_at: budget.window(now, zone).1,

@@ -3,6 +3,7 @@
 //! that much of their own budget (or their group's). Checked by the maintenance loop, never on
 //! the request path; claimed in one statement, so replicas never both send it.
 
+use crate::db::budget_leases::{self, Account};
 use crate::db::limits::{self, Owner};
 use crate::db::{api_keys, users};
 use crate::domain::budget::Budget;
@@ -40,6 +41,9 @@ pub async fn warn_budgets(state: &AppState) -> Result<usize, sqlx::Error> {
             continue;
         }
         let name = if key.name.is_empty() { format!("#{}", key.key_id) } else { key.name.clone() };
+        // What was charged: the count less what gateway processes reserved on it ahead.
+        let leased = budget_leases::leased(state.db().pool(), Account::Key(key.key_id), key.budget_window).await?;
+        let spent = key.budget_spent.saturating_sub(leased).max(0);
         let mail = ActionMail {
             lang: Lang::En,
             site_name: site.site_name.clone(),
@@ -50,7 +54,7 @@ pub async fn warn_budgets(state: &AppState) -> Result<usize, sqlx::Error> {
             footnote: "You receive this once per period for each key with a budget.",
             details: vec![
                 ("Key", name),
-                ("Spent", format!("{} of {}", Money(key.budget_spent), Money(key.budget))),
+                ("Spent", format!("{} of {}", Money(spent), Money(key.budget))),
                 ("Starts again", crate::domain::budget::rfc3339(ends, zone)),
             ],
         };
@@ -68,6 +72,8 @@ async fn warn_users(state: &AppState, percent: i64, now: i64, zone: time::UtcOff
     let mut sent = 0;
     for crossing in limits::claim_budget_warnings(state.db().writer(), percent).await? {
         let Some(owner) = users::summary(state.db().pool(), crossing.user_id).await? else { continue };
+        let leased = budget_leases::leased(state.db().pool(), Account::User(owner.id), crossing.window).await?;
+        let spent = crossing.spent.saturating_sub(leased).max(0);
         let own = limits::get(state.db().pool(), Owner::User(owner.id)).await?.unwrap_or_default();
         let group = limits::get(state.db().pool(), Owner::Group(&owner.group)).await?.unwrap_or_default();
         let Some(budget) = own.budget().or(group.budget()) else { continue };
@@ -85,7 +91,7 @@ async fn warn_users(state: &AppState, percent: i64, now: i64, zone: time::UtcOff
             link: link.to_string(),
             footnote: "You receive this once per period.",
             details: vec![
-                ("Spent", format!("{} of {}", Money(crossing.spent), Money(budget.amount))),
+                ("Spent", format!("{} of {}", Money(spent), Money(budget.amount))),
                 ("Period", budget.period.adjective().to_string()),
                 ("Starts again", crate::domain::budget::rfc3339(ends, zone)),
             ],

@@ -309,7 +309,8 @@ async fn a_change_on_one_replica_is_in_force_on_the_others_within_a_second() {
 /// A replica SIGKILLed with streams open: what it had in flight is not charged (the loss bound of
 /// docs/operations.md: its holds), nothing is charged twice, and its leases end by expiry (at
 /// most a lease's lifetime, 60 s, after their last renewal, plus one sweep) so the rest of the
-/// balance is spendable on the replica left, down to zero and no further.
+/// balance is spendable on the replica left, down to zero and no further. The same for its
+/// leases on the key's and the user's budgets: what it reserved ahead stops counting as spent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice() {
     use crate::support::fake_openai::{Behavior, FakeOpenAi};
@@ -319,6 +320,16 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
     let survivors = servers;
     let fake = FakeOpenAi::start(Behavior::Slow { chunks: 100, interval: Duration::from_millis(100) }).await;
     let Customer { user, key } = customer(&a, &fake.base_url("c"), "0.10", "1.00").await;
+    // Budgets big enough to be leased (a slice of an eighth of their room covers several holds).
+    let budget = json!({ "budget": "20.00", "budget_period": "day" });
+    let (status, view) =
+        admin(&a, "PATCH", &format!("/api/admin/users/{user}"), Some(json!({ "limits": budget }))).await;
+    assert_eq!(status, 200, "{view}");
+    let (status, keys) = admin(&a, "GET", &format!("/api/admin/users/{user}/keys"), None).await;
+    assert_eq!(status, 200, "{keys}");
+    let key_id = keys["data"][0]["id"].as_i64().unwrap();
+    let (status, view) = admin(&a, "PATCH", &format!("/api/admin/keys/{key_id}"), Some(budget.clone())).await;
+    assert_eq!(status, 200, "{view}");
 
     // Three streams open on A.
     let body = json!({ "model": "m", "stream": true, "messages": [{ "role": "user", "content": "hi" }] });
@@ -351,10 +362,33 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
             .unwrap()
     };
     assert!(held().await > 0, "the killed replica left its lease behind");
+    let budgets_held = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM budget_leases WHERE holder = 'replica-0' AND amount > 0")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+    };
+    // The raw counts: what was charged plus what processes reserved ahead.
+    let counts = || async {
+        let key: i64 = sqlx::query_scalar("SELECT budget_spent FROM api_keys WHERE id = $1")
+            .bind(key_id)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        let user: i64 = sqlx::query_scalar("SELECT budget_spent FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        (key, user)
+    };
+    assert_eq!(budgets_held().await, 2, "the killed replica left its key and user budget leases behind");
+    let (key_count, user_count) = counts().await;
+    assert!(key_count > 300_000_000 && user_count > 300_000_000, "leased ahead: {key_count}, {user_count}");
 
-    // Its lease ends by expiry, swept by the survivor, within the stated bound.
+    // Its leases end by expiry, swept by the survivor, within the stated bound.
     let killed = Instant::now();
-    while held().await > 0 {
+    while held().await > 0 || budgets_held().await > 0 {
         assert!(killed.elapsed() < Duration::from_secs(75), "the dead replica's lease outlived 60 s + a sweep");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -389,6 +423,8 @@ async fn a_replica_killed_mid_stream_frees_its_leases_and_charges_nothing_twice(
         let (code, log) = survivor.stop().await;
         assert_eq!(code, 0, "{}", log.join("\n"));
     }
+    // Stopped cleanly, the survivors gave their budget leases back: the counts are the charges.
+    assert_eq!(counts().await, (1_000_000_000, 1_000_000_000), "the budgets count exactly what was charged");
 }
 
 /// Replicas started together on one empty database: one migrates (under sqlx's advisory lock),

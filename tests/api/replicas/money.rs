@@ -205,3 +205,71 @@ async fn a_balance_leased_by_one_replica_is_spendable_on_the_others() {
     assert_eq!(charges(&db, user).await, 3);
     assert_audit_clean(&db).await;
 }
+
+/// Budgets one replica leased part of are spendable to the last request on another: a replica
+/// short of a budget's room asks the others (the same `lease_wanted` notice as for balances) to
+/// give back what they reserved ahead and have not promised. The key's and the user's budgets of
+/// 4.00 cover exactly 40 requests at 0.10, whichever replica serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_leased_by_one_replica_is_spendable_on_the_others() {
+    let Funded { servers, url, user, key, fake, .. } = funded("100.00").await;
+    let budget = json!({ "budget": "4.00", "budget_period": "day" });
+    let (status, view) =
+        admin(&servers[0], "PATCH", &format!("/api/admin/users/{user}"), Some(json!({ "limits": budget }))).await;
+    assert_eq!(status, 200, "{view}");
+    let (status, keys) = admin(&servers[0], "GET", &format!("/api/admin/users/{user}/keys"), None).await;
+    assert_eq!(status, 200, "{keys}");
+    let key_id = keys["data"][0]["id"].as_i64().unwrap();
+    let (status, view) = admin(&servers[0], "PATCH", &format!("/api/admin/keys/{key_id}"), Some(budget)).await;
+    assert_eq!(status, 200, "{view}");
+
+    let client = reqwest::Client::new();
+    let body = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] });
+    let send = |port: u16| {
+        let request = client.post(at(port, "/v1/chat/completions")).bearer_auth(&key).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    // The first request on a: a leases slices of both budgets and uses one request of each.
+    assert_eq!(send(servers[0].port).await.0, 200);
+    let leased: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM budget_leases WHERE holder = 'replica-0' AND amount >= 200000000")
+            .fetch_one(open(&url).await.pool())
+            .await
+            .unwrap();
+    assert_eq!(leased, 2, "a reserved ahead on the key's budget and on the user's");
+    // The rest on b, to the last request the budgets cover, and one more.
+    let mut served = 1;
+    let refusal = loop {
+        let (status, text) = send(servers[1].port).await;
+        match status {
+            200 => served += 1,
+            _ => break (status, text),
+        }
+        assert!(served <= 40, "served beyond the budget");
+    };
+    assert_eq!(served, 40, "the budgets' whole room, though a held part of it");
+    assert_eq!(refusal.0, 429, "{}", refusal.1);
+    assert!(refusal.1.contains("daily budget of 4.00"), "{}", refusal.1);
+    assert_eq!(fake.received().len(), 40);
+    for server in servers {
+        let (code, log) = server.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+    }
+    let db = open(&url).await;
+    assert_eq!(charges(&db, user).await, 40);
+    let key_count: i64 = sqlx::query_scalar("SELECT budget_spent FROM api_keys WHERE id = $1")
+        .bind(key_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let user_count: i64 = sqlx::query_scalar("SELECT budget_spent FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!((key_count, user_count), (4_000_000_000, 4_000_000_000), "stopped, every lease was given back");
+    assert_audit_clean(&db).await;
+}
