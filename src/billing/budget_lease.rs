@@ -189,13 +189,7 @@ impl BudgetLeases {
             return ChargePlan { from_lease: 0, beyond: cost };
         };
         lease.held -= held;
-        if cost <= held {
-            lease.available += held - cost;
-            return ChargePlan { from_lease: cost, beyond: 0 };
-        }
-        let more = (cost - held).min(lease.available);
-        lease.available -= more;
-        ChargePlan { from_lease: held + more, beyond: cost - held - more }
+        ChargePlan::ending(&mut lease.available, held, cost)
     }
 
     /// Puts back an amount planned for a charge the database did not take: the row still has it.

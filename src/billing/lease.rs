@@ -90,6 +90,21 @@ pub struct ChargePlan {
     pub beyond: i64,
 }
 
+impl ChargePlan {
+    /// Ends a promise of `held` at `cost` against a lease with `available` unpromised (balance
+    /// and budget leases alike): what is not charged becomes available again; a cost beyond the
+    /// promise takes what the lease has left, then goes beyond it.
+    pub(crate) fn ending(available: &mut i64, held: i64, cost: i64) -> Self {
+        if cost <= held {
+            *available += held - cost;
+            return Self { from_lease: cost, beyond: 0 };
+        }
+        let more = (cost - held).min(*available);
+        *available -= more;
+        Self { from_lease: held + more, beyond: cost - held - more }
+    }
+}
+
 impl Leases {
     /// `holder` names this process in `balance_leases`; it must be unique among the processes
     /// sharing the database (see [`holder_name`]).
@@ -224,13 +239,7 @@ impl Leases {
             return ChargePlan { from_lease: 0, beyond: cost };
         };
         lease.held -= held;
-        if cost <= held {
-            lease.available += held - cost;
-            return ChargePlan { from_lease: cost, beyond: 0 };
-        }
-        let more = (cost - held).min(lease.available);
-        lease.available -= more;
-        ChargePlan { from_lease: held + more, beyond: cost - held - more }
+        ChargePlan::ending(&mut lease.available, held, cost)
     }
 
     /// The unpromised part of every lease unused for `idle`, to give back: `(user, amount)`.
