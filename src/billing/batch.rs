@@ -1,11 +1,11 @@
-//! The gateway's billing: holds promised from balance leases in memory, and group commit for
-//! everything that must reach the database.
+//! The gateway's billing: holds promised from balance and budget leases in memory, and group
+//! commit for everything that must reach the database.
 //!
 //! One writer task takes every operation queued while the previous transaction ran and applies
-//! them together: one lease charge per user and one spend update per key for the whole batch, and
-//! multi-row inserts for the ledger and the request log. Reservations on keys' spend limits (the
-//! only part of a hold that needs the database, and only for keys with a limit) commit on their
-//! own, first, since requests wait for them. If a batch fails as a whole, its operations are
+//! them together: one lease charge per user and per budget lease, one spend update per key for the
+//! whole batch, and multi-row inserts for the ledger and the request log. A hold reaches the
+//! database only to take a lease (see [`super::lease`] and [`super::budget_lease`]), in a
+//! transaction of its own. If a batch fails as a whole, its operations are
 //! retried one at a time, so one bad operation cannot fail the others; when the writer is gone
 //! (shutdown), operations apply directly, one transaction each.
 //!
@@ -61,12 +61,10 @@ impl Charge {
     /// The key's budget (`key`) or the user's this charge counts on: the lease's account and
     /// window, and the charge's part from the lease and beyond it.
     fn budget(&self, key: bool) -> Option<(Account, i64, ChargePlan)> {
-        let hold = &self.hold;
-        if key {
-            Some((Account::Key(hold.key_id), hold.budget_window, self.budgets.key?))
-        } else {
-            Some((Account::User(hold.user_id), hold.user_budget?.window, self.budgets.user?))
-        }
+        let (key_ask, user_ask) = self.hold.budget_asks(0);
+        let (ask, plan) = if key { (key_ask, self.budgets.key) } else { (user_ask, self.budgets.user) };
+        let ask = ask?;
+        Some((ask.account, ask.window, plan?))
     }
 }
 
@@ -169,8 +167,9 @@ impl Batcher {
         self.budgets.renew(&self.db).await
     }
 
-    /// Promises `amount` of the user's balance to a request (in memory, from a lease) and, when
-    /// the key has a spend limit, reserves it on the key (in the database).
+    /// Promises `amount` of the user's balance to a request and, when the key has a spend limit or
+    /// a budget and when the user has a budget, reserves it on those too: each in memory, from a
+    /// lease.
     pub async fn hold(&self, request: HoldRequest) -> Result<Hold, BillingError> {
         let HoldRequest { user_id, key_id, amount, key_limited, key_terms, budget_window, user_budget } = request;
         let hold = Hold { user_id, key_id, amount: amount.max(0), key_limited, budget_window, user_budget };
@@ -487,8 +486,9 @@ async fn apply_books(
         ledger::key_adjust_spent(&mut tx, key, delta, &by_window, true).await?;
     }
     let budgeted = fresh.iter().copied().filter(|&i| user_beyond[i] != 0);
-    let user_window = |i: usize| (charges[i].hold.user_id, charges[i].hold.user_budget.map_or(0, |b| b.window));
-    for ((user, window), idxs) in group_by(budgeted, user_window) {
+    let user_window = |i: usize| charges[i].budget(false).map(|(account, window, _)| (account, window));
+    for (line, idxs) in group_by(budgeted, user_window) {
+        let Some((Account::User(user), window)) = line else { continue };
         let delta: i64 = idxs.iter().map(|&i| user_beyond[i]).sum();
         ledger::user_budget_adjust(&mut tx, user, window, delta).await?;
     }
